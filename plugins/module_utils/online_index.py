@@ -1,0 +1,568 @@
+# -*- coding: utf-8 -*-
+# Shared engine of the online index modules: input validation, catalog reads, the decision of what each
+# index needs, and the concurrent DDL with lock-timeout retries.
+#
+# The decision logic (validate_specs, column_errors, compare_index, decide_actions, backoff_seconds)
+# takes plain data and returns plain data, so tests/unit runs it without a server. Everything that
+# talks to PostgreSQL is in the functions below them and in OnlineIndexRunner.
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import random
+import time
+
+# PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes; a longer name would silently become
+# another name, so it is refused instead.
+MAX_IDENTIFIER_BYTES = 63
+
+# SQLSTATEs a retry can cure: lock_not_available (lock_timeout) and deadlock_detected.
+RETRYABLE_SQLSTATES = ('55P03', '40P01')
+
+ACTION_CREATE = 'created'
+ACTION_REBUILD = 'rebuilt'
+ACTION_UNCHANGED = 'unchanged'
+ACTION_DROP = 'dropped'
+
+# Relation kinds CREATE INDEX CONCURRENTLY accepts: tables and materialized views. Partitioned
+# tables ('p') are refused by PostgreSQL for concurrent builds, so they are refused here first.
+INDEXABLE_RELKINDS = ('r', 'm')
+
+INDEX_SPEC_OPTIONS = dict(
+    name=dict(type='str', required=True),
+    columns=dict(type='list', elements='str'),
+    unique=dict(type='bool', default=False),
+    method=dict(type='str', default='btree'),
+    where=dict(type='str'),
+    include=dict(type='list', elements='str', default=[]),
+)
+
+
+def index_spec_argument_spec():
+    """Argument spec of one item of the C(indexes) option, shared by both modules."""
+    return dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS)
+
+
+def identifier_error(kind, value):
+    """Return why C(value) is not a usable PostgreSQL identifier, or None."""
+    if value is None or value == '':
+        return '%s is empty' % kind
+    if not isinstance(value, str):
+        return '%s %r is not a string' % (kind, value)
+    if len(value.encode('utf-8')) > MAX_IDENTIFIER_BYTES:
+        return ('%s "%s" is %d bytes long; PostgreSQL identifiers are at most %d bytes and a longer one '
+                'would be silently truncated: choose a shorter name'
+                % (kind, value, len(value.encode('utf-8')), MAX_IDENTIFIER_BYTES))
+    if value != value.strip():
+        return '%s "%s" has leading or trailing white space' % (kind, value)
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        return '%s %r contains a control character' % (kind, value)
+    return None
+
+
+def validate_specs(schema, table, specs, state):
+    """Check the input alone (no catalog): identifiers, duplicates, required columns.
+
+    Returns a list of error strings; empty when the input is usable.
+    """
+    errors = []
+    for kind, value in (('schema', schema), ('table', table)):
+        error = identifier_error(kind, value)
+        if error:
+            errors.append(error)
+    if not specs:
+        errors.append('no indexes given for table "%s"' % table)
+    seen = set()
+    for position, spec in enumerate(specs or [], start=1):
+        name = spec.get('name')
+        label = 'index #%d of table "%s"' % (position, table)
+        error = identifier_error('index name', name)
+        if error:
+            errors.append('%s: %s' % (label, error))
+            continue
+        label = 'index "%s"' % name
+        if name in seen:
+            errors.append('%s is listed twice: each index name must be unique' % label)
+        seen.add(name)
+        if state == 'absent':
+            continue
+        columns = spec.get('columns') or []
+        include = spec.get('include') or []
+        if not columns:
+            errors.append('%s has no columns' % label)
+        for column in columns + include:
+            error = identifier_error('column', column)
+            if error:
+                errors.append('%s: %s' % (label, error))
+        repeated = sorted(set(c for c in columns if columns.count(c) > 1))
+        if repeated:
+            errors.append('%s lists column(s) %s more than once' % (label, ', '.join(repeated)))
+        overlap = sorted(set(columns) & set(include))
+        if overlap:
+            errors.append('%s has column(s) %s both as key and in include' % (label, ', '.join(overlap)))
+        error = identifier_error('access method', spec.get('method'))
+        if error:
+            errors.append('%s: %s' % (label, error))
+        if spec.get('unique') and spec.get('method', 'btree') != 'btree':
+            errors.append('%s: only btree indexes can be unique' % label)
+        if spec.get('where') is not None and not str(spec['where']).strip():
+            errors.append('%s has an empty where predicate' % label)
+    return errors
+
+
+def column_errors(qualified_table, specs, table_columns):
+    """Name every planned column missing from the table (C(table_columns) is a set of names)."""
+    errors = []
+    for spec in specs:
+        missing = [c for c in (spec.get('columns') or []) + (spec.get('include') or [])
+                   if c not in table_columns]
+        if missing:
+            errors.append('index "%s": column(s) %s do not exist in table %s (it has: %s)'
+                          % (spec['name'], ', '.join('"%s"' % c for c in missing), qualified_table,
+                             ', '.join(sorted(table_columns))))
+    return errors
+
+
+def compare_index(existing, desired):
+    """Return the differences between an existing index (catalog facts) and a desired spec.
+
+    C(existing) is a dict as read by read_existing_indexes; C(desired) is an index spec with
+    C(schema), C(table) and, when it has a predicate, C(normalized_where) (PostgreSQL's own
+    rendering of it). An empty list means the definitions match.
+    """
+    differences = []
+    if (existing['table_schema'], existing['table']) != (desired['schema'], desired['table']):
+        differences.append('it is on table %s.%s, not %s.%s'
+                           % (existing['table_schema'], existing['table'], desired['schema'], desired['table']))
+        return differences
+    if existing['unique'] != bool(desired.get('unique')):
+        differences.append('unique is %s, planned %s' % (existing['unique'], bool(desired.get('unique'))))
+    if existing['method'] != desired.get('method', 'btree'):
+        differences.append('method is %s, planned %s' % (existing['method'], desired.get('method', 'btree')))
+    if existing['key_columns'] != list(desired.get('columns') or []):
+        differences.append('key columns are %s, planned %s'
+                           % (_column_list(existing['key_columns']), _column_list(desired.get('columns'))))
+    if existing['include_columns'] != list(desired.get('include') or []):
+        differences.append('include columns are %s, planned %s'
+                           % (_column_list(existing['include_columns']), _column_list(desired.get('include'))))
+    planned_predicate = desired.get('normalized_where')
+    if existing['predicate'] != planned_predicate:
+        differences.append('predicate is %s, planned %s'
+                           % (existing['predicate'] or 'none', planned_predicate or 'none'))
+    for extra in existing.get('extras') or []:
+        differences.append('it has %s, which the plan does not' % extra)
+    return differences
+
+
+def _column_list(columns):
+    return '(%s)' % ', '.join('expression' if c is None else c for c in (columns or []))
+
+
+def decide_actions(desired_specs, existing_by_name, state):
+    """Decide, for each planned index, what to do given what the catalog holds.
+
+    Returns (decisions, errors). A decision is a dict with the spec, the existing index (or None)
+    and an C(action) among created, rebuilt, unchanged and dropped. Any error means nothing may run.
+    """
+    decisions = []
+    errors = []
+    for spec in desired_specs:
+        existing = existing_by_name.get(spec['name'])
+        qualified = '%s.%s' % (spec['schema'], spec['name'])
+        if existing is not None and existing['relkind'] not in ('i', 'I'):
+            errors.append('"%s" already exists and is not an index (relation kind %s): choose another index '
+                          'name' % (qualified, existing['relkind']))
+            continue
+        if state == 'absent':
+            if existing is None:
+                decisions.append(dict(spec=spec, existing=None, action=ACTION_UNCHANGED))
+            elif (existing['table_schema'], existing['table']) != (spec['schema'], spec['table']):
+                errors.append('index "%s" belongs to table %s.%s, not %s.%s: it is not this plan\'s index; '
+                              'nothing was dropped' % (qualified, existing['table_schema'], existing['table'],
+                                                       spec['schema'], spec['table']))
+            elif existing['constraint']:
+                errors.append('index "%s" backs constraint "%s": drop the constraint instead (ALTER TABLE ... '
+                              'DROP CONSTRAINT); nothing was dropped' % (qualified, existing['constraint']))
+            else:
+                decisions.append(dict(spec=spec, existing=existing, action=ACTION_DROP))
+            continue
+        if existing is None:
+            decisions.append(dict(spec=spec, existing=None, action=ACTION_CREATE))
+            continue
+        if existing['build_in_progress_pid']:
+            errors.append('index "%s" is being built right now by backend pid %s: wait for that build to finish '
+                          '(see pg_stat_progress_create_index) and rerun' % (qualified, existing['build_in_progress_pid']))
+            continue
+        differences = compare_index(existing, spec)
+        if differences and (existing['valid'] or existing['table'] != spec['table']
+                            or existing['table_schema'] != spec['schema']):
+            errors.append('index "%s" exists with a different definition (%s).\n  existing: %s\n  planned:  %s\n'
+                          'Rename the planned index, or drop the existing one deliberately '
+                          '(DROP INDEX CONCURRENTLY) and rerun; nothing was changed.'
+                          % (qualified, '; '.join(differences), existing['definition'], spec['display_definition']))
+            continue
+        if not existing['valid']:
+            if existing['constraint']:
+                errors.append('index "%s" is INVALID and backs constraint "%s": repair the constraint first'
+                              % (qualified, existing['constraint']))
+                continue
+            decisions.append(dict(spec=spec, existing=existing, action=ACTION_REBUILD))
+        else:
+            decisions.append(dict(spec=spec, existing=existing, action=ACTION_UNCHANGED))
+    return decisions, errors
+
+
+def backoff_seconds(attempt, base_delay, max_delay=60.0, rand=random.random):
+    """Delay before retry C(attempt) (1-based): exponential, capped, with jitter in [50%, 100%].
+
+    The jitter keeps several runs that hit the same lock from retrying in step.
+    """
+    ceiling = min(max_delay, base_delay * (2 ** (attempt - 1)))
+    return ceiling * (0.5 + rand() / 2)
+
+
+def sqlstate(error):
+    """SQLSTATE of a driver error, for psycopg2 (pgcode) and psycopg 3 (sqlstate)."""
+    return getattr(error, 'sqlstate', None) or getattr(error, 'pgcode', None)
+
+
+def error_text(error):
+    """One-line message of a driver error."""
+    return ' '.join(str(error).split())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Catalog reads and SQL, against a live connection.
+# ---------------------------------------------------------------------------------------------------
+
+TABLE_QUERY = """
+SELECT c.oid, c.relkind,
+       ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum) AS columns
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = %(table)s
+"""
+
+INDEX_METHODS_QUERY = "SELECT amname::text FROM pg_catalog.pg_am WHERE amtype = 'i'"
+
+# Everything about an existing index that can make it differ from a plan entry. Expression columns
+# come back as NULL names; ordering, operator class, collation and NULLS NOT DISTINCT as "extras".
+EXISTING_INDEXES_QUERY = """
+SELECT c.relname::text AS name, c.relkind::text AS relkind,
+       t.relname::text AS "table", tn.nspname::text AS table_schema,
+       i.indisvalid AS valid, i.indisready AS ready, i.indisunique AS "unique",
+       am.amname::text AS method,
+       ARRAY(SELECT a.attname::text
+             FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+             LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE k.ord <= i.indnkeyatts ORDER BY k.ord) AS key_columns,
+       ARRAY(SELECT a.attname::text
+             FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+             LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE k.ord > i.indnkeyatts ORDER BY k.ord) AS include_columns,
+       pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS predicate,
+       pg_catalog.pg_get_indexdef(c.oid) AS definition,
+       (SELECT con.conname::text FROM pg_catalog.pg_constraint con
+        WHERE con.conindid = c.oid AND con.contype IN ('p', 'u', 'x') LIMIT 1) AS "constraint",
+       (SELECT p.pid FROM pg_catalog.pg_stat_progress_create_index p
+        WHERE p.index_relid = c.oid AND p.pid <> pg_catalog.pg_backend_pid() LIMIT 1) AS build_in_progress_pid,
+       array_remove(ARRAY[
+           CASE WHEN EXISTS (SELECT 1 FROM unnest(i.indoption::int2[]) AS o(opt) WHERE o.opt <> 0)
+                THEN 'a DESC or NULLS FIRST ordering' END,
+           CASE WHEN EXISTS (SELECT 1 FROM unnest(i.indclass::oid[]) AS oc(oid)
+                             JOIN pg_catalog.pg_opclass opc ON opc.oid = oc.oid WHERE NOT opc.opcdefault)
+                THEN 'a non-default operator class' END,
+           CASE WHEN EXISTS (SELECT 1 FROM unnest(i.indcollation::oid[], i.indkey::int2[]) AS x(coll, attnum)
+                             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = x.attnum
+                             WHERE x.coll <> 0 AND x.coll <> a.attcollation)
+                THEN 'a non-default collation' END,
+           CASE WHEN coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false)
+                THEN 'NULLS NOT DISTINCT' END
+       ], NULL) AS extras
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+LEFT JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
+WHERE n.nspname = %(schema)s AND c.relname = ANY(%(names)s)
+"""
+
+LOCK_HOLDERS_QUERY = """
+SELECT a.pid, l.mode, l.granted, a.state, a.application_name,
+       round(extract(epoch FROM now() - a.xact_start))::int AS xact_seconds,
+       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120) AS query
+FROM pg_catalog.pg_locks l
+JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+WHERE l.relation = %(oid)s AND l.pid <> pg_catalog.pg_backend_pid()
+ORDER BY a.xact_start NULLS LAST
+LIMIT 10
+"""
+
+# A concurrent build also waits for every transaction older than its snapshots.
+OLD_TRANSACTIONS_QUERY = """
+SELECT a.pid, a.state, a.application_name,
+       round(extract(epoch FROM now() - a.xact_start))::int AS xact_seconds,
+       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120) AS query
+FROM pg_catalog.pg_stat_activity a
+WHERE a.xact_start IS NOT NULL AND a.pid <> pg_catalog.pg_backend_pid()
+  AND a.datname = current_database() AND now() - a.xact_start > interval '1 second'
+ORDER BY a.xact_start
+LIMIT 5
+"""
+
+
+def sql_module():
+    """The C(sql) composition module of the driver community.postgresql's module_utils picked."""
+    from ansible_collections.community.postgresql.plugins.module_utils import postgres
+    from ansible_collections.community.postgresql.plugins.module_utils.version import LooseVersion
+    if postgres.PSYCOPG_VERSION >= LooseVersion('3.0'):
+        from psycopg import sql
+    else:
+        from psycopg2 import sql
+    return sql
+
+
+class OnlineIndexError(Exception):
+    """A problem an operator has to act on; the message says what and what to do."""
+
+
+class OnlineIndexRunner(object):
+    """Plans and applies one table's index specs over an autocommit connection."""
+
+    def __init__(self, connection, lock_timeout='5s', statement_timeout='0', lock_retries=5,
+                 lock_retry_delay=1.0, sleep=time.sleep, log=None):
+        self.connection = connection
+        self.cursor = connection.cursor()
+        self.sql = sql_module()
+        self.lock_timeout = lock_timeout
+        self.lock_retries = lock_retries
+        self.lock_retry_delay = lock_retry_delay
+        self.sleep = sleep
+        self.log = log or (lambda message: None)
+        self.executed_queries = []
+        self._methods = None
+        self._query("SELECT pg_catalog.set_config('application_name', 'pg-zero-downtime', false), "
+                    "pg_catalog.set_config('lock_timeout', %(lock_timeout)s, false), "
+                    "pg_catalog.set_config('statement_timeout', %(statement_timeout)s, false)",
+                    dict(lock_timeout=str(lock_timeout), statement_timeout=str(statement_timeout)))
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _query(self, query, params=None):
+        self.cursor.execute(query, params)
+        if self.cursor.description is None:
+            return []
+        names = [column[0] for column in self.cursor.description]
+        return [dict(zip(names, self._row_values(row, names))) for row in self.cursor.fetchall()]
+
+    @staticmethod
+    def _row_values(row, names):
+        # psycopg 3's dict_row gives dicts, psycopg2's DictCursor gives sequences.
+        if isinstance(row, dict):
+            return [row[name] for name in names]
+        return list(row)
+
+    def render(self, statement):
+        return statement.as_string(self.connection)
+
+    def index_methods(self):
+        if self._methods is None:
+            self._methods = set(row['amname'] for row in self._query(INDEX_METHODS_QUERY))
+        return self._methods
+
+    def read_table(self, schema, table):
+        rows = self._query(TABLE_QUERY, dict(schema=schema, table=table))
+        return rows[0] if rows else None
+
+    def read_existing_indexes(self, schema, names):
+        rows = self._query(EXISTING_INDEXES_QUERY, dict(schema=schema, names=list(names)))
+        return dict((row['name'], row) for row in rows)
+
+    def normalize_predicate(self, schema, table, spec):
+        """PostgreSQL's own rendering of a planned predicate, as pg_get_expr shows an index's.
+
+        An index with the predicate is built on an empty temporary copy of the table inside a
+        transaction that is rolled back, so the real table is only read-locked for an instant. This
+        also proves the predicate valid (columns exist, functions are immutable) before any DDL.
+        """
+        sql = self.sql
+        self.cursor.execute('BEGIN')
+        try:
+            self.cursor.execute(sql.SQL('CREATE TEMPORARY TABLE pgzd_predicate_probe (LIKE {}.{})').format(
+                sql.Identifier(schema), sql.Identifier(table)))
+            self.cursor.execute(sql.SQL('CREATE INDEX pgzd_predicate_probe_idx ON pgzd_predicate_probe ({}) '
+                                        'WHERE {}').format(sql.Identifier(spec['columns'][0]),
+                                                           sql.SQL(spec['where'])))
+            rows = self._query("SELECT pg_catalog.pg_get_expr(indpred, indrelid) AS predicate "
+                               "FROM pg_catalog.pg_index WHERE indexrelid = 'pgzd_predicate_probe_idx'::regclass")
+            return rows[0]['predicate']
+        except Exception as error:  # the driver's errors have no common base class to name here
+            raise OnlineIndexError('index "%s": the where predicate "%s" is not valid on %s.%s: %s'
+                                   % (spec['name'], spec['where'], schema, table, error_text(error)))
+        finally:
+            self.cursor.execute('ROLLBACK')
+
+    # -- SQL ---------------------------------------------------------------------------------------
+
+    def create_statement(self, schema, table, spec, concurrently=True):
+        sql = self.sql
+        parts = [sql.SQL('CREATE UNIQUE INDEX' if spec.get('unique') else 'CREATE INDEX')]
+        if concurrently:
+            parts.append(sql.SQL('CONCURRENTLY IF NOT EXISTS'))
+        parts.append(sql.SQL('{} ON {}.{} USING {} ({})').format(
+            sql.Identifier(spec['name']), sql.Identifier(schema), sql.Identifier(table),
+            sql.Identifier(spec.get('method') or 'btree'),
+            sql.SQL(', ').join(sql.Identifier(c) for c in spec['columns'])))
+        if spec.get('include'):
+            parts.append(sql.SQL('INCLUDE ({})').format(
+                sql.SQL(', ').join(sql.Identifier(c) for c in spec['include'])))
+        if spec.get('where'):
+            parts.append(sql.SQL('WHERE ({})').format(sql.SQL(spec['where'])))
+        return sql.SQL(' ').join(parts)
+
+    def drop_statement(self, schema, name):
+        sql = self.sql
+        return sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}.{}').format(sql.Identifier(schema), sql.Identifier(name))
+
+    # -- planning ----------------------------------------------------------------------------------
+
+    def plan(self, schema, table, specs, state):
+        """Validate one table's specs against the catalog and decide every action; no DDL runs.
+
+        Raises OnlineIndexError listing every problem found.
+        """
+        specs = [dict(spec, schema=schema, table=table) for spec in specs]
+        errors = validate_specs(schema, table, specs, state)
+        if errors:
+            raise OnlineIndexError(self._problems(schema, table, errors))
+        qualified_table = '%s.%s' % (schema, table)
+        table_row = None
+        if state == 'present':
+            table_row = self.read_table(schema, table)
+            if table_row is None:
+                raise OnlineIndexError(self._problems(schema, table, [
+                    'table %s does not exist: check the plan\'s schema and table name (names are case-sensitive, '
+                    'Prisma models are quoted CamelCase)' % qualified_table]))
+            if table_row['relkind'] not in INDEXABLE_RELKINDS:
+                raise OnlineIndexError(self._problems(schema, table, [
+                    '%s is not a plain table or materialized view (relation kind %s); concurrent index builds '
+                    'need one (for a partitioned table, build on each partition)' % (qualified_table, table_row['relkind'])]))
+            errors.extend(column_errors(qualified_table, specs, set(table_row['columns'])))
+            methods = self.index_methods()
+            for spec in specs:
+                if spec.get('method') not in methods:
+                    errors.append('index "%s": access method "%s" does not exist here (available: %s)'
+                                  % (spec['name'], spec.get('method'), ', '.join(sorted(methods))))
+            if errors:
+                raise OnlineIndexError(self._problems(schema, table, errors))
+            for spec in specs:
+                spec['normalized_where'] = None
+                if spec.get('where'):
+                    try:
+                        spec['normalized_where'] = self.normalize_predicate(schema, table, spec)
+                    except OnlineIndexError as error:
+                        errors.append(str(error))
+                spec['display_definition'] = self.render(self.create_statement(schema, table, spec, concurrently=False))
+            if errors:
+                raise OnlineIndexError(self._problems(schema, table, errors))
+        existing = self.read_existing_indexes(schema, [spec['name'] for spec in specs])
+        decisions, errors = decide_actions(specs, existing, state)
+        if errors:
+            raise OnlineIndexError(self._problems(schema, table, errors))
+        for decision in decisions:
+            decision['table_oid'] = table_row['oid'] if table_row else None
+            decision['statements'] = self.statements_for(decision)
+        return decisions
+
+    @staticmethod
+    def _problems(schema, table, errors):
+        return ('The index plan for table %s.%s cannot be applied; nothing was changed:\n- %s'
+                % (schema, table, '\n- '.join(errors)))
+
+    def statements_for(self, decision):
+        spec = decision['spec']
+        statements = []
+        if decision['action'] in (ACTION_REBUILD, ACTION_DROP):
+            statements.append(self.render(self.drop_statement(spec['schema'], spec['name'])))
+        if decision['action'] in (ACTION_CREATE, ACTION_REBUILD):
+            statements.append(self.render(self.create_statement(spec['schema'], spec['table'], spec)))
+        return statements
+
+    # -- applying ----------------------------------------------------------------------------------
+
+    def apply(self, decision):
+        """Run one decision's DDL. Returns (seconds, lock retries); raises OnlineIndexError on failure."""
+        spec = decision['spec']
+        started = time.monotonic()
+        retries = 0
+        if decision['action'] in (ACTION_REBUILD, ACTION_DROP):
+            retries += self._run_with_retries(self.drop_statement(spec['schema'], spec['name']), spec, decision)
+        if decision['action'] in (ACTION_CREATE, ACTION_REBUILD):
+            retries += self._run_with_retries(self.create_statement(spec['schema'], spec['table'], spec), spec,
+                                              decision, cleanup=True)
+            built = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
+            if built is None or not built['valid']:
+                # CREATE INDEX ... IF NOT EXISTS skips silently when a leftover of that name survived.
+                raise OnlineIndexError('index "%s.%s" is not valid after its build (an INVALID leftover of the same '
+                                       'name could not be dropped): rerun to drop and rebuild it'
+                                       % (spec['schema'], spec['name']))
+        return round(time.monotonic() - started, 3), retries
+
+    def _run_with_retries(self, statement, spec, decision, cleanup=False):
+        """Execute one DDL statement, retrying lock timeouts with backoff. Returns the retries used."""
+        text = self.render(statement)
+        attempts = self.lock_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                self.cursor.execute(statement)
+                self.executed_queries.append(text)
+                return attempt - 1
+            except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+                if sqlstate(error) is None:
+                    raise
+                leftover = self._drop_leftover(spec) if cleanup else None
+                if sqlstate(error) in RETRYABLE_SQLSTATES and attempt < attempts:
+                    delay = backoff_seconds(attempt, self.lock_retry_delay)
+                    self.log('%s: %s; retry %d of %d in %.1fs' % (spec['name'], error_text(error), attempt,
+                                                                  self.lock_retries, delay))
+                    self.sleep(delay)
+                    continue
+                raise OnlineIndexError(self._failure_message(text, decision, error, attempt, leftover))
+
+    def _drop_leftover(self, spec):
+        """Drop the INVALID index a failed concurrent build leaves behind. Returns a note for the message."""
+        state = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
+        if state is None or state['valid']:
+            return None
+        statement = self.drop_statement(spec['schema'], spec['name'])
+        try:
+            self.cursor.execute(statement)
+            self.executed_queries.append(self.render(statement))
+            return 'the INVALID index the failed build left was dropped'
+        except Exception as error:  # same as above: any driver error
+            return ('the INVALID index the failed build left could not be dropped (%s); the next run drops and '
+                    'rebuilds it' % error_text(error))
+
+    def _failure_message(self, text, decision, error, attempts, leftover):
+        lines = ['%s failed after %d attempt(s): %s' % (text, attempts, error_text(error))]
+        if sqlstate(error) in RETRYABLE_SQLSTATES:
+            lines.append('Each attempt gave up after lock_timeout=%s: another session holds a conflicting lock, or a '
+                         'long transaction is still open (a concurrent build waits for every older transaction).'
+                         % self.lock_timeout)
+            if decision.get('table_oid'):
+                holders = self._query(LOCK_HOLDERS_QUERY, dict(oid=decision['table_oid']))
+                for row in holders:
+                    lines.append('  lock holder: pid %(pid)s %(mode)s granted=%(granted)s state=%(state)s '
+                                 'transaction open %(xact_seconds)ss app=%(application_name)s query: %(query)s' % row)
+            for row in self._query(OLD_TRANSACTIONS_QUERY):
+                lines.append('  open transaction: pid %(pid)s state=%(state)s open %(xact_seconds)ss '
+                             'app=%(application_name)s query: %(query)s' % row)
+            lines.append('What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, '
+                         'then rerun: indexes already built are kept and reported unchanged.')
+        if leftover:
+            lines.append(leftover[0].upper() + leftover[1:] + '.')
+        return '\n'.join(lines)

@@ -1,0 +1,310 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: postgresql_online_index
+short_description: Build or drop one table's indexes CONCURRENTLY, idempotently, on a live database
+description:
+  - Brings the indexes of one table to the planned state without blocking writes to it. Every
+    statement is C(CREATE INDEX CONCURRENTLY IF NOT EXISTS) or C(DROP INDEX CONCURRENTLY IF EXISTS),
+    run in autocommit (never inside a transaction block) with every identifier quoted, so quoted
+    camelCase names such as C("teacherId") just work.
+  - Before any DDL it validates the whole input against the catalog (table and columns exist, names fit
+    in 63 bytes, no name twice, the access method exists, predicates are valid) and fails with every
+    problem listed, changing nothing.
+  - An index of the planned name that is INVALID (left by an interrupted or failed concurrent build) is
+    dropped concurrently and rebuilt, and the result says C(rebuilt). An index of the planned name with a
+    different definition fails the task with both definitions shown; nothing is skipped silently.
+  - Waits for locks are bounded by O(lock_timeout) and retried O(lock_retries) times with exponential
+    backoff and jitter. A failed build's INVALID leftover is dropped before the retry or the failure.
+  - The build itself has no statement timeout (O(statement_timeout), default C(0)).
+  - In check mode the module reads the catalog only and returns the exact statements it would run.
+version_added: '0.1.0'
+options:
+  login_db:
+    description:
+      - Name of the database to connect to.
+    type: str
+    aliases: [db]
+  schema:
+    description:
+      - Schema of the table and its indexes.
+    type: str
+    default: public
+  table:
+    description:
+      - The table whose indexes are managed, exactly as named in the catalog (case-sensitive, unquoted).
+    type: str
+    required: true
+  indexes:
+    description:
+      - The indexes of O(table), processed in the order given.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Index name, at most 63 bytes, unique in the schema.
+        type: str
+        required: true
+      columns:
+        description: Key columns, in order. Required when O(state=present).
+        type: list
+        elements: str
+      unique:
+        description: Build a unique index.
+        type: bool
+        default: false
+      method:
+        description: Index access method (C(btree), C(hash), C(gin), C(gist), C(brin), ...).
+        type: str
+        default: btree
+      where:
+        description:
+          - Predicate of a partial index, as SQL. It is plan data written by the operator and is spliced
+            into the statement as written; it is validated against the table before any DDL.
+        type: str
+      include:
+        description: Non-key columns stored in the index (C(INCLUDE)).
+        type: list
+        elements: str
+        default: []
+  state:
+    description:
+      - V(present) builds missing indexes and rebuilds INVALID ones; V(absent) drops the named indexes.
+    type: str
+    choices: [present, absent]
+    default: present
+  lock_timeout:
+    description:
+      - PostgreSQL C(lock_timeout) for the session, bounding each wait for a lock, including the waits of a
+        concurrent build for older transactions. A PostgreSQL interval such as C(5s) or C(500ms).
+    type: str
+    default: 5s
+  lock_retries:
+    description:
+      - How many times a statement that hit O(lock_timeout) (or a deadlock) is retried before the task fails.
+    type: int
+    default: 5
+  lock_retry_delay:
+    description:
+      - Base delay in seconds before the first retry; it doubles on every retry (at most 60 s), with jitter.
+    type: float
+    default: 1.0
+  statement_timeout:
+    description:
+      - PostgreSQL C(statement_timeout) for the session. C(0), the default, lets a long build finish
+        whatever the server or role default is.
+    type: str
+    default: '0'
+  session_role:
+    description:
+      - Switch to this role after connecting; the DDL runs with its privileges.
+    type: str
+seealso:
+  - module: community.postgresql.postgresql_idx
+  - name: Building indexes concurrently
+    description: PostgreSQL documentation of CREATE INDEX CONCURRENTLY.
+    link: https://www.postgresql.org/docs/current/sql-createindex.html#SQL-CREATEINDEX-CONCURRENTLY
+notes:
+  - Needs psycopg2 (or psycopg 3.1+) on the host that runs the module.
+  - A concurrent build waits for every transaction older than it; with a long transaction open the wait
+    hits O(lock_timeout) and is retried. Raise O(lock_timeout) when such transactions are expected.
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+author:
+  - pg-zero-downtime maintainers
+extends_documentation_fragment:
+  - community.postgresql.postgres
+'''
+
+EXAMPLES = r'''
+- name: Ensure the Job table's planned indexes are built online
+  postgresql_online_index:
+    login_host: db.internal
+    login_user: migrator
+    login_password: "{{ vault_migrator_password }}"
+    login_db: app
+    table: Job
+    indexes:
+      - name: Job_teacherId_status_idx
+        columns: [teacherId, status]
+      - name: Job_open_createdAt_idx
+        columns: [createdAt]
+        where: '"closedAt" IS NULL'
+        include: [teacherId]
+
+- name: Drop them again, newest first
+  postgresql_online_index:
+    login_db: app
+    table: Job
+    state: absent
+    lock_timeout: 2s
+    indexes:
+      - name: Job_open_createdAt_idx
+      - name: Job_teacherId_status_idx
+'''
+
+RETURN = r'''
+queries:
+  description:
+    - The statements executed, in order. In check mode, the statements that would be executed.
+  returned: always
+  type: list
+  elements: str
+  sample: ['CREATE INDEX CONCURRENTLY IF NOT EXISTS "Job_createdAt_idx" ON "public"."Job" USING "btree" ("createdAt")']
+indexes:
+  description: One entry per planned index, in input order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Index name.
+      type: str
+      sample: Job_createdAt_idx
+    schema:
+      description: Schema of the index.
+      type: str
+      sample: public
+    table:
+      description: Table of the index.
+      type: str
+      sample: Job
+    action:
+      description:
+        - V(created), V(rebuilt) (an INVALID index was dropped and built again), V(unchanged) or V(dropped).
+          In check mode, what would be done.
+      type: str
+      sample: created
+    seconds:
+      description: Wall time of this index's DDL, lock retries included; 0 when nothing ran.
+      type: float
+      sample: 1.42
+    retries:
+      description: Lock-timeout retries this index needed.
+      type: int
+      sample: 0
+    statements:
+      description: The statements for this index (run, or to run in check mode).
+      type: list
+      elements: str
+    definition:
+      description: C(pg_get_indexdef) of the index after the task; null when it does not exist.
+      type: str
+      sample: CREATE INDEX "Job_createdAt_idx" ON public."Job" USING btree ("createdAt")
+lock_retries_used:
+  description: Total lock-timeout retries of the task.
+  returned: always
+  type: int
+  sample: 0
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.online_index import (
+    ACTION_UNCHANGED,
+    OnlineIndexError,
+    OnlineIndexRunner,
+    index_spec_argument_spec,
+)
+from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
+    connect_to_db,
+    ensure_required_libs,
+    get_conn_params,
+    postgres_common_argument_spec,
+)
+
+
+def describe(decision):
+    """One line of the diff for an index: its definition, marked when INVALID or absent."""
+    existing = decision['existing']
+    if existing is None:
+        return '-- %s: absent' % decision['spec']['name']
+    return '%s%s' % (existing['definition'], '' if existing['valid'] else '  -- INVALID')
+
+
+def planned(decision):
+    if decision['action'] == 'dropped':
+        return '-- %s: absent' % decision['spec']['name']
+    if decision['action'] == ACTION_UNCHANGED:
+        return describe(decision)
+    return decision['spec']['display_definition']
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(
+        login_db=dict(type='str', aliases=['db']),
+        schema=dict(type='str', default='public'),
+        table=dict(type='str', required=True),
+        indexes=index_spec_argument_spec(),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        lock_timeout=dict(type='str', default='5s'),
+        lock_retries=dict(type='int', default=5),
+        lock_retry_delay=dict(type='float', default=1.0),
+        statement_timeout=dict(type='str', default='0'),
+        session_role=dict(type='str'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    ensure_required_libs(module)
+    connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+
+    runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'],
+                               statement_timeout=params['statement_timeout'],
+                               lock_retries=params['lock_retries'], lock_retry_delay=params['lock_retry_delay'],
+                               log=module.warn)
+    result = dict(changed=False, queries=[], indexes=[], lock_retries_used=0)
+    try:
+        decisions = runner.plan(params['schema'], params['table'], params['indexes'], params['state'])
+    except OnlineIndexError as error:
+        connection.close()
+        module.fail_json(msg=str(error), **result)
+
+    pending = [d for d in decisions if d['action'] != ACTION_UNCHANGED]
+    result['changed'] = bool(pending)
+    if module._diff:
+        result['diff'] = dict(before='\n'.join(describe(d) for d in decisions) + '\n',
+                              after='\n'.join(planned(d) for d in decisions) + '\n')
+    for decision in decisions:
+        spec = decision['spec']
+        result['indexes'].append(dict(
+            name=spec['name'], schema=spec['schema'], table=spec['table'], action=decision['action'],
+            seconds=0.0, retries=0, statements=decision['statements'],
+            definition=decision['existing']['definition'] if decision['existing'] else None))
+
+    if module.check_mode:
+        result['queries'] = [statement for d in decisions for statement in d['statements']]
+        connection.close()
+        module.exit_json(**result)
+
+    for decision, entry in zip(decisions, result['indexes']):
+        if decision['action'] == ACTION_UNCHANGED:
+            continue
+        try:
+            entry['seconds'], entry['retries'] = runner.apply(decision)
+        except OnlineIndexError as error:
+            result['queries'] = runner.executed_queries
+            connection.close()
+            module.fail_json(msg='Index "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error),
+                             **result)
+        result['lock_retries_used'] += entry['retries']
+        after = runner.read_existing_indexes(entry['schema'], [entry['name']]).get(entry['name'])
+        entry['definition'] = after['definition'] if after else None
+
+    result['queries'] = runner.executed_queries
+    connection.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

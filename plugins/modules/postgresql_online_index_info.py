@@ -1,0 +1,195 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: postgresql_online_index_info
+short_description: Check a whole index plan against a live database and report what each table needs
+description:
+  - Read-only preflight for M(postgresql_online_index), over every table of a plan in one connection.
+    It applies the same validation (tables, columns, identifiers, duplicates, methods, predicates) and the
+    same decisions, so one call proves the whole plan applicable before the first DDL of a migration, and
+    tells which tables have work left (a rerun of a finished migration then touches no table).
+  - Fails, listing every problem of every table, when any part of the plan cannot be applied.
+  - Changes nothing, in check mode or not; the only writes are to a temporary table inside a transaction
+    that is rolled back, to validate partial-index predicates.
+version_added: '0.1.0'
+options:
+  login_db:
+    description:
+      - Name of the database to connect to.
+    type: str
+    aliases: [db]
+  tables:
+    description:
+      - The plan's tables, each with its indexes.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Table name, exactly as in the catalog.
+        type: str
+        required: true
+      schema:
+        description: Schema of the table; defaults to O(schema).
+        type: str
+      indexes:
+        description: The table's indexes, with the suboptions of M(postgresql_online_index)'s C(indexes).
+        type: list
+        elements: dict
+        required: true
+  schema:
+    description:
+      - Default schema of the tables.
+    type: str
+    default: public
+  state:
+    description:
+      - The state the plan should reach. V(absent) checks a rollback.
+    type: str
+    choices: [present, absent]
+    default: present
+  lock_timeout:
+    description:
+      - C(lock_timeout) of the session; the catalog reads take no lock that waits, but a predicate check
+        briefly read-locks its table.
+    type: str
+    default: 5s
+  session_role:
+    description:
+      - Switch to this role after connecting.
+    type: str
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+author:
+  - pg-zero-downtime maintainers
+extends_documentation_fragment:
+  - community.postgresql.postgres
+'''
+
+EXAMPLES = r'''
+- name: Prove the whole plan applicable before any DDL
+  postgresql_online_index_info:
+    login_db: app
+    tables:
+      - name: Job
+        indexes:
+          - name: Job_createdAt_idx
+            columns: [createdAt]
+  register: preflight
+
+- name: Show the tables with work left
+  ansible.builtin.debug:
+    var: preflight.pending_tables
+'''
+
+RETURN = r'''
+tables:
+  description: One entry per table, in plan order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    schema:
+      description: Schema of the table.
+      type: str
+    name:
+      description: Table name.
+      type: str
+    pending:
+      description: Names of the indexes that need DDL.
+      type: list
+      elements: str
+    indexes:
+      description: Per index, C(name), C(action) (created, rebuilt, unchanged, dropped) and C(statements).
+      type: list
+      elements: dict
+pending_tables:
+  description: Names of the tables with at least one index to create, rebuild or drop.
+  returned: always
+  type: list
+  elements: str
+  sample: [Job, XPAudit]
+queries:
+  description: The DDL statements the plan needs now, in order (nothing is executed).
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.online_index import (
+    ACTION_UNCHANGED,
+    INDEX_SPEC_OPTIONS,
+    OnlineIndexError,
+    OnlineIndexRunner,
+)
+from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
+    connect_to_db,
+    ensure_required_libs,
+    get_conn_params,
+    postgres_common_argument_spec,
+)
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(
+        login_db=dict(type='str', aliases=['db']),
+        tables=dict(type='list', elements='dict', required=True, options=dict(
+            name=dict(type='str', required=True),
+            schema=dict(type='str'),
+            indexes=dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS),
+        )),
+        schema=dict(type='str', default='public'),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        lock_timeout=dict(type='str', default='5s'),
+        session_role=dict(type='str'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    ensure_required_libs(module)
+    connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'])
+
+    result = dict(changed=False, tables=[], pending_tables=[], queries=[])
+    problems = []
+    seen = {}
+    for table in params['tables']:
+        schema = table['schema'] or params['schema']
+        for index in table['indexes']:
+            other = seen.setdefault((schema, index['name']), table['name'])
+            if other != table['name']:
+                problems.append('index "%s.%s" is planned on both %s and %s' % (schema, index['name'], other,
+                                                                               table['name']))
+        try:
+            decisions = runner.plan(schema, table['name'], table['indexes'], params['state'])
+        except OnlineIndexError as error:
+            problems.append(str(error))
+            continue
+        pending = [d['spec']['name'] for d in decisions if d['action'] != ACTION_UNCHANGED]
+        result['tables'].append(dict(
+            schema=schema, name=table['name'], pending=pending,
+            indexes=[dict(name=d['spec']['name'], action=d['action'], statements=d['statements'])
+                     for d in decisions]))
+        if pending:
+            result['pending_tables'].append(table['name'])
+        result['queries'].extend(statement for d in decisions for statement in d['statements'])
+    connection.close()
+    if problems:
+        module.fail_json(msg='The plan cannot be applied; nothing was changed. Fix the plan (or the database) and '
+                             'rerun:\n%s' % '\n'.join(problems), **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
