@@ -1,0 +1,46 @@
+# The two commands of README.md: `make run` and `make test`. Both install what they need first.
+SHELL := /bin/bash
+VENV := .venv/bin
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: run test bootstrap cluster migrate rollback lint unit integration molecule bench clean
+
+## run: start the local cluster with the T12 schema and sample data, then migrate it (the main job)
+run: bootstrap cluster migrate
+
+## test: every test: lint, unit, integration against a real cluster, molecule scenarios
+test: bootstrap lint unit integration molecule
+
+bootstrap:
+	@scripts/bootstrap
+
+cluster:
+	ansible-playbook playbooks/local_cluster.yml
+
+migrate:
+	ansible-playbook playbooks/migrate.yml
+
+rollback:
+	ansible-playbook playbooks/rollback.yml
+
+lint:
+	yamllint --strict .
+	ansible-lint --profile production --offline
+
+unit:
+	python -m pytest tests/unit -q
+
+integration:
+	python -m pytest tests/integration -q
+
+molecule:
+	molecule test --all
+
+## bench: the issue-2 timing targets (no-op rerun, first run vs psql -f); see bench/README.md
+bench: bootstrap
+	bench/index_phase_timing.sh
+
+## clean: stop and delete the local cluster
+clean:
+	-ansible-playbook playbooks/local_cluster.yml -e local_cluster_state=absent
