@@ -39,7 +39,7 @@ molecule:
 
 ## bench: the issue-2 timing targets (no-op rerun, first run vs psql -f); see bench/README.md
 bench: bootstrap
-	bench/index_phase_timing.sh
+	python bench/index_phase_timing.py
 
 ## clean: stop and delete the local cluster
 clean:

@@ -480,8 +480,7 @@ class OnlineIndexRunner(object):
 
     @staticmethod
     def _problems(schema, table, errors):
-        return ('The index plan for table %s.%s cannot be applied; nothing was changed:\n- %s'
-                % (schema, table, '\n- '.join(errors)))
+        return 'table %s.%s:\n  - %s' % (schema, table, '\n  - '.join(errors))
 
     def statements_for(self, decision):
         spec = decision['spec']
@@ -500,49 +499,61 @@ class OnlineIndexRunner(object):
         started = time.monotonic()
         retries = 0
         if decision['action'] in (ACTION_REBUILD, ACTION_DROP):
-            retries += self._run_with_retries(self.drop_statement(spec['schema'], spec['name']), spec, decision)
+            drop = self.drop_statement(spec['schema'], spec['name'])
+            retries += self._with_retries(spec, decision, drop, lambda: self._execute(drop))
         if decision['action'] in (ACTION_CREATE, ACTION_REBUILD):
-            retries += self._run_with_retries(self.create_statement(spec['schema'], spec['table'], spec), spec,
-                                              decision, cleanup=True)
+            create = self.create_statement(spec['schema'], spec['table'], spec)
+            retries += self._with_retries(spec, decision, create, lambda: self._build_once(spec, create),
+                                          cleanup=True)
             built = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
             if built is None or not built['valid']:
-                # CREATE INDEX ... IF NOT EXISTS skips silently when a leftover of that name survived.
-                raise OnlineIndexError('index "%s.%s" is not valid after its build (an INVALID leftover of the same '
-                                       'name could not be dropped): rerun to drop and rebuild it'
+                raise OnlineIndexError('index "%s.%s" is not valid after its build: rerun to drop and rebuild it'
                                        % (spec['schema'], spec['name']))
         return round(time.monotonic() - started, 3), retries
 
-    def _run_with_retries(self, statement, spec, decision, cleanup=False):
-        """Execute one DDL statement, retrying lock timeouts with backoff. Returns the retries used."""
-        text = self.render(statement)
+    def _execute(self, statement):
+        self.cursor.execute(statement)
+        self.executed_queries.append(self.render(statement))
+
+    def _build_once(self, spec, create):
+        # CREATE INDEX ... IF NOT EXISTS would silently keep an INVALID leftover of the same name (from an
+        # earlier attempt whose cleanup timed out), so every attempt starts by dropping one.
+        self._drop_invalid_leftover(spec)
+        self._execute(create)
+
+    def _drop_invalid_leftover(self, spec):
+        state = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
+        if state is not None and not state['valid']:
+            self._execute(self.drop_statement(spec['schema'], spec['name']))
+            return True
+        return False
+
+    def _with_retries(self, spec, decision, statement, work, cleanup=False):
+        """Run C(work), retrying lock timeouts and deadlocks with backoff. Returns the retries used."""
         attempts = self.lock_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                self.cursor.execute(statement)
-                self.executed_queries.append(text)
+                work()
                 return attempt - 1
             except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
                 if sqlstate(error) is None:
                     raise
-                leftover = self._drop_leftover(spec) if cleanup else None
                 if sqlstate(error) in RETRYABLE_SQLSTATES and attempt < attempts:
                     delay = backoff_seconds(attempt, self.lock_retry_delay)
                     self.log('%s: %s; retry %d of %d in %.1fs' % (spec['name'], error_text(error), attempt,
                                                                   self.lock_retries, delay))
                     self.sleep(delay)
                     continue
-                raise OnlineIndexError(self._failure_message(text, decision, error, attempt, leftover))
+                leftover = self._cleanup_after_failure(spec) if cleanup else None
+                raise OnlineIndexError(self._failure_message(self.render(statement), decision, error, attempt,
+                                                             leftover))
 
-    def _drop_leftover(self, spec):
-        """Drop the INVALID index a failed concurrent build leaves behind. Returns a note for the message."""
-        state = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
-        if state is None or state['valid']:
-            return None
-        statement = self.drop_statement(spec['schema'], spec['name'])
+    def _cleanup_after_failure(self, spec):
+        """Drop the INVALID index a failed concurrent build leaves behind; say what happened."""
         try:
-            self.cursor.execute(statement)
-            self.executed_queries.append(self.render(statement))
-            return 'the INVALID index the failed build left was dropped'
+            if self._drop_invalid_leftover(spec):
+                return 'the INVALID index the failed build left was dropped'
+            return None
         except Exception as error:  # same as above: any driver error
             return ('the INVALID index the failed build left could not be dropped (%s); the next run drops and '
                     'rebuilds it' % error_text(error))

@@ -268,7 +268,8 @@ def main():
         decisions = runner.plan(params['schema'], params['table'], params['indexes'], params['state'])
     except OnlineIndexError as error:
         connection.close()
-        module.fail_json(msg=str(error), **result)
+        module.fail_json(msg='The index plan cannot be applied; nothing was changed. Fix the plan (or the database) '
+                             'and rerun:\n%s' % error, **result)
 
     pending = [d for d in decisions if d['action'] != ACTION_UNCHANGED]
     result['changed'] = bool(pending)
