@@ -106,9 +106,67 @@ def validate_specs(schema, table, specs, state):
             errors.append('%s: %s' % (label, error))
         if spec.get('unique') and spec.get('method', 'btree') != 'btree':
             errors.append('%s: only btree indexes can be unique' % label)
-        if spec.get('where') is not None and not str(spec['where']).strip():
-            errors.append('%s has an empty where predicate' % label)
+        if spec.get('where') is not None:
+            if not str(spec['where']).strip():
+                errors.append('%s has an empty where predicate' % label)
+            else:
+                error = predicate_error(str(spec['where']))
+                if error:
+                    errors.append('%s: where predicate `%s` is refused: %s' % (label, spec['where'], error))
     return errors
+
+
+def predicate_error(where):
+    """Why a where predicate is not one self-contained SQL expression, or None.
+
+    The predicate is spliced into CREATE INDEX ... WHERE (<predicate>), so it must not end that
+    statement (a semicolon) or close the parenthesis around it. Quotes, quoted identifiers, dollar
+    quotes and comments are skipped so that such characters inside them are allowed.
+    """
+    depth, position, length = 0, 0, len(where)
+    while position < length:
+        char = where[position]
+        if char in ("'", '"'):
+            end = position + 1
+            while True:
+                end = where.find(char, end)
+                if end < 0:
+                    return 'it has an unterminated %s' % ('string' if char == "'" else 'quoted identifier')
+                if end + 1 < length and where[end + 1] == char:  # doubled quote inside
+                    end += 2
+                    continue
+                break
+            position = end + 1
+            continue
+        if char == '$':
+            tag_end = where.find('$', position + 1)
+            tag = where[position:tag_end + 1] if tag_end > 0 else ''
+            if tag and all(c.isalnum() or c == '_' for c in tag[1:-1]) and not tag[1:2].isdigit():
+                end = where.find(tag, tag_end + 1)
+                if end < 0:
+                    return 'it has an unterminated dollar-quoted string'
+                position = end + len(tag)
+                continue
+        if where.startswith('--', position):
+            return 'it contains a -- comment, which would swallow the rest of the statement'
+        if where.startswith('/*', position):
+            end = where.find('*/', position + 2)
+            if end < 0:
+                return 'it has an unterminated /* comment'
+            position = end + 2
+            continue
+        if char == ';':
+            return 'it contains a semicolon outside quotes: a predicate is one expression, not statements'
+        if char == '(':
+            depth += 1
+        elif char == ')':
+            depth -= 1
+            if depth < 0:
+                return 'it closes a parenthesis it did not open'
+        position += 1
+    if depth:
+        return 'it leaves %d parenthesis(es) open' % depth
+    return None
 
 
 def column_errors(qualified_table, specs, table_columns):
@@ -382,29 +440,46 @@ class OnlineIndexRunner(object):
         rows = self._query(EXISTING_INDEXES_QUERY, dict(schema=schema, names=list(names)))
         return dict((row['name'], row) for row in rows)
 
-    def normalize_predicate(self, schema, table, spec):
-        """PostgreSQL's own rendering of a planned predicate, as pg_get_expr shows an index's.
+    def probe_definitions(self, schema, table, specs):
+        """Build every planned index on an empty temporary copy of the table, in a rolled-back transaction.
 
-        An index with the predicate is built on an empty temporary copy of the table inside a
-        transaction that is rolled back, so the real table is only read-locked for an instant. This
-        also proves the predicate valid (columns exist, functions are immutable) before any DDL.
+        This proves each definition acceptable to PostgreSQL before any DDL on the real table (access
+        method limits such as hash being single-column, missing operator classes, invalid or mutable
+        predicates) and returns PostgreSQL's own rendering of each predicate, as pg_get_expr shows it
+        for an existing index. The copy has the table's name (in pg_temp), so a predicate may name the
+        table; the real table is only read-locked for an instant by LIKE.
+        Returns ({name: normalized predicate or None}, [errors]).
         """
         sql = self.sql
+        normalized, errors = {}, []
         self.cursor.execute('BEGIN')
         try:
-            self.cursor.execute(sql.SQL('CREATE TEMPORARY TABLE pgzd_predicate_probe (LIKE {}.{})').format(
-                sql.Identifier(schema), sql.Identifier(table)))
-            self.cursor.execute(sql.SQL('CREATE INDEX pgzd_predicate_probe_idx ON pgzd_predicate_probe ({}) '
-                                        'WHERE {}').format(sql.Identifier(spec['columns'][0]),
-                                                           sql.SQL(spec['where'])))
-            rows = self._query("SELECT pg_catalog.pg_get_expr(indpred, indrelid) AS predicate "
-                               "FROM pg_catalog.pg_index WHERE indexrelid = 'pgzd_predicate_probe_idx'::regclass")
-            return rows[0]['predicate']
-        except Exception as error:  # the driver's errors have no common base class to name here
-            raise OnlineIndexError('index "%s": the where predicate "%s" is not valid on %s.%s: %s'
-                                   % (spec['name'], spec['where'], schema, table, error_text(error)))
+            try:
+                self.cursor.execute(sql.SQL('CREATE TEMPORARY TABLE {} (LIKE {}.{})').format(
+                    sql.Identifier(table), sql.Identifier(schema), sql.Identifier(table)))
+            except Exception as error:  # the driver's errors have no common base class to name here
+                return normalized, ['cannot check the index definitions on an empty copy of the table (%s); the '
+                                    'migration user needs the TEMPORARY privilege on the database'
+                                    % error_text(error)]
+            for spec in specs:
+                self.cursor.execute('SAVEPOINT pgzd_probe')
+                try:
+                    self.cursor.execute(self.create_statement('pg_temp', table, spec, concurrently=False))
+                    rows = self._query("SELECT pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS predicate "
+                                       "FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+                                       "WHERE c.relname = %(name)s AND c.relnamespace = pg_catalog.pg_my_temp_schema()",
+                                       dict(name=spec['name']))
+                    normalized[spec['name']] = rows[0]['predicate']
+                    self.cursor.execute('RELEASE SAVEPOINT pgzd_probe')
+                except Exception as error:  # as above
+                    self.cursor.execute('ROLLBACK TO SAVEPOINT pgzd_probe')
+                    errors.append('index "%s": PostgreSQL refuses its definition (%s): %s'
+                                  % (spec['name'], self.render(self.create_statement(schema, table, spec,
+                                                                                    concurrently=False)),
+                                     str(error).strip().splitlines()[0]))
         finally:
             self.cursor.execute('ROLLBACK')
+        return normalized, errors
 
     # -- SQL ---------------------------------------------------------------------------------------
 
@@ -459,13 +534,9 @@ class OnlineIndexRunner(object):
                                   % (spec['name'], spec.get('method'), ', '.join(sorted(methods))))
             if errors:
                 raise OnlineIndexError(self._problems(schema, table, errors))
+            normalized, errors = self.probe_definitions(schema, table, specs)
             for spec in specs:
-                spec['normalized_where'] = None
-                if spec.get('where'):
-                    try:
-                        spec['normalized_where'] = self.normalize_predicate(schema, table, spec)
-                    except OnlineIndexError as error:
-                        errors.append(str(error))
+                spec['normalized_where'] = normalized.get(spec['name'])
                 spec['display_definition'] = self.render(self.create_statement(schema, table, spec, concurrently=False))
             if errors:
                 raise OnlineIndexError(self._problems(schema, table, errors))

@@ -271,8 +271,8 @@ def main():
         module.fail_json(msg='The index plan cannot be applied; nothing was changed. Fix the plan (or the database) '
                              'and rerun:\n%s' % error, **result)
 
-    pending = [d for d in decisions if d['action'] != ACTION_UNCHANGED]
-    result['changed'] = bool(pending)
+    # In check mode: whether a real run would change something. Otherwise set from what really ran.
+    result['changed'] = any(d['action'] != ACTION_UNCHANGED for d in decisions)
     if module._diff:
         result['diff'] = dict(before='\n'.join(describe(d) for d in decisions) + '\n',
                               after='\n'.join(planned(d) for d in decisions) + '\n')
@@ -295,6 +295,7 @@ def main():
             entry['seconds'], entry['retries'] = runner.apply(decision)
         except OnlineIndexError as error:
             result['queries'] = runner.executed_queries
+            result['changed'] = bool(runner.executed_queries)
             connection.close()
             module.fail_json(msg='Index "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error),
                              **result)
@@ -303,6 +304,7 @@ def main():
         entry['definition'] = after['definition'] if after else None
 
     result['queries'] = runner.executed_queries
+    result['changed'] = bool(runner.executed_queries)
     connection.close()
     module.exit_json(**result)
 

@@ -1,0 +1,178 @@
+# -*- coding: utf-8 -*-
+"""Shared helpers of the pg-zero-downtime test suite.
+
+- load_online_index(): the pure engine module, loaded from its file (no Ansible import needed).
+- run_ansible_module(): runs a module through the real ``ansible`` ad hoc command and returns the
+  host's result dict (via the test-only JSON stdout callback in tests/callback_plugins).
+- Catalog helpers over a psycopg2 autocommit connection.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS_DIR = os.path.join(REPO_ROOT, 'tests')
+VENV_BIN = os.path.join(REPO_ROOT, '.venv', 'bin')
+ONLINE_INDEX_PATH = os.path.join(REPO_ROOT, 'plugins', 'module_utils', 'online_index.py')
+PLAN_T12_PATH = os.path.join(REPO_ROOT, 'plans', 't12.yml')
+
+# Every index the integration tests create starts with this prefix; the cleanup drops them all.
+TEST_INDEX_PREFIX = 'pt_'
+
+_online_index = None
+
+
+def load_online_index():
+    """The module_utils engine, imported from its path (it has no top-level Ansible import)."""
+    global _online_index
+    if _online_index is None:
+        spec = importlib.util.spec_from_file_location('pgzd_online_index_under_test', ONLINE_INDEX_PATH)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _online_index = module
+    return _online_index
+
+
+def _tool(name):
+    """A console script of the venv running the tests (falls back to PATH)."""
+    for directory in (os.path.dirname(sys.executable), VENV_BIN):
+        candidate = os.path.join(directory, name)
+        if os.path.exists(candidate):
+            return candidate
+    return name
+
+
+def ansible_env(**extra):
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=os.path.join(REPO_ROOT, 'ansible.cfg'),
+        ANSIBLE_STDOUT_CALLBACK='pgzd_test_json',
+        ANSIBLE_CALLBACK_PLUGINS=os.path.join(TESTS_DIR, 'callback_plugins'),
+        ANSIBLE_LOAD_CALLBACK_PLUGINS='1',
+        ANSIBLE_NOCOLOR='1',
+        ANSIBLE_FORCE_COLOR='0',
+        ANSIBLE_DEPRECATION_WARNINGS='0',
+        ANSIBLE_RETRY_FILES_ENABLED='0',
+        PYTHONDONTWRITEBYTECODE='1',
+    )
+    env.update(extra)
+    return env
+
+
+class AnsibleRun(object):
+    """Outcome of one ``ansible`` command: the host result plus the raw process data."""
+
+    def __init__(self, result, returncode, stdout, stderr, argv):
+        self.result = result
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.argv = argv
+
+    def __repr__(self):
+        return 'AnsibleRun(rc=%s, result=%r, stderr=%r)' % (self.returncode, self.result, self.stderr[-2000:])
+
+
+def run_ansible_module(module, args, check=False, diff=False, timeout=120):
+    """Run C(module) on localhost through real Ansible; return the host's result dict.
+
+    The result dict gets ``_rc`` / ``_stderr`` keys for assertion messages.
+    """
+    argv = [_tool('ansible'), 'localhost', '-m', module, '-a', json.dumps(args)]
+    if check:
+        argv.append('--check')
+    if diff:
+        argv.append('--diff')
+    process = subprocess.run(argv, cwd=REPO_ROOT, env=ansible_env(), capture_output=True, text=True,
+                             timeout=timeout)
+    document = None
+    for line in reversed(process.stdout.splitlines()):
+        if line.startswith('{"plays"'):
+            document = json.loads(line)
+            break
+    if document is None:
+        raise AssertionError('no JSON result from %s (rc %s)\nstdout:\n%s\nstderr:\n%s'
+                             % (module, process.returncode, process.stdout, process.stderr))
+    result = document['plays'][0]['tasks'][0]['hosts']['localhost']
+    result['_rc'] = process.returncode
+    result['_stderr'] = process.stderr
+    # The ansible command exits 2 when the task failed; it must agree with the result.
+    assert bool(result.get('failed')) == (process.returncode != 0), (process.returncode, result)
+    return result
+
+
+def run_playbook(playbook, extra_vars, timeout=600):
+    argv = [_tool('ansible-playbook'), playbook]
+    for name, value in extra_vars.items():
+        argv += ['-e', '%s=%s' % (name, value)]
+    env = ansible_env(ANSIBLE_STDOUT_CALLBACK='default')
+    return subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# -- catalog helpers (psycopg2 connection in autocommit) --------------------------------------------
+
+def query(conn, sql, params=None):
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.description is None:
+            return []
+        return cursor.fetchall()
+
+
+def index_info(conn, name, schema='public'):
+    """dict(valid, ready, unique, definition, table) of index C(name), or None when it does not exist."""
+    rows = query(conn, """
+        SELECT i.indisvalid, i.indisready, i.indisunique, pg_catalog.pg_get_indexdef(c.oid), t.relname
+        FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+        JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+        WHERE n.nspname = %s AND c.relname = %s""", (schema, name))
+    if not rows:
+        return None
+    valid, ready, unique, definition, table = rows[0]
+    return dict(valid=valid, ready=ready, unique=unique, definition=definition, table=table)
+
+
+def relation_exists(conn, name, schema='public'):
+    return bool(query(conn, """
+        SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s AND c.relname = %s""", (schema, name)))
+
+
+def pg_indexes_def(conn, name, schema='public'):
+    """indexdef of C(name) in the pg_indexes view, or None."""
+    rows = query(conn, 'SELECT indexdef FROM pg_catalog.pg_indexes WHERE schemaname = %s AND indexname = %s',
+                 (schema, name))
+    return rows[0][0] if rows else None
+
+
+def all_indexes(conn, schema='public'):
+    """{index name: (valid, definition)} of every index of C(schema): a snapshot to compare."""
+    rows = query(conn, """
+        SELECT c.relname, i.indisvalid, pg_catalog.pg_get_indexdef(c.oid)
+        FROM pg_catalog.pg_index i
+        JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s""", (schema,))
+    return dict((name, (valid, definition)) for name, valid, definition in rows)
+
+
+def droppable_indexes(conn, schema='public'):
+    """Indexes of C(schema) that no constraint owns: everything the tests (or a module run) created."""
+    rows = query(conn, """
+        SELECT c.relname
+        FROM pg_catalog.pg_index i
+        JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint con WHERE con.conindid = c.oid)
+        ORDER BY 1""", (schema,))
+    return [row[0] for row in rows]
+
+
+def drop_index(conn, name, schema='public'):
+    query(conn, 'DROP INDEX IF EXISTS "%s"."%s"' % (schema.replace('"', '""'), name.replace('"', '""')))

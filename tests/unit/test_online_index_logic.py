@@ -1,0 +1,475 @@
+# -*- coding: utf-8 -*-
+"""Unit tests of the pure decision functions of plugins/module_utils/online_index.py (no server)."""
+
+import pytest
+
+import helpers
+
+oi = helpers.load_online_index()
+
+
+# -- builders ----------------------------------------------------------------------------------------
+
+def spec(name='Job_teacherId_status_idx', columns=('teacherId', 'status'), schema='public', table='Job', **extra):
+    """A planned index as OnlineIndexRunner.plan hands it to decide_actions."""
+    result = dict(name=name, columns=list(columns) if columns is not None else None, unique=False,
+                  method='btree', where=None, include=[], schema=schema, table=table, normalized_where=None)
+    result.update(extra)
+    result.setdefault('display_definition', 'CREATE INDEX "%s" ON "%s"."%s" USING "btree" (%s)'
+                      % (name, schema, table, ', '.join('"%s"' % c for c in (columns or []))))
+    return result
+
+
+def existing(name='Job_teacherId_status_idx', key_columns=('teacherId', 'status'), table='Job',
+             table_schema='public', **extra):
+    """An existing index as read_existing_indexes returns it."""
+    result = dict(name=name, relkind='i', table=table, table_schema=table_schema, valid=True, ready=True,
+                  unique=False, method='btree', key_columns=list(key_columns), include_columns=[],
+                  predicate=None, constraint=None, build_in_progress_pid=None, extras=[],
+                  definition='CREATE INDEX "%s" ON %s."%s" USING btree (%s)'
+                             % (name, table_schema, table, ', '.join('"%s"' % c for c in key_columns)))
+    result.update(extra)
+    return result
+
+
+# -- identifier_error ---------------------------------------------------------------------------------
+
+class TestIdentifierError(object):
+
+    @pytest.mark.parametrize('value', ['', None])
+    def test_empty_is_refused(self, value):
+        assert oi.identifier_error('index name', value) == 'index name is empty'
+
+    def test_valid_camel_case_is_accepted(self):
+        assert oi.identifier_error('column', 'teacherId') is None
+        assert oi.identifier_error('table', 'JobAssignment') is None
+        assert oi.identifier_error('index name', 'Job_teacherId_status_idx') is None
+
+    def test_exactly_63_bytes_is_accepted(self):
+        assert oi.identifier_error('index name', 'x' * 63) is None
+
+    def test_64_ascii_bytes_is_refused_with_length_and_name(self):
+        name = 'x' * 64
+        error = oi.identifier_error('index name', name)
+        assert error is not None
+        assert name in error
+        assert '64 bytes' in error
+        assert 'at most 63 bytes' in error
+
+    def test_multibyte_utf8_counts_bytes_not_characters(self):
+        # 32 characters, but each 'é' is two bytes in UTF-8: 64 bytes.
+        name = '\u00e9' * 32
+        assert len(name) == 32
+        error = oi.identifier_error('index name', name)
+        assert error is not None and '64 bytes' in error
+        # 31 of them (62 bytes) fit; 21 three-byte characters (63 bytes) fit; 22 (66 bytes) do not.
+        assert oi.identifier_error('index name', '\u00e9' * 31) is None
+        assert oi.identifier_error('index name', '\u20ac' * 21) is None
+        assert '66 bytes' in oi.identifier_error('index name', '\u20ac' * 22)
+
+    @pytest.mark.parametrize('value', [' Job_idx', 'Job_idx ', '\tJob_idx', 'Job_idx\n', '\u00a0Job_idx'])
+    def test_leading_or_trailing_whitespace_is_refused(self, value):
+        error = oi.identifier_error('index name', value)
+        assert error is not None and 'white space' in error
+
+    def test_inner_space_is_a_legal_quoted_identifier(self):
+        assert oi.identifier_error('index name', 'Job idx') is None
+
+    @pytest.mark.parametrize('value', ['Job\x00idx', 'Job\x07idx', 'Job\x1bidx', 'Job\x7fidx', 'a\nb'])
+    def test_control_character_is_refused(self, value):
+        error = oi.identifier_error('column', value)
+        assert error is not None and 'control character' in error
+
+    def test_non_string_is_refused(self):
+        error = oi.identifier_error('column', 42)
+        assert error is not None and 'not a string' in error
+
+    def test_kind_is_named_in_the_message(self):
+        assert oi.identifier_error('access method', '').startswith('access method')
+
+
+# -- validate_specs -----------------------------------------------------------------------------------
+
+def raw(name='Job_idx', columns=('teacherId',), **extra):
+    """An index spec as the module receives it (argument defaults applied)."""
+    result = dict(name=name, columns=list(columns) if columns is not None else None, unique=False,
+                  method='btree', where=None, include=[])
+    result.update(extra)
+    return result
+
+
+class TestValidateSpecs(object):
+
+    def test_valid_plan_has_no_errors(self):
+        specs = [raw('Job_a_idx', ['teacherId', 'status']),
+                 raw('Job_b_idx', ['createdAt'], where='"closedAt" IS NULL', include=['teacherId']),
+                 raw('Job_c_idx', ['id'], unique=True)]
+        assert oi.validate_specs('public', 'Job', specs, 'present') == []
+
+    def test_duplicate_names_are_refused(self):
+        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', ['a']), raw('Job_idx', ['b'])], 'present')
+        assert len(errors) == 1
+        assert '"Job_idx"' in errors[0] and 'listed twice' in errors[0]
+
+    def test_duplicate_names_are_refused_for_absent_too(self):
+        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', None), raw('Job_idx', None)], 'absent')
+        assert any('listed twice' in e for e in errors)
+
+    @pytest.mark.parametrize('columns', [None, []])
+    def test_missing_columns_refused_for_present(self, columns):
+        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', columns)], 'present')
+        assert errors == ['index "Job_idx" has no columns']
+
+    @pytest.mark.parametrize('columns', [None, []])
+    def test_missing_columns_fine_for_absent(self, columns):
+        assert oi.validate_specs('public', 'Job', [raw('Job_idx', columns)], 'absent') == []
+
+    def test_absent_still_checks_the_name(self):
+        errors = oi.validate_specs('public', 'Job', [raw('x' * 64, None)], 'absent')
+        assert len(errors) == 1 and '64 bytes' in errors[0]
+
+    def test_repeated_column_is_refused(self):
+        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', ['status', 'teacherId', 'status'])], 'present')
+        assert len(errors) == 1
+        assert 'Job_idx' in errors[0] and 'status' in errors[0] and 'more than once' in errors[0]
+
+    def test_key_and_include_overlap_is_refused(self):
+        errors = oi.validate_specs('public', 'Job',
+                                   [raw('Job_idx', ['teacherId', 'status'], include=['status', 'title'])], 'present')
+        assert len(errors) == 1
+        assert 'status' in errors[0] and 'both as key and in include' in errors[0]
+        assert 'title' not in errors[0]
+
+    @pytest.mark.parametrize('method', ['hash', 'gin', 'brin'])
+    def test_unique_non_btree_is_refused(self, method):
+        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', ['status'], unique=True, method=method)],
+                                   'present')
+        assert errors == ['index "Job_idx": only btree indexes can be unique']
+
+    def test_non_unique_non_btree_is_fine(self):
+        assert oi.validate_specs('public', 'Job', [raw('Job_idx', ['status'], method='hash')], 'present') == []
+
+    @pytest.mark.parametrize('where', ['', '   ', '\n\t'])
+    def test_empty_where_is_refused(self, where):
+        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', ['status'], where=where)], 'present')
+        assert errors == ['index "Job_idx" has an empty where predicate']
+
+    def test_bad_column_identifiers_are_named(self):
+        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', [' status'], include=['x' * 70])], 'present')
+        assert len(errors) == 2
+        assert 'white space' in errors[0] and '" status"' in errors[0]
+        assert '70 bytes' in errors[1]
+
+    def test_empty_method_is_refused(self):
+        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', ['status'], method='')], 'present')
+        assert any('access method is empty' in e for e in errors)
+
+    def test_bad_index_name_is_reported_by_position(self):
+        errors = oi.validate_specs('public', 'Job', [raw('Job_ok', ['a']), raw('', ['b'])], 'present')
+        assert errors == ['index #2 of table "Job": index name is empty']
+
+    def test_bad_schema_and_table_are_refused(self):
+        errors = oi.validate_specs(' public', '', [raw()], 'present')
+        assert any(e.startswith('schema') and 'white space' in e for e in errors)
+        assert any(e == 'table is empty' for e in errors)
+
+    def test_no_specs_is_refused(self):
+        assert oi.validate_specs('public', 'Job', [], 'present') == ['no indexes given for table "Job"']
+
+    def test_every_problem_is_listed(self):
+        specs = [raw('Job_a', ['a', 'a']), raw('Job_a', ['b']), raw('Job_c', [], where=' ')]
+        errors = oi.validate_specs('public', 'Job', specs, 'present')
+        assert len(errors) == 4, errors
+
+
+# -- column_errors ------------------------------------------------------------------------------------
+
+class TestColumnErrors(object):
+    COLUMNS = {'id', 'teacherId', 'status', 'createdAt', 'closedAt'}
+
+    def test_all_present(self):
+        specs = [raw('Job_a', ['teacherId', 'status'], include=['createdAt'])]
+        assert oi.column_errors('public.Job', specs, self.COLUMNS) == []
+
+    def test_missing_key_and_include_columns_are_named_with_the_table_columns(self):
+        specs = [raw('Job_a', ['teacherid', 'status'], include=['nope'])]
+        errors = oi.column_errors('public.Job', specs, self.COLUMNS)
+        assert len(errors) == 1
+        assert errors[0].startswith('index "Job_a": column(s) "teacherid", "nope" do not exist in table public.Job')
+        assert '(it has: closedAt, createdAt, id, status, teacherId)' in errors[0]
+
+    def test_names_are_case_sensitive(self):
+        assert oi.column_errors('public.Job', [raw('Job_a', ['TeacherId'])], self.COLUMNS)
+
+    def test_one_error_per_index(self):
+        specs = [raw('Job_a', ['x']), raw('Job_b', ['status']), raw('Job_c', ['y'])]
+        errors = oi.column_errors('public.Job', specs, self.COLUMNS)
+        assert [e.split(':')[0] for e in errors] == ['index "Job_a"', 'index "Job_c"']
+
+
+# -- compare_index ------------------------------------------------------------------------------------
+
+class TestCompareIndex(object):
+
+    def test_match(self):
+        assert oi.compare_index(existing(), spec()) == []
+
+    def test_match_with_include_and_predicate(self):
+        found = existing(key_columns=['createdAt'], include_columns=['teacherId'], predicate='("closedAt" IS NULL)')
+        planned = spec(columns=['createdAt'], include=['teacherId'], where='"closedAt" IS NULL',
+                       normalized_where='("closedAt" IS NULL)')
+        assert oi.compare_index(found, planned) == []
+
+    def test_unique_differs(self):
+        assert oi.compare_index(existing(unique=True), spec()) == ['unique is True, planned False']
+
+    def test_method_differs(self):
+        assert oi.compare_index(existing(method='hash'), spec()) == ['method is hash, planned btree']
+
+    def test_columns_differ(self):
+        assert oi.compare_index(existing(key_columns=['teacherId']), spec()) == [
+            'key columns are (teacherId), planned (teacherId, status)']
+
+    def test_column_order_matters(self):
+        differences = oi.compare_index(existing(key_columns=['status', 'teacherId']), spec())
+        assert len(differences) == 1 and differences[0].startswith('key columns')
+
+    def test_expression_column_is_shown_as_expression(self):
+        differences = oi.compare_index(existing(key_columns=[None, 'status']), spec())
+        assert differences == ['key columns are (expression, status), planned (teacherId, status)']
+
+    def test_include_differs(self):
+        assert oi.compare_index(existing(include_columns=['title']), spec()) == [
+            'include columns are (title), planned ()']
+
+    def test_predicate_differs(self):
+        differences = oi.compare_index(existing(predicate='("closedAt" IS NULL)'), spec())
+        assert differences == ['predicate is ("closedAt" IS NULL), planned none']
+        differences = oi.compare_index(existing(), spec(normalized_where='("closedAt" IS NULL)'))
+        assert differences == ['predicate is none, planned ("closedAt" IS NULL)']
+
+    def test_extras_are_differences(self):
+        differences = oi.compare_index(existing(extras=['a DESC or NULLS FIRST ordering', 'NULLS NOT DISTINCT']),
+                                       spec())
+        assert differences == ['it has a DESC or NULLS FIRST ordering, which the plan does not',
+                               'it has NULLS NOT DISTINCT, which the plan does not']
+
+    def test_several_differences_are_all_listed(self):
+        differences = oi.compare_index(existing(unique=True, method='hash', key_columns=['id']), spec())
+        assert len(differences) == 3
+
+    def test_other_table_short_circuits(self):
+        differences = oi.compare_index(existing(table='JobAssignment', unique=True), spec())
+        assert differences == ['it is on table public.JobAssignment, not public.Job']
+
+    def test_other_schema(self):
+        differences = oi.compare_index(existing(table_schema='archive'), spec())
+        assert differences == ['it is on table archive.Job, not public.Job']
+
+
+# -- decide_actions -----------------------------------------------------------------------------------
+
+def one(specs, existing_by_name, state='present'):
+    decisions, errors = oi.decide_actions(specs, existing_by_name, state)
+    return decisions, errors
+
+
+class TestDecideActions(object):
+
+    def test_missing_index_is_created(self):
+        decisions, errors = one([spec()], {})
+        assert errors == []
+        assert [d['action'] for d in decisions] == ['created']
+        assert decisions[0]['existing'] is None
+
+    def test_matching_valid_index_is_unchanged(self):
+        found = existing()
+        decisions, errors = one([spec()], {found['name']: found})
+        assert errors == []
+        assert decisions[0]['action'] == 'unchanged' and decisions[0]['existing'] is found
+
+    def test_invalid_index_is_rebuilt(self):
+        found = existing(valid=False)
+        decisions, errors = one([spec()], {found['name']: found})
+        assert errors == [] and decisions[0]['action'] == 'rebuilt'
+
+    def test_invalid_index_with_other_definition_is_rebuilt_to_the_plan(self):
+        # The brief's scenario: a failed UNIQUE build leaves an INVALID index; the plan is non-unique.
+        found = existing(valid=False, unique=True)
+        decisions, errors = one([spec()], {found['name']: found})
+        assert errors == [] and decisions[0]['action'] == 'rebuilt'
+
+    def test_invalid_index_backing_a_constraint_is_refused(self):
+        found = existing(valid=False, constraint='Job_uniq')
+        decisions, errors = one([spec()], {found['name']: found})
+        assert decisions == []
+        assert len(errors) == 1 and 'INVALID' in errors[0] and 'Job_uniq' in errors[0]
+
+    def test_mismatch_is_an_error_with_both_definitions(self):
+        found = existing(key_columns=['status'], definition='CREATE INDEX "Job_teacherId_status_idx" ON public."Job" '
+                                                            'USING btree (status)')
+        planned = spec()
+        decisions, errors = one([planned], {found['name']: found})
+        assert decisions == []
+        assert len(errors) == 1
+        message = errors[0]
+        assert 'public.Job_teacherId_status_idx' in message
+        assert 'exists with a different definition' in message
+        assert 'key columns are (status), planned (teacherId, status)' in message
+        assert 'existing: ' + found['definition'] in message
+        assert 'planned:  ' + planned['display_definition'] in message
+        assert 'nothing was changed' in message
+
+    def test_index_on_another_table_is_an_error_even_when_invalid(self):
+        found = existing(table='JobAssignment', valid=False)
+        decisions, errors = one([spec()], {found['name']: found})
+        assert decisions == []
+        assert len(errors) == 1 and 'public.JobAssignment' in errors[0]
+
+    def test_build_in_progress_is_refused(self):
+        found = existing(valid=False, ready=False, build_in_progress_pid=4242)
+        decisions, errors = one([spec()], {found['name']: found})
+        assert decisions == []
+        assert len(errors) == 1 and 'being built' in errors[0] and '4242' in errors[0]
+
+    @pytest.mark.parametrize('state', ['present', 'absent'])
+    @pytest.mark.parametrize('relkind', ['r', 'v', 'S', 'm'])
+    def test_non_index_relation_of_that_name_is_refused(self, relkind, state):
+        found = existing(relkind=relkind, table=None, table_schema=None)
+        decisions, errors = one([spec()], {found['name']: found}, state)
+        assert decisions == []
+        assert len(errors) == 1 and 'is not an index' in errors[0] and 'kind %s' % relkind in errors[0]
+
+    def test_absent_drops_an_existing_index(self):
+        found = existing()
+        decisions, errors = one([spec(columns=None)], {found['name']: found}, 'absent')
+        assert errors == [] and decisions[0]['action'] == 'dropped'
+
+    def test_absent_drops_an_invalid_index_too(self):
+        found = existing(valid=False)
+        decisions, errors = one([spec(columns=None)], {found['name']: found}, 'absent')
+        assert errors == [] and decisions[0]['action'] == 'dropped'
+
+    def test_absent_missing_index_is_unchanged(self):
+        decisions, errors = one([spec(columns=None)], {}, 'absent')
+        assert errors == [] and decisions[0]['action'] == 'unchanged' and decisions[0]['existing'] is None
+
+    def test_absent_does_not_care_about_the_definition(self):
+        found = existing(key_columns=['id'], unique=True, method='hash')
+        decisions, errors = one([spec(columns=None)], {found['name']: found}, 'absent')
+        assert errors == [] and decisions[0]['action'] == 'dropped'
+
+    def test_absent_refuses_an_index_of_another_table(self):
+        found = existing(table='JobAssignment')
+        decisions, errors = one([spec(columns=None)], {found['name']: found}, 'absent')
+        assert decisions == []
+        assert len(errors) == 1
+        assert 'belongs to table public.JobAssignment' in errors[0] and 'nothing was dropped' in errors[0]
+
+    def test_absent_refuses_an_index_backing_a_constraint(self):
+        found = existing(name='Job_pkey', key_columns=['id'], constraint='Job_pkey')
+        decisions, errors = one([spec(name='Job_pkey', columns=None)], {'Job_pkey': found}, 'absent')
+        assert decisions == []
+        assert len(errors) == 1 and 'backs constraint "Job_pkey"' in errors[0] and 'DROP CONSTRAINT' in errors[0]
+
+    def test_order_is_kept_and_all_errors_are_collected(self):
+        specs = [spec('a', ['id']), spec('b', ['id']), spec('c', ['id']), spec('d', ['id'])]
+        found = {'b': existing('b', ['id']), 'c': existing('c', ['status']), 'd': existing('d', ['id'], relkind='r')}
+        decisions, errors = one(specs, found)
+        assert [(d['spec']['name'], d['action']) for d in decisions] == [('a', 'created'), ('b', 'unchanged')]
+        assert len(errors) == 2
+        assert '"public.c"' in errors[0] and '"public.d"' in errors[1]
+
+
+# -- backoff_seconds ----------------------------------------------------------------------------------
+
+class TestBackoffSeconds(object):
+
+    def test_exponential_without_jitter_at_the_top(self):
+        top = lambda: 1.0  # noqa: E731 - rand() is in [0, 1); 1.0 is its upper bound
+        assert [oi.backoff_seconds(n, 1.0, rand=top) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 8.0, 16.0]
+        assert [oi.backoff_seconds(n, 0.25, rand=top) for n in (1, 2, 3)] == [0.25, 0.5, 1.0]
+
+    def test_capped_at_max_delay(self):
+        top = lambda: 1.0  # noqa: E731
+        assert oi.backoff_seconds(7, 1.0, rand=top) == 60.0  # 64 s capped at the default 60 s
+        assert oi.backoff_seconds(30, 1.0, rand=top) == 60.0
+        assert oi.backoff_seconds(4, 1.0, max_delay=5.0, rand=top) == 5.0
+
+    def test_jitter_lower_bound_is_half(self):
+        assert oi.backoff_seconds(1, 2.0, rand=lambda: 0.0) == 1.0
+        assert oi.backoff_seconds(3, 2.0, rand=lambda: 0.0) == 4.0
+        assert oi.backoff_seconds(10, 1.0, rand=lambda: 0.0) == 30.0
+
+    def test_jitter_is_linear_in_rand(self):
+        assert oi.backoff_seconds(2, 1.0, rand=lambda: 0.5) == pytest.approx(1.5)
+
+    def test_default_random_stays_within_bounds(self):
+        for attempt in range(1, 10):
+            ceiling = min(60.0, 0.5 * 2 ** (attempt - 1))
+            for _ in range(50):
+                delay = oi.backoff_seconds(attempt, 0.5)
+                assert ceiling * 0.5 <= delay <= ceiling
+
+
+# -- sqlstate -----------------------------------------------------------------------------------------
+
+class TestSqlstate(object):
+
+    def test_psycopg2_pgcode(self):
+        class Psycopg2Error(Exception):
+            pgcode = '55P03'
+        assert oi.sqlstate(Psycopg2Error()) == '55P03'
+
+    def test_psycopg3_sqlstate(self):
+        class Psycopg3Error(Exception):
+            sqlstate = '40P01'
+        assert oi.sqlstate(Psycopg3Error()) == '40P01'
+
+    def test_not_a_driver_error(self):
+        assert oi.sqlstate(ValueError('x')) is None
+
+    def test_retryable_sqlstates(self):
+        assert set(oi.RETRYABLE_SQLSTATES) == {'55P03', '40P01'}
+
+    def test_error_text_is_one_line(self):
+        assert oi.error_text(Exception('ERROR:  boom\nDETAIL:  x  y')) == 'ERROR: boom DETAIL: x y'
+
+
+# --- predicate_error: a where predicate must be one expression --------------------------------------
+
+@pytest.mark.parametrize('where', [
+    '"closedAt" IS NULL',
+    "status = 'OPEN'",
+    "note = 'a;b' AND (amount > 0)",
+    '"odd;name" IS NOT NULL',
+    "note = $$x;y)$$",
+    "note = $tag$ ; $tag$",
+    "note = 'it''s; fine'",
+    "/* why: only open jobs; */ status = 'OPEN'",
+    '("Job"."closedAt" IS NULL)',
+])
+def test_a_single_expression_is_accepted(where):
+    assert oi.predicate_error(where) is None
+
+
+@pytest.mark.parametrize('where,reason', [
+    ('true; SELECT pg_sleep(3)', 'semicolon'),
+    ('true); DROP TABLE "Job"; SELECT (true', 'parenthesis'),
+    ('true) WITH (fillfactor = 10', 'parenthesis'),
+    ('(true', 'open'),
+    ("status = 'OPEN", 'unterminated string'),
+    ('"closedAt IS NULL', 'unterminated quoted identifier'),
+    ('note = $$x', 'dollar'),
+    ('true -- and the rest', 'comment'),
+    ('true /* never closed', 'comment'),
+])
+def test_anything_that_could_end_or_escape_the_statement_is_refused(where, reason):
+    error = oi.predicate_error(where)
+    assert error is not None and reason in error
+
+
+def test_validate_specs_refuses_a_stacked_predicate():
+    errors = oi.validate_specs('public', 'Job', [
+        dict(name='Job_x_idx', columns=['status'], where='true; SELECT 1', method='btree')], 'present')
+    assert len(errors) == 1 and 'Job_x_idx' in errors[0] and 'semicolon' in errors[0]
