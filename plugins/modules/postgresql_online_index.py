@@ -16,7 +16,9 @@ description:
     run in autocommit (never inside a transaction block) with every identifier quoted, so quoted
     camelCase names such as C("teacherId") just work.
   - Before any DDL it validates the whole input against the catalog (table and columns exist, names fit
-    in 63 bytes, no name twice, the access method exists, predicates are valid) and fails with every
+    in 63 bytes, no name twice, the access method exists) and builds every planned definition on an empty
+    temporary copy of the table in a rolled-back transaction, so that anything PostgreSQL would refuse
+    (a multicolumn hash index, a missing operator class, an invalid predicate) fails the task with every
     problem listed, changing nothing.
   - An index of the planned name that is INVALID (left by an interrupted or failed concurrent build) is
     dropped concurrently and rebuilt, and the result says C(rebuilt). An index of the planned name with a
@@ -68,7 +70,8 @@ options:
       where:
         description:
           - Predicate of a partial index, as SQL. It is plan data written by the operator and is spliced
-            into the statement as written; it is validated against the table before any DDL.
+            into the statement as written, after checking that it is one expression (no semicolon, no
+            unbalanced parenthesis, no C(--) comment) and that PostgreSQL accepts it on the table.
         type: str
       include:
         description: Non-key columns stored in the index (C(INCLUDE)).

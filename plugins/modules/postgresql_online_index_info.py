@@ -16,8 +16,9 @@ description:
     same decisions, so one call proves the whole plan applicable before the first DDL of a migration, and
     tells which tables have work left (a rerun of a finished migration then touches no table).
   - Fails, listing every problem of every table, when any part of the plan cannot be applied.
-  - Changes nothing, in check mode or not; the only writes are to a temporary table inside a transaction
-    that is rolled back, to validate partial-index predicates.
+  - Changes nothing, in check mode or not. To prove each definition acceptable (method limits, operator
+    classes, predicates) it builds it on an empty temporary copy of the table inside a transaction that is
+    rolled back; the real table is only read-locked for an instant.
 version_added: '0.1.0'
 options:
   login_db:
