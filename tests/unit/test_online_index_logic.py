@@ -473,3 +473,27 @@ def test_validate_specs_refuses_a_stacked_predicate():
     errors = oi.validate_specs('public', 'Job', [
         dict(name='Job_x_idx', columns=['status'], where='true; SELECT 1', method='btree')], 'present')
     assert len(errors) == 1 and 'Job_x_idx' in errors[0] and 'semicolon' in errors[0]
+
+
+# --- the duplicate report of a unique constraint ----------------------------------------------------
+
+def _unique_keys():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'pgzd_unique_keys_under_test', helpers.ONLINE_INDEX_PATH.replace('online_index.py', 'unique_keys.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_duplicate_report_lists_keys_counts_and_ids():
+    lines = _unique_keys().format_duplicate_report(
+        'Class_name_grade_key', 'public', 'Class', ['name', 'grade'], 'id',
+        [dict(key=['A', '1'], rows=4, sample_ids=['x', 'y']), dict(key=['B', '2'], rows=2, sample_ids=['p', 'q'])],
+        total_groups=3, total_rows=8)
+    assert lines == [
+        'constraint "Class_name_grade_key" UNIQUE (name, grade) on public.Class: 3 duplicate key(s) over 8 rows',
+        '  (name, grade) = (A, 1): 4 rows, id x, y, ...',
+        '  (name, grade) = (B, 2): 2 rows, id p, q',
+        '  ... and 1 more duplicate key(s)',
+    ]

@@ -1,0 +1,52 @@
+# -*- coding: utf-8 -*-
+# Duplicate detection for planned unique constraints: the query, and the report an operator acts on.
+# format_duplicate_report takes plain data, so tests/unit runs it without a server.
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+PRIMARY_KEY_QUERY = """
+SELECT a.attname::text AS column_name
+FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord) ON true
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND con.contype = 'p'
+ORDER BY k.ord
+"""
+
+
+def duplicate_groups_query(sql, schema, table, columns, row_id_sql, sample_ids, max_groups):
+    """Groups of rows sharing a key, largest first, with the total over all groups.
+
+    Rows with a NULL in any key column are left out: a unique constraint (NULLS DISTINCT, the
+    default) accepts them. C(row_id_sql) is a composable naming each row (its primary key, or ctid).
+    """
+    keys = sql.SQL(', ').join(sql.Identifier(c) for c in columns)
+    not_null = sql.SQL(' AND ').join(sql.SQL('{} IS NOT NULL').format(sql.Identifier(c)) for c in columns)
+    key_text = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in columns)
+    return sql.SQL(
+        'SELECT ARRAY[{key_text}] AS key, count(*) AS rows, '
+        '(array_agg({row_id} ORDER BY {row_id}))[1:{sample}] AS sample_ids, '
+        'count(*) OVER () AS total_groups, sum(count(*)) OVER () AS total_rows '
+        'FROM {schema}.{table} WHERE {not_null} GROUP BY {keys} HAVING count(*) > 1 '
+        'ORDER BY count(*) DESC, {keys} LIMIT {limit}').format(
+            key_text=key_text, row_id=row_id_sql, sample=sql.Literal(int(sample_ids)),
+            schema=sql.Identifier(schema), table=sql.Identifier(table), not_null=not_null, keys=keys,
+            limit=sql.Literal(int(max_groups)))
+
+
+def format_duplicate_report(constraint, schema, table, columns, id_label, groups, total_groups, total_rows):
+    """The lines an SRE reads when duplicates block a unique constraint."""
+    lines = ['constraint "%s" UNIQUE (%s) on %s.%s: %d duplicate key(s) over %d rows'
+             % (constraint, ', '.join(columns), schema, table, total_groups, total_rows)]
+    for group in groups:
+        lines.append('  (%s) = (%s): %d rows, %s %s%s'
+                     % (', '.join(columns), ', '.join(str(value) for value in group['key']), group['rows'],
+                        id_label, ', '.join(str(value) for value in group['sample_ids']),
+                        ', ...' if group['rows'] > len(group['sample_ids']) else ''))
+    if total_groups > len(groups):
+        lines.append('  ... and %d more duplicate key(s)' % (total_groups - len(groups)))
+    return lines
