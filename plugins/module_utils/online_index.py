@@ -373,6 +373,17 @@ LIMIT 5
 """
 
 
+def fetch_dicts(cursor, query, params=None):
+    """Execute C(query) and return its rows as dicts, whichever driver and row factory are in use."""
+    cursor.execute(query, params)
+    if cursor.description is None:
+        return []
+    names = [column[0] for column in cursor.description]
+    # psycopg 3's dict_row gives dicts, psycopg2's plain cursor gives sequences.
+    return [dict(zip(names, [row[name] for name in names] if isinstance(row, dict) else row))
+            for row in cursor.fetchall()]
+
+
 def sql_module():
     """The C(sql) composition module of the driver community.postgresql's module_utils picked."""
     from ansible_collections.community.postgresql.plugins.module_utils import postgres
@@ -411,18 +422,7 @@ class OnlineIndexRunner(object):
     # -- reading -----------------------------------------------------------------------------------
 
     def _query(self, query, params=None):
-        self.cursor.execute(query, params)
-        if self.cursor.description is None:
-            return []
-        names = [column[0] for column in self.cursor.description]
-        return [dict(zip(names, self._row_values(row, names))) for row in self.cursor.fetchall()]
-
-    @staticmethod
-    def _row_values(row, names):
-        # psycopg 3's dict_row gives dicts, psycopg2's DictCursor gives sequences.
-        if isinstance(row, dict):
-            return [row[name] for name in names]
-        return list(row)
+        return fetch_dicts(self.cursor, query, params)
 
     def render(self, statement):
         return statement.as_string(self.connection)

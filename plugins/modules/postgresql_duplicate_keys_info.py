@@ -109,7 +109,7 @@ report:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.online_index import error_text, identifier_error, sql_module
+from ansible.module_utils.online_index import error_text, fetch_dicts, identifier_error, sql_module
 from ansible.module_utils.unique_keys import PRIMARY_KEY_QUERY, duplicate_groups_query, format_duplicate_report
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
@@ -117,12 +117,6 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
     get_conn_params,
     postgres_common_argument_spec,
 )
-
-
-def fetch(cursor, query, params=None):
-    cursor.execute(query, params)
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row.values() if isinstance(row, dict) else row)) for row in cursor.fetchall()]
 
 
 def main():
@@ -165,7 +159,7 @@ def main():
     try:
         for constraint in params['constraints']:
             schema, table, columns = constraint['schema'] or params['schema'], constraint['table'], constraint['columns']
-            primary_key = [row['column_name'] for row in fetch(cursor, PRIMARY_KEY_QUERY,
+            primary_key = [row['column_name'] for row in fetch_dicts(cursor, PRIMARY_KEY_QUERY,
                                                                dict(schema=schema, table=table))]
             if primary_key:
                 row_id = sql.SQL(" || ',' || ").join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in primary_key)
@@ -174,7 +168,7 @@ def main():
                 row_id, id_label = sql.SQL('ctid::text'), 'ctid'
             cursor.execute('SAVEPOINT pgzd_duplicates')
             try:
-                groups = fetch(cursor, duplicate_groups_query(sql, schema, table, columns, row_id,
+                groups = fetch_dicts(cursor, duplicate_groups_query(sql, schema, table, columns, row_id,
                                                               params['sample_ids'], params['max_groups']))
             except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
                 cursor.execute('ROLLBACK TO SAVEPOINT pgzd_duplicates')
