@@ -16,7 +16,7 @@ import pytest
 import helpers
 
 CLUSTER_PORT = int(os.environ.get('PGZD_TEST_PORT', '55434'))
-CLUSTER_DIR = os.path.join(helpers.REPO_ROOT, '.local', 'pytest-cluster')
+CLUSTER_DIR = os.path.join(helpers.REPO_ROOT, '.local', 'pytest-cluster' + ('' if CLUSTER_PORT == 55434 else '-%d' % CLUSTER_PORT))
 # 0.02 = 4,000 rows in each large table: enough for real concurrent builds, seeded in a few seconds.
 CLUSTER_SCALE = '0.02'
 CLUSTER_DB = 't12'
@@ -87,12 +87,16 @@ def db_session(pg_cluster):
 
 @pytest.fixture
 def db(db_session):
-    """Autocommit psycopg2 connection; every index a test leaves behind is dropped after it."""
-    leftovers = helpers.droppable_indexes(db_session)
-    assert not leftovers, 'indexes left over by an earlier test: %s' % leftovers
+    """Autocommit psycopg2 connection; every index, unique constraint and audit table a test leaves is dropped after it."""
+    leftovers = helpers.droppable_indexes(db_session) + helpers.unique_constraints(db_session)
+    assert not leftovers, 'indexes or unique constraints left over by an earlier test: %s' % leftovers
     yield db_session
+    for table, name in helpers.unique_constraints(db_session):
+        helpers.query(db_session, 'ALTER TABLE "public"."%s" DROP CONSTRAINT "%s"'
+                      % (table.replace('"', '""'), name.replace('"', '""')))
     for name in helpers.droppable_indexes(db_session):
         helpers.drop_index(db_session, name)
+    helpers.query(db_session, 'DROP SCHEMA IF EXISTS pgzd_audit CASCADE')
 
 
 @pytest.fixture

@@ -174,5 +174,16 @@ def droppable_indexes(conn, schema='public'):
     return [row[0] for row in rows]
 
 
+def unique_constraints(conn, schema='public'):
+    """[(table, constraint)] of the UNIQUE constraints of C(schema): the T12 schema has none of its own."""
+    return [tuple(row) for row in query(conn, """
+        SELECT t.relname, con.conname
+        FROM pg_catalog.pg_constraint con
+        JOIN pg_catalog.pg_class t ON t.oid = con.conrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+        WHERE n.nspname = %s AND con.contype = 'u'
+        ORDER BY 1, 2""", (schema,))]
+
+
 def drop_index(conn, name, schema='public'):
     query(conn, 'DROP INDEX IF EXISTS "%s"."%s"' % (schema.replace('"', '""'), name.replace('"', '""')))

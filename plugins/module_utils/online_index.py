@@ -639,7 +639,7 @@ class OnlineIndexRunner(object):
         if sqlstate(error) in RETRYABLE_SQLSTATES:
             lines.append('Each attempt gave up after lock_timeout=%s: another session holds a conflicting lock, or a '
                          'long transaction is still open (a concurrent build waits for every older transaction).'
-                         % self.lock_timeout)
+                         % decision.get('lock_timeout', self.lock_timeout))
             if decision.get('table_oid'):
                 holders = self._query(LOCK_HOLDERS_QUERY, dict(oid=decision['table_oid']))
                 for row in holders:
@@ -648,8 +648,14 @@ class OnlineIndexRunner(object):
             for row in self._query(OLD_TRANSACTIONS_QUERY):
                 lines.append('  open transaction: pid %(pid)s state=%(state)s open %(xact_seconds)ss '
                              'app=%(application_name)s query: %(query)s' % row)
-            lines.append('What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, '
+            lines.append(decision.get('retry_advice') or
+                         'What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, '
                          'then rerun: indexes already built are kept and reported unchanged.')
         if leftover:
             lines.append(leftover[0].upper() + leftover[1:] + '.')
+        lines.extend(self.explain_failure(error, decision))
         return '\n'.join(lines)
+
+    def explain_failure(self, error, decision):
+        """Extra lines for a failure message; subclasses add what they know (e.g. the offending keys)."""
+        return []

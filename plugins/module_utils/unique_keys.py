@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
-# Duplicate detection for planned unique constraints: the query, and the report an operator acts on.
-# format_duplicate_report takes plain data, so tests/unit runs it without a server.
+# Planned unique constraints and their duplicate keys: the duplicate query, the report an operator acts on,
+# and how an opt-in resolution would rename them. rename_plan and format_duplicate_report take plain data,
+# so tests/unit runs them without a server.
 
 from __future__ import absolute_import, division, print_function
 
@@ -16,6 +17,45 @@ JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
 WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND con.contype = 'p'
 ORDER BY k.ord
 """
+
+COLUMN_TYPES_QUERY = """
+SELECT a.attname::text AS name, pg_catalog.format_type(a.atttypid, NULL) AS type
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+# Column types a visible suffix can be appended to.
+RENAMABLE_TYPES = ('text', 'character varying', 'citext')
+
+
+def rename_plan(schema, table, columns, types, primary_key, rename_column=None, keep_oldest_by=None):
+    """How duplicates of UNIQUE (columns) would be renamed: (column that takes the suffix, ordering columns).
+
+    C(types) maps each column of the table to its type name, C(primary_key) lists the primary key
+    columns. Raises ValueError saying why the table cannot be resolved this way.
+    """
+    missing = [c for c in columns if c not in types]
+    if missing:
+        raise ValueError('column(s) %s not found in %s.%s' % (', '.join(missing), schema, table))
+    if not primary_key:
+        raise ValueError('%s.%s has no primary key, so the audit could not name the renamed rows; resolve the '
+                         'duplicates by hand' % (schema, table))
+    rename = rename_column or next((c for c in columns if types[c] in RENAMABLE_TYPES), None)
+    if rename is None:
+        raise ValueError('none of the columns (%s) is text or varchar, so no suffix can be added: set rename_column, '
+                         'or resolve the duplicates by hand' % ', '.join('%s %s' % (c, types[c]) for c in columns))
+    if rename not in columns:
+        raise ValueError('rename_column "%s" is not one of the constraint\'s columns (%s)' % (rename, ', '.join(columns)))
+    if types[rename] not in RENAMABLE_TYPES:
+        raise ValueError('rename_column "%s" is %s; only text or varchar can take a suffix' % (rename, types[rename]))
+    order = list(keep_oldest_by) if keep_oldest_by is not None else (['createdAt'] if 'createdAt' in types else [])
+    missing = [c for c in order if c not in types]
+    if missing:
+        raise ValueError('keep_oldest_by names column(s) %s not in %s.%s' % (', '.join(missing), schema, table))
+    return rename, order + [c for c in primary_key if c not in order]
 
 
 def duplicate_groups_query(sql, schema, table, columns, row_id_sql, sample_ids, max_groups):

@@ -5,7 +5,7 @@ import pytest
 
 import helpers
 
-MODULE = 'postgresql_duplicate_keys_info'
+MODULE = 'postgresql_unique_constraint_info'
 CLASS_KEY = dict(name='Class_name_grade_key', table='Class', columns=['name', 'grade'])
 # Seven rows share ('Class A-0', 1) with the seeded row, two share ('Class B-0', 2).
 SEEDED_A = ['pt_dup_a%d' % i for i in range(6)]
@@ -84,7 +84,7 @@ def test_rows_with_a_null_key_column_are_not_duplicates(db, run_module):
 def test_a_missing_column_is_named(db, run_module):
     result = run_module(MODULE, constraints=[dict(CLASS_KEY, columns=['name', 'level'])])
     assert result.get('failed') is True
-    assert 'Class_name_grade_key' in result['msg'] and '"level" does not exist' in result['msg']
+    assert 'Class_name_grade_key' in result['msg'] and '"level" not found in public.Class' in result['msg']
 
 
 def test_migrate_stops_before_any_ddl_when_duplicates_block_the_plan(db, pg_cluster, duplicates):

@@ -1,0 +1,329 @@
+# -*- coding: utf-8 -*-
+# Unique constraints added without blocking: CREATE UNIQUE INDEX CONCURRENTLY under the constraint's
+# name, then ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX under a short lock_timeout.
+#
+# decide_constraint_action takes plain catalog facts and returns plain data, so tests/unit runs it
+# without a server. UniqueConstraintRunner reuses the online index engine (validation, concurrent
+# build, lock-timeout retries with backoff and jitter, cleanup of INVALID leftovers).
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible.module_utils.online_index import (
+    ACTION_CREATE,
+    ACTION_DROP,
+    ACTION_REBUILD,
+    ACTION_UNCHANGED,
+    OnlineIndexError,
+    OnlineIndexRunner,
+    identifier_error,
+    sqlstate,
+)
+from ansible.module_utils.unique_keys import PRIMARY_KEY_QUERY, duplicate_groups_query, format_duplicate_report
+
+# The unique index already exists, valid and equivalent: only the ALTER TABLE runs.
+ACTION_ATTACH = 'attached'
+
+UNIQUE_VIOLATION = '23505'
+
+# The options naming one constraint, shared by the modules that act on one.
+CONSTRAINT_OPTIONS = dict(
+    name=dict(type='str', required=True),
+    table=dict(type='str', required=True),
+    schema=dict(type='str', default='public'),
+    columns=dict(type='list', elements='str', required=True),
+)
+
+CONSTRAINT_TYPES = dict(p='PRIMARY KEY', u='UNIQUE', f='FOREIGN KEY', c='CHECK', x='EXCLUDE', t='TRIGGER')
+
+CONSTRAINTS_QUERY = """
+SELECT con.conname::text AS name, con.contype::text AS type, n.nspname::text AS schema,
+       t.relname::text AS "table", con.condeferrable AS deferrable,
+       ARRAY(SELECT a.attname::text
+             FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+             ORDER BY k.ord) AS columns,
+       ic.relname::text AS index_name,
+       coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nulls_not_distinct,
+       pg_catalog.pg_get_constraintdef(con.oid) AS definition
+FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_namespace n ON n.oid = con.connamespace
+LEFT JOIN pg_catalog.pg_class t ON t.oid = con.conrelid
+LEFT JOIN pg_catalog.pg_class ic ON ic.oid = con.conindid
+LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = con.conindid
+WHERE n.nspname = %(schema)s AND con.conname = %(name)s
+"""
+
+
+def validate_constraint(name, schema, table, columns):
+    """Check the input alone: identifiers and columns. Returns a list of errors."""
+    errors = []
+    for kind, value in [('constraint name', name), ('schema', schema), ('table', table)] + \
+            [('column', column) for column in columns or []]:
+        error = identifier_error(kind, value)
+        if error:
+            errors.append(error)
+    if not columns:
+        errors.append('constraint "%s" has no columns' % name)
+    elif len(set(columns)) != len(columns):
+        errors.append('constraint "%s" names a column twice: %s' % (name, ', '.join(columns)))
+    return errors
+
+
+def planned_definition(columns):
+    """How pg_get_constraintdef renders the planned constraint."""
+    return 'UNIQUE (%s)' % ', '.join(_quote(c) for c in columns)
+
+
+def _quote(identifier):
+    if identifier.islower() and identifier.replace('_', '').isalnum() and not identifier[0].isdigit():
+        return identifier
+    return '"%s"' % identifier.replace('"', '""')
+
+
+def constraint_differences(existing, columns):
+    """What makes an existing constraint (catalog facts) differ from UNIQUE (columns); empty if equal."""
+    differences = []
+    if existing['type'] != 'u':
+        differences.append('it is a %s constraint, not UNIQUE' % CONSTRAINT_TYPES.get(existing['type'], existing['type']))
+    if existing['columns'] != list(columns):
+        differences.append('its columns are (%s), planned (%s)' % (', '.join(existing['columns']), ', '.join(columns)))
+    if existing['deferrable']:
+        differences.append('it is DEFERRABLE')
+    if existing['nulls_not_distinct']:
+        differences.append('it has NULLS NOT DISTINCT')
+    return differences
+
+
+def index_differences(index, schema, table, columns):
+    """What keeps an existing index (catalog facts) from backing UNIQUE (columns); empty if it can."""
+    differences = []
+    if (index['table_schema'], index['table']) != (schema, table):
+        return ['it is on table %s.%s, not %s.%s' % (index['table_schema'], index['table'], schema, table)]
+    if not index['unique']:
+        differences.append('it is not unique')
+    if index['method'] != 'btree':
+        differences.append('its method is %s, not btree' % index['method'])
+    if index['key_columns'] != list(columns):
+        differences.append('its key columns are (%s), planned (%s)'
+                           % (', '.join(c or 'expression' for c in index['key_columns']), ', '.join(columns)))
+    if index['include_columns']:
+        differences.append('it has INCLUDE columns')
+    if index['predicate']:
+        differences.append('it is partial (WHERE %s)' % index['predicate'])
+    for extra in index.get('extras') or []:
+        differences.append('it has %s' % extra)
+    return differences
+
+
+def decide_constraint_action(name, schema, table, columns, state, constraints, index):
+    """Decide what one planned unique constraint needs, from what the catalog holds.
+
+    C(constraints) are the constraints of that name in the schema (CONSTRAINTS_QUERY rows), C(index)
+    the relation of that name in the schema (an EXISTING_INDEXES_QUERY row) or None.
+    Returns (action, errors); action is one of created, rebuilt, attached, unchanged, dropped.
+    """
+    qualified = '%s.%s' % (schema, name)
+    ours = [c for c in constraints if (c['schema'], c['table']) == (schema, table)]
+    if ours:
+        existing = ours[0]
+        differences = constraint_differences(existing, columns)
+        if differences:
+            return None, ['a different constraint named "%s" already exists on %s.%s (%s).\n  existing: %s\n'
+                          '  planned:  %s\nRename the planned constraint, or drop the existing one deliberately, '
+                          'and rerun; nothing was changed.'
+                          % (name, schema, table, '; '.join(differences), existing['definition'],
+                             planned_definition(columns))]
+        if state == 'absent':
+            return ACTION_DROP, []
+        return ACTION_UNCHANGED, []
+    if index is not None and index['relkind'] not in ('i', 'I'):
+        if state == 'absent':
+            return ACTION_UNCHANGED, []
+        return None, ['"%s" already exists and is not an index (relation kind %s); a unique constraint needs an '
+                      'index of its own name: choose another constraint name' % (qualified, index['relkind'])]
+    if index is not None and index['constraint']:
+        if state == 'absent':
+            return ACTION_UNCHANGED, []
+        return None, ['index "%s" already backs constraint "%s": choose another constraint name'
+                      % (qualified, index['constraint'])]
+    if state == 'absent':
+        if index is None or (index['table_schema'], index['table']) != (schema, table):
+            return ACTION_UNCHANGED, []
+        differences = index_differences(index, schema, table, columns)
+        if differences:
+            return None, ['index "%s" on %s.%s is not the constraint\'s index (%s); it was not made by this plan, '
+                          'so it is left alone: drop it deliberately if it must go'
+                          % (qualified, schema, table, '; '.join(differences))]
+        # The unique index of a build whose ADD CONSTRAINT never ran (or an INVALID leftover).
+        return ACTION_DROP, []
+    if index is None:
+        return ACTION_CREATE, []
+    if index['build_in_progress_pid']:
+        return None, ['index "%s" is being built right now by backend pid %s: wait for that build to finish (see '
+                      'pg_stat_progress_create_index) and rerun' % (qualified, index['build_in_progress_pid'])]
+    differences = index_differences(index, schema, table, columns)
+    if not index['valid'] and (index['table_schema'], index['table']) == (schema, table):
+        # An INVALID index can be dropped whatever it is: it enforces nothing and serves no query.
+        return ACTION_REBUILD, []
+    if differences:
+        return None, ['index "%s" already exists and cannot back the constraint (%s).\n  existing: %s\n'
+                      '  planned:  UNIQUE index on (%s)\nRename the planned constraint, or drop that index '
+                      'deliberately (DROP INDEX CONCURRENTLY), and rerun; nothing was changed.'
+                      % (qualified, '; '.join(differences), index['definition'], ', '.join(columns))]
+    return ACTION_ATTACH, []
+
+
+class UniqueConstraintRunner(OnlineIndexRunner):
+    """Plans and applies one unique constraint over an autocommit connection.
+
+    C(lock_timeout) bounds the lock waits of the concurrent index build and drop (they block no reads
+    or writes); C(constraint_lock_timeout) bounds the ACCESS EXCLUSIVE lock of ALTER TABLE, the one
+    that would make other sessions queue, so it is short.
+    """
+
+    def __init__(self, connection, constraint_lock_timeout='2s', sample_ids=5, max_groups=20, **kwargs):
+        super(UniqueConstraintRunner, self).__init__(connection, **kwargs)
+        self.constraint_lock_timeout = constraint_lock_timeout
+        self.sample_ids = sample_ids
+        self.max_groups = max_groups
+
+    def read_constraints(self, schema, name):
+        return self._query(CONSTRAINTS_QUERY, dict(schema=schema, name=name))
+
+    def plan_constraint(self, name, schema, table, columns, state):
+        """Validate one constraint against the catalog and decide its action; no DDL runs.
+
+        Raises OnlineIndexError listing every problem found.
+        """
+        errors = validate_constraint(name, schema, table, columns)
+        if errors:
+            raise OnlineIndexError(self._problems(schema, table, errors))
+        table_row = self.read_table(schema, table)
+        if table_row is None and state == 'present':
+            raise OnlineIndexError(self._problems(schema, table, [
+                'table %s.%s does not exist: check the plan\'s schema and table name (names are case-sensitive, '
+                'Prisma models are quoted CamelCase)' % (schema, table)]))
+        if table_row is not None:
+            missing = [c for c in columns if c not in table_row['columns']]
+            if missing and state == 'present':
+                raise OnlineIndexError(self._problems(schema, table, [
+                    'constraint "%s": column(s) %s not found in %s.%s (its columns: %s)'
+                    % (name, ', '.join('"%s"' % c for c in missing), schema, table, ', '.join(table_row['columns']))]))
+        index = self.read_existing_indexes(schema, [name]).get(name)
+        constraints = self.read_constraints(schema, name)
+        action, errors = decide_constraint_action(name, schema, table, columns, state, constraints, index)
+        if errors:
+            raise OnlineIndexError(self._problems(schema, table, errors))
+        ours = [c for c in constraints if (c['schema'], c['table']) == (schema, table)]
+        spec = dict(name=name, schema=schema, table=table, columns=list(columns), unique=True, method='btree',
+                    include=[], where=None)
+        decision = dict(spec=spec, action=action, table_oid=table_row['oid'] if table_row else None,
+                        constraint=ours[0] if ours else None, index=index)
+        decision['statements'] = [self.render(statement) for statement in self.constraint_statements(decision)]
+        return decision
+
+    def add_constraint_statement(self, spec):
+        sql = self.sql
+        return sql.SQL('ALTER TABLE {}.{} ADD CONSTRAINT {} UNIQUE USING INDEX {}').format(
+            sql.Identifier(spec['schema']), sql.Identifier(spec['table']), sql.Identifier(spec['name']),
+            sql.Identifier(spec['name']))
+
+    def drop_constraint_statement(self, spec):
+        sql = self.sql
+        return sql.SQL('ALTER TABLE {}.{} DROP CONSTRAINT IF EXISTS {}').format(
+            sql.Identifier(spec['schema']), sql.Identifier(spec['table']), sql.Identifier(spec['name']))
+
+    def constraint_statements(self, decision):
+        """The statements of a decision, in order (check mode shows them)."""
+        spec, action = decision['spec'], decision['action']
+        if action == ACTION_DROP:
+            if decision['constraint']:
+                return [self.drop_constraint_statement(spec)]
+            return [self.drop_statement(spec['schema'], spec['name'])]
+        statements = []
+        if action == ACTION_REBUILD:
+            statements.append(self.drop_statement(spec['schema'], spec['name']))
+        if action in (ACTION_CREATE, ACTION_REBUILD):
+            statements.append(self.create_statement(spec['schema'], spec['table'], spec))
+        if action in (ACTION_CREATE, ACTION_REBUILD, ACTION_ATTACH):
+            statements.append(self.add_constraint_statement(spec))
+        return statements
+
+    # -- applying ----------------------------------------------------------------------------------
+
+    def apply_constraint(self, decision):
+        """Run one decision's DDL. Returns (seconds, lock retries); raises OnlineIndexError on failure."""
+        spec, action = decision['spec'], decision['action']
+        started = time.monotonic()
+        retries = 0
+        if action == ACTION_DROP and decision['constraint']:
+            retries += self._under_constraint_lock_timeout(decision, self.drop_constraint_statement(spec))
+        elif action in (ACTION_DROP, ACTION_REBUILD):
+            drop = self.drop_statement(spec['schema'], spec['name'])
+            retries += self._with_retries(spec, decision, drop, lambda: self._execute(drop))
+        if action in (ACTION_CREATE, ACTION_REBUILD):
+            create = self.create_statement(spec['schema'], spec['table'], spec)
+            retries += self._with_retries(spec, decision, create, lambda: self._build_once(spec, create), cleanup=True)
+            built = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
+            if built is None or not built['valid']:
+                raise OnlineIndexError('index "%s.%s" is not valid after its build: rerun to drop and rebuild it'
+                                       % (spec['schema'], spec['name']))
+        if action in (ACTION_CREATE, ACTION_REBUILD, ACTION_ATTACH):
+            retries += self._under_constraint_lock_timeout(decision, self.add_constraint_statement(spec))
+        return round(time.monotonic() - started, 3), retries
+
+    def _under_constraint_lock_timeout(self, decision, statement):
+        """Run an ACCESS EXCLUSIVE statement with the short lock_timeout, retried with backoff and jitter.
+
+        Each attempt waits at most constraint_lock_timeout, so sessions queued behind it wait no longer;
+        between attempts the lock queue drains.
+        """
+        spec = decision['spec']
+        step = dict(decision, lock_timeout=self.constraint_lock_timeout, retry_advice=(
+            'What to do: let those sessions finish (or end them), or raise the constraint lock_timeout / '
+            'lock_retries, then rerun. The unique index "%s" is kept: it is valid and already enforces uniqueness, '
+            'so the rerun only runs the ALTER TABLE (rollback.yml drops it).' % spec['name']
+            if decision['action'] != ACTION_DROP else
+            'What to do: let those sessions finish (or end them), or raise the constraint lock_timeout / '
+            'lock_retries, then rerun; nothing was changed by this step.'))
+
+        def attempt():
+            self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, false)",
+                        dict(value=str(self.constraint_lock_timeout)))
+            try:
+                self._execute(statement)
+            finally:
+                self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, false)",
+                            dict(value=str(self.lock_timeout)))
+        return self._with_retries(spec, step, statement, attempt)
+
+    def explain_failure(self, error, decision):
+        """After a unique violation during the build: the duplicate keys that caused it."""
+        if sqlstate(error) != UNIQUE_VIOLATION:
+            return []
+        spec = decision['spec']
+        sql = self.sql
+        primary_key = [row['column_name'] for row in self._query(PRIMARY_KEY_QUERY,
+                                                                 dict(schema=spec['schema'], table=spec['table']))]
+        if primary_key:
+            row_id = sql.SQL(" || ',' || ").join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in primary_key)
+            id_label = '/'.join(primary_key)
+        else:
+            row_id, id_label = sql.SQL('ctid::text'), 'ctid'
+        try:
+            groups = self._query(duplicate_groups_query(sql, spec['schema'], spec['table'], spec['columns'], row_id,
+                                                        self.sample_ids, self.max_groups))
+        except Exception as failure:  # the driver's errors have no common base class to name here
+            return ['The duplicate keys could not be listed: %s' % failure]
+        if not groups:
+            return ['Rows with a duplicate key were written while the index was being built, and are gone again: '
+                    'rerun.']
+        lines = ['Rows with a duplicate key were written while the unique index was being built:']
+        lines.extend(format_duplicate_report(spec['name'], spec['schema'], spec['table'], spec['columns'], id_label,
+                                             groups, int(groups[0]['total_groups']), int(groups[0]['total_rows'])))
+        lines.append('What to do: resolve those rows (and stop the writer that creates them), then rerun.')
+        return lines
