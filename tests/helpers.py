@@ -10,6 +10,7 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -34,6 +35,28 @@ def load_online_index():
         spec.loader.exec_module(module)
         _online_index = module
     return _online_index
+
+
+def load_module_utils(name):
+    """A file of plugins/module_utils, importable as Ansible would: ansible.module_utils.<name>.
+
+    Its imports of sibling module_utils (ansible.module_utils.online_index, ...) are satisfied by loading
+    those files the same way, so the pure functions run under pytest without Ansible's module packaging.
+    """
+    qualified = 'ansible.module_utils.' + name
+    if qualified not in sys.modules:
+        import ansible.module_utils  # the real package; the project's files are added to it
+        path = os.path.join(REPO_ROOT, 'plugins', 'module_utils', name + '.py')
+        with open(path) as source:
+            for sibling in re.findall(r'^from ansible\.module_utils\.(\w+) import', source.read(), re.M):
+                if os.path.exists(os.path.join(REPO_ROOT, 'plugins', 'module_utils', sibling + '.py')):
+                    load_module_utils(sibling)
+        spec = importlib.util.spec_from_file_location(qualified, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[qualified] = module
+        spec.loader.exec_module(module)
+        setattr(ansible.module_utils, name, module)
+    return sys.modules[qualified]
 
 
 def _tool(name):

@@ -60,7 +60,30 @@ def test_no_invalid_index_is_left_anywhere(db):
 def test_no_unplanned_index_was_created(db):
     db.execute("""SELECT c.relname FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
                   WHERE c.relnamespace = 'public'::regnamespace AND NOT i.indisprimary""")
-    assert sorted(row[0] for row in db.fetchall()) == sorted(index['name'] for _, index in PLANNED)
+    planned = [index['name'] for _, index in PLANNED] + [constraint['name'] for constraint in PLAN['constraints']]
+    assert sorted(row[0] for row in db.fetchall()) == sorted(planned)
+
+
+@pytest.mark.parametrize('constraint', PLAN['constraints'], ids=[c['name'] for c in PLAN['constraints']])
+def test_every_planned_unique_constraint_exists_backed_by_a_valid_index(db, constraint):
+    db.execute("""
+        SELECT con.contype, t.relname, pg_get_constraintdef(con.oid), ic.relname, i.indisvalid, i.indisunique
+        FROM pg_constraint con
+        JOIN pg_class t ON t.oid = con.conrelid
+        JOIN pg_class ic ON ic.oid = con.conindid
+        JOIN pg_index i ON i.indexrelid = con.conindid
+        WHERE con.conname = %s AND con.connamespace = 'public'::regnamespace""", (constraint['name'],))
+    rows = db.fetchall()
+    assert len(rows) == 1, 'constraint %s is missing' % constraint['name']
+    contype, table, definition, index_name, valid, unique = rows[0]
+    assert (contype, table, index_name) == ('u', constraint['table'], constraint['name'])
+    assert definition == 'UNIQUE (%s)' % ', '.join(constraint['columns'])
+    assert valid and unique
+
+
+def test_no_duplicate_was_renamed_on_clean_data(db):
+    db.execute("SELECT to_regnamespace('pgzd_audit')")
+    assert db.fetchone()[0] is None
 
 
 @pytest.mark.parametrize('table', LARGE_TABLES)
