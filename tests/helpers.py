@@ -210,3 +210,14 @@ def unique_constraints(conn, schema='public'):
 
 def drop_index(conn, name, schema='public'):
     query(conn, 'DROP INDEX IF EXISTS "%s"."%s"' % (schema.replace('"', '""'), name.replace('"', '""')))
+
+
+def assert_failed_without_change(result, before, after, *fragments):
+    """The task failed, ran no DDL, and left the catalog snapshot as it was; its message names every fragment."""
+    assert result.get('failed') is True, result
+    assert result['changed'] is False
+    assert result['queries'] == []
+    assert 'nothing was changed' in result['msg']
+    for fragment in fragments:
+        assert fragment in result['msg'], (fragment, result['msg'])
+    assert after == before

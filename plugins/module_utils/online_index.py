@@ -373,6 +373,32 @@ LIMIT 5
 """
 
 
+def setting_errors(cursor, settings):
+    """Check option values PostgreSQL itself must accept, before anything else runs.
+
+    C(settings) is a list of (option name, GUC name, value). Each value is tried with set_config in a
+    one-statement transaction, so nothing stays set. Returns error strings naming the option.
+    """
+    errors = []
+    for option, guc, value in settings:
+        try:
+            cursor.execute('SELECT pg_catalog.set_config(%(guc)s, %(value)s, true)', dict(guc=guc, value=str(value)))
+            cursor.fetchall()
+        except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+            errors.append('%s: PostgreSQL refuses %r as a %s value (%s); use a duration such as 2s, 500ms or 1min'
+                          % (option, str(value), guc, error_text(error)))
+    return errors
+
+
+def option_errors(cursor, params, settings):
+    """Errors of the retry and timeout options of a module (C(settings): (option, GUC) pairs), before any DDL."""
+    errors = []
+    for option in ('lock_retries', 'lock_retry_delay'):
+        if option in params and params[option] is not None and params[option] < 0:
+            errors.append('%s must be 0 or more, not %s' % (option, params[option]))
+    return errors + setting_errors(cursor, [(option, guc, params[option]) for option, guc in settings])
+
+
 def fetch_dicts(cursor, query, params=None):
     """Execute C(query) and return its rows as dicts, whichever driver and row factory are in use."""
     cursor.execute(query, params)
@@ -413,6 +439,10 @@ class OnlineIndexRunner(object):
         self.sleep = sleep
         self.log = log or (lambda message: None)
         self.executed_queries = []
+        # Lock-timeout retries used so far, and INVALID indexes a failure could not clean up (both are
+        # reported whether the task succeeds or fails).
+        self.retries_used = 0
+        self.leftovers = []
         self._methods = None
         self._query("SELECT pg_catalog.set_config('application_name', 'pg-zero-downtime', false), "
                     "pg_catalog.set_config('lock_timeout', %(lock_timeout)s, false), "
@@ -606,7 +636,7 @@ class OnlineIndexRunner(object):
 
     def _with_retries(self, spec, decision, statement, work, cleanup=False):
         """Run C(work), retrying lock timeouts and deadlocks with backoff. Returns the retries used."""
-        attempts = self.lock_retries + 1
+        attempts = max(self.lock_retries, 0) + 1
         for attempt in range(1, attempts + 1):
             try:
                 work()
@@ -615,6 +645,7 @@ class OnlineIndexRunner(object):
                 if sqlstate(error) is None:
                     raise
                 if sqlstate(error) in RETRYABLE_SQLSTATES and attempt < attempts:
+                    self.retries_used += 1
                     delay = backoff_seconds(attempt, self.lock_retry_delay)
                     self.log('%s: %s; retry %d of %d in %.1fs' % (spec['name'], error_text(error), attempt,
                                                                   self.lock_retries, delay))
@@ -631,6 +662,7 @@ class OnlineIndexRunner(object):
                 return 'the INVALID index the failed build left was dropped'
             return None
         except Exception as error:  # same as above: any driver error
+            self.leftovers.append('%s.%s' % (spec['schema'], spec['name']))
             return ('the INVALID index the failed build left could not be dropped (%s); the next run drops and '
                     'rebuilds it' % error_text(error))
 

@@ -222,7 +222,10 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         spec = dict(name=name, schema=schema, table=table, columns=list(columns), unique=True, method='btree',
                     include=[], where=None)
         decision = dict(spec=spec, action=action, table_oid=table_row['oid'] if table_row else None,
-                        constraint=ours[0] if ours else None, index=index)
+                        constraint=ours[0] if ours else None, index=index, retry_advice=(
+                            'What to do: let those sessions finish (or end them), or raise index_lock_timeout / '
+                            'lock_retries, then rerun: it builds the unique index again (dropping any INVALID '
+                            'leftover first) and attaches it; no constraint was added.'))
         decision['statements'] = [self.render(statement) for statement in self.constraint_statements(decision)]
         return decision
 

@@ -156,6 +156,7 @@ from ansible.module_utils.online_index import (
     error_text,
     fetch_dicts,
     identifier_error,
+    option_errors,
     sql_module,
     sqlstate,
 )
@@ -308,9 +309,7 @@ class Resolver(object):
                 skipped.extend(dict(row_key=row['row_key'], column=column, reason='column no longer exists')
                                for row in pending if row['column_name'] == column)
                 continue
-            restored.extend(self.rows(self.restore_query(column, primary_key, check_mode),
-                                      dict(name=p['name'], schema=p['schema'], table=p['table'], column=column),
-                                      record=not check_mode))
+            restored.extend(self.rows(self.restore_query(column, primary_key, check_mode), record=not check_mode))
         done = set(row['id'] for row in restored)
         skipped.extend(dict(row_key=row['row_key'], column=row['column_name'],
                             reason='the row is gone, or its value was changed since the resolution (now not %r)'
@@ -332,9 +331,11 @@ class Resolver(object):
             for c in primary_key)
         candidates = sql.SQL(
             'SELECT a.id, a.column_name, a.row_key, a.old_value, a.new_value FROM {audit} a JOIN {table} t ON {match} '
-            'WHERE a.constraint_name = %(name)s AND a.table_schema = %(schema)s AND a.table_name = %(table)s '
-            'AND a.column_name = %(column)s AND a.restored_at IS NULL AND t.{column} = a.new_value').format(
-                audit=self.audit_ref, table=self.table_ref, match=pk_of_record, column=ident(column))
+            'WHERE a.constraint_name = {name} AND a.table_schema = {schema} AND a.table_name = {table_name} '
+            'AND a.column_name = {column_name} AND a.restored_at IS NULL AND t.{column} = a.new_value').format(
+                audit=self.audit_ref, table=self.table_ref, match=pk_of_record, column=ident(column),
+                name=sql.Literal(self.params['name']), schema=sql.Literal(self.params['schema']),
+                table_name=sql.Literal(self.params['table']), column_name=sql.Literal(column))
         if check_mode:
             return candidates
         return sql.SQL(
@@ -408,6 +409,11 @@ def main():
 
     ensure_required_libs(module)
     connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout')])
+    if errors:
+        connection.close()
+        module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors),
+                         changed=False, queries=[], rows=[], not_restored=[])
     resolver = Resolver(module, connection)
     result = dict(changed=False, rows=[], not_restored=[], audit=resolver.audit_name, queries=[])
     try:

@@ -218,6 +218,7 @@ from ansible.module_utils.online_index import (
     OnlineIndexError,
     OnlineIndexRunner,
     index_spec_argument_spec,
+    option_errors,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
@@ -261,6 +262,11 @@ def main():
     params = module.params
     ensure_required_libs(module)
     connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout'), ('statement_timeout', 'statement_timeout')])
+    if errors:
+        connection.close()
+        module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors),
+                         changed=False, queries=[], indexes=[], lock_retries_used=0)
 
     runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'],
                                statement_timeout=params['statement_timeout'],
@@ -298,7 +304,8 @@ def main():
             entry['seconds'], entry['retries'] = runner.apply(decision)
         except OnlineIndexError as error:
             result['queries'] = runner.executed_queries
-            result['changed'] = bool(runner.executed_queries)
+            result['changed'] = bool(runner.executed_queries or runner.leftovers)
+            result['lock_retries_used'] = runner.retries_used
             connection.close()
             module.fail_json(msg='Index "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error),
                              **result)

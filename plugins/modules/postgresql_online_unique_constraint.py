@@ -177,7 +177,7 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.online_index import ACTION_DROP, ACTION_UNCHANGED, OnlineIndexError
+from ansible.module_utils.online_index import ACTION_DROP, ACTION_UNCHANGED, OnlineIndexError, option_errors
 from ansible.module_utils.unique_constraint import CONSTRAINT_OPTIONS, UniqueConstraintRunner, planned_definition
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
@@ -227,6 +227,11 @@ def main():
     params = module.params
     ensure_required_libs(module)
     connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout'), ('index_lock_timeout', 'lock_timeout'), ('statement_timeout', 'statement_timeout')])
+    if errors:
+        connection.close()
+        module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors),
+                         changed=False, queries=[], lock_retries_used=0)
 
     runner = UniqueConstraintRunner(connection, constraint_lock_timeout=params['lock_timeout'],
                                     sample_ids=params['sample_ids'], max_groups=params['max_groups'],
@@ -259,7 +264,10 @@ def main():
         entry['seconds'], entry['retries'] = runner.apply_constraint(decision)
     except OnlineIndexError as error:
         result['queries'] = runner.executed_queries
-        result['changed'] = bool(runner.executed_queries)
+        # A build that timed out after creating its catalog entry, whose INVALID index could not be dropped,
+        # changed the database too.
+        result['changed'] = bool(runner.executed_queries or runner.leftovers)
+        result['lock_retries_used'] = entry['retries'] = runner.retries_used
         connection.close()
         module.fail_json(msg='Constraint "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error),
                          **result)

@@ -29,13 +29,7 @@ def problem_count(message):
 
 def assert_failed_without_change(result, db, before, *fragments):
     """The task failed, ran no DDL, left the catalog as it was, and its message names every fragment."""
-    assert result.get('failed') is True, result
-    assert result['changed'] is False
-    assert result['queries'] == []
-    assert 'nothing was changed' in result['msg']
-    for fragment in fragments:
-        assert fragment in result['msg'], (fragment, result['msg'])
-    assert helpers.all_indexes(db) == before
+    helpers.assert_failed_without_change(result, before, helpers.all_indexes(db), *fragments)
 
 
 # -- create, rerun, check mode, diff -----------------------------------------------------------------
