@@ -1,0 +1,139 @@
+# -*- coding: utf-8 -*-
+# Performance baseline of read-only queries: the read-only gate, the summary of EXPLAIN (ANALYZE,
+# BUFFERS, FORMAT JSON) runs, and the before/after comparison. Everything here takes plain data, so
+# tests/unit runs it without a server; the module runs the statements.
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible.module_utils.online_index import predicate_error
+
+# What a baseline statement may start with: a query, nothing else.
+READ_ONLY_KEYWORDS = ('select', 'with', 'table', 'values')
+# Plan nodes that write or lock rows: a statement whose plain EXPLAIN has one is refused before it runs.
+WRITING_NODES = ('ModifyTable', 'LockRows')
+PARAMETER = re.compile(r'%\((\w+)\)s')
+
+
+def strip_statement(text):
+    """The statement without surrounding white space and one trailing semicolon."""
+    text = (text or '').strip()
+    return text[:-1].rstrip() if text.endswith(';') else text
+
+
+def read_only_error(text):
+    """Why C(text) is not one read-only query, or None (a lexical check; the plan is checked too)."""
+    statement = strip_statement(text)
+    if not statement:
+        return 'it is empty'
+    problem = predicate_error(statement)
+    if problem:
+        return problem.replace('a predicate is one expression', 'a baseline query is one statement')
+    first = re.match(r'[\s(]*([A-Za-z]+)', statement)
+    if not first or first.group(1).lower() not in READ_ONLY_KEYWORDS:
+        return ('it starts with %s; only read-only queries (%s) are allowed in a baseline'
+                % (first.group(1).upper() if first else 'no keyword', ', '.join(k.upper() for k in READ_ONLY_KEYWORDS)))
+    return None
+
+
+def parameter_names(text):
+    return sorted(set(PARAMETER.findall(text or '')))
+
+
+def plan_nodes(node):
+    """Every node of a plan tree (the dict under "Plan"), depth first."""
+    nodes = [node]
+    for child in node.get('Plans') or []:
+        nodes.extend(plan_nodes(child))
+    return nodes
+
+
+def writing_nodes(plan):
+    return sorted(set(n['Node Type'] for n in plan_nodes(plan) if n.get('Node Type') in WRITING_NODES))
+
+
+def node_label(node):
+    label = node.get('Node Type', '?')
+    if node.get('Index Name'):
+        label += ' using %s' % node['Index Name']
+    if node.get('Relation Name'):
+        label += ' on %s' % node['Relation Name']
+    return label
+
+
+def plan_shape(plan):
+    """A one-line outline of a plan: node labels, children in brackets."""
+    children = plan.get('Plans') or []
+    if not children:
+        return node_label(plan)
+    return '%s [%s]' % (node_label(plan), ', '.join(plan_shape(child) for child in children))
+
+
+def scans(plan):
+    """The scan nodes of a plan: how each relation is read."""
+    return [dict(node=n['Node Type'], relation=n.get('Relation Name'), index=n.get('Index Name'))
+            for n in plan_nodes(plan) if n.get('Relation Name') or n.get('Index Name')]
+
+
+def scan_label(scan):
+    return '%s%s%s' % (scan['node'], ' using %s' % scan['index'] if scan['index'] else '',
+                       ' on %s' % scan['relation'] if scan['relation'] else '')
+
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if not ordered:
+        return None
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
+
+
+def summarize(explains):
+    """One query's summary from its EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) documents (one per run).
+
+    The median execution time, the buffers and the plan shape of the median run; the first run warms
+    the cache, so every run counts but the median ignores the outliers.
+    """
+    runs = [document[0] if isinstance(document, list) else document for document in explains]
+    times = [run['Execution Time'] for run in runs]
+    middle_time = median(times)
+    representative = min(runs, key=lambda run: abs(run['Execution Time'] - middle_time))
+    plan = representative['Plan']
+    hit, read = plan.get('Shared Hit Blocks', 0), plan.get('Shared Read Blocks', 0)
+    return dict(runs=len(runs), execution_ms=[round(t, 3) for t in times], median_ms=round(middle_time, 3),
+                planning_median_ms=round(median([run.get('Planning Time', 0.0) for run in runs]), 3),
+                shared_hit_blocks=hit, shared_read_blocks=read, buffers=hit + read,
+                rows=plan.get('Actual Rows'), top_node=plan.get('Node Type'), plan_shape=plan_shape(plan),
+                scans=scans(plan))
+
+
+def compare(before, after, tolerance, min_regression_ms):
+    """Compare one query's baseline before and after the migration.
+
+    Slower means: the median time grew beyond C(tolerance) (a ratio, 1.2 = 20% slower) and by more
+    than C(min_regression_ms), so sub-millisecond noise never counts. Returns a dict with the ratio,
+    the verdict (improved, held, slower) and what changed in the plan.
+    """
+    ratio = round(after['median_ms'] / before['median_ms'], 3) if before['median_ms'] else None
+    slower = (ratio is not None and ratio > tolerance
+              and after['median_ms'] - before['median_ms'] > min_regression_ms)
+    if slower:
+        verdict = 'slower'
+    elif ratio is not None and ratio < 1.0 / tolerance and before['median_ms'] - after['median_ms'] > min_regression_ms:
+        verdict = 'improved'
+    else:
+        verdict = 'held'
+    before_scans = [scan_label(scan) for scan in before['scans']]
+    after_scans = [scan_label(scan) for scan in after['scans']]
+    sequential_before = set(scan['relation'] for scan in before['scans'] if scan['node'] == 'Seq Scan')
+    sequential_after = set(scan['relation'] for scan in after['scans'] if scan['node'] == 'Seq Scan')
+    return dict(ratio=ratio, verdict=verdict, before_ms=before['median_ms'], after_ms=after['median_ms'],
+                before_buffers=before['buffers'], after_buffers=after['buffers'],
+                plan_changed=before['plan_shape'] != after['plan_shape'],
+                scans_before=before_scans, scans_after=after_scans,
+                # A relation read with a Seq Scan before is read through an index after.
+                seq_scan_to_index=sorted(sequential_before - sequential_after) if any(
+                    scan['index'] for scan in after['scans']) else [])

@@ -1,0 +1,280 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: postgresql_query_baseline
+short_description: Measure read-only queries with EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
+description:
+  - Runs each query O(runs) times under C(EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)). For each query it returns
+    the median execution time, the buffers and the plan shape (which nodes, which index). A migration compares
+    the figures before and after.
+  - Only read-only statements are accepted, and anything else is refused before it runs. Three checks apply.
+    First, the text must be one statement starting with SELECT, WITH, TABLE or VALUES. Second, its plain
+    C(EXPLAIN) (which executes nothing) must contain no node that writes or locks rows (ModifyTable,
+    LockRows). Third, every run happens in a READ ONLY transaction that is rolled back.
+  - Parameters are written C(%(name)s) and given in C(params). A value is either a literal, or
+    C({query: <read-only query>}), whose first column of the first row is used (for example a real id). The
+    values used are returned, so a later run can reuse them.
+  - Changes nothing, so it runs in check mode too.
+version_added: '0.1.0'
+options:
+  login_db:
+    description: Name of the database to connect to.
+    type: str
+    aliases: [db]
+  queries:
+    description: The queries to measure.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Short name of the query (unique), used in reports.
+        type: str
+        required: true
+      sql:
+        description: The query, with C(%(name)s) parameters.
+        type: str
+        required: true
+      params:
+        description: Parameter values; a value may be C({query: <read-only query>}).
+        type: dict
+        default: {}
+  compare_with:
+    description:
+      - The result (C(queries)) of an earlier run, usually the baseline before the migration. Each query of
+        the same name is compared with it, and the outcome is returned in C(comparison). A parameter given
+        there is reused, so both runs measure the same rows.
+    type: list
+    elements: dict
+  tolerance:
+    description: With O(compare_with), the median-time ratio (after / before) above which a query counts as slower.
+    type: float
+    default: 1.2
+  min_regression_ms:
+    description: With O(compare_with), a query is only slower if it also lost more than this many milliseconds.
+    type: float
+    default: 0.5
+  runs:
+    description: How many times each query runs; the median counts.
+    type: int
+    default: 5
+  statement_timeout:
+    description: statement_timeout of each run, so a bad baseline query cannot run for ever.
+    type: str
+    default: 60s
+  session_role:
+    description: Switch to this role after connecting.
+    type: str
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+author:
+  - pg-zero-downtime maintainers
+extends_documentation_fragment:
+  - community.postgresql.postgres
+'''
+
+EXAMPLES = r'''
+- name: Measure the T12 seed's query on Job
+  postgresql_query_baseline:
+    login_db: app
+    queries:
+      - name: open_jobs_of_a_teacher
+        sql: SELECT * FROM "Job" WHERE "teacherId" = %(teacher)s AND "status" = 'OPEN'
+        params:
+          teacher: {query: SELECT "teacherId" FROM "Job" WHERE "status" = 'OPEN' LIMIT 1}
+'''
+
+RETURN = r'''
+queries:
+  description:
+    - Per query, C(name), C(sql), C(params) (the values used), C(statement) (as run), C(runs), C(execution_ms),
+      C(median_ms), C(planning_median_ms), C(shared_hit_blocks), C(shared_read_blocks), C(buffers), C(rows),
+      C(top_node), C(plan_shape) and C(scans) (node, relation and index of every scan).
+  returned: always
+  type: list
+  elements: dict
+comparison:
+  description:
+    - With O(compare_with), per query C(name), C(ratio) (after / before median), C(verdict) (improved, held,
+      slower), C(before_ms), C(after_ms), C(before_buffers), C(after_buffers), C(plan_changed), C(scans_before),
+      C(scans_after) and C(seq_scan_to_index).
+  returned: always
+  type: list
+  elements: dict
+slower:
+  description: Names of the queries that got slower beyond the tolerance.
+  returned: always
+  type: list
+  elements: str
+'''
+
+import json
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.online_index import error_text, option_errors, sql_module
+from ansible.module_utils.query_baseline import (
+    PARAMETER,
+    compare,
+    parameter_names,
+    read_only_error,
+    strip_statement,
+    summarize,
+    writing_nodes,
+)
+from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
+    connect_to_db,
+    ensure_required_libs,
+    get_conn_params,
+    postgres_common_argument_spec,
+)
+
+
+class BaselineError(Exception):
+    """A query that cannot be measured; the message says which and why."""
+
+
+class Baseline(object):
+    def __init__(self, connection, runs):
+        self.connection = connection
+        self.cursor = connection.cursor()
+        self.sql = sql_module()
+        self.runs = runs
+
+    def scalar(self, statement):
+        self.cursor.execute(statement)
+        row = self.cursor.fetchone()
+        if row is None:
+            return None
+        return list(row.values())[0] if isinstance(row, dict) else row[0]
+
+    def render(self, text, values):
+        """The statement with each %(name)s replaced by the literal of its value."""
+        return PARAMETER.sub(lambda m: self.sql.Literal(values[m.group(1)]).as_string(self.connection),
+                             strip_statement(text))
+
+    def explain(self, statement, analyze):
+        options = 'ANALYZE, BUFFERS, FORMAT JSON' if analyze else 'FORMAT JSON'
+        document = self.scalar('EXPLAIN (%s) %s' % (options, statement))
+        return json.loads(document) if isinstance(document, str) else document
+
+    def check_plan(self, label, statement):
+        """Refuse a statement whose plan writes or locks rows, before it runs."""
+        nodes = writing_nodes(self.explain(statement, analyze=False)[0]['Plan'])
+        if nodes:
+            raise BaselineError('%s: its plan has %s, so it writes or locks rows; only read-only queries are '
+                                'allowed in a baseline, and it was not run' % (label, ', '.join(nodes)))
+
+    def resolve(self, query):
+        values = {}
+        for name, value in sorted((query['params'] or {}).items()):
+            if isinstance(value, dict):
+                source = value.get('query')
+                label = 'query "%s", parameter %s' % (query['name'], name)
+                problem = read_only_error(source)
+                if problem:
+                    raise BaselineError('%s: its query %s' % (label, problem))
+                self.check_plan(label, strip_statement(source))
+                value = self.scalar(strip_statement(source))
+                if value is None:
+                    raise BaselineError('%s: its query returned no row; pick a query that finds a value' % label)
+            values[name] = value if isinstance(value, (int, float, bool)) or value is None else str(value)
+        return values
+
+    def measure(self, query):
+        label = 'query "%s"' % query['name']
+        self.cursor.execute('BEGIN TRANSACTION READ ONLY')
+        try:
+            values = self.resolve(query)
+            statement = self.render(query['sql'], values)
+            self.check_plan(label, statement)
+            explains = [self.explain(statement, analyze=True) for dummy in range(self.runs)]
+        finally:
+            self.cursor.execute('ROLLBACK')
+        summary = summarize(explains)
+        summary.update(name=query['name'], sql=strip_statement(query['sql']), params=values, statement=statement)
+        return summary
+
+
+def input_errors(queries, runs):
+    errors = []
+    names = [q['name'] for q in queries]
+    errors.extend('query "%s" is listed twice' % name for name in sorted(set(names)) if names.count(name) > 1)
+    if runs < 1:
+        errors.append('runs must be 1 or more, not %s' % runs)
+    for query in queries:
+        problem = read_only_error(query['sql'])
+        if problem:
+            errors.append('query "%s" is refused, %s' % (query['name'], problem))
+        missing = [p for p in parameter_names(query['sql']) if p not in (query['params'] or {})]
+        if missing:
+            errors.append('query "%s" uses %s but params has no value for it' % (query['name'], ', '.join(missing)))
+    return errors
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(
+        login_db=dict(type='str', aliases=['db']),
+        queries=dict(type='list', elements='dict', required=True, options=dict(
+            name=dict(type='str', required=True),
+            sql=dict(type='str', required=True),
+            params=dict(type='dict', default={}),
+        )),
+        runs=dict(type='int', default=5),
+        compare_with=dict(type='list', elements='dict'),
+        tolerance=dict(type='float', default=1.2),
+        min_regression_ms=dict(type='float', default=0.5),
+        statement_timeout=dict(type='str', default='60s'),
+        session_role=dict(type='str'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    result = dict(changed=False, queries=[], comparison=[], slower=[])
+    before = dict((q['name'], q) for q in params['compare_with'] or [])
+    # Measure the same rows as the earlier run: its resolved parameter values win.
+    queries = [dict(q, params=dict(q['params'] or {}, **before[q['name']].get('params', {})))
+               if q['name'] in before else q for q in params['queries']]
+    errors = input_errors(queries, params['runs'])
+    if errors:
+        module.fail_json(msg='The baseline queries are refused; nothing was run:\n- %s' % '\n- '.join(errors), **result)
+
+    ensure_required_libs(module)
+    connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    errors = option_errors(connection.cursor(), params, [('statement_timeout', 'statement_timeout')])
+    if errors:
+        connection.close()
+        module.fail_json(msg='Invalid options; nothing was run:\n- %s' % '\n- '.join(errors), **result)
+    baseline = Baseline(connection, params['runs'])
+    baseline.cursor.execute("SELECT pg_catalog.set_config('statement_timeout', %(value)s, false), "
+                            "pg_catalog.set_config('application_name', 'pg-zero-downtime', false)",
+                            dict(value=params['statement_timeout']))
+    try:
+        for query in queries:
+            result['queries'].append(baseline.measure(query))
+    except BaselineError as error:
+        module.fail_json(msg='Baseline refused: %s' % error, **result)
+    except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+        module.fail_json(msg='Baseline query "%s" failed: %s' % (query['name'], error_text(error)), **result)
+    finally:
+        connection.close()
+    for after in result['queries']:
+        if after['name'] in before:
+            outcome = compare(before[after['name']], after, params['tolerance'], params['min_regression_ms'])
+            result['comparison'].append(dict(outcome, name=after['name']))
+            if outcome['verdict'] == 'slower':
+                result['slower'].append(after['name'])
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

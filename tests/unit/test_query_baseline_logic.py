@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+"""Pure logic of the performance baseline: the read-only gate, the summary of EXPLAIN runs, the comparison."""
+
+import pytest
+
+import helpers
+
+qb = helpers.load_module_utils('query_baseline')
+
+
+@pytest.mark.parametrize('text', [
+    'SELECT 1', '  select * from "Job";  ', 'WITH x AS (SELECT 1) SELECT * FROM x', 'TABLE "Job"', 'VALUES (1)',
+    '(SELECT 1) UNION (SELECT 2)', "SELECT ';' AS semicolon_in_a_string",
+])
+def test_read_only_queries_pass_the_lexical_gate(text):
+    assert qb.read_only_error(text) is None
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('UPDATE "Job" SET reward = 1', 'starts with UPDATE'),
+    ('DELETE FROM "Job"', 'starts with DELETE'),
+    ('CREATE INDEX i ON "Job" (id)', 'starts with CREATE'),
+    ('SELECT 1; DROP TABLE "Job"', 'a baseline query is one statement'),
+    ('SELECT 1 -- comment', '-- comment'),
+    ('', 'it is empty'),
+    ('SELECT (1', 'parenthesis'),
+])
+def test_anything_else_is_refused_with_the_reason(text, expected):
+    assert expected in qb.read_only_error(text)
+
+
+def test_parameters_are_named_once_each():
+    assert qb.parameter_names('SELECT %(a)s, %(b)s, %(a)s') == ['a', 'b']
+
+
+PLAN_SEQ = {'Node Type': 'Seq Scan', 'Relation Name': 'Job', 'Shared Hit Blocks': 200, 'Shared Read Blocks': 33,
+            'Actual Rows': 4}
+PLAN_INDEX = {'Node Type': 'Bitmap Heap Scan', 'Relation Name': 'Job', 'Shared Hit Blocks': 20, 'Shared Read Blocks': 2,
+              'Actual Rows': 4, 'Plans': [{'Node Type': 'Bitmap Index Scan', 'Index Name': 'Job_teacherId_status_idx'}]}
+
+
+def explains(plan, times):
+    return [[{'Plan': plan, 'Execution Time': t, 'Planning Time': 0.1}] for t in times]
+
+
+def test_writing_or_locking_nodes_are_found_anywhere_in_the_plan():
+    plan = {'Node Type': 'Aggregate', 'Plans': [{'Node Type': 'LockRows', 'Plans': [PLAN_SEQ]}]}
+    assert qb.writing_nodes(plan) == ['LockRows']
+    assert qb.writing_nodes(PLAN_INDEX) == []
+
+
+def test_the_summary_keeps_the_median_buffers_and_shape():
+    summary = qb.summarize(explains(PLAN_SEQ, [9.0, 1.0, 2.0, 3.0, 2.5]))
+    assert summary['median_ms'] == 2.5 and summary['runs'] == 5
+    assert summary['buffers'] == 233 and summary['shared_read_blocks'] == 33
+    assert summary['plan_shape'] == 'Seq Scan on Job'
+    assert qb.summarize(explains(PLAN_INDEX, [1.0]))['plan_shape'] == \
+        'Bitmap Heap Scan on Job [Bitmap Index Scan using Job_teacherId_status_idx]'
+
+
+def test_a_seq_scan_that_became_an_index_scan_is_named():
+    before = qb.summarize(explains(PLAN_SEQ, [2.0, 2.0, 2.0]))
+    after = qb.summarize(explains(PLAN_INDEX, [0.05, 0.05, 0.05]))
+    outcome = qb.compare(before, after, 1.2, 0.5)
+    assert outcome['verdict'] == 'improved' and outcome['seq_scan_to_index'] == ['Job']
+    assert outcome['plan_changed'] and outcome['ratio'] == 0.025
+
+
+@pytest.mark.parametrize('before_ms,after_ms,verdict', [
+    (2.0, 4.0, 'slower'),      # twice as slow and 2 ms lost
+    (0.02, 0.2, 'held'),       # ten times, but 0.18 ms: noise
+    (2.0, 2.3, 'held'),        # within the 1.2 tolerance
+    (2.0, 0.5, 'improved'),
+])
+def test_slower_needs_both_the_ratio_and_the_milliseconds(before_ms, after_ms, verdict):
+    before = qb.summarize(explains(PLAN_INDEX, [before_ms]))
+    after = qb.summarize(explains(PLAN_SEQ, [after_ms]))
+    assert qb.compare(before, after, 1.2, 0.5)['verdict'] == verdict
