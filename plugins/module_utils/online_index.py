@@ -271,6 +271,24 @@ def decide_actions(desired_specs, existing_by_name, state):
     return decisions, errors
 
 
+# B-tree leaves are filled to 90% by a build; each entry costs an 8-byte tuple header and a 4-byte line pointer.
+BTREE_FILLFACTOR = 0.9
+INDEX_TUPLE_OVERHEAD = 12
+PAGE_BYTES = 8192
+
+
+def estimate_index_bytes(rows, column_widths):
+    """Estimated size of a new b-tree over C(rows) rows whose key and include columns are C(column_widths) wide.
+
+    Key data is padded to 8 bytes. It ignores b-tree deduplication (PostgreSQL 13+), which packs repeated
+    keys, so it errs high: the right side for a disk check. Other access methods differ, but it is the right
+    order of magnitude. Two extra pages are added for the metapage and the root.
+    """
+    data = sum(column_widths)
+    entry = INDEX_TUPLE_OVERHEAD + ((data + 7) // 8) * 8
+    return int(max(rows, 0) * entry / BTREE_FILLFACTOR) + 2 * PAGE_BYTES
+
+
 def backoff_seconds(attempt, base_delay, max_delay=60.0, rand=random.random):
     """Delay before retry C(attempt) (1-based): exponential, capped, with jitter in [50%, 100%].
 
@@ -301,6 +319,18 @@ SELECT c.oid, c.relkind,
              ORDER BY a.attnum) AS columns
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = %(table)s
+"""
+
+# Row estimate of a table and the average width of each column: from pg_stats after ANALYZE, else the
+# type's fixed length, else 32 bytes.
+SIZE_QUERY = """
+SELECT greatest(c.reltuples, 0)::bigint AS rows, a.attname::text AS column_name,
+       coalesce(s.avg_width, nullif(a.attlen, -1), 32) AS width
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_catalog.pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = a.attname
 WHERE n.nspname = %(schema)s AND c.relname = %(table)s
 """
 
@@ -465,6 +495,15 @@ class OnlineIndexRunner(object):
     def read_table(self, schema, table):
         rows = self._query(TABLE_QUERY, dict(schema=schema, table=table))
         return rows[0] if rows else None
+
+    def estimate_sizes(self, schema, table, specs):
+        """{index name: estimated bytes} of the given specs, from the table's statistics."""
+        rows = self._query(SIZE_QUERY, dict(schema=schema, table=table))
+        widths = dict((row['column_name'], int(row['width'])) for row in rows)
+        count = int(rows[0]['rows']) if rows else 0
+        return dict((spec['name'], estimate_index_bytes(count, [widths.get(c, 32) for c in
+                                                                 list(spec.get('columns') or []) + list(spec.get('include') or [])]))
+                    for spec in specs)
 
     def read_existing_indexes(self, schema, names):
         rows = self._query(EXISTING_INDEXES_QUERY, dict(schema=schema, names=list(names)))

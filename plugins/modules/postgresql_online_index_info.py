@@ -111,9 +111,21 @@ tables:
       type: list
       elements: str
     indexes:
-      description: Per index, C(name), C(action) (created, rebuilt, unchanged, dropped) and C(statements).
+      description:
+        - Per index, C(name), C(action) (created, rebuilt, unchanged, dropped), C(statements) and
+          C(estimated_bytes) (the estimated size of an index to build, from the table's statistics).
       type: list
       elements: dict
+estimated_bytes:
+  description:
+    - Estimated total size of the indexes still to build (rows from C(pg_class.reltuples), column widths from
+      C(pg_stats)), for the disk-space check. It is a b-tree estimate, so run ANALYZE first for a good one.
+  returned: always
+  type: int
+data_directory:
+  description: The server's data directory, when the login may read it (superuser or pg_read_all_settings); else null.
+  returned: always
+  type: str
 pending_tables:
   description: Names of the tables with at least one index to create, rebuild or drop.
   returned: always
@@ -129,10 +141,13 @@ queries:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.online_index import (
+    ACTION_CREATE,
+    ACTION_REBUILD,
     ACTION_UNCHANGED,
     INDEX_SPEC_OPTIONS,
     OnlineIndexError,
     OnlineIndexRunner,
+    fetch_dicts,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
@@ -162,7 +177,7 @@ def main():
     connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
     runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'])
 
-    result = dict(changed=False, tables=[], pending_tables=[], queries=[])
+    result = dict(changed=False, tables=[], pending_tables=[], queries=[], estimated_bytes=0, data_directory=None)
     problems = []
     seen = {}
     for table in params['tables']:
@@ -178,13 +193,23 @@ def main():
             problems.append(str(error))
             continue
         pending = [d['spec']['name'] for d in decisions if d['action'] != ACTION_UNCHANGED]
+        to_build = [d['spec'] for d in decisions if d['action'] in (ACTION_CREATE, ACTION_REBUILD)]
+        sizes = runner.estimate_sizes(schema, table['name'], to_build) if to_build else {}
+        result['estimated_bytes'] += sum(sizes.values())
         result['tables'].append(dict(
             schema=schema, name=table['name'], pending=pending,
-            indexes=[dict(name=d['spec']['name'], action=d['action'], statements=d['statements'])
-                     for d in decisions]))
+            indexes=[dict(name=d['spec']['name'], action=d['action'], statements=d['statements'],
+                          estimated_bytes=sizes.get(d['spec']['name'], 0)) for d in decisions]))
         if pending:
             result['pending_tables'].append(table['name'])
         result['queries'].extend(statement for d in decisions for statement in d['statements'])
+    if params['state'] == 'present':
+        # Readable by superusers and pg_read_all_settings members only; the disk check falls back to a budget.
+        try:
+            result['data_directory'] = fetch_dicts(runner.cursor, "SELECT pg_catalog.current_setting('data_directory') "
+                                                                  "AS path")[0]['path']
+        except Exception:  # psycopg2 and psycopg 3 errors share no importable base here
+            result['data_directory'] = None
     connection.close()
     if problems:
         module.fail_json(msg='The plan cannot be applied; nothing was changed. Fix the plan (or the database) and '

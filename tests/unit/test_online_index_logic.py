@@ -497,3 +497,12 @@ def test_the_duplicate_report_lists_keys_counts_and_ids():
         '  (name, grade) = (B, 2): 2 rows, id p, q',
         '  ... and 1 more duplicate key(s)',
     ]
+
+
+# --- disk estimate -----------------------------------------------------------------------------------
+
+def test_the_index_estimate_grows_with_rows_and_key_width():
+    small = oi.estimate_index_bytes(1000, [26, 4])
+    assert small == int(1000 * (12 + 32) / 0.9) + 2 * 8192
+    assert oi.estimate_index_bytes(2000, [26, 4]) > small > oi.estimate_index_bytes(1000, [8])
+    assert oi.estimate_index_bytes(0, [8]) == 2 * 8192
