@@ -18,9 +18,9 @@ description:
     First, the text must be one statement starting with SELECT, WITH, TABLE or VALUES. Second, its plain
     C(EXPLAIN) (which executes nothing) must contain no node that writes or locks rows (ModifyTable,
     LockRows). Third, every run happens in a READ ONLY transaction that is rolled back.
-  - Parameters are written C(%(name)s) and given in C(params). A value is either a literal, or
-    C({query: <read-only query>}), whose first column of the first row is used (for example a real id). The
-    values used are returned, so a later run can reuse them.
+  - "Parameters are written C(%(name)s) and given in C(params). A value is either a literal, or a dict with a
+    C(query) key holding a read-only query, whose first column of the first row is used (for example a real
+    id). The values used are returned, so a later run can reuse them."
   - Changes nothing, so it runs in check mode too.
 version_added: '0.1.0'
 options:
@@ -43,7 +43,7 @@ options:
         type: str
         required: true
       params:
-        description: Parameter values; a value may be C({query: <read-only query>}).
+        description: Parameter values; a value may be a dict whose C(query) key holds a read-only query.
         type: dict
         default: {}
   compare_with:

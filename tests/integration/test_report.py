@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+"""The migration report: JSON for pipelines, Markdown and a self-contained HTML page, also after a failure."""
+
+import glob
+import json
+import os
+from html.parser import HTMLParser
+
+import helpers
+
+CRITERIA = ['All indexes created successfully', 'No service downtime during migration',
+            'Query performance improved or maintained', 'No data integrity issues', 'Rollback plan tested and ready']
+VOID = ('meta', 'rect', 'br', 'img', 'input', 'link')
+
+
+class Page(HTMLParser):
+    """Checks that every element is closed in order, and collects what the tests look for."""
+
+    def __init__(self):
+        HTMLParser.__init__(self)
+        self.open, self.problems, self.ids, self.rects, self.external = [], [], set(), [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if 'id' in attrs:
+            self.ids.add(attrs['id'])
+        if tag == 'rect':
+            self.rects.append(attrs)
+        if tag in ('script', 'link', 'img') or attrs.get('src') or attrs.get('href', '').startswith('http'):
+            self.external.append(tag)
+        if tag not in VOID:
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        if tag == 'rect':
+            self.rects.append(dict(attrs))
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if not self.open or self.open[-1] != tag:
+            self.problems.append('</%s> closes %s' % (tag, self.open[-1:]))
+        else:
+            self.open.pop()
+
+
+def cluster_vars(pg_cluster, tmp_path, **extra):
+    return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], artifacts_dir=str(tmp_path)),
+                **extra)
+
+
+def report_dir(tmp_path):
+    (found,) = glob.glob(os.path.join(str(tmp_path), 'runs', '*', 'report.json'))
+    return os.path.dirname(found)
+
+
+def test_a_migration_writes_its_report_with_every_criterion_met(db, pg_cluster, tmp_path):
+    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, run_restore_drill='true'))
+    try:
+        assert run.returncode == 0, run.stdout[-6000:]
+        directory = report_dir(tmp_path)
+        assert os.path.join(directory, 'report.html') in run.stdout
+        with open(os.path.join(directory, 'report.json')) as handle:
+            report = json.load(handle)
+        assert report['status'] == 'succeeded' and report['failure'] is None
+        assert [c['criterion'] for c in report['success_criteria']] == CRITERIA
+        assert all(c['met'] for c in report['success_criteria']), report['success_criteria']
+        assert report['backup']['sha256'] and report['restore_drill']['differences'] == []
+        assert len([i for i in report['indexes'] if i['action'] == 'created']) == 26
+        assert set(report['phase_seconds']) >= {'backup', 'baseline', 'indexes', 'constraints', 'validate'}
+        assert len(report['comparison']) == 6 and report['constraints'][0]['name'] == 'Class_name_grade_key'
+        assert all(size > 0 for size in report['index_sizes'].values()) and len(report['index_sizes']) == 26
+
+        with open(os.path.join(directory, 'report.html')) as handle:
+            page = Page()
+            page.feed(handle.read())
+        assert page.problems == [] and page.open == []
+        assert page.external == []  # self-contained
+        assert {'criteria', 'baseline-chart', 'comparison', 'backup', 'phases', 'indexes', 'constraints', 'usage'} <= page.ids
+        assert len([r for r in page.rects if r.get('class') == 'before']) == 6
+        assert len([r for r in page.rects if r.get('class') == 'after']) == 6
+
+        with open(os.path.join(directory, 'report.md')) as handle:
+            markdown = handle.read()
+        assert markdown.startswith('# Migration report: t12 on t12@127.0.0.1')
+        for criterion in CRITERIA:
+            assert '| %s | met |' % criterion in markdown
+    finally:
+        helpers.run_playbook('playbooks/rollback.yml', cluster_vars(pg_cluster, tmp_path))
+
+
+def test_a_failed_migration_still_writes_its_report(db, pg_cluster, tmp_path):
+    fake_bin = tmp_path / 'old-client'
+    fake_bin.mkdir()
+    (fake_bin / 'pg_dump').write_text('#!/bin/sh\necho "pg_dump (PostgreSQL) 13.9"\n')
+    (fake_bin / 'pg_dump').chmod(0o755)
+    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, backup_bin_dir=str(fake_bin)))
+    assert run.returncode != 0
+    with open(os.path.join(report_dir(tmp_path), 'report.json')) as handle:
+        report = json.load(handle)
+    assert report['status'] == 'failed' and 'pg_dump on the control node is version 13' in report['failure']
+    assert report['indexes'] == [] and not all(c['met'] for c in report['success_criteria'])
+    assert helpers.unique_constraints(db) == []
