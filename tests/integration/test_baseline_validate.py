@@ -64,7 +64,7 @@ def test_migrate_records_the_baseline_and_validation_sees_seq_scans_become_index
             before = json.load(handle)
         with open(validate_file) as handle:
             validation = json.load(handle)
-        assert len(before['queries']) == 6
+        assert len(before['queries']) == 11
         assert before['queries'][0]['plan_shape'] == 'Seq Scan on Job'
         job = [c for c in validation['comparison'] if c['name'] == 'job_open_by_teacher'][0]
         assert job['seq_scan_to_index'] == ['Job'] and job['verdict'] in ('improved', 'held')  # small test data

@@ -68,7 +68,7 @@ def test_a_migration_writes_its_report_with_every_criterion_met(db, pg_cluster, 
         assert report['backup']['sha256'] and report['restore_drill']['differences'] == []
         assert len([i for i in report['indexes'] if i['action'] == 'created']) == 26
         assert set(report['phase_seconds']) >= {'backup', 'baseline', 'indexes', 'constraints', 'validate'}
-        assert len(report['comparison']) == 6 and report['constraints'][0]['name'] == 'Class_name_grade_key'
+        assert len(report['comparison']) == 11 and report['constraints'][0]['name'] == 'Class_name_grade_key'
         assert all(size > 0 for size in report['index_sizes'].values()) and len(report['index_sizes']) == 26
 
         with open(os.path.join(directory, 'report.html')) as handle:
@@ -77,8 +77,8 @@ def test_a_migration_writes_its_report_with_every_criterion_met(db, pg_cluster, 
         assert page.problems == [] and page.open == []
         assert page.external == []  # self-contained
         assert {'criteria', 'baseline-chart', 'comparison', 'backup', 'phases', 'indexes', 'constraints', 'usage'} <= page.ids
-        assert len([r for r in page.rects if r.get('class') == 'before']) == 6
-        assert len([r for r in page.rects if r.get('class') == 'after']) == 6
+        assert len([r for r in page.rects if r.get('class') == 'before']) == 11
+        assert len([r for r in page.rects if r.get('class') == 'after']) == 11
 
         with open(os.path.join(directory, 'report.md')) as handle:
             markdown = handle.read()
