@@ -114,11 +114,16 @@ def compare(before, after, tolerance, min_regression_ms):
     """Compare one query's baseline before and after the migration.
 
     Slower means: the median time grew beyond C(tolerance) (a ratio, 1.2 = 20% slower) and by more
-    than C(min_regression_ms), so sub-millisecond noise never counts. Returns a dict with the ratio,
+    than C(min_regression_ms), and the query does more work: another plan, or more buffers beyond the
+    tolerance. So sub-millisecond noise and a busy machine never count. Returns a dict with the ratio,
     the verdict (improved, held, slower) and what changed in the plan.
     """
     ratio = round(after['median_ms'] / before['median_ms'], 3) if before['median_ms'] else None
-    slower = (ratio is not None and ratio > tolerance
+    plan_changed = before['plan_shape'] != after['plan_shape']
+    # The same plan reading about the same buffers does the same work: a slower time is then noise of
+    # the machine (other load, caches), not an effect of the migration, which can only change plans.
+    more_work = plan_changed or after['buffers'] > before['buffers'] * tolerance
+    slower = (ratio is not None and ratio > tolerance and more_work
               and after['median_ms'] - before['median_ms'] > min_regression_ms)
     if slower:
         verdict = 'slower'
@@ -132,7 +137,7 @@ def compare(before, after, tolerance, min_regression_ms):
     sequential_after = set(scan['relation'] for scan in after['scans'] if scan['node'] == 'Seq Scan')
     return dict(ratio=ratio, verdict=verdict, before_ms=before['median_ms'], after_ms=after['median_ms'],
                 before_buffers=before['buffers'], after_buffers=after['buffers'],
-                plan_changed=before['plan_shape'] != after['plan_shape'],
+                plan_changed=plan_changed,
                 scans_before=before_scans, scans_after=after_scans,
                 # A relation read with a Seq Scan before is read through an index after.
                 seq_scan_to_index=sorted(sequential_before - sequential_after) if any(

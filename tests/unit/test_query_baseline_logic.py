@@ -72,7 +72,16 @@ def test_a_seq_scan_that_became_an_index_scan_is_named():
     (2.0, 2.3, 'held'),        # within the 1.2 tolerance
     (2.0, 0.5, 'improved'),
 ])
-def test_slower_needs_both_the_ratio_and_the_milliseconds(before_ms, after_ms, verdict):
+def test_slower_needs_the_ratio_the_milliseconds_and_a_changed_plan(before_ms, after_ms, verdict):
     before = qb.summarize(explains(PLAN_INDEX, [before_ms]))
     after = qb.summarize(explains(PLAN_SEQ, [after_ms]))
     assert qb.compare(before, after, 1.2, 0.5)['verdict'] == verdict
+
+
+def test_the_same_plan_and_buffers_running_slower_is_noise_not_a_regression():
+    before = qb.summarize(explains(PLAN_SEQ, [1.1]))
+    after = qb.summarize(explains(PLAN_SEQ, [1.65]))
+    assert qb.compare(before, after, 1.2, 0.5)['verdict'] == 'held'
+    # More buffers for the same plan is more work, and counts.
+    heavier = dict(PLAN_SEQ, **{'Shared Hit Blocks': 400})
+    assert qb.compare(before, qb.summarize(explains(heavier, [1.65])), 1.2, 0.5)['verdict'] == 'slower'
