@@ -18,8 +18,9 @@ bootstrap:
 cluster:
 	ansible-playbook playbooks/local_cluster.yml
 
+# On the throwaway local cluster the restore drill runs too, so the report can mark every criterion.
 migrate:
-	ansible-playbook playbooks/migrate.yml
+	ansible-playbook playbooks/migrate.yml -e run_restore_drill=true
 
 rollback:
 	ansible-playbook playbooks/rollback.yml
