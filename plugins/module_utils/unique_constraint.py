@@ -22,7 +22,7 @@ from ansible.module_utils.online_index import (
     identifier_error,
     sqlstate,
 )
-from ansible.module_utils.unique_keys import PRIMARY_KEY_QUERY, duplicate_groups_query, format_duplicate_report
+from ansible.module_utils.unique_keys import find_duplicates, format_duplicate_report
 
 # The unique index already exists, valid and equivalent: only the ALTER TABLE runs.
 ACTION_ATTACH = 'attached'
@@ -309,24 +309,17 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         if sqlstate(error) != UNIQUE_VIOLATION:
             return []
         spec = decision['spec']
-        sql = self.sql
-        primary_key = [row['column_name'] for row in self._query(PRIMARY_KEY_QUERY,
-                                                                 dict(schema=spec['schema'], table=spec['table']))]
-        if primary_key:
-            row_id = sql.SQL(" || ',' || ").join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in primary_key)
-            id_label = '/'.join(primary_key)
-        else:
-            row_id, id_label = sql.SQL('ctid::text'), 'ctid'
         try:
-            groups = self._query(duplicate_groups_query(sql, spec['schema'], spec['table'], spec['columns'], row_id,
-                                                        self.sample_ids, self.max_groups))
+            found = find_duplicates(self.cursor, self.sql, spec['schema'], spec['table'], spec['columns'],
+                                    self.sample_ids, self.max_groups)
         except Exception as failure:  # the driver's errors have no common base class to name here
             return ['The duplicate keys could not be listed: %s' % failure]
-        if not groups:
+        if not found['groups']:
             return ['Rows with a duplicate key were written while the index was being built, and are gone again: '
                     'rerun.']
         lines = ['Rows with a duplicate key were written while the unique index was being built:']
-        lines.extend(format_duplicate_report(spec['name'], spec['schema'], spec['table'], spec['columns'], id_label,
-                                             groups, int(groups[0]['total_groups']), int(groups[0]['total_rows'])))
+        lines.extend(format_duplicate_report(spec['name'], spec['schema'], spec['table'], spec['columns'],
+                                             found['row_id'], found['groups'], found['total_groups'],
+                                             found['total_rows']))
         lines.append('What to do: resolve those rows (and stop the writer that creates them), then rerun.')
         return lines

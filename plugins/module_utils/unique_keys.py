@@ -7,6 +7,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible.module_utils.online_index import fetch_dicts
+
 PRIMARY_KEY_QUERY = """
 SELECT a.attname::text AS column_name
 FROM pg_catalog.pg_constraint con
@@ -76,6 +78,25 @@ def duplicate_groups_query(sql, schema, table, columns, row_id_sql, sample_ids, 
             key_text=key_text, row_id=row_id_sql, sample=sql.Literal(int(sample_ids)),
             schema=sql.Identifier(schema), table=sql.Identifier(table), not_null=not_null, keys=keys,
             limit=sql.Literal(int(max_groups)))
+
+
+def find_duplicates(cursor, sql, schema, table, columns, sample_ids, max_groups):
+    """The duplicate groups of UNIQUE (columns) on a table, rows named by primary key (or ctid without one).
+
+    Returns dict(row_id (the label of the row ids), primary_key, total_groups, total_rows, groups); raises
+    the driver's error when the table or a column does not exist.
+    """
+    primary_key = [row['column_name'] for row in fetch_dicts(cursor, PRIMARY_KEY_QUERY, dict(schema=schema, table=table))]
+    if primary_key:
+        row_id = sql.SQL(" || ',' || ").join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in primary_key)
+        id_label = '/'.join(primary_key)
+    else:
+        row_id, id_label = sql.SQL('ctid::text'), 'ctid'
+    groups = fetch_dicts(cursor, duplicate_groups_query(sql, schema, table, columns, row_id, sample_ids, max_groups))
+    return dict(row_id=id_label, primary_key=primary_key,
+                total_groups=int(groups[0]['total_groups']) if groups else 0,
+                total_rows=int(groups[0]['total_rows']) if groups else 0,
+                groups=[dict(key=g['key'], rows=int(g['rows']), sample_ids=g['sample_ids']) for g in groups])
 
 
 def format_duplicate_report(constraint, schema, table, columns, id_label, groups, total_groups, total_rows):

@@ -161,7 +161,7 @@ from ansible.module_utils.online_index import (
     sqlstate,
 )
 from ansible.module_utils.unique_constraint import CONSTRAINT_OPTIONS, validate_constraint
-from ansible.module_utils.unique_keys import COLUMN_TYPES_QUERY, PRIMARY_KEY_QUERY, rename_plan
+from ansible.module_utils.unique_keys import COLUMN_TYPES_QUERY, PRIMARY_KEY_QUERY, find_duplicates, rename_plan
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,
@@ -252,11 +252,8 @@ class Resolver(object):
                 column=sql.Literal(rename))
 
     def remaining_duplicates(self):
-        sql, p = self.sql, self.params
-        keys = sql.SQL(', ').join(sql.Identifier(c) for c in p['columns'])
-        not_null = sql.SQL(' AND ').join(sql.SQL('{} IS NOT NULL').format(sql.Identifier(c)) for c in p['columns'])
-        return self.rows(sql.SQL('SELECT count(*) AS n FROM (SELECT 1 FROM {} WHERE {} GROUP BY {} HAVING count(*) > 1) '
-                                 'd').format(self.table_ref, not_null, keys), record=False)[0]['n']
+        p = self.params
+        return find_duplicates(self.cursor, self.sql, p['schema'], p['table'], p['columns'], 1, 1)['total_groups']
 
     def create_audit_statements(self):
         sql = self.sql

@@ -149,36 +149,13 @@ report:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.online_index import ACTION_UNCHANGED, OnlineIndexError, error_text, fetch_dicts, sql_module
 from ansible.module_utils.unique_constraint import UniqueConstraintRunner
-from ansible.module_utils.unique_keys import (
-    COLUMN_TYPES_QUERY,
-    PRIMARY_KEY_QUERY,
-    duplicate_groups_query,
-    format_duplicate_report,
-    rename_plan,
-)
+from ansible.module_utils.unique_keys import COLUMN_TYPES_QUERY, find_duplicates, format_duplicate_report, rename_plan
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
 )
-
-
-def find_duplicates(cursor, sql, params, constraint, schema):
-    """Duplicate groups of one constraint (entry fields), or raise the driver's error."""
-    table, columns = constraint['table'], constraint['columns']
-    primary_key = [row['column_name'] for row in fetch_dicts(cursor, PRIMARY_KEY_QUERY, dict(schema=schema, table=table))]
-    if primary_key:
-        row_id = sql.SQL(" || ',' || ").join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in primary_key)
-        id_label = '/'.join(primary_key)
-    else:
-        row_id, id_label = sql.SQL('ctid::text'), 'ctid'
-    groups = fetch_dicts(cursor, duplicate_groups_query(sql, schema, table, columns, row_id, params['sample_ids'],
-                                                        params['max_groups']))
-    return dict(row_id=id_label, primary_key=primary_key,
-                total_groups=int(groups[0]['total_groups']) if groups else 0,
-                total_rows=int(groups[0]['total_rows']) if groups else 0,
-                groups=[dict(key=g['key'], rows=int(g['rows']), sample_ids=g['sample_ids']) for g in groups])
 
 
 def main():
@@ -236,7 +213,7 @@ def main():
                 continue
             cursor.execute('SAVEPOINT pgzd_duplicates')
             try:
-                found = find_duplicates(cursor, sql, params, dict(constraint, schema=schema), schema)
+                found = find_duplicates(cursor, sql, schema, table, columns, params['sample_ids'], params['max_groups'])
             except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
                 cursor.execute('ROLLBACK TO SAVEPOINT pgzd_duplicates')
                 problems.append('constraint "%s" on %s.%s (%s): %s' % (constraint['name'], schema, table,
