@@ -127,8 +127,9 @@ def run_ansible_module(module, args, check=False, diff=False, timeout=120):
     return result
 
 
-def run_playbook(playbook, extra_vars, timeout=600):
-    argv = [_tool('ansible-playbook'), playbook]
+def run_playbook(playbook, extra_vars, timeout=600, options=()):
+    """Run a playbook of the repository with extra vars (and options such as --check)."""
+    argv = [_tool('ansible-playbook'), playbook] + list(options)
     for name, value in extra_vars.items():
         argv += ['-e', '%s=%s' % (name, value)]
     env = ansible_env(ANSIBLE_STDOUT_CALLBACK='default')

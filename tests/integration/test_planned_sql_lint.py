@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+"""The SQL a run would execute (check mode, planned-<direction>.sql) passes squawk, the PostgreSQL migration linter.
+
+squawk's blocking-index, blocking-unique and missing-concurrently rules must find nothing. What squawk flags
+that we deliberately accept is listed in ACCEPTED with the reason (also in README.md, "Linting what we run").
+"""
+
+import glob
+import json
+import os
+import subprocess
+
+import helpers
+
+# Rules that would mean the tool blocks the application; none may fire.
+FORBIDDEN = {
+    'require-concurrent-index-creation',    # CREATE INDEX without CONCURRENTLY blocks writes
+    'require-concurrent-index-deletion',    # DROP INDEX without CONCURRENTLY blocks reads and writes
+    'disallowed-unique-constraint',         # ADD CONSTRAINT UNIQUE (cols) builds the index under ACCESS EXCLUSIVE
+    'constraint-missing-not-valid',         # a constraint that scans the table under its lock
+    'ban-concurrent-index-creation-in-transaction',
+    'require-lock-timeout',                 # every lock wait is bounded
+    'require-statement-timeout',            # statement_timeout is set (to 0 on purpose for builds)
+}
+
+# (rule, statement prefix): why it is accepted.
+ACCEPTED = {
+    ('prefer-robust-stmts', 'ALTER TABLE "public"."Class" ADD CONSTRAINT'):
+        'PostgreSQL has no ADD CONSTRAINT IF NOT EXISTS; the module reads the catalog right before and runs it only '
+        'when the constraint is absent, and if it fails the valid unique index stays for the rerun to attach.',
+    ('ban-drop-constraint', 'ALTER TABLE "public"."Class" DROP CONSTRAINT IF EXISTS'):
+        'Dropping the constraint is what a rollback is for; it runs under the 2s lock_timeout.',
+}
+
+
+def squawk(path):
+    process = subprocess.run([helpers._tool('squawk'), '--pg-version=15', '--reporter', 'json', path],
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode in (0, 1), process.stderr
+    findings = json.loads(process.stdout or '[]')
+    with open(path) as handle:
+        lines = handle.read().splitlines()
+    # squawk numbers lines from 0.
+    return [(finding['rule_name'], lines[finding['line']]) for finding in findings]
+
+
+def planned_sql(tmp_path, direction):
+    (found,) = glob.glob(os.path.join(str(tmp_path), 'runs', '*', 'planned-%s.sql' % direction))
+    with open(found) as handle:
+        return found, handle.read()
+
+
+def assert_only_accepted(findings):
+    assert not [f for f in findings if f[0] in FORBIDDEN], findings
+    unexpected = [f for f in findings if not any(f[0] == rule and f[1].startswith(prefix) for rule, prefix in ACCEPTED)]
+    assert unexpected == [], unexpected
+
+
+def test_the_planned_migration_and_rollback_sql_pass_squawk(db, pg_cluster, tmp_path):
+    settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'])
+    before = helpers.all_indexes(db)
+
+    migrate_dir = tmp_path / 'migrate'
+    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, artifacts_dir=str(migrate_dir)),
+                               options=['--check'])
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert helpers.all_indexes(db) == before  # check mode changed nothing
+    path, text = planned_sql(migrate_dir, 'migrate')
+    assert text.count('CREATE INDEX CONCURRENTLY IF NOT EXISTS') == 26
+    assert text.count('CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "Class_name_grade_key"') == 1
+    assert "SET lock_timeout = '2s';\nALTER TABLE \"public\".\"Class\" ADD CONSTRAINT" in text
+    findings = squawk(path)
+    assert_only_accepted(findings)
+    assert [rule for rule, _line in findings] == ['prefer-robust-stmts']  # the linter did read the file
+
+    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, artifacts_dir=str(tmp_path / 'real'),
+                                                             backup_enabled='false'))
+    assert run.returncode == 0, run.stdout[-4000:]
+    rollback_dir = tmp_path / 'rollback'
+    run = helpers.run_playbook('playbooks/rollback.yml', dict(settings, artifacts_dir=str(rollback_dir)),
+                               options=['--check'])
+    assert run.returncode == 0, run.stdout[-4000:]
+    path, text = planned_sql(rollback_dir, 'rollback')
+    assert text.index('DROP CONSTRAINT IF EXISTS') < text.index('DROP INDEX CONCURRENTLY IF EXISTS')
+    assert text.count('DROP INDEX CONCURRENTLY IF EXISTS') == 26
+    assert_only_accepted(squawk(path))
+
+
+def test_squawk_does_flag_the_blocking_way(tmp_path):
+    """The same lint on the seed's Phase 2 as written (and a plain CREATE INDEX) fails: the check discriminates."""
+    path = tmp_path / 'blocking.sql'
+    path.write_text('CREATE INDEX "Job_createdAt_idx" ON "Job"("createdAt");\n'
+                    'ALTER TABLE "Class" ADD CONSTRAINT "Class_name_grade_key" UNIQUE ("name", "grade");\n')
+    rules = set(rule for rule, _line in squawk(str(path)))
+    assert {'require-concurrent-index-creation', 'disallowed-unique-constraint'} <= rules
