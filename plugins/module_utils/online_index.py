@@ -308,6 +308,37 @@ def error_text(error):
     return ' '.join(str(error).split())
 
 
+def run_transaction(cursor, work, lock_timeout, lock_retries, lock_retry_delay, check_mode, warn, label,
+                    operator_errors=(), sleep=time.sleep, rand=random.random):
+    """Run work() in one transaction under lock_timeout; commit, or roll back in check mode. Returns its result.
+
+    A lock timeout or deadlock rolls back and retries the whole transaction, up to lock_retries times with
+    exponential backoff and jitter (each retry is announced through warn). Exceptions of the operator_errors
+    types roll back and propagate as they are; any other error rolls back and propagates after the retries.
+    """
+    attempts = lock_retries + 1
+    for attempt in range(1, attempts + 1):
+        cursor.execute('BEGIN')
+        try:
+            cursor.execute("SELECT pg_catalog.set_config('lock_timeout', %(value)s, true), "
+                           "pg_catalog.set_config('application_name', 'pg-zero-downtime', true)",
+                           dict(value=str(lock_timeout)))
+            outcome = work()
+            cursor.execute('ROLLBACK' if check_mode else 'COMMIT')
+            return outcome
+        except operator_errors:
+            cursor.execute('ROLLBACK')
+            raise
+        except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+            cursor.execute('ROLLBACK')
+            if sqlstate(error) in RETRYABLE_SQLSTATES and attempt < attempts:
+                delay = backoff_seconds(attempt, lock_retry_delay, rand=rand)
+                warn('%s: %s; retry %d of %d in %.1fs' % (label, error_text(error), attempt, lock_retries, delay))
+                sleep(delay)
+                continue
+            raise
+
+
 # ---------------------------------------------------------------------------------------------------
 # Catalog reads and SQL, against a live connection.
 # ---------------------------------------------------------------------------------------------------

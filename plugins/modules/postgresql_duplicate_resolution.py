@@ -146,17 +146,14 @@ queries:
   elements: str
 '''
 
-import random
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.online_index import (
-    RETRYABLE_SQLSTATES,
-    backoff_seconds,
     error_text,
     fetch_dicts,
     identifier_error,
     option_errors,
+    run_transaction,
     sql_module,
     sqlstate,
 )
@@ -349,33 +346,23 @@ class Resolver(object):
 def run_in_transaction(module, resolver, work):
     """Run C(work) in one transaction, retried after lock timeouts and deadlocks; commit unless check mode."""
     params = module.params
-    attempts = params['lock_retries'] + 1
-    for attempt in range(1, attempts + 1):
+
+    def attempt():
         resolver.queries = []
-        resolver.cursor.execute('BEGIN')
-        try:
-            resolver.cursor.execute("SELECT pg_catalog.set_config('lock_timeout', %(value)s, true), "
-                                    "pg_catalog.set_config('application_name', 'pg-zero-downtime', true)",
-                                    dict(value=params['lock_timeout']))
-            outcome = work()
-            resolver.cursor.execute('ROLLBACK' if module.check_mode else 'COMMIT')
-            return outcome
-        except ResolutionError:
-            resolver.cursor.execute('ROLLBACK')
-            raise
-        except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
-            resolver.cursor.execute('ROLLBACK')
-            if sqlstate(error) in RETRYABLE_SQLSTATES and attempt < attempts:
-                delay = backoff_seconds(attempt, params['lock_retry_delay'], rand=random.random)
-                module.warn('%s: %s; retry %d of %d in %.1fs' % (params['name'], error_text(error), attempt,
-                                                                 params['lock_retries'], delay))
-                time.sleep(delay)
-                continue
-            if sqlstate(error) == '23505':
-                raise ResolutionError('restoring the old values would duplicate a key that a unique constraint or index '
-                                      'on %s.%s enforces (%s): drop the constraint first (rollback.yml does, before '
-                                      'it restores)' % (params['schema'], params['table'], error_text(error)))
-            raise ResolutionError(error_text(error))
+        return work()
+
+    try:
+        return run_transaction(resolver.cursor, attempt, params['lock_timeout'], params['lock_retries'],
+                               params['lock_retry_delay'], module.check_mode, module.warn, params['name'],
+                               operator_errors=(ResolutionError,))
+    except ResolutionError:
+        raise
+    except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+        if sqlstate(error) == '23505':
+            raise ResolutionError('restoring the old values would duplicate a key that a unique constraint or index '
+                                  'on %s.%s enforces (%s): drop the constraint first (rollback.yml does, before '
+                                  'it restores)' % (params['schema'], params['table'], error_text(error)))
+        raise ResolutionError(error_text(error))
 
 
 def main():
