@@ -296,6 +296,9 @@ def main(argv=None):
     parser.add_argument('--name', help='plan name (default: the Prisma migration folder, or the file name)')
     parser.add_argument('--description', default='', help='plan description')
     parser.add_argument('--schema', default='public', help='schema of unqualified tables (default: public)')
+    parser.add_argument('--prisma', action='store_true',
+                        help='the SQL is a Prisma migration (prisma/migrations/<name>/migration.sql): add a '
+                             'prisma_migration section, so migrate.yml records it as applied in _prisma_migrations')
     parser.add_argument('--base', help='existing plan whose name, description, schema, baseline_queries and '
                                        'prisma_migration are kept')
     args = parser.parse_args(argv)
@@ -332,6 +335,16 @@ def main(argv=None):
                       args.description, schema, base)
     if args.name:
         plan['name'] = args.name
+    if args.prisma:
+        if os.path.basename(args.sql) != 'migration.sql':
+            print('plan_import: --prisma needs the migration.sql of a Prisma migration folder '
+                  '(prisma/migrations/<name>/migration.sql), not %s' % args.sql, file=sys.stderr)
+            return 2
+        plan['prisma_migration'] = {
+            'name': default_name(args.sql),
+            # Relative to the plan file, as the playbooks resolve it.
+            'file': os.path.relpath(os.path.abspath(args.sql), os.path.dirname(os.path.abspath(args.output)))
+            if args.output else os.path.abspath(args.sql)}
     text = render_plan(plan, source, skipped)
     if args.output:
         with open(args.output, 'w', encoding='utf-8') as handle:
