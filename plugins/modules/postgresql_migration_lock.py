@@ -1,0 +1,313 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: postgresql_migration_lock
+short_description: One pg-zero-downtime run per database at a time (a session-level advisory lock)
+description:
+  - With O(state=acquired), takes the session-level advisory lock of pg-zero-downtime in the database, so two
+    migrate or rollback runs cannot interleave their DDL. When another run holds it, the module fails at once
+    and names that run (plan, run id, host, process, since when) and its session.
+  - A session-level lock lives as long as its connection, and each Ansible module is a process of its own.
+    So the module starts a small detached process, the holder, on the host it runs on. The holder keeps one
+    connection open with the lock and an C(application_name) that describes the run. The holder ends, and the
+    lock with it, when O(state=released) terminates its session, when the process O(owner_pid) is gone (the
+    ansible-playbook of the run, when the module runs on the control node), when the connection drops, or
+    after O(max_seconds).
+  - With O(state=released), ends the holder session of O(run_id) (never another run's). A lock that is already
+    free is reported unchanged.
+  - In check mode nothing is taken or released; a lock held by another run is reported as a warning.
+version_added: '0.1.0'
+options:
+  login_db:
+    description: Name of the database to connect to; the lock is per database.
+    type: str
+    aliases: [db]
+  state:
+    description: C(acquired) takes the lock for this run; C(released) gives it back.
+    type: str
+    choices: [acquired, released]
+    default: acquired
+  run_id:
+    description: Id of this run, shown to whoever finds the lock taken.
+    type: str
+    required: true
+  owner_pid:
+    description:
+      - A process on the module's host whose end releases the lock (the run's ansible-playbook, when the module
+        runs on the control node). 0 watches nothing.
+    type: int
+    default: 0
+  max_seconds:
+    description: Longest time the holder keeps the lock, however the run goes.
+    type: int
+    default: 43200
+  session_role:
+    description: Switch to this role after connecting.
+    type: str
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+author:
+  - pg-zero-downtime maintainers
+extends_documentation_fragment:
+  - community.postgresql.postgres
+'''
+
+EXAMPLES = r'''
+- name: Take the migration lock of the database (one run at a time)
+  postgresql_migration_lock:
+    login_db: app
+    run_id: t12-20261125T030000Z
+
+- name: Give it back
+  postgresql_migration_lock:
+    login_db: app
+    run_id: t12-20261125T030000Z
+    state: released
+'''
+
+RETURN = r'''
+holder:
+  description: The session holding the lock (ours after O(state=acquired)), with pid, application_name, client and since.
+  returned: always
+  type: dict
+holder_pid:
+  description: Process id of the holder process on the module's host (O(state=acquired)).
+  returned: when the lock was taken
+  type: int
+queries:
+  description: The statements executed.
+  returned: always
+  type: list
+  elements: str
+'''
+
+import json
+import os
+import signal
+import socket
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.online_index import error_text, fetch_dicts
+from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
+    connect_to_db,
+    ensure_required_libs,
+    get_conn_params,
+    postgres_common_argument_spec,
+)
+
+# The two keys of pg_try_advisory_lock(int, int): a constant of this tool, then 0. Distinct from the
+# single-key lock Prisma's migrate commands take (72707369), and per database, as advisory locks are.
+LOCK_KEY = (1886415972, 0)  # 'pgzd' as a 32-bit integer
+APPLICATION_PREFIX = 'pgzd-lock'
+HOLDERS_QUERY = (
+    "SELECT a.pid, a.application_name, a.usename, a.client_addr::text AS client_addr, "
+    "a.backend_start::text AS since FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %(k1)s AND l.objid = %(k2)s AND l.objsubid = 2 "
+    "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())")
+
+
+class ConnectFailed(Exception):
+    pass
+
+
+class _ChildModule(object):
+    """What connect_to_db needs of a module, for the holder process (which has no Ansible output)."""
+
+    def __init__(self, params):
+        self.params = params
+
+    def fail_json(self, msg, **kwargs):
+        raise ConnectFailed(msg)
+
+    def warn(self, message):
+        pass
+
+
+def application_name(params):
+    """Who holds the lock, as the holder session's application_name (at most 63 bytes are kept)."""
+    text = '%s run=%s pid=%d host=%s' % (APPLICATION_PREFIX, params['run_id'], params['owner_pid'] or os.getpid(),
+                                         socket.gethostname())
+    return text.encode('utf-8')[:63].decode('utf-8', 'ignore')
+
+
+def is_run(holder, run_id):
+    return (holder['application_name'] + ' ').startswith('%s run=%s ' % (APPLICATION_PREFIX, run_id))
+
+
+def holders(cursor):
+    return fetch_dicts(cursor, HOLDERS_QUERY, dict(k1=LOCK_KEY[0], k2=LOCK_KEY[1]))
+
+
+def describe(holder):
+    return ('session pid %(pid)s (%(application_name)s; user %(usename)s, client %(client_addr)s, since %(since)s)'
+            % holder)
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def hold(params, conn_params, report):
+    """The holder process: take the lock on a connection of its own, report, keep it until told or orphaned."""
+    deadline = time.monotonic() + params['max_seconds']
+    try:
+        connection, error = connect_to_db(_ChildModule(params), dict(conn_params), autocommit=True, fail_on_conn=False)
+        if connection is None:
+            raise ConnectFailed(error)
+        cursor = connection.cursor()
+        cursor.execute("SELECT pg_catalog.set_config('application_name', %(name)s, false)",
+                       dict(name=application_name(params)))
+        got = fetch_dicts(cursor, 'SELECT pg_catalog.pg_try_advisory_lock(%(k1)s, %(k2)s) AS got',
+                          dict(k1=LOCK_KEY[0], k2=LOCK_KEY[1]))[0]['got']
+        report(dict(got=bool(got), holders=holders(cursor), pid=os.getpid()))
+        if not got:
+            connection.close()
+            return
+    except Exception as error:  # anything: the parent must hear about it
+        report(dict(got=False, error=error_text(error)))
+        return
+    last_check = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if params['owner_pid'] and not alive(params['owner_pid']):
+            break
+        if time.monotonic() - last_check >= 5:
+            last_check = time.monotonic()
+            try:
+                cursor.execute('SELECT 1')
+            except Exception:  # terminated by state=released, or the server went away: the lock is gone
+                break
+    try:
+        connection.close()
+    except Exception:  # closing a dead connection
+        pass
+
+
+def start_holder(module, conn_params):
+    """Fork the detached holder; return what it reported (the parent waits for that, at most 60 s)."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        # The holder: no Ansible pipes held open, no signals of the run's terminal.
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for descriptor in (0, 1, 2):
+            os.dup2(devnull, descriptor)
+        os.closerange(3, write_end)
+        os.closerange(write_end + 1, 1024)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+        def report(outcome):
+            os.write(write_end, json.dumps(outcome, default=str).encode('utf-8'))
+            os.close(write_end)
+
+        try:
+            hold(module.params, conn_params, report)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    chunks, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline:
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_end)
+    try:
+        return json.loads(b''.join(chunks).decode('utf-8'))
+    except ValueError:
+        return dict(got=False, error='the lock holder process ended without saying why')
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(
+        login_db=dict(type='str', aliases=['db']),
+        state=dict(type='str', default='acquired', choices=['acquired', 'released']),
+        run_id=dict(type='str', required=True),
+        owner_pid=dict(type='int', default=0),
+        max_seconds=dict(type='int', default=43200),
+        session_role=dict(type='str'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    if params['max_seconds'] < 1 or params['owner_pid'] < 0:
+        module.fail_json(msg='max_seconds must be at least 1 and owner_pid at least 0')
+    ensure_required_libs(module)
+    conn_params = get_conn_params(module, params)
+    connection, dummy = connect_to_db(module, dict(conn_params), autocommit=True)
+    cursor = connection.cursor()
+    result = dict(changed=False, holder={}, queries=[])
+    current = holders(cursor)
+    ours = [holder for holder in current if is_run(holder, params['run_id'])]
+    others = [holder for holder in current if holder not in ours]
+    unlock_hint = ('If that run is dead (its control node crashed), end its session: SELECT pg_terminate_backend(%s); '
+                   'the lock goes with it.')
+
+    if params['state'] == 'released':
+        if ours:
+            result['queries'].append('SELECT pg_catalog.pg_terminate_backend(%s)' % ours[0]['pid'])
+            if not module.check_mode:
+                cursor.execute('SELECT pg_catalog.pg_terminate_backend(%(pid)s)', dict(pid=ours[0]['pid']))
+                for dummy_ in range(50):
+                    if not [h for h in holders(cursor) if h['pid'] == ours[0]['pid']]:
+                        break
+                    time.sleep(0.1)
+            result.update(changed=True, holder=ours[0])
+        connection.close()
+        module.exit_json(**result)
+
+    if ours:
+        connection.close()
+        module.exit_json(**dict(result, holder=ours[0]))
+    if others:
+        connection.close()
+        message = ('Another pg-zero-downtime run holds the migration lock of database %s: %s. Two runs must not '
+                   'interleave their DDL: wait for it to finish, then rerun. ' + unlock_hint) % (
+            params['login_db'], describe(others[0]), others[0]['pid'])
+        if module.check_mode:
+            module.warn(message)
+            module.exit_json(**dict(result, holder=others[0]))
+        module.fail_json(msg=message, **dict(result, holder=others[0]))
+    connection.close()
+    if module.check_mode:
+        module.exit_json(**result)
+
+    outcome = start_holder(module, conn_params)
+    result['queries'].append('SELECT pg_catalog.pg_try_advisory_lock(%d, %d)' % LOCK_KEY)
+    if outcome.get('error'):
+        module.fail_json(msg='Could not take the migration lock of database %s: %s' % (params['login_db'],
+                                                                                       outcome['error']), **result)
+    if not outcome.get('got'):
+        holder = (outcome.get('holders') or [{}])[0]
+        module.fail_json(msg=('Another pg-zero-downtime run took the migration lock of database %s first: %s. '
+                              + unlock_hint) % (params['login_db'], describe(holder) if holder else 'unknown',
+                                                holder.get('pid', '<pid>')), **result)
+    mine = [holder for holder in outcome.get('holders') or [] if is_run(holder, params['run_id'])]
+    result.update(changed=True, holder=mine[0] if mine else {}, holder_pid=outcome.get('pid'))
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
