@@ -73,7 +73,8 @@ def ansible_env(**extra):
     env.update(
         ANSIBLE_CONFIG=os.path.join(REPO_ROOT, 'ansible.cfg'),
         ANSIBLE_STDOUT_CALLBACK='pgzd_test_json',
-        ANSIBLE_CALLBACK_PLUGINS=os.path.join(TESTS_DIR, 'callback_plugins'),
+        ANSIBLE_CALLBACK_PLUGINS=os.pathsep.join([os.path.join(TESTS_DIR, 'callback_plugins'),
+                                                  os.path.join(REPO_ROOT, 'plugins', 'callback')]),
         ANSIBLE_LOAD_CALLBACK_PLUGINS='1',
         ANSIBLE_NOCOLOR='1',
         ANSIBLE_FORCE_COLOR='0',

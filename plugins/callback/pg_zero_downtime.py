@@ -1,0 +1,37 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: pg_zero_downtime
+type: stdout
+short_description: Ansible's default output, plus the progress of index builds while they run
+description:
+  - The default stdout callback, except while a task is retried with C(until) and its result carries
+    C(progress_lines) (postgresql_online_index_progress). Each retry then prints those lines (index, phase,
+    percent, counters, seconds) instead of "FAILED - RETRYING".
+extends_documentation_fragment:
+  - default_callback
+  - result_format_callback
+requirements:
+  - set as stdout callback in ansible.cfg (stdout_callback = pg_zero_downtime)
+'''
+
+from ansible.plugins.callback.default import CallbackModule as DefaultCallbackModule
+
+
+class CallbackModule(DefaultCallbackModule):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = 'stdout'
+    CALLBACK_NAME = 'pg_zero_downtime'
+
+    def v2_runner_retry(self, result):
+        lines = result._result.get('progress_lines')
+        if lines is None:
+            return super(CallbackModule, self).v2_runner_retry(result)
+        host = result._host.get_name()
+        for line in lines:
+            self._display.display('  [%s] progress: %s' % (host, line))
