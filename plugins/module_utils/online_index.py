@@ -17,6 +17,11 @@ import time
 # another name, so it is refused instead.
 MAX_IDENTIFIER_BYTES = 63
 
+# The advisory lock keys of pg-zero-downtime ('pgzd' as a 32-bit integer): (key, 0) is the migration lock
+# of a run (postgresql_migration_lock); (key, 1) is held shared by every session running its DDL.
+MIGRATION_LOCK_KEY = (1886415972, 0)
+DDL_SESSION_LOCK_KEY = (1886415972, 1)
+
 # SQLSTATEs a retry can cure: lock_not_available (lock_timeout) and deadlock_detected.
 RETRYABLE_SQLSTATES = ('55P03', '40P01')
 
@@ -490,7 +495,8 @@ class OnlineIndexRunner(object):
     """Plans and applies one table's index specs over an autocommit connection."""
 
     def __init__(self, connection, lock_timeout='5s', statement_timeout='0', lock_retries=5,
-                 lock_retry_delay=1.0, sleep=time.sleep, log=None):
+                 lock_retry_delay=1.0, sleep=time.sleep, log=None, client_connection_check_interval='2s',
+                 ddl_session=False):
         self.connection = connection
         self.cursor = connection.cursor()
         self.sql = sql_module()
@@ -509,6 +515,26 @@ class OnlineIndexRunner(object):
                     "pg_catalog.set_config('lock_timeout', %(lock_timeout)s, false), "
                     "pg_catalog.set_config('statement_timeout', %(statement_timeout)s, false)",
                     dict(lock_timeout=str(lock_timeout), statement_timeout=str(statement_timeout)))
+        # A backend reads its client's socket only between statements: when the run dies mid-build (ansible-playbook
+        # and its module killed, the control node lost, the connection cut), CREATE INDEX CONCURRENTLY would go on
+        # alone for as long as the build takes, and a rerun would find the index "being built right now". With this
+        # check (PostgreSQL 14+, where the server's OS supports it) the server notices the dead client within the
+        # interval and ends the build; the rerun then rebuilds the INVALID leftover.
+        if client_connection_check_interval:
+            try:
+                self._query("SELECT pg_catalog.set_config('client_connection_check_interval', %(interval)s, false) "
+                            "WHERE pg_catalog.current_setting('client_connection_check_interval', true) IS NOT NULL",
+                            dict(interval=str(client_connection_check_interval)))
+            except Exception as error:  # refused on this platform: the build just cannot notice a dead client
+                self.log('client_connection_check_interval is not available (%s): a build whose client dies runs on '
+                         'to its end' % error_text(error))
+
+        # A session that will run DDL says so with a shared advisory lock, held until it disconnects. A build
+        # can outlive its run (a killed ansible-playbook leaves its background module running): the migration
+        # lock of the next run (postgresql_migration_lock) refuses to start while any such session is alive.
+        if ddl_session:
+            self._query('SELECT pg_catalog.pg_advisory_lock_shared(%(k1)s, %(k2)s)',
+                        dict(k1=DDL_SESSION_LOCK_KEY[0], k2=DDL_SESSION_LOCK_KEY[1]))
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -712,6 +738,9 @@ class OnlineIndexRunner(object):
                 work()
                 return attempt - 1
             except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+                if self._connection_lost():
+                    self.leftovers.append('%s.%s' % (spec['schema'], spec['name']))
+                    raise OnlineIndexError(self._lost_connection_message(self.render(statement), error, attempt))
                 if sqlstate(error) is None:
                     raise
                 if sqlstate(error) in RETRYABLE_SQLSTATES and attempt < attempts:
@@ -724,6 +753,21 @@ class OnlineIndexRunner(object):
                 leftover = self._cleanup_after_failure(spec) if cleanup else None
                 raise OnlineIndexError(self._failure_message(self.render(statement), decision, error, attempt,
                                                              leftover))
+
+    def _connection_lost(self):
+        """Whether the session is gone (psycopg2 and psycopg 3 both mark such a connection closed)."""
+        return bool(getattr(self.connection, 'closed', False))
+
+    @staticmethod
+    def _lost_connection_message(text, error, attempts):
+        # Terminated by pg_terminate_backend, a server restart or shutdown, a dropped network: the driver's error
+        # (often without a SQLSTATE) says little, and nothing more can be done on this connection.
+        return ('%s failed after %d attempt(s): %s\n'
+                'The connection to the server was lost while the statement ran (its session was terminated, the '
+                'server restarted or shut down, or the network dropped), so nothing more was done. An interrupted '
+                'concurrent build leaves an INVALID index behind: rerun once the server accepts connections again; '
+                'the rerun drops such a leftover and builds the index again, and keeps the indexes already built.'
+                % (text, attempts, error_text(error)))
 
     def _cleanup_after_failure(self, spec):
         """Drop the INVALID index a failed concurrent build leaves behind; say what happened."""

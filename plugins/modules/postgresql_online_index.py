@@ -271,7 +271,7 @@ def main():
     runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'],
                                statement_timeout=params['statement_timeout'],
                                lock_retries=params['lock_retries'], lock_retry_delay=params['lock_retry_delay'],
-                               log=module.warn)
+                               log=module.warn, ddl_session=not module.check_mode)
     result = dict(changed=False, queries=[], indexes=[], lock_retries_used=0)
     try:
         decisions = runner.plan(params['schema'], params['table'], params['indexes'], params['state'])

@@ -237,7 +237,8 @@ def main():
                                     sample_ids=params['sample_ids'], max_groups=params['max_groups'],
                                     lock_timeout=params['index_lock_timeout'],
                                     statement_timeout=params['statement_timeout'], lock_retries=params['lock_retries'],
-                                    lock_retry_delay=params['lock_retry_delay'], log=module.warn)
+                                    lock_retry_delay=params['lock_retry_delay'], log=module.warn,
+                                    ddl_session=not module.check_mode)
     entry = dict(name=params['name'], schema=params['schema'], table=params['table'], columns=params['columns'],
                  action=None, seconds=0.0, retries=0, statements=[], definition=None)
     result = dict(changed=False, queries=[], constraint=entry, lock_retries_used=0)
