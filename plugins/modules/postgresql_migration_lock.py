@@ -98,7 +98,7 @@ import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.online_index import error_text, fetch_dicts
+from ansible.module_utils.online_index import DDL_SESSION_LOCK_KEY, MIGRATION_LOCK_KEY, error_text, fetch_dicts
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,
@@ -106,9 +106,9 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
     postgres_common_argument_spec,
 )
 
-# The two keys of pg_try_advisory_lock(int, int): a constant of this tool, then 0. Distinct from the
-# single-key lock Prisma's migrate commands take (72707369), and per database, as advisory locks are.
-LOCK_KEY = (1886415972, 0)  # 'pgzd' as a 32-bit integer
+# The two keys of pg_try_advisory_lock(int, int). Distinct from the single-key lock Prisma's migrate commands
+# take (72707369), and per database, as advisory locks are.
+LOCK_KEY = MIGRATION_LOCK_KEY
 APPLICATION_PREFIX = 'pgzd-lock'
 HOLDERS_QUERY = (
     "SELECT a.pid, a.application_name, a.usename, a.client_addr::text AS client_addr, "
@@ -147,6 +147,18 @@ def is_run(holder, run_id):
 
 def holders(cursor):
     return fetch_dicts(cursor, HOLDERS_QUERY, dict(k1=LOCK_KEY[0], k2=LOCK_KEY[1]))
+
+
+DDL_SESSIONS_QUERY = (
+    "SELECT a.pid, a.application_name, a.usename, a.client_addr::text AS client_addr, "
+    "a.query_start::text AS since, a.query FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %(k1)s AND l.objid = %(k2)s AND l.objsubid = 2 "
+    "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())")
+
+
+def ddl_sessions(cursor):
+    """Sessions of pg-zero-downtime modules running DDL (they hold the shared DDL-session lock)."""
+    return fetch_dicts(cursor, DDL_SESSIONS_QUERY, dict(k1=DDL_SESSION_LOCK_KEY[0], k2=DDL_SESSION_LOCK_KEY[1]))
 
 
 def describe(holder):
@@ -290,7 +302,20 @@ def main():
             module.warn(message)
             module.exit_json(**dict(result, holder=others[0]))
         module.fail_json(msg=message, **dict(result, holder=others[0]))
+    # A run killed mid-build leaves its background module running: its DDL must end before another run starts.
+    running = ddl_sessions(cursor)
     connection.close()
+    if running:
+        message = ('DDL of an earlier pg-zero-downtime run is still running in database %s: session pid %s (%s; since '
+                   '%s): %s. Its run has ended (killed, or its control node lost) but the statement goes on. Wait '
+                   'for it to finish, then rerun; or end it with SELECT pg_cancel_backend(%s) (a concurrent build '
+                   'then leaves an INVALID index, which the rerun rebuilds).') % (
+            params['login_db'], running[0]['pid'], running[0]['application_name'], running[0]['since'],
+            ' '.join((running[0]['query'] or '').split())[:200], running[0]['pid'])
+        if module.check_mode:
+            module.warn(message)
+            module.exit_json(**result)
+        module.fail_json(msg=message, **result)
     if module.check_mode:
         module.exit_json(**result)
 

@@ -100,3 +100,22 @@ def test_check_mode_only_warns_about_a_held_lock_and_release_leaves_other_runs_a
         released = run_module('postgresql_migration_lock', state='released', run_id='t12-holder')
     assert released['changed']
     wait_for(lambda: not lock_sessions(db), timeout=30)
+
+
+def test_a_run_does_not_start_while_ddl_of_an_earlier_run_goes_on(db, run_module, connect):
+    """A killed run's background build keeps its DDL-session lock (shared) until it ends: no new run meanwhile."""
+    orphan = connect()
+    with orphan.cursor() as cursor:
+        cursor.execute("SET application_name = 'pg-zero-downtime'")
+        cursor.execute('SELECT pg_advisory_lock_shared(1886415972, 1)')
+        cursor.execute('SELECT pg_backend_pid()')
+        pid = cursor.fetchone()[0]
+    refused = run_module('postgresql_migration_lock', run_id='t12-next')
+    assert refused['failed'] and 'DDL of an earlier pg-zero-downtime run is still running' in refused['msg']
+    assert 'session pid %d' % pid in refused['msg'] and 'pg_cancel_backend(%d)' % pid in refused['msg']
+    assert lock_sessions(db) == []
+    orphan.close()
+    taken = run_module('postgresql_migration_lock', run_id='t12-next')
+    assert taken['changed']
+    assert run_module('postgresql_migration_lock', state='released', run_id='t12-next')['changed']
+    wait_for(lambda: not lock_sessions(db), timeout=30)
