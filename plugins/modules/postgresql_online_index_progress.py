@@ -15,8 +15,8 @@ description:
     seconds for them to finish, returning as soon as all have. It returns the progress of each build in
     flight from C(pg_stat_progress_create_index) (index, phase, percent, blocks, tuples, lockers waited for),
     and when all have finished, the result of each run.
-  - Meant for C(until: result.finished) with a short C(delay). The project's stdout callback
-    (C(pg_zero_downtime)) prints RV(progress_lines) at every retry, so the operator sees each build move.
+  - Meant for a task retried C(until) RV(finished) is true, with a short C(delay). The project's stdout
+    callback (C(pg_zero_downtime)) prints RV(progress_lines) at every retry, so the operator sees each build move.
   - Read-only on the database.
 version_added: '0.1.0'
 options:
