@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 """Progress in the play output while an index builds, and parallel builds across tables, on real PostgreSQL.
 
-Two tables of a million rows each (made by the test, dropped after) give builds long enough to watch. The
+Two tables (made by the test, dropped after), each with an application transaction that wrote to it before
+its build: the build waits for it, so it is in flight long enough to watch on any machine. The
 play runs with the project's stdout callback (pg_zero_downtime), which prints each poll of
 pg_stat_progress_create_index: index, phase, percent.
 """
@@ -19,7 +20,7 @@ import helpers
 pytestmark = pytest.mark.integration
 
 TABLES = ('pt_progress_a', 'pt_progress_b')
-ROWS = 1000000
+ROWS = 200000
 PROGRESS = re.compile(r'\[localhost\] progress: (pt_progress_[ab]_wide_idx) on public\.(pt_progress_[ab]): '
                       r'([a-z :]+?)\s+(\d+\.\d)%')
 
@@ -99,11 +100,53 @@ class BuildSampler(threading.Thread):
         return self.samples
 
 
-def test_the_operator_sees_index_phase_and_percent_while_it_builds(db, pg_cluster, tmp_path, big_tables, connect):
+class Writer(threading.Thread):
+    """An application transaction that wrote to a table before its build started: the concurrent build waits
+    for it (phase "waiting for writers before build"). It ends 2.5 s after the build shows up, well within the
+    build's 5 s lock_timeout, so every build is in flight for a few seconds on any machine."""
+
+    def __init__(self, connection, watcher, table):
+        threading.Thread.__init__(self, daemon=True)
+        # The watcher is a connection of its own: inside the open transaction, pg_stat views keep their first snapshot.
+        self.connection, self.watcher, self.table, self.done = connection, watcher, table, threading.Event()
+        with self.connection.cursor() as cursor:
+            cursor.execute('BEGIN')
+            cursor.execute('INSERT INTO %s VALUES (-1, %%s, %%s)' % table, ('w', 'w'))
+
+    def run(self):
+        with self.watcher.cursor() as cursor:
+            deadline = time.monotonic() + 600
+            while not self.done.is_set() and time.monotonic() < deadline:
+                cursor.execute("SELECT 1 FROM pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.relid "
+                               "WHERE c.relname = %s", (self.table,))
+                if cursor.fetchall():
+                    time.sleep(2.5)
+                    break
+                time.sleep(0.1)
+        with self.connection.cursor() as cursor:
+            cursor.execute('ROLLBACK')
+
+    def stop(self):
+        self.done.set()
+        self.join(timeout=30)
+
+
+def build_with_writers(pg_cluster, tmp_path, parallelism, connect):
     sampler = BuildSampler(connect())
+    writers = [Writer(connect(), connect(), table) for table in TABLES]
     sampler.start()
-    run = run_indexes(pg_cluster, tmp_path, 1)
-    samples = sampler.stop()
+    for writer in writers:
+        writer.start()
+    try:
+        run = run_indexes(pg_cluster, tmp_path, parallelism)
+    finally:
+        for writer in writers:
+            writer.stop()
+    return run, sampler.stop()
+
+
+def test_the_operator_sees_index_phase_and_percent_while_it_builds(db, pg_cluster, tmp_path, big_tables, connect):
+    run, samples = build_with_writers(pg_cluster, tmp_path, 1, connect)
     assert run.returncode == 0, run.stdout[-4000:]
     seen = [line for group in polls(run.stdout) for line in group]
     assert seen, run.stdout[-4000:]
@@ -117,10 +160,7 @@ def test_the_operator_sees_index_phase_and_percent_while_it_builds(db, pg_cluste
 
 
 def test_parallel_builds_on_different_tables_run_at_the_same_time(db, pg_cluster, tmp_path, big_tables, connect):
-    sampler = BuildSampler(connect())
-    sampler.start()
-    run = run_indexes(pg_cluster, tmp_path, 2)
-    samples = sampler.stop()
+    run, samples = build_with_writers(pg_cluster, tmp_path, 2, connect)
     assert run.returncode == 0, run.stdout[-4000:]
     assert 'Follow the index builds of pt_progress_a, pt_progress_b' in run.stdout
     assert any(sample == set(TABLES) for sample in samples), samples
