@@ -4,7 +4,7 @@ VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: run test bootstrap cluster migrate rollback lint unit integration molecule bench clean
+.PHONY: run test bootstrap cluster migrate rollback lint unit integration molecule bench bench-load clean
 
 ## run: start the local cluster with the T12 schema and sample data, then migrate it (the main job)
 run: bootstrap cluster migrate
@@ -41,6 +41,10 @@ molecule:
 ## bench: the issue-2 timing targets (no-op rerun, first run vs psql -f); see bench/README.md
 bench: bootstrap
 	python bench/index_phase_timing.py
+
+## bench-load: zero downtime under a concurrent write load (issue 5), scale 1; see bench/README.md
+bench-load: bootstrap
+	python bench/zero_downtime.py --scale 1
 
 ## clean: stop and delete the local cluster
 clean:

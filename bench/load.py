@@ -5,7 +5,8 @@ Several threads (default 4), each with its own autocommit psycopg2 connection, r
 loop, as an application would: INSERTs into every indexed T12 table and into "Class" (a unique random name, so
 the unique constraint on ("name", "grade") is never violated by the load itself), UPDATEs by primary key (Job
 status, JobAssignment completion, TeacherDailyBudget spend), one two-statement transaction (assign a job), and
-reads by the indexed columns (Job by teacherId+status, XPAudit of a user by createdAt desc, ...).
+reads by the indexed columns (Job by teacherId+status, XPAudit of a user by createdAt desc, ...). The threads
+are paced: 400 operations start per second in all (--rate; 0 runs them back to back).
 
 Every operation is recorded: start and end (time.monotonic), kind and error. Nothing is cut short on the
 client: an operation blocked by a lock simply takes long, which is what the benchmark wants to see. The load
