@@ -91,6 +91,18 @@ def median(values):
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
 
 
+def runs_needed(explains, runs, budget_ms):
+    """How many runs a query needs, given the EXPLAIN ANALYZE documents of its runs so far.
+
+    C(runs), unless the runs so far together took C(budget_ms) or more (their Execution Time): then no more.
+    A slow query (a sequential scan of millions of rows) is measured once or twice; a fast one C(runs) times.
+    """
+    if not budget_ms:
+        return runs
+    spent = sum((document[0] if isinstance(document, list) else document)['Execution Time'] for document in explains)
+    return len(explains) if explains and spent >= budget_ms else runs
+
+
 def summarize(explains):
     """One query's summary from its EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) documents (one per run).
 

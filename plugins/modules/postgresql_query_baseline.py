@@ -62,9 +62,17 @@ options:
     type: float
     default: 0.5
   runs:
-    description: How many times each query runs; the median counts.
+    description: How many times each query runs at most; the median counts.
     type: int
     default: 5
+  budget_ms:
+    description:
+      - Stop repeating a query once its runs together took this many milliseconds (their C(Execution Time));
+        it always runs at least once. A sequential scan of millions of rows that takes 150 ms is then
+        measured twice rather than O(runs) times, where repeats add time to the run but nothing to the
+        comparison. V(0) always runs O(runs) times.
+    type: float
+    default: 200
   statement_timeout:
     description: statement_timeout of each run, so a bad baseline query cannot run for ever.
     type: str
@@ -127,6 +135,7 @@ from ansible.module_utils.query_baseline import (
     compare,
     parameter_names,
     read_only_error,
+    runs_needed,
     strip_statement,
     summarize,
     writing_nodes,
@@ -144,11 +153,12 @@ class BaselineError(Exception):
 
 
 class Baseline(object):
-    def __init__(self, connection, runs):
+    def __init__(self, connection, runs, budget_ms=0):
         self.connection = connection
         self.cursor = connection.cursor()
         self.sql = sql_module()
         self.runs = runs
+        self.budget_ms = budget_ms
 
     def scalar(self, statement):
         self.cursor.execute(statement)
@@ -197,7 +207,9 @@ class Baseline(object):
             values = self.resolve(query)
             statement = self.render(query['sql'], values)
             self.check_plan(label, statement)
-            explains = [self.explain(statement, analyze=True) for dummy in range(self.runs)]
+            explains = []
+            while len(explains) < runs_needed(explains, self.runs, self.budget_ms):
+                explains.append(self.explain(statement, analyze=True))
         finally:
             self.cursor.execute('ROLLBACK')
         summary = summarize(explains)
@@ -205,12 +217,14 @@ class Baseline(object):
         return summary
 
 
-def input_errors(queries, runs):
+def input_errors(queries, runs, budget_ms=0):
     errors = []
     names = [q['name'] for q in queries]
     errors.extend('query "%s" is listed twice' % name for name in sorted(set(names)) if names.count(name) > 1)
     if runs < 1:
         errors.append('runs must be 1 or more, not %s' % runs)
+    if budget_ms < 0:
+        errors.append('budget_ms must be 0 or more, not %s' % budget_ms)
     for query in queries:
         problem = read_only_error(query['sql'])
         if problem:
@@ -231,6 +245,7 @@ def main():
             params=dict(type='dict', default={}),
         )),
         runs=dict(type='int', default=5),
+        budget_ms=dict(type='float', default=200.0),
         compare_with=dict(type='list', elements='dict'),
         tolerance=dict(type='float', default=1.2),
         min_regression_ms=dict(type='float', default=0.5),
@@ -244,7 +259,7 @@ def main():
     # Measure the same rows as the earlier run: its resolved parameter values win.
     queries = [dict(q, params=dict(q['params'] or {}, **before[q['name']].get('params', {})))
                if q['name'] in before else q for q in params['queries']]
-    errors = input_errors(queries, params['runs'])
+    errors = input_errors(queries, params['runs'], params['budget_ms'])
     if errors:
         module.fail_json(msg='The baseline queries are refused; nothing was run:\n- %s' % '\n- '.join(errors), **result)
 
@@ -254,7 +269,7 @@ def main():
     if errors:
         connection.close()
         module.fail_json(msg='Invalid options; nothing was run:\n- %s' % '\n- '.join(errors), **result)
-    baseline = Baseline(connection, params['runs'])
+    baseline = Baseline(connection, params['runs'], params['budget_ms'])
     baseline.cursor.execute("SELECT pg_catalog.set_config('statement_timeout', %(value)s, false), "
                             "pg_catalog.set_config('application_name', 'pg-zero-downtime', false)",
                             dict(value=params['statement_timeout']))

@@ -94,3 +94,31 @@ def test_a_new_plan_reading_fewer_buffers_is_not_a_regression_when_its_time_is_n
     assert before['buffers'] > after['buffers']
     outcome = qb.compare(before, after, 1.2, 0.5)
     assert outcome['plan_changed'] and outcome['verdict'] == 'held'
+
+
+def _runs(*milliseconds):
+    return [[{'Execution Time': ms, 'Plan': PLAN_SEQ}] for ms in milliseconds]
+
+
+@pytest.mark.parametrize('so_far,expected', [
+    ((), 5),                     # nothing measured yet: plan for all of them
+    ((2.0, 3.0), 5),             # fast: every run
+    ((1200.0,), 1),              # one slow sequential scan is enough
+    ((400.0, 700.0), 2),         # the budget ran out after the second
+    ((999.0,), 5),               # just under it: go on
+])
+def test_a_query_repeats_only_while_its_runs_stay_within_the_budget(so_far, expected):
+    assert qb.runs_needed(_runs(*so_far), 5, 1000.0) == expected
+
+
+def test_a_budget_of_zero_always_runs_them_all():
+    assert qb.runs_needed(_runs(5000.0), 5, 0) == 5
+
+
+def test_measuring_stops_at_the_budget():
+    """The module's loop: runs are added while fewer than runs_needed; it ends with the slow query measured twice."""
+    explains = []
+    while len(explains) < qb.runs_needed(explains, 5, 1000.0):
+        explains.append(_runs(600.0)[0])
+    assert len(explains) == 2
+    assert qb.summarize(explains)['runs'] == 2
