@@ -10,6 +10,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
+import json
+import os
 import random
 import time
 
@@ -805,3 +808,55 @@ class OnlineIndexRunner(object):
     def explain_failure(self, error, decision):
         """Extra lines for a failure message; subclasses add what they know (e.g. the offending keys)."""
         return []
+
+
+def read_async_result(path):
+    """The result of a background (async) module run once it has ended, else None.
+
+    C(path) is async_wrapper's results file: it holds {"started": 1, "finished": 0} while the run goes on and
+    the module's result when it ends (or async_wrapper's own failure, for a timeout).
+    """
+    try:
+        with open(os.path.expanduser(path)) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None  # not written yet, or being written
+    if data.get('started') and not data.get('finished', True):
+        return None
+    return data
+
+
+def process_alive(pid):
+    """Whether process C(pid) still runs: a zombie (killed, not yet reaped by its parent) has ended."""
+    try:
+        os.kill(pid, 0)
+    except OSError as error:
+        if error.errno == errno.ESRCH:
+            return False
+    try:
+        with open('/proc/%d/stat' % pid) as stat:
+            return stat.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return True  # no /proc here: it exists (or is another user's), so count it as running
+
+
+def wait_for_runs(paths, owner_pid=0, poll=0.1, sleep=time.sleep):
+    """Wait until the background runs of C(paths) have ended.
+
+    Returns None when all succeeded, else why the caller must not start: a run failed (its message), or the
+    process C(owner_pid) is gone (the run's ansible-playbook was stopped).
+    """
+    while True:
+        outcomes = [read_async_result(path) for path in paths]
+        # Checked first, so a run whose playbook was stopped never starts, even as the run before it ends.
+        if owner_pid and not process_alive(owner_pid):
+            return ('the run that started it (ansible-playbook, process %d) has ended, so it does not go on alone; '
+                    'rerun the playbook' % owner_pid)
+        if all(outcome is not None for outcome in outcomes):
+            break
+        sleep(poll)
+    failed = [outcome for outcome in outcomes if outcome.get('failed')]
+    if failed:
+        first = (failed[0].get('msg') or 'no message').splitlines()[0]
+        return 'the run before it failed (%s); fix that and rerun' % first
+    return None

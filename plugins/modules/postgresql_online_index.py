@@ -110,6 +110,22 @@ options:
     description:
       - Switch to this role after connecting; the DDL runs with its privileges.
     type: str
+  after:
+    description:
+      - Results files of earlier background (async) runs of this module that must end before this one starts:
+        the module waits for them before it even connects. A pipeline of tables is started up front this way and
+        each table's builds begin the moment the run before it ends, without a pause for the next task.
+      - When one of them failed, this run changes nothing and fails with C(not_started), naming it.
+    type: list
+    elements: path
+    default: []
+  owner_pid:
+    description:
+      - While waiting for O(after), give up (nothing changed, C(not_started)) once this process is gone: the run's
+        ansible-playbook, when the module runs on the control node, so that queued builds do not outlive a run
+        that was stopped. 0 watches nothing.
+    type: int
+    default: 0
 seealso:
   - module: community.postgresql.postgresql_idx
   - name: Building indexes concurrently
@@ -158,6 +174,10 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+not_started:
+  description: True when the run did not start because a run of O(after) failed or O(owner_pid) was gone.
+  returned: when the run did not start
+  type: bool
 queries:
   description:
     - The statements executed, in order. In check mode, the statements that would be executed.
@@ -219,6 +239,7 @@ from ansible.module_utils.online_index import (
     OnlineIndexRunner,
     index_spec_argument_spec,
     option_errors,
+    wait_for_runs,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
@@ -257,9 +278,17 @@ def main():
         lock_retry_delay=dict(type='float', default=1.0),
         statement_timeout=dict(type='str', default='0'),
         session_role=dict(type='str'),
+        after=dict(type='list', elements='path', default=[]),
+        owner_pid=dict(type='int', default=0),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    if params['after'] and not module.check_mode:
+        problem = wait_for_runs(params['after'], params['owner_pid'])
+        if problem:
+            module.fail_json(msg='Indexes of %s.%s not started, nothing was changed: %s'
+                                 % (params['schema'], params['table'], problem),
+                             changed=False, not_started=True, queries=[], indexes=[], lock_retries_used=0)
     ensure_required_libs(module)
     connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
     errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout'), ('statement_timeout', 'statement_timeout')])

@@ -99,12 +99,11 @@ failed_jobs:
   type: int
 '''
 
-import json
 import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.online_index import fetch_dicts
+from ansible.module_utils.online_index import fetch_dicts, read_async_result
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,
@@ -123,18 +122,6 @@ PROGRESS_QUERY = (
     "LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid "
     "WHERE p.datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) "
     "ORDER BY n.nspname, c.relname, i.relname")
-
-
-def read_job(path):
-    """The run's result when it has finished, else None (async_wrapper's results file)."""
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return None  # not written yet, or being written
-    if data.get('started') and not data.get('finished', True):
-        return None
-    return data
 
 
 def percent(row):
@@ -176,7 +163,7 @@ def main():
 
     deadline = time.monotonic() + max(params['wait'], 0)
     while True:
-        outcomes = [read_job(os.path.expanduser(job['results_file'])) for job in params['jobs']]
+        outcomes = [read_async_result(job['results_file']) for job in params['jobs']]
         if all(outcome is not None for outcome in outcomes) or time.monotonic() >= deadline:
             break
         time.sleep(0.1)

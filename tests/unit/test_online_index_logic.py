@@ -1,6 +1,11 @@
 # -*- coding: utf-8 -*-
 """Unit tests of the pure decision functions of plugins/module_utils/online_index.py (no server)."""
 
+import json
+import os
+import subprocess
+import time
+
 import pytest
 
 import helpers
@@ -506,3 +511,63 @@ def test_the_index_estimate_grows_with_rows_and_key_width():
     assert small == int(1000 * (12 + 32) / 0.9) + 2 * 8192
     assert oi.estimate_index_bytes(2000, [26, 4]) > small > oi.estimate_index_bytes(1000, [8])
     assert oi.estimate_index_bytes(0, [8]) == 2 * 8192
+
+
+# --- the pipeline of background runs: a run waits for the one before it --------------------------------------
+
+def _results_file(tmp_path, name, data):
+    path = tmp_path / name
+    if data is not None:
+        path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_a_run_starts_once_the_runs_before_it_have_ended_well(tmp_path):
+    done = _results_file(tmp_path, 'j1', {'changed': True, 'indexes': []})
+    pending = _results_file(tmp_path, 'j2', {'started': 1, 'finished': 0})
+    sleeps = []
+
+    def sleep(seconds):  # the run before it ends while this one waits
+        sleeps.append(seconds)
+        with open(pending, 'w') as handle:
+            json.dump({'changed': True, 'indexes': []}, handle)
+
+    assert oi.wait_for_runs([done, pending], sleep=sleep) is None
+    assert sleeps == [0.1]
+
+
+def test_a_run_does_not_start_after_a_failed_one_and_says_which(tmp_path):
+    failed = _results_file(tmp_path, 'j1', {'failed': True, 'msg': 'Index "Job_x" on public.Job: lock not granted\nmore'})
+    problem = oi.wait_for_runs([failed], sleep=lambda s: None)
+    assert 'the run before it failed (Index "Job_x" on public.Job: lock not granted)' in problem
+
+
+def test_a_waiting_run_gives_up_when_its_playbook_is_gone(tmp_path):
+    pending = _results_file(tmp_path, 'j1', {'started': 1, 'finished': 0})
+    gone = subprocess.Popen(['true'])
+    gone.wait()
+    problem = oi.wait_for_runs([pending], owner_pid=gone.pid, sleep=lambda s: None)
+    assert 'process %d' % gone.pid in problem and 'rerun the playbook' in problem
+
+
+def test_an_unwritten_results_file_counts_as_still_running(tmp_path):
+    assert oi.read_async_result(str(tmp_path / 'missing')) is None
+    assert oi.read_async_result(_results_file(tmp_path, 'half', {'started': 1, 'finished': 0})) is None
+    assert oi.read_async_result(_results_file(tmp_path, 'timeout', {'failed': 1, 'msg': 'Timeout exceeded'}))['failed']
+
+
+def test_a_killed_playbook_not_yet_reaped_counts_as_gone():
+    zombie = subprocess.Popen(['true'])
+    time.sleep(0.5)  # it has exited; until wait() it is a zombie
+    try:
+        assert not oi.process_alive(zombie.pid)
+        assert oi.process_alive(os.getpid())
+    finally:
+        zombie.wait()
+
+
+def test_a_run_whose_playbook_is_gone_does_not_start_even_when_the_run_before_it_just_ended(tmp_path):
+    done = _results_file(tmp_path, 'j1', {'changed': True, 'indexes': []})
+    gone = subprocess.Popen(['true'])
+    gone.wait()
+    assert 'has ended' in oi.wait_for_runs([done], owner_pid=gone.pid, sleep=lambda s: None)

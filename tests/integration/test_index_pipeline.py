@@ -1,0 +1,119 @@
+# -*- coding: utf-8 -*-
+"""The index phase's pipeline on real PostgreSQL: every table's run is started up front and waits for the one
+before it. A queued run must not start after a failed one, nor outlive the ansible-playbook that started it.
+
+Three small tables made by the test (dropped after). The middle one holds duplicates, so its unique index fails.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+import helpers
+
+pytestmark = pytest.mark.integration
+
+TABLES = ('pt_pipe_a', 'pt_pipe_b', 'pt_pipe_c')
+
+
+@pytest.fixture
+def pipe_tables(db):
+    with db.cursor() as cursor:
+        for table in TABLES:
+            cursor.execute('CREATE TABLE %s (id bigint PRIMARY KEY, k integer NOT NULL)' % table)
+            cursor.execute('INSERT INTO %s SELECT g, g FROM generate_series(1, 20000) g' % table)
+        cursor.execute('UPDATE pt_pipe_b SET k = 1 WHERE id <= 2')  # a duplicate: its unique index fails
+    yield
+    with db.cursor() as cursor:
+        for table in TABLES:
+            cursor.execute('DROP TABLE IF EXISTS %s' % table)
+
+
+def plan_file(tmp_path):
+    plan = dict(name='pt_pipe', schema='public', tables=[
+        dict(name=table, indexes=[dict(name='%s_k_key_idx' % table, columns=['k'], unique=True)]) for table in TABLES])
+    path = tmp_path / 'plan.yml'
+    path.write_text(yaml.safe_dump(plan))
+    return str(path)
+
+
+def extra_vars(pg_cluster, tmp_path):
+    return dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], plan=plan_file(tmp_path),
+                artifacts_dir=str(tmp_path))
+
+
+def index_state(db, table):
+    """None when the table has no planned index, else (valid, ready)."""
+    rows = helpers.query(db, "SELECT i.indisvalid, i.indisready FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                             "WHERE c.relname = %s", ('%s_k_key_idx' % table,))
+    return rows[0] if rows else None
+
+
+def test_a_queued_table_does_not_start_after_a_failed_one_and_a_rerun_converges(db, pg_cluster, tmp_path, pipe_tables):
+    run = helpers.run_playbook('playbooks/indexes.yml', extra_vars(pg_cluster, tmp_path))
+    output = ' '.join(run.stdout.split())
+    assert run.returncode != 0, output[-3000:]
+    assert index_state(db, 'pt_pipe_a') == (True, True)
+    # b failed with its own message and left nothing behind; c was queued behind it and never started.
+    assert 'pt_pipe_b_k_key_idx' in output and 'duplicate' in output.lower()
+    assert index_state(db, 'pt_pipe_b') is None
+    assert 'Indexes of public.pt_pipe_c not started, nothing was changed: the run before it failed' in output
+    assert index_state(db, 'pt_pipe_c') is None
+
+    with db.cursor() as cursor:
+        cursor.execute('UPDATE pt_pipe_b SET k = id')
+    rerun = helpers.run_playbook('playbooks/indexes.yml', extra_vars(pg_cluster, tmp_path))
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    assert [index_state(db, table) for table in TABLES] == [(True, True)] * 3
+
+
+def test_queued_tables_give_up_when_the_playbook_is_killed(db, pg_cluster, tmp_path, pipe_tables, connect):
+    with db.cursor() as cursor:
+        cursor.execute('UPDATE pt_pipe_b SET k = id')
+    # An application transaction on a: its build waits for it, so the playbook can be killed mid-build.
+    writer = connect()
+    with writer.cursor() as cursor:
+        cursor.execute('BEGIN')
+        cursor.execute('INSERT INTO pt_pipe_a VALUES (-1, -1)')
+    argv = [helpers._tool('ansible-playbook'), 'playbooks/indexes.yml']
+    for name, value in extra_vars(pg_cluster, tmp_path).items():
+        argv += ['-e', '%s=%s' % (name, value)]
+    # The playbook leads a process group of its own, as it does in a terminal, so the kill ends only it.
+    playbook = subprocess.Popen(argv, cwd=helpers.REPO_ROOT, env=helpers.ansible_env(ANSIBLE_STDOUT_CALLBACK='default'),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if helpers.query(db, "SELECT 1 FROM pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.relid "
+                                 "WHERE c.relname = 'pt_pipe_a'"):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail('the build of pt_pipe_a never started')
+        time.sleep(3)  # the runs of b and c are queued by now (started up front, waiting for a)
+        os.kill(playbook.pid, signal.SIGKILL)
+        playbook.wait(timeout=30)
+    finally:
+        with writer.cursor() as cursor:
+            cursor.execute('ROLLBACK')
+        writer.close()
+        if playbook.poll() is None:
+            playbook.kill()
+
+    # a's build was in flight and finishes (a concurrent build cannot be taken back halfway); b and c never start.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and index_state(db, 'pt_pipe_a') != (True, True):
+        time.sleep(0.5)
+    assert index_state(db, 'pt_pipe_a') == (True, True)
+    time.sleep(3)  # a queued run polls every 0.1 s: it would have started by now
+    assert index_state(db, 'pt_pipe_b') is None and index_state(db, 'pt_pipe_c') is None
+    assert helpers.query(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg-zero-downtime'") \
+        == [(0,)]
+
+    rerun = helpers.run_playbook('playbooks/indexes.yml', extra_vars(pg_cluster, tmp_path))
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    assert [index_state(db, table) for table in TABLES] == [(True, True)] * 3
