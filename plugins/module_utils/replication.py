@@ -64,16 +64,6 @@ def standby_sql(server_version_num):
     return STANDBY_SQL % (STANDBY_PAUSE_STATE if server_version_num >= 140000 else STANDBY_PAUSE_STATE_BEFORE_14)
 
 
-def fetch_dicts(cursor, query, params=None):
-    """Execute C(query) and return its rows as dicts, whichever driver and row factory are in use."""
-    cursor.execute(query, params)
-    if cursor.description is None:
-        return []
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, [row[name] for name in names] if isinstance(row, dict) else row))
-            for row in cursor.fetchall()]
-
-
 def replica_label(replica):
     """How a replica is named in messages: its application_name, and where it connects from."""
     name = replica.get('name') or 'unnamed replica (pid %s)' % replica.get('pid')

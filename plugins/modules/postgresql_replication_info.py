@@ -169,12 +169,12 @@ queries:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.online_index import fetch_dicts
 from ansible.module_utils.replication import (
     IN_RECOVERY_SQL,
     PRIMARY_LSN_SQL,
     PRIMARY_REPLICAS_SQL,
     PRIMARY_SLOTS_SQL,
-    fetch_dicts,
     lagging_replicas,
     replays,
     replica_label,
