@@ -98,7 +98,13 @@ import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.online_index import DDL_SESSION_LOCK_KEY, MIGRATION_LOCK_KEY, error_text, fetch_dicts
+from ansible.module_utils.online_index import (
+    DDL_SESSION_LOCK_KEY,
+    MIGRATION_LOCK_KEY,
+    error_text,
+    fetch_dicts,
+    process_alive,
+)
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,
@@ -166,16 +172,6 @@ def describe(holder):
             % holder)
 
 
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def hold(params, conn_params, report):
     """The holder process: take the lock on a connection of its own, report, keep it until told or orphaned."""
     deadline = time.monotonic() + params['max_seconds']
@@ -198,7 +194,7 @@ def hold(params, conn_params, report):
     last_check = time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        if params['owner_pid'] and not alive(params['owner_pid']):
+        if params['owner_pid'] and not process_alive(params['owner_pid']):
             break
         if time.monotonic() - last_check >= 5:
             last_check = time.monotonic()
