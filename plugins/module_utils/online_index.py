@@ -479,6 +479,35 @@ def fetch_dicts(cursor, query, params=None):
             for row in cursor.fetchall()]
 
 
+ADVISORY_LOCK_HOLDERS_QUERY = (
+    "SELECT a.pid, a.application_name, a.usename, a.client_addr::text AS client_addr, "
+    "a.backend_start::text AS backend_start, a.query_start::text AS query_start, a.query "
+    "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %(classid)s AND l.objid = %(objid)s "
+    "AND l.objsubid = %(objsubid)s "
+    "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())")
+
+
+def advisory_lock_holders(cursor, key, since='backend_start', with_query=False):
+    """The sessions of this database that hold the advisory lock C(key).
+
+    C(key) is the (int, int) pair of pg_advisory_lock(int, int) or the bigint of pg_advisory_lock(bigint),
+    which pg_locks shows split into two 32-bit halves. Each row has pid, application_name, usename,
+    client_addr and since: when the session connected (C(since=backend_start)) or began its statement
+    (C(since=query_start)); with C(with_query), also the statement.
+    """
+    if isinstance(key, (tuple, list)):
+        params = dict(classid=key[0], objid=key[1], objsubid=2)
+    else:
+        params = dict(classid=key >> 32, objid=key & 0xFFFFFFFF, objsubid=1)
+    rows = fetch_dicts(cursor, ADVISORY_LOCK_HOLDERS_QUERY, params)
+    for row in rows:
+        row['since'] = row[since]
+        for column in ('backend_start', 'query_start') + (() if with_query else ('query',)):
+            del row[column]
+    return rows
+
+
 def sql_module():
     """The C(sql) composition module of the driver community.postgresql's module_utils picked."""
     from ansible_collections.community.postgresql.plugins.module_utils import postgres

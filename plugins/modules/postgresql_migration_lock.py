@@ -101,6 +101,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.online_index import (
     DDL_SESSION_LOCK_KEY,
     MIGRATION_LOCK_KEY,
+    advisory_lock_holders,
     error_text,
     fetch_dicts,
     process_alive,
@@ -116,11 +117,6 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
 # take (72707369), and per database, as advisory locks are.
 LOCK_KEY = MIGRATION_LOCK_KEY
 APPLICATION_PREFIX = 'pgzd-lock'
-HOLDERS_QUERY = (
-    "SELECT a.pid, a.application_name, a.usename, a.client_addr::text AS client_addr, "
-    "a.backend_start::text AS since FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
-    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %(k1)s AND l.objid = %(k2)s AND l.objsubid = 2 "
-    "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())")
 
 
 class ConnectFailed(Exception):
@@ -152,19 +148,12 @@ def is_run(holder, run_id):
 
 
 def holders(cursor):
-    return fetch_dicts(cursor, HOLDERS_QUERY, dict(k1=LOCK_KEY[0], k2=LOCK_KEY[1]))
-
-
-DDL_SESSIONS_QUERY = (
-    "SELECT a.pid, a.application_name, a.usename, a.client_addr::text AS client_addr, "
-    "a.query_start::text AS since, a.query FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
-    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %(k1)s AND l.objid = %(k2)s AND l.objsubid = 2 "
-    "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())")
+    return advisory_lock_holders(cursor, LOCK_KEY)
 
 
 def ddl_sessions(cursor):
     """Sessions of pg-zero-downtime modules running DDL (they hold the shared DDL-session lock)."""
-    return fetch_dicts(cursor, DDL_SESSIONS_QUERY, dict(k1=DDL_SESSION_LOCK_KEY[0], k2=DDL_SESSION_LOCK_KEY[1]))
+    return advisory_lock_holders(cursor, DDL_SESSION_LOCK_KEY, since='query_start', with_query=True)
 
 
 def describe(holder):

@@ -147,6 +147,7 @@ import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.online_index import (
+    advisory_lock_holders,
     error_text,
     fetch_dicts,
     identifier_error,
@@ -173,11 +174,6 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
     postgres_common_argument_spec,
 )
 
-LOCK_HOLDER_QUERY = (
-    "SELECT a.pid, a.usename, a.application_name, a.client_addr::text AS client_addr, a.backend_start::text AS since "
-    "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid "
-    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %(key)s AND l.objsubid = 1 "
-    "AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())")
 TABLE_COLUMNS_QUERY = (
     "SELECT a.attname AS name FROM pg_catalog.pg_attribute a "
     "WHERE a.attrelid = pg_catalog.to_regclass(%(qualified)s) AND a.attnum > 0 AND NOT a.attisdropped")
@@ -214,7 +210,7 @@ class History(object):
         got_lock = fetch_dicts(self.cursor, 'SELECT pg_catalog.pg_try_advisory_xact_lock(%(key)s) AS got',
                                dict(key=PRISMA_ADVISORY_LOCK))[0]['got']
         if not got_lock:
-            holders = fetch_dicts(self.cursor, LOCK_HOLDER_QUERY, dict(key=PRISMA_ADVISORY_LOCK))
+            holders = advisory_lock_holders(self.cursor, PRISMA_ADVISORY_LOCK)
             raise HistoryError('a `prisma migrate` command holds Prisma\'s migration lock (advisory lock %d)%s: wait '
                                'for it to finish, then rerun' % (PRISMA_ADVISORY_LOCK, ''.join(
                                    ', session pid %(pid)s of %(usename)s (application_name %(application_name)r, '

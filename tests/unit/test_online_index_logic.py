@@ -571,3 +571,29 @@ def test_a_run_whose_playbook_is_gone_does_not_start_even_when_the_run_before_it
     gone = subprocess.Popen(['true'])
     gone.wait()
     assert 'has ended' in oi.wait_for_runs([done], owner_pid=gone.pid, sleep=lambda s: None)
+
+
+class _LockCursor(object):
+    """Records the parameters of the advisory-lock holders query and returns one holder row."""
+    description = [('pid',), ('application_name',), ('usename',), ('client_addr',), ('backend_start',),
+                   ('query_start',), ('query',)]
+
+    def execute(self, query, params=None):
+        self.params = params
+
+    def fetchall(self):
+        return [(7, 'app', 'u', '127.0.0.1/32', '2026-01-01 10:00', '2026-01-01 10:05', 'CREATE INDEX ...')]
+
+
+def test_advisory_lock_holders_read_a_pair_key_and_a_bigint_key_as_pg_locks_shows_them():
+    cursor = _LockCursor()
+    row, = oi.advisory_lock_holders(cursor, (1886415972, 1), since='query_start', with_query=True)
+    assert cursor.params == dict(classid=1886415972, objid=1, objsubid=2)
+    assert row == dict(pid=7, application_name='app', usename='u', client_addr='127.0.0.1/32',
+                       since='2026-01-01 10:05', query='CREATE INDEX ...')
+    row, = oi.advisory_lock_holders(cursor, 72707369)
+    assert cursor.params == dict(classid=0, objid=72707369, objsubid=1)
+    assert row == dict(pid=7, application_name='app', usename='u', client_addr='127.0.0.1/32',
+                       since='2026-01-01 10:00')
+    oi.advisory_lock_holders(cursor, (5 << 32) + 9)
+    assert cursor.params == dict(classid=5, objid=9, objsubid=1)
