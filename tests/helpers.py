@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Shared helpers of the pg-zero-downtime test suite.
 
-- load_online_index(): the pure engine module, loaded from its file (no Ansible import needed).
+- load_online_index() / load_module_utils(): the module_utils files, loaded as Ansible imports them.
 - run_ansible_module(): runs a module through the real ``ansible`` ad hoc command and returns the
   host's result dict (via the test-only JSON stdout callback in tests/callback_plugins).
 - Catalog helpers over a psycopg2 autocommit connection.
@@ -17,24 +17,14 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS_DIR = os.path.join(REPO_ROOT, 'tests')
 VENV_BIN = os.path.join(REPO_ROOT, '.venv', 'bin')
-ONLINE_INDEX_PATH = os.path.join(REPO_ROOT, 'plugins', 'module_utils', 'online_index.py')
 PLAN_T12_PATH = os.path.join(REPO_ROOT, 'plans', 't12.yml')
 
 # Every index the integration tests create starts with this prefix; the cleanup drops them all.
 TEST_INDEX_PREFIX = 'pt_'
 
-_online_index = None
-
-
 def load_online_index():
-    """The module_utils engine, imported from its path (it has no top-level Ansible import)."""
-    global _online_index
-    if _online_index is None:
-        spec = importlib.util.spec_from_file_location('pgzd_online_index_under_test', ONLINE_INDEX_PATH)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _online_index = module
-    return _online_index
+    """The module_utils engine, importable as Ansible would (see load_module_utils)."""
+    return load_module_utils('online_index')
 
 
 def load_module_utils(name):

@@ -16,6 +16,8 @@ import os
 import random
 import time
 
+from ansible.module_utils.plan_sql import expression_error, statement_error
+
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes; a longer name would silently become
 # another name, so it is refused instead.
 MAX_IDENTIFIER_BYTES = 63
@@ -118,63 +120,10 @@ def validate_specs(schema, table, specs, state):
             if not str(spec['where']).strip():
                 errors.append('%s has an empty where predicate' % label)
             else:
-                error = predicate_error(str(spec['where']))
+                error = expression_error(str(spec['where']))
                 if error:
                     errors.append('%s: where predicate `%s` is refused: %s' % (label, spec['where'], error))
     return errors
-
-
-def predicate_error(where):
-    """Why a where predicate is not one self-contained SQL expression, or None.
-
-    The predicate is spliced into CREATE INDEX ... WHERE (<predicate>), so it must not end that
-    statement (a semicolon) or close the parenthesis around it. Quotes, quoted identifiers, dollar
-    quotes and comments are skipped so that such characters inside them are allowed.
-    """
-    depth, position, length = 0, 0, len(where)
-    while position < length:
-        char = where[position]
-        if char in ("'", '"'):
-            end = position + 1
-            while True:
-                end = where.find(char, end)
-                if end < 0:
-                    return 'it has an unterminated %s' % ('string' if char == "'" else 'quoted identifier')
-                if end + 1 < length and where[end + 1] == char:  # doubled quote inside
-                    end += 2
-                    continue
-                break
-            position = end + 1
-            continue
-        if char == '$':
-            tag_end = where.find('$', position + 1)
-            tag = where[position:tag_end + 1] if tag_end > 0 else ''
-            if tag and all(c.isalnum() or c == '_' for c in tag[1:-1]) and not tag[1:2].isdigit():
-                end = where.find(tag, tag_end + 1)
-                if end < 0:
-                    return 'it has an unterminated dollar-quoted string'
-                position = end + len(tag)
-                continue
-        if where.startswith('--', position):
-            return 'it contains a -- comment, which would swallow the rest of the statement'
-        if where.startswith('/*', position):
-            end = where.find('*/', position + 2)
-            if end < 0:
-                return 'it has an unterminated /* comment'
-            position = end + 2
-            continue
-        if char == ';':
-            return 'it contains a semicolon outside quotes: a predicate is one expression, not statements'
-        if char == '(':
-            depth += 1
-        elif char == ')':
-            depth -= 1
-            if depth < 0:
-                return 'it closes a parenthesis it did not open'
-        position += 1
-    if depth:
-        return 'it leaves %d parenthesis(es) open' % depth
-    return None
 
 
 def column_errors(qualified_table, specs, table_columns):
@@ -620,9 +569,14 @@ class OnlineIndexRunner(object):
                                     'migration user needs the TEMPORARY privilege on the database'
                                     % error_text(error)]
             for spec in specs:
+                try:
+                    probe = self.checked(self.create_statement('pg_temp', table, spec, concurrently=False), 'IndexStmt')
+                except OnlineIndexError as error:
+                    errors.append('index "%s": %s' % (spec['name'], error))
+                    continue
                 self.cursor.execute('SAVEPOINT pgzd_probe')
                 try:
-                    self.cursor.execute(self.create_statement('pg_temp', table, spec, concurrently=False))
+                    self.cursor.execute(probe)
                     rows = self._query("SELECT pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS predicate "
                                        "FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
                                        "WHERE c.relname = %(name)s AND c.relnamespace = pg_catalog.pg_my_temp_schema()",
@@ -745,15 +699,28 @@ class OnlineIndexRunner(object):
                                        % (spec['schema'], spec['name']))
         return round(time.monotonic() - started, 3), retries
 
-    def _execute(self, statement):
-        self.cursor.execute(statement)
-        self.executed_queries.append(self.render(statement))
+    def checked(self, statement, kind=None):
+        """The text of C(statement), proven by PostgreSQL's parser to be exactly one statement (of C(kind)).
+
+        The last check before anything holding plan text is sent: psycopg2 sends a string with several statements
+        as they are, so a predicate that smuggled a second one past the plan checks must stop here.
+        """
+        text = self.render(statement)
+        problem = statement_error(text, kind)
+        if problem:
+            raise OnlineIndexError('refusing to send %s: %s' % (text, problem))
+        return text
+
+    def _execute(self, statement, kind=None):
+        text = self.checked(statement, kind)
+        self.cursor.execute(text)
+        self.executed_queries.append(text)
 
     def _build_once(self, spec, create):
         # CREATE INDEX ... IF NOT EXISTS would silently keep an INVALID leftover of the same name (from an
         # earlier attempt whose cleanup timed out), so every attempt starts by dropping one.
         self._drop_invalid_leftover(spec)
-        self._execute(create)
+        self._execute(create, 'IndexStmt')
 
     def _drop_invalid_leftover(self, spec):
         state = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])

@@ -7,15 +7,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import re
+from ansible.module_utils.plan_sql import PARAMETER, query_error
 
-from ansible.module_utils.online_index import predicate_error
-
-# What a baseline statement may start with: a query, nothing else.
-READ_ONLY_KEYWORDS = ('select', 'with', 'table', 'values')
 # Plan nodes that write or lock rows: a statement whose plain EXPLAIN has one is refused before it runs.
 WRITING_NODES = ('ModifyTable', 'LockRows')
-PARAMETER = re.compile(r'%\((\w+)\)s')
 
 
 def strip_statement(text):
@@ -25,18 +20,8 @@ def strip_statement(text):
 
 
 def read_only_error(text):
-    """Why C(text) is not one read-only query, or None (a lexical check; the plan is checked too)."""
-    statement = strip_statement(text)
-    if not statement:
-        return 'it is empty'
-    problem = predicate_error(statement)
-    if problem:
-        return problem.replace('a predicate is one expression', 'a baseline query is one statement')
-    first = re.match(r'[\s(]*([A-Za-z]+)', statement)
-    if not first or first.group(1).lower() not in READ_ONLY_KEYWORDS:
-        return ('it starts with %s; only read-only queries (%s) are allowed in a baseline'
-                % (first.group(1).upper() if first else 'no keyword', ', '.join(k.upper() for k in READ_ONLY_KEYWORDS)))
-    return None
+    """Why C(text) is not one read-only query, or None: PostgreSQL's parser decides (plan_sql.query_error)."""
+    return query_error(strip_statement(text))
 
 
 def parameter_names(text):

@@ -28,6 +28,8 @@ description:
   - The build itself has no statement timeout (O(statement_timeout), default C(0)).
   - In check mode the module reads the catalog only and returns the exact statements it would run.
 version_added: '0.1.0'
+requirements:
+  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
   login_db:
     description:
@@ -112,7 +114,7 @@ options:
     type: str
   after:
     description:
-      - Results files of earlier background (async) runs of this module that must end before this one starts:
+      - Results files of earlier background (async) runs of this module that must end before this one starts;
         the module waits for them before it even connects. A pipeline of tables is started up front this way and
         each table's builds begin the moment the run before it ends, without a pause for the next task.
       - When one of them failed, this run changes nothing and fails with C(not_started), naming it.
@@ -121,7 +123,7 @@ options:
     default: []
   owner_pid:
     description:
-      - While waiting for O(after), give up (nothing changed, C(not_started)) once this process is gone: the run's
+      - While waiting for O(after), give up (nothing changed, C(not_started)) once this process is gone; it is the run's
         ansible-playbook, when the module runs on the control node, so that queued builds do not outlive a run
         that was stopped. 0 watches nothing.
     type: int

@@ -20,6 +20,8 @@ description:
     classes, predicates) it builds it on an empty temporary copy of the table inside a transaction that is
     rolled back; the real table is only read-locked for an instant.
 version_added: '0.1.0'
+requirements:
+  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
   login_db:
     description:

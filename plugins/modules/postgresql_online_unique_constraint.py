@@ -30,6 +30,8 @@ description:
   - Runs over an autocommit connection (a concurrent build cannot run in a transaction block). Check mode
     returns the statements a real run would execute.
 version_added: '0.1.0'
+requirements:
+  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
   login_db:
     description: Name of the database to connect to.

@@ -14,15 +14,21 @@ description:
   - Runs each query O(runs) times under C(EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)). For each query it returns
     the median execution time, the buffers and the plan shape (which nodes, which index). A migration compares
     the figures before and after.
-  - Only read-only statements are accepted, and anything else is refused before it runs. Three checks apply.
-    First, the text must be one statement starting with SELECT, WITH, TABLE or VALUES. Second, its plain
-    C(EXPLAIN) (which executes nothing) must contain no node that writes or locks rows (ModifyTable,
-    LockRows). Third, every run happens in a READ ONLY transaction that is rolled back.
+  - Only read-only statements are accepted, and anything else is refused before it runs. First, PostgreSQL's own
+    parser (pglast, needed on the host that runs the module) must read the text as exactly one SELECT (WITH,
+    TABLE and VALUES are SELECTs too) with no data-modifying WITH, no FOR UPDATE/SHARE, no INTO and no call of
+    a function that signals or changes the server (C(pg_terminate_backend), C(set_config), C(pg_sleep), advisory
+    locks, large objects, file access, C(query_to_xml) and the like). Second, its plain C(EXPLAIN) (which
+    executes nothing) must contain no node that writes or locks rows (ModifyTable, LockRows). Third, every run
+    happens in a READ ONLY transaction that is rolled back, in a session whose C(default_transaction_read_only)
+    is on, and every statement sent is first parsed again as exactly one statement.
   - "Parameters are written C(%(name)s) and given in C(params). A value is either a literal, or a dict with a
     C(query) key holding a read-only query, whose first column of the first row is used (for example a real
     id). The values used are returned, so a later run can reuse them."
   - Changes nothing, so it runs in check mode too.
 version_added: '0.1.0'
+requirements:
+  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
   login_db:
     description: Name of the database to connect to.
@@ -130,6 +136,7 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.online_index import error_text, option_errors, sql_module
+from ansible.module_utils.plan_sql import HAS_PGLAST, MISSING_PARSER, statement_error
 from ansible.module_utils.query_baseline import (
     PARAMETER,
     compare,
@@ -160,8 +167,19 @@ class Baseline(object):
         self.runs = runs
         self.budget_ms = budget_ms
 
-    def scalar(self, statement):
+    def send(self, statement, kind):
+        """Execute C(statement) once PostgreSQL's parser proved it exactly one statement of C(kind).
+
+        psycopg2 sends a string holding several statements as they are: this is the last stop for plan text that
+        hid a second statement from the checks before.
+        """
+        problem = statement_error(statement, kind)
+        if problem:
+            raise BaselineError('refusing to send %s: %s' % (statement, problem))
         self.cursor.execute(statement)
+
+    def scalar(self, statement, kind='SelectStmt'):
+        self.send(statement, kind)
         row = self.cursor.fetchone()
         if row is None:
             return None
@@ -174,7 +192,7 @@ class Baseline(object):
 
     def explain(self, statement, analyze):
         options = 'ANALYZE, BUFFERS, FORMAT JSON' if analyze else 'FORMAT JSON'
-        document = self.scalar('EXPLAIN (%s) %s' % (options, statement))
+        document = self.scalar('EXPLAIN (%s) %s' % (options, statement), 'ExplainStmt')
         return json.loads(document) if isinstance(document, str) else document
 
     def check_plan(self, label, statement):
@@ -259,6 +277,8 @@ def main():
     # Measure the same rows as the earlier run: its resolved parameter values win.
     queries = [dict(q, params=dict(q['params'] or {}, **before[q['name']].get('params', {})))
                if q['name'] in before else q for q in params['queries']]
+    if not HAS_PGLAST:
+        module.fail_json(msg='The baseline queries cannot be checked; nothing was run: %s' % MISSING_PARSER, **result)
     errors = input_errors(queries, params['runs'], params['budget_ms'])
     if errors:
         module.fail_json(msg='The baseline queries are refused; nothing was run:\n- %s' % '\n- '.join(errors), **result)
@@ -270,8 +290,11 @@ def main():
         connection.close()
         module.fail_json(msg='Invalid options; nothing was run:\n- %s' % '\n- '.join(errors), **result)
     baseline = Baseline(connection, params['runs'], params['budget_ms'])
+    # Read-only for the whole session, not only in the transaction each query runs in: defence in depth, should
+    # a query's text ever end that transaction.
     baseline.cursor.execute("SELECT pg_catalog.set_config('statement_timeout', %(value)s, false), "
-                            "pg_catalog.set_config('application_name', 'pg-zero-downtime', false)",
+                            "pg_catalog.set_config('application_name', 'pg-zero-downtime', false), "
+                            "pg_catalog.set_config('default_transaction_read_only', 'on', false)",
                             dict(value=params['statement_timeout']))
     try:
         for query in queries:

@@ -25,6 +25,8 @@ description:
     any DDL. A constraint with C(on_duplicates=rename) is the exception. Its duplicates are reported, the
     rename is checked to be possible (primary key, text column), and the task does not fail for them.
 version_added: '0.1.0'
+requirements:
+  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
   login_db:
     description: Name of the database to connect to.

@@ -320,7 +320,7 @@ BAD_INPUTS = [
                  ['pt_Job_where_idx', 'PostgreSQL refuses its definition',
                   'column "noSuchColumn" does not exist'], id='invalid-where-column'),
     pytest.param('Job', [GOOD, dict(name='pt_Job_where_idx', columns=['status'], where='"closedAt" IS')],
-                 ['pt_Job_where_idx', 'PostgreSQL refuses its definition', 'syntax error'], id='invalid-where-syntax'),
+                 ['pt_Job_where_idx', "PostgreSQL's parser refuses it", 'syntax error'], id='invalid-where-syntax'),
     pytest.param('Job', [GOOD, dict(name='pt_Job_where_idx', columns=['status'], where='"createdAt" > now()')],
                  ['pt_Job_where_idx', 'IMMUTABLE'], id='where-not-immutable'),
 ]
