@@ -457,6 +457,37 @@ def advisory_lock_holders(cursor, key, since='backend_start', with_query=False):
     return rows
 
 
+def describe_lock_holder(holder):
+    return ('session pid %(pid)s (%(application_name)s; user %(usename)s, client %(client_addr)s, since %(since)s)'
+            % holder)
+
+
+def lock_lost_message(session_pid, current):
+    """What to tell an operator whose run lost its migration lock (C(current): the holders now)."""
+    text = ('this run no longer holds the migration lock of the database: the session that held it (backend pid %s) '
+            'is gone, terminated (pg_terminate_backend, an administrator, a baseline query of an older version) or '
+            'lost with a server restart' % session_pid)
+    if current:
+        text += '; %s holds it now' % describe_lock_holder(current[0])
+    return text + ('. Nothing more was done, so that no other run can interleave its DDL with this one; what was '
+                   'done before is kept. Find out what ended the session (the server log names it), then rerun: the '
+                   'rerun takes the lock again and goes on where this run stopped.')
+
+
+def migration_lock_error(cursor, session_pid):
+    """Why the run whose migration lock the session C(session_pid) took no longer holds it, or None.
+
+    Checked before each table's DDL and each constraint step: the lock lives as long as its session, and a
+    session can be terminated under a run. Without the check the run would go on unlocked. 0 checks nothing.
+    """
+    if not session_pid:
+        return None
+    current = advisory_lock_holders(cursor, MIGRATION_LOCK_KEY)
+    if any(holder['pid'] == session_pid for holder in current):
+        return None
+    return lock_lost_message(session_pid, current)
+
+
 def sql_module():
     """The C(sql) composition module of the driver community.postgresql's module_utils picked."""
     from ansible_collections.community.postgresql.plugins.module_utils import postgres
@@ -477,8 +508,10 @@ class OnlineIndexRunner(object):
 
     def __init__(self, connection, lock_timeout='5s', statement_timeout='0', lock_retries=5,
                  lock_retry_delay=1.0, sleep=time.sleep, log=None, client_connection_check_interval='2s',
-                 ddl_session=False):
+                 ddl_session=False, lock_session_pid=0):
         self.connection = connection
+        # The session holding the run's migration lock: every DDL statement first proves it still holds it.
+        self.lock_session_pid = lock_session_pid
         self.cursor = connection.cursor()
         self.sql = sql_module()
         self.lock_timeout = lock_timeout
@@ -713,6 +746,9 @@ class OnlineIndexRunner(object):
 
     def _execute(self, statement, kind=None):
         text = self.checked(statement, kind)
+        lost = migration_lock_error(self.cursor, self.lock_session_pid)
+        if lost:
+            raise OnlineIndexError('%s was not run: %s' % (text, lost))
         self.cursor.execute(text)
         self.executed_queries.append(text)
 
@@ -839,20 +875,28 @@ def process_alive(pid):
 def wait_for_runs(paths, owner_pid=0, poll=0.1, sleep=time.sleep):
     """Wait until the background runs of C(paths) have ended.
 
-    Returns None when all succeeded, else why the caller must not start: a run failed (its message), or the
-    process C(owner_pid) is gone (the run's ansible-playbook was stopped).
+    Returns (None, None) when all succeeded, else why the caller must not start and the first failure it stands
+    for: a run failed (the first line of its failure, stated once however long the queue), or the process
+    C(owner_pid) is gone (the run's ansible-playbook was stopped).
     """
     while True:
         outcomes = [read_async_result(path) for path in paths]
         # Checked first, so a run whose playbook was stopped never starts, even as the run before it ends.
         if owner_pid and not process_alive(owner_pid):
-            return ('the run that started it (ansible-playbook, process %d) has ended, so it does not go on alone; '
+            gone = ('the run that started it (ansible-playbook, process %d) has ended, so it does not go on alone; '
                     'rerun the playbook' % owner_pid)
+            return gone, gone
         if all(outcome is not None for outcome in outcomes):
             break
         sleep(poll)
     failed = [outcome for outcome in outcomes if outcome.get('failed')]
     if failed:
-        first = (failed[0].get('msg') or 'no message').splitlines()[0]
-        return 'the run before it failed (%s); fix that and rerun' % first
-    return None
+        root = first_failure(failed[0])
+        return 'a run before it failed (%s); fix that and rerun' % root, root
+    return None, None
+
+
+def first_failure(outcome):
+    """The first line of the failure a failed run stands for: its own, or for a run that did not start because of
+    an earlier failure, that earlier one (so a queue of tables states it once, never nested)."""
+    return outcome.get('first_failure') or (outcome.get('msg') or 'no message').splitlines()[0]

@@ -88,6 +88,14 @@ options:
     description: Base delay in seconds before the first retry; it doubles each retry.
     type: float
     default: 1.0
+  lock_session_pid:
+    description:
+      - Backend pid of the session that holds the run's migration lock (M(postgresql_migration_lock) sets the fact
+        C(pgzd_lock_session_pid) to it). Before every statement that changes the database, the module proves
+        that session still holds the lock, and stops naming what happened when it does not, so a run whose lock
+        was lost cannot go on unlocked. 0 (the default) checks nothing.
+    type: int
+    default: 0
   session_role:
     description: Switch to this role after connecting.
     type: str
@@ -152,6 +160,7 @@ from ansible.module_utils.online_index import (
     error_text,
     fetch_dicts,
     identifier_error,
+    migration_lock_error,
     option_errors,
     run_transaction,
     sql_module,
@@ -349,6 +358,9 @@ def run_in_transaction(module, resolver, work):
 
     def attempt():
         resolver.queries = []
+        lost = None if module.check_mode else migration_lock_error(resolver.cursor, params['lock_session_pid'])
+        if lost:
+            raise ResolutionError(lost)
         return work()
 
     try:
@@ -379,6 +391,7 @@ def main():
         lock_timeout=dict(type='str', default='2s'),
         lock_retries=dict(type='int', default=5),
         lock_retry_delay=dict(type='float', default=1.0),
+        lock_session_pid=dict(type='int', default=0),
         session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)

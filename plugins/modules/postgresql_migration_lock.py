@@ -20,8 +20,13 @@ description:
     lock with it, when O(state=released) terminates its session, when the process O(owner_pid) is gone (the
     ansible-playbook of the run, when the module runs on the control node), when the connection drops, or
     after O(max_seconds).
-  - With O(state=released), ends the holder session of O(run_id) (never another run's). A lock that is already
-    free is reported unchanged.
+  - The lock belongs to the session that took it, not to a name. O(state=acquired) returns that session's
+    backend pid (C(holder.pid)) and sets the fact C(pgzd_lock_session_pid) to it. Given that pid in
+    O(session_pid), O(state=acquired) takes nothing but proves the session still holds the lock, and fails
+    naming what happened when it does not (the session was terminated, or the server restarted); the DDL
+    modules make the same check themselves before each table's DDL and each constraint step.
+  - With O(state=released), ends the holder session O(session_pid) (or, without it, the holder of O(run_id)),
+    never another run's. A lock that is already free is reported unchanged.
   - In check mode nothing is taken or released; a lock held by another run is reported as a warning.
 version_added: '0.1.0'
 options:
@@ -35,9 +40,18 @@ options:
     choices: [acquired, released]
     default: acquired
   run_id:
-    description: Id of this run, shown to whoever finds the lock taken.
+    description:
+      - Id of this run, shown to whoever finds the lock taken. It must be unique per run (the playbooks add a
+        random suffix to the start time); a holder with the same id is still another run's session.
     type: str
     required: true
+  session_pid:
+    description:
+      - Backend pid of the session that holds this run's lock, as O(state=acquired) returned it. With
+        O(state=acquired), check that it still holds the lock instead of taking it; with O(state=released),
+        end exactly that session. 0 (the default) takes the lock, or releases the holder of O(run_id).
+    type: int
+    default: 0
   owner_pid:
     description:
       - A process on the module's host whose end releases the lock (the run's ansible-playbook, when the module
@@ -68,10 +82,17 @@ EXAMPLES = r'''
     login_db: app
     run_id: t12-20261125T030000Z
 
+- name: Prove before more DDL that this run still holds it
+  postgresql_migration_lock:
+    login_db: app
+    run_id: t12-20261125T030000Z
+    session_pid: "{{ ansible_facts.pgzd_lock_session_pid }}"
+
 - name: Give it back
   postgresql_migration_lock:
     login_db: app
     run_id: t12-20261125T030000Z
+    session_pid: "{{ ansible_facts.pgzd_lock_session_pid }}"
     state: released
 '''
 
@@ -84,6 +105,10 @@ holder_pid:
   description: Process id of the holder process on the module's host (O(state=acquired)).
   returned: when the lock was taken
   type: int
+ansible_facts:
+  description: C(pgzd_lock_session_pid), the backend pid of the session holding this run's lock (0 once released).
+  returned: when the lock was taken or released
+  type: dict
 queries:
   description: The statements executed.
   returned: always
@@ -102,8 +127,10 @@ from ansible.module_utils.online_index import (
     DDL_SESSION_LOCK_KEY,
     MIGRATION_LOCK_KEY,
     advisory_lock_holders,
+    describe_lock_holder,
     error_text,
     fetch_dicts,
+    lock_lost_message,
     process_alive,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
@@ -147,6 +174,12 @@ def is_run(holder, run_id):
     return (holder['application_name'] + ' ').startswith('%s run=%s ' % (APPLICATION_PREFIX, run_id))
 
 
+def own_holders(current, run_id, session_pid):
+    """The holders that are this run's session: the one of pid C(session_pid), or with 0 every one of C(run_id)."""
+    return [holder for holder in current if is_run(holder, run_id)
+            and (not session_pid or holder['pid'] == session_pid)]
+
+
 def holders(cursor):
     return advisory_lock_holders(cursor, LOCK_KEY)
 
@@ -154,11 +187,6 @@ def holders(cursor):
 def ddl_sessions(cursor):
     """Sessions of pg-zero-downtime modules running DDL (they hold the shared DDL-session lock)."""
     return advisory_lock_holders(cursor, DDL_SESSION_LOCK_KEY, since='query_start', with_query=True)
-
-
-def describe(holder):
-    return ('session pid %(pid)s (%(application_name)s; user %(usename)s, client %(client_addr)s, since %(since)s)'
-            % holder)
 
 
 def hold(params, conn_params, report):
@@ -171,9 +199,11 @@ def hold(params, conn_params, report):
         cursor = connection.cursor()
         cursor.execute("SELECT pg_catalog.set_config('application_name', %(name)s, false)",
                        dict(name=application_name(params)))
-        got = fetch_dicts(cursor, 'SELECT pg_catalog.pg_try_advisory_lock(%(k1)s, %(k2)s) AS got',
-                          dict(k1=LOCK_KEY[0], k2=LOCK_KEY[1]))[0]['got']
-        report(dict(got=bool(got), holders=holders(cursor), pid=os.getpid()))
+        row = fetch_dicts(cursor, 'SELECT pg_catalog.pg_try_advisory_lock(%(k1)s, %(k2)s) AS got, '
+                                  'pg_catalog.pg_backend_pid() AS session_pid',
+                          dict(k1=LOCK_KEY[0], k2=LOCK_KEY[1]))[0]
+        report(dict(got=bool(row['got']), holders=holders(cursor), pid=os.getpid(), session_pid=row['session_pid']))
+        got = row['got']
         if not got:
             connection.close()
             return
@@ -245,20 +275,20 @@ def main():
         run_id=dict(type='str', required=True),
         owner_pid=dict(type='int', default=0),
         max_seconds=dict(type='int', default=43200),
+        session_pid=dict(type='int', default=0),
         session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    if params['max_seconds'] < 1 or params['owner_pid'] < 0:
-        module.fail_json(msg='max_seconds must be at least 1 and owner_pid at least 0')
+    if params['max_seconds'] < 1 or params['owner_pid'] < 0 or params['session_pid'] < 0:
+        module.fail_json(msg='max_seconds must be at least 1, owner_pid and session_pid at least 0')
     ensure_required_libs(module)
     conn_params = get_conn_params(module, params)
     connection, dummy = connect_to_db(module, dict(conn_params), autocommit=True)
     cursor = connection.cursor()
     result = dict(changed=False, holder={}, queries=[])
     current = holders(cursor)
-    ours = [holder for holder in current if is_run(holder, params['run_id'])]
-    others = [holder for holder in current if holder not in ours]
+    ours = own_holders(current, params['run_id'], params['session_pid'])
     unlock_hint = ('If that run is dead (its control node crashed), end its session: SELECT pg_terminate_backend(%s); '
                    'the lock goes with it.')
 
@@ -273,20 +303,25 @@ def main():
                     time.sleep(0.1)
             result.update(changed=True, holder=ours[0])
         connection.close()
-        module.exit_json(**result)
+        module.exit_json(ansible_facts=dict(pgzd_lock_session_pid=0), **result)
 
-    if ours:
+    if params['session_pid']:
+        # Not a request for the lock: the proof that this run's session still holds it, before more DDL.
         connection.close()
-        module.exit_json(**dict(result, holder=ours[0]))
-    if others:
+        if ours:
+            module.exit_json(**dict(result, holder=ours[0]))
+        message = lock_lost_message(params['session_pid'], current)
+        module.fail_json(msg='Database %s: %s%s' % (params['login_db'], message[0].upper(), message[1:]), **result)
+    if current:
+        # Whatever its run id: the lock is its session's, and this run has none yet.
         connection.close()
         message = ('Another pg-zero-downtime run holds the migration lock of database %s: %s. Two runs must not '
                    'interleave their DDL: wait for it to finish, then rerun. ' + unlock_hint) % (
-            params['login_db'], describe(others[0]), others[0]['pid'])
+            params['login_db'], describe_lock_holder(current[0]), current[0]['pid'])
         if module.check_mode:
             module.warn(message)
-            module.exit_json(**dict(result, holder=others[0]))
-        module.fail_json(msg=message, **dict(result, holder=others[0]))
+            module.exit_json(**dict(result, holder=current[0]))
+        module.fail_json(msg=message, **dict(result, holder=current[0]))
     # A run killed mid-build leaves its background module running: its DDL must end before another run starts.
     running = ddl_sessions(cursor)
     connection.close()
@@ -312,11 +347,11 @@ def main():
     if not outcome.get('got'):
         holder = (outcome.get('holders') or [{}])[0]
         module.fail_json(msg=('Another pg-zero-downtime run took the migration lock of database %s first: %s. '
-                              + unlock_hint) % (params['login_db'], describe(holder) if holder else 'unknown',
+                              + unlock_hint) % (params['login_db'], describe_lock_holder(holder) if holder else 'unknown',
                                                 holder.get('pid', '<pid>')), **result)
-    mine = [holder for holder in outcome.get('holders') or [] if is_run(holder, params['run_id'])]
+    mine = [holder for holder in outcome.get('holders') or [] if holder['pid'] == outcome.get('session_pid')]
     result.update(changed=True, holder=mine[0] if mine else {}, holder_pid=outcome.get('pid'))
-    module.exit_json(**result)
+    module.exit_json(ansible_facts=dict(pgzd_lock_session_pid=outcome.get('session_pid') or 0), **result)
 
 
 if __name__ == '__main__':

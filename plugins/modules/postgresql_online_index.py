@@ -108,6 +108,14 @@ options:
         whatever the server or role default is.
     type: str
     default: '0'
+  lock_session_pid:
+    description:
+      - Backend pid of the session that holds the run's migration lock (M(postgresql_migration_lock) sets the fact
+        C(pgzd_lock_session_pid) to it). Before every statement that changes the database, the module proves
+        that session still holds the lock, and stops naming what happened when it does not, so a run whose lock
+        was lost cannot go on unlocked. 0 (the default) checks nothing.
+    type: int
+    default: 0
   session_role:
     description:
       - Switch to this role after connecting; the DDL runs with its privileges.
@@ -180,6 +188,14 @@ not_started:
   description: True when the run did not start because a run of O(after) failed or O(owner_pid) was gone.
   returned: when the run did not start
   type: bool
+table:
+  description: The table of the run, C(schema.table).
+  returned: when the run did not start
+  type: str
+first_failure:
+  description: Why the run did not start, the first failure of the queue stated once.
+  returned: when the run did not start
+  type: str
 queries:
   description:
     - The statements executed, in order. In check mode, the statements that would be executed.
@@ -279,6 +295,7 @@ def main():
         lock_retries=dict(type='int', default=5),
         lock_retry_delay=dict(type='float', default=1.0),
         statement_timeout=dict(type='str', default='0'),
+        lock_session_pid=dict(type='int', default=0),
         session_role=dict(type='str'),
         after=dict(type='list', elements='path', default=[]),
         owner_pid=dict(type='int', default=0),
@@ -286,11 +303,12 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     if params['after'] and not module.check_mode:
-        problem = wait_for_runs(params['after'], params['owner_pid'])
+        problem, root = wait_for_runs(params['after'], params['owner_pid'])
         if problem:
             module.fail_json(msg='Indexes of %s.%s not started, nothing was changed: %s'
                                  % (params['schema'], params['table'], problem),
-                             changed=False, not_started=True, queries=[], indexes=[], lock_retries_used=0)
+                             changed=False, not_started=True, table='%s.%s' % (params['schema'], params['table']),
+                             first_failure=root, queries=[], indexes=[], lock_retries_used=0)
     ensure_required_libs(module)
     connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
     errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout'), ('statement_timeout', 'statement_timeout')])
@@ -302,7 +320,8 @@ def main():
     runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'],
                                statement_timeout=params['statement_timeout'],
                                lock_retries=params['lock_retries'], lock_retry_delay=params['lock_retry_delay'],
-                               log=module.warn, ddl_session=not module.check_mode)
+                               log=module.warn, ddl_session=not module.check_mode,
+                               lock_session_pid=params['lock_session_pid'])
     result = dict(changed=False, queries=[], indexes=[], lock_retries_used=0)
     try:
         decisions = runner.plan(params['schema'], params['table'], params['indexes'], params['state'])

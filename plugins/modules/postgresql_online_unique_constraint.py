@@ -91,6 +91,14 @@ options:
     description: How many duplicate keys to list when a build fails on duplicates.
     type: int
     default: 20
+  lock_session_pid:
+    description:
+      - Backend pid of the session that holds the run's migration lock (M(postgresql_migration_lock) sets the fact
+        C(pgzd_lock_session_pid) to it). Before every statement that changes the database, the module proves
+        that session still holds the lock, and stops naming what happened when it does not, so a run whose lock
+        was lost cannot go on unlocked. 0 (the default) checks nothing.
+    type: int
+    default: 0
   session_role:
     description: Switch to this role after connecting.
     type: str
@@ -223,6 +231,7 @@ def main():
         statement_timeout=dict(type='str', default='0'),
         sample_ids=dict(type='int', default=5),
         max_groups=dict(type='int', default=20),
+        lock_session_pid=dict(type='int', default=0),
         session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -240,7 +249,7 @@ def main():
                                     lock_timeout=params['index_lock_timeout'],
                                     statement_timeout=params['statement_timeout'], lock_retries=params['lock_retries'],
                                     lock_retry_delay=params['lock_retry_delay'], log=module.warn,
-                                    ddl_session=not module.check_mode)
+                                    ddl_session=not module.check_mode, lock_session_pid=params['lock_session_pid'])
     entry = dict(name=params['name'], schema=params['schema'], table=params['table'], columns=params['columns'],
                  action=None, seconds=0.0, retries=0, statements=[], definition=None)
     result = dict(changed=False, queries=[], constraint=entry, lock_retries_used=0)

@@ -502,21 +502,32 @@ def test_a_run_starts_once_the_runs_before_it_have_ended_well(tmp_path):
         with open(pending, 'w') as handle:
             json.dump({'changed': True, 'indexes': []}, handle)
 
-    assert oi.wait_for_runs([done, pending], sleep=sleep) is None
+    assert oi.wait_for_runs([done, pending], sleep=sleep) == (None, None)
     assert sleeps == [0.1]
 
 
 def test_a_run_does_not_start_after_a_failed_one_and_says_which(tmp_path):
     failed = _results_file(tmp_path, 'j1', {'failed': True, 'msg': 'Index "Job_x" on public.Job: lock not granted\nmore'})
-    problem = oi.wait_for_runs([failed], sleep=lambda s: None)
-    assert 'the run before it failed (Index "Job_x" on public.Job: lock not granted)' in problem
+    problem, root = oi.wait_for_runs([failed], sleep=lambda s: None)
+    assert root == 'Index "Job_x" on public.Job: lock not granted'
+    assert 'a run before it failed (Index "Job_x" on public.Job: lock not granted)' in problem
+
+
+def test_a_queue_of_runs_states_the_first_failure_once_never_nested(tmp_path):
+    first = _results_file(tmp_path, 'j1', {'failed': True, 'msg': 'Index "Job_x" on public.Job: lock not granted'})
+    second = {'failed': True, 'not_started': True, 'first_failure': oi.wait_for_runs([first], sleep=lambda s: None)[1],
+              'msg': 'Indexes of public.Item not started, nothing was changed: ...'}
+    third, root = oi.wait_for_runs([_results_file(tmp_path, 'j2', second)], sleep=lambda s: None)
+    assert root == 'Index "Job_x" on public.Job: lock not granted'
+    assert third.count('not started') == 0 and third.count('a run before it failed') == 1
+    assert 'Index "Job_x" on public.Job: lock not granted' in third
 
 
 def test_a_waiting_run_gives_up_when_its_playbook_is_gone(tmp_path):
     pending = _results_file(tmp_path, 'j1', {'started': 1, 'finished': 0})
     gone = subprocess.Popen(['true'])
     gone.wait()
-    problem = oi.wait_for_runs([pending], owner_pid=gone.pid, sleep=lambda s: None)
+    problem, dummy = oi.wait_for_runs([pending], owner_pid=gone.pid, sleep=lambda s: None)
     assert 'process %d' % gone.pid in problem and 'rerun the playbook' in problem
 
 
@@ -540,7 +551,7 @@ def test_a_run_whose_playbook_is_gone_does_not_start_even_when_the_run_before_it
     done = _results_file(tmp_path, 'j1', {'changed': True, 'indexes': []})
     gone = subprocess.Popen(['true'])
     gone.wait()
-    assert 'has ended' in oi.wait_for_runs([done], owner_pid=gone.pid, sleep=lambda s: None)
+    assert 'has ended' in oi.wait_for_runs([done], owner_pid=gone.pid, sleep=lambda s: None)[0]
 
 
 class _LockCursor(object):
