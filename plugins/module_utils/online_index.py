@@ -16,6 +16,7 @@ import os
 import random
 import time
 
+from ansible.module_utils.build_waits import BuildWatcher
 from ansible.module_utils.plan_sql import expression_error, statement_error
 
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes; a longer name would silently become
@@ -488,6 +489,18 @@ def migration_lock_error(cursor, session_pid):
     return lock_lost_message(session_pid, current)
 
 
+def watch_connection_factory(module, conn_params):
+    """A callable that opens one more autocommit connection like the module's own, for the build watch."""
+    from ansible_collections.community.postgresql.plugins.module_utils.postgres import connect_to_db
+
+    def connect():
+        connection, error = connect_to_db(module, dict(conn_params), autocommit=True, fail_on_conn=False)
+        if connection is None:
+            raise OnlineIndexError('cannot open the connection that watches the build: %s' % error)
+        return connection
+    return connect
+
+
 def sql_module():
     """The C(sql) composition module of the driver community.postgresql's module_utils picked."""
     from ansible_collections.community.postgresql.plugins.module_utils import postgres
@@ -508,8 +521,15 @@ class OnlineIndexRunner(object):
 
     def __init__(self, connection, lock_timeout='5s', statement_timeout='0', lock_retries=5,
                  lock_retry_delay=1.0, sleep=time.sleep, log=None, client_connection_check_interval='2s',
-                 ddl_session=False, lock_session_pid=0):
+                 ddl_session=False, lock_session_pid=0, build_wait_timeout=0, watch_connect=None):
         self.connection = connection
+        # Concurrent builds and drops wait without lock_timeout; a watch on a second connection (watch_connect())
+        # records their waits and, with build_wait_timeout seconds, ends a build that waited longer.
+        self.build_wait_timeout = build_wait_timeout
+        self.watch_connect = watch_connect
+        self.watcher = None
+        # {index name: (seconds waited, [sessions waited for])} of the concurrent statements run so far.
+        self.waits = {}
         # The session holding the run's migration lock: every DDL statement first proves it still holds it.
         self.lock_session_pid = lock_session_pid
         self.cursor = connection.cursor()
@@ -525,10 +545,12 @@ class OnlineIndexRunner(object):
         self.retries_used = 0
         self.leftovers = []
         self._methods = None
-        self._query("SELECT pg_catalog.set_config('application_name', 'pg-zero-downtime', false), "
-                    "pg_catalog.set_config('lock_timeout', %(lock_timeout)s, false), "
-                    "pg_catalog.set_config('statement_timeout', %(statement_timeout)s, false)",
-                    dict(lock_timeout=str(lock_timeout), statement_timeout=str(statement_timeout)))
+        self.backend_pid = self._query(
+            "SELECT pg_catalog.set_config('application_name', 'pg-zero-downtime', false), "
+            "pg_catalog.set_config('lock_timeout', %(lock_timeout)s, false), "
+            "pg_catalog.set_config('statement_timeout', %(statement_timeout)s, false), "
+            "pg_catalog.pg_backend_pid() AS pid",
+            dict(lock_timeout=str(lock_timeout), statement_timeout=str(statement_timeout)))[0]['pid']
         # A backend reads its client's socket only between statements: when the run dies mid-build (ansible-playbook
         # and its module killed, the control node lost, the connection cut), CREATE INDEX CONCURRENTLY would go on
         # alone for as long as the build takes, and a rerun would find the index "being built right now". With this
@@ -721,7 +743,7 @@ class OnlineIndexRunner(object):
         retries = 0
         if decision['action'] in (ACTION_REBUILD, ACTION_DROP):
             drop = self.drop_statement(spec['schema'], spec['name'])
-            retries += self._with_retries(spec, decision, drop, lambda: self._execute(drop))
+            retries += self._with_retries(spec, decision, drop, lambda: self._execute_concurrently(spec, drop))
         if decision['action'] in (ACTION_CREATE, ACTION_REBUILD):
             create = self.create_statement(spec['schema'], spec['table'], spec)
             retries += self._with_retries(spec, decision, create, lambda: self._build_once(spec, create),
@@ -756,7 +778,33 @@ class OnlineIndexRunner(object):
         # CREATE INDEX ... IF NOT EXISTS would silently keep an INVALID leftover of the same name (from an
         # earlier attempt whose cleanup timed out), so every attempt starts by dropping one.
         self._drop_invalid_leftover(spec)
-        self._execute(create, 'IndexStmt')
+        self._execute_concurrently(spec, create, 'IndexStmt')
+
+    def _execute_concurrently(self, spec, statement, kind=None):
+        """Run a CONCURRENTLY build or drop without lock_timeout, watched from a second connection.
+
+        Its waits (for its table lock, for writers, for older snapshots) block no application query, so they are
+        not cut short and retried, which would repeat the whole build: they are recorded in self.waits, and only
+        build_wait_timeout (through the watch) ends the statement. The session's lock_timeout is back afterwards,
+        for the catalog reads and for the cleanup of a failed build.
+        """
+        self.watcher = None
+        self._query("SELECT pg_catalog.set_config('lock_timeout', '0', false)")
+        try:
+            if self.watch_connect is None:
+                self._execute(statement, kind)
+                return
+            with BuildWatcher(self.watch_connect, self.backend_pid, self.build_wait_timeout,
+                              fetch=fetch_dicts) as self.watcher:
+                self._execute(statement, kind)
+        finally:
+            if self.watcher is not None:
+                seconds, sessions = self.waits.get(spec['name'], (0.0, []))
+                self.waits[spec['name']] = (round(seconds + self.watcher.waited_seconds, 1),
+                                            self.watcher.sessions or sessions)
+            if not self._connection_lost():
+                self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, false)",
+                            dict(value=str(self.lock_timeout)))
 
     def _drop_invalid_leftover(self, spec):
         state = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
@@ -817,7 +865,17 @@ class OnlineIndexRunner(object):
 
     def _failure_message(self, text, decision, error, attempts, leftover):
         lines = ['%s failed after %d attempt(s): %s' % (text, attempts, error_text(error))]
-        if sqlstate(error) in RETRYABLE_SQLSTATES:
+        gave_up = self.watcher.gave_up if self.watcher is not None else None
+        if gave_up:
+            lines[0] = '%s gave up after waiting %ss in all (build_wait_timeout=%ss), not retried' % (
+                text, gave_up['seconds'], self.build_wait_timeout)
+            lines.append('It waited for:' if gave_up['sessions'] else 'It waited (for whom was not seen).')
+            lines.extend('  %s' % session for session in gave_up['sessions'])
+            lines.append('Its own session ended the statement (pg_cancel_backend): a concurrent build blocks no '
+                         'application query while it waits, but it cannot finish before those transactions end.')
+            lines.append('What to do: let those sessions finish (or end them), then rerun; or raise '
+                         'build_wait_timeout (0 waits as long as it takes). Indexes already built are kept.')
+        elif sqlstate(error) in RETRYABLE_SQLSTATES:
             lines.append('Each attempt gave up after lock_timeout=%s: another session holds a conflicting lock, or a '
                          'long transaction is still open (a concurrent build waits for every older transaction).'
                          % decision.get('lock_timeout', self.lock_timeout))

@@ -267,7 +267,7 @@ class UniqueConstraintRunner(OnlineIndexRunner):
             retries += self._under_constraint_lock_timeout(decision, self.drop_constraint_statement(spec))
         elif action in (ACTION_DROP, ACTION_REBUILD):
             drop = self.drop_statement(spec['schema'], spec['name'])
-            retries += self._with_retries(spec, decision, drop, lambda: self._execute(drop))
+            retries += self._with_retries(spec, decision, drop, lambda: self._execute_concurrently(spec, drop))
         if action in (ACTION_CREATE, ACTION_REBUILD):
             create = self.create_statement(spec['schema'], spec['table'], spec)
             retries += self._with_retries(spec, decision, create, lambda: self._build_once(spec, create), cleanup=True)

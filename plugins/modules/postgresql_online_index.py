@@ -23,8 +23,12 @@ description:
   - An index of the planned name that is INVALID (left by an interrupted or failed concurrent build) is
     dropped concurrently and rebuilt, and the result says C(rebuilt). An index of the planned name with a
     different definition fails the task with both definitions shown; nothing is skipped silently.
-  - Waits for locks are bounded by O(lock_timeout) and retried O(lock_retries) times with exponential
-    backoff and jitter. A failed build's INVALID leftover is dropped before the retry or the failure.
+  - A concurrent build or drop is never cancelled or retried for waiting; its waits (for its table lock, for
+    writers, for older snapshots) block no application query, and a retry would repeat the whole build. A
+    second connection watches them; the task warns after O(build_wait_warn) seconds and, with
+    O(build_wait_timeout), ends the build cleanly after that long, dropping its INVALID leftover and naming the
+    sessions it waited for. Other lock waits are bounded by O(lock_timeout) and retried O(lock_retries) times
+    with exponential backoff and jitter.
   - The build itself has no statement timeout (O(statement_timeout), default C(0)).
   - In check mode the module reads the catalog only and returns the exact statements it would run.
 version_added: '0.1.0'
@@ -88,15 +92,34 @@ options:
     default: present
   lock_timeout:
     description:
-      - PostgreSQL C(lock_timeout) for the session, bounding each wait for a lock, including the waits of a
-        concurrent build for older transactions. A PostgreSQL interval such as C(5s) or C(500ms).
+      - PostgreSQL C(lock_timeout) for the session's other statements (catalog reads, the drop of a failed
+        build's INVALID leftover). A PostgreSQL interval such as C(5s) or C(500ms).
+      - It does not bound the C(CREATE INDEX CONCURRENTLY) and C(DROP INDEX CONCURRENTLY) statements. Their waits
+        (for the table lock, for writers, for older snapshots) block no application query, and a retry would
+        scan and sort the table all over again; they wait as long as it takes, watched (O(build_wait_warn),
+        O(build_wait_timeout)).
     type: str
     default: 5s
   lock_retries:
     description:
       - How many times a statement that hit O(lock_timeout) (or a deadlock) is retried before the task fails.
+        A build is never retried for waiting.
     type: int
     default: 5
+  build_wait_timeout:
+    description:
+      - Seconds a concurrent build or drop may spend waiting in all (for its table lock, for writers, for older
+        snapshots) before it is ended cleanly (C(pg_cancel_backend) of its own session). Its INVALID leftover is
+        dropped, and the task fails naming the sessions it waited for, without a retry. V(0), the default, waits
+        as long as it takes.
+    type: float
+    default: 0
+  build_wait_warn:
+    description:
+      - After a build waited this many seconds, the task warns, naming the sessions it waits for (the progress
+        lines of C(postgresql_online_index_progress) name them while it waits).
+    type: float
+    default: 60
   lock_retry_delay:
     description:
       - Base delay in seconds before the first retry; it doubles on every retry (at most 60 s), with jitter.
@@ -143,8 +166,8 @@ seealso:
     link: https://www.postgresql.org/docs/current/sql-createindex.html#SQL-CREATEINDEX-CONCURRENTLY
 notes:
   - Needs psycopg2 (or psycopg 3.1+) on the host that runs the module.
-  - A concurrent build waits for every transaction older than it; with a long transaction open the wait
-    hits O(lock_timeout) and is retried. Raise O(lock_timeout) when such transactions are expected.
+  - A concurrent build waits for every transaction older than it. A long report query or a C(pg_dump) makes it
+    wait that long, blocking nobody; O(build_wait_timeout) bounds such waits when a run must end by a deadline.
 attributes:
   check_mode:
     support: full
@@ -231,6 +254,14 @@ indexes:
       description: Wall time of this index's DDL, lock retries included; 0 when nothing ran.
       type: float
       sample: 1.42
+    waited_seconds:
+      description: Seconds its concurrent statements spent waiting (table lock, writers, older snapshots).
+      type: float
+      sample: 0.0
+    waited_for:
+      description: The sessions it waited for last, when it waited.
+      type: list
+      elements: str
     retries:
       description: Lock-timeout retries this index needed.
       type: int
@@ -258,7 +289,9 @@ from ansible.module_utils.online_index import (
     index_spec_argument_spec,
     option_errors,
     wait_for_runs,
+    watch_connection_factory,
 )
+from ansible.module_utils.build_waits import seconds_option_error, warn_about_waits
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,
@@ -294,6 +327,8 @@ def main():
         lock_timeout=dict(type='str', default='5s'),
         lock_retries=dict(type='int', default=5),
         lock_retry_delay=dict(type='float', default=1.0),
+        build_wait_timeout=dict(type='float', default=0),
+        build_wait_warn=dict(type='float', default=60),
         statement_timeout=dict(type='str', default='0'),
         lock_session_pid=dict(type='int', default=0),
         session_role=dict(type='str'),
@@ -310,8 +345,10 @@ def main():
                              changed=False, not_started=True, table='%s.%s' % (params['schema'], params['table']),
                              first_failure=root, queries=[], indexes=[], lock_retries_used=0)
     ensure_required_libs(module)
-    connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    conn_params = get_conn_params(module, params)
+    connection, dummy = connect_to_db(module, dict(conn_params), autocommit=True)
     errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout'), ('statement_timeout', 'statement_timeout')])
+    errors += [e for e in (seconds_option_error(name, params[name]) for name in ('build_wait_timeout', 'build_wait_warn')) if e]
     if errors:
         connection.close()
         module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors),
@@ -321,7 +358,9 @@ def main():
                                statement_timeout=params['statement_timeout'],
                                lock_retries=params['lock_retries'], lock_retry_delay=params['lock_retry_delay'],
                                log=module.warn, ddl_session=not module.check_mode,
-                               lock_session_pid=params['lock_session_pid'])
+                               lock_session_pid=params['lock_session_pid'],
+                               build_wait_timeout=params['build_wait_timeout'],
+                               watch_connect=None if module.check_mode else watch_connection_factory(module, conn_params))
     result = dict(changed=False, queries=[], indexes=[], lock_retries_used=0)
     try:
         decisions = runner.plan(params['schema'], params['table'], params['indexes'], params['state'])
@@ -339,7 +378,7 @@ def main():
         spec = decision['spec']
         result['indexes'].append(dict(
             name=spec['name'], schema=spec['schema'], table=spec['table'], action=decision['action'],
-            seconds=0.0, retries=0, statements=decision['statements'],
+            seconds=0.0, retries=0, waited_seconds=0.0, waited_for=[], statements=decision['statements'],
             definition=decision['existing']['definition'] if decision['existing'] else None))
 
     if module.check_mode:
@@ -360,6 +399,8 @@ def main():
             module.fail_json(msg='Index "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error),
                              **result)
         result['lock_retries_used'] += entry['retries']
+        entry['waited_seconds'], entry['waited_for'] = runner.waits.get(entry['name'], (0.0, []))
+        warn_about_waits(module, entry, params['build_wait_warn'])
         after = runner.read_existing_indexes(entry['schema'], [entry['name']]).get(entry['name'])
         entry['definition'] = after['definition'] if after else None
 

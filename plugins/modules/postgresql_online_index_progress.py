@@ -15,6 +15,10 @@ description:
     seconds for them to finish, returning as soon as all have. It returns the progress of each build in
     flight from C(pg_stat_progress_create_index) (index, phase, percent, blocks, tuples, lockers waited for),
     and when all have finished, the result of each run.
+  - A build that waits (for its table lock, for writers, for older snapshots) is shown with how long its current
+    wait has lasted and, per session it waits for, the pid, user, application, client, state, transaction age
+    and query. Once a wait lasted O(build_wait_warn) seconds the line starts with C(WARNING). A build still waiting
+    for its table lock, before PostgreSQL reports its progress, is shown too.
   - Meant for a task retried C(until) RV(finished) is true, with a short C(delay). The project's stdout
     callback (C(pg_zero_downtime)) prints RV(progress_lines) at every retry, so the operator sees each build move.
   - Read-only on the database.
@@ -37,6 +41,10 @@ options:
     description: Remove the results files of finished runs.
     type: bool
     default: true
+  build_wait_warn:
+    description: A build whose current wait has lasted this many seconds is shown as a warning.
+    type: float
+    default: 60
   session_role:
     description: Switch to this role after connecting.
     type: str
@@ -79,7 +87,8 @@ finished:
 progress:
   description:
     - The builds in flight, each with C(schema), C(table), C(index), C(phase), C(percent) (or null), C(blocks_done),
-      C(blocks_total), C(tuples_done), C(tuples_total), C(lockers_done), C(lockers_total), C(seconds) and C(pid).
+      C(blocks_total), C(tuples_done), C(tuples_total), C(lockers_done), C(lockers_total), C(seconds), C(pid),
+      C(waiting_seconds) (of its current wait, null when it does not wait) and C(waiting_for) (the sessions).
   returned: always
   type: list
   elements: dict
@@ -103,7 +112,8 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.online_index import fetch_dicts, read_async_result
+from ansible.module_utils.build_waits import WAITING_ON_QUERY, wait_summary
+from ansible.module_utils.online_index import error_text, fetch_dicts, read_async_result
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,
@@ -124,6 +134,34 @@ PROGRESS_QUERY = (
     "ORDER BY n.nspname, c.relname, i.relname")
 
 
+# Concurrent builds and drops of ours still waiting for their table lock: PostgreSQL starts reporting a build's
+# progress only once it holds that lock.
+LOCK_WAITING_QUERY = (
+    "SELECT a.pid, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 200) AS query, "
+    "round(extract(epoch FROM now() - a.query_start)::numeric, 1)::float AS seconds "
+    "FROM pg_catalog.pg_stat_activity a "
+    "WHERE a.datname = pg_catalog.current_database() AND a.application_name = 'pg-zero-downtime' "
+    "AND a.wait_event_type = 'Lock' AND a.query ~* '^(CREATE (UNIQUE )?INDEX|DROP INDEX) CONCURRENTLY' "
+    "AND a.pid NOT IN (SELECT pid FROM pg_catalog.pg_stat_progress_create_index)")
+
+
+def read_progress(cursor, tables):
+    """The builds in flight on C(tables) ((schema, table) pairs), each with what it waits for."""
+    progress = []
+    for row in fetch_dicts(cursor, PROGRESS_QUERY):
+        if (row['schema'], row['table']) in tables:
+            row['percent'] = percent(row)
+            progress.append(row)
+    quoted = ['"%s"."%s"' % table for table in tables]
+    for row in fetch_dicts(cursor, LOCK_WAITING_QUERY):
+        if any(name in row['query'] for name in quoted):
+            progress.append(dict(row, schema=None, table=None, index=None, phase='waiting for its table lock'))
+    for row in progress:
+        row['waiting_seconds'], row['waiting_for'] = wait_summary(
+            fetch_dicts(cursor, WAITING_ON_QUERY, dict(pid=row['pid'])))
+    return progress
+
+
 def percent(row):
     """Progress of the current phase, in percent, from the counters PostgreSQL fills in for it."""
     for done, total in (('blocks_done', 'blocks_total'), ('tuples_done', 'tuples_total'),
@@ -142,8 +180,24 @@ def progress_line(row):
         counters.append('%s of %s tuples' % (row['tuples_done'], row['tuples_total']))
     if row.get('lockers_total'):
         counters.append('waited for %s of %s older transactions' % (row['lockers_done'], row['lockers_total']))
-    return '%s on %s.%s: %s%s%s, %ss' % (row['index'] or '(index)', row['schema'], row['table'], row['phase'], share,
+    line = '%s on %s.%s: %s%s%s, %ss' % (row['index'] or '(index)', row['schema'], row['table'], row['phase'], share,
                                        ' (%s)' % ', '.join(counters) if counters else '', row['seconds'])
+    return line + wait_text(row)
+
+
+def wait_text(row):
+    """What a build waits for, appended to its line: how long, and each session."""
+    if row.get('waiting_seconds') is None:
+        return ''
+    return '; waiting %ss for: %s' % (row['waiting_seconds'], '; '.join(row.get('waiting_for') or ['(unseen)']))
+
+
+def flagged(line, row, warn_after):
+    """The line, marked as a warning once the build's current wait lasted warn_after seconds."""
+    if warn_after and (row.get('waiting_seconds') or 0) >= warn_after:
+        return 'WARNING: %s (build_wait_warn=%ss; the build blocks nobody while it waits, but cannot finish before '\
+               'those sessions end: end them, or wait)' % (line, warn_after)
+    return line
 
 
 def main():
@@ -153,6 +207,7 @@ def main():
         jobs=dict(type='list', elements='dict', required=True),
         wait=dict(type='float', default=3.0),
         cleanup=dict(type='bool', default=True),
+        build_wait_warn=dict(type='float', default=60),
         session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -169,17 +224,24 @@ def main():
         time.sleep(0.1)
     finished = all(outcome is not None for outcome in outcomes)
 
-    progress = []
+    progress, unreadable = [], None
     if not finished:
         ensure_required_libs(module)
-        connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
         tables = set((job.get('schema', 'public'), job.get('table')) for job in params['jobs'])
-        for row in fetch_dicts(connection.cursor(), PROGRESS_QUERY):
-            if (row['schema'], row['table']) in tables:
-                row['percent'] = percent(row)
-                progress.append(row)
-        connection.close()
-        progress_lines = [progress_line(row) for row in progress] or [
+        # The runs' results files say how they end; the server only adds what is shown meanwhile. So a server
+        # that cannot be read right now (restarting, a dropped network) is said in the line, and the watch goes on.
+        connection, unreadable = connect_to_db(module, get_conn_params(module, params), autocommit=True,
+                                               fail_on_conn=False)
+        try:
+            if connection is not None:
+                progress = read_progress(connection.cursor(), tables)
+                connection.close()
+        except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+            progress, unreadable = [], error_text(error)
+        progress_lines = [flagged(progress_line(row) if row['table'] else '%s: %s, %ss%s' % (
+            row['query'], row['phase'], row['seconds'], wait_text(row)), row, params['build_wait_warn'])
+            for row in progress] or [
+            'progress not readable right now (%s); still following the runs' % unreadable if unreadable else
             'waiting: no build of %s in progress right now (locks, catalog checks or between indexes)'
             % ', '.join('%s.%s' % table for table in sorted(tables))]
     else:

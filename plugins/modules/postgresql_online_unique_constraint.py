@@ -67,10 +67,24 @@ options:
     default: 2s
   index_lock_timeout:
     description:
-      - lock_timeout of each concurrent index build or drop attempt. Those steps block no reads or writes.
-        They do wait for older transactions, though.
+      - lock_timeout of the session's other statements (catalog reads, the drop of a failed build's INVALID
+        leftover).
+      - The concurrent build and drop of the unique index are not bounded by it. They block no reads or writes
+        while they wait (for writers, for older transactions), and a retry would build the index all over again;
+        they wait as long as it takes, watched (O(build_wait_warn), O(build_wait_timeout)).
     type: str
     default: 5s
+  build_wait_timeout:
+    description:
+      - Seconds the concurrent build or drop of the unique index may spend waiting in all before it is ended
+        cleanly; its INVALID leftover is dropped and the task fails naming the sessions it waited for, without
+        a retry. V(0), the default, waits as long as it takes.
+    type: float
+    default: 0
+  build_wait_warn:
+    description: After the build waited this many seconds, the task warns, naming the sessions it waits for.
+    type: float
+    default: 60
   lock_retries:
     description: Retries of a step whose attempt hit its lock_timeout or a deadlock.
     type: int
@@ -172,6 +186,13 @@ constraint:
     retries:
       description: Lock-timeout retries used.
       type: int
+    waited_seconds:
+      description: Seconds the concurrent build or drop spent waiting for other sessions.
+      type: float
+    waited_for:
+      description: The sessions it waited for last, when it waited.
+      type: list
+      elements: str
     statements:
       description: The statements of this constraint (run, or to run in check mode).
       type: list
@@ -187,7 +208,14 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.online_index import ACTION_DROP, ACTION_UNCHANGED, OnlineIndexError, option_errors
+from ansible.module_utils.build_waits import seconds_option_error, warn_about_waits
+from ansible.module_utils.online_index import (
+    ACTION_DROP,
+    ACTION_UNCHANGED,
+    OnlineIndexError,
+    option_errors,
+    watch_connection_factory,
+)
 from ansible.module_utils.unique_constraint import CONSTRAINT_OPTIONS, UniqueConstraintRunner, planned_definition
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
@@ -229,6 +257,8 @@ def main():
         lock_retries=dict(type='int', default=5),
         lock_retry_delay=dict(type='float', default=1.0),
         statement_timeout=dict(type='str', default='0'),
+        build_wait_timeout=dict(type='float', default=0),
+        build_wait_warn=dict(type='float', default=60),
         sample_ids=dict(type='int', default=5),
         max_groups=dict(type='int', default=20),
         lock_session_pid=dict(type='int', default=0),
@@ -237,8 +267,10 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     ensure_required_libs(module)
-    connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    conn_params = get_conn_params(module, params)
+    connection, dummy = connect_to_db(module, dict(conn_params), autocommit=True)
     errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout'), ('index_lock_timeout', 'lock_timeout'), ('statement_timeout', 'statement_timeout')])
+    errors += [e for e in (seconds_option_error(name, params[name]) for name in ('build_wait_timeout', 'build_wait_warn')) if e]
     if errors:
         connection.close()
         module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors),
@@ -249,9 +281,12 @@ def main():
                                     lock_timeout=params['index_lock_timeout'],
                                     statement_timeout=params['statement_timeout'], lock_retries=params['lock_retries'],
                                     lock_retry_delay=params['lock_retry_delay'], log=module.warn,
-                                    ddl_session=not module.check_mode, lock_session_pid=params['lock_session_pid'])
+                                    ddl_session=not module.check_mode, lock_session_pid=params['lock_session_pid'],
+                                    build_wait_timeout=params['build_wait_timeout'],
+                                    watch_connect=None if module.check_mode else watch_connection_factory(module,
+                                                                                                          conn_params))
     entry = dict(name=params['name'], schema=params['schema'], table=params['table'], columns=params['columns'],
-                 action=None, seconds=0.0, retries=0, statements=[], definition=None)
+                 action=None, seconds=0.0, retries=0, waited_seconds=0.0, waited_for=[], statements=[], definition=None)
     result = dict(changed=False, queries=[], constraint=entry, lock_retries_used=0)
     try:
         decision = runner.plan_constraint(params['name'], params['schema'], params['table'], params['columns'],
@@ -284,6 +319,8 @@ def main():
         module.fail_json(msg='Constraint "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error),
                          **result)
     result['lock_retries_used'] = entry['retries']
+    entry['waited_seconds'], entry['waited_for'] = runner.waits.get(entry['name'], (0.0, []))
+    warn_about_waits(module, entry, params['build_wait_warn'])
     after = [c for c in runner.read_constraints(params['schema'], params['name'])
              if (c['schema'], c['table']) == (params['schema'], params['table'])]
     entry['definition'] = after[0]['definition'] if after else None

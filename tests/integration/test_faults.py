@@ -569,10 +569,11 @@ def test_playbook_process_group_killed_then_the_rerun_converges(db, pg_cluster, 
     """kill -9 of ansible-playbook's process group: the run is gone, but not its build.
 
     ansible-core's workers run in sessions of their own (setsid), and an async task's job is a daemon of its own:
-    neither is in the killed group, so the module of the table goes on and finishes the table. A rerun started at
-    once must not break anything: it either finds nothing left to do or refuses, naming the build in progress (or
-    the run holding the migration lock).
-    Once the orphaned module has finished, a rerun converges.
+    neither is in the killed group, so the module of the table goes on with the build in flight. The run's
+    migration lock goes with its ansible-playbook, so the module stops before its next DDL instead of going on
+    unlocked. A rerun started at once must not break anything: it either finds nothing left to do or refuses,
+    naming the build in progress (or the run holding the migration lock).
+    Once the orphaned module has ended, a rerun converges, building what the orphan did not start.
     """
     before = big_table
     run = start_playbook(pg_cluster, tmp_path, 'first')
@@ -592,6 +593,11 @@ def test_playbook_process_group_killed_then_the_rerun_converges(db, pg_cluster, 
         assert at_once.process.returncode == 0 or any(refusal in text for refusal in refusals), at_once.describe()
         assert fingerprint(db) == before
 
+        wait_until(lambda: not helpers.query(db, "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE "
+                                                 "'pgzd-lock run=%%'"), what='the end of the killed run\'s lock')
+        # Normally the build in flight outlives the lock by seconds: then nothing after it may start.
+        in_flight_when_the_lock_went = build_progress(db, TARGET) is not None
+
         wait_until(lambda: not any(alive(pid) for pid in clients), what='the end of the orphaned module')
         wait_until(lambda: not pgzd_statements(db), what='the end of every pg-zero-downtime statement')
     finally:
@@ -600,9 +606,12 @@ def test_playbook_process_group_killed_then_the_rerun_converges(db, pg_cluster, 
         kill_all([pid for pid in set(tree) | set(clients) if alive(pid)])
         remove_files(job_files)
 
-    # The orphaned module finished the table, so nothing is left to do.
+    # The orphan finished the build in flight, and started no other once the lock was gone.
+    last = SPECS[-1]['name']
+    if in_flight_when_the_lock_went:
+        assert not helpers.relation_exists(db, last)
     rerun_converges(lambda: start_playbook(pg_cluster, tmp_path, 'rerun'), before, db,
-                    ['unchanged', 'unchanged', 'unchanged'])
+                    ['unchanged', 'unchanged', 'unchanged' if helpers.relation_exists(db, last) else 'created'])
 
 
 def test_control_node_killed_then_the_orphaned_build_ends_and_the_rerun_converges(db, pg_cluster, big_table,

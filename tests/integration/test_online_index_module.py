@@ -455,11 +455,14 @@ def end_transaction(conn):
     helpers.query(conn, 'ROLLBACK')
 
 
-def test_lock_timeout_fails_with_the_holder_then_rerun_succeeds(db, connect, run_module):
+def test_a_build_waits_for_a_table_lock_without_retrying_and_build_wait_timeout_ends_it(db, connect, run_module):
+    """A conflicting table lock (SHARE) makes the build wait: never cut short by lock_timeout nor retried; only
+    build_wait_timeout ends it, naming the holder."""
     blocker = connect()
     blocker_pid = blocker.get_backend_pid()
     spec = dict(name='pt_XPAudit_userId_idx', columns=['userId'])
-    args = dict(table='XPAudit', indexes=[spec], lock_timeout='200ms', lock_retries=2, lock_retry_delay=0.1)
+    args = dict(table='XPAudit', indexes=[spec], lock_timeout='200ms', lock_retries=2, lock_retry_delay=0.1,
+                build_wait_timeout=2)
     with blocker.cursor() as cursor:
         cursor.execute('BEGIN; LOCK TABLE "XPAudit" IN SHARE MODE;')
     try:
@@ -470,16 +473,11 @@ def test_lock_timeout_fails_with_the_holder_then_rerun_succeeds(db, connect, run
         assert result.get('failed') is True, result
         message = result['msg']
         assert 'pt_XPAudit_userId_idx' in message
-        assert 'failed after 3 attempt(s)' in message
-        assert 'lock_timeout=200ms' in message
-        assert 'lock holder: pid %d ShareLock granted=True' % blocker_pid in message
-        assert result['queries'] == []  # no statement succeeded
-        # Three 200 ms waits and two short backoffs: bounded, not hanging on the lock.
-        assert elapsed < 30
-        # Each retry is logged as a warning.
-        warnings = ' '.join(str(w) for w in result.get('warnings', []))
-        assert warnings.count('retry') >= 2, result.get('warnings')
-        # No INVALID (or any) index of that name is left behind.
+        assert 'gave up after waiting' in message and 'build_wait_timeout=2.0s' in message, message
+        assert 'not retried' in message and 'retry' not in ' '.join(result.get('warnings', []))
+        assert 'pid %d (user pgzd' % blocker_pid in message and 'LOCK TABLE' in message, message
+        assert result['queries'] == [] and result['lock_retries_used'] == 0
+        assert 2 <= elapsed < 30  # waited past the 200 ms lock_timeout, up to build_wait_timeout
         assert not relation_exists(db, 'pt_XPAudit_userId_idx')
     finally:
         end_transaction(blocker)
@@ -487,28 +485,77 @@ def test_lock_timeout_fails_with_the_holder_then_rerun_succeeds(db, connect, run
     rerun = run_module(MODULE, **args)
     assert rerun.get('failed') is not True, rerun
     assert rerun['indexes'][0]['action'] == 'created'
-    assert rerun['indexes'][0]['retries'] == 0
+    assert rerun['indexes'][0]['retries'] == 0 and rerun['indexes'][0]['waited_seconds'] == 0
     assert index_info(db, 'pt_XPAudit_userId_idx')['valid'] is True
 
 
-def test_old_transaction_timeout_leaves_no_invalid_index(db, connect, run_module):
-    # A concurrent build registers its index, builds it, then waits for every transaction older than its
-    # snapshot. An open REPEATABLE READ transaction (holding no lock on the table) makes that wait hit
-    # lock_timeout after the INVALID index already exists: the module must not leave it behind.
+def test_an_old_snapshot_is_waited_for_and_the_index_built_exactly_once(db, connect, run_module, login):
+    """A REPEATABLE READ snapshot older than the build: the build waits for it (it used to hit lock_timeout, drop
+    the index and build it again, up to six times), then finishes once the snapshot is gone."""
+    import threading
+
+    blocker = connect()
+    blocker_pid = blocker.get_backend_pid()
+    watcher = connect()
+    helpers.query(blocker, 'BEGIN ISOLATION LEVEL REPEATABLE READ')
+    helpers.query(blocker, 'SELECT count(*) FROM "Item"')
+    seen = {}
+
+    def end_snapshot_later():
+        # While it waits, the progress module names the session; then the snapshot ends.
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not seen:
+                rows = helpers.query(watcher, "SELECT p.phase FROM pg_stat_progress_create_index p "
+                                              "JOIN pg_stat_activity a ON a.pid = p.pid "
+                                              "WHERE a.application_name = 'pg-zero-downtime'")
+                if rows and rows[0][0] == 'waiting for old snapshots':
+                    time.sleep(3)  # well past the 300 ms lock_timeout
+                    seen['progress'] = helpers.run_ansible_module('postgresql_online_index_progress', dict(
+                        login, jobs=[dict(results_file='/nonexistent', schema='public', table='MoneyTx')],
+                        wait=0, build_wait_warn=1))
+                time.sleep(0.05)
+        finally:
+            end_transaction(blocker)
+
+    thread = threading.Thread(target=end_snapshot_later)
+    thread.start()
+    try:
+        result = run_module(MODULE, table='MoneyTx', lock_timeout='300ms', lock_retries=5, lock_retry_delay=0.1,
+                            build_wait_warn=1, indexes=[dict(name='pt_MoneyTx_userId_idx', columns=['userId'])])
+    finally:
+        thread.join()
+    assert result.get('failed') is not True, result.get('msg')
+    (entry,) = result['indexes']
+    assert entry['action'] == 'created' and entry['retries'] == 0 and result['lock_retries_used'] == 0
+    assert result['queries'] == [entry['statements'][0]]  # one CREATE INDEX CONCURRENTLY, built once
+    assert entry['waited_seconds'] >= 2, entry
+    assert any('pid %d' % blocker_pid in session for session in entry['waited_for']), entry
+    assert any('waited' in warning and 'pid %d' % blocker_pid in warning for warning in result['warnings'])
+    assert index_info(db, 'pt_MoneyTx_userId_idx')['valid'] is True
+    progress = seen['progress']
+    assert progress.get('failed') is not True, progress
+    (line,) = progress['progress_lines']
+    assert line.startswith('WARNING: pt_MoneyTx_userId_idx on public.MoneyTx: waiting for old snapshots'), line
+    assert 'pid %d (user pgzd' % blocker_pid in line and 'idle in transaction' in line, line
+
+
+def test_build_wait_timeout_ends_a_build_waiting_for_an_old_snapshot_and_drops_its_invalid_leftover(
+        db, connect, run_module):
     blocker = connect()
     blocker_pid = blocker.get_backend_pid()
     helpers.query(blocker, 'BEGIN ISOLATION LEVEL REPEATABLE READ')
     helpers.query(blocker, 'SELECT count(*) FROM "Item"')
     args = dict(table='MoneyTx', indexes=[dict(name='pt_MoneyTx_userId_idx', columns=['userId'])],
-                lock_timeout='300ms', lock_retries=1, lock_retry_delay=0.1)
+                lock_timeout='300ms', lock_retries=3, lock_retry_delay=0.1, build_wait_timeout=1.5)
     try:
         result = run_module(MODULE, **args)
         assert result.get('failed') is True, result
         message = result['msg']
-        assert 'pt_MoneyTx_userId_idx' in message
-        assert 'failed after 2 attempt(s)' in message
-        assert 'open transaction: pid %d' % blocker_pid in message
+        assert 'pt_MoneyTx_userId_idx' in message and 'gave up after waiting' in message
+        assert 'pid %d' % blocker_pid in message
         assert 'INVALID index the failed build left was dropped' in message
+        assert result['lock_retries_used'] == 0
         assert not relation_exists(db, 'pt_MoneyTx_userId_idx')
     finally:
         end_transaction(blocker)
@@ -517,60 +564,3 @@ def test_old_transaction_timeout_leaves_no_invalid_index(db, connect, run_module
     assert rerun.get('failed') is not True, rerun.get('msg')
     assert rerun['indexes'][0]['action'] == 'created'
     assert index_info(db, 'pt_MoneyTx_userId_idx')['valid'] is True
-
-
-def test_failure_before_any_ddl_reports_not_changed(db, connect, run_module):
-    blocker = connect()
-    with blocker.cursor() as cursor:
-        cursor.execute('BEGIN; LOCK TABLE "XPAudit" IN SHARE MODE;')
-    try:
-        result = run_module(MODULE, table='XPAudit', lock_timeout='100ms', lock_retries=0,
-                            indexes=[dict(name='pt_XPAudit_amount_idx', columns=['amount'])])
-    finally:
-        end_transaction(blocker)
-    assert result.get('failed') is True
-    assert result['queries'] == []
-    assert not relation_exists(db, 'pt_XPAudit_amount_idx')
-    assert result['changed'] is False
-
-
-def test_lock_released_during_retries_succeeds_with_retries_counted(db, connect, run_module):
-    import threading
-
-    blocker = connect()
-    watcher = connect()
-    with blocker.cursor() as cursor:
-        cursor.execute('BEGIN; LOCK TABLE "XPAudit" IN SHARE MODE;')
-    seen_waiting = threading.Event()
-
-    def release_after_first_timeout():
-        # Wait until the module's session queues behind the lock, let that attempt time out (300 ms),
-        # then release: the build must succeed on a retry.
-        deadline = time.monotonic() + 60
-        try:
-            while time.monotonic() < deadline:
-                waiting = helpers.query(watcher, """
-                    SELECT 1 FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-                    WHERE NOT l.granted AND l.relation = '"XPAudit"'::regclass
-                      AND a.application_name = 'pg-zero-downtime'""")
-                if waiting:
-                    seen_waiting.set()
-                    time.sleep(0.6)
-                    return
-                time.sleep(0.02)
-        finally:
-            end_transaction(blocker)
-
-    thread = threading.Thread(target=release_after_first_timeout)
-    thread.start()
-    try:
-        result = run_module(MODULE, table='XPAudit', lock_timeout='300ms', lock_retries=5, lock_retry_delay=0.2,
-                            indexes=[dict(name='pt_XPAudit_createdAt_idx', columns=['createdAt'])])
-    finally:
-        thread.join()
-    assert seen_waiting.is_set()
-    assert result.get('failed') is not True, result.get('msg')
-    assert result['indexes'][0]['action'] == 'created'
-    assert result['indexes'][0]['retries'] >= 1
-    assert result['lock_retries_used'] == result['indexes'][0]['retries']
-    assert index_info(db, 'pt_XPAudit_createdAt_idx')['valid'] is True

@@ -440,16 +440,19 @@ def open_writer(connect, db):
     return writer
 
 
-def test_an_open_writer_from_the_start_fails_the_build_and_a_rerun_recovers(db, connect, run_module):
+def test_an_open_writer_makes_the_build_wait_until_build_wait_timeout_and_a_rerun_recovers(db, connect, run_module):
     writer = open_writer(connect, db)
-    args = dict(KEY, index_lock_timeout='1s', lock_retries=1, lock_retry_delay=0.1)
+    args = dict(KEY, index_lock_timeout='1s', lock_retries=1, lock_retry_delay=0.1, build_wait_timeout=2)
     try:
+        started = time.monotonic()
         result = run_module(MODULE, **args)
+        assert time.monotonic() - started >= 2  # past index_lock_timeout: the build is not cut short by it
         assert result.get('failed') is True, result
         message = result['msg']
-        assert CREATE_SQL + ' failed after 2 attempt(s)' in message
-        assert 'lock_timeout=1s' in message
-        assert 'lock holder: pid %d RowExclusiveLock granted=True' % writer.get_backend_pid() in message
+        assert CREATE_SQL + ' gave up after waiting' in message and 'not retried' in message, message
+        assert 'build_wait_timeout=2.0s' in message
+        assert 'pid %d (user pgzd' % writer.get_backend_pid() in message and 'UPDATE "Class"' in message
+        assert result['lock_retries_used'] == 0
         assert constraint(db) is None
         # Either the failed build's INVALID index was dropped, or (DROP INDEX CONCURRENTLY waits for the same
         # writer) it is left and the message says the next run drops and rebuilds it.
@@ -476,7 +479,7 @@ def test_an_open_writer_from_the_start_fails_the_build_and_a_rerun_recovers(db, 
 def test_a_failed_build_that_leaves_an_invalid_index_reports_a_change(db, connect, run_module):
     writer = open_writer(connect, db)
     try:
-        result = run_module(MODULE, index_lock_timeout='300ms', lock_retries=0, **KEY)
+        result = run_module(MODULE, build_wait_timeout=0.5, lock_retries=0, **KEY)
         assert result.get('failed') is True, result
         assert index_info(db, NAME)['valid'] is False  # the catalog changed ...
     finally:

@@ -69,6 +69,9 @@ def test_the_planned_migration_and_rollback_sql_pass_squawk(db, pg_cluster, tmp_
     assert text.count('CREATE INDEX CONCURRENTLY IF NOT EXISTS') == 26
     assert text.count('CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "Class_name_grade_key"') == 1
     assert "SET lock_timeout = '2s';\nALTER TABLE \"public\".\"Class\" ADD CONSTRAINT" in text
+    # The builds wait without lock_timeout (their waits block nobody); only the ACCESS EXCLUSIVE step has one.
+    assert "SET lock_timeout = '0';\nCREATE INDEX CONCURRENTLY" in text
+    assert text.count('SET lock_timeout') == 2
     findings = squawk(path)
     assert_only_accepted(findings)
     assert [rule for rule, _line in findings] == ['prefer-robust-stmts']  # the linter did read the file
