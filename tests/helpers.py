@@ -118,12 +118,12 @@ def run_ansible_module(module, args, check=False, diff=False, timeout=120):
     return result
 
 
-def run_playbook(playbook, extra_vars, timeout=600, options=()):
+def run_playbook(playbook, extra_vars, timeout=600, options=(), stdout_callback='default'):
     """Run a playbook of the repository with extra vars (and options such as --check)."""
     argv = [_tool('ansible-playbook'), playbook] + list(options)
     for name, value in extra_vars.items():
         argv += ['-e', '%s=%s' % (name, value)]
-    env = ansible_env(ANSIBLE_STDOUT_CALLBACK='default')
+    env = ansible_env(ANSIBLE_STDOUT_CALLBACK=stdout_callback)
     return subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 

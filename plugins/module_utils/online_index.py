@@ -17,11 +17,8 @@ import random
 import time
 
 from ansible.module_utils.build_waits import BuildWatcher
+from ansible.module_utils.identifiers import identifier_error
 from ansible.module_utils.plan_sql import expression_error, statement_error
-
-# PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes; a longer name would silently become
-# another name, so it is refused instead.
-MAX_IDENTIFIER_BYTES = 63
 
 # The advisory lock keys of pg-zero-downtime ('pgzd' as a 32-bit integer): (key, 0) is the migration lock
 # of a run (postgresql_migration_lock); (key, 1) is held shared by every session running its DDL.
@@ -53,23 +50,6 @@ INDEX_SPEC_OPTIONS = dict(
 def index_spec_argument_spec():
     """Argument spec of one item of the C(indexes) option, shared by both modules."""
     return dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS)
-
-
-def identifier_error(kind, value):
-    """Return why C(value) is not a usable PostgreSQL identifier, or None."""
-    if value is None or value == '':
-        return '%s is empty' % kind
-    if not isinstance(value, str):
-        return '%s %r is not a string' % (kind, value)
-    if len(value.encode('utf-8')) > MAX_IDENTIFIER_BYTES:
-        return ('%s "%s" is %d bytes long; PostgreSQL identifiers are at most %d bytes and a longer one '
-                'would be silently truncated: choose a shorter name'
-                % (kind, value, len(value.encode('utf-8')), MAX_IDENTIFIER_BYTES))
-    if value != value.strip():
-        return '%s "%s" has leading or trailing white space' % (kind, value)
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
-        return '%s %r contains a control character' % (kind, value)
-    return None
 
 
 def validate_specs(schema, table, specs, state):

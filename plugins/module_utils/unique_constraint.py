@@ -12,6 +12,7 @@ __metaclass__ = type
 
 import time
 
+from ansible.module_utils.identifiers import identifier_error
 from ansible.module_utils.online_index import (
     ACTION_CREATE,
     ACTION_DROP,
@@ -19,7 +20,6 @@ from ansible.module_utils.online_index import (
     ACTION_UNCHANGED,
     OnlineIndexError,
     OnlineIndexRunner,
-    identifier_error,
     sqlstate,
 )
 from ansible.module_utils.unique_keys import find_duplicates, format_duplicate_report

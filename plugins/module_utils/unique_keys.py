@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.module_utils.online_index import fetch_dicts
+from ansible.module_utils.plan_sql import statement_error
 
 PRIMARY_KEY_QUERY = """
 SELECT a.attname::text AS column_name
@@ -60,14 +61,18 @@ def rename_plan(schema, table, columns, types, primary_key, rename_column=None, 
     return rename, order + [c for c in primary_key if c not in order]
 
 
-def duplicate_groups_query(sql, schema, table, columns, row_id_sql, sample_ids, max_groups):
+def duplicate_groups_query(sql, schema, table, columns, row_id_sql, sample_ids, max_groups, where=None):
     """Groups of rows sharing a key, largest first, with the total over all groups.
 
     Rows with a NULL in any key column are left out: a unique constraint (NULLS DISTINCT, the
     default) accepts them. C(row_id_sql) is a composable naming each row (its primary key, or ctid).
+    C(where), a partial unique index's predicate (already proven one expression), limits it to the rows
+    the index covers.
     """
     keys = sql.SQL(', ').join(sql.Identifier(c) for c in columns)
     not_null = sql.SQL(' AND ').join(sql.SQL('{} IS NOT NULL').format(sql.Identifier(c)) for c in columns)
+    if where:
+        not_null = sql.SQL('{} AND ({})').format(not_null, sql.SQL(where))
     key_text = sql.SQL(', ').join(sql.SQL('{}::text').format(sql.Identifier(c)) for c in columns)
     return sql.SQL(
         'SELECT ARRAY[{key_text}] AS key, count(*) AS rows, '
@@ -80,8 +85,10 @@ def duplicate_groups_query(sql, schema, table, columns, row_id_sql, sample_ids, 
             limit=sql.Literal(int(max_groups)))
 
 
-def find_duplicates(cursor, sql, schema, table, columns, sample_ids, max_groups):
+def find_duplicates(cursor, sql, schema, table, columns, sample_ids, max_groups, where=None):
     """The duplicate groups of UNIQUE (columns) on a table, rows named by primary key (or ctid without one).
+
+    With C(where), only among the rows that satisfy that predicate (a partial unique index).
 
     Returns dict(row_id (the label of the row ids), primary_key, total_groups, total_rows, groups); raises
     the driver's error when the table or a column does not exist.
@@ -92,7 +99,14 @@ def find_duplicates(cursor, sql, schema, table, columns, sample_ids, max_groups)
         id_label = '/'.join(primary_key)
     else:
         row_id, id_label = sql.SQL('ctid::text'), 'ctid'
-    groups = fetch_dicts(cursor, duplicate_groups_query(sql, schema, table, columns, row_id, sample_ids, max_groups))
+    query = duplicate_groups_query(sql, schema, table, columns, row_id, sample_ids, max_groups, where)
+    if where:
+        # Plan text inside: sent only once PostgreSQL's parser proves the whole text one SELECT.
+        query = query.as_string(cursor)
+        problem = statement_error(query, 'SelectStmt')
+        if problem:
+            raise ValueError('refusing to send %s: %s' % (query, problem))
+    groups = fetch_dicts(cursor, query)
     return dict(row_id=id_label, primary_key=primary_key,
                 total_groups=int(groups[0]['total_groups']) if groups else 0,
                 total_rows=int(groups[0]['total_rows']) if groups else 0,

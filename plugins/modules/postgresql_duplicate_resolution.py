@@ -156,10 +156,10 @@ queries:
 
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.identifiers import identifier_error
 from ansible.module_utils.online_index import (
     error_text,
     fetch_dicts,
-    identifier_error,
     migration_lock_error,
     option_errors,
     run_transaction,

@@ -15,7 +15,11 @@ description:
     It applies the same validation (tables, columns, identifiers, duplicates, methods, predicates) and the
     same decisions, so one call proves the whole plan applicable before the first DDL of a migration, and
     tells which tables have work left (a rerun of a finished migration then touches no table).
-  - Fails, listing every problem of every table, when any part of the plan cannot be applied.
+  - Fails, listing every problem of every table, when any part of the plan cannot be applied. A schema that does
+    not exist is one problem, not one per table. Before a unique index is built, the data is checked for duplicate
+    keys (among the rows its predicate covers), reported like a unique constraint's. O(baseline_queries) are read
+    by PostgreSQL's parser (one read-only SELECT each, its parameter queries too) so that a plan whose baseline
+    would be refused fails here, before the first DDL.
   - Changes nothing, in check mode or not. To prove each definition acceptable (method limits, operator
     classes, predicates) it builds it on an empty temporary copy of the table inside a transaction that is
     rolled back; the real table is only read-locked for an instant.
@@ -52,6 +56,17 @@ options:
       - Default schema of the tables.
     type: str
     default: public
+  baseline_queries:
+    description:
+      - The plan's baseline queries (C(name), C(sql), C(params)), checked as M(postgresql_query_baseline) will
+        check them; nothing of them runs here.
+    type: list
+    elements: dict
+    default: []
+  sample_ids:
+    description: Row ids shown per duplicate key of a planned unique index.
+    type: int
+    default: 5
   state:
     description:
       - The state the plan should reach. V(absent) checks a rollback.
@@ -149,14 +164,61 @@ from ansible.module_utils.online_index import (
     INDEX_SPEC_OPTIONS,
     OnlineIndexError,
     OnlineIndexRunner,
+    error_text,
     fetch_dicts,
+    sql_module,
 )
+from ansible.module_utils.query_baseline import parameter_names, read_only_error
+from ansible.module_utils.unique_keys import find_duplicates, format_duplicate_report
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
 )
+
+
+def baseline_problems(queries):
+    """Why the plan's baseline queries would be refused by the baseline phase (the parser's verdicts), if at all."""
+    problems = []
+    for query in queries:
+        label = 'baseline query "%s"' % query.get('name')
+        problem = read_only_error(query.get('sql'))
+        if problem:
+            problems.append('%s is refused: %s' % (label, problem))
+        for name, value in sorted((query.get('params') or {}).items()):
+            if isinstance(value, dict):
+                problem = read_only_error(value.get('query'))
+                if problem:
+                    problems.append('%s, parameter %s: its query is refused: %s' % (label, name, problem))
+        missing = [p for p in parameter_names(query.get('sql')) if p not in (query.get('params') or {})]
+        if missing:
+            problems.append('%s uses %s but params gives no value for it' % (label, ', '.join(missing)))
+    return problems
+
+
+def duplicate_problems(runner, schema, table, unique_specs, sample_ids):
+    """Duplicate keys that would fail the build of each planned unique index, as the lines to act on."""
+    problems = []
+    sql = sql_module()
+    for spec in unique_specs:
+        runner.cursor.execute('BEGIN TRANSACTION READ ONLY')
+        try:
+            found = find_duplicates(runner.cursor, sql, schema, table, spec['columns'], sample_ids, 20,
+                                    where=spec.get('where'))
+        except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+            problems.append('index "%s" on %s.%s: its duplicate keys could not be counted: %s'
+                            % (spec['name'], schema, table, error_text(error)))
+            continue
+        finally:
+            runner.cursor.execute('ROLLBACK')
+        if found['groups']:
+            lines = format_duplicate_report(spec['name'], schema, table, spec['columns'], found['row_id'],
+                                            found['groups'], found['total_groups'], found['total_rows'])
+            lines[0] = 'unique index ' + lines[0][len('constraint '):]
+            problems.append('\n'.join(lines) + '\n  What to do: resolve those rows (merge or delete them), or make '
+                            'the index not unique, then rerun; the build would fail on them.')
+    return problems
 
 
 def main():
@@ -169,6 +231,8 @@ def main():
             indexes=dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS),
         )),
         schema=dict(type='str', default='public'),
+        baseline_queries=dict(type='list', elements='dict', default=[]),
+        sample_ids=dict(type='int', default=5),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         lock_timeout=dict(type='str', default='5s'),
         session_role=dict(type='str'),
@@ -180,10 +244,21 @@ def main():
     runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'])
 
     result = dict(changed=False, tables=[], pending_tables=[], queries=[], estimated_bytes=0, data_directory=None)
-    problems = []
+    problems = baseline_problems(params['baseline_queries'])
     seen = {}
+    schemas = sorted(set(table['schema'] or params['schema'] for table in params['tables']))
+    present = set(row['nspname'] for row in fetch_dicts(
+        runner.cursor, 'SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(names)s)',
+        dict(names=schemas)))
+    for schema in schemas:
+        if schema not in present:
+            problems.append('schema "%s" does not exist, so none of its tables (%s) can be found: check the plan\'s '
+                            'schema (and the database it runs on)' % (schema, ', '.join(
+                                t['name'] for t in params['tables'] if (t['schema'] or params['schema']) == schema)))
     for table in params['tables']:
         schema = table['schema'] or params['schema']
+        if schema not in present:
+            continue
         for index in table['indexes']:
             other = seen.setdefault((schema, index['name']), table['name'])
             if other != table['name']:
@@ -196,6 +271,8 @@ def main():
             continue
         pending = [d['spec']['name'] for d in decisions if d['action'] != ACTION_UNCHANGED]
         to_build = [d['spec'] for d in decisions if d['action'] in (ACTION_CREATE, ACTION_REBUILD)]
+        problems.extend(duplicate_problems(runner, schema, table['name'], [s for s in to_build if s.get('unique')],
+                                           params['sample_ids']))
         sizes = runner.estimate_sizes(schema, table['name'], to_build) if to_build else {}
         result['estimated_bytes'] += sum(sizes.values())
         result['tables'].append(dict(

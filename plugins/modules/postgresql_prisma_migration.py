@@ -146,11 +146,11 @@ queries:
 import uuid
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.identifiers import identifier_error
 from ansible.module_utils.online_index import (
     advisory_lock_holders,
     error_text,
     fetch_dicts,
-    identifier_error,
     option_errors,
     run_transaction,
     sql_module,

@@ -151,7 +151,13 @@ report:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.online_index import ACTION_UNCHANGED, OnlineIndexError, error_text, fetch_dicts, sql_module
 from ansible.module_utils.unique_constraint import UniqueConstraintRunner
-from ansible.module_utils.unique_keys import COLUMN_TYPES_QUERY, find_duplicates, format_duplicate_report, rename_plan
+from ansible.module_utils.unique_keys import (
+    COLUMN_TYPES_QUERY,
+    PRIMARY_KEY_QUERY,
+    find_duplicates,
+    format_duplicate_report,
+    rename_plan,
+)
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,
@@ -213,6 +219,27 @@ def main():
             # A constraint in place has no duplicates; dropping one needs no scan.
             if params['state'] != 'present' or decision['action'] == ACTION_UNCHANGED:
                 continue
+            # The rename options are proven whether or not there are duplicates now: rows written before the
+            # constraint phase may still need them, and a wrong option must not surface after the index phase.
+            renaming = None
+            if constraint['on_duplicates'] == 'rename' or constraint['rename_column'] or constraint['keep_oldest_by']:
+                types = dict((row['name'], row['type']) for row in fetch_dicts(
+                    cursor, COLUMN_TYPES_QUERY, dict(schema=schema, table=table)))
+                primary_key = [row['column_name'] for row in fetch_dicts(
+                    cursor, PRIMARY_KEY_QUERY, dict(schema=schema, table=table))]
+                named = [c for c in [constraint['rename_column']] + list(constraint['keep_oldest_by'] or []) if c]
+                missing = [c for c in named if c not in types]
+                try:
+                    if missing:
+                        raise ValueError('column(s) %s named by rename_column/keep_oldest_by do not exist in %s.%s'
+                                         % (', '.join(missing), schema, table))
+                    if constraint['on_duplicates'] == 'rename':
+                        renaming = rename_plan(schema, table, columns, types, primary_key,
+                                               constraint['rename_column'], constraint['keep_oldest_by'])
+                except ValueError as error:
+                    problems.append('constraint "%s": on_duplicates=%s with these options is not possible: %s'
+                                    % (constraint['name'], constraint['on_duplicates'], error))
+                    continue
             cursor.execute('SAVEPOINT pgzd_duplicates')
             try:
                 found = find_duplicates(cursor, sql, schema, table, columns, params['sample_ids'], params['max_groups'])
@@ -221,7 +248,7 @@ def main():
                 problems.append('constraint "%s" on %s.%s (%s): %s' % (constraint['name'], schema, table,
                                                                      ', '.join(columns), error_text(error)))
                 continue
-            primary_key = found.pop('primary_key')
+            found.pop('primary_key')
             entry.update(found)
             if not entry['groups']:
                 continue
@@ -229,15 +256,7 @@ def main():
             report = format_duplicate_report(constraint['name'], schema, table, columns, entry['row_id'],
                                              entry['groups'], entry['total_groups'], entry['total_rows'])
             if constraint['on_duplicates'] == 'rename':
-                types = dict((row['name'], row['type']) for row in fetch_dicts(
-                    cursor, COLUMN_TYPES_QUERY, dict(schema=schema, table=table)))
-                try:
-                    rename, order = rename_plan(schema, table, columns, types, primary_key,
-                                                constraint['rename_column'], constraint['keep_oldest_by'])
-                except ValueError as error:
-                    problems.append('constraint "%s": on_duplicates=rename is not possible: %s'
-                                    % (constraint['name'], error))
-                    continue
+                rename, order = renaming
                 report[0] += ('; on_duplicates=rename: all but the oldest row of each key (by %s) get a suffix on '
                               '"%s", recorded in the audit table' % (', '.join(order), rename))
             else:

@@ -1,0 +1,199 @@
+# -*- coding: utf-8 -*-
+"""A table of bad migration plans, each with the words its refusal must contain (the entry it names).
+
+tests/unit/test_plan_format.py checks the structural ones against the controller-side check alone;
+tests/integration/test_bad_plans.py walks every one through the real migrate.yml against the real cluster and
+proves it refused before any DDL. A plan here is the GOOD plan with one thing broken.
+"""
+
+import copy
+
+GOOD = dict(
+    name='walk',
+    schema='public',
+    tables=[
+        dict(name='Job', indexes=[dict(name='pt_walk_job_teacher_status_idx', columns=['teacherId', 'status'])]),
+        dict(name='Item', indexes=[dict(name='pt_walk_item_type_idx', columns=['type'], include=['name'])]),
+    ],
+    constraints=[dict(name='pt_walk_class_key', table='Class', type='unique', columns=['name', 'grade'])],
+    baseline_queries=[dict(name='open_jobs', sql='SELECT count(*) FROM "Job" WHERE "status" = %(status)s',
+                           params=dict(status='OPEN'))],
+)
+
+
+def _with(change):
+    plan = copy.deepcopy(GOOD)
+    change(plan)
+    return plan
+
+
+def _set(path, value):
+    """A change that sets plan[path...] = value (path: keys and list positions)."""
+    def change(plan):
+        target = plan
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+def _drop(path):
+    def change(plan):
+        target = plan
+        for key in path[:-1]:
+            target = target[key]
+        del target[path[-1]]
+    return change
+
+
+def _append(path, value):
+    def change(plan):
+        target = plan
+        for key in path:
+            target = target[key]
+        target.append(copy.deepcopy(value))
+    return change
+
+
+JOB = ('tables', 0)
+JOB_INDEX = JOB + ('indexes', 0)
+CONSTRAINT = ('constraints', 0)
+QUERY = ('baseline_queries', 0)
+JOB_IDX = 'table "Job", index "pt_walk_job_teacher_status_idx"'
+
+# (id, the plan, fragments of the refusal). "format": refused by the controller-side check, before any connection.
+FORMAT = [
+    ('plan-not-a-mapping', ['name', 'walk'], ['the plan file holds a list']),
+    ('unknown-top-key', _with(_set(('tabels',), [])), ['unknown key(s) tabels']),
+    ('name-missing', _with(_drop(('name',))), ['name must be a short id']),
+    ('name-with-slash', _with(_set(('name',), 'walk/../x')), ['name must be a short id', "'walk/../x'"]),
+    ('schema-not-a-string', _with(_set(('schema',), 12)), ['schema 12 is not a string']),
+    ('tables-missing', _with(_drop(('tables',))), ['tables must be a list']),
+    ('tables-empty', _with(lambda p: p.update(tables=[], constraints=[], baseline_queries=[])),
+     ['tables is empty, and the plan has no constraints or baseline queries either']),
+    ('tables-a-mapping', _with(_set(('tables',), dict(name='Job'))), ['tables must be a list, not a mapping']),
+    ('table-a-string', _with(_set(JOB, 'Job')), ['table #1: must be a mapping']),
+    ('table-unknown-key', _with(_set(JOB + ('index',), [])), ['table "Job": unknown key(s) index']),
+    ('table-name-missing', _with(_drop(JOB + ('name',))), ['table #1: table name is empty']),
+    ('table-name-too-long', _with(_set(JOB + ('name',), 'J' * 64)), ['is 64 bytes long']),
+    ('table-listed-twice', _with(_append(('tables',), dict(name='Job', indexes=[dict(name='pt_walk_2_idx',
+                                                                                     columns=['title'])]))),
+     ['table "Job": is listed twice']),
+    ('indexes-missing', _with(_drop(JOB + ('indexes',))), ['table "Job": indexes must be a list']),
+    ('indexes-empty', _with(_set(JOB + ('indexes',), [])), ['table "Job": has no indexes']),
+    ('index-a-string', _with(_set(JOB_INDEX, 'pt_x_idx')), ['table "Job", index #1: must be a mapping']),
+    ('index-unknown-key', _with(_set(JOB_INDEX + ('column',), ['id'])), [JOB_IDX, 'unknown key(s) column']),
+    ('index-name-missing', _with(_drop(JOB_INDEX + ('name',))), ['table "Job", index #1: index name is empty']),
+    ('index-name-too-long', _with(_set(JOB_INDEX + ('name',), 'pt_' + 'x' * 61)), ['index name', '64 bytes long']),
+    ('index-name-trailing-space', _with(_set(JOB_INDEX + ('name',), 'pt_walk_idx ')), ['trailing white space']),
+    ('columns-a-string', _with(_set(JOB_INDEX + ('columns',), 'teacherId,status')),
+     [JOB_IDX, "not the string 'teacherId,status'"]),
+    ('columns-missing', _with(_drop(JOB_INDEX + ('columns',))), [JOB_IDX, 'columns must be a non-empty list']),
+    ('columns-empty', _with(_set(JOB_INDEX + ('columns',), [])), [JOB_IDX, 'columns must be a non-empty list']),
+    ('column-repeated', _with(_set(JOB_INDEX + ('columns',), ['status', 'status'])), [JOB_IDX, 'more than once']),
+    ('column-null', _with(_set(JOB_INDEX + ('columns',), [None])), [JOB_IDX, 'a column of columns is empty']),
+    ('column-control-character', _with(_set(JOB_INDEX + ('columns',), ['sta\ttus'])), [JOB_IDX, 'control character']),
+    ('unique-a-string', _with(_set(JOB_INDEX + ('unique',), 'yes')), [JOB_IDX, "unique must be true or false"]),
+    ('method-not-a-string', _with(_set(JOB_INDEX + ('method',), 5)), [JOB_IDX, 'method 5 is not a string']),
+    ('unique-hash', _with(lambda p: p['tables'][0]['indexes'][0].update(unique=True, method='hash')),
+     [JOB_IDX, 'only btree indexes can be unique']),
+    ('where-not-a-string', _with(_set(JOB_INDEX + ('where',), 5)), [JOB_IDX, 'where must be one SQL expression']),
+    ('where-empty', _with(_set(JOB_INDEX + ('where',), '  ')), [JOB_IDX, 'where must be one SQL expression']),
+    ('include-a-string', _with(_set(JOB_INDEX + ('include',), 'title')), [JOB_IDX, "include must be a YAML list"]),
+    ('include-overlaps-columns', _with(_set(JOB_INDEX + ('include',), ['status'])),
+     [JOB_IDX, 'both key columns and in include']),
+    ('index-name-on-two-tables', _with(_set(('tables', 1, 'indexes', 0, 'name'), 'pt_walk_job_teacher_status_idx')),
+     ['table "Item", index "pt_walk_job_teacher_status_idx": has the name of ' + JOB_IDX]),
+    ('constraint-a-string', _with(_set(CONSTRAINT, 'pt_walk_class_key')), ['constraint #1: must be a mapping']),
+    ('constraint-unknown-key', _with(_set(CONSTRAINT + ('column',), ['name'])),
+     ['constraint "pt_walk_class_key": unknown key(s) column']),
+    ('constraint-name-missing', _with(_drop(CONSTRAINT + ('name',))), ['constraint #1: constraint name is empty']),
+    ('constraint-table-missing', _with(_drop(CONSTRAINT + ('table',))), ['constraint "pt_walk_class_key": table is empty']),
+    ('constraint-type-check', _with(_set(CONSTRAINT + ('type',), 'check')),
+     ['constraint "pt_walk_class_key": type must be one of unique']),
+    ('constraint-columns-a-string', _with(_set(CONSTRAINT + ('columns',), 'name, grade')),
+     ['constraint "pt_walk_class_key": columns must be a YAML list']),
+    ('on-duplicates-merge', _with(_set(CONSTRAINT + ('on_duplicates',), 'merge')),
+     ['constraint "pt_walk_class_key": on_duplicates must be fail or rename']),
+    ('rename-column-not-a-key-column', _with(_set(CONSTRAINT + ('rename_column',), 'teacherId')),
+     ['constraint "pt_walk_class_key": rename_column "teacherId" is not one of its columns']),
+    ('keep-oldest-by-a-string', _with(_set(CONSTRAINT + ('keep_oldest_by',), 'createdAt')),
+     ['constraint "pt_walk_class_key": keep_oldest_by must be a YAML list']),
+    ('constraint-named-like-a-plan-index', _with(_set(CONSTRAINT + ('name',), 'pt_walk_item_type_idx')),
+     ['constraint "pt_walk_item_type_idx": has the name of table "Item", index "pt_walk_item_type_idx"']),
+    ('constraint-listed-twice', _with(_append(('constraints',), GOOD['constraints'][0])),
+     ['constraint "pt_walk_class_key": is listed twice']),
+    ('baseline-query-without-name', _with(_drop(QUERY + ('name',))), ['baseline query #1: needs a name']),
+    ('baseline-query-without-sql', _with(_drop(QUERY + ('sql',))), ['baseline query "open_jobs": sql must be']),
+    ('baseline-query-listed-twice', _with(_append(('baseline_queries',), GOOD['baseline_queries'][0])),
+     ['baseline query "open_jobs": is listed twice']),
+    ('baseline-parameter-missing', _with(_set(QUERY + ('params',), {})),
+     ['baseline query "open_jobs": sql uses %(status)s but params gives no value']),
+    ('baseline-parameter-unused', _with(_set(QUERY + ('params',), dict(status='OPEN', other=1))),
+     ['baseline query "open_jobs": params gives other, which sql does not use']),
+    ('baseline-parameter-a-list', _with(_set(QUERY + ('params',), dict(status=['OPEN']))),
+     ['baseline query "open_jobs": parameter status must be a literal']),
+    ('baseline-parameter-bad-query-key', _with(_set(QUERY + ('params',), dict(status=dict(sql='SELECT 1')))),
+     ['baseline query "open_jobs": parameter status must be a literal or {query']),
+    ('prisma-without-file', _with(_set(('prisma_migration',), dict(name='20240101000000_x'))),
+     ['prisma_migration: file is required']),
+    ('prisma-unknown-key', _with(_set(('prisma_migration',), dict(name='x', file='m.sql', path='m.sql'))),
+     ['prisma_migration: unknown key(s) path']),
+]
+
+# Refused by the preflight modules, against the live catalog and data, still before any DDL.
+CATALOG = [
+    ('table-does-not-exist', _with(_set(JOB + ('name',), 'Jobs')), ['table public.Jobs does not exist']),
+    ('column-does-not-exist', _with(_set(JOB_INDEX + ('columns',), ['teacherID'])),
+     ['index "pt_walk_job_teacher_status_idx": column(s) "teacherID" do not exist in table public.Job']),
+    ('schema-does-not-exist', _with(_set(('schema',), 'nope')),
+     ['schema "nope" does not exist, so none of its tables (Job, Item) can be found']),
+    ('method-does-not-exist', _with(_set(JOB_INDEX + ('method',), 'nosuch')),
+     ['index "pt_walk_job_teacher_status_idx": access method "nosuch" does not exist']),
+    ('where-unknown-column', _with(_set(JOB_INDEX + ('where',), '"closedAT" IS NULL')),
+     ['index "pt_walk_job_teacher_status_idx": PostgreSQL refuses its definition', 'closedAT']),
+    ('where-smuggles-statements', _with(_set(JOB_INDEX + ('where',), "\"status\" = E'\\'' ; COMMIT; DELETE FROM "
+                                                                    "\"Job\"; SELECT (1")),
+     ['index "pt_walk_job_teacher_status_idx": where predicate', 'is refused']),
+    ('where-not-immutable', _with(_set(JOB_INDEX + ('where',), '"createdAt" > now()')),
+     ['index "pt_walk_job_teacher_status_idx"', 'IMMUTABLE']),
+    ('where-subquery', _with(_set(JOB_INDEX + ('where',), '"id" IN (SELECT "id" FROM "Item")')),
+     ['index "pt_walk_job_teacher_status_idx": where predicate', 'subquery']),
+    ('index-named-like-a-table', _with(_set(JOB_INDEX + ('name',), 'Item')),
+     ['"public.Item" already exists and is not an index']),
+    ('unique-index-on-duplicates', _with(lambda p: p['tables'][0]['indexes'][0].update(columns=['teacherId'],
+                                                                                        unique=True)),
+     ['unique index "pt_walk_job_teacher_status_idx" UNIQUE (teacherId) on public.Job', 'duplicate key(s)']),
+    ('constraint-table-does-not-exist', _with(_set(CONSTRAINT + ('table',), 'Classes')),
+     ['constraint "pt_walk_class_key"', 'Classes']),
+    ('constraint-column-does-not-exist', _with(_set(CONSTRAINT + ('columns',), ['name', 'grades'])),
+     ['constraint "pt_walk_class_key"', 'grades']),
+    ('constraint-on-duplicate-keys', _with(lambda p: p['constraints'][0].update(table='Job', columns=['teacherId'])),
+     ['Duplicate keys block the planned unique constraint(s) pt_walk_class_key']),
+    ('rename-of-a-non-text-column', _with(lambda p: p['constraints'][0].update(
+        table='Job', columns=['status'], on_duplicates='rename')),
+     ['constraint "pt_walk_class_key": on_duplicates=rename with these options is not possible', 'text']),
+    ('keep-oldest-by-missing-column', _with(lambda p: p['constraints'][0].update(
+        on_duplicates='rename', keep_oldest_by=['createdOn'])),
+     ['constraint "pt_walk_class_key": on_duplicates=rename', 'createdOn']),
+    ('keep-oldest-by-missing-column-on-fail', _with(lambda p: p['constraints'][0].update(keep_oldest_by=['created'])),
+     ['constraint "pt_walk_class_key": on_duplicates=fail with these options is not possible', 'created']),
+    ('baseline-query-deletes', _with(lambda p: p['baseline_queries'][0].update(params={}, sql=(
+        'WITH gone AS (DELETE FROM "Job" RETURNING 1) SELECT count(*) FROM gone'))),
+     ['baseline query "open_jobs" is refused', 'data-modifying statement (DELETE)']),
+    ('baseline-query-smuggles-statements', _with(lambda p: p['baseline_queries'][0].update(params={}, sql=(
+        "SELECT E'\\''; COMMIT; DELETE FROM \"Job\""))),
+     ['baseline query "open_jobs" is refused', 'statements']),
+    ('baseline-parameter-query-terminates', _with(_set(QUERY + ('params',), dict(status=dict(
+        query='SELECT pg_terminate_backend(pid)::text FROM pg_stat_activity LIMIT 1')))),
+     ['baseline query "open_jobs", parameter status: its query is refused', 'pg_terminate_backend()']),
+]
+
+# Plan files that are not YAML at all, as text: the parser's own message, with where it stopped.
+RAW = [
+    ('plan-not-yaml', 'name: walk\ntables: [ {name: Job, indexes: [{name: pt_x_idx, columns: [id]}]\n',
+     ['did not find expected', 'line 3, column 1']),
+    ('plan-file-tabs', 'name: walk\ntables:\n\t- name: Job\n', ['found character', 'that cannot start any token']),
+]
+
+ALL = FORMAT + CATALOG + RAW

@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+"""The controller-side plan check (plugins/filter/migration_plan.py): every structural problem, naming its entry."""
+
+import importlib.util
+import os
+
+import pytest
+import yaml
+
+import bad_plans
+import helpers
+
+
+def _filter():
+    path = os.path.join(helpers.REPO_ROOT, 'plugins', 'filter', 'migration_plan.py')
+    spec = importlib.util.spec_from_file_location('pgzd_filter_migration_plan', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+mp = _filter()
+
+
+def test_the_shipped_and_the_walk_plans_are_well_formed():
+    with open(helpers.PLAN_T12_PATH) as handle:
+        assert mp.plan_errors(yaml.safe_load(handle)) == []
+    assert mp.plan_errors(bad_plans.GOOD) == []
+
+
+@pytest.mark.parametrize('name,plan,fragments', bad_plans.FORMAT, ids=[case[0] for case in bad_plans.FORMAT])
+def test_a_malformed_plan_is_refused_naming_the_entry(name, plan, fragments):
+    errors = mp.plan_errors(plan)
+    assert errors, name
+    text = '\n'.join(errors)
+    for fragment in fragments:
+        assert fragment in text, (fragment, errors)
+
+
+@pytest.mark.parametrize('name,plan,fragments', bad_plans.CATALOG, ids=[case[0] for case in bad_plans.CATALOG])
+def test_what_needs_the_catalog_passes_the_format_check(name, plan, fragments):
+    # These are the preflight's to refuse (tests/integration/test_bad_plans.py): the format check lets them by.
+    assert mp.plan_errors(plan) == [], name
+
+
+def test_every_problem_is_listed_at_once():
+    plan = dict(name='x', tables=[dict(name='Job', indexes=[dict(name='a', columns='a,b', unique='yes')])],
+                constraints=[dict(name='a', table='Job', columns=['a'])],
+                baseline_queries=[dict(name='q', sql='SELECT %(x)s', params=dict(y=1))])
+    errors = mp.plan_errors(plan)
+    assert len(errors) == 5, errors
+
+
+def test_the_filter_is_registered_under_its_name():
+    assert mp.FilterModule().filters()['pgzd_plan_errors'] is mp.plan_errors
