@@ -782,7 +782,7 @@ class OnlineIndexRunner(object):
                 seconds, sessions = self.waits.get(spec['name'], (0.0, []))
                 self.waits[spec['name']] = (round(seconds + self.watcher.waited_seconds, 1),
                                             self.watcher.sessions or sessions)
-            if not self._connection_lost():
+            if not self.connection_lost():
                 self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, false)",
                             dict(value=str(self.lock_timeout)))
 
@@ -801,7 +801,7 @@ class OnlineIndexRunner(object):
                 work()
                 return attempt - 1
             except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
-                if self._connection_lost():
+                if self.connection_lost():
                     self.leftovers.append('%s.%s' % (spec['schema'], spec['name']))
                     raise OnlineIndexError(self._lost_connection_message(self.render(statement), error, attempt))
                 if sqlstate(error) is None:
@@ -817,7 +817,7 @@ class OnlineIndexRunner(object):
                 raise OnlineIndexError(self._failure_message(self.render(statement), decision, error, attempt,
                                                              leftover))
 
-    def _connection_lost(self):
+    def connection_lost(self):
         """Whether the session is gone (psycopg2 and psycopg 3 both mark such a connection closed)."""
         return bool(getattr(self.connection, 'closed', False))
 

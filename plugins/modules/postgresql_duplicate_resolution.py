@@ -156,6 +156,7 @@ queries:
 
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.connection import connect_or_fail
 from ansible.module_utils.identifiers import identifier_error
 from ansible.module_utils.online_index import (
     error_text,
@@ -169,7 +170,6 @@ from ansible.module_utils.online_index import (
 from ansible.module_utils.unique_constraint import CONSTRAINT_OPTIONS, validate_constraint
 from ansible.module_utils.unique_keys import COLUMN_TYPES_QUERY, PRIMARY_KEY_QUERY, find_duplicates, rename_plan
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    connect_to_db,
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
@@ -405,7 +405,7 @@ def main():
         module.fail_json(msg='Duplicate resolution refused; nothing was changed:\n- %s' % '\n- '.join(errors))
 
     ensure_required_libs(module)
-    connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    connection = connect_or_fail(module, get_conn_params(module, params))
     errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout')])
     if errors:
         connection.close()

@@ -123,6 +123,7 @@ import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.connection import connect_or_fail
 from ansible.module_utils.online_index import (
     DDL_SESSION_LOCK_KEY,
     MIGRATION_LOCK_KEY,
@@ -284,7 +285,7 @@ def main():
         module.fail_json(msg='max_seconds must be at least 1, owner_pid and session_pid at least 0')
     ensure_required_libs(module)
     conn_params = get_conn_params(module, params)
-    connection, dummy = connect_to_db(module, dict(conn_params), autocommit=True)
+    connection = connect_or_fail(module, conn_params)
     cursor = connection.cursor()
     result = dict(changed=False, holder={}, queries=[])
     current = holders(cursor)

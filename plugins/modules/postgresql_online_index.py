@@ -282,6 +282,7 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.connection import connect_or_fail, connection_failure_message, target_of
 from ansible.module_utils.online_index import (
     ACTION_UNCHANGED,
     OnlineIndexError,
@@ -293,7 +294,6 @@ from ansible.module_utils.online_index import (
 )
 from ansible.module_utils.build_waits import seconds_option_error, warn_about_waits
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    connect_to_db,
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
@@ -346,7 +346,7 @@ def main():
                              first_failure=root, queries=[], indexes=[], lock_retries_used=0)
     ensure_required_libs(module)
     conn_params = get_conn_params(module, params)
-    connection, dummy = connect_to_db(module, dict(conn_params), autocommit=True)
+    connection = connect_or_fail(module, conn_params)
     errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout'), ('statement_timeout', 'statement_timeout')])
     errors += [e for e in (seconds_option_error(name, params[name]) for name in ('build_wait_timeout', 'build_wait_warn')) if e]
     if errors:
@@ -391,17 +391,22 @@ def main():
             continue
         try:
             entry['seconds'], entry['retries'] = runner.apply(decision)
-        except OnlineIndexError as error:
+            after = runner.read_existing_indexes(entry['schema'], [entry['name']]).get(entry['name'])
+        except Exception as error:  # OnlineIndexError, or a driver error once the connection is gone
+            if not isinstance(error, OnlineIndexError) and not runner.connection_lost():
+                raise
             result['queries'] = runner.executed_queries
             result['changed'] = bool(runner.executed_queries or runner.leftovers)
             result['lock_retries_used'] = runner.retries_used
             connection.close()
-            module.fail_json(msg='Index "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error),
+            module.fail_json(msg='Index "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error
+                                                             if isinstance(error, OnlineIndexError) else
+                                                             connection_failure_message(error, target_of(conn_params),
+                                                                                        'keep the connection to')),
                              **result)
         result['lock_retries_used'] += entry['retries']
         entry['waited_seconds'], entry['waited_for'] = runner.waits.get(entry['name'], (0.0, []))
         warn_about_waits(module, entry, params['build_wait_warn'])
-        after = runner.read_existing_indexes(entry['schema'], [entry['name']]).get(entry['name'])
         entry['definition'] = after['definition'] if after else None
 
     result['queries'] = runner.executed_queries

@@ -157,6 +157,7 @@ queries:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.connection import connect_or_fail
 from ansible.module_utils.online_index import (
     ACTION_CREATE,
     ACTION_REBUILD,
@@ -171,7 +172,6 @@ from ansible.module_utils.online_index import (
 from ansible.module_utils.query_baseline import parameter_names, read_only_error
 from ansible.module_utils.unique_keys import find_duplicates, format_duplicate_report
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    connect_to_db,
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
@@ -240,7 +240,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     ensure_required_libs(module)
-    connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    connection = connect_or_fail(module, get_conn_params(module, params))
     runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'])
 
     result = dict(changed=False, tables=[], pending_tables=[], queries=[], estimated_bytes=0, data_directory=None)

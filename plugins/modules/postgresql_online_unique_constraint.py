@@ -208,6 +208,7 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.connection import connect_or_fail
 from ansible.module_utils.build_waits import seconds_option_error, warn_about_waits
 from ansible.module_utils.online_index import (
     ACTION_DROP,
@@ -218,7 +219,6 @@ from ansible.module_utils.online_index import (
 )
 from ansible.module_utils.unique_constraint import CONSTRAINT_OPTIONS, UniqueConstraintRunner, planned_definition
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    connect_to_db,
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
@@ -268,7 +268,7 @@ def main():
     params = module.params
     ensure_required_libs(module)
     conn_params = get_conn_params(module, params)
-    connection, dummy = connect_to_db(module, dict(conn_params), autocommit=True)
+    connection = connect_or_fail(module, conn_params)
     errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout'), ('index_lock_timeout', 'lock_timeout'), ('statement_timeout', 'statement_timeout')])
     errors += [e for e in (seconds_option_error(name, params[name]) for name in ('build_wait_timeout', 'build_wait_warn')) if e]
     if errors:

@@ -146,6 +146,7 @@ queries:
 import uuid
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.connection import connect_or_fail
 from ansible.module_utils.identifiers import identifier_error
 from ansible.module_utils.online_index import (
     advisory_lock_holders,
@@ -168,7 +169,6 @@ from ansible.module_utils.prisma_history import (
     render_checksum,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    connect_to_db,
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
@@ -315,7 +315,7 @@ def main():
         module.fail_json(msg='Prisma history change refused; nothing was changed:\n- %s' % '\n- '.join(errors), **result)
 
     ensure_required_libs(module)
-    connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    connection = connect_or_fail(module, get_conn_params(module, params))
     errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout')])
     if errors:
         connection.close()

@@ -135,6 +135,7 @@ slower:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.connection import connect_or_fail
 from ansible.module_utils.online_index import error_text, option_errors, sql_module
 from ansible.module_utils.plan_sql import HAS_PGLAST, MISSING_PARSER, statement_error
 from ansible.module_utils.query_baseline import (
@@ -148,7 +149,6 @@ from ansible.module_utils.query_baseline import (
     writing_nodes,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    connect_to_db,
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
@@ -284,7 +284,7 @@ def main():
         module.fail_json(msg='The baseline queries are refused; nothing was run:\n- %s' % '\n- '.join(errors), **result)
 
     ensure_required_libs(module)
-    connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    connection = connect_or_fail(module, get_conn_params(module, params))
     errors = option_errors(connection.cursor(), params, [('statement_timeout', 'statement_timeout')])
     if errors:
         connection.close()

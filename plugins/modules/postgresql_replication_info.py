@@ -169,6 +169,7 @@ queries:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.connection import connect_or_fail
 from ansible.module_utils.online_index import fetch_dicts
 from ansible.module_utils.replication import (
     IN_RECOVERY_SQL,
@@ -183,7 +184,6 @@ from ansible.module_utils.replication import (
     unreadable_replicas,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    connect_to_db,
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
@@ -221,7 +221,7 @@ def main():
     if params['poll_interval'] <= 0:
         module.fail_json(msg='poll_interval must be more than 0, not %s' % params['poll_interval'])
     ensure_required_libs(module)
-    connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    connection = connect_or_fail(module, get_conn_params(module, params))
     reader = ReplicationReader(connection.cursor())
 
     server = reader.read(IN_RECOVERY_SQL)[0]

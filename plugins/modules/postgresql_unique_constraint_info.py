@@ -149,6 +149,7 @@ report:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.connection import connect_or_fail
 from ansible.module_utils.online_index import ACTION_UNCHANGED, OnlineIndexError, error_text, fetch_dicts, sql_module
 from ansible.module_utils.unique_constraint import UniqueConstraintRunner
 from ansible.module_utils.unique_keys import (
@@ -159,7 +160,6 @@ from ansible.module_utils.unique_keys import (
     rename_plan,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    connect_to_db,
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
@@ -190,7 +190,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     ensure_required_libs(module)
-    connection, dummy = connect_to_db(module, get_conn_params(module, params), autocommit=True)
+    connection = connect_or_fail(module, get_conn_params(module, params))
     sql = sql_module()
     runner = UniqueConstraintRunner(connection)
     cursor = connection.cursor()
