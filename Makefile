@@ -4,7 +4,7 @@ VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: run test bootstrap cluster migrate rollback lint unit integration molecule bench bench-load clean
+.PHONY: run test bootstrap cluster migrate rollback lint unit integration molecule bench bench-load bench-waits clean
 
 ## run: start the local cluster with the T12 schema and sample data, then migrate it (the main job)
 run: bootstrap cluster migrate
@@ -45,6 +45,10 @@ bench: bootstrap
 ## bench-load: zero downtime under a concurrent write load (issue 5), scale 1; see bench/README.md
 bench-load: bootstrap
 	python bench/zero_downtime.py --scale 1
+
+## bench-waits: a 120 s snapshot during a build, scale 3 (issue 13): built once, no retry; see bench/README.md
+bench-waits: bootstrap
+	python bench/build_waits.py --scale 3
 
 ## clean: stop and delete the local cluster
 clean:
