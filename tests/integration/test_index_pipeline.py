@@ -72,6 +72,8 @@ def test_a_queued_table_does_not_start_after_a_failed_one_and_a_rerun_converges(
     assert 'Not started, nothing changed on them: public.pt_pipe_c (queued behind the failure above)' in output
     assert 'not started, nothing was changed' not in output  # no queued table restates (or nests) the failure
     assert index_state(db, 'pt_pipe_c') is None
+    # What was changed before the failure is said, and kept.
+    assert 'Done by the runs that succeeded, and kept: created pt_pipe_a_k_key_idx on public.pt_pipe_a' in output
 
     rerun = helpers.run_playbook('playbooks/indexes.yml', extra_vars(pg_cluster, tmp_path))
     assert rerun.returncode == 0, rerun.stdout[-3000:]

@@ -96,8 +96,33 @@ def test_a_failed_migration_still_writes_its_report(db, pg_cluster, tmp_path):
     (fake_bin / 'pg_dump').chmod(0o755)
     run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, backup_bin_dir=str(fake_bin)))
     assert run.returncode != 0
+    assert 'No index or constraint of the plan was changed before it.' in ' '.join(run.stdout.split())
     with open(os.path.join(report_dir(tmp_path), 'report.json')) as handle:
         report = json.load(handle)
     assert report['status'] == 'failed' and 'pg_dump on the control node is version 13' in report['failure']
     assert report['indexes'] == [] and not all(c['met'] for c in report['success_criteria'])
     assert helpers.unique_constraints(db) == []
+
+
+def test_a_migration_that_fails_after_ddl_says_what_it_changed_and_the_rerun_goes_on(db, pg_cluster, tmp_path,
+                                                                                   connect):
+    # A writer on "Class" outlasts build_wait_timeout: the 26 indexes are built, the unique index is not.
+    writer = connect()
+    helpers.query(writer, 'BEGIN')
+    helpers.query(writer, 'UPDATE "Class" SET "updatedAt" = "updatedAt" WHERE "id" = (SELECT min("id") FROM "Class")')
+    try:
+        run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, backup_enabled='false',
+                                                                         build_wait_timeout=3))
+    finally:
+        writer.close()
+    output = ' '.join(run.stdout.split())
+    assert run.returncode != 0, output[-3000:]
+    assert 'The migration stopped.' in output and 'gave up after waiting' in output
+    assert 'Changed before it, and kept (a rerun goes on from there): created Job_teacherId_status_idx, ' in output
+    assert 'created SystemLog_userId_level_idx.' in output, output[-3000:]
+    assert helpers.unique_constraints(db) == []
+    rerun = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, backup_enabled='false'))
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    assert helpers.unique_constraints(db) == [('Class', 'Class_name_grade_key')]
+    helpers.run_playbook('playbooks/rollback.yml', cluster_vars(pg_cluster, tmp_path))
+
