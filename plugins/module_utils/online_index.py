@@ -17,6 +17,7 @@ import random
 import time
 
 from ansible.module_utils.build_waits import BuildWatcher
+from ansible.module_utils.connection import connection_failure_message, target_of
 from ansible.module_utils.identifiers import identifier_error
 from ansible.module_utils.plan_sql import expression_error, statement_error
 
@@ -476,7 +477,8 @@ def watch_connection_factory(module, conn_params):
     def connect():
         connection, error = connect_to_db(module, dict(conn_params), autocommit=True, fail_on_conn=False)
         if connection is None:
-            raise OnlineIndexError('cannot open the connection that watches the build: %s' % error)
+            raise OnlineIndexError(connection_failure_message(error, target_of(conn_params),
+                                                              'open the connection that watches the build, to'))
         return connection
     return connect
 
