@@ -88,14 +88,6 @@ options:
     description: Base delay in seconds before the first retry; it doubles each retry.
     type: float
     default: 1.0
-  lock_session_pid:
-    description:
-      - Backend pid of the session that holds the run's migration lock (M(postgresql_migration_lock) sets the fact
-        C(pgzd_lock_session_pid) to it). Before every statement that changes the database, the module proves
-        that session still holds the lock, and stops naming what happened when it does not, so a run whose lock
-        was lost cannot go on unlocked. 0 (the default) checks nothing.
-    type: int
-    default: 0
   session_role:
     description: Switch to this role after connecting.
     type: str
@@ -108,6 +100,7 @@ author:
   - pg-zero-downtime maintainers
 extends_documentation_fragment:
   - community.postgresql.postgres
+  - pgzd_migration_lock
 '''
 
 EXAMPLES = r'''

@@ -131,14 +131,6 @@ options:
         whatever the server or role default is.
     type: str
     default: '0'
-  lock_session_pid:
-    description:
-      - Backend pid of the session that holds the run's migration lock (M(postgresql_migration_lock) sets the fact
-        C(pgzd_lock_session_pid) to it). Before every statement that changes the database, the module proves
-        that session still holds the lock, and stops naming what happened when it does not, so a run whose lock
-        was lost cannot go on unlocked. 0 (the default) checks nothing.
-    type: int
-    default: 0
   session_role:
     description:
       - Switch to this role after connecting; the DDL runs with its privileges.
@@ -177,6 +169,7 @@ author:
   - pg-zero-downtime maintainers
 extends_documentation_fragment:
   - community.postgresql.postgres
+  - pgzd_migration_lock
 '''
 
 EXAMPLES = r'''
