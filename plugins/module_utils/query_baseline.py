@@ -28,6 +28,26 @@ def parameter_names(text):
     return sorted(set(PARAMETER.findall(text or '')))
 
 
+def query_problems(queries):
+    """Why baseline queries would be refused before they run: each one's text, its parameter queries and the
+    parameters it uses but does not give. Used by the baseline itself and, before any DDL, by the preflight."""
+    problems = []
+    for query in queries:
+        label = 'baseline query "%s"' % query.get('name')
+        problem = read_only_error(query.get('sql'))
+        if problem:
+            problems.append('%s is refused: %s' % (label, problem))
+        for name, value in sorted((query.get('params') or {}).items()):
+            if isinstance(value, dict):
+                problem = read_only_error(value.get('query'))
+                if problem:
+                    problems.append('%s, parameter %s: its query is refused: %s' % (label, name, problem))
+        missing = [p for p in parameter_names(query.get('sql')) if p not in (query.get('params') or {})]
+        if missing:
+            problems.append('%s uses %s but params gives no value for it' % (label, ', '.join(missing)))
+    return problems
+
+
 def plan_nodes(node):
     """Every node of a plan tree (the dict under "Plan"), depth first."""
     nodes = [node]

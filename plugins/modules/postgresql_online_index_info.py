@@ -169,32 +169,13 @@ from ansible.module_utils.online_index import (
     fetch_dicts,
     sql_module,
 )
-from ansible.module_utils.query_baseline import parameter_names, read_only_error
+from ansible.module_utils.query_baseline import query_problems
 from ansible.module_utils.unique_keys import find_duplicates, format_duplicate_report
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
 )
-
-
-def baseline_problems(queries):
-    """Why the plan's baseline queries would be refused by the baseline phase (the parser's verdicts), if at all."""
-    problems = []
-    for query in queries:
-        label = 'baseline query "%s"' % query.get('name')
-        problem = read_only_error(query.get('sql'))
-        if problem:
-            problems.append('%s is refused: %s' % (label, problem))
-        for name, value in sorted((query.get('params') or {}).items()):
-            if isinstance(value, dict):
-                problem = read_only_error(value.get('query'))
-                if problem:
-                    problems.append('%s, parameter %s: its query is refused: %s' % (label, name, problem))
-        missing = [p for p in parameter_names(query.get('sql')) if p not in (query.get('params') or {})]
-        if missing:
-            problems.append('%s uses %s but params gives no value for it' % (label, ', '.join(missing)))
-    return problems
 
 
 def duplicate_problems(runner, schema, table, unique_specs, sample_ids):
@@ -244,7 +225,7 @@ def main():
     runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'])
 
     result = dict(changed=False, tables=[], pending_tables=[], queries=[], estimated_bytes=0, data_directory=None)
-    problems = baseline_problems(params['baseline_queries'])
+    problems = query_problems(params['baseline_queries'])
     seen = {}
     schemas = sorted(set(table['schema'] or params['schema'] for table in params['tables']))
     present = set(row['nspname'] for row in fetch_dicts(

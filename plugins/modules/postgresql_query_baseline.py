@@ -141,7 +141,7 @@ from ansible.module_utils.plan_sql import HAS_PGLAST, MISSING_PARSER, statement_
 from ansible.module_utils.query_baseline import (
     PARAMETER,
     compare,
-    parameter_names,
+    query_problems,
     read_only_error,
     runs_needed,
     strip_statement,
@@ -243,14 +243,7 @@ def input_errors(queries, runs, budget_ms=0):
         errors.append('runs must be 1 or more, not %s' % runs)
     if budget_ms < 0:
         errors.append('budget_ms must be 0 or more, not %s' % budget_ms)
-    for query in queries:
-        problem = read_only_error(query['sql'])
-        if problem:
-            errors.append('query "%s" is refused, %s' % (query['name'], problem))
-        missing = [p for p in parameter_names(query['sql']) if p not in (query['params'] or {})]
-        if missing:
-            errors.append('query "%s" uses %s but params has no value for it' % (query['name'], ', '.join(missing)))
-    return errors
+    return errors + query_problems(queries)
 
 
 def main():
