@@ -53,8 +53,8 @@ def build(login, lock_timeout='5s'):
                 lock_timeout=lock_timeout)
     started = time.monotonic()
     process = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible'), 'localhost', '-m',
-                              'postgresql_online_index', '-a', json.dumps(args)], cwd=ROOT, env=ansible_env(),
-                             capture_output=True, text=True, timeout=3600)
+                              'pg_zero_downtime.migrations.postgresql_online_index', '-a', json.dumps(args)],
+                             cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=3600)
     ended = time.monotonic()
     line = next(line for line in reversed(process.stdout.splitlines()) if line.startswith('{"plays"'))
     result = json.loads(line)['plays'][0]['tasks'][0]['hosts']['localhost']

@@ -153,9 +153,7 @@ class Bench:
         times_file = None
         if argv[0] == 'ansible-playbook':
             times_file = os.path.join(self.cluster_dir, 'task_times-%s.json' % name)
-            # The project's own callback directory stays on the path (ansible.cfg may name a stdout callback there).
-            env.update(ANSIBLE_CALLBACK_PLUGINS=os.pathsep.join([os.path.join(ROOT, 'plugins', 'callback'),
-                                                                 os.path.join(ROOT, 'bench', 'callback_plugins')]),
+            env.update(ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, 'bench', 'callback_plugins'),
                        ANSIBLE_CALLBACKS_ENABLED='bench_task_timer', BENCH_TASK_TIMES=times_file)
         before_runs = set(glob.glob(os.path.join(self.artifacts_dir, 'runs', '*')))
         load = load_module.Load(self.connect_kwargs, threads=self.args.threads, rate=self.args.rate,

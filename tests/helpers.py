@@ -7,7 +7,7 @@
 - Catalog helpers over a psycopg2 autocommit connection.
 """
 
-import importlib.util
+import importlib
 import json
 import os
 import re
@@ -22,31 +22,35 @@ PLAN_T12_PATH = os.path.join(REPO_ROOT, 'plans', 't12.yml')
 # Every index the integration tests create starts with this prefix; the cleanup drops them all.
 TEST_INDEX_PREFIX = 'pt_'
 
+COLLECTION = 'pg_zero_downtime.migrations'
+COLLECTIONS_DIR = os.path.join(REPO_ROOT, 'collections')
+
+
 def load_online_index():
     """The module_utils engine, importable as Ansible would (see load_module_utils)."""
     return load_module_utils('online_index')
 
 
 def load_module_utils(name):
-    """A file of plugins/module_utils, importable as Ansible would: ansible.module_utils.<name>.
+    """A file of plugins/module_utils, imported by its collection path as Ansible imports it:
+    ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.<name>.
 
-    Its imports of sibling module_utils (ansible.module_utils.online_index, ...) are satisfied by loading
-    those files the same way, so the pure functions run under pytest without Ansible's module packaging.
+    collections/ holds community.postgresql and the link of this checkout as the collection
+    (scripts/bootstrap), so the files' own imports of each other and of community.postgresql resolve too.
     """
-    qualified = 'ansible.module_utils.' + name
-    if qualified not in sys.modules:
-        import ansible.module_utils  # the real package; the project's files are added to it
-        path = os.path.join(REPO_ROOT, 'plugins', 'module_utils', name + '.py')
-        with open(path) as source:
-            for sibling in re.findall(r'^from ansible\.module_utils\.(\w+) import', source.read(), re.M):
-                if os.path.exists(os.path.join(REPO_ROOT, 'plugins', 'module_utils', sibling + '.py')):
-                    load_module_utils(sibling)
-        spec = importlib.util.spec_from_file_location(qualified, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[qualified] = module
-        spec.loader.exec_module(module)
-        setattr(ansible.module_utils, name, module)
-    return sys.modules[qualified]
+    return importlib.import_module(collection_path('plugins.module_utils.' + name))
+
+
+def collection_path(dotted):
+    """The Python name of a file of the collection, e.g. collection_path('plugins.filter.plan_errors')."""
+    if COLLECTIONS_DIR not in sys.path:
+        sys.path.insert(0, COLLECTIONS_DIR)
+    return 'ansible_collections.%s.%s' % (COLLECTION, dotted)
+
+
+def fqcn(name):
+    """The collection's own module, role or plugin by its full name (names with a dot are kept)."""
+    return name if '.' in name else '%s.%s' % (COLLECTION, name)
 
 
 def _tool(name):
@@ -63,8 +67,7 @@ def ansible_env(**extra):
     env.update(
         ANSIBLE_CONFIG=os.path.join(REPO_ROOT, 'ansible.cfg'),
         ANSIBLE_STDOUT_CALLBACK='pgzd_test_json',
-        ANSIBLE_CALLBACK_PLUGINS=os.pathsep.join([os.path.join(TESTS_DIR, 'callback_plugins'),
-                                                  os.path.join(REPO_ROOT, 'plugins', 'callback')]),
+        ANSIBLE_CALLBACK_PLUGINS=os.path.join(TESTS_DIR, 'callback_plugins'),
         ANSIBLE_LOAD_CALLBACK_PLUGINS='1',
         ANSIBLE_NOCOLOR='1',
         ANSIBLE_FORCE_COLOR='0',
@@ -95,7 +98,7 @@ def run_ansible_module(module, args, check=False, diff=False, timeout=120):
 
     The result dict gets ``_rc`` / ``_stderr`` keys for assertion messages.
     """
-    argv = [_tool('ansible'), 'localhost', '-m', module, '-a', json.dumps(args)]
+    argv = [_tool('ansible'), 'localhost', '-m', fqcn(module), '-a', json.dumps(args)]
     if check:
         argv.append('--check')
     if diff:

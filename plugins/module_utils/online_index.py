@@ -16,10 +16,14 @@ import os
 import random
 import time
 
-from ansible.module_utils.build_waits import BuildWatcher
-from ansible.module_utils.connection import connection_failure_message, target_of
-from ansible.module_utils.identifiers import identifier_error
-from ansible.module_utils.plan_sql import expression_error, statement_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import BuildWatcher
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
+    connection_failure_message, target_of,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import (
+    expression_error, statement_error,
+)
 
 # The advisory lock keys of pg-zero-downtime ('pgzd' as a 32-bit integer): (key, 0) is the migration lock
 # of a run (postgresql_migration_lock); (key, 1) is held shared by every session running its DDL.

@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.module_utils.plan_sql import PARAMETER, query_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import PARAMETER, query_error
 
 # Plan nodes that write or lock rows: a statement whose plain EXPLAIN has one is refused before it runs.
 WRITING_NODES = ('ModifyTable', 'LockRows')

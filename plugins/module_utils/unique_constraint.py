@@ -12,8 +12,8 @@ __metaclass__ = type
 
 import time
 
-from ansible.module_utils.identifiers import identifier_error
-from ansible.module_utils.online_index import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
     ACTION_CREATE,
     ACTION_DROP,
     ACTION_REBUILD,
@@ -22,7 +22,9 @@ from ansible.module_utils.online_index import (
     OnlineIndexRunner,
     sqlstate,
 )
-from ansible.module_utils.unique_keys import find_duplicates, format_duplicate_report
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import (
+    find_duplicates, format_duplicate_report,
+)
 
 # The unique index already exists, valid and equivalent: only the ALTER TABLE runs.
 ACTION_ATTACH = 'attached'

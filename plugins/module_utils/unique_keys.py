@@ -7,8 +7,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.module_utils.online_index import fetch_dicts
-from ansible.module_utils.plan_sql import statement_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import statement_error
 
 PRIMARY_KEY_QUERY = """
 SELECT a.attname::text AS column_name

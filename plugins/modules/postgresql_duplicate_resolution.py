@@ -100,7 +100,7 @@ author:
   - pg-zero-downtime maintainers
 extends_documentation_fragment:
   - community.postgresql.postgres
-  - pgzd_migration_lock
+  - pg_zero_downtime.migrations.migration_lock
 '''
 
 EXAMPLES = r'''
@@ -149,9 +149,9 @@ queries:
 
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.connection import connect_or_fail
-from ansible.module_utils.identifiers import identifier_error
-from ansible.module_utils.online_index import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
     error_text,
     fetch_dicts,
     migration_lock_error,
@@ -160,8 +160,12 @@ from ansible.module_utils.online_index import (
     sql_module,
     sqlstate,
 )
-from ansible.module_utils.unique_constraint import CONSTRAINT_OPTIONS, validate_constraint
-from ansible.module_utils.unique_keys import COLUMN_TYPES_QUERY, PRIMARY_KEY_QUERY, find_duplicates, rename_plan
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
+    CONSTRAINT_OPTIONS, validate_constraint,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import (
+    COLUMN_TYPES_QUERY, PRIMARY_KEY_QUERY, find_duplicates, rename_plan,
+)
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,

@@ -123,8 +123,8 @@ import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.connection import connect_or_fail
-from ansible.module_utils.online_index import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
     DDL_SESSION_LOCK_KEY,
     MIGRATION_LOCK_KEY,
     advisory_lock_holders,

@@ -169,7 +169,7 @@ author:
   - pg-zero-downtime maintainers
 extends_documentation_fragment:
   - community.postgresql.postgres
-  - pgzd_migration_lock
+  - pg_zero_downtime.migrations.migration_lock
 '''
 
 EXAMPLES = r'''
@@ -275,8 +275,10 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.connection import connect_or_fail, connection_failure_message, target_of
-from ansible.module_utils.online_index import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
+    connect_or_fail, connection_failure_message, target_of,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
     ACTION_UNCHANGED,
     OnlineIndexError,
     OnlineIndexRunner,
@@ -285,7 +287,9 @@ from ansible.module_utils.online_index import (
     wait_for_runs,
     watch_connection_factory,
 )
-from ansible.module_utils.build_waits import seconds_option_error, warn_about_waits
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
+    seconds_option_error, warn_about_waits,
+)
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,

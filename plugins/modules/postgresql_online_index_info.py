@@ -11,7 +11,7 @@ DOCUMENTATION = r'''
 module: postgresql_online_index_info
 short_description: Check a whole index plan against a live database and report what each table needs
 description:
-  - Read-only preflight for M(postgresql_online_index), over every table of a plan in one connection.
+  - Read-only preflight for M(pg_zero_downtime.migrations.postgresql_online_index), over every table of a plan in one connection.
     It applies the same validation (tables, columns, identifiers, duplicates, methods, predicates) and the
     same decisions, so one call proves the whole plan applicable before the first DDL of a migration, and
     tells which tables have work left (a rerun of a finished migration then touches no table).
@@ -47,7 +47,7 @@ options:
         description: Schema of the table; defaults to O(schema).
         type: str
       indexes:
-        description: The table's indexes, with the suboptions of M(postgresql_online_index)'s C(indexes).
+        description: The table's indexes, with the suboptions of M(pg_zero_downtime.migrations.postgresql_online_index)'s C(indexes).
         type: list
         elements: dict
         required: true
@@ -58,7 +58,7 @@ options:
     default: public
   baseline_queries:
     description:
-      - The plan's baseline queries (C(name), C(sql), C(params)), checked as M(postgresql_query_baseline) will
+      - The plan's baseline queries (C(name), C(sql), C(params)), checked as M(pg_zero_downtime.migrations.postgresql_query_baseline) will
         check them; nothing of them runs here.
     type: list
     elements: dict
@@ -157,8 +157,8 @@ queries:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.connection import connect_or_fail
-from ansible.module_utils.online_index import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
     ACTION_CREATE,
     ACTION_REBUILD,
     ACTION_UNCHANGED,
@@ -169,8 +169,10 @@ from ansible.module_utils.online_index import (
     fetch_dicts,
     sql_module,
 )
-from ansible.module_utils.query_baseline import query_problems
-from ansible.module_utils.unique_keys import find_duplicates, format_duplicate_report
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.query_baseline import query_problems
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import (
+    find_duplicates, format_duplicate_report,
+)
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,

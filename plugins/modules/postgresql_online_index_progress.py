@@ -20,7 +20,7 @@ description:
     and query. Once a wait lasted O(build_wait_warn) seconds the line starts with C(WARNING). A build still waiting
     for its table lock, before PostgreSQL reports its progress, is shown too.
   - Meant for a task retried C(until) RV(finished) is true, with a short C(delay). The project's stdout
-    callback (C(pg_zero_downtime)) prints RV(progress_lines) at every retry, so the operator sees each build move.
+    callback (C(pg_zero_downtime.migrations.progress)) prints RV(progress_lines) at every retry, so the operator sees each build move.
   - Read-only on the database.
 version_added: '0.1.0'
 options:
@@ -112,8 +112,12 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.build_waits import WAITING_ON_QUERY, wait_summary
-from ansible.module_utils.online_index import error_text, fetch_dicts, read_async_result
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
+    WAITING_ON_QUERY, wait_summary,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
+    error_text, fetch_dicts, read_async_result,
+)
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,

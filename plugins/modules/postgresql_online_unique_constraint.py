@@ -121,7 +121,7 @@ author:
   - pg-zero-downtime maintainers
 extends_documentation_fragment:
   - community.postgresql.postgres
-  - pgzd_migration_lock
+  - pg_zero_downtime.migrations.migration_lock
 '''
 
 EXAMPLES = r'''
@@ -201,16 +201,20 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.connection import connect_or_fail
-from ansible.module_utils.build_waits import seconds_option_error, warn_about_waits
-from ansible.module_utils.online_index import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
+    seconds_option_error, warn_about_waits,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
     ACTION_DROP,
     ACTION_UNCHANGED,
     OnlineIndexError,
     option_errors,
     watch_connection_factory,
 )
-from ansible.module_utils.unique_constraint import CONSTRAINT_OPTIONS, UniqueConstraintRunner, planned_definition
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
+    CONSTRAINT_OPTIONS, UniqueConstraintRunner, planned_definition,
+)
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,

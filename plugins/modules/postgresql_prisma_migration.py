@@ -146,9 +146,9 @@ queries:
 import uuid
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.connection import connect_or_fail
-from ansible.module_utils.identifiers import identifier_error
-from ansible.module_utils.online_index import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
     advisory_lock_holders,
     error_text,
     fetch_dicts,
@@ -156,7 +156,7 @@ from ansible.module_utils.online_index import (
     run_transaction,
     sql_module,
 )
-from ansible.module_utils.prisma_history import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma_history import (
     ACTION_ABSENT,
     ACTION_RECORDED,
     ACTION_REMOVED,

@@ -135,10 +135,14 @@ slower:
 import json
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.connection import connect_or_fail
-from ansible.module_utils.online_index import error_text, option_errors, sql_module
-from ansible.module_utils.plan_sql import HAS_PGLAST, MISSING_PARSER, statement_error
-from ansible.module_utils.query_baseline import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
+    error_text, option_errors, sql_module,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import (
+    HAS_PGLAST, MISSING_PARSER, statement_error,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.query_baseline import (
     PARAMETER,
     compare,
     query_problems,

@@ -149,10 +149,14 @@ report:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.connection import connect_or_fail
-from ansible.module_utils.online_index import ACTION_UNCHANGED, OnlineIndexError, error_text, fetch_dicts, sql_module
-from ansible.module_utils.unique_constraint import UniqueConstraintRunner
-from ansible.module_utils.unique_keys import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
+    ACTION_UNCHANGED, OnlineIndexError, error_text, fetch_dicts, sql_module,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
+    UniqueConstraintRunner,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import (
     COLUMN_TYPES_QUERY,
     PRIMARY_KEY_QUERY,
     find_duplicates,

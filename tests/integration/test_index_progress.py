@@ -3,7 +3,7 @@
 
 Two tables (made by the test, dropped after), each with an application transaction that wrote to it before
 its build: the build waits for it, so it is in flight long enough to watch on any machine. The
-play runs with the project's stdout callback (pg_zero_downtime), which prints each poll of
+play runs with the project's stdout callback (pg_zero_downtime.migrations.progress), which prints each poll of
 pg_stat_progress_create_index: index, phase, percent.
 """
 
@@ -55,7 +55,7 @@ def run_indexes(pg_cluster, tmp_path, parallelism):
     for name, value in extra.items():
         argv += ['-e', '%s=%s' % (name, value)]
     return subprocess.run(argv, cwd=helpers.REPO_ROOT, capture_output=True, text=True, timeout=900,
-                          env=helpers.ansible_env(ANSIBLE_STDOUT_CALLBACK='pg_zero_downtime'))
+                          env=helpers.ansible_env(ANSIBLE_STDOUT_CALLBACK='pg_zero_downtime.migrations.progress'))
 
 
 def polls(output):

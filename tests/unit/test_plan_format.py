@@ -1,8 +1,7 @@
 # -*- coding: utf-8 -*-
-"""The controller-side plan check (plugins/filter/migration_plan.py): every structural problem, naming its entry."""
+"""The controller-side plan check (plugins/filter/plan_errors.py): every structural problem, naming its entry."""
 
-import importlib.util
-import os
+import importlib
 
 import pytest
 import yaml
@@ -11,15 +10,7 @@ import bad_plans
 import helpers
 
 
-def _filter():
-    path = os.path.join(helpers.REPO_ROOT, 'plugins', 'filter', 'migration_plan.py')
-    spec = importlib.util.spec_from_file_location('pgzd_filter_migration_plan', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-mp = _filter()
+mp = importlib.import_module(helpers.collection_path('plugins.filter.plan_errors'))
 
 
 def test_the_shipped_and_the_walk_plans_are_well_formed():
@@ -52,4 +43,4 @@ def test_every_problem_is_listed_at_once():
 
 
 def test_the_filter_is_registered_under_its_name():
-    assert mp.FilterModule().filters()['pgzd_plan_errors'] is mp.plan_errors
+    assert mp.FilterModule().filters()['plan_errors'] is mp.plan_errors

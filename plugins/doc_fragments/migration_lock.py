@@ -12,7 +12,7 @@ class ModuleDocFragment(object):
 options:
   lock_session_pid:
     description:
-      - Backend pid of the session that holds the run's migration lock (M(postgresql_migration_lock) sets the fact
+      - Backend pid of the session that holds the run's migration lock (M(pg_zero_downtime.migrations.postgresql_migration_lock) sets the fact
         C(pgzd_lock_session_pid) to it). Before every statement that changes the database, the module proves
         that session still holds the lock, and stops naming what happened when it does not, so a run whose lock
         was lost cannot go on unlocked. 0 (the default) checks nothing.

@@ -6,7 +6,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r'''
-name: pg_zero_downtime
+name: progress
 type: stdout
 short_description: Ansible's default output, plus the progress of index builds while they run
 description:
@@ -17,7 +17,7 @@ extends_documentation_fragment:
   - default_callback
   - result_format_callback
 requirements:
-  - set as stdout callback in ansible.cfg (stdout_callback = pg_zero_downtime)
+  - set as stdout callback in ansible.cfg (stdout_callback = pg_zero_downtime.migrations.progress)
 '''
 
 from ansible.plugins.callback.default import CallbackModule as DefaultCallbackModule
@@ -26,7 +26,7 @@ from ansible.plugins.callback.default import CallbackModule as DefaultCallbackMo
 class CallbackModule(DefaultCallbackModule):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = 'stdout'
-    CALLBACK_NAME = 'pg_zero_downtime'
+    CALLBACK_NAME = 'pg_zero_downtime.migrations.progress'
 
     def v2_runner_retry(self, result):
         lines = result._result.get('progress_lines')

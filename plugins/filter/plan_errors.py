@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The plan check that needs no database: every key of every entry, its type, and every name conflict inside the plan.
 
-roles/migration_plan runs it on the controller before anything connects (`plan | pgzd_plan_errors`), so a plan
+roles/migration_plan runs it on the controller before anything connects (`plan | pg_zero_downtime.migrations.plan_errors`), so a plan
 with a typo fails in a second with a message that names the entry (table, index, constraint, baseline query),
 instead of an argument-spec message without a path, or a failure after the first indexes were built. What needs
 the catalog or the data (tables, columns, types, duplicate keys, the SQL itself) is proven by the preflight
@@ -13,12 +13,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib.util
-import os
 import re
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
+
 DOCUMENTATION = r'''
-name: pgzd_plan_errors
+name: plan_errors
 short_description: Every structural problem of a pg-zero-downtime migration plan, each naming its entry
 description:
   - Takes a migration plan as loaded from its YAML file and returns a list of sentences, one per problem (empty
@@ -44,16 +44,6 @@ PLAN_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$')
 PARAMETER = re.compile(r'%\((\w+)\)s')
 
 
-def _identifiers():
-    """plugins/module_utils/identifiers.py, loaded from beside this file (it imports nothing)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils', 'identifiers.py')
-    spec = importlib.util.spec_from_file_location('pgzd_plan_identifiers', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-identifier_error = _identifiers().identifier_error
 
 
 def _type_name(value):
@@ -290,4 +280,4 @@ def plan_errors(plan):
 
 class FilterModule(object):
     def filters(self):
-        return dict(pgzd_plan_errors=plan_errors)
+        return dict(plan_errors=plan_errors)
