@@ -4,13 +4,13 @@ VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: run test bootstrap cluster migrate rollback lint unit integration molecule bench bench-load bench-waits clean
+.PHONY: run test bootstrap cluster migrate rollback lint sanity unit integration molecule bench bench-load bench-waits clean
 
 ## run: start the local cluster with the T12 schema and sample data, then migrate it (the main job)
 run: bootstrap cluster migrate
 
-## test: every test: lint, unit, integration against a real cluster, molecule scenarios
-test: bootstrap lint unit integration molecule
+## test: every test: lint, ansible-test sanity, unit, integration against a real cluster, molecule scenarios
+test: bootstrap lint sanity unit integration molecule
 
 bootstrap:
 	@scripts/bootstrap
@@ -28,6 +28,11 @@ rollback:
 lint:
 	yamllint --strict .
 	ansible-lint --profile production --offline
+
+# ansible-test sanity (validate-modules, yamllint of the docs, compile, import, pep8, ansible-doc, ...) on the
+# collection as built; pylint: scripts/sanity --test pylint.
+sanity:
+	scripts/sanity
 
 unit:
 	python -m pytest tests/unit -q

@@ -44,8 +44,6 @@ PLAN_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$')
 PARAMETER = re.compile(r'%\((\w+)\)s')
 
 
-
-
 def _type_name(value):
     # isinstance, not type(): Ansible hands filters its own (lazily templated) subclasses of dict, list and str.
     for kind, name in ((bool, 'true/false'), (dict, 'a mapping'), (list, 'a list'), (str, 'a string'),

@@ -580,9 +580,9 @@ class OnlineIndexRunner(object):
         rows = self._query(SIZE_QUERY, dict(schema=schema, table=table))
         widths = dict((row['column_name'], int(row['width'])) for row in rows)
         count = int(rows[0]['rows']) if rows else 0
-        return dict((spec['name'], estimate_index_bytes(count, [widths.get(c, 32) for c in
-                                                                 list(spec.get('columns') or []) + list(spec.get('include') or [])]))
-                    for spec in specs)
+        return dict((spec['name'], estimate_index_bytes(count, [
+            widths.get(c, 32) for c in list(spec.get('columns') or []) + list(spec.get('include') or [])]))
+            for spec in specs)
 
     def read_existing_indexes(self, schema, names):
         rows = self._query(EXISTING_INDEXES_QUERY, dict(schema=schema, names=list(names)))
@@ -627,8 +627,8 @@ class OnlineIndexRunner(object):
                 except Exception as error:  # as above
                     self.cursor.execute('ROLLBACK TO SAVEPOINT pgzd_probe')
                     errors.append('index "%s": PostgreSQL refuses its definition (%s): %s'
-                                  % (spec['name'], self.render(self.create_statement(schema, table, spec,
-                                                                                    concurrently=False)),
+                                  % (spec['name'],
+                                     self.render(self.create_statement(schema, table, spec, concurrently=False)),
                                      str(error).strip().splitlines()[0]))
         finally:
             self.cursor.execute('ROLLBACK')

@@ -81,12 +81,10 @@ def nodes(tree):
         for key, value in tree.items():
             if isinstance(value, dict) and key[:1].isupper():
                 yield key, value
-            for pair in nodes(value):
-                yield pair
+            yield from nodes(value)
     elif isinstance(tree, list):
         for item in tree:
-            for pair in nodes(item):
-                yield pair
+            yield from nodes(item)
 
 
 def function_name(fields):

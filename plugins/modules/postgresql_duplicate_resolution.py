@@ -95,9 +95,10 @@ attributes:
   check_mode:
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
 author:
-  - pg-zero-downtime maintainers
+  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
@@ -105,7 +106,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r'''
 - name: Rename all but the oldest Class of each (name, grade)
-  postgresql_duplicate_resolution:
+  pg_zero_downtime.migrations.postgresql_duplicate_resolution:
     login_db: app
     name: Class_name_grade_key
     table: Class
@@ -113,7 +114,7 @@ EXAMPLES = r'''
     run_id: t12-20261125T0300
 
 - name: Put the original names back (after the constraint is dropped)
-  postgresql_duplicate_resolution:
+  pg_zero_downtime.migrations.postgresql_duplicate_resolution:
     login_db: app
     name: Class_name_grade_key
     table: Class
@@ -171,6 +172,7 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
     get_conn_params,
     postgres_common_argument_spec,
 )
+
 
 class ResolutionError(Exception):
     """A problem the operator has to act on; the transaction was rolled back."""

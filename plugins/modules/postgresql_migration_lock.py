@@ -69,27 +69,28 @@ attributes:
   check_mode:
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
 author:
-  - pg-zero-downtime maintainers
+  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''
 - name: Take the migration lock of the database (one run at a time)
-  postgresql_migration_lock:
+  pg_zero_downtime.migrations.postgresql_migration_lock:
     login_db: app
     run_id: t12-20261125T030000Z
 
 - name: Prove before more DDL that this run still holds it
-  postgresql_migration_lock:
+  pg_zero_downtime.migrations.postgresql_migration_lock:
     login_db: app
     run_id: t12-20261125T030000Z
     session_pid: "{{ ansible_facts.pgzd_lock_session_pid }}"
 
 - name: Give it back
-  postgresql_migration_lock:
+  pg_zero_downtime.migrations.postgresql_migration_lock:
     login_db: app
     run_id: t12-20261125T030000Z
     session_pid: "{{ ansible_facts.pgzd_lock_session_pid }}"
@@ -310,7 +311,8 @@ def main():
         # Not a request for the lock: the proof that this run's session still holds it, before more DDL.
         connection.close()
         if ours:
-            module.exit_json(**dict(result, holder=ours[0]))
+            result['holder'] = ours[0]
+            module.exit_json(**result)
         message = lock_lost_message(params['session_pid'], current)
         module.fail_json(msg='Database %s: %s%s' % (params['login_db'], message[0].upper(), message[1:]), **result)
     if current:
@@ -319,10 +321,11 @@ def main():
         message = ('Another pg-zero-downtime run holds the migration lock of database %s: %s. Two runs must not '
                    'interleave their DDL: wait for it to finish, then rerun. ' + unlock_hint) % (
             params['login_db'], describe_lock_holder(current[0]), current[0]['pid'])
+        result['holder'] = current[0]
         if module.check_mode:
             module.warn(message)
-            module.exit_json(**dict(result, holder=current[0]))
-        module.fail_json(msg=message, **dict(result, holder=current[0]))
+            module.exit_json(**result)
+        module.fail_json(msg=message, **result)
     # A run killed mid-build leaves its background module running: its DDL must end before another run starts.
     running = ddl_sessions(cursor)
     connection.close()

@@ -164,9 +164,10 @@ attributes:
   check_mode:
     support: full
   diff_mode:
+    description: Returns the catalog state before and after (what would change, in check mode) with C(--diff).
     support: full
 author:
-  - pg-zero-downtime maintainers
+  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
@@ -174,7 +175,7 @@ extends_documentation_fragment:
 
 EXAMPLES = r'''
 - name: Ensure the Job table's planned indexes are built online
-  postgresql_online_index:
+  pg_zero_downtime.migrations.postgresql_online_index:
     login_host: db.internal
     login_user: migrator
     login_password: "{{ vault_migrator_password }}"
@@ -189,7 +190,7 @@ EXAMPLES = r'''
         include: [teacherId]
 
 - name: Drop them again, newest first
-  postgresql_online_index:
+  pg_zero_downtime.migrations.postgresql_online_index:
     login_db: app
     table: Job
     state: absent
@@ -396,10 +397,9 @@ def main():
             result['changed'] = bool(runner.executed_queries or runner.leftovers)
             result['lock_retries_used'] = runner.retries_used
             connection.close()
-            module.fail_json(msg='Index "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error
-                                                             if isinstance(error, OnlineIndexError) else
-                                                             connection_failure_message(error, target_of(conn_params),
-                                                                                        'keep the connection to')),
+            reason = error if isinstance(error, OnlineIndexError) else connection_failure_message(
+                error, target_of(conn_params), 'keep the connection to')
+            module.fail_json(msg='Index "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], reason),
                              **result)
         result['lock_retries_used'] += entry['retries']
         entry['waited_seconds'], entry['waited_for'] = runner.waits.get(entry['name'], (0.0, []))

@@ -51,6 +51,31 @@ options:
         type: list
         elements: dict
         required: true
+        suboptions:
+          name:
+            description: Index name, at most 63 bytes, unique in the schema.
+            type: str
+            required: true
+          columns:
+            description: Key columns, in order. Required when O(state=present).
+            type: list
+            elements: str
+          unique:
+            description: Build a unique index.
+            type: bool
+            default: false
+          method:
+            description: Index access method (C(btree), C(hash), C(gin), C(gist), C(brin), ...).
+            type: str
+            default: btree
+          where:
+            description: Predicate of a partial index, as SQL (checked as M(pg_zero_downtime.migrations.postgresql_online_index) checks it).
+            type: str
+          include:
+            description: Non-key columns stored in the index (C(INCLUDE)).
+            type: list
+            elements: str
+            default: []
   schema:
     description:
       - Default schema of the tables.
@@ -87,16 +112,17 @@ attributes:
   check_mode:
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
 author:
-  - pg-zero-downtime maintainers
+  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''
 - name: Prove the whole plan applicable before any DDL
-  postgresql_online_index_info:
+  pg_zero_downtime.migrations.postgresql_online_index_info:
     login_db: app
     tables:
       - name: Job
@@ -245,8 +271,8 @@ def main():
         for index in table['indexes']:
             other = seen.setdefault((schema, index['name']), table['name'])
             if other != table['name']:
-                problems.append('index "%s.%s" is planned on both %s and %s' % (schema, index['name'], other,
-                                                                               table['name']))
+                problems.append('index "%s.%s" is planned on both %s and %s'
+                                % (schema, index['name'], other, table['name']))
         try:
             decisions = runner.plan(schema, table['name'], table['indexes'], params['state'])
         except OnlineIndexError as error:

@@ -20,8 +20,10 @@ description:
     and query. Once a wait lasted O(build_wait_warn) seconds the line starts with C(WARNING). A build still waiting
     for its table lock, before PostgreSQL reports its progress, is shown too.
   - Meant for a task retried C(until) RV(finished) is true, with a short C(delay). The project's stdout
-    callback (C(pg_zero_downtime.migrations.progress)) prints RV(progress_lines) at every retry, so the operator sees each build move.
-  - Read-only on the database.
+    callback (C(pg_zero_downtime.migrations.progress)) prints RV(progress_lines) at every retry, so the operator
+    sees each build move.
+  - Read-only on the database. It reports C(changed) when a finished run changed the database, since the runs
+    themselves were started in the background, where Ansible cannot see what they did.
 version_added: '0.1.0'
 options:
   login_db:
@@ -33,6 +35,24 @@ options:
     type: list
     elements: dict
     required: true
+    suboptions:
+      results_file:
+        description: The async task's C(results_file).
+        type: path
+        required: true
+      schema:
+        description: Schema of the table the run builds indexes of.
+        type: str
+        default: public
+      table:
+        description: Table the run builds indexes of.
+        type: str
+      lock_timeout:
+        description: C(lock_timeout) the run was started with (kept with the job by the online_indexes role; not used here).
+        type: str
+      statement_timeout:
+        description: C(statement_timeout) the run was started with (kept with the job by the online_indexes role; not used here).
+        type: str
   wait:
     description: Longest time in seconds to wait for the runs to finish before reporting.
     type: float
@@ -52,16 +72,17 @@ attributes:
   check_mode:
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
 author:
-  - pg-zero-downtime maintainers
+  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''
 - name: Start the build in the background
-  postgresql_online_index:
+  pg_zero_downtime.migrations.postgresql_online_index:
     login_db: app
     table: Job
     indexes: [{name: Job_createdAt_idx, columns: [createdAt]}]
@@ -70,7 +91,7 @@ EXAMPLES = r'''
   register: build
 
 - name: Follow it
-  postgresql_online_index_progress:
+  pg_zero_downtime.migrations.postgresql_online_index_progress:
     login_db: app
     jobs: [{results_file: "{{ build.results_file }}", schema: public, table: Job}]
   register: progress
@@ -185,7 +206,7 @@ def progress_line(row):
     if row.get('lockers_total'):
         counters.append('waited for %s of %s older transactions' % (row['lockers_done'], row['lockers_total']))
     line = '%s on %s.%s: %s%s%s, %ss' % (row['index'] or '(index)', row['schema'], row['table'], row['phase'], share,
-                                       ' (%s)' % ', '.join(counters) if counters else '', row['seconds'])
+                                         ' (%s)' % ', '.join(counters) if counters else '', row['seconds'])
     return line + wait_text(row)
 
 
@@ -208,7 +229,13 @@ def main():
     argument_spec = postgres_common_argument_spec()
     argument_spec.update(
         login_db=dict(type='str', aliases=['db']),
-        jobs=dict(type='list', elements='dict', required=True),
+        jobs=dict(type='list', elements='dict', required=True, options=dict(
+            results_file=dict(type='path', required=True),
+            schema=dict(type='str', default='public'),
+            table=dict(type='str'),
+            lock_timeout=dict(type='str'),
+            statement_timeout=dict(type='str'),
+        )),
         wait=dict(type='float', default=3.0),
         cleanup=dict(type='bool', default=True),
         build_wait_warn=dict(type='float', default=60),
@@ -253,11 +280,14 @@ def main():
         if params['cleanup']:
             for job in params['jobs']:
                 try:
-                    os.unlink(os.path.expanduser(job['results_file']))
+                    os.unlink(job['results_file'])
                 except OSError:
                     pass
     results = outcomes if finished else []
-    module.exit_json(changed=False, finished=finished, progress=progress, progress_lines=progress_lines,
+    # The runs were started in the background, where Ansible cannot see what they did: the watch that sees them
+    # end reports their change.
+    changed = any(result.get('changed') for result in results)
+    module.exit_json(changed=changed, finished=finished, progress=progress, progress_lines=progress_lines,
                      results=results, failed_jobs=len([r for r in results if r.get('failed')]))
 
 

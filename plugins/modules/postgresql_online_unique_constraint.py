@@ -112,13 +112,14 @@ attributes:
   check_mode:
     support: full
   diff_mode:
+    description: Returns the catalog state before and after (what would change, in check mode) with C(--diff).
     support: full
 notes:
   - The migration user must own the table.
-  - Run the duplicate check (postgresql_duplicate_keys_info) first. It lists every duplicate before any DDL
+  - Run the duplicate check (M(pg_zero_downtime.migrations.postgresql_unique_constraint_info)) first. It lists every duplicate before any DDL
     starts. This module only catches duplicates written during its own build.
 author:
-  - pg-zero-downtime maintainers
+  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
@@ -126,14 +127,14 @@ extends_documentation_fragment:
 
 EXAMPLES = r'''
 - name: Make Class(name, grade) unique without blocking the application
-  postgresql_online_unique_constraint:
+  pg_zero_downtime.migrations.postgresql_online_unique_constraint:
     login_db: app
     name: Class_name_grade_key
     table: Class
     columns: [name, grade]
 
 - name: Drop it again (rollback)
-  postgresql_online_unique_constraint:
+  pg_zero_downtime.migrations.postgresql_online_unique_constraint:
     login_db: app
     name: Class_name_grade_key
     table: Class
@@ -231,7 +232,7 @@ def describe(decision):
     if index is not None and index['relkind'] in ('i', 'I') and (index['table_schema'], index['table']) == (
             spec['schema'], spec['table']):
         return '-- %s: no constraint; index %s%s' % (spec['name'], index['definition'],
-                                                       '' if index['valid'] else '  -- INVALID')
+                                                     '' if index['valid'] else '  -- INVALID')
     return '-- %s: absent' % spec['name']
 
 
@@ -266,7 +267,9 @@ def main():
     ensure_required_libs(module)
     conn_params = get_conn_params(module, params)
     connection = connect_or_fail(module, conn_params)
-    errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout'), ('index_lock_timeout', 'lock_timeout'), ('statement_timeout', 'statement_timeout')])
+    errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout'),
+                                                         ('index_lock_timeout', 'lock_timeout'),
+                                                         ('statement_timeout', 'statement_timeout')])
     errors += [e for e in (seconds_option_error(name, params[name]) for name in ('build_wait_timeout', 'build_wait_warn')) if e]
     if errors:
         connection.close()

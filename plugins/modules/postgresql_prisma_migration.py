@@ -80,23 +80,24 @@ attributes:
   check_mode:
     support: full
   diff_mode:
+    description: Returns the catalog state before and after (what would change, in check mode) with C(--diff).
     support: full
 author:
-  - pg-zero-downtime maintainers
+  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''
 - name: Record the T12 migration as applied, so prisma migrate deploy skips its blocking SQL
-  postgresql_prisma_migration:
+  pg_zero_downtime.migrations.postgresql_prisma_migration:
     login_db: app
     migration_name: 20241125000000_t12_indexes
     migration_sql: "{{ lookup('ansible.builtin.file', 'prisma/migrations/20241125000000_t12_indexes/migration.sql', rstrip=false) }}"
     run_id: t12-20261125T030000Z
 
 - name: Remove that record again (rollback)
-  postgresql_prisma_migration:
+  pg_zero_downtime.migrations.postgresql_prisma_migration:
     login_db: app
     migration_name: 20241125000000_t12_indexes
     state: absent

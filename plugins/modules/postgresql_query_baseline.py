@@ -90,16 +90,17 @@ attributes:
   check_mode:
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
 author:
-  - pg-zero-downtime maintainers
+  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''
 - name: Measure the T12 seed's query on Job
-  postgresql_query_baseline:
+  pg_zero_downtime.migrations.postgresql_query_baseline:
     login_db: app
     queries:
       - name: open_jobs_of_a_teacher

@@ -57,25 +57,26 @@ attributes:
   check_mode:
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
 notes:
   - C(replay_lag) is measured by the primary from the replica's replies (every C(wal_receiver_status_interval),
     10 s by default, and whenever WAL arrives), so it trails reality by up to that interval; the byte lag is
     exact at each reply.
 author:
-  - pg-zero-downtime maintainers
+  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''
 - name: Find out whether the database is a primary
-  postgresql_replication_info:
+  pg_zero_downtime.migrations.postgresql_replication_info:
     login_db: app
   register: replication
 
 - name: Wait while a replica lags more than 64 MiB or 30 s, at most 10 minutes
-  postgresql_replication_info:
+  pg_zero_downtime.migrations.postgresql_replication_info:
     login_db: app
     max_lag_bytes: 67108864
     max_lag_seconds: 30

@@ -101,16 +101,17 @@ attributes:
   check_mode:
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
 author:
-  - pg-zero-downtime maintainers
+  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''
 - name: Prove Class(name, grade) can become unique
-  postgresql_unique_constraint_info:
+  pg_zero_downtime.migrations.postgresql_unique_constraint_info:
     login_db: app
     constraints:
       - name: Class_name_grade_key
@@ -250,7 +251,7 @@ def main():
             except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
                 cursor.execute('ROLLBACK TO SAVEPOINT pgzd_duplicates')
                 problems.append('constraint "%s" on %s.%s (%s): %s' % (constraint['name'], schema, table,
-                                                                     ', '.join(columns), error_text(error)))
+                                                                       ', '.join(columns), error_text(error)))
                 continue
             found.pop('primary_key')
             entry.update(found)
