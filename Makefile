@@ -37,8 +37,9 @@ sanity:
 unit:
 	python -m pytest tests/unit -q
 
+# One line per test as it ends (a long run shows where it is), and the 15 slowest at the end.
 integration:
-	python -m pytest tests/integration -q
+	python -m pytest tests/integration -v --durations=15
 
 molecule:
 	molecule test --all

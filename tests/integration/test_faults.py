@@ -153,7 +153,7 @@ def module_args(cluster, port=None):
 
 
 def start_module(cluster, tmp_path, label, port=None):
-    argv = [helpers._tool('ansible'), 'localhost', '-m', 'postgresql_online_index', '-a',
+    argv = [helpers._tool('ansible'), 'localhost', '-m', helpers.fqcn('postgresql_online_index'), '-a',
             json.dumps(module_args(cluster, port))]
     return BackgroundRun(argv, tmp_path, label)
 
