@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Shared helpers of the pg-zero-downtime test suite.
 
-- load_online_index() / load_module_utils(): the module_utils files, loaded as Ansible imports them.
+- load_module_utils(): the module_utils files, imported by their collection path as Ansible imports them.
 - run_ansible_module(): runs a module through the real ``ansible`` ad hoc command and returns the
   host's result dict (via the test-only JSON stdout callback in tests/callback_plugins).
 - Catalog helpers over a psycopg2 autocommit connection.
@@ -24,11 +24,6 @@ TEST_INDEX_PREFIX = 'pt_'
 
 COLLECTION = 'pg_zero_downtime.migrations'
 COLLECTIONS_DIR = os.path.join(REPO_ROOT, 'collections')
-
-
-def load_online_index():
-    """The module_utils engine, importable as Ansible would (see load_module_utils)."""
-    return load_module_utils('online_index')
 
 
 def load_module_utils(name):

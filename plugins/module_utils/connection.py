@@ -8,6 +8,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import OnlineIndexError
+
 # (what the driver says, what it means and what to do), first match wins.
 ADVICE = (
     (('the database system is starting up', 'the database system is shutting down', 'in recovery mode',
@@ -58,3 +60,16 @@ def connect_or_fail(module, conn_params, **result):
         module.fail_json(msg='%s\nNothing was changed by this task.' % connection_failure_message(
             error, target_of(conn_params)), **result)
     return connection
+
+
+def watch_connection_factory(module, conn_params):
+    """A callable that opens one more autocommit connection like the module's own, for the build watch."""
+    from ansible_collections.community.postgresql.plugins.module_utils.postgres import connect_to_db
+
+    def connect():
+        connection, error = connect_to_db(module, dict(conn_params), autocommit=True, fail_on_conn=False)
+        if connection is None:
+            raise OnlineIndexError(connection_failure_message(error, target_of(conn_params),
+                                                              'open the connection that watches the build, to'))
+        return connection
+    return connect

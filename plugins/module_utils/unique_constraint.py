@@ -13,15 +13,11 @@ __metaclass__ = type
 import time
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
-    ACTION_CREATE,
-    ACTION_DROP,
-    ACTION_REBUILD,
-    ACTION_UNCHANGED,
-    OnlineIndexError,
-    OnlineIndexRunner,
-    sqlstate,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
+    ACTION_CREATE, ACTION_DROP, ACTION_REBUILD, ACTION_UNCHANGED,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import OnlineIndexError, sqlstate
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import (
     find_duplicates, format_duplicate_report,
 )

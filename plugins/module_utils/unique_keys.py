@@ -7,7 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import statement_error
 
 PRIMARY_KEY_QUERY = """

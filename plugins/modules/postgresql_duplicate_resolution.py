@@ -80,14 +80,6 @@ options:
     description: lock_timeout of the transaction (row locks held by the application); it is retried.
     type: str
     default: 2s
-  lock_retries:
-    description: Retries of the whole transaction after a lock timeout or deadlock, with backoff and jitter.
-    type: int
-    default: 5
-  lock_retry_delay:
-    description: Base delay in seconds before the first retry; it doubles each retry.
-    type: float
-    default: 1.0
   session_role:
     description: Switch to this role after connecting.
     type: str
@@ -100,6 +92,7 @@ attributes:
 author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.lock_retries
   - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
 '''
@@ -152,14 +145,9 @@ queries:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
-    error_text,
-    fetch_dicts,
-    migration_lock_error,
-    option_errors,
-    run_transaction,
-    sql_module,
-    sqlstate,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import migration_lock_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+    error_text, fetch_dicts, option_errors, run_transaction, sql_module, sqlstate,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
     CONSTRAINT_OPTIONS, validate_constraint,

@@ -125,16 +125,11 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
-    DDL_SESSION_LOCK_KEY,
-    MIGRATION_LOCK_KEY,
-    advisory_lock_holders,
-    describe_lock_holder,
-    error_text,
-    fetch_dicts,
-    lock_lost_message,
-    process_alive,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import (
+    DDL_SESSION_LOCK_KEY, MIGRATION_LOCK_KEY, advisory_lock_holders, describe_lock_holder, lock_lost_message,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import process_alive
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import error_text, fetch_dicts
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,

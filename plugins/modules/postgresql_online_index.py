@@ -100,31 +100,6 @@ options:
         O(build_wait_timeout)).
     type: str
     default: 5s
-  lock_retries:
-    description:
-      - How many times a statement that hit O(lock_timeout) (or a deadlock) is retried before the task fails.
-        A build is never retried for waiting.
-    type: int
-    default: 5
-  build_wait_timeout:
-    description:
-      - Seconds a concurrent build or drop may spend waiting in all (for its table lock, for writers, for older
-        snapshots) before it is ended cleanly (C(pg_cancel_backend) of its own session). Its INVALID leftover is
-        dropped, and the task fails naming the sessions it waited for, without a retry. V(0), the default, waits
-        as long as it takes.
-    type: float
-    default: 0
-  build_wait_warn:
-    description:
-      - After a build waited this many seconds, the task warns, naming the sessions it waits for (the progress
-        lines of C(postgresql_online_index_progress) name them while it waits).
-    type: float
-    default: 60
-  lock_retry_delay:
-    description:
-      - Base delay in seconds before the first retry; it doubles on every retry (at most 60 s), with jitter.
-    type: float
-    default: 1.0
   statement_timeout:
     description:
       - PostgreSQL C(statement_timeout) for the session. C(0), the default, lets a long build finish
@@ -169,6 +144,8 @@ attributes:
 author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.lock_retries
+  - pg_zero_downtime.migrations.build_waits
   - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
 '''
@@ -277,17 +254,14 @@ lock_retries_used:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
-    connect_or_fail, connection_failure_message, target_of,
+    connect_or_fail, connection_failure_message, target_of, watch_connection_factory,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
-    ACTION_UNCHANGED,
-    OnlineIndexError,
-    OnlineIndexRunner,
-    index_spec_argument_spec,
-    option_errors,
-    wait_for_runs,
-    watch_connection_factory,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import wait_for_runs
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
+    ACTION_UNCHANGED, index_spec_argument_spec,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import OnlineIndexError, option_errors
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
     seconds_option_error, warn_about_waits,
 )

@@ -184,16 +184,12 @@ queries:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
-    ACTION_CREATE,
-    ACTION_REBUILD,
-    ACTION_UNCHANGED,
-    INDEX_SPEC_OPTIONS,
-    OnlineIndexError,
-    OnlineIndexRunner,
-    error_text,
-    fetch_dicts,
-    sql_module,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
+    ACTION_CREATE, ACTION_REBUILD, ACTION_UNCHANGED, INDEX_SPEC_OPTIONS,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+    OnlineIndexError, error_text, fetch_dicts, sql_module,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.query_baseline import query_problems
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import (

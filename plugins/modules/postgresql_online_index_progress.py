@@ -136,9 +136,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
     WAITING_ON_QUERY, wait_summary,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
-    error_text, fetch_dicts, read_async_result,
-)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import read_async_result
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import error_text, fetch_dicts
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,

@@ -74,25 +74,6 @@ options:
         they wait as long as it takes, watched (O(build_wait_warn), O(build_wait_timeout)).
     type: str
     default: 5s
-  build_wait_timeout:
-    description:
-      - Seconds the concurrent build or drop of the unique index may spend waiting in all before it is ended
-        cleanly; its INVALID leftover is dropped and the task fails naming the sessions it waited for, without
-        a retry. V(0), the default, waits as long as it takes.
-    type: float
-    default: 0
-  build_wait_warn:
-    description: After the build waited this many seconds, the task warns, naming the sessions it waits for.
-    type: float
-    default: 60
-  lock_retries:
-    description: Retries of a step whose attempt hit its lock_timeout or a deadlock.
-    type: int
-    default: 5
-  lock_retry_delay:
-    description: Base delay in seconds before the first retry; it doubles each retry (capped at 60s), with jitter.
-    type: float
-    default: 1.0
   statement_timeout:
     description: statement_timeout of the session. C(0) disables it, which is what a long build needs.
     type: str
@@ -121,6 +102,8 @@ notes:
 author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.lock_retries
+  - pg_zero_downtime.migrations.build_waits
   - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
 '''
@@ -202,17 +185,14 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail, watch_connection_factory
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
     seconds_option_error, warn_about_waits,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
-    ACTION_DROP,
-    ACTION_UNCHANGED,
-    OnlineIndexError,
-    option_errors,
-    watch_connection_factory,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
+    ACTION_DROP, ACTION_UNCHANGED,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import OnlineIndexError, option_errors
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
     CONSTRAINT_OPTIONS, UniqueConstraintRunner, planned_definition,
 )

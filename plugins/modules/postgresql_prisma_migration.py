@@ -65,14 +65,6 @@ options:
     description: lock_timeout of the transaction; it is retried after a lock timeout or deadlock.
     type: str
     default: 2s
-  lock_retries:
-    description: Retries of the transaction after a lock timeout or deadlock, with backoff and jitter.
-    type: int
-    default: 5
-  lock_retry_delay:
-    description: Base delay in seconds before the first retry; it doubles each retry.
-    type: float
-    default: 1.0
   session_role:
     description: Switch to this role after connecting.
     type: str
@@ -85,6 +77,7 @@ attributes:
 author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.lock_retries
   - community.postgresql.postgres
 '''
 
@@ -149,13 +142,9 @@ import uuid
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
-    advisory_lock_holders,
-    error_text,
-    fetch_dicts,
-    option_errors,
-    run_transaction,
-    sql_module,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import advisory_lock_holders
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+    error_text, fetch_dicts, option_errors, run_transaction, sql_module,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma_history import (
     ACTION_ABSENT,

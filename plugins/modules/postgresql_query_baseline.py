@@ -137,7 +137,7 @@ import json
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     error_text, option_errors, sql_module,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import (

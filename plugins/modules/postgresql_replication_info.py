@@ -171,7 +171,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
     IN_RECOVERY_SQL,
     PRIMARY_LSN_SQL,

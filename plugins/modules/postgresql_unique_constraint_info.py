@@ -151,8 +151,9 @@ report:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
-    ACTION_UNCHANGED, OnlineIndexError, error_text, fetch_dicts, sql_module,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import ACTION_UNCHANGED
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+    OnlineIndexError, error_text, fetch_dicts, sql_module,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
     UniqueConstraintRunner,

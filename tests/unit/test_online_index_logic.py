@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
-"""Unit tests of the pure decision functions of plugins/module_utils/online_index.py (no server)."""
+"""Unit tests of the pure functions behind the online index modules (no server): index planning (index_plan),
+retries and driver errors (session), background runs (async_runs), advisory lock holders, identifiers."""
 
 import json
 import os
@@ -10,7 +11,11 @@ import pytest
 
 import helpers
 
-oi = helpers.load_online_index()
+plan = helpers.load_module_utils('index_plan')
+session = helpers.load_module_utils('session')
+runs = helpers.load_module_utils('async_runs')
+locks = helpers.load_module_utils('advisory_locks')
+identifiers = helpers.load_module_utils('identifiers')
 
 
 # -- builders ----------------------------------------------------------------------------------------
@@ -43,19 +48,19 @@ class TestIdentifierError(object):
 
     @pytest.mark.parametrize('value', ['', None])
     def test_empty_is_refused(self, value):
-        assert oi.identifier_error('index name', value) == 'index name is empty'
+        assert identifiers.identifier_error('index name', value) == 'index name is empty'
 
     def test_valid_camel_case_is_accepted(self):
-        assert oi.identifier_error('column', 'teacherId') is None
-        assert oi.identifier_error('table', 'JobAssignment') is None
-        assert oi.identifier_error('index name', 'Job_teacherId_status_idx') is None
+        assert identifiers.identifier_error('column', 'teacherId') is None
+        assert identifiers.identifier_error('table', 'JobAssignment') is None
+        assert identifiers.identifier_error('index name', 'Job_teacherId_status_idx') is None
 
     def test_exactly_63_bytes_is_accepted(self):
-        assert oi.identifier_error('index name', 'x' * 63) is None
+        assert identifiers.identifier_error('index name', 'x' * 63) is None
 
     def test_64_ascii_bytes_is_refused_with_length_and_name(self):
         name = 'x' * 64
-        error = oi.identifier_error('index name', name)
+        error = identifiers.identifier_error('index name', name)
         assert error is not None
         assert name in error
         assert '64 bytes' in error
@@ -65,32 +70,32 @@ class TestIdentifierError(object):
         # 32 characters, but each 'é' is two bytes in UTF-8: 64 bytes.
         name = '\u00e9' * 32
         assert len(name) == 32
-        error = oi.identifier_error('index name', name)
+        error = identifiers.identifier_error('index name', name)
         assert error is not None and '64 bytes' in error
         # 31 of them (62 bytes) fit; 21 three-byte characters (63 bytes) fit; 22 (66 bytes) do not.
-        assert oi.identifier_error('index name', '\u00e9' * 31) is None
-        assert oi.identifier_error('index name', '\u20ac' * 21) is None
-        assert '66 bytes' in oi.identifier_error('index name', '\u20ac' * 22)
+        assert identifiers.identifier_error('index name', '\u00e9' * 31) is None
+        assert identifiers.identifier_error('index name', '\u20ac' * 21) is None
+        assert '66 bytes' in identifiers.identifier_error('index name', '\u20ac' * 22)
 
     @pytest.mark.parametrize('value', [' Job_idx', 'Job_idx ', '\tJob_idx', 'Job_idx\n', '\u00a0Job_idx'])
     def test_leading_or_trailing_whitespace_is_refused(self, value):
-        error = oi.identifier_error('index name', value)
+        error = identifiers.identifier_error('index name', value)
         assert error is not None and 'white space' in error
 
     def test_inner_space_is_a_legal_quoted_identifier(self):
-        assert oi.identifier_error('index name', 'Job idx') is None
+        assert identifiers.identifier_error('index name', 'Job idx') is None
 
     @pytest.mark.parametrize('value', ['Job\x00idx', 'Job\x07idx', 'Job\x1bidx', 'Job\x7fidx', 'a\nb'])
     def test_control_character_is_refused(self, value):
-        error = oi.identifier_error('column', value)
+        error = identifiers.identifier_error('column', value)
         assert error is not None and 'control character' in error
 
     def test_non_string_is_refused(self):
-        error = oi.identifier_error('column', 42)
+        error = identifiers.identifier_error('column', 42)
         assert error is not None and 'not a string' in error
 
     def test_kind_is_named_in_the_message(self):
-        assert oi.identifier_error('access method', '').startswith('access method')
+        assert identifiers.identifier_error('access method', '').startswith('access method')
 
 
 # -- validate_specs -----------------------------------------------------------------------------------
@@ -109,37 +114,37 @@ class TestValidateSpecs(object):
         specs = [raw('Job_a_idx', ['teacherId', 'status']),
                  raw('Job_b_idx', ['createdAt'], where='"closedAt" IS NULL', include=['teacherId']),
                  raw('Job_c_idx', ['id'], unique=True)]
-        assert oi.validate_specs('public', 'Job', specs, 'present') == []
+        assert plan.validate_specs('public', 'Job', specs, 'present') == []
 
     def test_duplicate_names_are_refused(self):
-        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', ['a']), raw('Job_idx', ['b'])], 'present')
+        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', ['a']), raw('Job_idx', ['b'])], 'present')
         assert len(errors) == 1
         assert '"Job_idx"' in errors[0] and 'listed twice' in errors[0]
 
     def test_duplicate_names_are_refused_for_absent_too(self):
-        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', None), raw('Job_idx', None)], 'absent')
+        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', None), raw('Job_idx', None)], 'absent')
         assert any('listed twice' in e for e in errors)
 
     @pytest.mark.parametrize('columns', [None, []])
     def test_missing_columns_refused_for_present(self, columns):
-        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', columns)], 'present')
+        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', columns)], 'present')
         assert errors == ['index "Job_idx" has no columns']
 
     @pytest.mark.parametrize('columns', [None, []])
     def test_missing_columns_fine_for_absent(self, columns):
-        assert oi.validate_specs('public', 'Job', [raw('Job_idx', columns)], 'absent') == []
+        assert plan.validate_specs('public', 'Job', [raw('Job_idx', columns)], 'absent') == []
 
     def test_absent_still_checks_the_name(self):
-        errors = oi.validate_specs('public', 'Job', [raw('x' * 64, None)], 'absent')
+        errors = plan.validate_specs('public', 'Job', [raw('x' * 64, None)], 'absent')
         assert len(errors) == 1 and '64 bytes' in errors[0]
 
     def test_repeated_column_is_refused(self):
-        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', ['status', 'teacherId', 'status'])], 'present')
+        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', ['status', 'teacherId', 'status'])], 'present')
         assert len(errors) == 1
         assert 'Job_idx' in errors[0] and 'status' in errors[0] and 'more than once' in errors[0]
 
     def test_key_and_include_overlap_is_refused(self):
-        errors = oi.validate_specs('public', 'Job',
+        errors = plan.validate_specs('public', 'Job',
                                    [raw('Job_idx', ['teacherId', 'status'], include=['status', 'title'])], 'present')
         assert len(errors) == 1
         assert 'status' in errors[0] and 'both as key and in include' in errors[0]
@@ -147,43 +152,43 @@ class TestValidateSpecs(object):
 
     @pytest.mark.parametrize('method', ['hash', 'gin', 'brin'])
     def test_unique_non_btree_is_refused(self, method):
-        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', ['status'], unique=True, method=method)],
+        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', ['status'], unique=True, method=method)],
                                    'present')
         assert errors == ['index "Job_idx": only btree indexes can be unique']
 
     def test_non_unique_non_btree_is_fine(self):
-        assert oi.validate_specs('public', 'Job', [raw('Job_idx', ['status'], method='hash')], 'present') == []
+        assert plan.validate_specs('public', 'Job', [raw('Job_idx', ['status'], method='hash')], 'present') == []
 
     @pytest.mark.parametrize('where', ['', '   ', '\n\t'])
     def test_empty_where_is_refused(self, where):
-        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', ['status'], where=where)], 'present')
+        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', ['status'], where=where)], 'present')
         assert errors == ['index "Job_idx" has an empty where predicate']
 
     def test_bad_column_identifiers_are_named(self):
-        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', [' status'], include=['x' * 70])], 'present')
+        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', [' status'], include=['x' * 70])], 'present')
         assert len(errors) == 2
         assert 'white space' in errors[0] and '" status"' in errors[0]
         assert '70 bytes' in errors[1]
 
     def test_empty_method_is_refused(self):
-        errors = oi.validate_specs('public', 'Job', [raw('Job_idx', ['status'], method='')], 'present')
+        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', ['status'], method='')], 'present')
         assert any('access method is empty' in e for e in errors)
 
     def test_bad_index_name_is_reported_by_position(self):
-        errors = oi.validate_specs('public', 'Job', [raw('Job_ok', ['a']), raw('', ['b'])], 'present')
+        errors = plan.validate_specs('public', 'Job', [raw('Job_ok', ['a']), raw('', ['b'])], 'present')
         assert errors == ['index #2 of table "Job": index name is empty']
 
     def test_bad_schema_and_table_are_refused(self):
-        errors = oi.validate_specs(' public', '', [raw()], 'present')
+        errors = plan.validate_specs(' public', '', [raw()], 'present')
         assert any(e.startswith('schema') and 'white space' in e for e in errors)
         assert any(e == 'table is empty' for e in errors)
 
     def test_no_specs_is_refused(self):
-        assert oi.validate_specs('public', 'Job', [], 'present') == ['no indexes given for table "Job"']
+        assert plan.validate_specs('public', 'Job', [], 'present') == ['no indexes given for table "Job"']
 
     def test_every_problem_is_listed(self):
         specs = [raw('Job_a', ['a', 'a']), raw('Job_a', ['b']), raw('Job_c', [], where=' ')]
-        errors = oi.validate_specs('public', 'Job', specs, 'present')
+        errors = plan.validate_specs('public', 'Job', specs, 'present')
         assert len(errors) == 4, errors
 
 
@@ -194,21 +199,21 @@ class TestColumnErrors(object):
 
     def test_all_present(self):
         specs = [raw('Job_a', ['teacherId', 'status'], include=['createdAt'])]
-        assert oi.column_errors('public.Job', specs, self.COLUMNS) == []
+        assert plan.column_errors('public.Job', specs, self.COLUMNS) == []
 
     def test_missing_key_and_include_columns_are_named_with_the_table_columns(self):
         specs = [raw('Job_a', ['teacherid', 'status'], include=['nope'])]
-        errors = oi.column_errors('public.Job', specs, self.COLUMNS)
+        errors = plan.column_errors('public.Job', specs, self.COLUMNS)
         assert len(errors) == 1
         assert errors[0].startswith('index "Job_a": column(s) "teacherid", "nope" do not exist in table public.Job')
         assert '(it has: closedAt, createdAt, id, status, teacherId)' in errors[0]
 
     def test_names_are_case_sensitive(self):
-        assert oi.column_errors('public.Job', [raw('Job_a', ['TeacherId'])], self.COLUMNS)
+        assert plan.column_errors('public.Job', [raw('Job_a', ['TeacherId'])], self.COLUMNS)
 
     def test_one_error_per_index(self):
         specs = [raw('Job_a', ['x']), raw('Job_b', ['status']), raw('Job_c', ['y'])]
-        errors = oi.column_errors('public.Job', specs, self.COLUMNS)
+        errors = plan.column_errors('public.Job', specs, self.COLUMNS)
         assert [e.split(':')[0] for e in errors] == ['index "Job_a"', 'index "Job_c"']
 
 
@@ -217,65 +222,65 @@ class TestColumnErrors(object):
 class TestCompareIndex(object):
 
     def test_match(self):
-        assert oi.compare_index(existing(), spec()) == []
+        assert plan.compare_index(existing(), spec()) == []
 
     def test_match_with_include_and_predicate(self):
         found = existing(key_columns=['createdAt'], include_columns=['teacherId'], predicate='("closedAt" IS NULL)')
         planned = spec(columns=['createdAt'], include=['teacherId'], where='"closedAt" IS NULL',
                        normalized_where='("closedAt" IS NULL)')
-        assert oi.compare_index(found, planned) == []
+        assert plan.compare_index(found, planned) == []
 
     def test_unique_differs(self):
-        assert oi.compare_index(existing(unique=True), spec()) == ['unique is True, planned False']
+        assert plan.compare_index(existing(unique=True), spec()) == ['unique is True, planned False']
 
     def test_method_differs(self):
-        assert oi.compare_index(existing(method='hash'), spec()) == ['method is hash, planned btree']
+        assert plan.compare_index(existing(method='hash'), spec()) == ['method is hash, planned btree']
 
     def test_columns_differ(self):
-        assert oi.compare_index(existing(key_columns=['teacherId']), spec()) == [
+        assert plan.compare_index(existing(key_columns=['teacherId']), spec()) == [
             'key columns are (teacherId), planned (teacherId, status)']
 
     def test_column_order_matters(self):
-        differences = oi.compare_index(existing(key_columns=['status', 'teacherId']), spec())
+        differences = plan.compare_index(existing(key_columns=['status', 'teacherId']), spec())
         assert len(differences) == 1 and differences[0].startswith('key columns')
 
     def test_expression_column_is_shown_as_expression(self):
-        differences = oi.compare_index(existing(key_columns=[None, 'status']), spec())
+        differences = plan.compare_index(existing(key_columns=[None, 'status']), spec())
         assert differences == ['key columns are (expression, status), planned (teacherId, status)']
 
     def test_include_differs(self):
-        assert oi.compare_index(existing(include_columns=['title']), spec()) == [
+        assert plan.compare_index(existing(include_columns=['title']), spec()) == [
             'include columns are (title), planned ()']
 
     def test_predicate_differs(self):
-        differences = oi.compare_index(existing(predicate='("closedAt" IS NULL)'), spec())
+        differences = plan.compare_index(existing(predicate='("closedAt" IS NULL)'), spec())
         assert differences == ['predicate is ("closedAt" IS NULL), planned none']
-        differences = oi.compare_index(existing(), spec(normalized_where='("closedAt" IS NULL)'))
+        differences = plan.compare_index(existing(), spec(normalized_where='("closedAt" IS NULL)'))
         assert differences == ['predicate is none, planned ("closedAt" IS NULL)']
 
     def test_extras_are_differences(self):
-        differences = oi.compare_index(existing(extras=['a DESC or NULLS FIRST ordering', 'NULLS NOT DISTINCT']),
+        differences = plan.compare_index(existing(extras=['a DESC or NULLS FIRST ordering', 'NULLS NOT DISTINCT']),
                                        spec())
         assert differences == ['it has a DESC or NULLS FIRST ordering, which the plan does not',
                                'it has NULLS NOT DISTINCT, which the plan does not']
 
     def test_several_differences_are_all_listed(self):
-        differences = oi.compare_index(existing(unique=True, method='hash', key_columns=['id']), spec())
+        differences = plan.compare_index(existing(unique=True, method='hash', key_columns=['id']), spec())
         assert len(differences) == 3
 
     def test_other_table_short_circuits(self):
-        differences = oi.compare_index(existing(table='JobAssignment', unique=True), spec())
+        differences = plan.compare_index(existing(table='JobAssignment', unique=True), spec())
         assert differences == ['it is on table public.JobAssignment, not public.Job']
 
     def test_other_schema(self):
-        differences = oi.compare_index(existing(table_schema='archive'), spec())
+        differences = plan.compare_index(existing(table_schema='archive'), spec())
         assert differences == ['it is on table archive.Job, not public.Job']
 
 
 # -- decide_actions -----------------------------------------------------------------------------------
 
 def one(specs, existing_by_name, state='present'):
-    decisions, errors = oi.decide_actions(specs, existing_by_name, state)
+    decisions, errors = plan.decide_actions(specs, existing_by_name, state)
     return decisions, errors
 
 
@@ -392,28 +397,28 @@ class TestBackoffSeconds(object):
 
     def test_exponential_without_jitter_at_the_top(self):
         top = lambda: 1.0  # noqa: E731 - rand() is in [0, 1); 1.0 is its upper bound
-        assert [oi.backoff_seconds(n, 1.0, rand=top) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 8.0, 16.0]
-        assert [oi.backoff_seconds(n, 0.25, rand=top) for n in (1, 2, 3)] == [0.25, 0.5, 1.0]
+        assert [session.backoff_seconds(n, 1.0, rand=top) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 4.0, 8.0, 16.0]
+        assert [session.backoff_seconds(n, 0.25, rand=top) for n in (1, 2, 3)] == [0.25, 0.5, 1.0]
 
     def test_capped_at_max_delay(self):
         top = lambda: 1.0  # noqa: E731
-        assert oi.backoff_seconds(7, 1.0, rand=top) == 60.0  # 64 s capped at the default 60 s
-        assert oi.backoff_seconds(30, 1.0, rand=top) == 60.0
-        assert oi.backoff_seconds(4, 1.0, max_delay=5.0, rand=top) == 5.0
+        assert session.backoff_seconds(7, 1.0, rand=top) == 60.0  # 64 s capped at the default 60 s
+        assert session.backoff_seconds(30, 1.0, rand=top) == 60.0
+        assert session.backoff_seconds(4, 1.0, max_delay=5.0, rand=top) == 5.0
 
     def test_jitter_lower_bound_is_half(self):
-        assert oi.backoff_seconds(1, 2.0, rand=lambda: 0.0) == 1.0
-        assert oi.backoff_seconds(3, 2.0, rand=lambda: 0.0) == 4.0
-        assert oi.backoff_seconds(10, 1.0, rand=lambda: 0.0) == 30.0
+        assert session.backoff_seconds(1, 2.0, rand=lambda: 0.0) == 1.0
+        assert session.backoff_seconds(3, 2.0, rand=lambda: 0.0) == 4.0
+        assert session.backoff_seconds(10, 1.0, rand=lambda: 0.0) == 30.0
 
     def test_jitter_is_linear_in_rand(self):
-        assert oi.backoff_seconds(2, 1.0, rand=lambda: 0.5) == pytest.approx(1.5)
+        assert session.backoff_seconds(2, 1.0, rand=lambda: 0.5) == pytest.approx(1.5)
 
     def test_default_random_stays_within_bounds(self):
         for attempt in range(1, 10):
             ceiling = min(60.0, 0.5 * 2 ** (attempt - 1))
             for _ in range(50):
-                delay = oi.backoff_seconds(attempt, 0.5)
+                delay = session.backoff_seconds(attempt, 0.5)
                 assert ceiling * 0.5 <= delay <= ceiling
 
 
@@ -424,33 +429,33 @@ class TestSqlstate(object):
     def test_psycopg2_pgcode(self):
         class Psycopg2Error(Exception):
             pgcode = '55P03'
-        assert oi.sqlstate(Psycopg2Error()) == '55P03'
+        assert session.sqlstate(Psycopg2Error()) == '55P03'
 
     def test_psycopg3_sqlstate(self):
         class Psycopg3Error(Exception):
             sqlstate = '40P01'
-        assert oi.sqlstate(Psycopg3Error()) == '40P01'
+        assert session.sqlstate(Psycopg3Error()) == '40P01'
 
     def test_not_a_driver_error(self):
-        assert oi.sqlstate(ValueError('x')) is None
+        assert session.sqlstate(ValueError('x')) is None
 
     def test_retryable_sqlstates(self):
-        assert set(oi.RETRYABLE_SQLSTATES) == {'55P03', '40P01'}
+        assert set(session.RETRYABLE_SQLSTATES) == {'55P03', '40P01'}
 
     def test_error_text_is_one_line(self):
-        assert oi.error_text(Exception('ERROR:  boom\nDETAIL:  x  y')) == 'ERROR: boom DETAIL: x y'
+        assert session.error_text(Exception('ERROR:  boom\nDETAIL:  x  y')) == 'ERROR: boom DETAIL: x y'
 
 
 # --- a where predicate must be one expression (PostgreSQL's parser decides: tests/unit/test_plan_sql.py) -------
 
 def test_validate_specs_refuses_a_stacked_predicate():
-    errors = oi.validate_specs('public', 'Job', [
+    errors = plan.validate_specs('public', 'Job', [
         dict(name='Job_x_idx', columns=['status'], where='true; SELECT 1', method='btree')], 'present')
     assert len(errors) == 1 and 'Job_x_idx' in errors[0] and '2 statements' in errors[0]
 
 
 def test_validate_specs_accepts_a_predicate_with_quotes_and_comments():
-    assert oi.validate_specs('public', 'Job', [
+    assert plan.validate_specs('public', 'Job', [
         dict(name='Job_x_idx', columns=['status'], where="/* open; */ status = 'a;b'", method='btree')],
         'present') == []
 
@@ -477,10 +482,10 @@ def test_the_duplicate_report_lists_keys_counts_and_ids():
 # --- disk estimate -----------------------------------------------------------------------------------
 
 def test_the_index_estimate_grows_with_rows_and_key_width():
-    small = oi.estimate_index_bytes(1000, [26, 4])
+    small = plan.estimate_index_bytes(1000, [26, 4])
     assert small == int(1000 * (12 + 32) / 0.9) + 2 * 8192
-    assert oi.estimate_index_bytes(2000, [26, 4]) > small > oi.estimate_index_bytes(1000, [8])
-    assert oi.estimate_index_bytes(0, [8]) == 2 * 8192
+    assert plan.estimate_index_bytes(2000, [26, 4]) > small > plan.estimate_index_bytes(1000, [8])
+    assert plan.estimate_index_bytes(0, [8]) == 2 * 8192
 
 
 # --- the pipeline of background runs: a run waits for the one before it --------------------------------------
@@ -502,22 +507,22 @@ def test_a_run_starts_once_the_runs_before_it_have_ended_well(tmp_path):
         with open(pending, 'w') as handle:
             json.dump({'changed': True, 'indexes': []}, handle)
 
-    assert oi.wait_for_runs([done, pending], sleep=sleep) == (None, None)
+    assert runs.wait_for_runs([done, pending], sleep=sleep) == (None, None)
     assert sleeps == [0.1]
 
 
 def test_a_run_does_not_start_after_a_failed_one_and_says_which(tmp_path):
     failed = _results_file(tmp_path, 'j1', {'failed': True, 'msg': 'Index "Job_x" on public.Job: lock not granted\nmore'})
-    problem, root = oi.wait_for_runs([failed], sleep=lambda s: None)
+    problem, root = runs.wait_for_runs([failed], sleep=lambda s: None)
     assert root == 'Index "Job_x" on public.Job: lock not granted'
     assert 'a run before it failed (Index "Job_x" on public.Job: lock not granted)' in problem
 
 
 def test_a_queue_of_runs_states_the_first_failure_once_never_nested(tmp_path):
     first = _results_file(tmp_path, 'j1', {'failed': True, 'msg': 'Index "Job_x" on public.Job: lock not granted'})
-    second = {'failed': True, 'not_started': True, 'first_failure': oi.wait_for_runs([first], sleep=lambda s: None)[1],
+    second = {'failed': True, 'not_started': True, 'first_failure': runs.wait_for_runs([first], sleep=lambda s: None)[1],
               'msg': 'Indexes of public.Item not started, nothing was changed: ...'}
-    third, root = oi.wait_for_runs([_results_file(tmp_path, 'j2', second)], sleep=lambda s: None)
+    third, root = runs.wait_for_runs([_results_file(tmp_path, 'j2', second)], sleep=lambda s: None)
     assert root == 'Index "Job_x" on public.Job: lock not granted'
     assert third.count('not started') == 0 and third.count('a run before it failed') == 1
     assert 'Index "Job_x" on public.Job: lock not granted' in third
@@ -527,22 +532,22 @@ def test_a_waiting_run_gives_up_when_its_playbook_is_gone(tmp_path):
     pending = _results_file(tmp_path, 'j1', {'started': 1, 'finished': 0})
     gone = subprocess.Popen(['true'])
     gone.wait()
-    problem, dummy = oi.wait_for_runs([pending], owner_pid=gone.pid, sleep=lambda s: None)
+    problem, dummy = runs.wait_for_runs([pending], owner_pid=gone.pid, sleep=lambda s: None)
     assert 'process %d' % gone.pid in problem and 'rerun the playbook' in problem
 
 
 def test_an_unwritten_results_file_counts_as_still_running(tmp_path):
-    assert oi.read_async_result(str(tmp_path / 'missing')) is None
-    assert oi.read_async_result(_results_file(tmp_path, 'half', {'started': 1, 'finished': 0})) is None
-    assert oi.read_async_result(_results_file(tmp_path, 'timeout', {'failed': 1, 'msg': 'Timeout exceeded'}))['failed']
+    assert runs.read_async_result(str(tmp_path / 'missing')) is None
+    assert runs.read_async_result(_results_file(tmp_path, 'half', {'started': 1, 'finished': 0})) is None
+    assert runs.read_async_result(_results_file(tmp_path, 'timeout', {'failed': 1, 'msg': 'Timeout exceeded'}))['failed']
 
 
 def test_a_killed_playbook_not_yet_reaped_counts_as_gone():
     zombie = subprocess.Popen(['true'])
     time.sleep(0.5)  # it has exited; until wait() it is a zombie
     try:
-        assert not oi.process_alive(zombie.pid)
-        assert oi.process_alive(os.getpid())
+        assert not runs.process_alive(zombie.pid)
+        assert runs.process_alive(os.getpid())
     finally:
         zombie.wait()
 
@@ -551,7 +556,7 @@ def test_a_run_whose_playbook_is_gone_does_not_start_even_when_the_run_before_it
     done = _results_file(tmp_path, 'j1', {'changed': True, 'indexes': []})
     gone = subprocess.Popen(['true'])
     gone.wait()
-    assert 'has ended' in oi.wait_for_runs([done], owner_pid=gone.pid, sleep=lambda s: None)[0]
+    assert 'has ended' in runs.wait_for_runs([done], owner_pid=gone.pid, sleep=lambda s: None)[0]
 
 
 class _LockCursor(object):
@@ -568,13 +573,13 @@ class _LockCursor(object):
 
 def test_advisory_lock_holders_read_a_pair_key_and_a_bigint_key_as_pg_locks_shows_them():
     cursor = _LockCursor()
-    row, = oi.advisory_lock_holders(cursor, (1886415972, 1), since='query_start', with_query=True)
+    row, = locks.advisory_lock_holders(cursor, (1886415972, 1), since='query_start', with_query=True)
     assert cursor.params == dict(classid=1886415972, objid=1, objsubid=2)
     assert row == dict(pid=7, application_name='app', usename='u', client_addr='127.0.0.1/32',
                        since='2026-01-01 10:05', query='CREATE INDEX ...')
-    row, = oi.advisory_lock_holders(cursor, 72707369)
+    row, = locks.advisory_lock_holders(cursor, 72707369)
     assert cursor.params == dict(classid=0, objid=72707369, objsubid=1)
     assert row == dict(pid=7, application_name='app', usename='u', client_addr='127.0.0.1/32',
                        since='2026-01-01 10:00')
-    oi.advisory_lock_holders(cursor, (5 << 32) + 9)
+    locks.advisory_lock_holders(cursor, (5 << 32) + 9)
     assert cursor.params == dict(classid=5, objid=9, objsubid=1)

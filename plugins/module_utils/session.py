@@ -1,0 +1,117 @@
+# -*- coding: utf-8 -*-
+# Running statements on a session: transactions under lock_timeout with retries, backoff with jitter, driver
+# error codes and texts, option values PostgreSQL must accept, rows as dicts, the driver's sql module. It holds
+# no knowledge of indexes or constraints; every module that talks to PostgreSQL uses it.
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import random
+import time
+
+
+# SQLSTATEs a retry can cure: lock_not_available (lock_timeout) and deadlock_detected.
+RETRYABLE_SQLSTATES = ('55P03', '40P01')
+
+
+def backoff_seconds(attempt, base_delay, max_delay=60.0, rand=random.random):
+    """Delay before retry C(attempt) (1-based): exponential, capped, with jitter in [50%, 100%].
+
+    The jitter keeps several runs that hit the same lock from retrying in step.
+    """
+    ceiling = min(max_delay, base_delay * (2 ** (attempt - 1)))
+    return ceiling * (0.5 + rand() / 2)
+
+
+def sqlstate(error):
+    """SQLSTATE of a driver error, for psycopg2 (pgcode) and psycopg 3 (sqlstate)."""
+    return getattr(error, 'sqlstate', None) or getattr(error, 'pgcode', None)
+
+
+def error_text(error):
+    """One-line message of a driver error."""
+    return ' '.join(str(error).split())
+
+
+def run_transaction(cursor, work, lock_timeout, lock_retries, lock_retry_delay, check_mode, warn, label,
+                    operator_errors=(), sleep=time.sleep, rand=random.random):
+    """Run work() in one transaction under lock_timeout; commit, or roll back in check mode. Returns its result.
+
+    A lock timeout or deadlock rolls back and retries the whole transaction, up to lock_retries times with
+    exponential backoff and jitter (each retry is announced through warn). Exceptions of the operator_errors
+    types roll back and propagate as they are; any other error rolls back and propagates after the retries.
+    """
+    attempts = lock_retries + 1
+    for attempt in range(1, attempts + 1):
+        cursor.execute('BEGIN')
+        try:
+            cursor.execute("SELECT pg_catalog.set_config('lock_timeout', %(value)s, true), "
+                           "pg_catalog.set_config('application_name', 'pg-zero-downtime', true)",
+                           dict(value=str(lock_timeout)))
+            outcome = work()
+            cursor.execute('ROLLBACK' if check_mode else 'COMMIT')
+            return outcome
+        except operator_errors:
+            cursor.execute('ROLLBACK')
+            raise
+        except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+            cursor.execute('ROLLBACK')
+            if sqlstate(error) in RETRYABLE_SQLSTATES and attempt < attempts:
+                delay = backoff_seconds(attempt, lock_retry_delay, rand=rand)
+                warn('%s: %s; retry %d of %d in %.1fs' % (label, error_text(error), attempt, lock_retries, delay))
+                sleep(delay)
+                continue
+            raise
+
+
+def setting_errors(cursor, settings):
+    """Check option values PostgreSQL itself must accept, before anything else runs.
+
+    C(settings) is a list of (option name, GUC name, value). Each value is tried with set_config in a
+    one-statement transaction, so nothing stays set. Returns error strings naming the option.
+    """
+    errors = []
+    for option, guc, value in settings:
+        try:
+            cursor.execute('SELECT pg_catalog.set_config(%(guc)s, %(value)s, true)', dict(guc=guc, value=str(value)))
+            cursor.fetchall()
+        except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+            errors.append('%s: PostgreSQL refuses %r as a %s value (%s); use a duration such as 2s, 500ms or 1min'
+                          % (option, str(value), guc, error_text(error)))
+    return errors
+
+
+def option_errors(cursor, params, settings):
+    """Errors of the retry and timeout options of a module (C(settings): (option, GUC) pairs), before any DDL."""
+    errors = []
+    for option in ('lock_retries', 'lock_retry_delay'):
+        if option in params and params[option] is not None and params[option] < 0:
+            errors.append('%s must be 0 or more, not %s' % (option, params[option]))
+    return errors + setting_errors(cursor, [(option, guc, params[option]) for option, guc in settings])
+
+
+def fetch_dicts(cursor, query, params=None):
+    """Execute C(query) and return its rows as dicts, whichever driver and row factory are in use."""
+    cursor.execute(query, params)
+    if cursor.description is None:
+        return []
+    names = [column[0] for column in cursor.description]
+    # psycopg 3's dict_row gives dicts, psycopg2's plain cursor gives sequences.
+    return [dict(zip(names, [row[name] for name in names] if isinstance(row, dict) else row))
+            for row in cursor.fetchall()]
+
+
+def sql_module():
+    """The C(sql) composition module of the driver community.postgresql's module_utils picked."""
+    from ansible_collections.community.postgresql.plugins.module_utils import postgres
+    from ansible_collections.community.postgresql.plugins.module_utils.version import LooseVersion
+    if postgres.PSYCOPG_VERSION >= LooseVersion('3.0'):
+        from psycopg import sql
+    else:
+        from psycopg2 import sql
+    return sql
+
+
+class OnlineIndexError(Exception):
+    """A problem an operator has to act on; the message says what and what to do."""
