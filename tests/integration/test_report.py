@@ -49,12 +49,17 @@ def test_a_migration_writes_its_report_with_every_criterion_met(db, pg_cluster, 
         values = [t['text'] for t in page.texts if t.get('class') == 'value']
         assert len(values) == 22 and '%s ms' % max(c['before_ms'] for c in report['comparison']) in values
         assert page.clipped_chart_texts() == []
+        # The backup table has the restore drill, as report.md does.
+        drill = report['restore_drill']
+        assert page.tables['backup'][-1] == ['Restore drill', '%s tables, %s rows, every row count matches'
+                                             % (drill['tables'], drill['rows'])]
 
         with open(os.path.join(directory, 'report.md')) as handle:
             markdown = handle.read()
         assert markdown.startswith('# Migration report: t12 on t12@127.0.0.1')
         for criterion in CRITERIA:
             assert '| %s | met |' % criterion in markdown
+        assert '- Restore drill: %s tables, %s rows,\n  every row count matches' % (drill['tables'], drill['rows']) in markdown
     finally:
         helpers.run_playbook('playbooks/rollback.yml', cluster_vars(pg_cluster, tmp_path))
 

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
-"""report.html rendered from its template with made-up runs: the chart fits its longest labels.
-(tests/integration/test_report.py checks the page of a real run.)"""
+"""report.html rendered from its template with made-up runs: the chart fits its longest labels, the backup table
+has the restore drill. (tests/integration/test_report.py checks the page of a real run.)"""
 
 import os
 
@@ -54,3 +54,12 @@ def test_the_fit_check_sees_a_clipped_label():
     page.svg['width'] = str(float(page.svg['width']) - 20)
     assert [text.split(' (')[0] for text in page.clipped_chart_texts()] == ['90.505 ms']
 
+
+def test_the_backup_table_has_the_restore_drill_of_the_markdown_report():
+    drill = dict(tables=19, rows=1800123, differences=[])
+    assert render(report([], restore_drill=drill)).tables['backup'][-1] == [
+        'Restore drill', '19 tables, 1800123 rows, every row count matches']
+    differed = render(report([], restore_drill=dict(drill, differences=['Job', 'SystemLog'])))
+    assert differed.tables['backup'][-1] == ['Restore drill', '19 tables, 1800123 rows, DIFFERENT: Job, SystemLog']
+    # Without a drill in the run there is no such row, as in report.md.
+    assert [row[0] for row in render(report([])).tables['backup']] == ['Path', 'Size', 'sha256', 'Verified']
