@@ -60,6 +60,10 @@ def test_a_migration_writes_its_report_with_every_criterion_met(db, pg_cluster, 
         for criterion in CRITERIA:
             assert '| %s | met |' % criterion in markdown
         assert '- Restore drill: %s tables, %s rows,\n  every row count matches' % (drill['tables'], drill['rows']) in markdown
+        # The play's last word: every criterion, separated by "; ", and no separator after the last.
+        met = '; '.join('[MET] %s' % criterion for criterion in CRITERIA)
+        output = ' '.join(run.stdout.split())
+        assert met in output and met + ';' not in output, output[-2000:]
     finally:
         helpers.run_playbook('playbooks/rollback.yml', cluster_vars(pg_cluster, tmp_path))
 
