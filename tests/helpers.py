@@ -132,6 +132,17 @@ def run_playbook(playbook, extra_vars, timeout=600, options=(), stdout_callback=
     return subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def task_names(stdout):
+    """The task names a playbook run printed (TASK [...] lines of the default callback), as rendered, without the
+    "<role> : " that the callback puts before the tasks of a role."""
+    return [re.sub(r'^[\w.]+ : ', '', name) for name in re.findall(r'^TASK \[(.*)\] \**$', stdout, re.MULTILINE)]
+
+
+def badly_rendered_task_names(stdout):
+    """Task names that end in a bare " - <value>" (a count, a table name) or show an unrendered template."""
+    return [name for name in task_names(stdout) if re.search(r' - [^ ]+$', name) or '{{' in name]
+
+
 # -- catalog helpers (psycopg2 connection in autocommit) --------------------------------------------
 
 def query(conn, sql, params=None):

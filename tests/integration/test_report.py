@@ -64,6 +64,11 @@ def test_a_migration_writes_its_report_with_every_criterion_met(db, pg_cluster, 
         met = '; '.join('[MET] %s' % criterion for criterion in CRITERIA)
         output = ' '.join(run.stdout.split())
         assert met in output and met + ';' not in output, output[-2000:]
+        # Task names read as sentences: no trailing " - 1" (the parallelism) or " - Job" (the table).
+        names = helpers.task_names(run.stdout)
+        assert "Start every table's index run in a pipeline, building one table at a time" in names
+        assert 'Record the per-index results of the check mode run (in the foreground) on public.Job' in names
+        assert helpers.badly_rendered_task_names(run.stdout) == []
     finally:
         helpers.run_playbook('playbooks/rollback.yml', cluster_vars(pg_cluster, tmp_path))
 
