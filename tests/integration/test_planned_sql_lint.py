@@ -56,13 +56,17 @@ def assert_only_accepted(findings):
     assert unexpected == [], unexpected
 
 
-def assert_the_diff_shows_schema_changes_only(stdout, artifacts_dir):
+def assert_the_diff_shows_schema_changes_and_no_after_baseline(stdout, artifacts_dir):
     """migrate.yml --check --diff, what a new user runs first: the diff is each table's index definitions and the
-    constraint, not the run's files (a baseline JSON was hundreds of lines)."""
+    constraint, not the run's files (a baseline JSON was hundreds of lines), and nothing is measured "after"."""
     assert '+CREATE INDEX "Job_teacherId_status_idx" ON "public"."Job" USING "btree" ("teacherId", "status")' in stdout
     assert '+CONSTRAINT Class_name_grade_key UNIQUE (name, grade)' in stdout
     assert [line for line in stdout.splitlines() if line.startswith('+++ after: ')] == []  # no file's diff
     assert '"median_ms"' not in stdout and 'baseline_after' not in stdout
+    # The "before" baseline is measured (read-only: what the queries cost now); no "after" run compares with it.
+    measured = [name for name in helpers.task_names(stdout) if name.startswith('Measure the baseline queries with')]
+    assert len(measured) == 1, measured
+    assert 'Check mode changed nothing, so the baseline queries are not measured again' in ' '.join(stdout.split())
     assert glob.glob(os.path.join(str(artifacts_dir), 'runs', '*', '*.json')) == []
 
 
@@ -75,7 +79,7 @@ def test_the_planned_migration_and_rollback_sql_pass_squawk(db, pg_cluster, tmp_
                                options=['--check', '--diff'])
     assert run.returncode == 0, run.stdout[-4000:]
     assert helpers.all_indexes(db) == before  # check mode changed nothing
-    assert_the_diff_shows_schema_changes_only(run.stdout, migrate_dir)
+    assert_the_diff_shows_schema_changes_and_no_after_baseline(run.stdout, migrate_dir)
     path, text = planned_sql(migrate_dir, 'migrate')
     assert text.count('CREATE INDEX CONCURRENTLY IF NOT EXISTS') == 26
     assert text.count('CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "Class_name_grade_key"') == 1
