@@ -5,6 +5,7 @@
 - run_ansible_module(): runs a module through the real ``ansible`` ad hoc command and returns the
   host's result dict (via the test-only JSON stdout callback in tests/callback_plugins).
 - Catalog helpers over a psycopg2 autocommit connection.
+- ReportPage: report.html parsed (elements closed, ids, chart rects and texts, table rows).
 """
 
 import importlib
@@ -13,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS_DIR = os.path.join(REPO_ROOT, 'tests')
@@ -125,6 +127,17 @@ def run_playbook(playbook, extra_vars, timeout=600, options=(), stdout_callback=
     return subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def task_names(stdout):
+    """The task names a playbook run printed (TASK [...] lines of the default callback), as rendered, without the
+    "<role> : " that the callback puts before the tasks of a role."""
+    return [re.sub(r'^[\w.]+ : ', '', name) for name in re.findall(r'^TASK \[(.*)\] \**$', stdout, re.MULTILINE)]
+
+
+def badly_rendered_task_names(stdout):
+    """Task names that end in a bare " - <value>" (a count, a table name) or show an unrendered template."""
+    return [name for name in task_names(stdout) if re.search(r' - [^ ]+$', name) or '{{' in name]
+
+
 # -- catalog helpers (psycopg2 connection in autocommit) --------------------------------------------
 
 def query(conn, sql, params=None):
@@ -211,3 +224,83 @@ def assert_failed_without_change(result, before, after, *fragments):
     for fragment in fragments:
         assert fragment in result['msg'], (fragment, result['msg'])
     assert after == before
+
+
+# -- the HTML report -------------------------------------------------------------------------------
+
+class ReportPage(HTMLParser):
+    """report.html parsed: checks that every element is closed in order, and collects what the tests look for:
+    ids, the chart's svg, rect and text elements (attributes and text), and each table's rows as cell texts."""
+
+    VOID = ('meta', 'rect', 'br', 'img', 'input', 'link')
+
+    def __init__(self, html):
+        HTMLParser.__init__(self)
+        self.open, self.problems, self.ids, self.rects, self.external = [], [], set(), [], []
+        self.svg, self.texts, self.tables = None, [], {}
+        self._text, self._table, self._cell = None, None, None
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if 'id' in attrs:
+            self.ids.add(attrs['id'])
+        if tag == 'rect':
+            self.rects.append(attrs)
+        if tag == 'svg':
+            self.svg = attrs
+        if tag == 'text':
+            self._text = dict(attrs, text='')
+        if tag == 'table':
+            self._table = self.tables.setdefault(attrs.get('id'), [])
+        if tag == 'tr' and self._table is not None:
+            self._table.append([])
+        if tag in ('th', 'td') and self._table is not None:
+            self._cell = ''
+        if tag in ('script', 'link', 'img') or attrs.get('src') or attrs.get('href', '').startswith('http'):
+            self.external.append(tag)
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        if tag == 'rect':
+            self.rects.append(dict(attrs))
+
+    def handle_data(self, data):
+        if self._text is not None:
+            self._text['text'] += data
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag == 'text' and self._text is not None:
+            self.texts.append(self._text)
+            self._text = None
+        if tag in ('th', 'td') and self._cell is not None:
+            self._table[-1].append(' '.join(self._cell.split()))
+            self._cell = None
+        if tag == 'table':
+            self._table = None
+        if tag in self.VOID:
+            return
+        if not self.open or self.open[-1] != tag:
+            self.problems.append('</%s> closes %s' % (tag, self.open[-1:]))
+        else:
+            self.open.pop()
+
+    def clipped_chart_texts(self, em_per_char=0.6):
+        """The chart's texts that would not fit: past the svg's right edge, or a query name running into its bars.
+
+        A text's width is taken as em_per_char of its font size a character: 0.6 is monospace, wider than the
+        average glyph of the sans-serif fonts a browser picks for an svg text without a font family.
+        """
+        width = float(self.svg['width'])
+        bars_x = min(float(rect['x']) for rect in self.rects) if self.rects else width
+        clipped = []
+        for text in self.texts:
+            right = float(text['x']) + len(text['text']) * float(text['font-size']) * em_per_char
+            if right > width or (text.get('class') == 'name' and right > bars_x):
+                clipped.append('%s (x %s to %.1f; svg width %s, bars at %s)'
+                               % (text['text'], text['x'], right, self.svg['width'], bars_x))
+        return clipped

@@ -60,7 +60,10 @@ options:
     type: list
     elements: dict
   tolerance:
-    description: With O(compare_with), the median-time ratio (after / before) above which a query counts as slower.
+    description:
+      - With O(compare_with), the median-time ratio (after / before) above which a query counts as slower, when it
+        also lost more than O(min_regression_ms) and does more work. A ratio below its inverse (1 / 1.2) counts as
+        improved, when the query also gained more than O(min_regression_ms) or does less work.
     type: float
     default: 1.2
   min_regression_ms:

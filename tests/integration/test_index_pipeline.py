@@ -75,9 +75,14 @@ def test_a_queued_table_does_not_start_after_a_failed_one_and_a_rerun_converges(
     # What was changed before the failure is said, and kept.
     assert 'Done by the runs that succeeded, and kept: created pt_pipe_a_k_key_idx on public.pt_pipe_a' in output
 
-    rerun = helpers.run_playbook('playbooks/indexes.yml', extra_vars(pg_cluster, tmp_path))
+    rerun = helpers.run_playbook('playbooks/indexes.yml',
+                                 dict(extra_vars(pg_cluster, tmp_path), index_build_parallelism=2))
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     assert [index_state(db, table) for table in TABLES] == [(True, True)] * 3
+    names = helpers.task_names(rerun.stdout)
+    assert "Start every table's index run in a pipeline, building 2 tables at a time" in names
+    assert 'Queue for the progress watch the background run on public.pt_pipe_c' in names
+    assert helpers.badly_rendered_task_names(rerun.stdout) == []
 
 
 def test_queued_tables_give_up_when_the_playbook_is_killed(db, pg_cluster, tmp_path, pipe_tables, connect):

@@ -56,15 +56,30 @@ def assert_only_accepted(findings):
     assert unexpected == [], unexpected
 
 
+def assert_the_diff_shows_schema_changes_and_no_after_baseline(stdout, artifacts_dir):
+    """migrate.yml --check --diff, what a new user runs first: the diff is each table's index definitions and the
+    constraint, not the run's files (a baseline JSON was hundreds of lines), and nothing is measured "after"."""
+    assert '+CREATE INDEX "Job_teacherId_status_idx" ON "public"."Job" USING "btree" ("teacherId", "status")' in stdout
+    assert '+CONSTRAINT Class_name_grade_key UNIQUE (name, grade)' in stdout
+    assert [line for line in stdout.splitlines() if line.startswith('+++ after: ')] == []  # no file's diff
+    assert '"median_ms"' not in stdout and 'baseline_after' not in stdout
+    # The "before" baseline is measured (read-only: what the queries cost now); no "after" run compares with it.
+    measured = [name for name in helpers.task_names(stdout) if name.startswith('Measure the baseline queries with')]
+    assert len(measured) == 1, measured
+    assert 'Check mode changed nothing, so the baseline queries are not measured again' in ' '.join(stdout.split())
+    assert glob.glob(os.path.join(str(artifacts_dir), 'runs', '*', '*.json')) == []
+
+
 def test_the_planned_migration_and_rollback_sql_pass_squawk(db, pg_cluster, tmp_path):
     settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'])
     before = helpers.all_indexes(db)
 
     migrate_dir = tmp_path / 'migrate'
     run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, artifacts_dir=str(migrate_dir)),
-                               options=['--check'])
+                               options=['--check', '--diff'])
     assert run.returncode == 0, run.stdout[-4000:]
     assert helpers.all_indexes(db) == before  # check mode changed nothing
+    assert_the_diff_shows_schema_changes_and_no_after_baseline(run.stdout, migrate_dir)
     path, text = planned_sql(migrate_dir, 'migrate')
     assert text.count('CREATE INDEX CONCURRENTLY IF NOT EXISTS') == 26
     assert text.count('CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "Class_name_grade_key"') == 1

@@ -4,44 +4,11 @@
 import glob
 import json
 import os
-from html.parser import HTMLParser
 
 import helpers
 
 CRITERIA = ['All indexes created successfully', 'No service downtime during migration',
             'Query performance improved or maintained', 'No data integrity issues', 'Rollback plan tested and ready']
-VOID = ('meta', 'rect', 'br', 'img', 'input', 'link')
-
-
-class Page(HTMLParser):
-    """Checks that every element is closed in order, and collects what the tests look for."""
-
-    def __init__(self):
-        HTMLParser.__init__(self)
-        self.open, self.problems, self.ids, self.rects, self.external = [], [], set(), [], []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if 'id' in attrs:
-            self.ids.add(attrs['id'])
-        if tag == 'rect':
-            self.rects.append(attrs)
-        if tag in ('script', 'link', 'img') or attrs.get('src') or attrs.get('href', '').startswith('http'):
-            self.external.append(tag)
-        if tag not in VOID:
-            self.open.append(tag)
-
-    def handle_startendtag(self, tag, attrs):
-        if tag == 'rect':
-            self.rects.append(dict(attrs))
-
-    def handle_endtag(self, tag):
-        if tag in VOID:
-            return
-        if not self.open or self.open[-1] != tag:
-            self.problems.append('</%s> closes %s' % (tag, self.open[-1:]))
-        else:
-            self.open.pop()
 
 
 def cluster_vars(pg_cluster, tmp_path, **extra):
@@ -72,19 +39,36 @@ def test_a_migration_writes_its_report_with_every_criterion_met(db, pg_cluster, 
         assert all(size > 0 for size in report['index_sizes'].values()) and len(report['index_sizes']) == 26
 
         with open(os.path.join(directory, 'report.html')) as handle:
-            page = Page()
-            page.feed(handle.read())
+            page = helpers.ReportPage(handle.read())
         assert page.problems == [] and page.open == []
         assert page.external == []  # self-contained
         assert {'criteria', 'baseline-chart', 'comparison', 'backup', 'phases', 'indexes', 'constraints', 'usage'} <= page.ids
         assert len([r for r in page.rects if r.get('class') == 'before']) == 11
         assert len([r for r in page.rects if r.get('class') == 'after']) == 11
+        # Every label is inside the chart, the longest (that of the slowest bar, at the far right) too.
+        values = [t['text'] for t in page.texts if t.get('class') == 'value']
+        assert len(values) == 22 and '%s ms' % max(c['before_ms'] for c in report['comparison']) in values
+        assert page.clipped_chart_texts() == []
+        # The backup table has the restore drill, as report.md does.
+        drill = report['restore_drill']
+        assert page.tables['backup'][-1] == ['Restore drill', '%s tables, %s rows, every row count matches'
+                                             % (drill['tables'], drill['rows'])]
 
         with open(os.path.join(directory, 'report.md')) as handle:
             markdown = handle.read()
         assert markdown.startswith('# Migration report: t12 on t12@127.0.0.1')
         for criterion in CRITERIA:
             assert '| %s | met |' % criterion in markdown
+        assert '- Restore drill: %s tables, %s rows,\n  every row count matches' % (drill['tables'], drill['rows']) in markdown
+        # The play's last word: every criterion, separated by "; ", and no separator after the last.
+        met = '; '.join('[MET] %s' % criterion for criterion in CRITERIA)
+        output = ' '.join(run.stdout.split())
+        assert met in output and met + ';' not in output, output[-2000:]
+        # Task names read as sentences: no trailing " - 1" (the parallelism) or " - Job" (the table).
+        names = helpers.task_names(run.stdout)
+        assert "Start every table's index run in a pipeline, building one table at a time" in names
+        assert 'Record the per-index results of the check mode run (in the foreground) on public.Job' in names
+        assert helpers.badly_rendered_task_names(run.stdout) == []
     finally:
         helpers.run_playbook('playbooks/rollback.yml', cluster_vars(pg_cluster, tmp_path))
 

@@ -96,6 +96,34 @@ def test_a_new_plan_reading_fewer_buffers_is_not_a_regression_when_its_time_is_n
     assert outcome['plan_changed'] and outcome['verdict'] == 'held'
 
 
+def test_a_query_five_times_faster_through_a_new_index_is_improved_however_few_milliseconds_it_gained():
+    # Seen in a T12 run: a Seq Scan became an index scan, 0.243 -> 0.051 ms, and was reported as "held".
+    before = qb.summarize(explains(PLAN_SEQ, [0.243]))
+    after = qb.summarize(explains(PLAN_INDEX, [0.051]))
+    outcome = qb.compare(before, after, 1.2, 0.5)
+    assert outcome['verdict'] == 'improved' and outcome['ratio'] == 0.21
+    assert (outcome['before_buffers'], outcome['after_buffers']) == (233, 22)
+    # The other way round it is not a regression: 0.19 ms is below the floor that lets a regression fail a run.
+    assert qb.compare(after, before, 1.2, 0.5)['verdict'] == 'held'
+
+
+def test_the_same_plan_and_buffers_running_faster_is_noise_as_when_it_runs_slower():
+    fast, slow = qb.summarize(explains(PLAN_SEQ, [0.051])), qb.summarize(explains(PLAN_SEQ, [0.243]))
+    assert qb.compare(slow, fast, 1.2, 0.5)['verdict'] == 'held'
+    assert qb.compare(fast, slow, 1.2, 0.5)['verdict'] == 'held'
+
+
+@pytest.mark.parametrize('speedup,verdict', [(1.19, 'held'), (1.21, 'improved'), (1.5, 'improved')])
+def test_improved_needs_the_speedup_the_tolerance_asks_of_a_regression(speedup, verdict):
+    # Less work (233 -> 22 buffers) but fewer milliseconds than the floor: the ratio alone decides.
+    before = qb.summarize(explains(PLAN_SEQ, [0.3]))
+    after = qb.summarize(explains(PLAN_INDEX, [0.3 / speedup]))
+    assert qb.compare(before, after, 1.2, 0.5)['verdict'] == verdict
+    # A regression by the same factor, with more work and the milliseconds to count, is slower past the tolerance.
+    assert qb.compare(qb.summarize(explains(PLAN_INDEX, [3.0])), qb.summarize(explains(PLAN_SEQ, [3.0 * speedup])),
+                      1.2, 0.5)['verdict'] == ('slower' if verdict == 'improved' else 'held')
+
+
 def _runs(*milliseconds):
     return [[{'Execution Time': ms, 'Plan': PLAN_SEQ}] for ms in milliseconds]
 
