@@ -6,6 +6,8 @@ Three small tables made by the test (dropped after). The first test keeps a writ
 run's build_wait_timeout, so its build fails. (Duplicate keys no longer do: the preflight refuses them first.)
 """
 
+import glob
+import json
 import os
 import signal
 import subprocess
@@ -129,3 +131,30 @@ def test_queued_tables_give_up_when_the_playbook_is_killed(db, pg_cluster, tmp_p
     rerun = helpers.run_playbook('playbooks/indexes.yml', extra_vars(pg_cluster, tmp_path))
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     assert [index_state(db, table) for table in TABLES] == [(True, True)] * 3
+
+
+def test_migrate_tags_indexes_rerun_with_the_constraint_pending_changes_nothing(db, pg_cluster, tmp_path, pipe_tables):
+    """--tags indexes builds the indexes and leaves the planned constraint alone; run again while the constraint is
+    still pending, it finds the indexes in place and says changed=0, its report naming no index as changed."""
+    plan = dict(name='pt_pipe_tags', schema='public',
+                tables=[dict(name=TABLES[0], indexes=[dict(name='pt_pipe_a_k_idx', columns=['k'])])],
+                constraints=[dict(name='pt_pipe_b_k_key', table=TABLES[1], type='unique', columns=['k'])])
+    (tmp_path / 'tags.yml').write_text(yaml.safe_dump(plan))
+    variables = dict(extra_vars(pg_cluster, tmp_path), plan=str(tmp_path / 'tags.yml'))
+    first = helpers.run_playbook('playbooks/migrate.yml', variables, options=['--tags', 'indexes'])
+    assert first.returncode == 0, first.stdout[-4000:]
+    assert helpers.index_info(db, 'pt_pipe_a_k_idx')['valid']
+    assert helpers.unique_constraints(db) == []
+
+    again = helpers.run_playbook('playbooks/migrate.yml', variables, options=['--tags', 'indexes'])
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert 'changed=0' in again.stdout, again.stdout[-3000:]
+    assert helpers.unique_constraints(db) == []
+    reports = sorted(glob.glob(os.path.join(str(tmp_path), 'runs', 'pt_pipe_tags-*', 'report.json')))
+    assert len(reports) == 2, reports
+    with open(reports[0]) as handle:
+        assert [index['action'] for index in json.load(handle)['indexes']] == ['created']
+    # The rerun's report names no index as changed (the preflight found every one in place, so none was run).
+    with open(reports[-1]) as handle:
+        rerun = json.load(handle)
+    assert all(index['action'] == 'unchanged' for index in rerun['indexes']), rerun['indexes']
