@@ -55,7 +55,11 @@ def _sha256(path):
 
 
 def _run(argv, cwd):
-    done = subprocess.run([str(arg) for arg in argv], cwd=str(cwd), capture_output=True, text=True, timeout=120)
+    # Nothing of the checkout's Ansible settings: with its ansible.cfg (make exports ANSIBLE_CONFIG), ansible-galaxy
+    # finds the collection already installed through the checkout's link and installs nothing into the folder.
+    env = dict((name, value) for name, value in os.environ.items() if not name.startswith('ANSIBLE_'))
+    done = subprocess.run([str(arg) for arg in argv], cwd=str(cwd), env=env, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, '%s failed (rc %s):\n%s\n%s' % (
         ' '.join(str(arg) for arg in argv), done.returncode, done.stdout[-3000:], done.stderr[-3000:])
     return done
