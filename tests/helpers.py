@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -146,6 +147,24 @@ def query(conn, sql, params=None):
         if cursor.description is None:
             return []
         return cursor.fetchall()
+
+
+def wait_until(predicate, timeout=300, what='the condition'):
+    """Poll C(predicate) until it is true; fail the test naming C(what) after C(timeout) seconds."""
+    import pytest
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    pytest.fail('%s did not happen within %ss' % (what, timeout))
+
+
+def pgzd_statements(conn):
+    """Statements the project's sessions are running right now."""
+    return query(conn, """
+        SELECT pid, query FROM pg_catalog.pg_stat_activity
+        WHERE application_name = 'pg-zero-downtime' AND state = 'active' AND pid <> pg_catalog.pg_backend_pid()""")
 
 
 def index_info(conn, name, schema='public'):

@@ -99,15 +99,6 @@ def _lock_sessions(conn):
     return helpers.query(conn, "SELECT pid FROM pg_catalog.pg_stat_activity WHERE application_name LIKE 'pgzd-lock run=%%'")
 
 
-def _wait_until(predicate, what):
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    pytest.fail('%s did not happen within %ss' % (what, TIMEOUT))
-
-
 def _building(conn, index):
     return helpers.query(conn, """
         SELECT p.phase FROM pg_catalog.pg_stat_progress_create_index p
@@ -162,10 +153,8 @@ def test_a_runner_cancelled_mid_build_starts_no_more_ddl_and_the_rerun_converges
     finally:
         snapshot.release()
     # The migration lock went with the job; the build in flight then ends, and nothing after it starts.
-    _wait_until(lambda: not _lock_sessions(db), "the end of the cancelled job's migration lock")
-    _wait_until(lambda: not helpers.query(db, "SELECT 1 FROM pg_catalog.pg_stat_activity WHERE application_name = "
-                                              "'pg-zero-downtime' AND state = 'active'"),
-                'the end of every pg-zero-downtime statement')
+    helpers.wait_until(lambda: not _lock_sessions(db), what="the end of the cancelled job's migration lock")
+    helpers.wait_until(lambda: not helpers.pgzd_statements(db), what='the end of every pg-zero-downtime statement')
     time.sleep(3)  # a next build would have started by now
     assert helpers.index_info(db, INDEXES[1]) is None and helpers.index_info(db, INDEXES[2]) is None
     assert not helpers.query(db, "SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory'")

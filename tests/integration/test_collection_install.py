@@ -27,10 +27,14 @@ def _run(argv, cwd, env, timeout=600):
 
 
 def _user_env(collections_path, workdir):
-    """What a pipeline's job has: the installed collections and nothing of the checkout."""
+    """What a pipeline's job has: the installed collections and nothing of the checkout.
+
+    PWD stays the test's own (the checkout): what lands in the working directory must follow the process's real
+    one, as under ansible-runner, which starts ansible-playbook in the project directory without changing PWD.
+    """
     env = dict((name, value) for name, value in os.environ.items() if not name.startswith('ANSIBLE_'))
     env.update(ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0',
-               ANSIBLE_RETRY_FILES_ENABLED='0', ANSIBLE_GATHERING='explicit', PWD=workdir,
+               ANSIBLE_RETRY_FILES_ENABLED='0', ANSIBLE_GATHERING='explicit',
                ANSIBLE_LOCAL_TEMP=os.path.join(workdir, '.ansible-tmp'), PYTHONDONTWRITEBYTECODE='1',
                PATH=os.pathsep.join([helpers.VENV_BIN, env.get('PATH', '')]))
     return env

@@ -252,15 +252,6 @@ def backend_alive(conn, pid):
     return bool(helpers.query(conn, 'SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid = %s', (pid,)))
 
 
-def wait_until(predicate, timeout=WAIT_TIMEOUT, what='the condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    pytest.fail('%s did not happen within %ss' % (what, timeout))
-
-
 def table_indexes(conn):
     """{name: (indisvalid, indisready)} of every index of pt_big."""
     rows = helpers.query(conn, """
@@ -442,13 +433,6 @@ def remove_files(patterns):
             os.unlink(path)
 
 
-def pgzd_statements(conn):
-    """Statements the project's sessions are running right now."""
-    return helpers.query(conn, """
-        SELECT pid, query FROM pg_catalog.pg_stat_activity
-        WHERE application_name = 'pg-zero-downtime' AND state = 'active' AND pid <> pg_catalog.pg_backend_pid()""")
-
-
 def kill_tree(run, extra=()):
     """SIGKILL the run, every process it started and C(extra), as the loss of the control node would end them.
 
@@ -593,13 +577,13 @@ def test_playbook_process_group_killed_then_the_rerun_converges(db, pg_cluster, 
         assert at_once.process.returncode == 0 or any(refusal in text for refusal in refusals), at_once.describe()
         assert fingerprint(db) == before
 
-        wait_until(lambda: not helpers.query(db, "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE "
+        helpers.wait_until(lambda: not helpers.query(db, "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE "
                                                  "'pgzd-lock run=%%'"), what='the end of the killed run\'s lock')
         # Normally the build in flight outlives the lock by seconds: then nothing after it may start.
         in_flight_when_the_lock_went = build_progress(db, TARGET) is not None
 
-        wait_until(lambda: not any(alive(pid) for pid in clients), what='the end of the orphaned module')
-        wait_until(lambda: not pgzd_statements(db), what='the end of every pg-zero-downtime statement')
+        helpers.wait_until(lambda: not any(alive(pid) for pid in clients), what='the end of the orphaned module')
+        helpers.wait_until(lambda: not helpers.pgzd_statements(db), what='the end of every pg-zero-downtime statement')
     finally:
         # What is left of the killed run (a worker with nobody to report to) is ended here, and the result
         # file of its async job (nobody will collect it) removed.
@@ -633,7 +617,7 @@ def test_control_node_killed_then_the_orphaned_build_ends_and_the_rerun_converge
     finally:
         remove_files(job_files)  # the job died with its wrapper: nobody will collect its result file
     assert set(clients) <= set(killed)
-    wait_until(lambda: not backend_alive(db, progress['pid']), what='the end of the orphaned build backend')
+    helpers.wait_until(lambda: not backend_alive(db, progress['pid']), what='the end of the orphaned build backend')
     # The build was ended, not finished: the index is INVALID, and the third one was never started.
     assert_interrupted(db)
     assert fingerprint(db) == before
@@ -658,7 +642,7 @@ def test_dropped_connection_fails_and_the_direct_rerun_converges(db, pg_cluster,
         proxy.cut()
 
     assert_failed_clearly(run)
-    wait_until(lambda: not backend_alive(db, progress['pid']), what='the end of the cut-off build backend')
+    helpers.wait_until(lambda: not backend_alive(db, progress['pid']), what='the end of the cut-off build backend')
     assert_interrupted(db)
     assert fingerprint(db) == before
 
