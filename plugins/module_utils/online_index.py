@@ -12,6 +12,7 @@ import time
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import (
     DDL_SESSION_LOCK_KEY, migration_lock_error,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import process_alive
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import BuildWatcher
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
     ACTION_CREATE, ACTION_DROP, ACTION_REBUILD, INDEXABLE_RELKINDS, column_errors, decide_actions,
@@ -123,7 +124,7 @@ class OnlineIndexRunner(object):
 
     def __init__(self, connection, lock_timeout='5s', statement_timeout='0', lock_retries=5,
                  lock_retry_delay=1.0, sleep=time.sleep, log=None, client_connection_check_interval='2s',
-                 ddl_session=False, lock_session_pid=0, build_wait_timeout=0, watch_connect=None):
+                 ddl_session=False, lock_session_pid=0, build_wait_timeout=0, watch_connect=None, owner_pid=0):
         self.connection = connection
         # Concurrent builds and drops wait without lock_timeout; a watch on a second connection (watch_connect())
         # records their waits and, with build_wait_timeout seconds, ends a build that waited longer.
@@ -134,6 +135,9 @@ class OnlineIndexRunner(object):
         self.waits = {}
         # The session holding the run's migration lock: every DDL statement first proves it still holds it.
         self.lock_session_pid = lock_session_pid
+        # The run's ansible-playbook (0 = none): once it is gone (stopped, cancelled by AWX), no further statement
+        # starts; the one in flight ends on its own.
+        self.owner_pid = owner_pid
         self.cursor = connection.cursor()
         self.sql = sql_module()
         self.lock_timeout = lock_timeout
@@ -370,6 +374,9 @@ class OnlineIndexRunner(object):
 
     def _execute(self, statement, kind=None):
         text = self.checked(statement, kind)
+        if self.owner_pid and not process_alive(self.owner_pid):
+            raise OnlineIndexError('%s was not run: the run that started it (ansible-playbook, process %d) has ended, '
+                                   'so it does not go on alone; rerun the playbook' % (text, self.owner_pid))
         lost = migration_lock_error(self.cursor, self.lock_session_pid)
         if lost:
             raise OnlineIndexError('%s was not run: %s' % (text, lost))

@@ -121,9 +121,10 @@ options:
     default: []
   owner_pid:
     description:
-      - While waiting for O(after), give up (nothing changed, C(not_started)) once this process is gone; it is the run's
-        ansible-playbook, when the module runs on the control node, so that queued builds do not outlive a run
-        that was stopped. 0 watches nothing.
+      - The run's ansible-playbook, when the module runs on the control node, so that builds do not outlive a run
+        that was stopped (cancelled in AWX, killed). While waiting for O(after), the module gives up (nothing
+        changed, C(not_started)) once this process is gone; later, no statement starts after it is gone (the
+        one in flight ends on its own). 0 watches nothing.
     type: int
     default: 0
 seealso:
@@ -330,7 +331,7 @@ def main():
                                statement_timeout=params['statement_timeout'],
                                lock_retries=params['lock_retries'], lock_retry_delay=params['lock_retry_delay'],
                                log=module.warn, ddl_session=not module.check_mode,
-                               lock_session_pid=params['lock_session_pid'],
+                               lock_session_pid=params['lock_session_pid'], owner_pid=params['owner_pid'],
                                build_wait_timeout=params['build_wait_timeout'],
                                watch_connect=None if module.check_mode else watch_connection_factory(module, conn_params))
     result = dict(changed=False, queries=[], indexes=[], lock_retries_used=0)

@@ -54,10 +54,11 @@ def _sha256(path):
         return hashlib.sha256(handle.read()).hexdigest()
 
 
-def _run(argv, cwd):
+def _run(argv, cwd, **ansible_settings):
     # Nothing of the checkout's Ansible settings: with its ansible.cfg (make exports ANSIBLE_CONFIG), ansible-galaxy
     # finds the collection already installed through the checkout's link and installs nothing into the folder.
     env = dict((name, value) for name, value in os.environ.items() if not name.startswith('ANSIBLE_'))
+    env.update(ansible_settings)
     done = subprocess.run([str(arg) for arg in argv], cwd=str(cwd), env=env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, '%s failed (rc %s):\n%s\n%s' % (
@@ -130,8 +131,12 @@ def introspected(built):
     """(pip lines, bindep lines) the image build would install: our collection, installed from its tarball,
     and community.postgresql when scripts/bootstrap has installed it into collections/."""
     folder = built['work'] / 'installed'
-    _run([ANSIBLE_GALAXY, 'collection', 'install', '--offline', '--no-deps', '-p', folder, built['tarball']],
-         cwd=built['work'])
+    # Only the folder as collections path, and --force: a copy already installed where the machine's defaults
+    # look (~/.ansible/collections) would otherwise make ansible-galaxy install nothing here ("Nothing to do").
+    _run([ANSIBLE_GALAXY, 'collection', 'install', '--offline', '--no-deps', '--force', '-p', folder,
+          built['tarball']], cwd=built['work'], ANSIBLE_COLLECTIONS_PATH=str(folder))
+    assert (folder / 'ansible_collections' / 'pg_zero_downtime' / 'migrations' / 'MANIFEST.json').is_file(), (
+        'ansible-galaxy did not install the tarball into %s' % folder)
     with_community = os.path.isfile(os.path.join(COMMUNITY_POSTGRESQL, 'MANIFEST.json'))
     if with_community:
         namespace = folder / 'ansible_collections' / 'community'
