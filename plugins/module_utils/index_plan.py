@@ -30,11 +30,6 @@ INDEX_SPEC_OPTIONS = dict(
 )
 
 
-def index_spec_argument_spec():
-    """Argument spec of one item of the C(indexes) option, shared by both modules."""
-    return dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS)
-
-
 def validate_specs(schema, table, specs, state):
     """Check the input alone (no catalog): identifiers, duplicates, required columns.
 

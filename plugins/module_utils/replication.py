@@ -9,6 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import time
+
 IN_RECOVERY_SQL = ("SELECT pg_catalog.pg_is_in_recovery() AS in_recovery, "
                    "pg_catalog.current_setting('server_version_num')::int AS server_version_num")
 
@@ -128,6 +130,39 @@ def timeout_message(lagging, waited_seconds, wait_timeout):
             'was started:\n%s\nLet them catch up (or find what holds their replay back: a paused replay, a long query '
             'on the replica, a slow disk or network), then rerun; work already finished is not done again.'
             % (len(lagging), waited_seconds, _number(wait_timeout), describe_lagging(lagging)))
+
+
+def wait_within_lag(read, max_lag_bytes, max_lag_seconds, wait_timeout, poll_interval, login_user='the login',
+                    sleep=time.sleep, clock=time.monotonic):
+    """Reads the replicas (C(read(PRIMARY_REPLICAS_SQL))) until none lags beyond the thresholds, or C(wait_timeout)
+    seconds have passed.
+
+    Returns dict(replicas, lagging [(replica, reason)], polls, waited_seconds, error): C(error) says why the caller
+    must not go on (replicas whose lag cannot be read, or still lagging at the deadline), else None.
+    """
+    thresholds = max_lag_bytes is not None or max_lag_seconds is not None
+    started = clock()
+    deadline = started + wait_timeout
+    outcome = dict(replicas=[], lagging=[], polls=0, waited_seconds=0.0, error=None)
+    while True:
+        replicas = read(PRIMARY_REPLICAS_SQL)
+        outcome['polls'] += 1
+        outcome['replicas'] = replicas
+        hidden = unreadable_replicas(replicas)
+        if thresholds and hidden:
+            outcome['error'] = ('The login %s may not read the positions of the replicas %s, so their lag cannot be '
+                                'measured; nothing was changed. Grant it pg_monitor (or pg_read_all_stats), or set '
+                                'no lag threshold.' % (login_user, ', '.join(replica_label(r) for r in hidden)))
+            return outcome
+        outcome['lagging'] = lagging_replicas(replicas, max_lag_bytes, max_lag_seconds)
+        now = clock()
+        if not outcome['lagging'] or now >= deadline:
+            break
+        sleep(min(poll_interval, deadline - now))
+    outcome['waited_seconds'] = round(clock() - started, 2) if outcome['polls'] > 1 else 0.0
+    if outcome['lagging']:
+        outcome['error'] = timeout_message(outcome['lagging'], outcome['waited_seconds'], wait_timeout)
+    return outcome
 
 
 def _number(value):

@@ -9,9 +9,10 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: postgresql_online_index
-short_description: Build or drop one table's indexes CONCURRENTLY, idempotently, on a live database
+short_description: Build or drop the planned indexes CONCURRENTLY, idempotently, on a live database
 description:
-  - Brings the indexes of one table to the planned state without blocking writes to it. Every
+  - Brings the indexes of one table (O(table), O(indexes)), or of every table of a plan (O(tables)), to the
+    planned state without blocking writes to them. Every
     statement is C(CREATE INDEX CONCURRENTLY IF NOT EXISTS) or C(DROP INDEX CONCURRENTLY IF EXISTS),
     run in autocommit (never inside a transaction block) with every identifier quoted, so quoted
     camelCase names such as C("teacherId") just work.
@@ -48,14 +49,13 @@ options:
   table:
     description:
       - The table whose indexes are managed, exactly as named in the catalog (case-sensitive, unquoted).
+      - Give O(table) with O(indexes), or O(tables).
     type: str
-    required: true
   indexes:
     description:
       - The indexes of O(table), processed in the order given.
     type: list
     elements: dict
-    required: true
     suboptions:
       name:
         description: Index name, at most 63 bytes, unique in the schema.
@@ -84,9 +84,40 @@ options:
         type: list
         elements: str
         default: []
+  parallelism:
+    description:
+      - With O(tables), how many tables are worked on at a time, each on a connection of its own. Table I(i)
+        starts once table I(i - parallelism) has ended; after a failure, the tables queued behind it do not
+        start. Each table's indexes stay sequential; builds on different tables do not wait for each other on
+        PostgreSQL 14+.
+    type: int
+    default: 1
+  replication_lag:
+    description:
+      - With O(tables) and O(state=present), wait before each table's builds while a replica lags beyond
+        these thresholds (as M(pg_zero_downtime.migrations.postgresql_replication_info) measures it), and fail
+        that table after O(replication_lag.timeout) seconds. Unset, no lag is read.
+    type: dict
+    suboptions:
+      max_bytes:
+        description: WAL bytes a replica may have left to replay.
+        type: int
+      max_seconds:
+        description: Seconds of replay lag a replica may have.
+        type: float
+      timeout:
+        description: Seconds to wait for the replicas to come within the thresholds.
+        type: float
+        default: 600
+      poll_interval:
+        description: Seconds between two readings of the replicas.
+        type: float
+        default: 5
   state:
     description:
       - V(present) builds missing indexes and rebuilds INVALID ones; V(absent) drops the named indexes.
+      - With O(tables) and V(absent), the tables, and each one's indexes, are worked on last to first (a
+        rollback undoes the plan in reverse).
     type: str
     choices: [present, absent]
     default: present
@@ -145,6 +176,7 @@ attributes:
 author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.lock_retries
   - pg_zero_downtime.migrations.build_waits
   - community.postgresql.postgres
@@ -176,9 +208,30 @@ EXAMPLES = r'''
     indexes:
       - name: Job_open_createdAt_idx
       - name: Job_teacherId_status_idx
+
+- name: Build the indexes of every table of a plan, two tables at a time, each after a replica lag check
+  pg_zero_downtime.migrations.postgresql_online_index:
+    login_db: app
+    tables: "{{ (lookup('ansible.builtin.file', 'plans/t12.yml') | from_yaml).tables }}"
+    parallelism: 2
+    replication_lag:
+      max_bytes: 67108864
+      max_seconds: 30
+  async: 86400
+  poll: 0
+  register: index_run
 '''
 
 RETURN = r'''
+tables:
+  description:
+    - With O(tables), the result of each table in plan order (in reverse for O(state=absent)), with the keys
+      of a one-table run (C(changed), C(queries), C(indexes), C(lock_retries_used)), plus C(table)
+      (C(schema.table)) and, for a table that failed, C(failed) and C(msg). A table queued behind a failure has
+      C(not_started) and C(first_failure).
+  returned: with O(tables)
+  type: list
+  elements: dict
 not_started:
   description: True when the run did not start because a run of O(after) failed or O(owner_pid) was gone.
   returned: when the run did not start
@@ -246,6 +299,14 @@ indexes:
       description: C(pg_get_indexdef) of the index after the task; null when it does not exist.
       type: str
       sample: CREATE INDEX "Job_createdAt_idx" ON public."Job" USING btree ("createdAt")
+    lock_timeout:
+      description: The O(lock_timeout) it ran under.
+      type: str
+      sample: 5s
+    statement_timeout:
+      description: The O(statement_timeout) it ran under.
+      type: str
+      sample: '0'
 lock_retries_used:
   description: Total lock-timeout retries of the task.
   returned: always
@@ -259,14 +320,23 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connec
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import wait_for_runs
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
-    ACTION_UNCHANGED, index_spec_argument_spec,
+    ACTION_UNCHANGED, INDEX_SPEC_OPTIONS,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import (
+    failure_message, ordered_tables, run_pipeline,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
+    replays, replica_label, wait_within_lag,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import OnlineIndexError, option_errors
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+    OnlineIndexError, fetch_dicts, option_errors,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
     seconds_option_error, warn_about_waits,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
+    connect_to_db,
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
@@ -289,13 +359,176 @@ def planned(decision):
     return decision['spec']['display_definition']
 
 
+def index_entries(decisions):
+    """The result's C(indexes) of a table, before anything ran."""
+    entries = []
+    for decision in decisions:
+        spec = decision['spec']
+        entries.append(dict(
+            name=spec['name'], schema=spec['schema'], table=spec['table'], action=decision['action'],
+            seconds=0.0, retries=0, waited_seconds=0.0, waited_for=[], statements=decision['statements'],
+            definition=decision['existing']['definition'] if decision['existing'] else None))
+    return entries
+
+
+def run_table(module, connection, conn_params, schema, table, specs):
+    """Brings one table's indexes to the plan on C(connection); its result, with C(failed) and C(msg) on failure.
+
+    A failure changes nothing after it: what ran before it is in C(queries) and is kept.
+    """
+    params = module.params
+    result = dict(changed=False, queries=[], indexes=[], lock_retries_used=0)
+    try:
+        runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'],
+                                   statement_timeout=params['statement_timeout'],
+                                   lock_retries=params['lock_retries'], lock_retry_delay=params['lock_retry_delay'],
+                                   log=module.warn, ddl_session=not module.check_mode,
+                                   lock_session_pid=params['lock_session_pid'], owner_pid=params['owner_pid'],
+                                   build_wait_timeout=params['build_wait_timeout'],
+                                   watch_connect=None if module.check_mode else watch_connection_factory(
+                                       module, conn_params))
+        decisions = runner.plan(schema, table, specs, params['state'])
+    except OnlineIndexError as error:
+        return dict(result, failed=True, msg='The index plan cannot be applied; nothing was changed. Fix the plan (or '
+                                             'the database) and rerun:\n%s' % error)
+    except Exception as error:  # a driver error: only a lost connection is the table's failure, not a bug
+        if not connection.closed:
+            raise
+        return dict(result, failed=True, msg='%s\nNothing was changed on %s.%s.' % (
+            connection_failure_message(error, target_of(conn_params), 'keep the connection to'), schema, table))
+
+    # In check mode: whether a real run would change something. Otherwise set from what really ran.
+    result['changed'] = any(d['action'] != ACTION_UNCHANGED for d in decisions)
+    result['indexes'] = index_entries(decisions)
+    if module._diff:
+        result['diff'] = dict(before='\n'.join(describe(d) for d in decisions) + '\n',
+                              after='\n'.join(planned(d) for d in decisions) + '\n')
+    if module.check_mode:
+        result['queries'] = [statement for d in decisions for statement in d['statements']]
+        return result
+
+    for decision, entry in zip(decisions, result['indexes']):
+        if decision['action'] == ACTION_UNCHANGED:
+            continue
+        try:
+            entry['seconds'], entry['retries'] = runner.apply(decision)
+            after = runner.read_existing_indexes(entry['schema'], [entry['name']]).get(entry['name'])
+        except Exception as error:  # OnlineIndexError, or a driver error once the connection is gone
+            if not isinstance(error, OnlineIndexError) and not runner.connection_lost():
+                raise
+            reason = error if isinstance(error, OnlineIndexError) else connection_failure_message(
+                error, target_of(conn_params), 'keep the connection to')
+            return dict(result, failed=True, queries=runner.executed_queries,
+                        changed=bool(runner.executed_queries or runner.leftovers),
+                        lock_retries_used=runner.retries_used,
+                        msg='Index "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], reason))
+        result['lock_retries_used'] += entry['retries']
+        entry['waited_seconds'], entry['waited_for'] = runner.waits.get(entry['name'], (0.0, []))
+        warn_about_waits(module, entry, params['build_wait_warn'])
+        entry['definition'] = after['definition'] if after else None
+
+    result['queries'] = runner.executed_queries
+    result['changed'] = bool(runner.executed_queries)
+    return result
+
+
+def with_timeouts(result, params):
+    """Each index entry says under which lock and statement timeouts it ran (the report shows them)."""
+    for entry in result.get('indexes', []):
+        entry.update(lock_timeout=str(params['lock_timeout']), statement_timeout=str(params['statement_timeout']))
+    return result
+
+
+def lag_waiter(module, conn_params):
+    """The wait before a table's builds while a replica lags beyond O(replication_lag), or None when not asked."""
+    lag = module.params['replication_lag']
+    if not lag or module.check_mode or module.params['state'] != 'present':
+        return None
+
+    def wait(connection):
+        cursor = connection.cursor()
+        outcome = wait_within_lag(lambda query: fetch_dicts(cursor, query), lag['max_bytes'], lag['max_seconds'],
+                                  lag['timeout'], lag['poll_interval'], login_user=module.params['login_user'])
+        if outcome['error']:
+            return outcome['error']
+        if outcome['waited_seconds']:
+            module.warn('Waited %.1f s for the replica(s) %s to come within the lag thresholds.' % (
+                outcome['waited_seconds'], ', '.join(replica_label(r) for r in outcome['replicas'] if replays(r))))
+        return None
+    return wait
+
+
+def run_tables(module, conn_params):
+    """Every table of O(tables) in one process: each lane of tables on a connection of its own."""
+    params = module.params
+    entries = ordered_tables(params['tables'], params['schema'], params['state'])
+    wait_for_lag = lag_waiter(module, conn_params)
+
+    def start_lane(number):
+        state = dict(connection=None)
+
+        def run(schema, table, specs):
+            if state['connection'] is None:
+                state['connection'], error = connect_to_db(module, dict(conn_params), autocommit=True,
+                                                           fail_on_conn=False)
+                if state['connection'] is None:
+                    return dict(failed=True, changed=False, queries=[], indexes=[], lock_retries_used=0,
+                                msg='%s\nNothing was changed on %s.%s.' % (connection_failure_message(
+                                    error, target_of(conn_params)), schema, table))
+            if wait_for_lag:
+                problem = wait_for_lag(state['connection'])
+                if problem:
+                    return dict(failed=True, changed=False, queries=[], indexes=[], lock_retries_used=0,
+                                msg='Indexes of %s.%s not built, nothing was changed on it: %s' % (schema, table,
+                                                                                                   problem))
+            result = run_table(module, state['connection'], conn_params, schema, table, specs)
+            result['table'] = '%s.%s' % (schema, table)
+            return with_timeouts(result, params)
+        run.state = state
+        return run
+
+    started = []
+
+    def start(number):
+        lane = start_lane(number)
+        started.append(lane)
+        return lane
+
+    results = run_pipeline(entries, 1 if module.check_mode else params['parallelism'], None, start_lane=start)
+    for lane in started:
+        if lane.state['connection'] is not None:
+            lane.state['connection'].close()
+    result = dict(changed=any(r.get('changed') for r in results), tables=results,
+                  queries=[q for r in results for q in r.get('queries', [])],
+                  indexes=[i for r in results for i in r.get('indexes', [])],
+                  lock_retries_used=sum(r.get('lock_retries_used', 0) for r in results))
+    if module._diff:
+        result['diff'] = dict(before=''.join(r.get('diff', {}).get('before', '') for r in results),
+                              after=''.join(r.get('diff', {}).get('after', '') for r in results))
+    if any(r.get('failed') for r in results):
+        module.fail_json(msg=failure_message(results), **result)
+    module.exit_json(**result)
+
+
 def main():
     argument_spec = postgres_common_argument_spec()
     argument_spec.update(
         login_db=dict(type='str', aliases=['db']),
         schema=dict(type='str', default='public'),
-        table=dict(type='str', required=True),
-        indexes=index_spec_argument_spec(),
+        table=dict(type='str'),
+        indexes=dict(type='list', elements='dict', options=INDEX_SPEC_OPTIONS),
+        tables=dict(type='list', elements='dict', options=dict(
+            name=dict(type='str', required=True),
+            schema=dict(type='str'),
+            indexes=dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS),
+        )),
+        parallelism=dict(type='int', default=1),
+        replication_lag=dict(type='dict', options=dict(
+            max_bytes=dict(type='int'),
+            max_seconds=dict(type='float'),
+            timeout=dict(type='float', default=600),
+            poll_interval=dict(type='float', default=5),
+        )),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         lock_timeout=dict(type='str', default='5s'),
         lock_retries=dict(type='int', default=5),
@@ -308,8 +541,13 @@ def main():
         after=dict(type='list', elements='path', default=[]),
         owner_pid=dict(type='int', default=0),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           mutually_exclusive=[('tables', 'table'), ('tables', 'indexes')],
+                           required_one_of=[('tables', 'table')], required_together=[('table', 'indexes')])
     params = module.params
+    if params['parallelism'] < 1:
+        module.fail_json(msg='parallelism must be a whole number of at least 1, not %s' % params['parallelism'],
+                         changed=False, queries=[], indexes=[], lock_retries_used=0)
     if params['after'] and not module.check_mode:
         problem, root = wait_for_runs(params['after'], params['owner_pid'])
         if problem:
@@ -326,64 +564,15 @@ def main():
         connection.close()
         module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors),
                          changed=False, queries=[], indexes=[], lock_retries_used=0)
-
-    runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'],
-                               statement_timeout=params['statement_timeout'],
-                               lock_retries=params['lock_retries'], lock_retry_delay=params['lock_retry_delay'],
-                               log=module.warn, ddl_session=not module.check_mode,
-                               lock_session_pid=params['lock_session_pid'], owner_pid=params['owner_pid'],
-                               build_wait_timeout=params['build_wait_timeout'],
-                               watch_connect=None if module.check_mode else watch_connection_factory(module, conn_params))
-    result = dict(changed=False, queries=[], indexes=[], lock_retries_used=0)
-    try:
-        decisions = runner.plan(params['schema'], params['table'], params['indexes'], params['state'])
-    except OnlineIndexError as error:
+    if params['tables'] is not None:
         connection.close()
-        module.fail_json(msg='The index plan cannot be applied; nothing was changed. Fix the plan (or the database) '
-                             'and rerun:\n%s' % error, **result)
+        run_tables(module, conn_params)
 
-    # In check mode: whether a real run would change something. Otherwise set from what really ran.
-    result['changed'] = any(d['action'] != ACTION_UNCHANGED for d in decisions)
-    if module._diff:
-        result['diff'] = dict(before='\n'.join(describe(d) for d in decisions) + '\n',
-                              after='\n'.join(planned(d) for d in decisions) + '\n')
-    for decision in decisions:
-        spec = decision['spec']
-        result['indexes'].append(dict(
-            name=spec['name'], schema=spec['schema'], table=spec['table'], action=decision['action'],
-            seconds=0.0, retries=0, waited_seconds=0.0, waited_for=[], statements=decision['statements'],
-            definition=decision['existing']['definition'] if decision['existing'] else None))
-
-    if module.check_mode:
-        result['queries'] = [statement for d in decisions for statement in d['statements']]
-        connection.close()
-        module.exit_json(**result)
-
-    for decision, entry in zip(decisions, result['indexes']):
-        if decision['action'] == ACTION_UNCHANGED:
-            continue
-        try:
-            entry['seconds'], entry['retries'] = runner.apply(decision)
-            after = runner.read_existing_indexes(entry['schema'], [entry['name']]).get(entry['name'])
-        except Exception as error:  # OnlineIndexError, or a driver error once the connection is gone
-            if not isinstance(error, OnlineIndexError) and not runner.connection_lost():
-                raise
-            result['queries'] = runner.executed_queries
-            result['changed'] = bool(runner.executed_queries or runner.leftovers)
-            result['lock_retries_used'] = runner.retries_used
-            connection.close()
-            reason = error if isinstance(error, OnlineIndexError) else connection_failure_message(
-                error, target_of(conn_params), 'keep the connection to')
-            module.fail_json(msg='Index "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], reason),
-                             **result)
-        result['lock_retries_used'] += entry['retries']
-        entry['waited_seconds'], entry['waited_for'] = runner.waits.get(entry['name'], (0.0, []))
-        warn_about_waits(module, entry, params['build_wait_warn'])
-        entry['definition'] = after['definition'] if after else None
-
-    result['queries'] = runner.executed_queries
-    result['changed'] = bool(runner.executed_queries)
+    result = with_timeouts(run_table(module, connection, conn_params, params['schema'], params['table'],
+                                     params['indexes']), params)
     connection.close()
+    if result.get('failed'):
+        module.fail_json(**result)
     module.exit_json(**result)
 
 

@@ -32,50 +32,6 @@ options:
       - Name of the database to connect to.
     type: str
     aliases: [db]
-  tables:
-    description:
-      - The plan's tables, each with its indexes.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      name:
-        description: Table name, exactly as in the catalog.
-        type: str
-        required: true
-      schema:
-        description: Schema of the table; defaults to O(schema).
-        type: str
-      indexes:
-        description: The table's indexes, with the suboptions of M(pg_zero_downtime.migrations.postgresql_online_index)'s C(indexes).
-        type: list
-        elements: dict
-        required: true
-        suboptions:
-          name:
-            description: Index name, at most 63 bytes, unique in the schema.
-            type: str
-            required: true
-          columns:
-            description: Key columns, in order. Required when O(state=present).
-            type: list
-            elements: str
-          unique:
-            description: Build a unique index.
-            type: bool
-            default: false
-          method:
-            description: Index access method (C(btree), C(hash), C(gin), C(gist), C(brin), ...).
-            type: str
-            default: btree
-          where:
-            description: Predicate of a partial index, as SQL (checked as M(pg_zero_downtime.migrations.postgresql_online_index) checks it).
-            type: str
-          include:
-            description: Non-key columns stored in the index (C(INCLUDE)).
-            type: list
-            elements: str
-            default: []
   schema:
     description:
       - Default schema of the tables.
@@ -117,6 +73,7 @@ attributes:
 author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.plan_tables
   - community.postgresql.postgres
 '''
 
@@ -230,7 +187,7 @@ def main():
     argument_spec = postgres_common_argument_spec()
     argument_spec.update(
         login_db=dict(type='str', aliases=['db']),
-        tables=dict(type='list', elements='dict', required=True, options=dict(
+        tables=dict(type='list', elements='dict', options=dict(
             name=dict(type='str', required=True),
             schema=dict(type='str'),
             indexes=dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS),
@@ -244,6 +201,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    params['tables'] = params['tables'] or []  # a plan of constraints only has no tables to read
     ensure_required_libs(module)
     connection = connect_or_fail(module, get_conn_params(module, params))
     runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'])

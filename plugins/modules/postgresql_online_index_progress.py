@@ -31,7 +31,9 @@ options:
     type: str
     aliases: [db]
   jobs:
-    description: The background runs, each with C(results_file) (from the async task's result), C(schema) and C(table).
+    description:
+      - The background runs, each with C(results_file) (from the async task's result), and C(schema) and C(table)
+        for a one-table run or C(tables) for a run of a plan's tables.
     type: list
     elements: dict
     required: true
@@ -47,12 +49,14 @@ options:
       table:
         description: Table the run builds indexes of.
         type: str
-      lock_timeout:
-        description: C(lock_timeout) the run was started with (kept with the job by the online_indexes role; not used here).
-        type: str
-      statement_timeout:
-        description: C(statement_timeout) the run was started with (kept with the job by the online_indexes role; not used here).
-        type: str
+      tables:
+        description:
+          - The tables of a run of several (its O(pg_zero_downtime.migrations.postgresql_online_index#module:tables)),
+            each a dict with C(name) and C(schema) (default the job's C(schema)); other keys, such as C(indexes), are
+            not read.
+        type: list
+        elements: dict
+        default: []
   wait:
     description: Longest time in seconds to wait for the runs to finish before reporting.
     type: float
@@ -119,7 +123,9 @@ progress_lines:
   type: list
   elements: str
 results:
-  description: When RV(finished), the result of each run, in the order of O(jobs) (each has C(failed) when it failed).
+  description:
+    - When RV(finished), the result of each table's run, in the order of O(jobs); a run of several tables stands
+      for its tables, in its own order (its C(tables) result). Each has C(failed) when it failed.
   returned: always
   type: list
   elements: dict
@@ -224,6 +230,36 @@ def flagged(line, row, warn_after):
     return line
 
 
+def watched_tables(jobs):
+    """(schema, table) of every table the runs of C(jobs) work on."""
+    for job in jobs:
+        schema = job.get('schema') or 'public'
+        if job.get('tables'):
+            for table in job['tables']:
+                yield table.get('schema') or schema, table['name']
+        elif job.get('table'):
+            yield schema, job['table']
+
+
+def warning_text(warning):
+    """A warning of a results file as text: ansible-core 2.19 writes each as {"event": {"msg": ...}, ...}."""
+    if isinstance(warning, dict):
+        event = warning.get('event') if isinstance(warning.get('event'), dict) else warning
+        return str(event.get('msg') or warning)
+    return str(warning)
+
+
+def per_table(outcomes):
+    """The runs' results, a run of several tables standing for its tables (its C(tables) result)."""
+    results = []
+    for outcome in outcomes:
+        if isinstance(outcome.get('tables'), list):
+            results.extend(outcome['tables'])
+        else:
+            results.append(outcome)
+    return results
+
+
 def main():
     argument_spec = postgres_common_argument_spec()
     argument_spec.update(
@@ -232,8 +268,7 @@ def main():
             results_file=dict(type='path', required=True),
             schema=dict(type='str', default='public'),
             table=dict(type='str'),
-            lock_timeout=dict(type='str'),
-            statement_timeout=dict(type='str'),
+            tables=dict(type='list', elements='dict', default=[]),
         )),
         wait=dict(type='float', default=3.0),
         cleanup=dict(type='bool', default=True),
@@ -257,7 +292,7 @@ def main():
     progress, unreadable = [], None
     if not finished:
         ensure_required_libs(module)
-        tables = set((job.get('schema', 'public'), job.get('table')) for job in params['jobs'])
+        tables = set(watched_tables(params['jobs']))
         # The runs' results files say how they end; the server only adds what is shown meanwhile. So a server
         # that cannot be read right now (restarting, a dropped network) is said in the line, and the watch goes on.
         connection, unreadable = connect_to_db(module, get_conn_params(module, params), autocommit=True,
@@ -282,7 +317,12 @@ def main():
                     os.unlink(job['results_file'])
                 except OSError:
                     pass
-    results = outcomes if finished else []
+    results = per_table(outcomes) if finished else []
+    # What the background runs warned about (long build waits, a wait for the replicas) was said where nobody
+    # sees it: it is said again here.
+    for outcome in outcomes if finished else []:
+        for warning in outcome.get('warnings') or []:
+            module.warn(warning_text(warning))
     # The runs were started in the background, where Ansible cannot see what they did: the watch that sees them
     # end reports their change.
     changed = any(result.get('changed') for result in results)

@@ -167,22 +167,17 @@ queries:
   elements: str
 '''
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
     IN_RECOVERY_SQL,
     PRIMARY_LSN_SQL,
-    PRIMARY_REPLICAS_SQL,
     PRIMARY_SLOTS_SQL,
-    lagging_replicas,
     replays,
     replica_label,
     standby_sql,
-    timeout_message,
-    unreadable_replicas,
+    wait_within_lag,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
@@ -234,33 +229,23 @@ def main():
         connection.close()
         module.exit_json(**result)
 
-    thresholds = params['max_lag_bytes'] is not None or params['max_lag_seconds'] is not None
-    started = time.monotonic()
-    deadline = started + params['wait_timeout']
-    while True:
-        replicas = reader.read(PRIMARY_REPLICAS_SQL)
-        result['polls'] += 1
-        result['replicas'] = [dict((k, v) for k, v in r.items() if k not in ('pid', 'current_lsn', 'reply_time'))
-                              for r in replicas]
-        hidden = unreadable_replicas(replicas)
-        if thresholds and hidden:
-            connection.close()
-            module.fail_json(msg='The login %s may not read the positions of the replicas %s, so their lag cannot be '
-                                 'measured; nothing was changed. Grant it pg_monitor (or pg_read_all_stats), or set '
-                                 'no lag threshold.' % (params['login_user'],
-                                                        ', '.join(replica_label(r) for r in hidden)), **result)
-        lagging = lagging_replicas(replicas, params['max_lag_bytes'], params['max_lag_seconds'])
-        result['lagging'] = [dict(name=r['name'], client_addr=r['client_addr'], reason=reason) for r, reason in lagging]
-        now = time.monotonic()
-        if not lagging or now >= deadline:
-            break
-        time.sleep(min(params['poll_interval'], deadline - now))
-    result['waited_seconds'] = round(time.monotonic() - started, 2) if result['polls'] > 1 else 0.0
+    outcome = wait_within_lag(reader.read, params['max_lag_bytes'], params['max_lag_seconds'],
+                              params['wait_timeout'], params['poll_interval'], login_user=params['login_user'])
+    result['polls'] = outcome['polls']
+    result['replicas'] = [dict((k, v) for k, v in r.items() if k not in ('pid', 'current_lsn', 'reply_time'))
+                          for r in outcome['replicas']]
+    result['lagging'] = [dict(name=r['name'], client_addr=r['client_addr'], reason=reason)
+                         for r, reason in outcome['lagging']]
+    result['waited_seconds'] = outcome['waited_seconds']
+    if outcome['error'] and not outcome['lagging']:  # positions not readable: no lag can be measured
+        connection.close()
+        module.fail_json(msg=outcome['error'], **result)
+    replicas = outcome['replicas']
     result['current_lsn'] = reader.read(PRIMARY_LSN_SQL)[0]['current_lsn']
     result['slots'] = reader.read(PRIMARY_SLOTS_SQL)
     connection.close()
-    if lagging:
-        module.fail_json(msg=timeout_message(lagging, result['waited_seconds'], params['wait_timeout']), **result)
+    if outcome['error']:
+        module.fail_json(msg=outcome['error'], **result)
     if result['waited_seconds']:
         module.warn('Waited %.1f s for the replica(s) %s to come within the lag thresholds.'
                     % (result['waited_seconds'], ', '.join(replica_label(r) for r in replicas if replays(r))))

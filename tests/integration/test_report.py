@@ -66,8 +66,9 @@ def test_a_migration_writes_its_report_with_every_criterion_met(db, pg_cluster, 
         assert met in output and met + ';' not in output, output[-2000:]
         # Task names read as sentences: no trailing " - 1" (the parallelism) or " - Job" (the table).
         names = helpers.task_names(run.stdout)
-        assert "Start every table's index run in a pipeline, building one table at a time" in names
-        assert 'Record the per-index results of the check mode run (in the foreground) on public.Job' in names
+        assert "Bring the tables' indexes to the plan in one background run, tables at a time 1" in names
+        assert 'Follow the index builds of Job, JobAssignment, TeacherDailyBudget, XPAudit, MoneyTx, Purchase, ' \
+               'AchievementAward, EventParticipation, Item, Event, SystemLog' in names
         assert helpers.badly_rendered_task_names(run.stdout) == []
     finally:
         helpers.run_playbook('playbooks/rollback.yml', cluster_vars(pg_cluster, tmp_path))

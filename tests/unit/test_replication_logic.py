@@ -77,3 +77,35 @@ def test_bytes_are_shown_in_readable_units():
 def test_the_standby_query_matches_the_server_version():
     assert 'pg_get_wal_replay_pause_state()' in replication.standby_sql(150004)
     assert 'pg_is_wal_replay_paused()' in replication.standby_sql(130010)
+
+
+def test_the_lag_wait_polls_until_the_replica_catches_up():
+    readings = [[replica(lag_bytes=80 * MIB)], [replica(lag_bytes=80 * MIB)], [replica(lag_bytes=MIB)]]
+    clock, slept = [0.0], []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock[0] += seconds
+    outcome = replication.wait_within_lag(lambda query: readings.pop(0), 64 * MIB, None, 60, 5, sleep=sleep,
+                                          clock=lambda: clock[0])
+    assert outcome['error'] is None and outcome['lagging'] == []
+    assert outcome['polls'] == 3 and slept == [5, 5] and outcome['waited_seconds'] == 10.0
+
+
+def test_the_lag_wait_gives_up_at_its_timeout_naming_the_replica():
+    clock = [0.0]
+
+    def sleep(seconds):
+        clock[0] += seconds
+    outcome = replication.wait_within_lag(lambda query: [replica(lag_bytes=80 * MIB)], 64 * MIB, None, 12, 5,
+                                          sleep=sleep, clock=lambda: clock[0])
+    assert outcome['polls'] == 4 and outcome['waited_seconds'] == 12.0
+    assert outcome['error'].startswith('1 replica(s) still lag behind the primary after waiting 12 s')
+    assert '"standby1" (10.0.0.7): 80.0 MiB of WAL not replayed yet' in outcome['error']
+
+
+def test_the_lag_wait_refuses_replicas_whose_positions_it_cannot_read():
+    outcome = replication.wait_within_lag(lambda query: [replica(state=None)], 64 * MIB, None, 60, 5,
+                                          login_user='migrator', sleep=lambda s: None)
+    assert outcome['polls'] == 1
+    assert outcome['error'].startswith('The login migrator may not read the positions of the replicas')

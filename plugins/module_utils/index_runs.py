@@ -1,0 +1,116 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The index phase of a plan in one process: which tables go in which order, in how many lanes, and what a
+failure means for the tables after it.
+
+No database here: the caller passes the function that brings one table to the plan, so the unit tests run the
+pipeline with fakes.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import threading
+
+
+def ordered_tables(tables, default_schema, state):
+    """The plan's tables as (schema, table, index specs), in the order of C(state).
+
+    A plan builds its tables first to last, each table's indexes in order; its rollback (C(absent)) undoes them
+    last to first, so every table and its indexes are reversed.
+    """
+    entries = [((table.get('schema') or default_schema), table['name'], list(table['indexes'])) for table in tables]
+    if state == 'absent':
+        entries = [(schema, name, specs[::-1]) for schema, name, specs in entries[::-1]]
+    return entries
+
+
+def lanes(entries, parallelism):
+    """C(entries) dealt into C(parallelism) lanes: entry i goes to lane i mod parallelism, as the old pipeline
+    chained each table's run to the one C(parallelism) places before it."""
+    count = max(1, min(int(parallelism), len(entries) or 1))
+    return [entries[lane::count] for lane in range(count)]
+
+
+def not_started(schema, table, root):
+    """The result of a table that did not start because of the failure C(root) before it in its lane."""
+    return dict(failed=True, changed=False, not_started=True, table='%s.%s' % (schema, table), first_failure=root,
+                msg='Indexes of %s.%s not started, nothing was changed: a run before it failed (%s); fix that and '
+                    'rerun' % (schema, table, root),
+                queries=[], indexes=[], lock_retries_used=0)
+
+
+def first_failure(result):
+    """The first line of a failed table's message: what the tables queued behind it are told."""
+    return result.get('first_failure') or (result.get('msg') or 'no message').splitlines()[0]
+
+
+def run_lane(entries, run_table):
+    """Runs the tables of one lane in order; after a failure, none of the rest starts."""
+    results, root = [], None
+    for schema, table, specs in entries:
+        if root is not None:
+            results.append(not_started(schema, table, root))
+            continue
+        result = run_table(schema, table, specs)
+        results.append(result)
+        if result.get('failed'):
+            root = first_failure(result)
+    return results
+
+
+def run_pipeline(entries, parallelism, run_table, start_lane=None):
+    """Every table's result, in the order of C(entries).
+
+    With one lane, the tables run in this thread. With more, each lane runs in a thread of its own (each table's
+    builds stay sequential; builds on different tables do not wait for each other on PostgreSQL 14+).
+    C(start_lane(number)) gives a lane its own C(run_table) (its own connection); without it all share C(run_table).
+    """
+    dealt = lanes(entries, parallelism)
+    runners = [start_lane(number) if start_lane else run_table for number in range(len(dealt))]
+    outcomes = [None] * len(dealt)
+
+    def work(number):
+        try:
+            outcomes[number] = run_lane(dealt[number], runners[number])
+        except Exception as error:  # a bug, not a table's failure: every table of the lane says so
+            schema, table = dealt[number][0][:2]
+            crashed = dict(failed=True, changed=False, table='%s.%s' % (schema, table), queries=[], indexes=[],
+                           lock_retries_used=0, msg='Indexes of %s.%s: the run crashed: %r' % (schema, table, error))
+            outcomes[number] = [crashed] + [not_started(s, t, crashed['msg']) for s, t, _ in dealt[number][1:]]
+
+    if len(dealt) == 1:
+        work(0)
+    else:
+        threads = [threading.Thread(target=work, args=(number,)) for number in range(len(dealt))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    by_table = {}
+    for lane, results in zip(dealt, outcomes):
+        for (schema, table, _), result in zip(lane, results):
+            by_table[(schema, table)] = result
+    return [by_table[(schema, table)] for schema, table, _ in entries]
+
+
+def failure_message(results):
+    """What a phase whose tables failed says: each failure once, what was kept, the tables that did not start."""
+    failed = [r for r in results if r.get('failed') and not r.get('not_started')]
+    waiting = [r for r in results if r.get('not_started')]
+    lines = []
+    for result in failed:
+        lines.append(result.get('msg') or 'failed')
+        if result.get('queries'):
+            lines.append('Done by that run before it stopped, and kept: %s' % '; '.join(result['queries']))
+    built = ['%s %s on %s.%s' % (i['action'], i['name'], i['schema'], i['table'])
+             for r in results if not r.get('failed') for i in r.get('indexes', []) if i['action'] != 'unchanged']
+    if built:
+        lines.append('Done by the runs that succeeded, and kept: %s' % ', '.join(built))
+    if waiting:
+        roots = sorted(set(r['first_failure'] for r in waiting))
+        lines.append('Not started, nothing changed on them: %s (%s)' % (
+            ', '.join(r['table'] for r in waiting),
+            'queued behind the failure above' if failed or len(roots) > 1 else roots[0]))
+    return '\n'.join(lines)
