@@ -38,7 +38,7 @@ def test_module_documentation_parses(path):
 
 PLUGINS = {
     'module': [os.path.basename(path)[:-3] for path in MODULES],
-    'filter': ['plan_errors'],
+    'filter': ['plan_errors', 'success_criteria'],
     'lookup': ['working_dir'],
     'callback': ['progress'],
 }

@@ -1,0 +1,142 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The success criteria of a migration run, as its report states them: met, not met, or not checked.
+
+roles/report passes what the phases of the run left (`run | pg_zero_downtime.migrations.success_criteria`). A
+criterion whose evidence no phase of this run produced (a --tags selection, a run that stopped early) is
+"not checked", never "not met" and never "met".
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: success_criteria
+short_description: The success criteria of a pg-zero-downtime migration run, each met, not met or not checked
+description:
+  - Takes what the phases of a run left and returns the five criteria of the report, in order, each a dict with
+    C(criterion), C(status) (V(met), V(not met) or V(not checked)), C(met) (true only when met) and C(evidence).
+  - A criterion is V(not checked) when the phase that gives its evidence did not run in this run (validation,
+    backup), for instance under C(--tags indexes).
+options:
+  _input:
+    description:
+      - The run, a dict with C(indexes) and C(constraints) (the per-index and per-constraint results),
+        C(validate) (the validation, or null when it did not run), C(backup) (the backup result, or null when the
+        backup phase did not run), C(restore_drill) (or null), C(failure) (what stopped the run, or null) and
+        C(planned_indexes) (how many indexes the plan has).
+    type: dict
+    required: true
+'''
+
+EXAMPLES = r'''
+- name: State the criteria of the run
+  ansible.builtin.debug:
+    msg: "{{ run | pg_zero_downtime.migrations.success_criteria }}"
+  vars:
+    run:
+      indexes: "{{ online_indexes_results }}"
+      constraints: "{{ unique_constraint_results }}"
+      validate: "{{ validate_result | default(none) }}"
+      backup: "{{ backup_result | default(none) }}"
+      restore_drill: "{{ restore_drill_result | default(none) }}"
+      failure: "{{ pgzd_failure | default(none) }}"
+      planned_indexes: 26
+'''
+
+RETURN = r'''
+_value:
+  description: The five criteria, in report order.
+  type: list
+  elements: dict
+'''
+
+MET = 'met'
+NOT_MET = 'not met'
+NOT_CHECKED = 'not checked'
+
+
+def _criterion(name, status, evidence):
+    return dict(criterion=name, status=status, met=status == MET, evidence=evidence)
+
+
+def _verdict(ok):
+    return MET if ok else NOT_MET
+
+
+def _indexes_created(run, validate):
+    name = 'All indexes created successfully'
+    if validate is None:
+        return _criterion(name, NOT_CHECKED, 'validation did not run in this run')
+    if validate.get('objects_valid'):
+        return _criterion(name, MET, 'validate: every planned index (%s) exists with indisvalid and indisready, every '
+                                     'planned constraint is in place' % run.get('planned_indexes', 0))
+    return _criterion(name, NOT_MET, 'validation did not confirm every object')
+
+
+def _no_downtime(run, built, constraints):
+    statements = [s for index in built for s in index.get('statements') or []]
+    concurrent = all('CONCURRENTLY' in statement for statement in statements)
+    return _criterion(
+        'No service downtime during migration', _verdict(concurrent and run.get('failure') is None),
+        '%d index statement(s), all CONCURRENTLY (reads and writes continue); %d constraint step(s) with ACCESS '
+        'EXCLUSIVE waits capped by a 2s lock_timeout, %d lock retries. Write availability under load is measured by '
+        'bench/, not here.' % (len(built), len(constraints), sum(c.get('retries') or 0 for c in constraints)))
+
+
+def _performance(validate):
+    name = 'Query performance improved or maintained'
+    if validate is None:
+        return _criterion(name, NOT_CHECKED, 'validation did not run in this run')
+    comparison, slower = validate.get('comparison') or [], validate.get('slower') or []
+    if not comparison:
+        return _criterion(name, NOT_CHECKED, 'no baseline query was compared')
+    verdicts = [query.get('verdict') for query in comparison]
+    return _criterion(name, _verdict(not slower), '%d improved, %d held, %d slower of %d baseline queries' % (
+        verdicts.count('improved'), verdicts.count('held'), len(slower), len(comparison)))
+
+
+def _integrity(run, validate, constraints):
+    name = 'No data integrity issues'
+    if validate is None:
+        return _criterion(name, NOT_CHECKED, 'validation did not run in this run')
+    renamed = sum(c.get('renamed_rows') or 0 for c in constraints)
+    return _criterion(name, _verdict(bool(validate.get('objects_valid')) and run.get('failure') is None),
+                      'no row deleted; duplicate keys checked before any DDL; %d duplicate row(s) renamed with an audit '
+                      'trail; unique constraint(s) %s enforced; no INVALID index left'
+                      % (renamed, ', '.join(c['name'] for c in constraints) or 'none'))
+
+
+def _rollback_ready(run):
+    name = 'Rollback plan tested and ready'
+    backup, drill = run.get('backup'), run.get('restore_drill')
+    if backup is None:
+        return _criterion(name, NOT_CHECKED, 'the backup phase did not run in this run')
+    if backup.get('skipped'):
+        said = 'NO BACKUP: %s' % backup.get('reason', 'skipped')
+    else:
+        said = 'backup %s verified by pg_restore --list (%s entries)' % (backup.get('path'), backup.get('toc_entries'))
+    if drill is None:
+        said += ('; restore drill not run in this run (add -e run_restore_drill=true, or run '
+                 'playbooks/restore_drill.yml)')
+    else:
+        said += '; restore drill: %s tables, %s rows, counts %s' % (
+            drill.get('tables'), drill.get('rows'), 'match' if not drill.get('differences') else 'DIFFER')
+    ok = not backup.get('skipped') and drill is not None and not drill.get('differences')
+    return _criterion(name, _verdict(ok), said + '; rollback.yml is idempotent and covered by the rollback molecule '
+                                                 'scenario')
+
+
+def success_criteria(run):
+    """The five criteria of the report, in order (see DOCUMENTATION)."""
+    validate = run.get('validate') or None
+    constraints = run.get('constraints') or []
+    built = [index for index in run.get('indexes') or [] if index.get('action') != 'unchanged']
+    return [_indexes_created(run, validate), _no_downtime(run, built, constraints), _performance(validate),
+            _integrity(run, validate, constraints), _rollback_ready(run)]
+
+
+class FilterModule(object):
+    def filters(self):
+        return dict(success_criteria=success_criteria)
