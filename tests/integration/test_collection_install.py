@@ -106,6 +106,10 @@ def test_a_pipeline_applies_the_per_table_role_by_fqcn(installed):
             'name': 'Index the widgets online',
             'hosts': 'widgets',
             'gather_facts': False,
+            # The connection once, for every module of the collection (its action group).
+            'module_defaults': {'group/pg_zero_downtime.migrations.postgresql': {
+                'login_host': '{{ pg_host }}', 'login_port': '{{ pg_port }}', 'login_user': '{{ pg_user }}',
+                'login_password': '{{ pg_password }}', 'login_db': '{{ pg_database }}'}},
             'tasks': [{
                 'name': 'Build the widget indexes concurrently',
                 'ansible.builtin.include_role': {'name': 'pg_zero_downtime.migrations.online_indexes'},
