@@ -141,20 +141,10 @@ options:
     description:
       - Switch to this role after connecting; the DDL runs with its privileges.
     type: str
-  after:
-    description:
-      - Results files of earlier background (async) runs of this module that must end before this one starts;
-        the module waits for them before it even connects. A pipeline of tables is started up front this way and
-        each table's builds begin the moment the run before it ends, without a pause for the next task.
-      - When one of them failed, this run changes nothing and fails with C(not_started), naming it.
-    type: list
-    elements: path
-    default: []
   owner_pid:
     description:
       - The run's ansible-playbook, when the module runs on the control node, so that builds do not outlive a run
-        that was stopped (cancelled in AWX, killed). While waiting for O(after), the module gives up (nothing
-        changed, C(not_started)) once this process is gone; later, no statement starts after it is gone (the
+        that was stopped (cancelled in AWX, killed). Once this process is gone, no further statement starts (the
         one in flight ends on its own). 0 watches nothing.
     type: int
     default: 0
@@ -232,18 +222,6 @@ tables:
   returned: with O(tables)
   type: list
   elements: dict
-not_started:
-  description: True when the run did not start because a run of O(after) failed or O(owner_pid) was gone.
-  returned: when the run did not start
-  type: bool
-table:
-  description: The table of the run, C(schema.table).
-  returned: when the run did not start
-  type: str
-first_failure:
-  description: Why the run did not start, the first failure of the queue stated once.
-  returned: when the run did not start
-  type: str
 queries:
   description:
     - The statements executed, in order. In check mode, the statements that would be executed.
@@ -318,7 +296,6 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
     connect_or_fail, connection_failure_message, target_of, watch_connection_factory,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import wait_for_runs
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
     ACTION_UNCHANGED, INDEX_SPEC_OPTIONS,
 )
@@ -538,7 +515,6 @@ def main():
         statement_timeout=dict(type='str', default='0'),
         lock_session_pid=dict(type='int', default=0),
         session_role=dict(type='str'),
-        after=dict(type='list', elements='path', default=[]),
         owner_pid=dict(type='int', default=0),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
@@ -548,13 +524,6 @@ def main():
     if params['parallelism'] < 1:
         module.fail_json(msg='parallelism must be a whole number of at least 1, not %s' % params['parallelism'],
                          changed=False, queries=[], indexes=[], lock_retries_used=0)
-    if params['after'] and not module.check_mode:
-        problem, root = wait_for_runs(params['after'], params['owner_pid'])
-        if problem:
-            module.fail_json(msg='Indexes of %s.%s not started, nothing was changed: %s'
-                                 % (params['schema'], params['table'], problem),
-                             changed=False, not_started=True, table='%s.%s' % (params['schema'], params['table']),
-                             first_failure=root, queries=[], indexes=[], lock_retries_used=0)
     ensure_required_libs(module)
     conn_params = get_conn_params(module, params)
     connection = connect_or_fail(module, conn_params)

@@ -130,9 +130,15 @@ results:
   type: list
   elements: dict
 failed_jobs:
-  description: How many runs failed.
+  description: How many runs failed (a run of several tables counts each table that failed or did not start).
   returned: always
   type: int
+failure_message:
+  description:
+    - When a run failed, what to say. Each failure once, what the runs did before it and kept, and the tables
+      that did not start because of it. Null otherwise.
+  returned: always
+  type: str
 '''
 
 import os
@@ -142,6 +148,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
     WAITING_ON_QUERY, wait_summary,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import failure_message
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import read_async_result
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import error_text, fetch_dicts
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
@@ -326,8 +333,10 @@ def main():
     # The runs were started in the background, where Ansible cannot see what they did: the watch that sees them
     # end reports their change.
     changed = any(result.get('changed') for result in results)
+    failed = [r for r in results if r.get('failed')]
     module.exit_json(changed=changed, finished=finished, progress=progress, progress_lines=progress_lines,
-                     results=results, failed_jobs=len([r for r in results if r.get('failed')]))
+                     results=results, failed_jobs=len(failed),
+                     failure_message=failure_message(results) if failed else None)
 
 
 if __name__ == '__main__':

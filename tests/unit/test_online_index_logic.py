@@ -488,52 +488,13 @@ def test_the_index_estimate_grows_with_rows_and_key_width():
     assert plan.estimate_index_bytes(0, [8]) == 2 * 8192
 
 
-# --- the pipeline of background runs: a run waits for the one before it --------------------------------------
+# --- background runs: their results files, and whether their playbook still runs ----------------------------
 
 def _results_file(tmp_path, name, data):
     path = tmp_path / name
     if data is not None:
         path.write_text(json.dumps(data))
     return str(path)
-
-
-def test_a_run_starts_once_the_runs_before_it_have_ended_well(tmp_path):
-    done = _results_file(tmp_path, 'j1', {'changed': True, 'indexes': []})
-    pending = _results_file(tmp_path, 'j2', {'started': 1, 'finished': 0})
-    sleeps = []
-
-    def sleep(seconds):  # the run before it ends while this one waits
-        sleeps.append(seconds)
-        with open(pending, 'w') as handle:
-            json.dump({'changed': True, 'indexes': []}, handle)
-
-    assert runs.wait_for_runs([done, pending], sleep=sleep) == (None, None)
-    assert sleeps == [0.1]
-
-
-def test_a_run_does_not_start_after_a_failed_one_and_says_which(tmp_path):
-    failed = _results_file(tmp_path, 'j1', {'failed': True, 'msg': 'Index "Job_x" on public.Job: lock not granted\nmore'})
-    problem, root = runs.wait_for_runs([failed], sleep=lambda s: None)
-    assert root == 'Index "Job_x" on public.Job: lock not granted'
-    assert 'a run before it failed (Index "Job_x" on public.Job: lock not granted)' in problem
-
-
-def test_a_queue_of_runs_states_the_first_failure_once_never_nested(tmp_path):
-    first = _results_file(tmp_path, 'j1', {'failed': True, 'msg': 'Index "Job_x" on public.Job: lock not granted'})
-    second = {'failed': True, 'not_started': True, 'first_failure': runs.wait_for_runs([first], sleep=lambda s: None)[1],
-              'msg': 'Indexes of public.Item not started, nothing was changed: ...'}
-    third, root = runs.wait_for_runs([_results_file(tmp_path, 'j2', second)], sleep=lambda s: None)
-    assert root == 'Index "Job_x" on public.Job: lock not granted'
-    assert third.count('not started') == 0 and third.count('a run before it failed') == 1
-    assert 'Index "Job_x" on public.Job: lock not granted' in third
-
-
-def test_a_waiting_run_gives_up_when_its_playbook_is_gone(tmp_path):
-    pending = _results_file(tmp_path, 'j1', {'started': 1, 'finished': 0})
-    gone = subprocess.Popen(['true'])
-    gone.wait()
-    problem, dummy = runs.wait_for_runs([pending], owner_pid=gone.pid, sleep=lambda s: None)
-    assert 'process %d' % gone.pid in problem and 'rerun the playbook' in problem
 
 
 def test_an_unwritten_results_file_counts_as_still_running(tmp_path):
@@ -550,13 +511,6 @@ def test_a_killed_playbook_not_yet_reaped_counts_as_gone():
         assert runs.process_alive(os.getpid())
     finally:
         zombie.wait()
-
-
-def test_a_run_whose_playbook_is_gone_does_not_start_even_when_the_run_before_it_just_ended(tmp_path):
-    done = _results_file(tmp_path, 'j1', {'changed': True, 'indexes': []})
-    gone = subprocess.Popen(['true'])
-    gone.wait()
-    assert 'has ended' in runs.wait_for_runs([done], owner_pid=gone.pid, sleep=lambda s: None)[0]
 
 
 class _LockCursor(object):
