@@ -416,7 +416,7 @@ def with_timeouts(result, params):
     return result
 
 
-def lag_waiter(module, conn_params):
+def lag_waiter(module):
     """The wait before a table's builds while a replica lags beyond O(replication_lag), or None when not asked."""
     lag = module.params['replication_lag']
     if not lag or module.check_mode or module.params['state'] != 'present':
@@ -435,46 +435,37 @@ def lag_waiter(module, conn_params):
     return wait
 
 
-def run_tables(module, conn_params):
-    """Every table of O(tables) in one process: each lane of tables on a connection of its own."""
+def run_tables(module, conn_params, connection):
+    """Every table of O(tables) in one process: each lane of tables on a connection of its own, the first lane on
+    C(connection), the one the options were checked on."""
     params = module.params
     entries = ordered_tables(params['tables'], params['schema'], params['state'])
-    wait_for_lag = lag_waiter(module, conn_params)
+    wait_for_lag = lag_waiter(module)
+    connections = {0: connection}
 
     def start_lane(number):
-        state = dict(connection=None)
-
         def run(schema, table, specs):
-            if state['connection'] is None:
-                state['connection'], error = connect_to_db(module, dict(conn_params), autocommit=True,
-                                                           fail_on_conn=False)
-                if state['connection'] is None:
+            if number not in connections:
+                opened, error = connect_to_db(module, dict(conn_params), autocommit=True, fail_on_conn=False)
+                if opened is None:
                     return dict(failed=True, changed=False, queries=[], indexes=[], lock_retries_used=0,
                                 msg='%s\nNothing was changed on %s.%s.' % (connection_failure_message(
                                     error, target_of(conn_params)), schema, table))
+                connections[number] = opened
             if wait_for_lag:
-                problem = wait_for_lag(state['connection'])
+                problem = wait_for_lag(connections[number])
                 if problem:
                     return dict(failed=True, changed=False, queries=[], indexes=[], lock_retries_used=0,
                                 msg='Indexes of %s.%s not built, nothing was changed on it: %s' % (schema, table,
                                                                                                    problem))
-            result = run_table(module, state['connection'], conn_params, schema, table, specs)
+            result = run_table(module, connections[number], conn_params, schema, table, specs)
             result['table'] = '%s.%s' % (schema, table)
             return with_timeouts(result, params)
-        run.state = state
         return run
 
-    started = []
-
-    def start(number):
-        lane = start_lane(number)
-        started.append(lane)
-        return lane
-
-    results = run_pipeline(entries, 1 if module.check_mode else params['parallelism'], None, start_lane=start)
-    for lane in started:
-        if lane.state['connection'] is not None:
-            lane.state['connection'].close()
+    results = run_pipeline(entries, 1 if module.check_mode else params['parallelism'], None, start_lane=start_lane)
+    for opened in connections.values():
+        opened.close()
     result = dict(changed=any(r.get('changed') for r in results), tables=results,
                   queries=[q for r in results for q in r.get('queries', [])],
                   indexes=[i for r in results for i in r.get('indexes', [])],
@@ -534,8 +525,7 @@ def main():
         module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors),
                          changed=False, queries=[], indexes=[], lock_retries_used=0)
     if params['tables'] is not None:
-        connection.close()
-        run_tables(module, conn_params)
+        run_tables(module, conn_params, connection)
 
     result = with_timeouts(run_table(module, connection, conn_params, params['schema'], params['table'],
                                      params['indexes']), params)
