@@ -34,7 +34,7 @@ options:
             type: str
             required: true
           columns:
-            description: Key columns, in order. Required when O(state=present).
+            description: Key columns, in order (needed to build the index; a drop needs only its name).
             type: list
             elements: str
           unique:

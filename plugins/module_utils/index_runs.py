@@ -114,3 +114,24 @@ def failure_message(results):
             ', '.join(r['table'] for r in waiting),
             'queued behind the failure above' if failed or len(roots) > 1 else roots[0]))
     return '\n'.join(lines)
+
+
+def index_summary(entries, check_mode, parallelism=1):
+    """The index phase as the play prints it: one line per index changed (or to change, in check mode), and in check
+    mode the SQL a real run would execute, in order."""
+    changed = [entry for entry in entries if entry['action'] != 'unchanged']
+    lines = ['Check mode: nothing was changed. A real run would do this:'] if check_mode else []
+    if parallelism > 1 and not check_mode:
+        lines.append('Worked on %d tables at a time (index_build_parallelism).' % parallelism)
+    if not changed:
+        lines.append('No index needed a change.')
+    for entry in changed:
+        lines.append('%-8s %-45s on %s.%s in %6.2fs%s%s' % (
+            entry['action'], entry['name'], entry['schema'], entry['table'], entry.get('seconds') or 0.0,
+            ' (%s lock retries)' % entry['retries'] if entry.get('retries') else '',
+            ' (waited %ss for other sessions)' % entry['waited_seconds'] if (entry.get('waited_seconds') or 0) > 0
+            else ''))
+    if check_mode and changed:
+        lines.append('SQL it would run, in order:')
+        lines.extend('%s;' % statement for entry in changed for statement in entry.get('statements') or [])
+    return lines

@@ -4,7 +4,9 @@
 
 After the plan is applied online, the Prisma migration it came from is recorded as applied with the row
 `prisma migrate resolve --applied` writes, so a later `prisma migrate deploy` does not run the blocking SQL.
-Pure functions here (checksums, the decision); the module postgresql_prisma_migration does the I/O.
+The pure functions (checksums, the decision) come first, then History, which reads and writes the table in one
+transaction holding Prisma's own migration lock (postgresql_prisma_migration writes; the preflight proves a write
+possible in a transaction it rolls back).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -12,6 +14,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import uuid
+
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import advisory_lock_holders
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+    error_text, fetch_dicts, run_transaction, sql_module,
+)
 
 # The key of the session-level advisory lock every `prisma migrate` command holds while it works.
 PRISMA_ADVISORY_LOCK = 72707369
@@ -104,5 +112,135 @@ def decide(rows, state, script=None):
     return decision
 
 
+def history_summary(result, name):
+    """What happened to Prisma's history, as the play says it."""
+    action = result.get('action')
+    if action == ACTION_RECORDED:
+        return ('Recorded %s as applied in %s (checksum %s)%s: `prisma migrate deploy` will not run its SQL.' % (
+            name, result['table'], result.get('checksum'), ', after marking %d failed attempt(s) rolled back'
+            % len(result['rolled_back']) if result.get('rolled_back') else ''))
+    if action == ACTION_UNCHANGED:
+        return '%s is already recorded as applied in %s.' % (name, result['table'])
+    if action == ACTION_REMOVED:
+        return ('Removed the record of %s from %s: `prisma migrate deploy` would apply it again.'
+                % (name, result['table']))
+    return 'No record of %s written by pg-zero-downtime in %s.' % (name, result['table'])
+
+
 def log_entry(run_id):
     return '%s: applied online (CREATE INDEX CONCURRENTLY, constraints attached USING INDEX), run %s' % (LOG_MARKER, run_id)
+
+
+TABLE_COLUMNS_QUERY = (
+    "SELECT a.attname AS name FROM pg_catalog.pg_attribute a "
+    "WHERE a.attrelid = pg_catalog.to_regclass(%(qualified)s) AND a.attnum > 0 AND NOT a.attisdropped")
+
+
+class HistoryError(Exception):
+    """A problem the operator has to act on; the transaction was rolled back."""
+
+
+class History(object):
+    """Reads and writes the rows of one migration name in Prisma's migrations table, holding Prisma's lock.
+
+    C(params): migration_name, migration_sql, state, schema, table, create_table, run_id. With C(dry_run) nothing
+    is written (the statements are still recorded in C(queries)); the caller rolls the transaction back.
+    """
+
+    def __init__(self, connection, params, dry_run=False):
+        self.params = params
+        self.dry_run = dry_run
+        self.cursor = connection.cursor()
+        self.connection = connection
+        self.sql = sql_module()
+        self.table_ref = self.sql.SQL('{}.{}').format(self.sql.Identifier(self.params['schema']),
+                                                      self.sql.Identifier(self.params['table']))
+        self.queries = []
+
+    def _run(self, statement, fetch=True):
+        """Execute a composed statement (recorded in queries) unless check mode; return its rows."""
+        self.queries.append(statement.as_string(self.connection))
+        if self.dry_run:
+            return []
+        self.cursor.execute(statement)
+        return [dict(zip([column[0] for column in self.cursor.description], row)) for row in self.cursor.fetchall()] \
+            if fetch and self.cursor.description else []
+
+    def work(self):
+        """Everything, in the caller's transaction. Returns the result fields."""
+        sql = self.sql
+        params = self.params
+        got_lock = fetch_dicts(self.cursor, 'SELECT pg_catalog.pg_try_advisory_xact_lock(%(key)s) AS got',
+                               dict(key=PRISMA_ADVISORY_LOCK))[0]['got']
+        if not got_lock:
+            holders = advisory_lock_holders(self.cursor, PRISMA_ADVISORY_LOCK)
+            raise HistoryError('a `prisma migrate` command holds Prisma\'s migration lock (advisory lock %d)%s: wait '
+                               'for it to finish, then rerun' % (PRISMA_ADVISORY_LOCK, ''.join(
+                                   ', session pid %(pid)s of %(usename)s (application_name %(application_name)r, '
+                                   'client %(client_addr)s, since %(since)s)' % holder for holder in holders)))
+        qualified = '%s.%s' % (params['schema'], params['table'])
+        quoted = sql.SQL('{}.{}').format(sql.Identifier(params['schema']), sql.Identifier(params['table']))
+        columns = set(row['name'] for row in fetch_dicts(self.cursor, TABLE_COLUMNS_QUERY,
+                                                         dict(qualified=quoted.as_string(self.connection))))
+        fields = dict(migration={}, rolled_back=[], removed=[], kept=[])
+        if not columns:
+            if params['state'] == 'absent':
+                return dict(fields, action=ACTION_ABSENT)
+            if not params['create_table']:
+                raise HistoryError('table %s does not exist: this database has no Prisma migration history there. '
+                                   'Check schema and table (the schema of the Prisma datasource), or set create_table '
+                                   '(prisma_create_table=true) to create it as Prisma does' % qualified)
+            self._run(sql.SQL(CREATE_TABLE_TEMPLATE).format(table=self.table_ref), fetch=False)
+            rows = []
+        else:
+            missing = [column for column in PRISMA_COLUMNS if column not in columns]
+            if missing:
+                raise HistoryError('table %s is not Prisma\'s migrations table: it has no column %s'
+                                   % (qualified, ', '.join(missing)))
+            rows = fetch_dicts(self.cursor, sql.SQL(
+                'SELECT id, checksum, migration_name, logs, started_at::text AS started_at, '
+                'finished_at::text AS finished_at, rolled_back_at::text AS rolled_back_at, applied_steps_count '
+                'FROM {} WHERE migration_name = %(name)s ORDER BY started_at').format(self.table_ref),
+                dict(name=params['migration_name']))
+        decision = decide(rows, params['state'], params['migration_sql'])
+        if decision['error']:
+            raise HistoryError(decision['error'])
+        fields['kept'] = decision['kept']
+        live = [row for row in rows if row['rolled_back_at'] is None and row['finished_at'] is not None]
+        fields['migration'] = live[0] if live else {}
+        if decision['roll_back']:
+            self._run(sql.SQL('UPDATE {} SET rolled_back_at = now() WHERE id IN ({})').format(
+                self.table_ref, sql.SQL(', ').join(sql.Literal(id_) for id_ in decision['roll_back'])), fetch=False)
+            fields['rolled_back'] = decision['roll_back']
+        if decision['action'] == ACTION_RECORDED:
+            inserted = self._run(sql.SQL(
+                'INSERT INTO {} (id, checksum, logs, started_at, finished_at, migration_name, applied_steps_count) '
+                'VALUES ({}, {}, {}, now(), now(), {}, 0) RETURNING id, checksum, migration_name, logs, '
+                'started_at::text AS started_at, finished_at::text AS finished_at, applied_steps_count').format(
+                    self.table_ref, sql.Literal(str(uuid.uuid4())), sql.Literal(render_checksum(params['migration_sql'])),
+                    sql.Literal(log_entry(params['run_id'])), sql.Literal(params['migration_name'])))
+            fields['migration'] = inserted[0] if inserted else dict(migration_name=params['migration_name'],
+                                                                    checksum=render_checksum(params['migration_sql']))
+        elif decision['action'] == ACTION_REMOVED:
+            self._run(sql.SQL('DELETE FROM {} WHERE id IN ({})').format(
+                self.table_ref, sql.SQL(', ').join(sql.Literal(id_) for id_ in decision['delete'])), fetch=False)
+            fields['removed'] = decision['delete']
+        return dict(fields, action=decision['action'])
+
+
+def run_in_transaction(history, warn):
+    """history.work() in one transaction, retried after lock timeouts and deadlocks; rolled back when dry_run."""
+    params = history.params
+
+    def attempt():
+        history.queries = []
+        return history.work()
+
+    try:
+        return run_transaction(history.cursor, attempt, params['lock_timeout'], params['lock_retries'],
+                               params['lock_retry_delay'], history.dry_run, warn, params['migration_name'],
+                               operator_errors=(HistoryError,))
+    except HistoryError:
+        raise
+    except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+        raise HistoryError(error_text(error))

@@ -11,6 +11,17 @@ __metaclass__ = type
 
 import time
 
+# The replica lag a build may start behind, unless a run sets other thresholds (doc fragment replication_lag): 64 MiB of
+# WAL not replayed yet, or 30 s of replay lag; the wait polls every 5 s and gives up after 600 s.
+LAG_DEFAULTS = dict(max_bytes=67108864, max_seconds=30.0, timeout=600.0, poll_interval=5.0)
+REPLICATION_LAG_OPTIONS = dict(
+    enabled=dict(type='bool', default=True),
+    max_bytes=dict(type='int', default=LAG_DEFAULTS['max_bytes']),
+    max_seconds=dict(type='float', default=LAG_DEFAULTS['max_seconds']),
+    timeout=dict(type='float', default=LAG_DEFAULTS['timeout']),
+    poll_interval=dict(type='float', default=LAG_DEFAULTS['poll_interval']),
+)
+
 IN_RECOVERY_SQL = ("SELECT pg_catalog.pg_is_in_recovery() AS in_recovery, "
                    "pg_catalog.current_setting('server_version_num')::int AS server_version_num")
 
@@ -165,5 +176,44 @@ def wait_within_lag(read, max_lag_bytes, max_lag_seconds, wait_timeout, poll_int
     return outcome
 
 
+def wait_for_replicas(read, lag, login_user, warn):
+    """Before a build: wait while a replica lags beyond C(lag) (the modules' replication_lag option). Returns why the
+    build must not start, or None; a wait that ended in time is said through C(warn)."""
+    outcome = wait_within_lag(read, lag['max_bytes'], lag['max_seconds'], lag['timeout'], lag['poll_interval'],
+                              login_user=login_user)
+    if outcome['error']:
+        return outcome['error']
+    if outcome['waited_seconds']:
+        warn('Waited %.1f s for the replica(s) %s to come within the lag thresholds.' % (
+            outcome['waited_seconds'], ', '.join(replica_label(r) for r in outcome['replicas'] if replays(r))))
+    return None
+
+
 def _number(value):
     return ('%d' % value) if float(value) == int(value) else ('%s' % value)
+
+
+def read_server_role(read):
+    """Whether the server is a replica (in recovery) and what it replicates: C(read(query)) returns rows.
+
+    Returns dict(in_recovery, server_version_num, standby (a replica's replay state, else None), replicas and slots
+    (a primary's WAL senders and physical slots)). Read-only.
+    """
+    server = read(IN_RECOVERY_SQL)[0]
+    state = dict(in_recovery=bool(server['in_recovery']), server_version_num=server['server_version_num'],
+                 standby=None, replicas=[], slots=[])
+    if state['in_recovery']:
+        state['standby'] = read(standby_sql(server['server_version_num']))[0]
+    else:
+        state['replicas'] = read(PRIMARY_REPLICAS_SQL)
+        state['slots'] = read(PRIMARY_SLOTS_SQL)
+    return state
+
+
+def replica_left_out_message(target, standby):
+    """Why nothing runs on a replica of the inventory, and what to do instead."""
+    standby = standby or {}
+    return ('replica: DDL runs only on the primary; it is used to verify. %s is in recovery (replayed up to %s, '
+            'replay %s), so nothing runs there: the plan\'s indexes reach it by replication from its primary. Once '
+            'the primary is done, verify them with playbooks/validate.yml --limit <this host>.'
+            % (target, standby.get('replay_lsn') or '?', standby.get('replay_pause_state') or '?'))

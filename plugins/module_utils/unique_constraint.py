@@ -35,6 +35,18 @@ CONSTRAINT_OPTIONS = dict(
     columns=dict(type='list', elements='str', required=True),
 )
 
+# A plan's constraints, as the modules that take a whole plan read them (doc fragment plan_constraints).
+PLAN_CONSTRAINT_OPTIONS = dict(
+    name=dict(type='str', required=True),
+    table=dict(type='str', required=True),
+    schema=dict(type='str'),
+    columns=dict(type='list', elements='str', required=True),
+    type=dict(type='str', choices=['unique'], default='unique'),
+    on_duplicates=dict(type='str', choices=['fail', 'rename'], default='fail'),
+    rename_column=dict(type='str'),
+    keep_oldest_by=dict(type='list', elements='str'),
+)
+
 CONSTRAINT_TYPES = dict(p='PRIMARY KEY', u='UNIQUE', f='FOREIGN KEY', c='CHECK', x='EXCLUDE', t='TRIGGER')
 
 CONSTRAINTS_QUERY = """
@@ -321,3 +333,39 @@ class UniqueConstraintRunner(OnlineIndexRunner):
                                              found['total_rows']))
         lines.append('What to do: resolve those rows (and stop the writer that creates them), then rerun.')
         return lines
+
+
+def constraint_summary(entries, check_mode):
+    """The constraint phase as the play prints it: one line per constraint changed (or to change, in check mode), one
+    per duplicate rename or restore, and in check mode the SQL a real run would execute, in order."""
+    changed = [e for e in entries if e.get('action') not in (None, 'unchanged')]
+    lines = ['Check mode: nothing was changed. A real run would do this:'] if check_mode else []
+    if not changed and not any(e.get('renamed_rows') or e.get('restored_rows') for e in entries):
+        lines.append('No constraint needed a change.')
+    for entry in changed:
+        lines.append('%-9s %-40s on %s.%s in %6.2fs%s' % (
+            entry['action'], entry['name'], entry['schema'], entry['table'], entry.get('seconds') or 0.0,
+            ' (%s lock retries)' % entry['retries'] if entry.get('retries') else ''))
+    for entry in entries:
+        if entry.get('renamed_rows'):
+            lines.append('%s: %s duplicate row(s) %s, recorded in the audit table' % (
+                entry['name'], entry['renamed_rows'], 'to rename' if check_mode else 'renamed'))
+        elif entry.get('restored_rows'):
+            lines.append('%s: %s renamed value(s) %s' % (entry['name'], entry['restored_rows'],
+                                                         'to restore' if check_mode else 'restored'))
+    if check_mode and changed:
+        lines.append('SQL it would run, in order:')
+        lines.extend('%s;' % statement for entry in changed for statement in entry.get('statements') or [])
+    return lines
+
+
+def plan_failure_message(failure, done, not_started):
+    """What a failed constraint phase says: the failure, what was done before it and kept, what did not start."""
+    lines = [failure]
+    kept = ['%s %s' % (e['action'], e['name']) for e in done if e.get('action') not in (None, 'unchanged')]
+    if kept:
+        lines.append('Done before it, and kept: %s' % ', '.join(kept))
+    if not_started:
+        lines.append('Not started, nothing changed on them: %s (queued behind the failure above)'
+                     % ', '.join(not_started))
+    return '\n'.join(lines)

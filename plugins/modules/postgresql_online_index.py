@@ -92,27 +92,6 @@ options:
         PostgreSQL 14+.
     type: int
     default: 1
-  replication_lag:
-    description:
-      - With O(tables) and O(state=present), wait before each table's builds while a replica lags beyond
-        these thresholds (as M(pg_zero_downtime.migrations.postgresql_replication_info) measures it), and fail
-        that table after O(replication_lag.timeout) seconds. Unset, no lag is read.
-    type: dict
-    suboptions:
-      max_bytes:
-        description: WAL bytes a replica may have left to replay.
-        type: int
-      max_seconds:
-        description: Seconds of replay lag a replica may have.
-        type: float
-      timeout:
-        description: Seconds to wait for the replicas to come within the thresholds.
-        type: float
-        default: 600
-      poll_interval:
-        description: Seconds between two readings of the replicas.
-        type: float
-        default: 5
   state:
     description:
       - V(present) builds missing indexes and rebuilds INVALID ones; V(absent) drops the named indexes.
@@ -167,6 +146,7 @@ author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - pg_zero_downtime.migrations.plan_tables
+  - pg_zero_downtime.migrations.replication_lag
   - pg_zero_downtime.migrations.lock_retries
   - pg_zero_downtime.migrations.build_waits
   - community.postgresql.postgres
@@ -290,7 +270,24 @@ lock_retries_used:
   returned: always
   type: int
   sample: 0
+seconds:
+  description: With O(tables), how long the whole run took.
+  returned: with O(tables)
+  type: float
+parallelism:
+  description: With O(tables), how many tables were worked on at a time.
+  returned: with O(tables)
+  type: int
+summary:
+  description:
+    - One line per index changed (action, name, table, seconds, lock retries, waits); in check mode, what a real run
+      would do and the SQL it would run, in order.
+  returned: always
+  type: list
+  elements: str
 '''
+
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
@@ -300,10 +297,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
     ACTION_UNCHANGED, INDEX_SPEC_OPTIONS,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import (
-    failure_message, ordered_tables, run_pipeline,
+    failure_message, index_summary, ordered_tables, run_pipeline,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
-    replays, replica_label, wait_within_lag,
+    REPLICATION_LAG_OPTIONS, wait_for_replicas,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
@@ -419,19 +416,13 @@ def with_timeouts(result, params):
 def lag_waiter(module):
     """The wait before a table's builds while a replica lags beyond O(replication_lag), or None when not asked."""
     lag = module.params['replication_lag']
-    if not lag or module.check_mode or module.params['state'] != 'present':
+    if not lag or not lag['enabled'] or module.check_mode or module.params['state'] != 'present':
         return None
 
     def wait(connection):
         cursor = connection.cursor()
-        outcome = wait_within_lag(lambda query: fetch_dicts(cursor, query), lag['max_bytes'], lag['max_seconds'],
-                                  lag['timeout'], lag['poll_interval'], login_user=module.params['login_user'])
-        if outcome['error']:
-            return outcome['error']
-        if outcome['waited_seconds']:
-            module.warn('Waited %.1f s for the replica(s) %s to come within the lag thresholds.' % (
-                outcome['waited_seconds'], ', '.join(replica_label(r) for r in outcome['replicas'] if replays(r))))
-        return None
+        return wait_for_replicas(lambda query: fetch_dicts(cursor, query), lag, module.params['login_user'],
+                                 module.warn)
     return wait
 
 
@@ -463,16 +454,19 @@ def run_tables(module, conn_params, connection):
             return with_timeouts(result, params)
         return run
 
+    started = time.monotonic()
     results = run_pipeline(entries, 1 if module.check_mode else params['parallelism'], None, start_lane=start_lane)
     for opened in connections.values():
         opened.close()
     result = dict(changed=any(r.get('changed') for r in results), tables=results,
                   queries=[q for r in results for q in r.get('queries', [])],
                   indexes=[i for r in results for i in r.get('indexes', [])],
-                  lock_retries_used=sum(r.get('lock_retries_used', 0) for r in results))
+                  lock_retries_used=sum(r.get('lock_retries_used', 0) for r in results),
+                  seconds=round(time.monotonic() - started, 2), parallelism=params['parallelism'])
     if module._diff:
         result['diff'] = dict(before=''.join(r.get('diff', {}).get('before', '') for r in results),
                               after=''.join(r.get('diff', {}).get('after', '') for r in results))
+    result['summary'] = index_summary(result['indexes'], module.check_mode, params['parallelism'])
     if any(r.get('failed') for r in results):
         module.fail_json(msg=failure_message(results), **result)
     module.exit_json(**result)
@@ -491,12 +485,7 @@ def main():
             indexes=dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS),
         )),
         parallelism=dict(type='int', default=1),
-        replication_lag=dict(type='dict', options=dict(
-            max_bytes=dict(type='int'),
-            max_seconds=dict(type='float'),
-            timeout=dict(type='float', default=600),
-            poll_interval=dict(type='float', default=5),
-        )),
+        replication_lag=dict(type='dict', options=REPLICATION_LAG_OPTIONS),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         lock_timeout=dict(type='str', default='5s'),
         lock_retries=dict(type='int', default=5),
@@ -530,6 +519,7 @@ def main():
     result = with_timeouts(run_table(module, connection, conn_params, params['schema'], params['table'],
                                      params['indexes']), params)
     connection.close()
+    result['summary'] = index_summary(result['indexes'], module.check_mode)
     if result.get('failed'):
         module.fail_json(**result)
     module.exit_json(**result)

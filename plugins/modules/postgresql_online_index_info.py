@@ -141,46 +141,18 @@ queries:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
-    ACTION_CREATE, ACTION_REBUILD, ACTION_UNCHANGED, INDEX_SPEC_OPTIONS,
-)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import INDEX_SPEC_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
-    OnlineIndexError, error_text, fetch_dicts, sql_module,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
+    index_problems_message, prove_indexes,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.query_baseline import query_problems
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import (
-    find_duplicates, format_duplicate_report,
-)
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
 )
-
-
-def duplicate_problems(runner, schema, table, unique_specs, sample_ids):
-    """Duplicate keys that would fail the build of each planned unique index, as the lines to act on."""
-    problems = []
-    sql = sql_module()
-    for spec in unique_specs:
-        runner.cursor.execute('BEGIN TRANSACTION READ ONLY')
-        try:
-            found = find_duplicates(runner.cursor, sql, schema, table, spec['columns'], sample_ids, 20,
-                                    where=spec.get('where'))
-        except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
-            problems.append('index "%s" on %s.%s: its duplicate keys could not be counted: %s'
-                            % (spec['name'], schema, table, error_text(error)))
-            continue
-        finally:
-            runner.cursor.execute('ROLLBACK')
-        if found['groups']:
-            lines = format_duplicate_report(spec['name'], schema, table, spec['columns'], found['row_id'],
-                                            found['groups'], found['total_groups'], found['total_rows'])
-            lines[0] = 'unique index ' + lines[0][len('constraint '):]
-            problems.append('\n'.join(lines) + '\n  What to do: resolve those rows (merge or delete them), or make '
-                            'the index not unique, then rerun; the build would fail on them.')
-    return problems
 
 
 def main():
@@ -206,45 +178,9 @@ def main():
     connection = connect_or_fail(module, get_conn_params(module, params))
     runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'])
 
-    result = dict(changed=False, tables=[], pending_tables=[], queries=[], estimated_bytes=0, data_directory=None)
-    problems = query_problems(params['baseline_queries'])
-    seen = {}
-    schemas = sorted(set(table['schema'] or params['schema'] for table in params['tables']))
-    present = set(row['nspname'] for row in fetch_dicts(
-        runner.cursor, 'SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(names)s)',
-        dict(names=schemas)))
-    for schema in schemas:
-        if schema not in present:
-            problems.append('schema "%s" does not exist, so none of its tables (%s) can be found: check the plan\'s '
-                            'schema (and the database it runs on)' % (schema, ', '.join(
-                                t['name'] for t in params['tables'] if (t['schema'] or params['schema']) == schema)))
-    for table in params['tables']:
-        schema = table['schema'] or params['schema']
-        if schema not in present:
-            continue
-        for index in table['indexes']:
-            other = seen.setdefault((schema, index['name']), table['name'])
-            if other != table['name']:
-                problems.append('index "%s.%s" is planned on both %s and %s'
-                                % (schema, index['name'], other, table['name']))
-        try:
-            decisions = runner.plan(schema, table['name'], table['indexes'], params['state'])
-        except OnlineIndexError as error:
-            problems.append(str(error))
-            continue
-        pending = [d['spec']['name'] for d in decisions if d['action'] != ACTION_UNCHANGED]
-        to_build = [d['spec'] for d in decisions if d['action'] in (ACTION_CREATE, ACTION_REBUILD)]
-        problems.extend(duplicate_problems(runner, schema, table['name'], [s for s in to_build if s.get('unique')],
-                                           params['sample_ids']))
-        sizes = runner.estimate_sizes(schema, table['name'], to_build) if to_build else {}
-        result['estimated_bytes'] += sum(sizes.values())
-        result['tables'].append(dict(
-            schema=schema, name=table['name'], pending=pending,
-            indexes=[dict(name=d['spec']['name'], action=d['action'], statements=d['statements'],
-                          estimated_bytes=sizes.get(d['spec']['name'], 0)) for d in decisions]))
-        if pending:
-            result['pending_tables'].append(table['name'])
-        result['queries'].extend(statement for d in decisions for statement in d['statements'])
+    proof = prove_indexes(runner, params['tables'], params['schema'], params['state'], params['sample_ids'])
+    problems = query_problems(params['baseline_queries']) + proof.pop('problems')
+    result = dict(proof, changed=False, data_directory=None)
     if params['state'] == 'present':
         # Readable by superusers and pg_read_all_settings members only; the disk check falls back to a budget.
         try:
@@ -254,8 +190,7 @@ def main():
             result['data_directory'] = None
     connection.close()
     if problems:
-        module.fail_json(msg='The plan cannot be applied; nothing was changed. Fix the plan (or the database) and '
-                             'rerun:\n%s' % '\n'.join(problems), **result)
+        module.fail_json(msg=index_problems_message(problems), **result)
     module.exit_json(**result)
 
 

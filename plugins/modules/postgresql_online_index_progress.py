@@ -139,6 +139,20 @@ failure_message:
       that did not start because of it. Null otherwise.
   returned: always
   type: str
+indexes:
+  description: Once every run has finished, the per-index results of all of them (as the runs return them).
+  returned: always
+  type: list
+  elements: dict
+seconds:
+  description: Once every run has finished, how long the longest of them took.
+  returned: always
+  type: float
+summary:
+  description: Once every run has finished, one line per index changed (action, name, table, seconds, waits).
+  returned: always
+  type: list
+  elements: str
 '''
 
 import os
@@ -148,7 +162,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
     WAITING_ON_QUERY, wait_summary,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import failure_message
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import failure_message, index_summary
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import read_async_result
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import error_text, fetch_dicts
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
@@ -334,8 +348,12 @@ def main():
     # end reports their change.
     changed = any(result.get('changed') for result in results)
     failed = [r for r in results if r.get('failed')]
+    indexes = [entry for result in results for entry in result.get('indexes') or []]
     module.exit_json(changed=changed, finished=finished, progress=progress, progress_lines=progress_lines,
-                     results=results, failed_jobs=len(failed),
+                     results=results, failed_jobs=len(failed), indexes=indexes,
+                     seconds=max([o.get('seconds') or 0.0 for o in outcomes] or [0.0]) if finished else 0.0,
+                     summary=index_summary(indexes, False, max([o.get('parallelism') or 1 for o in outcomes] or [1]))
+                     if finished else [],
                      failure_message=failure_message(results) if failed else None)
 
 

@@ -134,124 +134,31 @@ slower:
   returned: always
   type: list
   elements: str
+seconds:
+  description: How long the measurement took.
+  returned: success
+  type: float
+summary:
+  description: Each query's median and plan, then each comparison's verdict, as lines for the play's output.
+  returned: always
+  type: list
+  elements: str
 '''
 
-import json
+import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.baseline_runs import (
+    BaselineError, baseline_lines, input_errors, measure_all, with_earlier_params,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
-    error_text, option_errors, sql_module,
-)
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import (
-    HAS_PGLAST, MISSING_PARSER, statement_error,
-)
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.query_baseline import (
-    PARAMETER,
-    compare,
-    query_problems,
-    read_only_error,
-    runs_needed,
-    strip_statement,
-    summarize,
-    writing_nodes,
-)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import HAS_PGLAST, MISSING_PARSER
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import option_errors
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,
     postgres_common_argument_spec,
 )
-
-
-class BaselineError(Exception):
-    """A query that cannot be measured; the message says which and why."""
-
-
-class Baseline(object):
-    def __init__(self, connection, runs, budget_ms=0):
-        self.connection = connection
-        self.cursor = connection.cursor()
-        self.sql = sql_module()
-        self.runs = runs
-        self.budget_ms = budget_ms
-
-    def send(self, statement, kind):
-        """Execute C(statement) once PostgreSQL's parser proved it exactly one statement of C(kind).
-
-        psycopg2 sends a string holding several statements as they are: this is the last stop for plan text that
-        hid a second statement from the checks before.
-        """
-        problem = statement_error(statement, kind)
-        if problem:
-            raise BaselineError('refusing to send %s: %s' % (statement, problem))
-        self.cursor.execute(statement)
-
-    def scalar(self, statement, kind='SelectStmt'):
-        self.send(statement, kind)
-        row = self.cursor.fetchone()
-        if row is None:
-            return None
-        return list(row.values())[0] if isinstance(row, dict) else row[0]
-
-    def render(self, text, values):
-        """The statement with each %(name)s replaced by the literal of its value."""
-        return PARAMETER.sub(lambda m: self.sql.Literal(values[m.group(1)]).as_string(self.connection),
-                             strip_statement(text))
-
-    def explain(self, statement, analyze):
-        options = 'ANALYZE, BUFFERS, FORMAT JSON' if analyze else 'FORMAT JSON'
-        document = self.scalar('EXPLAIN (%s) %s' % (options, statement), 'ExplainStmt')
-        return json.loads(document) if isinstance(document, str) else document
-
-    def check_plan(self, label, statement):
-        """Refuse a statement whose plan writes or locks rows, before it runs."""
-        nodes = writing_nodes(self.explain(statement, analyze=False)[0]['Plan'])
-        if nodes:
-            raise BaselineError('%s: its plan has %s, so it writes or locks rows; only read-only queries are '
-                                'allowed in a baseline, and it was not run' % (label, ', '.join(nodes)))
-
-    def resolve(self, query):
-        values = {}
-        for name, value in sorted((query['params'] or {}).items()):
-            if isinstance(value, dict):
-                source = value.get('query')
-                label = 'query "%s", parameter %s' % (query['name'], name)
-                problem = read_only_error(source)
-                if problem:
-                    raise BaselineError('%s: its query %s' % (label, problem))
-                self.check_plan(label, strip_statement(source))
-                value = self.scalar(strip_statement(source))
-                if value is None:
-                    raise BaselineError('%s: its query returned no row; pick a query that finds a value' % label)
-            values[name] = value if isinstance(value, (int, float, bool)) or value is None else str(value)
-        return values
-
-    def measure(self, query):
-        label = 'query "%s"' % query['name']
-        self.cursor.execute('BEGIN TRANSACTION READ ONLY')
-        try:
-            values = self.resolve(query)
-            statement = self.render(query['sql'], values)
-            self.check_plan(label, statement)
-            explains = []
-            while len(explains) < runs_needed(explains, self.runs, self.budget_ms):
-                explains.append(self.explain(statement, analyze=True))
-        finally:
-            self.cursor.execute('ROLLBACK')
-        summary = summarize(explains)
-        summary.update(name=query['name'], sql=strip_statement(query['sql']), params=values, statement=statement)
-        return summary
-
-
-def input_errors(queries, runs, budget_ms=0):
-    errors = []
-    names = [q['name'] for q in queries]
-    errors.extend('query "%s" is listed twice' % name for name in sorted(set(names)) if names.count(name) > 1)
-    if runs < 1:
-        errors.append('runs must be 1 or more, not %s' % runs)
-    if budget_ms < 0:
-        errors.append('budget_ms must be 0 or more, not %s' % budget_ms)
-    return errors + query_problems(queries)
 
 
 def main():
@@ -273,14 +180,12 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    result = dict(changed=False, queries=[], comparison=[], slower=[])
-    before = dict((q['name'], q) for q in params['compare_with'] or [])
-    # Measure the same rows as the earlier run: its resolved parameter values win.
-    queries = [dict(q, params=dict(q['params'] or {}, **before[q['name']].get('params', {})))
-               if q['name'] in before else q for q in params['queries']]
+    started = time.monotonic()
+    result = dict(changed=False, queries=[], comparison=[], slower=[], summary=[])
     if not HAS_PGLAST:
         module.fail_json(msg='The baseline queries cannot be checked; nothing was run: %s' % MISSING_PARSER, **result)
-    errors = input_errors(queries, params['runs'], params['budget_ms'])
+    errors = input_errors(with_earlier_params(params['queries'], params['compare_with']), params['runs'],
+                          params['budget_ms'])
     if errors:
         module.fail_json(msg='The baseline queries are refused; nothing was run:\n- %s' % '\n- '.join(errors), **result)
 
@@ -290,28 +195,17 @@ def main():
     if errors:
         connection.close()
         module.fail_json(msg='Invalid options; nothing was run:\n- %s' % '\n- '.join(errors), **result)
-    baseline = Baseline(connection, params['runs'], params['budget_ms'])
-    # Read-only for the whole session, not only in the transaction each query runs in: defence in depth, should
-    # a query's text ever end that transaction.
-    baseline.cursor.execute("SELECT pg_catalog.set_config('statement_timeout', %(value)s, false), "
-                            "pg_catalog.set_config('application_name', 'pg-zero-downtime', false), "
-                            "pg_catalog.set_config('default_transaction_read_only', 'on', false)",
-                            dict(value=params['statement_timeout']))
     try:
-        for query in queries:
-            result['queries'].append(baseline.measure(query))
+        result.update(measure_all(connection, params['queries'], params['runs'], params['budget_ms'],
+                                  params['statement_timeout'], params['compare_with'], params['tolerance'],
+                                  params['min_regression_ms']))
     except BaselineError as error:
-        module.fail_json(msg='Baseline refused: %s' % error, **result)
-    except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
-        module.fail_json(msg='Baseline query "%s" failed: %s' % (query['name'], error_text(error)), **result)
+        result.update(error.args[1] if len(error.args) > 1 else {})
+        module.fail_json(msg=str(error.args[0]), **result)
     finally:
         connection.close()
-    for after in result['queries']:
-        if after['name'] in before:
-            outcome = compare(before[after['name']], after, params['tolerance'], params['min_regression_ms'])
-            result['comparison'].append(dict(outcome, name=after['name']))
-            if outcome['verdict'] == 'slower':
-                result['slower'].append(after['name'])
+    result['seconds'] = round(time.monotonic() - started, 2)
+    result['summary'] = baseline_lines(result['queries'], result['comparison'])
     module.exit_json(**result)
 
 

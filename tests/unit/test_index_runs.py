@@ -124,3 +124,20 @@ def test_tables_that_did_not_start_for_one_reason_say_it():
     waiting = [runs.not_started('public', 'A', 'the run that started it has ended')]
     assert runs.failure_message(waiting) == ('Not started, nothing changed on them: public.A '
                                              '(the run that started it has ended)')
+
+
+def test_the_index_summary_lists_each_change_and_in_check_mode_the_sql():
+    entries = [dict(name='a', schema='public', table='Job', action='created', seconds=1.25, retries=0,
+                    waited_seconds=0.0, statements=['CREATE INDEX CONCURRENTLY a']),
+               dict(name='b', schema='public', table='Job', action='unchanged', seconds=0.0, statements=[])]
+    lines = runs.index_summary(entries, False)
+    assert lines == ['%-8s %-45s on %s.%s in %6.2fs' % ('created', 'a', 'public', 'Job', 1.25)]
+    waited = dict(entries[0], retries=2, waited_seconds=3.5)
+    assert runs.index_summary([waited], False, parallelism=2) == [
+        'Worked on 2 tables at a time (index_build_parallelism).',
+        '%-8s %-45s on %s.%s in %6.2fs (2 lock retries) (waited 3.5s for other sessions)'
+        % ('created', 'a', 'public', 'Job', 1.25)]
+    checked = runs.index_summary(entries, True)
+    assert checked[0].startswith('Check mode') and checked[-2:] == ['SQL it would run, in order:',
+                                                                    'CREATE INDEX CONCURRENTLY a;']
+    assert runs.index_summary(entries[1:], False) == ['No index needed a change.']

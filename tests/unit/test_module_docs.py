@@ -38,8 +38,8 @@ def test_module_documentation_parses(path):
 
 PLUGINS = {
     'module': [os.path.basename(path)[:-3] for path in MODULES],
-    'filter': ['plan_errors', 'success_criteria'],
-    'lookup': ['working_dir'],
+    'filter': ['migration_report', 'plan_errors', 'stopped_message', 'success_criteria'],
+    'lookup': ['migration_plan', 'working_dir'],
     'callback': ['progress'],
 }
 

@@ -1,5 +1,6 @@
 # -*- coding: utf-8 -*-
-"""The controller-side plan check (plugins/filter/plan_errors.py): every structural problem, naming its entry."""
+"""The controller-side plan check (plugins/plugin_utils/migration_plan.py, also the filter plan_errors): every
+structural problem, naming its entry."""
 
 import importlib
 

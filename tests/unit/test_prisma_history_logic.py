@@ -66,3 +66,15 @@ def test_bad_migration_names(name, fragment):
 
 def test_a_prisma_folder_name_is_fine():
     assert history.migration_name_error('20241125000000_t12_indexes') is None
+
+
+def test_what_happened_to_the_history_in_one_sentence():
+    table = 'public._prisma_migrations'
+    assert history.history_summary(dict(action='recorded', table=table, checksum='cafe', rolled_back=['1']), 'm') == (
+        'Recorded m as applied in public._prisma_migrations (checksum cafe), after marking 1 failed attempt(s) rolled '
+        'back: `prisma migrate deploy` will not run its SQL.')
+    assert history.history_summary(dict(action='unchanged', table=table), 'm') == (
+        'm is already recorded as applied in public._prisma_migrations.')
+    assert history.history_summary(dict(action='removed', table=table), 'm').startswith('Removed the record of m')
+    assert history.history_summary(dict(action='absent', table=table), 'm') == (
+        'No record of m written by pg-zero-downtime in public._prisma_migrations.')

@@ -150,3 +150,22 @@ def test_measuring_stops_at_the_budget():
         explains.append(_runs(600.0)[0])
     assert len(explains) == 2
     assert qb.summarize(explains)['runs'] == 2
+
+
+def test_the_measurement_lines():
+    runs = helpers.load_module_utils('baseline_runs')
+    assert runs.baseline_lines([], []) == ['No baseline queries in the plan: nothing was measured.']
+    queries = [dict(name='q', median_ms=0.5, buffers=40, plan_shape='Seq Scan on Job')]
+    comparison = [dict(name='q', verdict='improved', before_ms=0.5, after_ms=0.05, ratio=0.1, plan_changed=True,
+                       seq_scan_to_index=['Job'])]
+    assert runs.baseline_lines(queries, comparison) == [
+        '%-30s median %8.3f ms  buffers %6d  %s' % ('q', 0.5, 40, 'Seq Scan on Job'),
+        '%-30s %-8s %8.3f -> %8.3f ms (x%s)%s' % ('q', 'improved', 0.5, 0.05, 0.1,
+                                                 ', Seq Scan on Job became an index scan')]
+
+
+def test_a_remeasure_uses_the_parameter_values_of_the_earlier_run():
+    runs = helpers.load_module_utils('baseline_runs')
+    queries = [dict(name='q', sql='SELECT %(id)s', params=dict(id=dict(query='SELECT 1'))), dict(name='r', sql='x')]
+    assert runs.with_earlier_params(queries, [dict(name='q', params=dict(id=42))]) == [
+        dict(name='q', sql='SELECT %(id)s', params=dict(id=42)), dict(name='r', sql='x')]

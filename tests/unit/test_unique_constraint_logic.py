@@ -177,3 +177,20 @@ def test_a_rename_that_cannot_work_says_why(columns, primary_key, rename, order,
     with pytest.raises(ValueError, match=None) as raised:
         uk.rename_plan('public', 'Class', columns, TYPES, primary_key, rename, order)
     assert expected in str(raised.value)
+
+
+def test_the_constraint_summary_and_the_failure_of_a_plan_of_constraints():
+    created = dict(name='Class_name_grade_key', schema='public', table='Class', action='created', seconds=0.06,
+                   retries=1, renamed_rows=2, statements=['CREATE UNIQUE INDEX CONCURRENTLY x', 'ALTER TABLE y'])
+    assert uc.constraint_summary([created], False) == [
+        '%-9s %-40s on %s.%s in %6.2fs (1 lock retries)' % ('created', 'Class_name_grade_key', 'public', 'Class', 0.06),
+        'Class_name_grade_key: 2 duplicate row(s) renamed, recorded in the audit table']
+    checked = uc.constraint_summary([created], True)
+    assert checked[0].startswith('Check mode') and 'Class_name_grade_key: 2 duplicate row(s) to rename, recorded in ' \
+        'the audit table' in checked and checked[-2:] == ['CREATE UNIQUE INDEX CONCURRENTLY x;', 'ALTER TABLE y;']
+    restored = dict(name='k', schema='public', table='Class', action='unchanged', restored_rows=3)
+    assert uc.constraint_summary([restored], False) == ['k: 3 renamed value(s) restored']
+    assert uc.constraint_summary([dict(restored, restored_rows=0)], False) == ['No constraint needed a change.']
+    assert uc.plan_failure_message('Constraint "k2": gave up', [created, restored], ['k3', 'k4']) == (
+        'Constraint "k2": gave up\nDone before it, and kept: created Class_name_grade_key\n'
+        'Not started, nothing changed on them: k3, k4 (queued behind the failure above)')

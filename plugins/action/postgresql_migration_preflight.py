@@ -1,0 +1,94 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The controller side of postgresql_migration_preflight.
+
+Loads the plan file where it is, on the controller, and refuses a malformed plan before anything connects; names the
+run; works out the phases the run's tag selection runs; then runs the module once on the host, and hands the later
+phases the loaded plan, the run id and the owner process as facts.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run_plan import selected_phases
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (
+    load_plan, new_run_id, only_tables_list,
+)
+
+MODULE = 'pg_zero_downtime.migrations.postgresql_migration_preflight'
+PRISMA_KEYS = ('name', 'migration_sql', 'file', 'schema', 'table', 'create_table')
+
+
+def module_args(args, plan, run_id, phases):
+    """The module's options: the task's, the plan's parts, the run id the lock shows, the phases to run."""
+    args = dict(args)
+    args.pop('on_duplicates', None)
+    if plan is not None:
+        args.update(plan_file=plan['file'], plan_name=plan['name'], schema=plan['schema'], tables=plan.get('tables') or [],
+                    constraints=plan['constraints'], baseline_queries=plan['baseline_queries'])
+        if plan.get('prisma_migration'):
+            args['prisma_migration'] = dict((key, value) for key, value in plan['prisma_migration'].items()
+                                            if key in PRISMA_KEYS)
+    args['run_id'] = '%s-%s' % (args.get('plan_name') or 'plan', run_id)
+    if args.get('phases') is None:
+        args['phases'] = phases
+    if args.get('only_tables') is not None:
+        args['only_tables'] = only_tables_list(args['only_tables'])
+    return args
+
+
+def plan_fact(plan):
+    """The loaded plan as the later phases read it: without the Prisma migration's text, which only the preflight and
+    the Prisma phase need."""
+    fact = dict(plan)
+    if plan.get('prisma_migration'):
+        fact['prisma_migration'] = dict((key, value) for key, value in plan['prisma_migration'].items()
+                                        if key != 'migration_sql')
+    return fact
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(ActionModule, self).run(tmp, task_vars)
+        args = dict(self._task.args)
+        run_id = args.pop('run_id', None) or new_run_id()
+        plan = None
+        if 'plan_file' in args:
+            plan, error = load_plan(args.get('plan_file'), os.getcwd(), on_duplicates=args.get('on_duplicates'),
+                                    only_tables=only_tables_list(args.get('only_tables')),
+                                    read_prisma_sql=args.get('state', 'present') == 'present')
+            if error:
+                result.update(failed=True, changed=False, msg=error)
+                return result
+        # The run's ansible-playbook (this worker's parent) watches over the lock and the DDL when the module runs on
+        # this machine: once it is gone (stopped, cancelled by AWX), the lock is given back and no DDL starts.
+        owner_pid = os.getppid() if self._connection.transport == 'local' else 0
+        args.setdefault('owner_pid', owner_pid)
+        args = module_args(args, plan, run_id, selected_phases(task_vars.get('ansible_run_tags'),
+                                                               task_vars.get('ansible_skip_tags')))
+        outcome = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
+        # The module knows the database, not the inventory: a replica's message names the host to --limit.
+        host = task_vars.get('inventory_hostname', '<this host>')
+        for key in ('message', 'msg'):
+            if isinstance(outcome.get(key), str):
+                outcome[key] = outcome[key].replace('--limit <this host>', '--limit %s' % host)
+        outcome['summary'] = [line.replace('--limit <this host>', '--limit %s' % host)
+                              for line in outcome.get('summary') or []]
+        result.update(outcome)
+        if result.get('failed'):
+            return result
+        facts = result.setdefault('ansible_facts', {})
+        facts.update(pgzd_run_id=run_id, pgzd_owner_pid=owner_pid)
+        if plan is not None:
+            facts['migration_plan_data'] = plan_fact(plan)
+        result['phases'] = args['phases']
+        return result

@@ -1,0 +1,67 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: migration_plan
+short_description: Load a pg-zero-downtime migration plan file on the controller, with its format checked
+description:
+  - Reads the plan's YAML file (absolute, or relative to the directory ansible-playbook runs in), checks its format as
+    the preflight does, and returns a mapping with C(plan), the loaded plan with its defaults (or null), and C(error),
+    the message saying what is wrong and what to do (or null). It never fails itself, so the task that uses it can
+    fail with the message as it is.
+  - The Prisma migration file of the plan is resolved against the plan's directory; its content is not read.
+version_added: '0.15.0'
+options:
+  _terms:
+    description: The plan file.
+    required: true
+  on_duplicates:
+    description: Sets C(on_duplicates) of every constraint of the plan.
+    type: str
+  only_tables:
+    description: Tables of the plan to limit the index work to (a list, or a comma-separated string); checked here.
+    type: raw
+'''
+
+EXAMPLES = r'''
+- name: Load the plan
+  ansible.builtin.set_fact:
+    loaded: "{{ lookup('pg_zero_downtime.migrations.migration_plan', 'plans/shop.yml') }}"
+
+- name: Stop on a plan that cannot be loaded
+  ansible.builtin.assert:
+    that: loaded.error is none
+    fail_msg: "{{ loaded.error }}"
+'''
+
+RETURN = r'''
+_raw:
+  description: One mapping with C(plan) and C(error).
+  type: list
+  elements: dict
+'''
+
+import os
+
+from ansible.plugins.lookup import LookupBase
+
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (
+    load_plan, only_tables_list,
+)
+
+
+class LookupModule(LookupBase):
+
+    def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
+        loaded = []
+        for term in terms or ['']:
+            plan, error = load_plan(term, os.getcwd(), on_duplicates=self.get_option('on_duplicates'),
+                                    only_tables=only_tables_list(self.get_option('only_tables')),
+                                    read_prisma_sql=False)
+            loaded.append(dict(plan=plan, error=error))
+        return loaded

@@ -1,0 +1,229 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Proving a migration plan against the live catalog and data, read-only, before any DDL.
+
+What the plan's indexes and constraints still need (the exact statements), and every problem that would stop them:
+a missing schema, table or column, an index planned twice, duplicate keys under a planned unique index or
+constraint, options of a duplicate rename that cannot work. Used by the preflight
+(postgresql_migration_preflight), which proves the whole plan in one process, and by the read-only modules
+postgresql_online_index_info and postgresql_unique_constraint_info.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
+    ACTION_CREATE, ACTION_REBUILD, ACTION_UNCHANGED,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+    OnlineIndexError, error_text, fetch_dicts, sql_module,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import (
+    COLUMN_TYPES_QUERY, PRIMARY_KEY_QUERY, find_duplicates, format_duplicate_report, rename_plan,
+)
+
+
+def duplicate_problems(runner, schema, table, unique_specs, sample_ids):
+    """Duplicate keys that would fail the build of each planned unique index, as the lines to act on."""
+    problems = []
+    sql = sql_module()
+    for spec in unique_specs:
+        runner.cursor.execute('BEGIN TRANSACTION READ ONLY')
+        try:
+            found = find_duplicates(runner.cursor, sql, schema, table, spec['columns'], sample_ids, 20,
+                                    where=spec.get('where'))
+        except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+            problems.append('index "%s" on %s.%s: its duplicate keys could not be counted: %s'
+                            % (spec['name'], schema, table, error_text(error)))
+            continue
+        finally:
+            runner.cursor.execute('ROLLBACK')
+        if found['groups']:
+            lines = format_duplicate_report(spec['name'], schema, table, spec['columns'], found['row_id'],
+                                            found['groups'], found['total_groups'], found['total_rows'])
+            lines[0] = 'unique index ' + lines[0][len('constraint '):]
+            problems.append('\n'.join(lines) + '\n  What to do: resolve those rows (merge or delete them), or make '
+                            'the index not unique, then rerun; the build would fail on them.')
+    return problems
+
+
+def missing_schemas(cursor, tables, default_schema):
+    """{schema: [its tables]} of the plan's schemas that do not exist."""
+    wanted = {}
+    for table in tables:
+        wanted.setdefault(table.get('schema') or default_schema, []).append(table['name'])
+    present = set(row['nspname'] for row in fetch_dicts(
+        cursor, 'SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(names)s)',
+        dict(names=sorted(wanted))))
+    return dict((schema, names) for schema, names in wanted.items() if schema not in present)
+
+
+def prove_indexes(runner, tables, default_schema, state, sample_ids):
+    """What each table's planned indexes still need, and the problems that stop them.
+
+    C(runner) is an OnlineIndexRunner on an autocommit connection. Returns dict(tables (per table: schema, name,
+    pending index names, and per index its action, statements and estimated size), pending_tables, queries,
+    estimated_bytes, problems).
+    """
+    proof = dict(tables=[], pending_tables=[], queries=[], estimated_bytes=0, problems=[])
+    absent = missing_schemas(runner.cursor, tables, default_schema)
+    for schema in sorted(absent):
+        proof['problems'].append('schema "%s" does not exist, so none of its tables (%s) can be found: check the '
+                                 'plan\'s schema (and the database it runs on)' % (schema, ', '.join(absent[schema])))
+    seen = {}
+    for table in tables:
+        schema = table.get('schema') or default_schema
+        if schema in absent:
+            continue
+        for index in table['indexes']:
+            other = seen.setdefault((schema, index['name']), table['name'])
+            if other != table['name']:
+                proof['problems'].append('index "%s.%s" is planned on both %s and %s'
+                                         % (schema, index['name'], other, table['name']))
+        try:
+            decisions = runner.plan(schema, table['name'], table['indexes'], state)
+        except OnlineIndexError as error:
+            proof['problems'].append(str(error))
+            continue
+        pending = [d['spec']['name'] for d in decisions if d['action'] != ACTION_UNCHANGED]
+        to_build = [d['spec'] for d in decisions if d['action'] in (ACTION_CREATE, ACTION_REBUILD)]
+        proof['problems'].extend(duplicate_problems(runner, schema, table['name'],
+                                                    [s for s in to_build if s.get('unique')], sample_ids))
+        sizes = runner.estimate_sizes(schema, table['name'], to_build) if to_build else {}
+        proof['estimated_bytes'] += sum(sizes.values())
+        proof['tables'].append(dict(
+            schema=schema, name=table['name'], pending=pending,
+            indexes=[dict(name=d['spec']['name'], action=d['action'], statements=d['statements'],
+                          estimated_bytes=sizes.get(d['spec']['name'], 0)) for d in decisions]))
+        if pending:
+            proof['pending_tables'].append(table['name'])
+        proof['queries'].extend(statement for d in decisions for statement in d['statements'])
+    return proof
+
+
+def _rename_problem(cursor, constraint, schema, table, columns):
+    """Check the rename options of a constraint against its table; returns (renaming or None, problem or None)."""
+    if not (constraint.get('on_duplicates') == 'rename' or constraint.get('rename_column')
+            or constraint.get('keep_oldest_by')):
+        return None, None
+    types = dict((row['name'], row['type'])
+                 for row in fetch_dicts(cursor, COLUMN_TYPES_QUERY, dict(schema=schema, table=table)))
+    primary_key = [row['column_name'] for row in fetch_dicts(cursor, PRIMARY_KEY_QUERY,
+                                                             dict(schema=schema, table=table))]
+    named = [c for c in [constraint.get('rename_column')] + list(constraint.get('keep_oldest_by') or []) if c]
+    missing = [c for c in named if c not in types]
+    try:
+        if missing:
+            raise ValueError('column(s) %s named by rename_column/keep_oldest_by do not exist in %s.%s'
+                             % (', '.join(missing), schema, table))
+        if constraint.get('on_duplicates') == 'rename':
+            return rename_plan(schema, table, columns, types, primary_key, constraint.get('rename_column'),
+                               constraint.get('keep_oldest_by')), None
+    except ValueError as error:
+        return None, ('constraint "%s": on_duplicates=%s with these options is not possible: %s'
+                      % (constraint['name'], constraint.get('on_duplicates') or 'fail', error))
+    return None, None
+
+
+def prove_constraints(runner, constraints, default_schema, state, sample_ids, max_groups):
+    """What each planned unique constraint still needs, and whether its data allows it.
+
+    C(runner) is a UniqueConstraintRunner. The whole proof runs in one read-only transaction, rolled back.
+    Returns dict(constraints (per constraint: its action, statements and duplicate keys found), pending, queries,
+    duplicates_found, report (lines on the duplicate keys), blocking (constraints whose duplicates stop the run),
+    problems).
+    """
+    cursor = runner.cursor
+    sql = sql_module()
+    proof = dict(constraints=[], pending=[], queries=[], duplicates_found=False, report=[], blocking=[], problems=[])
+    names = [c['name'] for c in constraints]
+    proof['problems'].extend('constraint "%s" is planned twice' % name for name in sorted(set(names))
+                             if names.count(name) > 1)
+    cursor.execute('BEGIN TRANSACTION READ ONLY')
+    try:
+        for constraint in constraints:
+            schema, table, columns = constraint.get('schema') or default_schema, constraint['table'], \
+                constraint['columns']
+            on_duplicates = constraint.get('on_duplicates') or 'fail'
+            try:
+                decision = runner.plan_constraint(constraint['name'], schema, table, columns, state)
+            except OnlineIndexError as error:
+                proof['problems'].append('constraint "%s" on %s' % (constraint['name'], error))
+                continue
+            entry = dict(name=constraint['name'], schema=schema, table=table, columns=columns,
+                         action=decision['action'], statements=decision['statements'], on_duplicates=on_duplicates,
+                         row_id=None, total_groups=0, total_rows=0, groups=[])
+            proof['constraints'].append(entry)
+            if decision['action'] != ACTION_UNCHANGED:
+                proof['pending'].append(entry['name'])
+                proof['queries'].extend(decision['statements'])
+            # A constraint in place has no duplicates; dropping one needs no scan.
+            if state != 'present' or decision['action'] == ACTION_UNCHANGED:
+                continue
+            # The rename options are proven whether or not there are duplicates now: rows written before the
+            # constraint phase may still need them, and a wrong option must not surface after the index phase.
+            renaming, problem = _rename_problem(cursor, constraint, schema, table, columns)
+            if problem:
+                proof['problems'].append(problem)
+                continue
+            cursor.execute('SAVEPOINT pgzd_duplicates')
+            try:
+                found = find_duplicates(cursor, sql, schema, table, columns, sample_ids, max_groups)
+            except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+                cursor.execute('ROLLBACK TO SAVEPOINT pgzd_duplicates')
+                proof['problems'].append('constraint "%s" on %s.%s (%s): %s' % (
+                    constraint['name'], schema, table, ', '.join(columns), error_text(error)))
+                continue
+            found.pop('primary_key')
+            entry.update(found)
+            if not entry['groups']:
+                continue
+            proof['duplicates_found'] = True
+            report = format_duplicate_report(constraint['name'], schema, table, columns, entry['row_id'],
+                                             entry['groups'], entry['total_groups'], entry['total_rows'])
+            if on_duplicates == 'rename':
+                rename, order = renaming
+                report[0] += ('; on_duplicates=rename: all but the oldest row of each key (by %s) get a suffix on '
+                              '"%s", recorded in the audit table' % (', '.join(order), rename))
+            else:
+                proof['blocking'].append(constraint['name'])
+            proof['report'].extend(report)
+    finally:
+        cursor.execute('ROLLBACK')
+    return proof
+
+
+def constraint_problems_message(problems, state):
+    return 'The planned constraints cannot be %s; nothing was changed:\n- %s' % (
+        'applied' if state == 'present' else 'rolled back', '\n- '.join(problems))
+
+
+def duplicates_message(blocking, report):
+    return ('Duplicate keys block the planned unique constraint(s) %s; nothing was changed.\n%s\nWhat to do: resolve '
+            'the duplicates (merge or rename the rows listed, by id), then rerun; the run checks again before any DDL. '
+            'Or opt in to the audited rename with on_duplicates: rename (README.md, "Duplicate keys").'
+            % (', '.join(blocking), '\n'.join(report)))
+
+
+def index_problems_message(problems):
+    return ('The plan cannot be applied; nothing was changed. Fix the plan (or the database) and rerun:\n%s'
+            % '\n'.join(problems))
+
+
+def restores_pending(cursor, constraints, default_schema, audit_schema='pgzd_audit', audit_table='duplicate_resolution'):
+    """Names of the plan's constraints whose renamed duplicate values are still to be restored (a rollback's work
+    even when the constraint itself is already gone)."""
+    if not constraints:
+        return []
+    sql = sql_module()
+    audit = sql.SQL('{}.{}').format(sql.Identifier(audit_schema), sql.Identifier(audit_table))
+    exists = fetch_dicts(cursor, 'SELECT pg_catalog.to_regclass(%(name)s) IS NOT NULL AS present',
+                         dict(name=audit.as_string(cursor.connection)))[0]['present']
+    if not exists:
+        return []
+    rows = fetch_dicts(cursor, sql.SQL(
+        'SELECT DISTINCT constraint_name, table_schema FROM {} WHERE restored_at IS NULL '
+        'AND constraint_name = ANY(%(names)s)').format(audit), dict(names=[c['name'] for c in constraints]))
+    found = set((row['constraint_name'], row['table_schema']) for row in rows)
+    return [c['name'] for c in constraints if (c['name'], c.get('schema') or default_schema) in found]

@@ -1,0 +1,522 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: postgresql_migration_preflight
+short_description: Prove a whole migration plan applicable in one process, take the migration lock, say what the run does
+description:
+  - The first step of every run of a plan (migrate.yml, rollback.yml and the phase playbooks), in one module process,
+    before any change. In order, it
+  - (1) asks whether the server is a primary or a replica. On a replica nothing else happens. With
+    O(on_replica=skip) the result says so (RV(replica)) and the play leaves the host out; with V(fail) the task fails.
+  - (2) takes the migration lock of the database (the detached holder of
+    M(pg_zero_downtime.migrations.postgresql_migration_lock)), unless O(lock=false). Another run holding it, or DDL of
+    an earlier run still running, fails the task at once, naming them. In check mode nothing is taken, and a lock held
+    by another run is a warning.
+  - (3) proves the whole plan against the live catalog and data, read-only. Every table, column, index, method and
+    predicate (as M(pg_zero_downtime.migrations.postgresql_online_index_info) does). Every constraint, and when
+    migrating the duplicate keys that would block it (as M(pg_zero_downtime.migrations.postgresql_unique_constraint_info)
+    does). The baseline queries, read by PostgreSQL's parser. The Prisma migration record, proven writable (or
+    removable) in a transaction that is rolled back. The disk the index builds need.
+  - (4) decides the work of this run from what is pending and the phases the run's tag selection runs (O(phases)), and
+    with O(only_tables). When the run has nothing to do, the lock is given back before the module ends, so a rerun of a
+    finished migration costs this one process.
+  - Every problem fails the task listing all of them, and nothing was changed; a lock taken in (2) is given back first.
+  - With the action plugin of the same name (the controller side), O(plan_file) loads the plan from a YAML file on the
+    controller and checks its format before anything connects. It sets the facts C(migration_plan_data) (the loaded
+    plan), C(pgzd_run_id) and C(pgzd_owner_pid) for the phases after it.
+version_added: '0.15.0'
+requirements:
+  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
+options:
+  login_db:
+    description: Name of the database to connect to; the lock is per database.
+    type: str
+    aliases: [db]
+  plan_file:
+    description:
+      - Path of the plan's YAML file on the controller, absolute or relative to the directory ansible-playbook runs in.
+        Read by the action plugin, which fills O(plan_name), O(schema), O(tables), O(constraints), O(baseline_queries)
+        and O(prisma_migration) from it (the Prisma C(migration.sql) is read too, relative to the plan file).
+    type: path
+  on_duplicates:
+    description:
+      - With O(plan_file), sets C(on_duplicates) of every constraint of the plan (C(-e on_duplicates=rename)).
+    type: str
+    choices: [fail, rename]
+  plan_name:
+    description: The plan's name (it names the run's files).
+    type: str
+    default: plan
+  schema:
+    description: Default schema of the plan's tables and constraints.
+    type: str
+    default: public
+  baseline_queries:
+    description:
+      - The plan's baseline queries (C(name), C(sql), C(params)), read by PostgreSQL's parser as
+        M(pg_zero_downtime.migrations.postgresql_query_baseline) reads them; nothing of them runs here.
+    type: list
+    elements: dict
+    default: []
+  prisma_migration:
+    description:
+      - The plan's Prisma migration, whose record in Prisma's history is proven writable (or removable) here.
+    type: dict
+    suboptions:
+      name:
+        description: The migration's folder name under C(prisma/migrations).
+        type: str
+        required: true
+      migration_sql:
+        description: The content of its C(migration.sql) (the action plugin reads it). Needed to migrate.
+        type: str
+      file:
+        description: Where the C(migration.sql) was read (for messages).
+        type: str
+      schema:
+        description: Schema of Prisma's migrations table; defaults to O(schema).
+        type: str
+      table:
+        description: Name of Prisma's migrations table.
+        type: str
+        default: _prisma_migrations
+      create_table:
+        description: The table may be created, as Prisma does, when it does not exist.
+        type: bool
+        default: false
+  prisma_create_table:
+    description:
+      - Overrides O(prisma_migration.create_table) (C(-e prisma_create_table=true)); unset keeps the plan's.
+    type: bool
+  state:
+    description: V(present) proves a migration, V(absent) a rollback (no duplicate scan, no disk check).
+    type: str
+    choices: [present, absent]
+    default: present
+  phases:
+    description:
+      - The phases this run runs (the playbooks pass the ones their tag selection runs). Only the work of these
+        phases counts for RV(work).
+    type: list
+    elements: str
+    choices: [backup, baseline, indexes, constraints, validate, prisma]
+    default: [backup, baseline, indexes, constraints, validate, prisma]
+  only_tables:
+    description: Limits the index work of this run to these tables of the plan (the whole plan is still proven).
+    type: list
+    elements: str
+  on_replica:
+    description: What to do on a replica. V(skip) reports it and leaves it out (RV(replica)), V(fail) fails the task.
+    type: str
+    choices: [skip, fail]
+    default: skip
+  lock:
+    description: Take the migration lock when the run has work (not in check mode).
+    type: bool
+    default: true
+  run_id:
+    description: Id of this run, unique per run, shown to whoever finds the lock taken.
+    type: str
+    default: manual
+  owner_pid:
+    description:
+      - A process on the module's host whose end gives the lock back (the run's ansible-playbook, when the module runs
+        on the control node). 0 watches nothing.
+    type: int
+    default: 0
+  lock_max_seconds:
+    description: Longest time the lock is held, however the run goes.
+    type: int
+    default: 43200
+  disk_check:
+    description: Refuse index builds that would not fit on disk (see O(disk_factor), O(disk_budget_bytes)).
+    type: bool
+    default: true
+  disk_factor:
+    description: Multiplier of the estimated index size (sort and temporary files of the build).
+    type: float
+    default: 2.0
+  disk_budget_bytes:
+    description:
+      - Bytes the indexes may take. 0 compares with the free space of the data directory when the database runs on
+        the module's host (login_host is a loopback address or a socket) and the login may read where it is; else
+        the need is only reported.
+    type: int
+    default: 0
+  sample_ids:
+    description: Row ids shown per duplicate key.
+    type: int
+    default: 5
+  max_groups:
+    description: Duplicate keys listed per constraint (the totals count all).
+    type: int
+    default: 20
+  audit_schema:
+    description: Schema of the audit table of duplicate renames (a rollback restores what it lists).
+    type: str
+    default: pgzd_audit
+  audit_table:
+    description: The audit table of duplicate renames.
+    type: str
+    default: duplicate_resolution
+  lock_timeout:
+    description:
+      - C(lock_timeout) of the session; the catalog reads take no lock that waits, but a predicate check briefly
+        read-locks its table.
+    type: str
+    default: 5s
+  session_role:
+    description: Switch to this role after connecting.
+    type: str
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    description: Returns no diff.
+    support: none
+author:
+  - pg-zero-downtime maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - pg_zero_downtime.migrations.plan_tables
+  - pg_zero_downtime.migrations.plan_constraints
+  - community.postgresql.postgres
+'''
+
+EXAMPLES = r'''
+- name: Prove the plan applicable and take the migration lock
+  pg_zero_downtime.migrations.postgresql_migration_preflight:
+    plan_file: plans/shop.yml
+    run_id: "shop-{{ now(utc=true, fmt='%Y%m%dT%H%M%SZ') }}"
+  register: preflight
+
+- name: Stop here when there is nothing to do
+  ansible.builtin.meta: end_host
+  when: not preflight.work.pending
+'''
+
+RETURN = r'''
+replica:
+  description: The server is a replica and was left out (O(on_replica=skip)); nothing else was done.
+  returned: always
+  type: bool
+message:
+  description: Why a replica was left out.
+  returned: when RV(replica) is true
+  type: str
+replicated:
+  description: The primary has replicas or physical replication slots (the phases then watch the replica lag).
+  returned: always
+  type: bool
+tables:
+  description: Per table of the plan, what its indexes need (as M(pg_zero_downtime.migrations.postgresql_online_index_info) returns it).
+  returned: always
+  type: list
+  elements: dict
+pending_tables:
+  description: Names of the tables with index work left.
+  returned: always
+  type: list
+  elements: str
+constraints:
+  description: Per constraint, what it needs and the duplicate keys found (as M(pg_zero_downtime.migrations.postgresql_unique_constraint_info) returns it).
+  returned: always
+  type: list
+  elements: dict
+pending_constraints:
+  description: Names of the constraints with work left.
+  returned: always
+  type: list
+  elements: str
+restore_pending:
+  description: When rolling back, the constraints whose renamed duplicate values are still to be restored.
+  returned: always
+  type: list
+  elements: str
+prisma:
+  description: What the Prisma migration record needs (C(action) recorded, unchanged, removed or absent), or null without one.
+  returned: always
+  type: dict
+work:
+  description:
+    - This run's work. C(index_tables) and C(constraints) are the plan entries the index and constraint phases are
+      handed, C(prisma) whether the Prisma phase writes or removes the record, C(pending) whether the run has anything
+      to do, C(plan_pending) whether the plan has anything left at all.
+  returned: always
+  type: dict
+statements:
+  description: The DDL the plan needs now, in order (nothing is executed).
+  returned: always
+  type: list
+  elements: str
+estimated_bytes:
+  description: Estimated size of the indexes still to build.
+  returned: always
+  type: int
+disk:
+  description: The disk verdict (C(needed_bytes), C(available_bytes), C(source), C(message)).
+  returned: always
+  type: dict
+duplicates_report:
+  description: Lines on the duplicate keys a constraint with C(on_duplicates=rename) will rename.
+  returned: always
+  type: list
+  elements: str
+summary:
+  description: What the preflight found and what this run does, as lines for the play's output.
+  returned: always
+  type: list
+  elements: str
+lock:
+  description: The migration lock this run holds (C(session_pid), C(holder_pid)), or C(session_pid) 0 when none.
+  returned: always
+  type: dict
+ansible_facts:
+  description: C(pgzd_lock_session_pid), the backend pid of the session holding this run's lock (0 when none).
+  returned: always
+  type: dict
+queries:
+  description: The statements that took the lock, if any (the proof itself only reads).
+  returned: always
+  type: list
+  elements: str
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import MIGRATION_LOCK_KEY
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
+    connect_or_fail, target_of,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.migration_lock import (
+    LockRefused, refusal, release, take,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
+    constraint_problems_message, duplicates_message, index_problems_message, prove_constraints, prove_indexes,
+    restores_pending,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma_history import (
+    History, HistoryError, run_in_transaction,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.query_baseline import query_problems
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
+    read_server_role, replica_left_out_message,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run_plan import (
+    PHASES, disk_verdict, run_work, summary_lines,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
+    PLAN_CONSTRAINT_OPTIONS, UniqueConstraintRunner,
+)
+from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
+    ensure_required_libs,
+    get_conn_params,
+    postgres_common_argument_spec,
+)
+
+LOCAL_HOSTS = ('', 'localhost', '127.0.0.1', '::1')
+# What a failed preflight returns besides its message.
+FAILURE_KEYS = ('changed', 'queries', 'lock', 'pending_tables', 'pending_constraints', 'disk', 'duplicates_report')
+
+
+def free_bytes(login_host, data_directory):
+    """Free bytes of the data directory, when the database runs on this host and the path can be read; else None."""
+    if not data_directory or not ((login_host or '') in LOCAL_HOSTS or (login_host or '').startswith('/')):
+        return None
+    try:
+        stat = os.statvfs(data_directory)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def prove_prisma(connection, params, state, module):
+    """What the Prisma record needs, proven in a transaction that is rolled back; (action, problem)."""
+    prisma = params['prisma_migration']
+    history_params = dict(migration_name=prisma['name'], migration_sql=prisma.get('migration_sql'), state=state,
+                          schema=prisma.get('schema') or params['schema'], table=prisma.get('table'),
+                          create_table=prisma.get('create_table') if params['prisma_create_table'] is None
+                          else params['prisma_create_table'], run_id=params['run_id'], lock_timeout='2s',
+                          lock_retries=0, lock_retry_delay=1.0)
+    if state == 'present' and not (history_params['migration_sql'] or '').strip():
+        return None, 'Prisma migration %s: its migration.sql is empty or was not read' % prisma['name']
+    try:
+        outcome = run_in_transaction(History(connection, history_params, dry_run=True), module.warn)
+    except HistoryError as error:
+        return None, 'Prisma migration %s cannot be %s: %s' % (
+            prisma['name'], 'recorded' if state == 'present' else 'removed', error)
+    return outcome['action'], None
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(
+        login_db=dict(type='str', aliases=['db']),
+        plan_file=dict(type='path'),
+        on_duplicates=dict(type='str', choices=['fail', 'rename']),
+        plan_name=dict(type='str', default='plan'),
+        schema=dict(type='str', default='public'),
+        tables=dict(type='list', elements='dict', options=dict(
+            name=dict(type='str', required=True),
+            schema=dict(type='str'),
+            indexes=dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS),
+        )),
+        constraints=dict(type='list', elements='dict', default=[], options=PLAN_CONSTRAINT_OPTIONS),
+        baseline_queries=dict(type='list', elements='dict', default=[]),
+        prisma_migration=dict(type='dict', options=dict(
+            name=dict(type='str', required=True),
+            migration_sql=dict(type='str'),
+            file=dict(type='str'),
+            schema=dict(type='str'),
+            table=dict(type='str', default='_prisma_migrations'),
+            create_table=dict(type='bool', default=False),
+        )),
+        prisma_create_table=dict(type='bool'),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        phases=dict(type='list', elements='str', choices=list(PHASES), default=list(PHASES)),
+        only_tables=dict(type='list', elements='str'),
+        on_replica=dict(type='str', default='skip', choices=['skip', 'fail']),
+        lock=dict(type='bool', default=True),
+        run_id=dict(type='str', default='manual'),
+        owner_pid=dict(type='int', default=0),
+        lock_max_seconds=dict(type='int', default=43200),
+        disk_check=dict(type='bool', default=True),
+        disk_factor=dict(type='float', default=2.0),
+        disk_budget_bytes=dict(type='int', default=0),
+        sample_ids=dict(type='int', default=5),
+        max_groups=dict(type='int', default=20),
+        audit_schema=dict(type='str', default='pgzd_audit'),
+        audit_table=dict(type='str', default='duplicate_resolution'),
+        lock_timeout=dict(type='str', default='5s'),
+        session_role=dict(type='str'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    params['tables'] = params['tables'] or []  # a plan of constraints only has no tables
+    state = params['state']
+    result = dict(changed=False, replica=False, replicated=False, tables=[], pending_tables=[], constraints=[],
+                  pending_constraints=[], restore_pending=[], prisma=None, statements=[], estimated_bytes=0,
+                  disk={}, duplicates_report=[], summary=[], lock=dict(session_pid=0), queries=[],
+                  work=dict(index_tables=[], constraints=[], prisma=False, pending=False, plan_pending=False),
+                  ansible_facts=dict(pgzd_lock_session_pid=0))
+    unknown = sorted(set(params['only_tables'] or []) - set(t['name'] for t in params['tables']))
+    if unknown:
+        module.fail_json(msg='only_tables names %s, not in plan %s; its tables are %s' % (
+            ', '.join(unknown), params['plan_name'], ', '.join(t['name'] for t in params['tables'])), **result)
+    ensure_required_libs(module)
+    conn_params = get_conn_params(module, params)
+    connection = connect_or_fail(module, conn_params)
+    cursor = connection.cursor()
+
+    # (1) A replica gets no lock and no DDL: the plan reaches it by replication.
+    server = read_server_role(lambda query: fetch_dicts(cursor, query))
+    result['in_recovery'] = server['in_recovery']
+    if server['in_recovery']:
+        connection.close()
+        message = replica_left_out_message(target_of(conn_params), server['standby'])
+        if params['on_replica'] == 'fail':
+            module.fail_json(msg='%s Remove it from the inventory, or let the run leave it out (on_replica=skip, '
+                                 '-e primary_only_on_replica=skip).' % message, **result)
+        result.update(replica=True, message=message, summary=[message])
+        module.exit_json(**result)
+    result['replicated'] = bool(server['replicas'] or server['slots'])
+
+    # (2) The lock first, so that what is proven below still holds when the DDL runs.
+    session_pid = 0
+    if params['lock'] and module.check_mode:
+        refused = refusal(cursor, params['login_db'])
+        if refused:
+            module.warn(refused)
+    if params['lock'] and not module.check_mode:
+        refused = refusal(cursor, params['login_db'])
+        if refused:
+            connection.close()
+            module.fail_json(msg=refused, **result)
+        try:
+            session_pid, holder_pid, dummy_ = take(params, conn_params, params['login_db'], params['run_id'],
+                                                   params['owner_pid'], params['lock_max_seconds'])
+        except LockRefused as error:
+            connection.close()
+            module.fail_json(msg=str(error), **result)
+        result['queries'].append('SELECT pg_catalog.pg_try_advisory_lock(%d, %d)' % MIGRATION_LOCK_KEY)
+        result['lock'] = dict(session_pid=session_pid, holder_pid=holder_pid)
+
+    def give_back():
+        if session_pid:
+            release(cursor, session_pid)
+            result['queries'].append('SELECT pg_catalog.pg_terminate_backend(%s)' % session_pid)
+            result['lock'] = dict(session_pid=0)
+
+    # (3) The proof, read-only.
+    runner = UniqueConstraintRunner(connection, lock_timeout=params['lock_timeout'])
+    problems = query_problems(params['baseline_queries']) if state == 'present' else []
+    indexes = prove_indexes(runner, params['tables'], params['schema'], state, params['sample_ids'])
+    problems.extend(indexes.pop('problems'))
+    constraints = prove_constraints(runner, params['constraints'], params['schema'], state, params['sample_ids'],
+                                    params['max_groups'])
+    constraint_problems, blocking = constraints.pop('problems'), constraints.pop('blocking')
+    restore_pending = restores_pending(runner.cursor, params['constraints'], params['schema'],
+                                       params['audit_schema'], params['audit_table']) \
+        if state == 'absent' else []
+    prisma_action = None
+    if params['prisma_migration']:
+        prisma_action, problem = prove_prisma(connection, params, state, module)
+        if problem:
+            problems.append(problem)
+    data_directory = None
+    if state == 'present' and indexes['estimated_bytes'] and params['disk_check']:
+        try:
+            data_directory = fetch_dicts(cursor, "SELECT pg_catalog.current_setting('data_directory') AS path")[0]['path']
+        except Exception:  # superusers and pg_read_all_settings only: the disk check falls back to a budget
+            data_directory = None
+    result.update(tables=indexes['tables'], pending_tables=indexes['pending_tables'],
+                  constraints=constraints['constraints'], pending_constraints=constraints['pending'],
+                  restore_pending=restore_pending, statements=indexes['queries'] + constraints['queries'],
+                  estimated_bytes=indexes['estimated_bytes'], duplicates_report=constraints['report'],
+                  prisma=dict(action=prisma_action) if params['prisma_migration'] else None)
+    failure = None
+    if problems:
+        failure = index_problems_message(problems)
+    elif constraint_problems:
+        failure = constraint_problems_message(constraint_problems, state)
+    elif blocking:
+        failure = duplicates_message(blocking, constraints['report'])
+    if not failure and state == 'present' and params['disk_check']:
+        result['disk'] = disk_verdict(indexes['estimated_bytes'], params['disk_factor'], params['disk_budget_bytes'],
+                                      free_bytes(params['login_host'], data_directory), data_directory)
+        if not result['disk']['ok']:
+            failure = result['disk']['message']
+    if failure:
+        give_back()
+        connection.close()
+        # The message says it all; the operator reads it first, not pages of the proof.
+        module.fail_json(msg=failure, **dict((key, result[key]) for key in FAILURE_KEYS))
+
+    # (4) This run's work; no work, no lock.
+    plan = dict(name=params['plan_name'], file=params['plan_file'], tables=params['tables'],
+                constraints=params['constraints'], baseline_queries=params['baseline_queries'],
+                prisma_migration=params['prisma_migration'])
+    result['work'] = run_work(plan, state, params['phases'], params['only_tables'], indexes['pending_tables'],
+                              constraints['pending'], restore_pending, prisma_action)
+    if not result['work']['pending']:
+        give_back()
+    connection.close()
+    result['summary'] = summary_lines(plan, state, params['phases'], result['work'], indexes['pending_tables'],
+                                      constraints['pending'], indexes['queries'], prisma_action, module.check_mode)
+    if result['disk'].get('message') and result['work']['pending']:
+        result['summary'].append(result['disk']['message'])
+    result['ansible_facts'] = dict(pgzd_lock_session_pid=result['lock']['session_pid'])
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
