@@ -89,3 +89,131 @@ def test_skipping_the_backup_needs_the_flag_and_is_loud(db, pg_cluster, tmp_path
     assert run.returncode == 0, run.stdout[-4000:]
     assert '!!! NO BACKUP: backup_enabled=false was given' in run.stdout
     assert backups(tmp_path) == []
+
+
+# -- the modules themselves (postgresql_backup, postgresql_restore_drill) ------------------------------------
+
+def test_the_backup_module_returns_the_report_fields_and_keeps_the_newest(run_module, pg_cluster, tmp_path):
+    directory = tmp_path / 'shop'
+    first = run_module('postgresql_backup', dir=str(directory), format='directory', jobs=2, keep=1)
+    assert first['changed'] and not first.get('failed') and not first.get('skipped'), first.get('msg')
+    path = first['path']
+    assert re.match(r'^t12-\d{8}T\d{6}Z\.dir$', os.path.basename(path)) and os.path.dirname(path) == str(directory)
+    assert first['format'] == 'directory' and first['sha256_of'] == 'toc.dat'
+    assert first['sha256'] == sha256(os.path.join(path, 'toc.dat'))
+    assert first['size_bytes'] == sum(os.path.getsize(os.path.join(path, name)) for name in os.listdir(path))
+    assert first['toc_entries'] > 20 and first['seconds'] > 0 and first['deleted'] == []
+    assert first['pg_dump_version'].startswith('pg_dump (PostgreSQL) 15')
+    assert first['server_version'].startswith('15')
+    assert first['database'] == 't12' and first['msg'].startswith('Backup of t12: %s (directory format' % path)
+    # The login reaches pg_dump in its environment: no command line carries the password.
+    assert first['commands'][1].endswith('--format=directory --file=%s --jobs=2' % path)
+    assert not [command for command in first['commands'] if pg_cluster['password'] in command]
+
+    second = run_module('postgresql_backup', dir=str(directory), keep=1)
+    assert second['changed'] and second['path'].endswith('.pgc') and second['deleted'] == [path]
+    assert sorted(os.listdir(str(directory))) == [os.path.basename(second['path'])]
+
+
+def test_the_backup_module_in_check_mode_checks_the_versions_and_writes_nothing(run_module, tmp_path):
+    (tmp_path / 't12').mkdir()
+    old = tmp_path / 't12' / 't12-20200101T000000Z.pgc'
+    old.write_bytes(b'old backup')
+    result = run_module('postgresql_backup', check=True, root_dir=str(tmp_path), keep=1)
+    assert result['changed'] and not result.get('failed'), result.get('msg')
+    assert result['path'].startswith(str(tmp_path / 't12' / 't12-')) and result['path'].endswith('.pgc')
+    assert result['deleted'] == [str(old)] and result['msg'].startswith('Check mode: would back t12 up into ')
+    assert result['size_bytes'] is None and result['sha256'] is None and result['server_version'].startswith('15')
+    assert os.listdir(str(tmp_path / 't12')) == ['t12-20200101T000000Z.pgc']  # nothing written, nothing deleted
+
+
+def test_the_backup_module_refuses_an_older_pg_dump_in_check_mode_too(run_module, tmp_path):
+    fake_bin = tmp_path / 'old-client'
+    fake_bin.mkdir()
+    (fake_bin / 'pg_dump').write_text('#!/bin/sh\necho "pg_dump (PostgreSQL) 13.9"\n')
+    (fake_bin / 'pg_dump').chmod(0o755)
+    result = run_module('postgresql_backup', check=True, root_dir=str(tmp_path), bin_dir=str(fake_bin))
+    assert result['failed'] and not result['changed']
+    assert result['msg'].startswith('pg_dump on the control node is version 13 but the server is 15')
+    # Registered, the failed result reads as "no backup" (skipped) with the reason, as the report shows it.
+    assert result['reason'].startswith('the backup failed: pg_dump on the control node is version 13')
+
+
+def test_a_disabled_backup_module_records_the_skip_without_connecting(run_module, tmp_path):
+    result = run_module('postgresql_backup', enabled=False, root_dir=str(tmp_path), login_port=1)
+    assert result['skipped'] is True and result['reason'] == 'enabled=false was given' and not result['changed']
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_the_drill_module_in_check_mode_restores_nothing(db, run_module, tmp_path):
+    taken = run_module('postgresql_backup', root_dir=str(tmp_path))
+    assert taken['changed'], taken
+    result = run_module('postgresql_restore_drill', check=True, root_dir=str(tmp_path),
+                        scratch_database='pt_drill_check')
+    assert result['changed'] and not result.get('failed'), result.get('msg')
+    assert result['backup'] == taken['path'] and result['scratch_database'] == 'pt_drill_check'
+    assert result['msg'].startswith('Check mode: would restore %s into pt_drill_check' % taken['path'])
+    assert result['source'] == {} and result['differences'] == []
+    assert not helpers.query(db, "SELECT 1 FROM pg_database WHERE datname = 'pt_drill_check'")
+
+
+def test_the_drill_module_keeps_the_scratch_database_when_asked(db, run_module, tmp_path):
+    taken = run_module('postgresql_backup', root_dir=str(tmp_path))
+    try:
+        result = run_module('postgresql_restore_drill', backup=taken['path'], scratch_database='pt_drill_kept',
+                            keep=True)
+        assert result['changed'] and not result.get('failed') and result['differences'] == [], result
+        assert result['backup'] == taken['path'] and result['kept'] is True
+        assert result['tables'] == len(result['source']) >= 10 and result['rows'] == sum(result['source'].values())
+        assert result['restored'] == result['source']
+        assert helpers.query(db, "SELECT 1 FROM pg_database WHERE datname = 'pt_drill_kept'")
+        assert not [command for command in result['commands'] if 'password' in command.lower()]
+    finally:
+        helpers.query(db, 'DROP DATABASE IF EXISTS pt_drill_kept')
+
+
+def test_the_drill_never_uses_the_source_as_its_scratch_database(db, run_module, tmp_path):
+    taken = run_module('postgresql_backup', root_dir=str(tmp_path))
+    rows = helpers.query(db, 'SELECT count(*) FROM "Class"')[0][0]
+    result = run_module('postgresql_restore_drill', backup=taken['path'], scratch_database='t12')
+    assert result['failed'] and not result['changed']
+    assert 'cannot be the source database t12' in result['msg']
+    assert helpers.query(db, 'SELECT count(*) FROM "Class"')[0][0] == rows
+
+
+def test_a_backup_pg_restore_cannot_read_fails_the_drill_as_not_compared_and_drops_the_copy(db, run_module, tmp_path):
+    broken = tmp_path / 't12-20200101T000000Z.pgc'
+    broken.write_bytes(b'not a pg_dump archive')
+    result = run_module('postgresql_restore_drill', backup=str(broken), scratch_database='pt_drill_broken')
+    assert result['failed'] and result['changed']
+    assert result['msg'].startswith('pg_restore of %s into pt_drill_broken failed (exit 1): ' % broken)
+    assert result['msg'].endswith('The scratch database pt_drill_broken was dropped.')
+    (said,) = result['differences']
+    assert said.startswith('not compared: pg_restore of %s' % broken)
+    assert not helpers.query(db, "SELECT 1 FROM pg_database WHERE datname = 'pt_drill_broken'")
+
+
+def test_the_drill_without_a_backup_fails_clearly(db, pg_cluster, tmp_path):
+    drill = helpers.run_playbook('playbooks/restore_drill.yml', cluster_vars(pg_cluster, tmp_path))
+    assert drill.returncode != 0
+    text = ' '.join(drill.stdout.split())
+    assert ('No backup of t12 in %s: take one with playbooks/backup.yml, or name one with -e '
+            'restore_drill_backup=<path>.' % os.path.join(str(tmp_path), 'backups', 't12')) in text
+    assert not helpers.query(db, "SELECT 1 FROM pg_database WHERE datname = 't12_restore_drill'")
+
+
+def test_each_role_is_one_module_task_and_declares_no_connection(pg_cluster, tmp_path):
+    run = helpers.run_playbook('playbooks/backup.yml', cluster_vars(pg_cluster, tmp_path))
+    assert run.returncode == 0, run.stdout[-4000:]
+    drill = helpers.run_playbook('playbooks/restore_drill.yml', cluster_vars(pg_cluster, tmp_path))
+    assert drill.returncode == 0, drill.stdout[-4000:]
+    names = [name for name in helpers.task_names(run.stdout + drill.stdout) if not name.startswith('Validating')]
+    assert names == ['Take a verified backup of the database with pg_dump on the control node',
+                     'Show the backup, or warn loudly that there is none',
+                     "Restore the backup into a scratch database and compare every table's row count with the source",
+                     'Show how the restore drill went']
+    for role in ('backup', 'restore_drill'):
+        for path in glob.glob(os.path.join(helpers.REPO_ROOT, 'roles', role, '*', '*.yml')):
+            with open(path) as handle:
+                text = handle.read()
+            assert '_login_' not in text and '_ssl_mode' not in text, path

@@ -84,6 +84,8 @@ def test_a_failed_migration_still_writes_its_report(db, pg_cluster, tmp_path):
     with open(os.path.join(report_dir(tmp_path), 'report.json')) as handle:
         report = json.load(handle)
     assert report['status'] == 'failed' and 'pg_dump on the control node is version 13' in report['failure']
+    assert report['backup']['skipped'] and report['backup']['reason'].startswith(
+        'the backup failed: pg_dump on the control node is version 13')
     assert report['indexes'] == [] and not all(c['met'] for c in report['success_criteria'])
     assert helpers.unique_constraints(db) == []
 

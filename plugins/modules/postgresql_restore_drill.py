@@ -1,0 +1,378 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: postgresql_restore_drill
+short_description: Prove a backup restores, by restoring it into a scratch database and comparing row counts
+description:
+  - Restores a backup of the database (O(backup), or the newest backup of the database in O(dir)) with
+    C(pg_restore --no-owner --exit-on-error --jobs) into a scratch database O(scratch_database) on the same server,
+    dropped and created anew (from C(template0), with the source's encoding and locale).
+  - Counts the exact rows of every table in the source database and in the restored copy, drops the scratch
+    database unless O(keep), and fails naming every table whose count differs (or that only one of them has).
+  - It changes no data of the source database; the login needs the C(CREATEDB) privilege, and C(pg_restore) and
+    the backup must be on the host the module runs on (usually the control node, with C(delegate_to) C(localhost)).
+  - The login options are passed to C(pg_restore) in libpq's environment variables (the password in
+    C(PGPASSWORD)), never on its command line.
+  - In check mode it chooses the backup and connects, and returns what it would run; nothing is restored or
+    dropped.
+version_added: '0.14.0'
+options:
+  login_db:
+    description: Name of the source database, the one the backup is of.
+    type: str
+    aliases: [db]
+  backup:
+    description:
+      - Path of the backup to restore (a C(.pgc) file or a C(.dir) directory). Unset, the newest backup of the
+        database in O(dir).
+    type: path
+  dir:
+    description: Directory of the database's backups, searched when O(backup) is not given.
+    type: path
+  root_dir:
+    description:
+      - Directory that holds one directory per database; the backups are searched in C(<root_dir>/<database>) when
+        neither O(backup) nor O(dir) is given.
+    type: path
+  scratch_database:
+    description:
+      - Name of the scratch database, dropped first if it exists, and after the drill unless O(keep). Unset,
+        C(<database>_restore_drill). It cannot be the source database, C(postgres) or a template.
+    type: str
+  keep:
+    description: Keep the scratch database after the drill, to look into it.
+    type: bool
+    default: false
+  jobs:
+    description: Parallel C(pg_restore) jobs (each one more connection to the server).
+    type: int
+    default: 2
+  bin_dir:
+    description: Directory of the C(pg_restore) to run. Unset, it is found on the E(PATH).
+    type: path
+  session_role:
+    description:
+      - Switch to this role after connecting (C(pg_restore --role) too).
+    type: str
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    description: Returns no diff.
+    support: none
+notes:
+  - Counts are exact (a C(count(*)) of every table), so a large database takes a while; on a live database, rows
+    written since the backup make counts differ; drill against a quiet copy, or right after the backup.
+author:
+  - pg-zero-downtime maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - community.postgresql.postgres
+'''
+
+EXAMPLES = r'''
+- name: Restore the newest backup of the database and compare every table's row count
+  pg_zero_downtime.migrations.postgresql_restore_drill:
+    login_db: app
+    dir: /srv/backups/app
+  delegate_to: localhost
+  register: drill
+
+- name: Restore a given backup and keep the scratch database to look into
+  pg_zero_downtime.migrations.postgresql_restore_drill:
+    login_db: app
+    backup: /srv/backups/app/app-20261125T030000Z.pgc
+    scratch_database: app_restored
+    keep: true
+  delegate_to: localhost
+'''
+
+RETURN = r'''
+backup:
+  description: The backup restored (in check mode, the one that would be).
+  returned: always
+  type: str
+  sample: /srv/backups/app/app-20261125T030000Z.pgc
+scratch_database:
+  description: The scratch database it was restored into (O(scratch_database)).
+  returned: always
+  type: str
+  sample: app_restore_drill
+database:
+  description: The source database.
+  returned: always
+  type: str
+source:
+  description: Exact row count of every table of the source database, by schema-qualified name (empty in check mode).
+  returned: always
+  type: dict
+  sample: {public.Job: 200000, public."Class": 2000}
+restored:
+  description: Exact row count of every table of the restored copy (empty in check mode).
+  returned: always
+  type: dict
+tables:
+  description: How many tables the source has.
+  returned: always
+  type: int
+rows:
+  description: How many rows the source's tables hold together.
+  returned: always
+  type: int
+differences:
+  description:
+    - The tables whose row count differs, or that only one of the two databases has.
+    - When the drill stopped before the counts were compared, one item C(not compared... ) that says why, so that
+      a registered result read by a report never says "no difference" for a drill that did not finish.
+  returned: always
+  type: list
+  elements: str
+kept:
+  description: Whether the scratch database was left in place (O(keep)).
+  returned: always
+  type: bool
+msg:
+  description: One line that says how the drill went (or, in check mode, what it would do).
+  returned: always
+  type: str
+queries:
+  description: The SQL statements run (in check mode, also those that would be).
+  returned: always
+  type: list
+  elements: str
+commands:
+  description: The programs run (in check mode, that would be), as shell-quoted command lines; the login is in
+    their environment.
+  returned: always
+  type: list
+  elements: str
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.backups import (
+    DATABASE_EXISTS_SQL,
+    DATABASE_LOCALE_SQL,
+    ROW_COUNTS_SQL,
+    SERVER_SQL,
+    ClientPrograms,
+    command_line,
+    count_differences,
+    drill_mismatch_message,
+    drill_passed_message,
+    is_not_compared,
+    last_lines,
+    missing_client_message,
+    newest_backup,
+    no_backup_message,
+    not_compared,
+    restore_command,
+    row_counts,
+    scratch_database_problem,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
+    connect_or_fail,
+    connection_failure_message,
+    target_of,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+    error_text,
+    fetch_dicts,
+    sql_module,
+)
+from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
+    connect_to_db,
+    ensure_required_libs,
+    get_conn_params,
+    postgres_common_argument_spec,
+)
+
+
+class DrillFailed(Exception):
+    """The drill stopped before its verdict; the message says why and what to do."""
+
+
+def choose_backup(params, database):
+    """The backup to restore: the one given, or the newest of the database's backup directory."""
+    if params['backup']:
+        return params['backup'].rstrip('/') or params['backup']
+    directory = params['dir'] or (os.path.join(params['root_dir'], database) if params['root_dir'] else None)
+    if not directory:
+        raise DrillFailed('Give the backup to restore (backup), or the directory of its backups (dir or root_dir).')
+    newest = newest_backup(os.listdir(directory) if os.path.isdir(directory) else [], database)
+    if newest is None:
+        raise DrillFailed(no_backup_message(database, directory))
+    return os.path.join(directory, newest)
+
+
+def in_database(conn_params, name):
+    """The connection parameters of C(conn_params), to database C(name)."""
+    params = dict(conn_params)
+    params['database' if 'database' in params else 'dbname'] = name
+    return params
+
+
+def scratch_statements(connection, scratch, source_locale):
+    """DROP and CREATE of the scratch database, as composed SQL and as text."""
+    sql = sql_module()
+    drop = sql.SQL('DROP DATABASE IF EXISTS {}').format(sql.Identifier(scratch))
+    create = sql.SQL('CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}').format(
+        sql.Identifier(scratch), sql.Literal(source_locale['encoding']), sql.Literal(source_locale['datcollate']),
+        sql.Literal(source_locale['datctype']))
+    return [(statement, statement.as_string(connection)) for statement in (drop, create)]
+
+
+class Drill(object):
+    """One restore drill: the source connection, the scratch database, and the result it fills."""
+
+    def __init__(self, module, result):
+        self.module = module
+        self.params = module.params
+        self.result = result
+        self.conn_params = get_conn_params(module, self.params)
+        self.connection = None
+        self.drop_scratch = None
+
+    def execute(self, statement, text):
+        self.connection.cursor().execute(statement)
+        self.result['queries'].append(text)
+
+    def read(self, query, params=None):
+        if query not in self.result['queries']:
+            self.result['queries'].append(query)
+        return fetch_dicts(self.connection.cursor(), query, params)
+
+    def cleanup(self):
+        """Drop the scratch database unless kept (once it was created); say what became of it."""
+        scratch = self.result['scratch_database']
+        if self.drop_scratch is None:
+            return ''
+        if self.params['keep']:
+            return ' The scratch database %s is kept.' % scratch
+        statement, self.drop_scratch = self.drop_scratch, None
+        self.execute(*statement)
+        return ' The scratch database %s was dropped.' % scratch
+
+    def run(self):
+        params, result = self.params, self.result
+        self.connection = connect_or_fail(self.module, self.conn_params,
+                                          **dict(result, differences=not_compared('could not connect')))
+        server = self.read(SERVER_SQL)[0]
+        database = result['database'] = server['database']
+        scratch = result['scratch_database'] = params['scratch_database'] or '%s_restore_drill' % database
+        problem = scratch_database_problem(scratch, database)
+        if problem:
+            raise DrillFailed(problem)
+        backup = result['backup'] = choose_backup(params, database)
+        if not os.path.exists(backup) and not self.module.check_mode:
+            raise DrillFailed('The backup %s does not exist on the host the drill runs on: name an existing one, or '
+                              'leave backup unset to restore the newest.' % backup)
+
+        programs = ClientPrograms(self.module, self.conn_params, 'pg-zero-downtime restore drill')
+        result['commands'] = programs.commands
+        pg_restore = programs.path('pg_restore')
+        if not pg_restore:
+            raise DrillFailed(missing_client_message('pg_restore', params['bin_dir'], server['server_version_num'],
+                                                     'restore_drill_bin_dir'))
+        restore = restore_command(pg_restore, backup, scratch, params['jobs'])
+        if params['session_role']:
+            restore.insert(-1, '--role=%s' % params['session_role'])
+        statements = scratch_statements(self.connection, scratch, self.read(DATABASE_LOCALE_SQL)[0])
+
+        if self.module.check_mode:
+            exists = self.read(DATABASE_EXISTS_SQL, dict(name=scratch))
+            result['queries'].extend([text for dummy, text in statements] + [ROW_COUNTS_SQL])
+            result['commands'].append(command_line(restore))
+            if not os.path.exists(backup):
+                self.module.warn('The backup %s does not exist yet; a real run fails unless it is written first (as '
+                                 'a migration does before its drill).' % backup)
+            plan = 'Check mode: would %srestore %s into %s with pg_restore, compare the row counts of every table ' \
+                   'with %s%s.' % ('drop the existing %s, ' % scratch if exists else '', backup, scratch, database,
+                                   '' if params['keep'] else ', then drop %s' % scratch)
+            result.update(changed=True, differences=[], msg=plan)
+            return
+
+        result['changed'] = True
+        self.drop_scratch = statements[0]
+        for statement in statements:
+            self.execute(*statement)
+        rc, dummy_out, err = programs.run(restore)
+        if rc != 0:
+            raise DrillFailed('pg_restore of %s into %s failed (exit %s): %s.' % (backup, scratch, rc, last_lines(err)))
+        source = result['source'] = row_counts(self.read(ROW_COUNTS_SQL))
+        copy_params = in_database(self.conn_params, scratch)
+        copy, error = connect_to_db(self.module, dict(copy_params), autocommit=True, fail_on_conn=False)
+        if copy is None:
+            raise DrillFailed(connection_failure_message(error, target_of(copy_params)))
+        try:
+            restored = result['restored'] = row_counts(fetch_dicts(copy.cursor(), ROW_COUNTS_SQL))
+        finally:
+            copy.close()
+        differences = count_differences(source, restored)
+        result.update(tables=len(source), rows=sum(source.values()), differences=differences)
+        self.cleanup()
+        if differences:
+            raise DrillFailed(drill_mismatch_message(backup, database, source, restored, differences))
+        result['msg'] = drill_passed_message(backup, scratch, source, params['keep'])
+
+    def close(self):
+        if self.connection is not None:
+            self.connection.close()
+
+
+def fail(module, drill, result, message):
+    """Fail the task with C(message), after dropping the scratch database unless kept."""
+    if is_not_compared(result['differences']):
+        result['differences'] = not_compared(message)
+    try:
+        message += drill.cleanup()
+    except Exception as error:  # the scratch database could not be dropped: say so, the drill failed anyway
+        message += ' The scratch database %s could not be dropped: %s.' % (
+            result['scratch_database'], error_text(error))
+    drill.close()
+    module.fail_json(msg=message, **result)
+
+
+def main():
+    argument_spec = postgres_common_argument_spec()
+    argument_spec.update(
+        login_db=dict(type='str', aliases=['db']),
+        backup=dict(type='path'),
+        dir=dict(type='path'),
+        root_dir=dict(type='path'),
+        scratch_database=dict(type='str'),
+        keep=dict(type='bool', default=False),
+        jobs=dict(type='int', default=2),
+        bin_dir=dict(type='path'),
+        session_role=dict(type='str'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    # Until the counts are compared, the differences say so: a report that reads the registered result of a drill
+    # that stopped early must not find "no difference" in it.
+    result = dict(changed=False, backup=None, scratch_database=params['scratch_database'], database=params['login_db'],
+                  source={}, restored={}, tables=0, rows=0, differences=not_compared('the drill did not finish'),
+                  kept=params['keep'], queries=[], commands=[])
+    if params['jobs'] < 1:
+        module.fail_json(msg='jobs must be at least 1, not %s' % params['jobs'], **result)
+    ensure_required_libs(module)
+    drill = Drill(module, result)
+    try:
+        drill.run()
+    except DrillFailed as failure:
+        fail(module, drill, result, str(failure))
+    except Exception as error:  # a driver or OS error: the scratch database still goes, the result says why
+        fail(module, drill, result, 'The restore drill stopped: %s.' % error_text(error))
+    drill.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
