@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The success criteria of a migration run, as its report states them: met, not met, or not checked.
 
-roles/report passes what the phases of the run left (`run | pg_zero_downtime.migrations.success_criteria`). A
+The filter migration_report passes what the phases of the run left. A
 criterion whose evidence no phase of this run produced (a --tags selection, a run that stopped early) is
 "not checked", never "not met" and never "met".
 """
@@ -41,7 +41,7 @@ EXAMPLES = r'''
       validate: "{{ validate_result | default(none) }}"
       backup: "{{ backup_result | default(none) }}"
       restore_drill: "{{ restore_drill_result | default(none) }}"
-      failure: "{{ pgzd_failure | default(none) }}"
+      failure: "{{ report_failure }}"
       planned_indexes: 26
 '''
 
