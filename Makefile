@@ -37,9 +37,11 @@ sanity:
 unit:
 	python -m pytest tests/unit -q
 
-# One line per test as it ends (a long run shows where it is), and the 15 slowest at the end.
+# TEST_WORKERS pytest-xdist workers, each with a cluster of its own (tests/conftest.py); one line per test as it
+# ends (a long run shows where it is), the 15 slowest tests and the time of each file at the end.
+TEST_WORKERS ?= 2
 integration:
-	python -m pytest tests/integration -v --durations=15
+	python -m pytest tests/integration -v -n $(TEST_WORKERS) --durations=15
 
 molecule:
 	molecule test --all
