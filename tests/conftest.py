@@ -33,6 +33,8 @@ CLUSTER_DIR = os.path.join(helpers.REPO_ROOT, '.local', 'pytest-cluster' + ('' i
 CLUSTER_SCALE = '0.02'
 CLUSTER_DB = 't12'
 CLUSTER_USER = 'pgzd'
+# The seeded database as it was before any test ran: t12_copy() makes new databases from it.
+PRISTINE_DB = 't12_pristine'
 
 # Files in the order a run starts them, slowest first, so that with several workers the long ones do not come
 # last and leave the other workers idle; the rest follow in name order. Seconds of a serial run (42 min, on the
@@ -174,18 +176,50 @@ def pg_cluster():
                         % (started.returncode, started.stdout[-6000:], started.stderr[-3000:]), pytrace=False)
         with open(os.path.join(CLUSTER_DIR, 'superuser.password')) as handle:
             password = handle.readline().strip()
-        yield dict(host='127.0.0.1', port=CLUSTER_PORT, user=CLUSTER_USER, password=password, dbname=CLUSTER_DB,
-                   dir=CLUSTER_DIR)
+        cluster = dict(host='127.0.0.1', port=CLUSTER_PORT, user=CLUSTER_USER, password=password, dbname=CLUSTER_DB,
+                       dir=CLUSTER_DIR)
+        admin = _connect(cluster, 'postgres')
+        # A copy nobody can connect to (so nothing changes it) before any test touches t12.
+        helpers.query(admin, 'CREATE DATABASE %s TEMPLATE %s IS_TEMPLATE true ALLOW_CONNECTIONS false'
+                      % (PRISTINE_DB, CLUSTER_DB))
+        admin.close()
+        yield cluster
     finally:
         removed = _remove_cluster()
         if removed.returncode != 0:
             print('WARNING: could not remove the test cluster in %s:\n%s' % (CLUSTER_DIR, removed.stdout[-3000:]))
 
 
-def _connect(pg_cluster):
+@pytest.fixture(scope='session')
+def t12_copy(pg_cluster):
+    """t12_copy(name): a new database in this worker's cluster, a copy of the seeded T12 database as it was before
+    any test ran (CREATE DATABASE ... TEMPLATE: a second, where seeding a cluster takes half a minute); returns
+    pg_cluster's connection info with dbname=name. t12_copy.drop(name) drops it (connections and all); whatever
+    is left is dropped at the end of the session."""
+    admin = _connect(pg_cluster, 'postgres')
+    made = []
+
+    def copy(name):
+        helpers.query(admin, 'CREATE DATABASE "%s" TEMPLATE %s' % (name.replace('"', '""'), PRISTINE_DB))
+        made.append(name)
+        return dict(pg_cluster, dbname=name)
+
+    def drop(name):
+        helpers.query(admin, 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name.replace('"', '""'))
+        if name in made:
+            made.remove(name)
+
+    copy.drop = drop
+    yield copy
+    for name in list(made):
+        drop(name)
+    admin.close()
+
+
+def _connect(pg_cluster, dbname=None):
     import psycopg2
     conn = psycopg2.connect(host=pg_cluster['host'], port=pg_cluster['port'], user=pg_cluster['user'],
-                            password=pg_cluster['password'], dbname=pg_cluster['dbname'],
+                            password=pg_cluster['password'], dbname=dbname or pg_cluster['dbname'],
                             application_name='pgzd-pytest')
     # Autocommit: an idle open transaction here would make every CREATE INDEX CONCURRENTLY wait for it.
     conn.autocommit = True
