@@ -39,7 +39,8 @@ unit:
 	python -m pytest tests/unit -q
 
 # TEST_WORKERS pytest-xdist workers, each with a cluster of its own (tests/conftest.py); one line per test as it
-# ends (a long run shows where it is), the 15 slowest tests and the time of each file at the end.
+# ends (a long run shows where it is), the 15 slowest tests and the time of each file at the end. Worker n uses
+# port PGZD_TEST_PORT + n: a third worker would take 55436, molecule's in make test (PGZD_MOLECULE_ROLLBACK_PORT).
 TEST_WORKERS ?= 2
 integration:
 	python -m pytest tests/integration -v -n $(TEST_WORKERS) --durations=15
