@@ -7,26 +7,60 @@ playbook (playbooks/local_cluster.yml) on 127.0.0.1:55434 and deleted at the end
 
     .venv/bin/python -m pytest tests -q                  # everything
     .venv/bin/python -m pytest tests -q -m 'not integration'   # no server needed
+    .venv/bin/python -m pytest tests/integration -n 2    # two workers (pytest-xdist), as `make integration`
+
+With pytest-xdist each worker (gw0, gw1, ...) has a cluster of its own, on PGZD_TEST_PORT plus its number
+(55434, 55435, ...), and runs whole test files, slowest first. A worker's tests run one after another, as in a
+serial run, so a test sees only its own sessions in pg_stat_activity, pg_locks and
+pg_stat_progress_create_index: those views are cluster-wide, and the tests assert on them.
 """
 
 import os
+import resource
+import time
 
 import pytest
 
 import helpers
 
-CLUSTER_PORT = int(os.environ.get('PGZD_TEST_PORT', '55434'))
+# gw0, gw1, ... under pytest-xdist; '' in a serial run, which is worker 0.
+WORKER = os.environ.get('PYTEST_XDIST_WORKER', '')
+WORKER_NUMBER = int(WORKER[2:]) if WORKER.startswith('gw') else 0
+BASE_PORT = int(os.environ.get('PGZD_TEST_PORT', '55434'))
+CLUSTER_PORT = BASE_PORT + WORKER_NUMBER
 CLUSTER_DIR = os.path.join(helpers.REPO_ROOT, '.local', 'pytest-cluster' + ('' if CLUSTER_PORT == 55434 else '-%d' % CLUSTER_PORT))
 # 0.02 = 4,000 rows in each large table: enough for real concurrent builds, seeded in a few seconds.
 CLUSTER_SCALE = '0.02'
 CLUSTER_DB = 't12'
 CLUSTER_USER = 'pgzd'
+# The seeded database as it was before any test ran: t12_copy() makes new databases from it.
+PRISTINE_DB = 't12_pristine'
+
+# Files in the order a run starts them, slowest first, so that with several workers the long ones do not come
+# last and leave the other workers idle; the rest follow in name order. Seconds of a serial run (42 min, on the
+# shared 2-core machine): update the order when a file's time changes a lot (the table at the end of a run).
+SLOWEST_FILES_FIRST = (
+    'test_migration_lock.py',          # 540 s, 400 of them five runs at once, ten times
+    'test_replicas_and_fleet.py',      # 360 s, its own primary and replica
+    'test_report.py',                  # 200 s
+    'test_prisma_history.py',          # 195 s
+    'test_faults.py',                  # 175 s, a 3-million-row table and a cluster of its own
+    'test_planned_sql_lint.py',        # 140 s
+    'test_bad_plans.py',               # 100 s
+    'test_online_index_module.py',     # 100 s
+)
 
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'integration: needs a real PostgreSQL cluster (started by the session '
                                        'fixture with playbooks/local_cluster.yml on port %d)' % CLUSTER_PORT)
     config.addinivalue_line('markers', 'unit: pure logic, no server')
+
+
+def _file_rank(item):
+    name = os.path.basename(str(item.path))
+    return (SLOWEST_FILES_FIRST.index(name) if name in SLOWEST_FILES_FIRST else len(SLOWEST_FILES_FIRST),
+            str(item.path))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -36,7 +70,89 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
         elif os.sep + 'unit' + os.sep in path:
             item.add_marker(pytest.mark.unit)
+    # Stable: a file's tests keep their order. Every worker collects the same order, as xdist requires.
+    items.sort(key=_file_rank)
 
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Whole files to a worker, in collection order (slowest first), whatever --dist says.
+
+    A file is the unit: its module fixtures (a 3-million-row table, a primary and its replica, a built
+    collection) are made once, on one worker, and its tests run in order as in a serial run. xdist would
+    otherwise reorder the files by their number of tests, which says nothing about their time.
+    """
+    from xdist.scheduler import LoadFileScheduling
+
+    class SlowestFilesFirst(LoadFileScheduling):
+        def _reschedule(self, node):
+            # xdist hands a worker its next file when two of its tests are left: behind test_migration_lock's
+            # 400 s race that file would wait while the other worker runs out of work. One left is enough: the
+            # worker holds its last test only until the next file arrives (it needs the next test to run it).
+            if self.workqueue and not node.shutting_down and self._pending_of(self.assigned_work[node]) > 1:
+                return
+            LoadFileScheduling._reschedule(self, node)
+
+    config.option.loadscopereorder = False
+    return SlowestFilesFirst(config, log)
+
+
+# -- where the time goes: wall and CPU per test file, printed at the end of the run ----------------------
+
+def _cpu_seconds():
+    """CPU of this process and of the children it waited for (ansible, ansible-playbook and their modules);
+    the PostgreSQL server's own CPU is not in it."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+_file_times = {}  # file: dict(wall=s, cpu=s, tests=n), from the reports (an xdist controller gets its workers')
+_session_start = [time.monotonic()]
+
+
+def pytest_sessionstart(session):
+    _session_start[0] = time.monotonic()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    item.pgzd_cpu_start = _cpu_seconds()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if call.when == 'teardown' and hasattr(item, 'pgzd_cpu_start'):
+        # user_properties travel with the report from an xdist worker to the controller.
+        report.user_properties.append(('cpu_seconds', _cpu_seconds() - item.pgzd_cpu_start))
+    return report
+
+
+def pytest_runtest_logreport(report):
+    times = _file_times.setdefault(report.nodeid.split('::')[0], dict(wall=0.0, cpu=0.0, tests=0))
+    times['wall'] += report.duration
+    if report.when == 'teardown':
+        times['tests'] += 1
+        times['cpu'] += dict(report.user_properties).get('cpu_seconds', 0.0)
+
+
+def pytest_terminal_summary(terminalreporter):
+    slow = sorted(((times['wall'], name, times) for name, times in _file_times.items() if times['wall'] >= 1.0),
+                  reverse=True)
+    if not any(name.startswith('tests/integration/') for _wall, name, _times in slow):
+        return
+    terminalreporter.section('time per test file')
+    terminalreporter.write_line('wall = setup + call + teardown; cpu = pytest and the ansible runs it waited for '
+                                '(not the server)')
+    for wall, name, times in slow:
+        terminalreporter.write_line('%7.1f s wall %7.1f s cpu %4d tests  %s' % (wall, times['cpu'], times['tests'], name))
+    terminalreporter.write_line('%7.1f s wall in all, %.1f s since the session started'
+                                % (sum(times['wall'] for times in _file_times.values()),
+                                   time.monotonic() - _session_start[0]))
+
+
+# -- the cluster of this session (of this worker, under xdist) -------------------------------------------
 
 def _cluster_vars(state):
     return dict(local_cluster_dir=CLUSTER_DIR, pg_port=CLUSTER_PORT, local_cluster_scale=CLUSTER_SCALE,
@@ -49,7 +165,7 @@ def _remove_cluster():
 
 @pytest.fixture(scope='session')
 def pg_cluster():
-    """Connection info of a fresh throwaway cluster holding the seeded T12 database."""
+    """Connection info of a fresh throwaway cluster holding the seeded T12 database (this worker's own)."""
     # A cluster left by an interrupted session may hold stray indexes: start from scratch.
     if os.path.exists(CLUSTER_DIR):
         _remove_cluster()
@@ -60,18 +176,50 @@ def pg_cluster():
                         % (started.returncode, started.stdout[-6000:], started.stderr[-3000:]), pytrace=False)
         with open(os.path.join(CLUSTER_DIR, 'superuser.password')) as handle:
             password = handle.readline().strip()
-        yield dict(host='127.0.0.1', port=CLUSTER_PORT, user=CLUSTER_USER, password=password, dbname=CLUSTER_DB,
-                   dir=CLUSTER_DIR)
+        cluster = dict(host='127.0.0.1', port=CLUSTER_PORT, user=CLUSTER_USER, password=password, dbname=CLUSTER_DB,
+                       dir=CLUSTER_DIR)
+        admin = _connect(cluster, 'postgres')
+        # A copy nobody can connect to (so nothing changes it) before any test touches t12.
+        helpers.query(admin, 'CREATE DATABASE %s TEMPLATE %s IS_TEMPLATE true ALLOW_CONNECTIONS false'
+                      % (PRISTINE_DB, CLUSTER_DB))
+        admin.close()
+        yield cluster
     finally:
         removed = _remove_cluster()
         if removed.returncode != 0:
             print('WARNING: could not remove the test cluster in %s:\n%s' % (CLUSTER_DIR, removed.stdout[-3000:]))
 
 
-def _connect(pg_cluster):
+@pytest.fixture(scope='session')
+def t12_copy(pg_cluster):
+    """t12_copy(name): a new database in this worker's cluster, a copy of the seeded T12 database as it was before
+    any test ran (CREATE DATABASE ... TEMPLATE: a second, where seeding a cluster takes half a minute); returns
+    pg_cluster's connection info with dbname=name. t12_copy.drop(name) drops it (connections and all); whatever
+    is left is dropped at the end of the session."""
+    admin = _connect(pg_cluster, 'postgres')
+    made = []
+
+    def copy(name):
+        helpers.query(admin, 'CREATE DATABASE "%s" TEMPLATE %s' % (name.replace('"', '""'), PRISTINE_DB))
+        made.append(name)
+        return dict(pg_cluster, dbname=name)
+
+    def drop(name):
+        helpers.query(admin, 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name.replace('"', '""'))
+        if name in made:
+            made.remove(name)
+
+    copy.drop = drop
+    yield copy
+    for name in list(made):
+        drop(name)
+    admin.close()
+
+
+def _connect(pg_cluster, dbname=None):
     import psycopg2
     conn = psycopg2.connect(host=pg_cluster['host'], port=pg_cluster['port'], user=pg_cluster['user'],
-                            password=pg_cluster['password'], dbname=pg_cluster['dbname'],
+                            password=pg_cluster['password'], dbname=dbname or pg_cluster['dbname'],
                             application_name='pgzd-pytest')
     # Autocommit: an idle open transaction here would make every CREATE INDEX CONCURRENTLY wait for it.
     conn.autocommit = True

@@ -8,8 +8,9 @@
 - A fleet of databases run with serial and max_fail_percentage: the good ones complete, the broken one is
   reported; and a batch over max_fail_percentage stops the rest of the fleet before any DDL.
 
-Ports: PGZD_REPLICA_TEST_PORT (primary, the replica on the next port; default 55450) and PGZD_FLEET_TEST_PORT
-(default 55453); their clusters live in .local/replica-*-<port> and .local/fleet-<port> and are deleted after.
+Ports: PGZD_REPLICA_TEST_PORT (primary, the replica on the next port; default 55450); their clusters live in
+.local/replica-*-<port> and are deleted after. The fleet's databases are copies of the session's seeded database
+(the ``t12_copy`` fixture), in the session's cluster.
 """
 
 import json
@@ -26,10 +27,8 @@ import helpers
 
 PRIMARY_PORT = int(os.environ.get('PGZD_REPLICA_TEST_PORT', '55450'))
 REPLICA_PORT = PRIMARY_PORT + 1
-FLEET_PORT = int(os.environ.get('PGZD_FLEET_TEST_PORT', '55453'))
 PRIMARY_DIR = os.path.join(helpers.REPO_ROOT, '.local', 'replica-primary-%d' % PRIMARY_PORT)
 REPLICA_DIR = os.path.join(helpers.REPO_ROOT, '.local', 'replica-standby-%d' % REPLICA_PORT)
-FLEET_DIR = os.path.join(helpers.REPO_ROOT, '.local', 'fleet-%d' % FLEET_PORT)
 SCALE = '0.02'
 REPLICA = 'standby1'
 USER = 'pgzd'
@@ -268,44 +267,35 @@ def test_migrate_runs_ddl_on_the_primary_only_and_the_replica_verifies_the_resul
 
 # -- a fleet of databases --------------------------------------------------------------------------------------------
 
-def _fleet_vars(state):
-    return dict(local_cluster_dir=FLEET_DIR, pg_port=FLEET_PORT, local_cluster_scale=SCALE, pg_database='fleet_a',
-                local_cluster_state=state)
-
-
 @pytest.fixture(scope='module')
-def fleet(tmp_path_factory):
-    """One cluster holding T12 databases fleet_a..fleet_d, and fleet_broken, which lacks the plan's table SystemLog."""
-    if os.path.exists(FLEET_DIR):
-        helpers.run_playbook('playbooks/local_cluster.yml', _fleet_vars('absent'))
+def fleet(tmp_path_factory, pg_cluster, t12_copy):
+    """T12 databases fleet_a..fleet_d in one cluster (the session's: copies of its seeded database), and
+    fleet_broken, which lacks the plan's table SystemLog."""
+    names = ('fleet_a', 'fleet_b', 'fleet_c', 'fleet_d', 'fleet_broken')
+    databases = {}
     try:
-        must(helpers.run_playbook('playbooks/local_cluster.yml', _fleet_vars('started')), 'starting the fleet cluster')
-        with open(os.path.join(FLEET_DIR, 'superuser.password')) as handle:
-            password = handle.readline().strip()
-        admin = connect(FLEET_PORT, password, 'postgres')
-        for database in ('fleet_b', 'fleet_c', 'fleet_d', 'fleet_broken'):
-            helpers.query(admin, 'CREATE DATABASE %s TEMPLATE fleet_a' % database)
-        broken = connect(FLEET_PORT, password, 'fleet_broken')
+        for database in names:
+            t12_copy(database)
+        broken = connect(pg_cluster['port'], pg_cluster['password'], 'fleet_broken')
         helpers.query(broken, 'DROP TABLE "SystemLog"')
         broken.close()
-        databases = {}
-        for database in ('fleet_a', 'fleet_b', 'fleet_c', 'fleet_d', 'fleet_broken'):
-            databases[database] = connect(FLEET_PORT, password, database)
-        yield dict(password=password, db=databases, dir=tmp_path_factory.mktemp('fleet'))
-        for conn in list(databases.values()) + [admin]:
-            conn.close()
+        for database in names:
+            databases[database] = connect(pg_cluster['port'], pg_cluster['password'], database)
+        yield dict(password=pg_cluster['password'], port=pg_cluster['port'], db=databases,
+                   dir=tmp_path_factory.mktemp('fleet'))
     finally:
-        removed = helpers.run_playbook('playbooks/local_cluster.yml', _fleet_vars('absent'))
-        if removed.returncode != 0:
-            print('WARNING: could not remove the fleet cluster:\n%s' % removed.stdout[-3000:])
+        for conn in databases.values():
+            conn.close()
+        for database in names:
+            t12_copy.drop(database)
 
 
 def test_a_fleet_run_with_serial_completes_the_good_databases_and_reports_the_broken_one(fleet):
     directory = fleet['dir'] / 'tolerant'
     directory.mkdir()
     inventory = write_inventory(directory / 'hosts.yml', fleet['password'],
-                                [('fleet-a', FLEET_PORT, 'fleet_a'), ('fleet-broken', FLEET_PORT, 'fleet_broken'),
-                                 ('fleet-b', FLEET_PORT, 'fleet_b')], directory / 'artifacts')
+                                [('fleet-a', fleet['port'], 'fleet_a'), ('fleet-broken', fleet['port'], 'fleet_broken'),
+                                 ('fleet-b', fleet['port'], 'fleet_b')], directory / 'artifacts')
     # Batches of 2: [fleet-a, fleet-broken], then [fleet-b]. One failure in a batch of two is 50%, which
     # max_fail_percentage 50 tolerates (only more than 50% stops the play), so the second batch runs.
     run = helpers.run_playbook('playbooks/migrate.yml', dict(pgzd_serial=2, pgzd_max_fail_percentage=50),
@@ -332,8 +322,8 @@ def test_a_batch_beyond_max_fail_percentage_ends_but_no_further_batch_starts(fle
     directory = fleet['dir'] / 'strict'
     directory.mkdir()
     inventory = write_inventory(directory / 'hosts.yml', fleet['password'],
-                                [('fleet-broken', FLEET_PORT, 'fleet_broken'), ('fleet-c', FLEET_PORT, 'fleet_c'),
-                                 ('fleet-d', FLEET_PORT, 'fleet_d')], directory / 'artifacts')
+                                [('fleet-broken', fleet['port'], 'fleet_broken'), ('fleet-c', fleet['port'], 'fleet_c'),
+                                 ('fleet-d', fleet['port'], 'fleet_d')], directory / 'artifacts')
     # Batch [fleet-broken, fleet-c]: one failure of two is 50% > 49%. A failure counts once it is final (the run
     # gave the migration lock back in rescue and failed again); the linear strategy runs a failing host's rescue
     # after its batch-mates' tasks, so fleet-c finishes its migration, and then the batch [fleet-d] never starts.

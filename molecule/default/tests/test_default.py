@@ -8,7 +8,7 @@ import yaml
 
 PROJECT = os.environ.get('MOLECULE_PROJECT_DIRECTORY', os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 CLUSTER_DIR = os.path.join(PROJECT, '.local', 'molecule-default')
-PORT = 55433
+PORT = int(os.environ.get('PGZD_MOLECULE_DEFAULT_PORT', '55433'))
 LARGE_ROWS = 20000
 LARGE_TABLES = ['Job', 'JobAssignment', 'TeacherDailyBudget', 'XPAudit', 'MoneyTx', 'Purchase',
                 'AchievementAward', 'EventParticipation', 'SystemLog']

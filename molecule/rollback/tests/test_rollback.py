@@ -11,7 +11,7 @@ import yaml
 PROJECT = os.environ.get('MOLECULE_PROJECT_DIRECTORY', os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 CLUSTER_DIR = os.path.join(PROJECT, '.local', 'molecule-rollback')
 DUMPS_DIR = os.path.join(PROJECT, '.local', 'molecule-rollback-dumps')
-PORT = 55436
+PORT = int(os.environ.get('PGZD_MOLECULE_ROLLBACK_PORT', '55436'))
 
 with open(os.path.join(PROJECT, 'plans', 't12.yml')) as plan_file:
     PLAN = yaml.safe_load(plan_file)
