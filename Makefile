@@ -58,7 +58,7 @@ molecule-beside:
 	status=$${PIPESTATUS[0]}; if [ "$$status" != 0 ]; then tail -n 300 .local/molecule.log; \
 	  echo "[molecule] failed (rc $$status); its whole output: .local/molecule.log"; exit 1; fi
 
-## bench: the issue-2 timing targets (no-op rerun, first run vs psql -f); see bench/README.md
+## bench: the orchestration targets of issue 14 (task headers, no-op and tagged reruns, first --tags indexes vs psql -f)
 bench: bootstrap
 	python bench/index_phase_timing.py
 

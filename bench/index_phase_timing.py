@@ -58,7 +58,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--scale', default='1', help='sample data scale (1 = 200k rows per large table)')
     parser.add_argument('--repeat', type=int, default=3)
-    parser.add_argument('--port', type=int, default=55435)
+    parser.add_argument('--port', type=int, default=55445)
     parser.add_argument('--keep', action='store_true', help='keep the bench cluster afterwards')
     args = parser.parse_args()
 

@@ -200,6 +200,17 @@ def take(params, conn_params, database, run_id, owner_pid, max_seconds):
     return outcome.get('session_pid') or 0, outcome.get('pid'), mine[0] if mine else {}
 
 
+def lock_in_session(cursor):
+    """Take the migration lock in this cursor's session (it goes with the session); whether it was free."""
+    return bool(fetch_dicts(cursor, 'SELECT pg_catalog.pg_try_advisory_lock(%(k1)s, %(k2)s) AS got',
+                            dict(k1=MIGRATION_LOCK_KEY[0], k2=MIGRATION_LOCK_KEY[1]))[0]['got'])
+
+
+def unlock_in_session(cursor):
+    fetch_dicts(cursor, 'SELECT pg_catalog.pg_advisory_unlock(%(k1)s, %(k2)s) AS done',
+                dict(k1=MIGRATION_LOCK_KEY[0], k2=MIGRATION_LOCK_KEY[1]))
+
+
 def release(cursor, session_pid):
     """End the holder session C(session_pid) and wait (5 s at most) until its lock is gone."""
     cursor.execute('SELECT pg_catalog.pg_terminate_backend(%(pid)s)', dict(pid=session_pid))

@@ -15,19 +15,19 @@ description:
     before any change. In order, it
   - (1) asks whether the server is a primary or a replica. On a replica nothing else happens. With
     O(on_replica=skip) the result says so (RV(replica)) and the play leaves the host out; with V(fail) the task fails.
-  - (2) takes the migration lock of the database (the detached holder of
-    M(pg_zero_downtime.migrations.postgresql_migration_lock)), unless O(lock=false). Another run holding it, or DDL of
-    an earlier run still running, fails the task at once, naming them. In check mode nothing is taken, and a lock held
-    by another run is a warning.
+  - (2) takes the migration lock of the database in its own session, unless O(lock=false). Another run holding it, or
+    DDL of an earlier run still running, fails the task at once, naming them. In check mode nothing is taken, and a
+    lock held by another run is a warning.
   - (3) proves the whole plan against the live catalog and data, read-only. Every table, column, index, method and
     predicate (as M(pg_zero_downtime.migrations.postgresql_online_index_info) does). Every constraint, and when
     migrating the duplicate keys that would block it (as M(pg_zero_downtime.migrations.postgresql_unique_constraint_info)
     does). The baseline queries, read by PostgreSQL's parser. The Prisma migration record, proven writable (or
     removable) in a transaction that is rolled back. The disk the index builds need.
   - (4) decides the work of this run from what is pending and the phases the run's tag selection runs (O(phases)), and
-    with O(only_tables). When the run has nothing to do, the lock is given back before the module ends, so a rerun of a
-    finished migration costs this one process.
-  - Every problem fails the task listing all of them, and nothing was changed; a lock taken in (2) is given back first.
+    with O(only_tables). When the run has work, the lock passes to the detached holder of
+    M(pg_zero_downtime.migrations.postgresql_migration_lock), which keeps it for the rest of the run (RV(lock)). When it
+    has none, the lock goes with the module's session, so a rerun of a finished migration costs this one process.
+  - Every problem fails the task listing all of them, and nothing was changed; the lock taken in (2) goes with it.
   - With the action plugin of the same name (the controller side), O(plan_file) loads the plan from a YAML file on the
     controller and checks its format before anything connects. It sets the facts C(migration_plan_data) (the loaded
     plan), C(pgzd_run_id) and C(pgzd_owner_pid) for the phases after it.
@@ -297,7 +297,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connec
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import INDEX_SPEC_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.migration_lock import (
-    LockRefused, refusal, release, take,
+    LockRefused, lock_in_session, refusal, take, unlock_in_session,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
     constraint_problems_message, duplicates_message, index_problems_message, prove_constraints, prove_indexes,
@@ -430,31 +430,24 @@ def main():
         module.exit_json(**result)
     result['replicated'] = bool(server['replicas'] or server['slots'])
 
-    # (2) The lock first, so that what is proven below still holds when the DDL runs.
-    session_pid = 0
-    if params['lock'] and module.check_mode:
+    # (2) The lock first, in this session, so that what is proven below still holds when the DDL runs. It passes to
+    # a holder process only when the run has work: a run with nothing to do starts none, and its lock goes with
+    # this session.
+    locked = False
+    if params['lock']:
         refused = refusal(cursor, params['login_db'])
-        if refused:
+        if refused and module.check_mode:
             module.warn(refused)
-    if params['lock'] and not module.check_mode:
-        refused = refusal(cursor, params['login_db'])
-        if refused:
+        elif refused:
             connection.close()
             module.fail_json(msg=refused, **result)
-        try:
-            session_pid, holder_pid, dummy_ = take(params, conn_params, params['login_db'], params['run_id'],
-                                                   params['owner_pid'], params['lock_max_seconds'])
-        except LockRefused as error:
-            connection.close()
-            module.fail_json(msg=str(error), **result)
-        result['queries'].append('SELECT pg_catalog.pg_try_advisory_lock(%d, %d)' % MIGRATION_LOCK_KEY)
-        result['lock'] = dict(session_pid=session_pid, holder_pid=holder_pid)
-
-    def give_back():
-        if session_pid:
-            release(cursor, session_pid)
-            result['queries'].append('SELECT pg_catalog.pg_terminate_backend(%s)' % session_pid)
-            result['lock'] = dict(session_pid=0)
+        elif not module.check_mode:
+            if not lock_in_session(cursor):
+                refused = refusal(cursor, params['login_db']) or 'Another pg-zero-downtime run took the migration ' \
+                    'lock of database %s at this very moment: wait for it to finish, then rerun.' % params['login_db']
+                connection.close()
+                module.fail_json(msg=refused, **result)
+            locked = True
 
     # (3) The proof, read-only.
     runner = UniqueConstraintRunner(connection, lock_timeout=params['lock_timeout'])
@@ -496,22 +489,31 @@ def main():
         if not result['disk']['ok']:
             failure = result['disk']['message']
     if failure:
-        give_back()
         connection.close()
         # The message says it all; the operator reads it first, not pages of the proof.
         module.fail_json(msg=failure, **dict((key, result[key]) for key in FAILURE_KEYS))
 
-    # (4) This run's work; no work, no lock.
+    # (4) This run's work; the lock passes to a holder for the run only when it has some.
     plan = dict(name=params['plan_name'], file=params['plan_file'], tables=params['tables'],
                 constraints=params['constraints'], baseline_queries=params['baseline_queries'],
                 prisma_migration=params['prisma_migration'])
     result['work'] = run_work(plan, state, params['phases'], params['only_tables'], indexes['pending_tables'],
                               constraints['pending'], restore_pending, prisma_action)
-    if not result['work']['pending']:
-        give_back()
+    if locked and result['work']['pending']:
+        # The handover leaves the lock free for an instant: a run that takes it then wins, and this one stops here.
+        unlock_in_session(cursor)
+        try:
+            session_pid, holder_pid, dummy_ = take(params, conn_params, params['login_db'], params['run_id'],
+                                                   params['owner_pid'], params['lock_max_seconds'])
+        except LockRefused as error:
+            connection.close()
+            module.fail_json(msg=str(error), **dict((key, result[key]) for key in FAILURE_KEYS))
+        result['queries'].append('SELECT pg_catalog.pg_try_advisory_lock(%d, %d)' % MIGRATION_LOCK_KEY)
+        result['lock'] = dict(session_pid=session_pid, holder_pid=holder_pid)
     connection.close()
     result['summary'] = summary_lines(plan, state, params['phases'], result['work'], indexes['pending_tables'],
                                       constraints['pending'], indexes['queries'], prisma_action, module.check_mode)
+    result['summary'].extend(result['duplicates_report'])
     if result['disk'].get('message') and result['work']['pending']:
         result['summary'].append(result['disk']['message'])
     result['ansible_facts'] = dict(pgzd_lock_session_pid=result['lock']['session_pid'])
