@@ -3,8 +3,8 @@
 """The controller side of postgresql_migration_preflight.
 
 Loads the plan file where it is, on the controller, and refuses a malformed plan before anything connects; names the
-run; works out the phases the run's tag selection runs; then runs the module once on the host, and hands the later
-phases the loaded plan, the run id and the owner process as facts.
+run; works out the phases the run's tag selection runs; then runs the module once on the host, and returns for the
+later phases the loaded plan, the run id and the owner process.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,6 +19,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run_pl
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (
     load_plan, new_run_id, only_tables_list,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_owner import controller_pid
 
 MODULE = 'pg_zero_downtime.migrations.postgresql_migration_preflight'
 PRISMA_KEYS = ('name', 'migration_sql', 'file', 'schema', 'table', 'create_table')
@@ -69,9 +70,9 @@ class ActionModule(ActionBase):
             if error:
                 result.update(failed=True, changed=False, msg=error)
                 return result
-        # The run's ansible-playbook (this worker's parent) watches over the lock and the DDL when the module runs on
-        # this machine: once it is gone (stopped, cancelled by AWX), the lock is given back and no DDL starts.
-        owner_pid = os.getppid() if self._connection.transport == 'local' else 0
+        # The run's ansible-playbook watches over the lock and the DDL when the module runs on this machine: once it
+        # is gone (stopped, cancelled by AWX), the lock is given back and no DDL starts.
+        owner_pid = controller_pid() if self._connection.transport == 'local' else 0
         args.setdefault('owner_pid', owner_pid)
         args = module_args(args, plan, run_id, selected_phases(task_vars.get('ansible_run_tags'),
                                                                task_vars.get('ansible_skip_tags')))
@@ -86,9 +87,8 @@ class ActionModule(ActionBase):
         result.update(outcome)
         if result.get('failed'):
             return result
-        facts = result.setdefault('ansible_facts', {})
-        facts.update(pgzd_run_id=run_id, pgzd_owner_pid=owner_pid)
-        if plan is not None:
-            facts['migration_plan_data'] = plan_fact(plan)
-        result['phases'] = args['phases']
+        # For the phases after the preflight; roles/preflight keeps them as facts (set_fact, which outranks a
+        # module's facts, so a later play of the same playbook gets its own).
+        result.update(run_id=run_id, owner_pid=owner_pid, phases=args['phases'],
+                      plan=plan_fact(plan) if plan is not None else None)
         return result

@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import json
 import os
+import select
 import signal
 import socket
 import time
@@ -174,7 +175,11 @@ def start_holder(params, conn_params, run_id, owner_pid, max_seconds):
     os.close(write_end)
     os.waitpid(child, 0)
     chunks, deadline = [], time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while True:
+        remaining = deadline - time.monotonic()
+        # A holder that hangs (a connection that never completes) must not hang the run: 60 s at most.
+        if remaining <= 0 or not select.select([read_end], [], [], remaining)[0]:
+            break
         chunk = os.read(read_end, 65536)
         if not chunk:
             break

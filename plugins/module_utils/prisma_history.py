@@ -16,7 +16,9 @@ __metaclass__ = type
 import hashlib
 import uuid
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import advisory_lock_holders
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import (
+    advisory_lock_holders, migration_lock_error,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     error_text, fetch_dicts, run_transaction, sql_module,
 )
@@ -170,6 +172,9 @@ class History(object):
         """Everything, in the caller's transaction. Returns the result fields."""
         sql = self.sql
         params = self.params
+        lost = None if self.dry_run else migration_lock_error(self.cursor, params.get('lock_session_pid') or 0)
+        if lost:
+            raise HistoryError(lost)
         got_lock = fetch_dicts(self.cursor, 'SELECT pg_catalog.pg_try_advisory_xact_lock(%(key)s) AS got',
                                dict(key=PRISMA_ADVISORY_LOCK))[0]['got']
         if not got_lock:
@@ -228,8 +233,10 @@ class History(object):
         return dict(fields, action=decision['action'])
 
 
-def run_in_transaction(history, warn):
-    """history.work() in one transaction, retried after lock timeouts and deadlocks; rolled back when dry_run."""
+def run_in_transaction(history, warn, rollback=None):
+    """history.work() in one transaction, retried after lock timeouts and deadlocks; rolled back with C(rollback)
+    (default: when dry_run). The preflight runs every statement for real and rolls back: proof that the login may
+    write the record, not only read it."""
     params = history.params
 
     def attempt():
@@ -238,7 +245,8 @@ def run_in_transaction(history, warn):
 
     try:
         return run_transaction(history.cursor, attempt, params['lock_timeout'], params['lock_retries'],
-                               params['lock_retry_delay'], history.dry_run, warn, params['migration_name'],
+                               params['lock_retry_delay'], history.dry_run if rollback is None else rollback, warn,
+                               params['migration_name'],
                                operator_errors=(HistoryError,))
     except HistoryError:
         raise

@@ -32,7 +32,7 @@ def selected_phases(run_tags, skip_tags):
     return [phase for phase in PHASES if (everything or phase in run_tags) and phase not in skip_tags]
 
 
-def index_work(tables, pending_tables, only_tables, state):
+def index_work(tables, pending_tables, only_tables):
     """The plan's table entries the index phase works on: those with work left, limited to only_tables when given.
 
     The index module orders them (last to first when state is absent).
@@ -53,10 +53,6 @@ def constraint_work(constraints, pending, restore_pending, state):
         return [c for c in constraints if c['name'] in pending]
     wanted = set(pending) | set(restore_pending)
     return [c for c in reversed(constraints) if c['name'] in wanted]
-
-
-def plan_complete(pending_tables, pending_constraints):
-    return not pending_tables and not pending_constraints
 
 
 def prisma_work(prisma_action, state, phases, pending_tables, pending_constraints, work_tables, work_constraints):
@@ -80,11 +76,11 @@ def run_work(plan, state, phases, only_tables, pending_tables, pending_constrain
     C(pending) is whether the run has anything to do: DDL in a selected phase. A selection without any DDL phase
     (--tags backup, --tags validate) keeps the run going when the plan has work left, as before the tags.
     """
-    tables = index_work(plan.get('tables') or [], pending_tables, only_tables, state) if 'indexes' in phases else []
+    tables = index_work(plan.get('tables') or [], pending_tables, only_tables) if 'indexes' in phases else []
     constraints = constraint_work(plan.get('constraints') or [], pending_constraints, restore_pending, state) \
         if 'constraints' in phases else []
     prisma = prisma_work(prisma_action, state, phases, pending_tables, pending_constraints,
-                         index_work(plan.get('tables') or [], pending_tables, only_tables, state),
+                         index_work(plan.get('tables') or [], pending_tables, only_tables),
                          constraint_work(plan.get('constraints') or [], pending_constraints, restore_pending, state))
     plan_pending = bool(pending_tables or pending_constraints or restore_pending
                         or prisma_action not in (None, 'unchanged', 'absent'))

@@ -29,8 +29,8 @@ description:
     has none, the lock goes with the module's session, so a rerun of a finished migration costs this one process.
   - Every problem fails the task listing all of them, and nothing was changed; the lock taken in (2) goes with it.
   - With the action plugin of the same name (the controller side), O(plan_file) loads the plan from a YAML file on the
-    controller and checks its format before anything connects. It sets the facts C(migration_plan_data) (the loaded
-    plan), C(pgzd_run_id) and C(pgzd_owner_pid) for the phases after it.
+    controller and checks its format before anything connects. It returns the loaded plan (RV(plan)), the run id
+    (RV(run_id)) and the run's ansible-playbook process (RV(owner_pid)) for the phases after it.
 version_added: '0.15.0'
 requirements:
   - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
@@ -122,7 +122,9 @@ options:
     type: bool
     default: true
   run_id:
-    description: Id of this run, unique per run, shown to whoever finds the lock taken.
+    description:
+      - Id of this run, unique per run. The action plugin makes one of the UTC time and a random suffix when none is
+        given; whoever finds the lock taken sees it after the plan's name.
     type: str
     default: manual
   owner_pid:
@@ -136,7 +138,9 @@ options:
     type: int
     default: 43200
   disk_check:
-    description: Refuse index builds that would not fit on disk (see O(disk_factor), O(disk_budget_bytes)).
+    description:
+      - Refuse index builds that would not fit on disk (see O(disk_factor), O(disk_budget_bytes)). The need is that of
+        this run's builds (the tables of RV(work), so O(only_tables) lowers it).
     type: bool
     default: true
   disk_factor:
@@ -210,6 +214,27 @@ message:
   description: Why a replica was left out.
   returned: when RV(replica) is true
   type: str
+in_recovery:
+  description: What C(pg_is_in_recovery()) said.
+  returned: always
+  type: bool
+plan:
+  description: With O(plan_file), the loaded plan with its defaults (without the Prisma migration's text).
+  returned: success
+  type: dict
+run_id:
+  description: The run id (O(run_id), or a new one of the UTC time and a random suffix); the lock shows it after the plan's name.
+  returned: success
+  type: str
+owner_pid:
+  description: The run's ansible-playbook process, on a local connection; else 0.
+  returned: success
+  type: int
+phases:
+  description: The phases this run runs, from O(phases) or the tag selection.
+  returned: success
+  type: list
+  elements: str
 replicated:
   description: The primary has replicas or physical replication slots (the phases then watch the replica lag).
   returned: always
@@ -297,7 +322,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connec
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import INDEX_SPEC_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.migration_lock import (
-    LockRefused, lock_in_session, refusal, take, unlock_in_session,
+    LockRefused, application_name, lock_in_session, refusal, take, unlock_in_session,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
     constraint_problems_message, duplicates_message, index_problems_message, prove_constraints, prove_indexes,
@@ -339,6 +364,13 @@ def free_bytes(login_host, data_directory):
     return stat.f_bavail * stat.f_frsize
 
 
+def work_bytes(proven_tables, work_tables, default_schema):
+    """Estimated bytes of the indexes this run builds: those of the tables the index phase is handed."""
+    wanted = set(((t.get('schema') or default_schema), t['name']) for t in work_tables)
+    return sum(index['estimated_bytes'] for table in proven_tables if (table['schema'], table['name']) in wanted
+               for index in table['indexes'])
+
+
 def prove_prisma(connection, params, state, module):
     """What the Prisma record needs, proven in a transaction that is rolled back; (action, problem)."""
     prisma = params['prisma_migration']
@@ -350,7 +382,7 @@ def prove_prisma(connection, params, state, module):
     if state == 'present' and not (history_params['migration_sql'] or '').strip():
         return None, 'Prisma migration %s: its migration.sql is empty or was not read' % prisma['name']
     try:
-        outcome = run_in_transaction(History(connection, history_params, dry_run=True), module.warn)
+        outcome = run_in_transaction(History(connection, history_params), module.warn, rollback=True)
     except HistoryError as error:
         return None, 'Prisma migration %s cannot be %s: %s' % (
             prisma['name'], 'recorded' if state == 'present' else 'removed', error)
@@ -430,6 +462,8 @@ def main():
         module.exit_json(**result)
     result['replicated'] = bool(server['replicas'] or server['slots'])
 
+    runner = UniqueConstraintRunner(connection, lock_timeout=params['lock_timeout'])
+
     # (2) The lock first, in this session, so that what is proven below still holds when the DDL runs. It passes to
     # a holder process only when the run has work: a run with nothing to do starts none, and its lock goes with
     # this session.
@@ -448,9 +482,11 @@ def main():
                 connection.close()
                 module.fail_json(msg=refused, **result)
             locked = True
+            # Whoever finds the lock taken meanwhile is told which run holds it, as by the holder later.
+            cursor.execute("SELECT pg_catalog.set_config('application_name', %(name)s, false)",
+                           dict(name=application_name(params['run_id'], params['owner_pid'])))
 
     # (3) The proof, read-only.
-    runner = UniqueConstraintRunner(connection, lock_timeout=params['lock_timeout'])
     problems = query_problems(params['baseline_queries']) if state == 'present' else []
     indexes = prove_indexes(runner, params['tables'], params['schema'], state, params['sample_ids'])
     problems.extend(indexes.pop('problems'))
@@ -465,17 +501,18 @@ def main():
         prisma_action, problem = prove_prisma(connection, params, state, module)
         if problem:
             problems.append(problem)
-    data_directory = None
-    if state == 'present' and indexes['estimated_bytes'] and params['disk_check']:
-        try:
-            data_directory = fetch_dicts(cursor, "SELECT pg_catalog.current_setting('data_directory') AS path")[0]['path']
-        except Exception:  # superusers and pg_read_all_settings only: the disk check falls back to a budget
-            data_directory = None
     result.update(tables=indexes['tables'], pending_tables=indexes['pending_tables'],
                   constraints=constraints['constraints'], pending_constraints=constraints['pending'],
                   restore_pending=restore_pending, statements=indexes['queries'] + constraints['queries'],
                   estimated_bytes=indexes['estimated_bytes'], duplicates_report=constraints['report'],
                   prisma=dict(action=prisma_action) if params['prisma_migration'] else None)
+
+    # (4) This run's work (pure decisions, run_plan); the disk it needs is that of its own index builds.
+    plan = dict(name=params['plan_name'], file=params['plan_file'], tables=params['tables'],
+                constraints=params['constraints'], baseline_queries=params['baseline_queries'],
+                prisma_migration=params['prisma_migration'])
+    result['work'] = run_work(plan, state, params['phases'], params['only_tables'], indexes['pending_tables'],
+                              constraints['pending'], restore_pending, prisma_action)
     failure = None
     if problems:
         failure = index_problems_message(problems)
@@ -483,8 +520,13 @@ def main():
         failure = constraint_problems_message(constraint_problems, state)
     elif blocking:
         failure = duplicates_message(blocking, constraints['report'])
-    if not failure and state == 'present' and params['disk_check']:
-        result['disk'] = disk_verdict(indexes['estimated_bytes'], params['disk_factor'], params['disk_budget_bytes'],
+    needed = work_bytes(indexes['tables'], result['work']['index_tables'], params['schema'])
+    if not failure and state == 'present' and params['disk_check'] and needed:
+        try:
+            data_directory = fetch_dicts(cursor, "SELECT pg_catalog.current_setting('data_directory') AS path")[0]['path']
+        except Exception:  # superusers and pg_read_all_settings only: the disk check falls back to a budget
+            data_directory = None
+        result['disk'] = disk_verdict(needed, params['disk_factor'], params['disk_budget_bytes'],
                                       free_bytes(params['login_host'], data_directory), data_directory)
         if not result['disk']['ok']:
             failure = result['disk']['message']
@@ -493,12 +535,6 @@ def main():
         # The message says it all; the operator reads it first, not pages of the proof.
         module.fail_json(msg=failure, **dict((key, result[key]) for key in FAILURE_KEYS))
 
-    # (4) This run's work; the lock passes to a holder for the run only when it has some.
-    plan = dict(name=params['plan_name'], file=params['plan_file'], tables=params['tables'],
-                constraints=params['constraints'], baseline_queries=params['baseline_queries'],
-                prisma_migration=params['prisma_migration'])
-    result['work'] = run_work(plan, state, params['phases'], params['only_tables'], indexes['pending_tables'],
-                              constraints['pending'], restore_pending, prisma_action)
     if locked and result['work']['pending']:
         # The handover leaves the lock free for an instant: a run that takes it then wins, and this one stops here.
         unlock_in_session(cursor)

@@ -164,7 +164,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.baseli
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import INDEX_SPEC_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
-    index_problems_message, prove_constraints, prove_indexes,
+    prove_constraints, prove_indexes,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
@@ -243,7 +243,11 @@ def main():
     problems = indexes['problems'] + constraints['problems']
     if problems:
         connection.close()
-        module.fail_json(msg=index_problems_message(problems), **result)
+        result['problem'] = 'Validation failed: the plan does not match the database:\n%s' % '\n'.join(problems)
+        result['summary'] = [result['problem']]
+        if params['fail_on_problems']:
+            module.fail_json(msg=result['problem'], **result)
+        module.exit_json(**result)
     result.update(pending_tables=indexes['pending_tables'], pending_constraints=constraints['pending'])
     result['objects_valid'] = not indexes['pending_tables'] and not constraints['pending']
     names = [index['name'] for table in params['tables'] for index in table['indexes']]

@@ -226,6 +226,13 @@ seconds:
   description: With O(constraints), how long the whole phase took.
   returned: with O(constraints)
   type: float
+audit_files:
+  description:
+    - With O(constraints), a JSON copy of the rows each duplicate rename (or restore) changed, for the controller to
+      keep beside the audit table, as file name (C(<run_id>-<constraint>-resolved.json) or C(-restored.json)) to
+      content. Empty in check mode.
+  returned: with O(constraints)
+  type: dict
 summary:
   description: One line per constraint changed and per duplicate rename or restore; in check mode, the SQL too.
   returned: always
@@ -406,6 +413,15 @@ def bring_planned(module, connection, conn_params, spec):
     return entry, queries, diff
 
 
+def audit_files(entries, run_id, state):
+    """A JSON copy, beside the audit table, of the rows each duplicate rename (or restore) changed: file name -> data."""
+    kind = 'resolved' if state == 'present' else 'restored'
+    return dict(('%s-%s-%s.json' % (run_id, entry['name'], kind),
+                 dict(constraint=entry['name'], run_id=run_id, kind=kind, audit_table=entry.get('audit'),
+                      rows=entry['rows'], not_restored=entry.get('not_restored') or []))
+                for entry in entries if entry.get('rows'))
+
+
 def run_plan(module, connection, conn_params):
     """Every constraint of O(constraints), in order, in this one process; the first failure stops the rest."""
     params = module.params
@@ -436,6 +452,8 @@ def run_plan(module, connection, conn_params):
                                 for e in result['constraints'])
     result['constraint'] = result['constraints'][-1] if result['constraints'] else {}
     result['seconds'] = round(time.monotonic() - started, 2)
+    result['audit_files'] = {} if module.check_mode else audit_files(result['constraints'], params['run_id'],
+                                                                     params['state'])
     result['summary'] = constraint_summary(result['constraints'], module.check_mode)
     if module._diff:
         result['diff'] = dict(before=''.join(d[0] for d in diffs), after=''.join(d[1] for d in diffs))

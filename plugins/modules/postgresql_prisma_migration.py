@@ -77,6 +77,7 @@ attributes:
 author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.migration_lock
   - pg_zero_downtime.migrations.lock_retries
   - community.postgresql.postgres
 '''
@@ -176,6 +177,7 @@ def main():
         lock_timeout=dict(type='str', default='2s'),
         lock_retries=dict(type='int', default=5),
         lock_retry_delay=dict(type='float', default=1.0),
+        lock_session_pid=dict(type='int', default=0),
         session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,

@@ -39,7 +39,7 @@ def test_module_documentation_parses(path):
 PLUGINS = {
     'module': [os.path.basename(path)[:-3] for path in MODULES],
     'filter': ['migration_report', 'plan_errors', 'stopped_message', 'success_criteria'],
-    'lookup': ['migration_plan', 'working_dir'],
+    'lookup': ['migration_plan', 'run_owner', 'working_dir'],
     'callback': ['progress'],
 }
 
@@ -61,7 +61,8 @@ def test_ansible_doc_renders_every_plugin_by_its_fqcn(plugin_type):
         for option, spec in (doc.get('options') or {}).items():
             assert spec.get('description'), (name, option)
     if plugin_type == 'module':
-        # The doc fragment reaches the three modules that change the database.
+        # The doc fragment reaches the four modules that change the database during a run.
         with_lock = [name for name, entry in rendered.items() if 'lock_session_pid' in entry['doc']['options']]
         assert sorted(with_lock) == ['%s.postgresql_%s' % (helpers.COLLECTION, name) for name in
-                                     ('duplicate_resolution', 'online_index', 'online_unique_constraint')]
+                                     ('duplicate_resolution', 'online_index', 'online_unique_constraint',
+                                      'prisma_migration')]

@@ -106,3 +106,23 @@ def test_the_summary_says_nothing_to_do_or_what_the_run_does():
     work = rp.run_work(PLAN, 'present', ALL, None, ['Job'], [], [], None)
     lines = rp.summary_lines(PLAN, 'present', ALL, work, ['Job'], [], ['CREATE INDEX ...'], None, True)
     assert '1 statement(s) to run on Job' in lines and lines[-1].startswith('Check mode')
+
+
+def test_the_disk_the_run_needs_is_that_of_its_own_index_builds():
+    import importlib
+    preflight = importlib.import_module(helpers.collection_path('plugins.modules.postgresql_migration_preflight'))
+    proven = [dict(schema='public', name='Job', indexes=[dict(estimated_bytes=100), dict(estimated_bytes=50)]),
+              dict(schema='public', name='Item', indexes=[dict(estimated_bytes=7)])]
+    assert preflight.work_bytes(proven, [dict(name='Job')], 'public') == 150
+    assert preflight.work_bytes(proven, [dict(name='Job'), dict(name='Item', schema='public')], 'public') == 157
+    assert preflight.work_bytes(proven, [], 'public') == 0
+
+
+def test_a_constraint_phase_keeps_a_json_copy_of_each_rename_beside_the_audit_table():
+    import importlib
+    module = importlib.import_module(helpers.collection_path('plugins.modules.postgresql_online_unique_constraint'))
+    renamed = dict(name='k', rows=[dict(row_key={'id': 2}, old='a', new='a [duplicate 2]')], audit='pgzd_audit.t')
+    assert module.audit_files([renamed, dict(name='k2', rows=[])], 'run-1', 'present') == {
+        'run-1-k-resolved.json': dict(constraint='k', run_id='run-1', kind='resolved', audit_table='pgzd_audit.t',
+                                      rows=renamed['rows'], not_restored=[])}
+    assert list(module.audit_files([renamed], 'run-1', 'absent')) == ['run-1-k-restored.json']
