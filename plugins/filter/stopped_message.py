@@ -39,7 +39,7 @@ _value:
 
 def stopped_message(failure, results):
     """The failure, then what the phases changed before it (kept: a rerun goes on from there)."""
-    changed = [r for r in results or [] if r.get('action') not in (None, 'unchanged')]
+    changed = [r for r in results or [] if r.get('action') not in (None, 'unchanged', 'failed')]
     if changed:
         done = 'Changed before it, and kept (a rerun goes on from there): %s.' % ', '.join(
             '%s %s' % (r['action'], r['name']) for r in changed)

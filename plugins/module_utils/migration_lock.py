@@ -27,6 +27,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import error_text, fetch_dicts
 
 APPLICATION_PREFIX = 'pgzd-lock'
+PREFLIGHT_PREFIX = 'pgzd-preflight'
 UNLOCK_HINT = ('If that run is dead (its control node crashed), end its session: SELECT pg_terminate_backend(%s); '
                'the lock goes with it.')
 
@@ -52,9 +53,10 @@ class _ChildModule(object):
         pass
 
 
-def application_name(run_id, owner_pid):
-    """Who holds the lock, as the holder session's application_name (at most 63 bytes are kept)."""
-    text = '%s run=%s pid=%d host=%s' % (APPLICATION_PREFIX, run_id, owner_pid or os.getpid(), socket.gethostname())
+def application_name(run_id, owner_pid, prefix=APPLICATION_PREFIX):
+    """Who holds the lock, as the holder session's application_name (at most 63 bytes are kept); the preflight's
+    session, which holds it while it proves the plan, says so with its own prefix (PREFLIGHT_PREFIX)."""
+    text = '%s run=%s pid=%d host=%s' % (prefix, run_id, owner_pid or os.getpid(), socket.gethostname())
     return text.encode('utf-8')[:63].decode('utf-8', 'ignore')
 
 
@@ -105,22 +107,34 @@ def refusal(cursor, database):
     return None
 
 
-def _hold(params, conn_params, run_id, owner_pid, max_seconds, report):
-    """The holder process: take the lock on a connection of its own, report, keep it until told or orphaned."""
+def _hold(params, conn_params, run_id, owner_pid, max_seconds, report, handed_over=False):
+    """The holder process: take the lock on a connection of its own, report, keep it until told or orphaned.
+
+    With C(handed_over), the lock is the parent's (held in its own session): the holder says which session it is,
+    then waits for the lock, which the parent gives up once it sees the holder waiting. PostgreSQL grants a released
+    lock to the session waiting for it before any later request, so no other run can take it in between.
+    """
     from ansible_collections.community.postgresql.plugins.module_utils.postgres import connect_to_db
     deadline = time.monotonic() + max_seconds
+    keys = dict(k1=MIGRATION_LOCK_KEY[0], k2=MIGRATION_LOCK_KEY[1])
     try:
         connection, error = connect_to_db(_ChildModule(params), dict(conn_params), autocommit=True, fail_on_conn=False)
         if connection is None:
             raise _ConnectFailed(error)
         cursor = connection.cursor()
-        cursor.execute("SELECT pg_catalog.set_config('application_name', %(name)s, false)",
-                       dict(name=application_name(run_id, owner_pid)))
-        row = fetch_dicts(cursor, 'SELECT pg_catalog.pg_try_advisory_lock(%(k1)s, %(k2)s) AS got, '
-                                  'pg_catalog.pg_backend_pid() AS session_pid',
-                          dict(k1=MIGRATION_LOCK_KEY[0], k2=MIGRATION_LOCK_KEY[1]))[0]
-        report(dict(got=bool(row['got']), holders=holders(cursor), pid=os.getpid(), session_pid=row['session_pid']))
-        if not row['got']:
+        session_pid = fetch_dicts(cursor, "SELECT pg_catalog.set_config('application_name', %(name)s, false), "
+                                          "pg_catalog.pg_backend_pid() AS session_pid",
+                                  dict(name=application_name(run_id, owner_pid)))[0]['session_pid']
+        if handed_over:
+            report(dict(waiting=True, session_pid=session_pid), final=False)
+            cursor.execute("SELECT pg_catalog.set_config('lock_timeout', '60s', false)")
+            cursor.execute('SELECT pg_catalog.pg_advisory_lock(%(k1)s, %(k2)s)', keys)
+            cursor.execute("SELECT pg_catalog.set_config('lock_timeout', '0', false)")
+            got = True
+        else:
+            got = fetch_dicts(cursor, 'SELECT pg_catalog.pg_try_advisory_lock(%(k1)s, %(k2)s) AS got', keys)[0]['got']
+        report(dict(got=bool(got), holders=holders(cursor), pid=os.getpid(), session_pid=session_pid))
+        if not got:
             connection.close()
             return
     except Exception as error:  # anything: the parent must hear about it
@@ -143,11 +157,37 @@ def _hold(params, conn_params, run_id, owner_pid, max_seconds, report):
         pass
 
 
-def start_holder(params, conn_params, run_id, owner_pid, max_seconds):
+def _read_reports(read_end, deadline, on_waiting):
+    """The holder's reports, one JSON line each, until its last; C(on_waiting(session_pid)) when it waits for the
+    lock. Returns the last report (or the reason there is none)."""
+    buffered = b''
+    while True:
+        while b'\n' in buffered:
+            line, buffered = buffered.split(b'\n', 1)
+            try:
+                outcome = json.loads(line.decode('utf-8'))
+            except ValueError:
+                return dict(got=False, error='the lock holder process said something unreadable')
+            if not outcome.get('waiting'):
+                return outcome
+            if on_waiting is not None:
+                on_waiting(outcome['session_pid'])
+        remaining = deadline - time.monotonic()
+        # A holder that hangs (a connection that never completes) must not hang the run: 60 s at most.
+        if remaining <= 0 or not select.select([read_end], [], [], remaining)[0]:
+            return dict(got=False, error='the lock holder process did not answer within 60 s')
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            return dict(got=False, error='the lock holder process ended without saying why')
+        buffered += chunk
+
+
+def start_holder(params, conn_params, run_id, owner_pid, max_seconds, on_waiting=None):
     """Fork the detached holder; return what it reported (the parent waits for that, at most 60 s).
 
     The report: C(got) (the lock is taken), C(session_pid) (its backend pid), C(pid) (the holder process),
-    C(holders) (the holders then), or C(error).
+    C(holders) (the holders then), or C(error). With C(on_waiting), the lock is handed over from the caller's
+    session: C(on_waiting(session_pid)) is called once the holder's session C(session_pid) is about to wait for it.
     """
     read_end, write_end = os.pipe()
     child = os.fork()
@@ -164,36 +204,28 @@ def start_holder(params, conn_params, run_id, owner_pid, max_seconds):
         os.closerange(write_end + 1, 1024)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-        def report(outcome):
-            os.write(write_end, json.dumps(outcome, default=str).encode('utf-8'))
-            os.close(write_end)
+        def report(outcome, final=True):
+            os.write(write_end, json.dumps(outcome, default=str).encode('utf-8') + b'\n')
+            if final:
+                os.close(write_end)
 
         try:
-            _hold(params, conn_params, run_id, owner_pid, max_seconds, report)
+            _hold(params, conn_params, run_id, owner_pid, max_seconds, report, handed_over=on_waiting is not None)
         finally:
             os._exit(0)
     os.close(write_end)
     os.waitpid(child, 0)
-    chunks, deadline = [], time.monotonic() + 60
-    while True:
-        remaining = deadline - time.monotonic()
-        # A holder that hangs (a connection that never completes) must not hang the run: 60 s at most.
-        if remaining <= 0 or not select.select([read_end], [], [], remaining)[0]:
-            break
-        chunk = os.read(read_end, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(read_end)
     try:
-        return json.loads(b''.join(chunks).decode('utf-8'))
-    except ValueError:
-        return dict(got=False, error='the lock holder process ended without saying why')
+        return _read_reports(read_end, time.monotonic() + 60, on_waiting)
+    finally:
+        os.close(read_end)
 
 
-def take(params, conn_params, database, run_id, owner_pid, max_seconds):
-    """Take the lock in a new holder; returns (session pid, holder pid, holder row). Raises LockRefused."""
-    outcome = start_holder(params, conn_params, run_id, owner_pid, max_seconds)
+def take(params, conn_params, database, run_id, owner_pid, max_seconds, on_waiting=None):
+    """Take the lock in a new holder; returns (session pid, holder pid, holder row). Raises LockRefused.
+
+    With C(on_waiting), the caller holds the lock in its own session and hands it over (see start_holder)."""
+    outcome = start_holder(params, conn_params, run_id, owner_pid, max_seconds, on_waiting)
     if outcome.get('error'):
         raise LockRefused('Could not take the migration lock of database %s: %s' % (database, outcome['error']))
     if not outcome.get('got'):
@@ -203,6 +235,24 @@ def take(params, conn_params, database, run_id, owner_pid, max_seconds):
                                              holder.get('pid', '<pid>')))
     mine = [holder for holder in outcome.get('holders') or [] if holder['pid'] == outcome.get('session_pid')]
     return outcome.get('session_pid') or 0, outcome.get('pid'), mine[0] if mine else {}
+
+
+WAITING_QUERY = ("SELECT 1 FROM pg_catalog.pg_locks WHERE pid = %(pid)s AND locktype = 'advisory' AND NOT granted "
+                 "AND classid = %(k1)s AND objid = %(k2)s AND objsubid = 2")
+
+
+def hand_over(cursor, holder_session_pid, timeout=30.0):
+    """Give up this session's lock once the holder's session C(holder_session_pid) waits for it: PostgreSQL grants it
+    to that waiter before any later request. Returns whether it did; a holder that never came to wait is left to
+    its lock_timeout, and this session (the caller closes it) takes its lock with it."""
+    deadline = time.monotonic() + timeout
+    keys = dict(pid=holder_session_pid, k1=MIGRATION_LOCK_KEY[0], k2=MIGRATION_LOCK_KEY[1])
+    while time.monotonic() < deadline:
+        if fetch_dicts(cursor, WAITING_QUERY, keys):
+            unlock_in_session(cursor)
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def lock_in_session(cursor):

@@ -362,7 +362,7 @@ def constraint_summary(entries, check_mode):
 def plan_failure_message(failure, done, not_started):
     """What a failed constraint phase says: the failure, what was done before it and kept, what did not start."""
     lines = [failure]
-    kept = ['%s %s' % (e['action'], e['name']) for e in done if e.get('action') not in (None, 'unchanged')]
+    kept = ['%s %s' % (e['action'], e['name']) for e in done if e.get('action') not in (None, 'unchanged', 'failed')]
     if kept:
         lines.append('Done before it, and kept: %s' % ', '.join(kept))
     if not_started:

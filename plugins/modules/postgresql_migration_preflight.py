@@ -322,7 +322,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connec
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import INDEX_SPEC_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.migration_lock import (
-    LockRefused, application_name, lock_in_session, refusal, take, unlock_in_session,
+    PREFLIGHT_PREFIX, LockRefused, application_name, hand_over, lock_in_session, refusal, take,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
     constraint_problems_message, duplicates_message, index_problems_message, prove_constraints, prove_indexes,
@@ -484,7 +484,7 @@ def main():
             locked = True
             # Whoever finds the lock taken meanwhile is told which run holds it, as by the holder later.
             cursor.execute("SELECT pg_catalog.set_config('application_name', %(name)s, false)",
-                           dict(name=application_name(params['run_id'], params['owner_pid'])))
+                           dict(name=application_name(params['run_id'], params['owner_pid'], PREFLIGHT_PREFIX)))
 
     # (3) The proof, read-only.
     problems = query_problems(params['baseline_queries']) if state == 'present' else []
@@ -536,11 +536,11 @@ def main():
         module.fail_json(msg=failure, **dict((key, result[key]) for key in FAILURE_KEYS))
 
     if locked and result['work']['pending']:
-        # The handover leaves the lock free for an instant: a run that takes it then wins, and this one stops here.
-        unlock_in_session(cursor)
+        # Handed over without a gap: this session gives the lock up only once the holder waits for it.
         try:
             session_pid, holder_pid, dummy_ = take(params, conn_params, params['login_db'], params['run_id'],
-                                                   params['owner_pid'], params['lock_max_seconds'])
+                                                   params['owner_pid'], params['lock_max_seconds'],
+                                                   on_waiting=lambda waiting: hand_over(cursor, waiting))
         except LockRefused as error:
             connection.close()
             module.fail_json(msg=str(error), **dict((key, result[key]) for key in FAILURE_KEYS))

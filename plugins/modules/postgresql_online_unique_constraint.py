@@ -191,7 +191,8 @@ constraint:
     action:
       description:
         - C(created) (index built, then attached), C(rebuilt) (an INVALID leftover dropped first), C(attached)
-          (an existing valid unique index attached), C(unchanged) or C(dropped).
+          (an existing valid unique index attached), C(unchanged) or C(dropped); with O(constraints), C(failed) for
+          the constraint that stopped the phase (its C(planned_action) says what it was to be).
       type: str
     seconds:
       description: Wall-clock seconds the DDL took, retries included.
@@ -437,6 +438,8 @@ def run_plan(module, connection, conn_params):
         except ConstraintFailed as error:
             result['queries'].extend(error.queries)
             result['changed'] = result['changed'] or error.changed
+            # Not what was planned for it: what happened to it.
+            error.entry.update(planned_action=error.entry.get('action'), action='failed')
             result['constraints'].append(error.entry)
             failure = plan_failure_message(str(error), result['constraints'][:-1],
                                            [s['name'] for s in specs[position + 1:]])

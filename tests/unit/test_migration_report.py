@@ -64,3 +64,9 @@ def test_a_stopped_run_says_what_it_changed_before_and_kept():
         'The migration stopped. Build: gave up\nChanged before it, and kept (a rerun goes on from there): created a, '
         'created k.')
     assert stopped('Backup: failed', []).endswith('No index or constraint of the plan was changed before it.')
+
+
+def test_a_constraint_that_failed_is_not_said_to_be_kept():
+    assert stopped('Constraint "k": gave up', [dict(name='a', action='created'), dict(name='k', action='failed')]) == (
+        'The migration stopped. Constraint "k": gave up\nChanged before it, and kept (a rerun goes on from there): '
+        'created a.')
