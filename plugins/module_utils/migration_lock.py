@@ -94,9 +94,11 @@ def running_ddl_message(database, running):
         ' '.join((running['query'] or '').split())[:200], running['pid'])
 
 
-def refusal(cursor, database):
-    """Why this run may not take the lock now (another run holds it, or an earlier run's DDL runs), or None."""
-    current = holders(cursor)
+def refusal(cursor, database, current=None):
+    """Why this run may not take the lock now (another run holds it, or an earlier run's DDL runs), or None.
+
+    C(current): the holders, when the caller has just read them."""
+    current = holders(cursor) if current is None else current
     if current:
         # Whatever its run id: the lock is its session's, and this run has none yet.
         return held_message(database, current[0])

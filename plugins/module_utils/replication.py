@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Streaming replication, read from a primary or a replica: the SQL, and which replicas lag too far behind.
 
-The decisions are pure functions over plain dicts, so the unit tests run them without a server.
+The decisions are pure functions over plain dicts, so the unit tests run them without a server; the reads go through
+a C(read(query)) callable, and replica_wait_problem() is the one wait before a build that the DDL modules share.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -10,6 +11,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import time
+
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
 
 # The replica lag a build may start behind, unless a run sets other thresholds (doc fragment replication_lag): 64 MiB of
 # WAL not replayed yet, or 30 s of replay lag; the wait polls every 5 s and gives up after 600 s.
@@ -174,6 +177,16 @@ def wait_within_lag(read, max_lag_bytes, max_lag_seconds, wait_timeout, poll_int
     if outcome['lagging']:
         outcome['error'] = timeout_message(outcome['lagging'], outcome['waited_seconds'], wait_timeout)
     return outcome
+
+
+def replica_wait_problem(connection, lag, state, check_mode, login_user, warn):
+    """Before a build on C(connection): wait while a replica lags beyond C(lag) (the modules' replication_lag option,
+    None or not enabled: no wait; nothing is waited for when rolling back or in check mode). Why the build must not
+    start, or None."""
+    if not lag or not lag['enabled'] or check_mode or state != 'present':
+        return None
+    cursor = connection.cursor()
+    return wait_for_replicas(lambda query: fetch_dicts(cursor, query), lag, login_user, warn)
 
 
 def wait_for_replicas(read, lag, login_user, warn):

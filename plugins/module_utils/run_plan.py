@@ -55,7 +55,7 @@ def constraint_work(constraints, pending, restore_pending, state):
     return [c for c in reversed(constraints) if c['name'] in wanted]
 
 
-def prisma_work(prisma_action, state, phases, pending_tables, pending_constraints, work_tables, work_constraints):
+def prisma_work(prisma_action, state, phases, pending_tables, pending_constraints, plan_tables, plan_constraints):
     """Whether the Prisma phase has a record to write (migrating) or remove (rolling back) in this run.
 
     Migrating, the record is written once the whole plan is in place: when it already is, or when this run's index and
@@ -65,8 +65,8 @@ def prisma_work(prisma_action, state, phases, pending_tables, pending_constraint
         return False
     if state != 'present':
         return True
-    done_tables = set(t['name'] for t in work_tables) if 'indexes' in phases else set()
-    done_constraints = set(c['name'] for c in work_constraints) if 'constraints' in phases else set()
+    done_tables = set(t['name'] for t in plan_tables) if 'indexes' in phases else set()
+    done_constraints = set(c['name'] for c in plan_constraints) if 'constraints' in phases else set()
     return set(pending_tables) <= done_tables and set(pending_constraints) <= done_constraints
 
 
@@ -76,12 +76,12 @@ def run_work(plan, state, phases, only_tables, pending_tables, pending_constrain
     C(pending) is whether the run has anything to do: DDL in a selected phase. A selection without any DDL phase
     (--tags backup, --tags validate) keeps the run going when the plan has work left, as before the tags.
     """
-    tables = index_work(plan.get('tables') or [], pending_tables, only_tables) if 'indexes' in phases else []
-    constraints = constraint_work(plan.get('constraints') or [], pending_constraints, restore_pending, state) \
-        if 'constraints' in phases else []
-    prisma = prisma_work(prisma_action, state, phases, pending_tables, pending_constraints,
-                         index_work(plan.get('tables') or [], pending_tables, only_tables),
-                         constraint_work(plan.get('constraints') or [], pending_constraints, restore_pending, state))
+    plan_tables = index_work(plan.get('tables') or [], pending_tables, only_tables)
+    plan_constraints = constraint_work(plan.get('constraints') or [], pending_constraints, restore_pending, state)
+    tables = plan_tables if 'indexes' in phases else []
+    constraints = plan_constraints if 'constraints' in phases else []
+    prisma = prisma_work(prisma_action, state, phases, pending_tables, pending_constraints, plan_tables,
+                         plan_constraints)
     plan_pending = bool(pending_tables or pending_constraints or restore_pending
                         or prisma_action not in (None, 'unchanged', 'absent'))
     if any(phase in phases for phase in DDL_PHASES):

@@ -172,7 +172,7 @@ def main():
             module.exit_json(**result)
         message = lock_lost_message(params['session_pid'], current)
         module.fail_json(msg='Database %s: %s%s' % (params['login_db'], message[0].upper(), message[1:]), **result)
-    refused = refusal(cursor, params['login_db'])
+    refused = refusal(cursor, params['login_db'], current)
     connection.close()
     if refused:
         result['holder'] = current[0] if current else {}

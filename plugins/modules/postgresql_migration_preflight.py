@@ -364,6 +364,11 @@ def free_bytes(login_host, data_directory):
     return stat.f_bavail * stat.f_frsize
 
 
+def failure_fields(result):
+    """What a failed preflight returns besides its message: the operator reads the message, not pages of the proof."""
+    return dict((key, result[key]) for key in FAILURE_KEYS)
+
+
 def work_bytes(proven_tables, work_tables, default_schema):
     """Estimated bytes of the indexes this run builds: those of the tables the index phase is handed."""
     wanted = set(((t.get('schema') or default_schema), t['name']) for t in work_tables)
@@ -532,8 +537,7 @@ def main():
             failure = result['disk']['message']
     if failure:
         connection.close()
-        # The message says it all; the operator reads it first, not pages of the proof.
-        module.fail_json(msg=failure, **dict((key, result[key]) for key in FAILURE_KEYS))
+        module.fail_json(msg=failure, **failure_fields(result))
 
     if locked and result['work']['pending']:
         # Handed over without a gap: this session gives the lock up only once the holder waits for it.
@@ -543,7 +547,7 @@ def main():
                                                    on_waiting=lambda waiting: hand_over(cursor, waiting))
         except LockRefused as error:
             connection.close()
-            module.fail_json(msg=str(error), **dict((key, result[key]) for key in FAILURE_KEYS))
+            module.fail_json(msg=str(error), **failure_fields(result))
         result['queries'].append('SELECT pg_catalog.pg_try_advisory_lock(%d, %d)' % MIGRATION_LOCK_KEY)
         result['lock'] = dict(session_pid=session_pid, holder_pid=holder_pid)
     connection.close()

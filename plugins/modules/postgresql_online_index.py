@@ -300,11 +300,11 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
     failure_message, index_summary, ordered_tables, run_pipeline,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
-    REPLICATION_LAG_OPTIONS, wait_for_replicas,
+    REPLICATION_LAG_OPTIONS, replica_wait_problem,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
-    OnlineIndexError, fetch_dicts, option_errors,
+    OnlineIndexError, option_errors,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
     seconds_option_error, warn_about_waits,
@@ -413,25 +413,11 @@ def with_timeouts(result, params):
     return result
 
 
-def lag_waiter(module):
-    """The wait before a table's builds while a replica lags beyond O(replication_lag), or None when not asked."""
-    lag = module.params['replication_lag']
-    if not lag or not lag['enabled'] or module.check_mode or module.params['state'] != 'present':
-        return None
-
-    def wait(connection):
-        cursor = connection.cursor()
-        return wait_for_replicas(lambda query: fetch_dicts(cursor, query), lag, module.params['login_user'],
-                                 module.warn)
-    return wait
-
-
 def run_tables(module, conn_params, connection):
     """Every table of O(tables) in one process: each lane of tables on a connection of its own, the first lane on
     C(connection), the one the options were checked on."""
     params = module.params
     entries = ordered_tables(params['tables'], params['schema'], params['state'])
-    wait_for_lag = lag_waiter(module)
     connections = {0: connection}
 
     def start_lane(number):
@@ -443,12 +429,11 @@ def run_tables(module, conn_params, connection):
                                 msg='%s\nNothing was changed on %s.%s.' % (connection_failure_message(
                                     error, target_of(conn_params)), schema, table))
                 connections[number] = opened
-            if wait_for_lag:
-                problem = wait_for_lag(connections[number])
-                if problem:
-                    return dict(failed=True, changed=False, queries=[], indexes=[], lock_retries_used=0,
-                                msg='Indexes of %s.%s not built, nothing was changed on it: %s' % (schema, table,
-                                                                                                   problem))
+            problem = replica_wait_problem(connections[number], params['replication_lag'], params['state'],
+                                           module.check_mode, params['login_user'], module.warn)
+            if problem:
+                return dict(failed=True, changed=False, queries=[], indexes=[], lock_retries_used=0,
+                            msg='Indexes of %s.%s not built, nothing was changed on it: %s' % (schema, table, problem))
             result = run_table(module, connections[number], conn_params, schema, table, specs)
             result['table'] = '%s.%s' % (schema, table)
             return with_timeouts(result, params)

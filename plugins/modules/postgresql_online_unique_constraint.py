@@ -261,10 +261,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
     ACTION_DROP, ACTION_UNCHANGED,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
-    REPLICATION_LAG_OPTIONS, wait_for_replicas,
+    REPLICATION_LAG_OPTIONS, replica_wait_problem,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
-    OnlineIndexError, fetch_dicts, option_errors,
+    OnlineIndexError, option_errors,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
     PLAN_CONSTRAINT_OPTIONS, UniqueConstraintRunner, constraint_summary, plan_failure_message, planned_definition,
@@ -362,15 +362,6 @@ def resolver_params(params, spec):
                 lock_retry_delay=params['lock_retry_delay'], lock_session_pid=params['lock_session_pid'])
 
 
-def lag_problem(module, connection):
-    """Wait while a replica lags beyond O(replication_lag); why the next build must not start, or None."""
-    lag = module.params['replication_lag']
-    if not lag or not lag['enabled'] or module.check_mode or module.params['state'] != 'present':
-        return None
-    cursor = connection.cursor()
-    return wait_for_replicas(lambda query: fetch_dicts(cursor, query), lag, module.params['login_user'], module.warn)
-
-
 def bring_planned(module, connection, conn_params, spec):
     """One constraint of a plan: its duplicates renamed first (migrating, on_duplicates=rename), the replica lag
     waited for, the constraint itself, then the renamed values restored (rolling back). Returns (entry, queries,
@@ -386,7 +377,8 @@ def bring_planned(module, connection, conn_params, spec):
                                                     module.check_mode, module.warn)
             extra['renamed_rows'] = len(extra['rows'])
             queries.extend(ran)
-        problem = lag_problem(module, connection)
+        problem = replica_wait_problem(connection, params['replication_lag'], state, module.check_mode,
+                                       params['login_user'], module.warn)
         if problem:
             raise ConstraintFailed('Constraint "%s" on %s.%s not started, nothing more was changed on it: %s' % (
                 spec['name'], spec['schema'], spec['table'], problem), dict(name=spec['name'], action=None))
