@@ -8,7 +8,12 @@ The SQL is parsed with PostgreSQL's own parser (pglast wraps libpg_query). Every
         [INCLUDE (<columns>)] [WHERE <predicate>]
 becomes an index entry of its table, and every
     ALTER TABLE <table> ADD CONSTRAINT <name> UNIQUE (<columns>)
-a constraint entry; the playbooks then build them CONCURRENTLY whatever the SQL said. Read-only queries
+    ALTER TABLE <table> ADD CONSTRAINT <name> FOREIGN KEY (<columns>) REFERENCES <table> (<columns>)
+        [ON DELETE <action>] [ON UPDATE <action>]
+    ALTER TABLE <table> ADD CONSTRAINT <name> CHECK (<expression>)
+    ALTER TABLE <table> ALTER COLUMN <column> SET NOT NULL      (named <Table>_<column>_not_null)
+a constraint entry; the playbooks then build indexes CONCURRENTLY and add constraints NOT VALID, then validate them,
+whatever the SQL said. Read-only queries
 (a SELECT that checks for duplicates), transaction control and SET of a timeout change nothing the plan
 has to carry: they are listed as skipped. Any other statement, or a feature of these two statements the
 plan format cannot express (expression keys, sort order, operator classes, storage options, an unnamed
@@ -91,7 +96,8 @@ def index_entry(statement):
         problems.append('the index has no name (PostgreSQL would invent one, so no rerun or rollback could find '
                         'it): name it as Prisma does, <Table>_<columns>_idx')
     if statement.relation.inh is False:
-        problems.append('ON ONLY builds an index on a partitioned parent alone; build one per partition instead')
+        problems.append('ON ONLY builds an index on a partitioned parent alone: plan the index on the parent (without '
+                        'ONLY), and the playbooks build it on each partition and attach them')
     columns = []
     for param in statement.indexParams:
         if param.name is None:
@@ -125,35 +131,85 @@ def index_entry(statement):
     return schema, table, entry
 
 
+# pg_constraint's letters for ON DELETE / ON UPDATE, as pglast gives them, and the plan's words.
+REFERENTIAL_ACTIONS = {'a': 'NO ACTION', 'r': 'RESTRICT', 'c': 'CASCADE', 'n': 'SET NULL', 'd': 'SET DEFAULT'}
+IMPORTABLE = ('only ALTER TABLE ... ADD CONSTRAINT ... UNIQUE / FOREIGN KEY / CHECK and ALTER COLUMN ... SET NOT NULL '
+              'can be imported; move the other changes to a migration of their own')
+
+
+def _unique_entry(definition, table):
+    problems = []
+    if definition.indexname:
+        problems.append('UNIQUE USING INDEX attaches an existing index; plan the columns instead')
+    if definition.including:
+        problems.append('INCLUDE (...)')
+    if definition.nulls_not_distinct:
+        problems.append('NULLS NOT DISTINCT')
+    if definition.options or definition.indexspace:
+        problems.append('WITH (...) or USING INDEX TABLESPACE')
+    return problems, {'name': definition.conname, 'table': table, 'type': 'unique', 'columns': _names(definition.keys)}
+
+
+def _foreign_key_entry(definition, table):
+    problems = []
+    if not definition.pk_attrs:
+        problems.append('REFERENCES names no columns: name the referenced key columns, as Prisma does')
+    if definition.fk_matchtype not in ('s', '\x00', None):
+        problems.append('MATCH FULL')
+    if definition.fk_del_set_cols:
+        problems.append('ON DELETE SET NULL / SET DEFAULT (columns)')
+    references = {'table': definition.pktable.relname}
+    if definition.pktable.schemaname:
+        references['schema'] = definition.pktable.schemaname
+    references['columns'] = _names(definition.pk_attrs)
+    entry = {'name': definition.conname, 'table': table, 'type': 'foreign_key', 'columns': _names(definition.fk_attrs),
+             'references': references}
+    for key, letter in (('on_delete', definition.fk_del_action), ('on_update', definition.fk_upd_action)):
+        if REFERENTIAL_ACTIONS.get(letter, 'NO ACTION') != 'NO ACTION':
+            entry[key] = REFERENTIAL_ACTIONS[letter]
+    return problems, entry
+
+
+def _check_entry(definition, table):
+    problems = ['NO INHERIT'] if definition.is_no_inherit else []
+    return problems, {'name': definition.conname, 'table': table, 'type': 'check',
+                      'expression': RawStream()(definition.raw_expr)}
+
+
+CONSTRAINT_KINDS = {enums.ConstrType.CONSTR_UNIQUE: _unique_entry, enums.ConstrType.CONSTR_FOREIGN: _foreign_key_entry,
+                    enums.ConstrType.CONSTR_CHECK: _check_entry}
+
+
+def not_null_name(table, column):
+    """The name of a NOT NULL entry (its helper check's, on the way): <Table>_<column>_not_null, at most 63 bytes."""
+    return ('%s_%s' % (table, column))[:63 - len('_not_null')] + '_not_null'
+
+
 def constraint_entries(statement):
-    """[(schema, table, plan constraint entry)] of an ALTER TABLE made only of ADD CONSTRAINT ... UNIQUE."""
+    """[(schema, table, plan constraint entry)] of an ALTER TABLE made only of ADD CONSTRAINT ... UNIQUE, FOREIGN KEY
+    or CHECK and ALTER COLUMN ... SET NOT NULL."""
     if statement.objtype != enums.ObjectType.OBJECT_TABLE:
-        raise Refusal('only ALTER TABLE ... ADD CONSTRAINT ... UNIQUE (...) can be imported')
+        raise Refusal(IMPORTABLE)
+    schema, table = _table(statement.relation)
     entries = []
     for command in statement.cmds:
+        if command.subtype == enums.AlterTableType.AT_SetNotNull:
+            entries.append((schema, table, {'name': not_null_name(table, command.name), 'table': table,
+                                            'type': 'not_null', 'column': command.name}))
+            continue
         definition = command.def_
-        if command.subtype != enums.AlterTableType.AT_AddConstraint or \
-                getattr(definition, 'contype', None) != enums.ConstrType.CONSTR_UNIQUE:
-            raise Refusal('only ALTER TABLE ... ADD CONSTRAINT ... UNIQUE (...) can be imported; move the other '
-                          'changes to a migration of their own')
-        problems = []
+        kind = getattr(definition, 'contype', None)
+        if command.subtype != enums.AlterTableType.AT_AddConstraint or kind not in CONSTRAINT_KINDS:
+            raise Refusal(IMPORTABLE)
+        problems, entry = CONSTRAINT_KINDS[kind](definition, table)
         if not definition.conname:
-            problems.append('the constraint has no name (PostgreSQL would invent one): name it <Table>_<columns>_key')
-        if definition.indexname:
-            problems.append('UNIQUE USING INDEX attaches an existing index; plan the columns instead')
-        if definition.including:
-            problems.append('INCLUDE (...)')
+            problems.insert(0, 'the constraint has no name (PostgreSQL would invent one, so no rerun or rollback could '
+                               'find it): name it as Prisma does')
         if definition.deferrable or definition.initdeferred:
             problems.append('DEFERRABLE / INITIALLY DEFERRED')
-        if definition.nulls_not_distinct:
-            problems.append('NULLS NOT DISTINCT')
-        if definition.options or definition.indexspace:
-            problems.append('WITH (...) or USING INDEX TABLESPACE')
         if problems:
             raise Refusal('; '.join(problems))
-        schema, table = _table(statement.relation)
-        entries.append((schema, table, {'name': definition.conname, 'table': table, 'type': 'unique',
-                                        'columns': _names(definition.keys)}))
+        entries.append((schema, table, entry))
     return entries
 
 
@@ -199,9 +255,10 @@ def import_sql(sql_text, schema='public'):
                 if reason:
                     skipped.append((line, text, reason))
                 else:
-                    refused.append((line, text, 'not an index or unique constraint: a plan only carries CREATE '
-                                                'INDEX and ALTER TABLE ... ADD CONSTRAINT ... UNIQUE; run this '
-                                                'change separately (and reviewed for locks) before or after'))
+                    refused.append((line, text, 'not an index or constraint: a plan only carries CREATE INDEX, '
+                                                'ALTER TABLE ... ADD CONSTRAINT ... UNIQUE / FOREIGN KEY / CHECK and '
+                                                'ALTER COLUMN ... SET NOT NULL; run this change separately (and '
+                                                'reviewed for locks) before or after'))
                 continue
         except Refusal as refusal:
             refused.append((line, text, str(refusal)))
@@ -256,10 +313,21 @@ def _flow(value):
     return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1 << 20).strip()
 
 
+def _item(entry, width=140):
+    """A list item of entry: one flow-style line, or a block mapping (with flow-style lists) where that is too long
+    for yamllint."""
+    line = '  - %s' % _flow(entry)
+    if len(line) <= width:
+        return line
+    block = yaml.dump([entry], Dumper=_IndentedDumper, sort_keys=False, default_flow_style=None, width=width)
+    return '\n'.join('  ' + text for text in block.rstrip().splitlines())
+
+
 def render_plan(plan, source, skipped):
     """The plan file's text, in the layout of plans/t12.yml: one flow-style line per index or constraint."""
     lines = ['---', '# Imported by scripts/plan_import.py from %s.' % source,
-             '# Plan format: README.md "Plan format". Every index is built CONCURRENTLY, whatever the SQL said.']
+             '# Plan format: README.md "Plan format". Every index is built CONCURRENTLY, and every foreign key and',
+             '# check added NOT VALID then validated, whatever the SQL said.']
     for line, text, reason in skipped:
         lines.append('# Skipped line %d, %s: %s' % (line, reason, ' '.join(text.split())[:80]))
     lines.extend('%s: %s' % (key, _flow(plan[key])) for key in ('name', 'description', 'schema'))
@@ -272,7 +340,7 @@ def render_plan(plan, source, skipped):
         lines.extend('      - %s' % _flow(index) for index in table['indexes'])
     if plan.get('constraints'):
         lines.append('constraints:')
-        lines.extend('  - %s' % _flow(constraint) for constraint in plan['constraints'])
+        lines.extend(_item(constraint) for constraint in plan['constraints'])
     for key in ('baseline_queries', 'prisma_migration'):
         if key in plan:
             lines.append(yaml.dump({key: plan[key]}, Dumper=_IndentedDumper, sort_keys=False, width=120).rstrip())
@@ -322,7 +390,7 @@ def main(argv=None):
     for line, text, reason in skipped:
         print('skipped line %s: %s\n    %s' % (line, ' '.join(text.split())[:100], reason), file=sys.stderr)
     if not refused and not tables and not constraints:
-        refused.append((None, '', 'no CREATE INDEX or ALTER TABLE ... ADD CONSTRAINT ... UNIQUE found'))
+        refused.append((None, '', 'no CREATE INDEX, ALTER TABLE ... ADD CONSTRAINT or SET NOT NULL found'))
     if refused:
         for line, text, reason in refused:
             print('refused %s: %s\n    %s' % ('line %s' % line if line else 'input', ' '.join(text.split())[:100],

@@ -80,9 +80,11 @@ def _no_downtime(run, built, constraints):
     concurrent = all('CONCURRENTLY' in statement for statement in statements)
     return _criterion(
         'No service downtime during migration', _verdict(concurrent and run.get('failure') is None),
-        '%d index statement(s), all CONCURRENTLY (reads and writes continue); %d constraint step(s) with ACCESS '
-        'EXCLUSIVE waits capped by a 2s lock_timeout, %d lock retries. Write availability under load is measured by '
-        'bench/, not here.' % (len(built), len(constraints), sum(c.get('retries') or 0 for c in constraints)))
+        '%d index statement(s), all CONCURRENTLY (reads and writes continue); %d constraint step(s) whose lock waits '
+        'are capped by a short lock_timeout, foreign keys and checks added NOT VALID and validated while writes go on; '
+        '%d lock retries. Write availability under load is measured by bench/, not here.'
+        % (len(built), sum(len(c.get('steps') or [None]) for c in constraints),
+           sum(c.get('retries') or 0 for c in constraints)))
 
 
 def _performance(validate):
@@ -103,8 +105,9 @@ def _integrity(run, validate, constraints):
         return _criterion(name, NOT_CHECKED, 'validation did not run in this run')
     renamed = sum(c.get('renamed_rows') or 0 for c in constraints)
     return _criterion(name, _verdict(bool(validate.get('objects_valid')) and run.get('failure') is None),
-                      'no row deleted; duplicate keys checked before any DDL; %d duplicate row(s) renamed with an audit '
-                      'trail; unique constraint(s) %s enforced; no INVALID index left'
+                      'no row deleted; duplicate keys, orphan keys, NULLs and rows failing a check counted before any '
+                      'DDL; %d duplicate row(s) renamed with an audit trail; constraint(s) %s enforced and valid; no '
+                      'INVALID index left'
                       % (renamed, ', '.join(c['name'] for c in constraints) or 'none'))
 
 

@@ -16,6 +16,9 @@ __metaclass__ = type
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
     ACTION_CREATE, ACTION_REBUILD, ACTION_UNCHANGED,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import (
+    entry_columns, read_violations, violation_report, violations_advice,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     OnlineIndexError, error_text, fetch_dicts, sql_module,
 )
@@ -126,23 +129,36 @@ def _rename_problem(cursor, constraint, schema, table, columns):
     return None, None
 
 
-def prove_constraints(runner, constraints, default_schema, state, sample_ids, max_groups):
-    """What each planned unique constraint still needs, and whether its data allows it.
+def unique_indexes(tables, default_schema):
+    """(schema, table, frozenset(columns)) of a plan's full unique indexes: keys a planned foreign key may reference
+    (the index phase builds them before the constraint phase)."""
+    return set((table.get('schema') or default_schema, table['name'], frozenset(index['columns']))
+               for table in tables or [] for index in table.get('indexes') or []
+               if index.get('unique') and not index.get('where'))
 
-    C(runner) is a UniqueConstraintRunner. The whole proof runs in one read-only transaction, rolled back.
-    Returns dict(constraints (per constraint: its action, statements and duplicate keys found), pending, queries,
-    duplicates_found, report (lines on the duplicate keys), blocking (constraints whose duplicates stop the run),
-    problems).
+
+def prove_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, unique_indexes=()):
+    """What each planned constraint still needs, and whether its data allows it.
+
+    C(runner) is an online_constraint.ConstraintRunner. The unique constraints are proven in one read-only transaction,
+    rolled back; then each foreign key, check and NOT NULL (prove_other_constraints). C(unique_indexes) are the
+    (schema, table, frozenset(columns)) of the plan's unique indexes, which a foreign key may reference.
+    Returns dict(constraints (per constraint: its action, statements and duplicate keys or violations found), pending,
+    queries, duplicates_found, report (lines on the duplicate keys and violating rows), blocking (unique constraints
+    whose duplicates stop the run), violations (constraints that rows break), advice (lines on what would help, such
+    as a foreign key's missing index), problems).
     """
     cursor = runner.cursor
     sql = sql_module()
-    proof = dict(constraints=[], pending=[], queries=[], duplicates_found=False, report=[], blocking=[], problems=[])
+    proof = dict(constraints=[], pending=[], queries=[], duplicates_found=False, report=[], blocking=[], problems=[],
+                 violations=[], advice=[])
     names = [c['name'] for c in constraints]
     proof['problems'].extend('constraint "%s" is planned twice' % name for name in sorted(set(names))
                              if names.count(name) > 1)
+    unique = [c for c in constraints if c.get('type', 'unique') == 'unique']
     cursor.execute('BEGIN TRANSACTION READ ONLY')
     try:
-        for constraint in constraints:
+        for constraint in unique:
             schema, table, columns = constraint.get('schema') or default_schema, constraint['table'], \
                 constraint['columns']
             on_duplicates = constraint.get('on_duplicates') or 'fail'
@@ -191,12 +207,72 @@ def prove_constraints(runner, constraints, default_schema, state, sample_ids, ma
             proof['report'].extend(report)
     finally:
         cursor.execute('ROLLBACK')
+    prove_other_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, unique_indexes, proof)
     return proof
+
+
+def prove_other_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, unique_indexes, proof):
+    """The foreign keys, checks and NOT NULL of a plan, into C(proof) (see prove_constraints).
+
+    Each is decided outside a transaction (a check's expression is proven on an empty temporary copy of its table, in
+    a transaction of its own). Migrating, the rows that would fail its VALIDATE are then counted in a read-only
+    transaction: orphan keys, rows where a check is false, NULLs. With C(sample_ids) and C(max_groups) 0 (a
+    validation after the run), no rows are read.
+    """
+    planned_unique = set(unique_indexes)
+    for constraint in constraints:
+        schema = constraint.get('schema') or default_schema
+        if constraint.get('type', 'unique') == 'unique':
+            planned_unique.add((schema, constraint['table'], frozenset(constraint['columns'])))
+            continue
+        try:
+            decision = runner.plan_entry(constraint, state, default_schema, planned_unique)
+        except OnlineIndexError as error:
+            proof['problems'].append('constraint "%s" on %s' % (constraint['name'], error))
+            continue
+        spec = decision['spec']
+        entry = dict(name=spec['name'], type=spec['type'], schema=schema, table=spec['table'],
+                     columns=entry_columns(spec), action=decision['action'], steps=decision['steps'],
+                     statements=decision['statements'], total_rows=0)
+        proof['constraints'].append(entry)
+        if decision['advice']:
+            proof['advice'].append(decision['advice'])
+        if decision['action'] != ACTION_UNCHANGED:
+            proof['pending'].append(entry['name'])
+            proof['queries'].extend(decision['statements'])
+        if state != 'present' or 'validate' not in decision['steps'] or not (sample_ids or max_groups):
+            continue
+        runner.cursor.execute('BEGIN TRANSACTION READ ONLY')
+        try:
+            found, problem = read_violations(runner, spec, sample_ids, max_groups)
+        finally:
+            runner.cursor.execute('ROLLBACK')
+        if problem:
+            proof['problems'].append(problem)
+            continue
+        entry['total_rows'] = found['total_rows']
+        if found['total_rows']:
+            proof['violations'].append(entry['name'])
+            proof['report'].extend(violation_report(spec, found))
 
 
 def constraint_problems_message(problems, state):
     return 'The planned constraints cannot be %s; nothing was changed:\n- %s' % (
         'applied' if state == 'present' else 'rolled back', '\n- '.join(problems))
+
+
+def data_message(blocking, violations, kinds, report):
+    """What the preflight says when rows break planned constraints: duplicate keys, orphan keys, violating rows."""
+    if not violations:
+        return duplicates_message(blocking, report)
+    lines = ['Rows in the database break the planned constraint(s) %s; nothing was changed.'
+             % ', '.join(list(blocking) + list(violations))]
+    lines.extend(report)
+    lines.append(violations_advice(kinds))
+    if blocking:
+        lines.append('For the duplicate keys: resolve them, or opt in to the audited rename with on_duplicates: rename '
+                     '(README.md, "Duplicate keys").')
+    return '\n'.join(lines)
 
 
 def duplicates_message(blocking, report):

@@ -36,34 +36,50 @@ CONSTRAINT_OPTIONS = dict(
 )
 
 # A plan's constraints, as the modules that take a whole plan read them (doc fragment plan_constraints).
+# The plan loader (plugins/plugin_utils/migration_plan.py) has proven each entry has the keys its type needs.
 PLAN_CONSTRAINT_OPTIONS = dict(
     name=dict(type='str', required=True),
     table=dict(type='str', required=True),
     schema=dict(type='str'),
-    columns=dict(type='list', elements='str', required=True),
-    type=dict(type='str', choices=['unique'], default='unique'),
+    type=dict(type='str', choices=['unique', 'foreign_key', 'check', 'not_null'], default='unique'),
+    columns=dict(type='list', elements='str'),
     on_duplicates=dict(type='str', choices=['fail', 'rename'], default='fail'),
     rename_column=dict(type='str'),
     keep_oldest_by=dict(type='list', elements='str'),
+    references=dict(type='dict', options=dict(table=dict(type='str', required=True), schema=dict(type='str'),
+                                              columns=dict(type='list', elements='str', required=True))),
+    on_delete=dict(type='str', default='NO ACTION'),
+    on_update=dict(type='str', default='NO ACTION'),
+    index=dict(type='str'),
+    expression=dict(type='str'),
+    column=dict(type='str'),
 )
 
 CONSTRAINT_TYPES = dict(p='PRIMARY KEY', u='UNIQUE', f='FOREIGN KEY', c='CHECK', x='EXCLUDE', t='TRIGGER')
 
+# Every kind of constraint of a name: online_constraint reads foreign keys and checks with it too.
 CONSTRAINTS_QUERY = """
 SELECT con.conname::text AS name, con.contype::text AS type, n.nspname::text AS schema,
-       t.relname::text AS "table", con.condeferrable AS deferrable,
+       t.relname::text AS "table", con.condeferrable AS deferrable, con.convalidated AS valid,
        ARRAY(SELECT a.attname::text
              FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
              ORDER BY k.ord) AS columns,
        ic.relname::text AS index_name,
        coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nulls_not_distinct,
+       con.confmatchtype::text AS match_type, con.confupdtype::text AS on_update, con.confdeltype::text AS on_delete,
+       rn.nspname::text AS ref_schema, rt.relname::text AS ref_table,
+       ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+             ORDER BY k.ord) AS ref_columns,
        pg_catalog.pg_get_constraintdef(con.oid) AS definition
 FROM pg_catalog.pg_constraint con
 JOIN pg_catalog.pg_namespace n ON n.oid = con.connamespace
 LEFT JOIN pg_catalog.pg_class t ON t.oid = con.conrelid
 LEFT JOIN pg_catalog.pg_class ic ON ic.oid = con.conindid
 LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = con.conindid
+LEFT JOIN pg_catalog.pg_class rt ON rt.oid = con.confrelid
+LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rt.relnamespace
 WHERE n.nspname = %(schema)s AND con.conname = %(name)s
 """
 
@@ -293,10 +309,10 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         """Run an ACCESS EXCLUSIVE statement with the short lock_timeout, retried with backoff and jitter.
 
         Each attempt waits at most constraint_lock_timeout, so sessions queued behind it wait no longer;
-        between attempts the lock queue drains.
+        between attempts the lock queue drains. A decision's own C(step_advice) says what to do when all fail.
         """
         spec = decision['spec']
-        step = dict(decision, lock_timeout=self.constraint_lock_timeout, retry_advice=(
+        step = dict(decision, lock_timeout=self.constraint_lock_timeout, retry_advice=decision.get('step_advice') or (
             'What to do: let those sessions finish (or end them), or raise the constraint lock_timeout / '
             'lock_retries, then rerun. The unique index "%s" is kept: it is valid and already enforces uniqueness, '
             'so the rerun only runs the ALTER TABLE (rollback.yml drops it).' % spec['name']
@@ -355,7 +371,10 @@ def constraint_summary(entries, check_mode):
                                                          'to restore' if check_mode else 'restored'))
     if check_mode and changed:
         lines.append('SQL it would run, in order:')
-        lines.extend('%s;' % statement for entry in changed for statement in entry.get('statements') or [])
+        for entry in changed:
+            locks = entry.get('locks') or [None] * len(entry.get('statements') or [])
+            lines.extend('%s;%s' % (statement, '  -- %s' % lock if lock else '')
+                         for statement, lock in zip(entry.get('statements') or [], locks))
     return lines
 
 

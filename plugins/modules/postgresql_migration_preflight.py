@@ -325,8 +325,8 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.migrat
     PREFLIGHT_PREFIX, LockRefused, application_name, hand_over, lock_in_session, refusal, take,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
-    constraint_problems_message, duplicates_message, index_problems_message, prove_constraints, prove_indexes,
-    restores_pending,
+    constraint_problems_message, data_message, index_problems_message, prove_constraints, prove_indexes,
+    restores_pending, unique_indexes,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma_history import (
     History, HistoryError, run_in_transaction,
@@ -339,9 +339,8 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run_pl
     PHASES, disk_verdict, run_work, summary_lines,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
-    PLAN_CONSTRAINT_OPTIONS, UniqueConstraintRunner,
-)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import ConstraintRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import PLAN_CONSTRAINT_OPTIONS
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,
@@ -467,7 +466,7 @@ def main():
         module.exit_json(**result)
     result['replicated'] = bool(server['replicas'] or server['slots'])
 
-    runner = UniqueConstraintRunner(connection, lock_timeout=params['lock_timeout'])
+    runner = ConstraintRunner(connection, lock_timeout=params['lock_timeout'])
 
     # (2) The lock first, in this session, so that what is proven below still holds when the DDL runs. It passes to
     # a holder process only when the run has work: a run with nothing to do starts none, and its lock goes with
@@ -496,8 +495,11 @@ def main():
     indexes = prove_indexes(runner, params['tables'], params['schema'], state, params['sample_ids'])
     problems.extend(indexes.pop('problems'))
     constraints = prove_constraints(runner, params['constraints'], params['schema'], state, params['sample_ids'],
-                                    params['max_groups'])
+                                    params['max_groups'], unique_indexes(params['tables'], params['schema']))
     constraint_problems, blocking = constraints.pop('problems'), constraints.pop('blocking')
+    violations = constraints.pop('violations')
+    for advice in constraints.pop('advice'):
+        module.warn(advice)
     restore_pending = restores_pending(runner.cursor, params['constraints'], params['schema'],
                                        params['audit_schema'], params['audit_table']) \
         if state == 'absent' else []
@@ -523,8 +525,9 @@ def main():
         failure = index_problems_message(problems)
     elif constraint_problems:
         failure = constraint_problems_message(constraint_problems, state)
-    elif blocking:
-        failure = duplicates_message(blocking, constraints['report'])
+    elif blocking or violations:
+        failure = data_message(blocking, violations, set(c['type'] for c in params['constraints']
+                                                         if c['name'] in violations), constraints['report'])
     needed = work_bytes(indexes['tables'], result['work']['index_tables'], params['schema'])
     if not failure and state == 'present' and params['disk_check'] and needed:
         try:

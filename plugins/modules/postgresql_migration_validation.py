@@ -167,9 +167,8 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_p
     prove_constraints, prove_indexes,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
-    PLAN_CONSTRAINT_OPTIONS, UniqueConstraintRunner,
-)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import ConstraintRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import PLAN_CONSTRAINT_OPTIONS
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,
@@ -236,7 +235,7 @@ def main():
                              **result)
     ensure_required_libs(module)
     connection = connect_or_fail(module, get_conn_params(module, params))
-    runner = UniqueConstraintRunner(connection)
+    runner = ConstraintRunner(connection)
     indexes = prove_indexes(runner, params['tables'], params['schema'], 'present', 0)
     constraints = prove_constraints(runner, params['constraints'], params['schema'], 'present', 0, 0) \
         if params['constraints'] else dict(pending=[], problems=[])

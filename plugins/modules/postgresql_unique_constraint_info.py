@@ -114,9 +114,8 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connec
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
     constraint_problems_message, duplicates_message, prove_constraints,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
-    PLAN_CONSTRAINT_OPTIONS, UniqueConstraintRunner,
-)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import ConstraintRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import PLAN_CONSTRAINT_OPTIONS
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,
@@ -140,7 +139,7 @@ def main():
     params = module.params
     ensure_required_libs(module)
     connection = connect_or_fail(module, get_conn_params(module, params))
-    runner = UniqueConstraintRunner(connection)
+    runner = ConstraintRunner(connection)
     try:
         proof = prove_constraints(runner, params['constraints'], params['schema'], params['state'], params['sample_ids'],
                                   params['max_groups'])

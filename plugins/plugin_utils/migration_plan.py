@@ -25,8 +25,15 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identi
 TOP_KEYS = ('name', 'description', 'schema', 'tables', 'constraints', 'baseline_queries', 'prisma_migration')
 TABLE_KEYS = ('name', 'schema', 'indexes')
 INDEX_KEYS = ('name', 'columns', 'unique', 'method', 'where', 'include')
-CONSTRAINT_KEYS = ('name', 'table', 'schema', 'type', 'columns', 'on_duplicates', 'rename_column', 'keep_oldest_by')
-CONSTRAINT_TYPES = ('unique',)
+CONSTRAINT_KEYS = ('name', 'table', 'schema', 'type', 'columns', 'on_duplicates', 'rename_column', 'keep_oldest_by',
+                   'references', 'on_delete', 'on_update', 'index', 'expression', 'column')
+CONSTRAINT_TYPES = ('unique', 'foreign_key', 'check', 'not_null')
+# The keys each constraint type takes besides name, table, schema and type.
+TYPE_KEYS = dict(unique=('columns', 'on_duplicates', 'rename_column', 'keep_oldest_by'),
+                 foreign_key=('columns', 'references', 'on_delete', 'on_update', 'index'),
+                 check=('expression',), not_null=('column',))
+REFERENCES_KEYS = ('table', 'schema', 'columns')
+REFERENTIAL_ACTIONS = ('NO ACTION', 'RESTRICT', 'CASCADE', 'SET NULL', 'SET DEFAULT')
 ON_DUPLICATES = ('fail', 'rename')
 QUERY_KEYS = ('name', 'sql', 'params')
 PRISMA_KEYS = ('name', 'file', 'schema', 'table', 'create_table')
@@ -156,6 +163,60 @@ def _check_tables(problems, plan, schema):
     return indexes
 
 
+def _check_unique(problems, where, constraint):
+    columns = problems.identifier_list(where, 'columns', constraint.get('columns'), example='[name, grade]')
+    on_duplicates = constraint.get('on_duplicates', 'fail')
+    if on_duplicates not in ON_DUPLICATES:
+        problems.add(where, 'on_duplicates must be fail or rename, not %r' % (on_duplicates,))
+    if constraint.get('rename_column') is not None:
+        problems.identifier(where, 'rename_column', constraint['rename_column'])
+        if columns and constraint['rename_column'] not in columns:
+            problems.add(where, 'rename_column "%s" is not one of its columns (%s): the suffix goes on a key column'
+                         % (constraint['rename_column'], ', '.join(columns)))
+    problems.identifier_list(where, 'keep_oldest_by', constraint.get('keep_oldest_by'), required=False,
+                             example='[createdAt]')
+
+
+def _check_foreign_key(problems, where, constraint):
+    columns = problems.identifier_list(where, 'columns', constraint.get('columns'), example='[teacherId]')
+    references = constraint.get('references')
+    if not isinstance(references, dict):
+        problems.add(where, 'references must be a mapping such as {table: User, columns: [id]}, not %s'
+                     % _type_name(references))
+    else:
+        problems.keys(where + ', references', references, REFERENCES_KEYS)
+        problems.identifier(where, 'referenced table', references.get('table'))
+        problems.identifier(where, 'referenced schema', references.get('schema'), required=False)
+        referenced = problems.identifier_list(where, 'references.columns', references.get('columns'), example='[id]')
+        if columns and referenced and len(columns) != len(referenced):
+            problems.add(where, '%d column(s) reference %d column(s): give as many referenced columns as columns, '
+                                'in the same order' % (len(columns), len(referenced)))
+    for option in ('on_delete', 'on_update'):
+        value = constraint.get(option)
+        if value is not None and (not isinstance(value, str)
+                                  or ' '.join(value.replace('_', ' ').upper().split()) not in REFERENTIAL_ACTIONS):
+            problems.add(where, '%s must be one of %s, not %r' % (option, ', '.join(REFERENTIAL_ACTIONS), value))
+    problems.identifier(where, 'index', constraint.get('index'), required=False)
+
+
+def _check_constraint_type(problems, where, constraint, kind):
+    misplaced = sorted(key for key in constraint if key in CONSTRAINT_KEYS and key not in TYPE_KEYS[kind]
+                       and key not in ('name', 'table', 'schema', 'type'))
+    if misplaced:
+        problems.add(where, 'key(s) %s do not apply to a %s constraint (its keys: %s)'
+                     % (', '.join(misplaced), kind, ', '.join(('name', 'table', 'schema', 'type') + TYPE_KEYS[kind])))
+    if kind == 'unique':
+        _check_unique(problems, where, constraint)
+    elif kind == 'foreign_key':
+        _check_foreign_key(problems, where, constraint)
+    elif kind == 'check':
+        if not isinstance(constraint.get('expression'), str) or not constraint['expression'].strip():
+            problems.add(where, 'expression must be one boolean SQL expression as a string, such as "price >= 0", not '
+                                '%s' % _type_name(constraint.get('expression')))
+    else:
+        problems.identifier(where, 'column', constraint.get('column'))
+
+
 def _check_constraints(problems, plan, schema, indexes):
     constraints = problems.mapping_list('', 'constraints', plan.get('constraints'))
     seen = {}
@@ -167,19 +228,11 @@ def _check_constraints(problems, plan, schema, indexes):
         problems.identifier(where, 'constraint name', constraint.get('name'))
         problems.identifier(where, 'table', constraint.get('table'))
         problems.identifier(where, 'schema', constraint.get('schema'), required=False)
-        if constraint.get('type', 'unique') not in CONSTRAINT_TYPES:
-            problems.add(where, 'type must be one of %s, not %r' % (', '.join(CONSTRAINT_TYPES), constraint.get('type')))
-        columns = problems.identifier_list(where, 'columns', constraint.get('columns'), example='[name, grade]')
-        on_duplicates = constraint.get('on_duplicates', 'fail')
-        if on_duplicates not in ON_DUPLICATES:
-            problems.add(where, 'on_duplicates must be fail or rename, not %r' % (on_duplicates,))
-        if constraint.get('rename_column') is not None:
-            problems.identifier(where, 'rename_column', constraint['rename_column'])
-            if columns and constraint['rename_column'] not in columns:
-                problems.add(where, 'rename_column "%s" is not one of its columns (%s): the suffix goes on a key column'
-                             % (constraint['rename_column'], ', '.join(columns)))
-        problems.identifier_list(where, 'keep_oldest_by', constraint.get('keep_oldest_by'), required=False,
-                                 example='[createdAt]')
+        kind = constraint.get('type', 'unique')
+        if kind not in CONSTRAINT_TYPES:
+            problems.add(where, 'type must be one of %s, not %r' % (', '.join(CONSTRAINT_TYPES), kind))
+        else:
+            _check_constraint_type(problems, where, constraint, kind)
         name = constraint.get('name')
         if not isinstance(name, str) or not name:
             continue
@@ -187,9 +240,13 @@ def _check_constraints(problems, plan, schema, indexes):
         if (constraint_schema, name) in seen:
             problems.add(where, 'is listed twice (also as constraint #%d)' % seen[(constraint_schema, name)])
         seen.setdefault((constraint_schema, name), position)
-        if (constraint_schema, name) in indexes:
+        if kind == 'unique' and (constraint_schema, name) in indexes:
             problems.add(where, 'has the name of %s: a unique constraint builds an index of its own name, so one of '
                                 'them must be renamed' % indexes[(constraint_schema, name)])
+        index = constraint.get('index') if kind == 'foreign_key' else None
+        if isinstance(index, str) and (constraint_schema, index) in indexes:
+            problems.add(where, 'its index "%s" is also planned as %s: leave index out of the foreign key (the index '
+                                'phase builds it first) or rename one' % (index, indexes[(constraint_schema, index)]))
 
 
 def _check_parameter(problems, where, name, value):
@@ -313,8 +370,8 @@ def load_plan(path, working_dir, on_duplicates=None, only_tables=None, read_pris
         return None, 'on_duplicates must be fail or rename, not %s' % on_duplicates
     plan = dict(PLAN_DEFAULTS, **raw)
     plan['file'] = path
-    plan['constraints'] = [dict(c, on_duplicates=on_duplicates) if on_duplicates else dict(c)
-                           for c in plan['constraints'] or []]
+    plan['constraints'] = [dict(c, on_duplicates=on_duplicates) if on_duplicates and c.get('type', 'unique') == 'unique'
+                           else dict(c) for c in plan['constraints'] or []]
     plan['baseline_queries'] = plan['baseline_queries'] or []
     table_names = [table['name'] for table in plan.get('tables') or []]
     unknown = [name for name in only_tables or [] if name not in table_names]

@@ -21,6 +21,8 @@ FORBIDDEN = {
     'ban-concurrent-index-creation-in-transaction',
     'require-lock-timeout',                 # every lock wait is bounded
     'require-statement-timeout',            # statement_timeout is set (to 0 on purpose for builds)
+    'adding-foreign-key-constraint',        # ADD FOREIGN KEY that scans under SHARE ROW EXCLUSIVE on both tables
+    'adding-not-nullable-field',            # SET NOT NULL that scans under ACCESS EXCLUSIVE
 }
 
 # (rule, statement prefix): why it is accepted.
@@ -29,7 +31,21 @@ ACCEPTED = {
         'PostgreSQL has no ADD CONSTRAINT IF NOT EXISTS; the module reads the catalog right before and runs it only '
         'when the constraint is absent, and if it fails the valid unique index stays for the rerun to attach.',
     ('ban-drop-constraint', 'ALTER TABLE "public"."Class" DROP CONSTRAINT IF EXISTS'):
-        'Dropping the constraint is what a rollback is for; it runs under the 2s lock_timeout.',
+        'Dropping the constraint is what a rollback is for; it runs under the 2s lock_timeout. Migrating a NOT NULL, '
+        'the constraint dropped is the helper check that SET NOT NULL has just used.',
+}
+
+# The same, for the relations plan (fixtures/relations): foreign keys, a check and a NOT NULL.
+ACCEPTED_RELATIONS = {
+    ('prefer-robust-stmts', 'ALTER TABLE "public".'):
+        'Each step runs on its own in autocommit and the catalog is read before each one, so a rerun resumes where a '
+        'failure stopped (a NOT VALID constraint is validated, a valid helper check gets SET NOT NULL); one '
+        'transaction would hold the first step\'s lock through the whole validation.',
+    ('ban-drop-constraint', 'ALTER TABLE "public".'):
+        'Migrating: the NOT NULL\'s helper check, dropped once SET NOT NULL used it. Rolling back: the planned '
+        'constraint, which is what a rollback is for; under the 2s lock_timeout.',
+    ('ban-drop-not-null', 'ALTER TABLE "public"."Class" ALTER COLUMN "teacherId" DROP NOT NULL'):
+        'Rolling back a planned NOT NULL; an instant under the 2s lock_timeout.',
 }
 
 
@@ -50,9 +66,10 @@ def planned_sql(tmp_path, direction):
         return found, handle.read()
 
 
-def assert_only_accepted(findings):
+def assert_only_accepted(findings, accepted=None):
     assert not [f for f in findings if f[0] in FORBIDDEN], findings
-    unexpected = [f for f in findings if not any(f[0] == rule and f[1].startswith(prefix) for rule, prefix in ACCEPTED)]
+    unexpected = [f for f in findings if not any(f[0] == rule and f[1].startswith(prefix)
+                                                 for rule, prefix in accepted or ACCEPTED)]
     assert unexpected == [], unexpected
 
 
@@ -111,3 +128,38 @@ def test_squawk_does_flag_the_blocking_way(tmp_path):
                     'ALTER TABLE "Class" ADD CONSTRAINT "Class_name_grade_key" UNIQUE ("name", "grade");\n')
     rules = set(rule for rule, _line in squawk(str(path)))
     assert {'require-concurrent-index-creation', 'disallowed-unique-constraint'} <= rules
+
+
+def test_the_planned_sql_of_foreign_keys_a_check_and_a_not_null_passes_squawk(t12_copy, pg_cluster, tmp_path):
+    """fixtures/relations/plan.yml (imported from a Prisma migration): migrate and rollback, in check mode."""
+    database = t12_copy('pt_lint_relations')
+    settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pg_database=database['dbname'],
+                    plan=os.path.join(helpers.REPO_ROOT, 'fixtures', 'relations', 'plan.yml'), backup_enabled='false')
+    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, artifacts_dir=str(tmp_path / 'migrate')),
+                               options=['--check'])
+    assert run.returncode == 0, run.stdout[-4000:]
+    path, text = planned_sql(tmp_path / 'migrate', 'migrate')
+    assert "SET lock_timeout = '2s';\nALTER TABLE \"public\".\"Class\" ADD CONSTRAINT" in text
+    assert "SET lock_timeout = '5s';\nALTER TABLE \"public\".\"Class\" VALIDATE CONSTRAINT" in text
+    findings = squawk(path)
+    assert_only_accepted(findings, ACCEPTED_RELATIONS)
+    assert set(rule for rule, _line in findings) == {'prefer-robust-stmts', 'ban-drop-constraint'}
+
+    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, artifacts_dir=str(tmp_path / 'real')))
+    assert run.returncode == 0, run.stdout[-4000:]
+    run = helpers.run_playbook('playbooks/rollback.yml', dict(settings, artifacts_dir=str(tmp_path / 'rollback')),
+                               options=['--check'])
+    assert run.returncode == 0, run.stdout[-4000:]
+    path, text = planned_sql(tmp_path / 'rollback', 'rollback')
+    assert text.index('DROP NOT NULL') < text.index('DROP INDEX CONCURRENTLY IF EXISTS')
+    assert_only_accepted(squawk(path), ACCEPTED_RELATIONS)
+    t12_copy.drop('pt_lint_relations')
+
+
+def test_squawk_does_flag_the_blocking_foreign_key_and_not_null(tmp_path):
+    """The relations migration as Prisma wrote it fails the same lint."""
+    path = os.path.join(helpers.REPO_ROOT, 'fixtures', 'relations', 'prisma', 'migrations', '20261201000000_relations',
+                        'migration.sql')
+    rules = set(rule for rule, _line in squawk(path))
+    assert {'adding-foreign-key-constraint', 'adding-not-nullable-field', 'constraint-missing-not-valid',
+            'require-concurrent-index-creation'} <= rules

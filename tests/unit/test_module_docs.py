@@ -64,5 +64,6 @@ def test_ansible_doc_renders_every_plugin_by_its_fqcn(plugin_type):
         # The doc fragment reaches the four modules that change the database during a run.
         with_lock = [name for name, entry in rendered.items() if 'lock_session_pid' in entry['doc']['options']]
         assert sorted(with_lock) == ['%s.postgresql_%s' % (helpers.COLLECTION, name) for name in
-                                     ('duplicate_resolution', 'online_index', 'online_unique_constraint',
+                                     ('duplicate_resolution', 'online_constraint', 'online_index',
+                                      'online_unique_constraint',
                                       'prisma_migration')]

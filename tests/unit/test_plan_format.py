@@ -3,6 +3,7 @@
 structural problem, naming its entry."""
 
 import importlib
+import os
 
 import pytest
 import yaml
@@ -18,6 +19,10 @@ def test_the_shipped_and_the_walk_plans_are_well_formed():
     with open(helpers.PLAN_T12_PATH) as handle:
         assert mp.plan_errors(yaml.safe_load(handle)) == []
     assert mp.plan_errors(bad_plans.GOOD) == []
+    with open(os.path.join(helpers.REPO_ROOT, 'fixtures', 'relations', 'plan.yml')) as handle:
+        relations = yaml.safe_load(handle)
+    assert mp.plan_errors(relations) == []
+    assert sorted(set(c['type'] for c in relations['constraints'])) == ['check', 'foreign_key', 'not_null']
 
 
 @pytest.mark.parametrize('name,plan,fragments', bad_plans.FORMAT, ids=[case[0] for case in bad_plans.FORMAT])

@@ -15,6 +15,8 @@ SCRIPT = os.path.join(REPO_ROOT, 'scripts', 'plan_import.py')
 SEED_SQL = os.path.join(REPO_ROOT, 'fixtures', 't12', 'seed_migration.sql')
 PRISMA_SQL = os.path.join(REPO_ROOT, 'fixtures', 't12', 'prisma', 'migrations', '20241125000000_t12_indexes',
                           'migration.sql')
+RELATIONS = os.path.join(REPO_ROOT, 'fixtures', 'relations')
+RELATIONS_SQL = os.path.join(RELATIONS, 'prisma', 'migrations', '20261201000000_relations', 'migration.sql')
 
 _spec = importlib.util.spec_from_file_location('pgzd_plan_import', SCRIPT)
 plan_import = importlib.util.module_from_spec(_spec)
@@ -60,6 +62,44 @@ def test_the_blocking_prisma_migration_imports_to_the_same_entries(tmp_path):
     assert imported['tables'] == shipped['tables']
     assert imported['constraints'] == shipped['constraints']
     assert 'skipped' not in result.stderr
+
+
+def test_a_prisma_migration_with_relations_a_required_column_and_a_check_imports_whole(tmp_path):
+    """fixtures/relations/plan.yml is exactly its migration.sql imported (and test_online_constraints.py migrates it)."""
+    out = tmp_path / 'plan.yml'
+    result = run_cli(RELATIONS_SQL, '--prisma', '-o', str(out))
+    assert result.returncode == 0, result.stderr
+    with open(os.path.join(RELATIONS, 'plan.yml')) as handle:
+        shipped = handle.read()
+    # The same text but for the plan file's own folder in the Prisma path.
+    assert out.read_text().replace(os.path.relpath(os.path.dirname(RELATIONS_SQL), str(tmp_path)),
+                                   'prisma/migrations/20261201000000_relations').split('\n')[3:] == shipped.split('\n')[3:]
+    plan = yaml.safe_load(shipped)
+    assert plan['constraints'] == [
+        {'name': 'Class_teacherId_not_null', 'table': 'Class', 'type': 'not_null', 'column': 'teacherId'},
+        {'name': 'JobAssignment_jobId_fkey', 'table': 'JobAssignment', 'type': 'foreign_key', 'columns': ['jobId'],
+         'references': {'table': 'Job', 'columns': ['id']}, 'on_delete': 'CASCADE', 'on_update': 'CASCADE'},
+        {'name': 'Job_classId_fkey', 'table': 'Job', 'type': 'foreign_key', 'columns': ['classId'],
+         'references': {'table': 'Class', 'columns': ['id']}, 'on_delete': 'SET NULL', 'on_update': 'CASCADE'},
+        {'name': 'Item_price_check', 'table': 'Item', 'type': 'check', 'expression': 'price > 0'}]
+    assert plan['tables'] == [{'name': 'JobAssignment', 'indexes': [{'name': 'JobAssignment_jobId_idx',
+                                                                     'columns': ['jobId']}]}]
+
+
+def test_foreign_keys_checks_and_not_null_import_with_their_options():
+    tables, constraints, skipped, refused = plan_import.import_sql(
+        'ALTER TABLE "A" ADD CONSTRAINT "A_b_fkey" FOREIGN KEY ("b", "c") REFERENCES other."B"("x", "y");\n'
+        'ALTER TABLE "A" ALTER COLUMN "d" SET NOT NULL, ADD CONSTRAINT "A_e_check" CHECK (e IN (\'x\', \'y\'));\n'
+        'ALTER TABLE "%s" ALTER COLUMN "%s" SET NOT NULL;\n' % ('T' * 40, 'c' * 40))
+    assert refused == [] and tables == [] and skipped == []
+    assert constraints == [
+        {'name': 'A_b_fkey', 'table': 'A', 'type': 'foreign_key', 'columns': ['b', 'c'],
+         'references': {'table': 'B', 'schema': 'other', 'columns': ['x', 'y']}},
+        {'name': 'A_d_not_null', 'table': 'A', 'type': 'not_null', 'column': 'd'},
+        {'name': 'A_e_check', 'table': 'A', 'type': 'check', 'expression': "e IN ('x', 'y')"},
+        {'name': ('T' * 40 + '_' + 'c' * 40)[:54] + '_not_null', 'table': 'T' * 40, 'type': 'not_null',
+         'column': 'c' * 40}]
+    assert len(constraints[-1]['name']) == 63
 
 
 def test_the_duplicate_check_select_is_listed_as_skipped_with_its_line(tmp_path):
@@ -122,6 +162,12 @@ def test_every_plan_field_is_imported_and_a_foreign_schema_kept():
     ('CREATE UNIQUE INDEX "i" ON "t"("a") NULLS NOT DISTINCT;', 'NULLS NOT DISTINCT'),
     ('ALTER TABLE "t" ADD CONSTRAINT "k" UNIQUE USING INDEX "i";', 'USING INDEX'),
     ('ALTER TABLE "t" ADD CONSTRAINT "k" UNIQUE ("a"), DROP COLUMN "b";', 'migration of their own'),
+    ('ALTER TABLE "t" ADD CONSTRAINT "k" FOREIGN KEY ("a") REFERENCES "u";', 'REFERENCES names no columns'),
+    ('ALTER TABLE "t" ADD CONSTRAINT "k" FOREIGN KEY ("a") REFERENCES "u"("b") MATCH FULL;', 'MATCH FULL'),
+    ('ALTER TABLE "t" ADD CONSTRAINT "k" FOREIGN KEY ("a") REFERENCES "u"("b") DEFERRABLE;', 'DEFERRABLE'),
+    ('ALTER TABLE "t" ADD CHECK ("a" > 0);', 'the constraint has no name'),
+    ('ALTER TABLE "t" ADD CONSTRAINT "k" CHECK ("a" > 0) NO INHERIT;', 'NO INHERIT'),
+    ('ALTER TABLE "t" ALTER COLUMN "a" DROP NOT NULL;', 'migration of their own'),
     ("SET search_path = other;", 'not an index'),
     ('WITH gone AS (DELETE FROM "t" RETURNING *) SELECT count(*) FROM gone;', 'not an index'),
     ('SELECT * FROM "t" FOR UPDATE;', 'not an index'),

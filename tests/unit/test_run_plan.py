@@ -120,7 +120,7 @@ def test_the_disk_the_run_needs_is_that_of_its_own_index_builds():
 
 def test_a_constraint_phase_keeps_a_json_copy_of_each_rename_beside_the_audit_table():
     import importlib
-    module = importlib.import_module(helpers.collection_path('plugins.modules.postgresql_online_unique_constraint'))
+    module = importlib.import_module(helpers.collection_path('plugins.module_utils.constraint_phase'))
     renamed = dict(name='k', rows=[dict(row_key={'id': 2}, old='a', new='a [duplicate 2]')], audit='pgzd_audit.t')
     assert module.audit_files([renamed, dict(name='k2', rows=[])], 'run-1', 'present') == {
         'run-1-k-resolved.json': dict(constraint='k', run_id='run-1', kind='resolved', audit_table='pgzd_audit.t',

@@ -1,0 +1,75 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# The options of the modules that run a constraint phase (module_utils/constraint_phase.phase_options), besides the
+# plan's constraints (plan_constraints) and the connection.
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    DOCUMENTATION = r'''
+options:
+  login_db:
+    description: Name of the database to connect to.
+    type: str
+    aliases: [db]
+  schema:
+    description: Schema of the table (with O(constraints), of the constraints that name none).
+    type: str
+    default: public
+  audit_schema:
+    description: With O(constraints), schema of the audit table of duplicate renames (unique constraints).
+    type: str
+    default: pgzd_audit
+  audit_table:
+    description: With O(constraints), the audit table of duplicate renames (unique constraints).
+    type: str
+    default: duplicate_resolution
+  run_id:
+    description: With O(constraints), the run id the audit table records with each rename.
+    type: str
+    default: manual
+  restore_duplicates:
+    description: With O(constraints) and O(state=absent), put back the values a duplicate rename changed.
+    type: bool
+    default: true
+  state:
+    description: C(present) adds the constraints, C(absent) drops them (a NOT NULL is dropped from its column).
+    type: str
+    choices: [present, absent]
+    default: present
+  lock_timeout:
+    description:
+      - lock_timeout of each catalog step that readers or writers would queue behind. These are ADD CONSTRAINT (a
+        unique index attached, or a foreign key or check added NOT VALID), SET NOT NULL, DROP CONSTRAINT and DROP NOT
+        NULL. Sessions that queue behind such a request wait at most this long.
+    type: str
+    default: 2s
+  index_lock_timeout:
+    description:
+      - lock_timeout of the session's other statements. These are C(VALIDATE CONSTRAINT) waiting for its lock (SHARE
+        UPDATE EXCLUSIVE, which no reader or writer takes, but autovacuum and other DDL do), the catalog reads, and
+        the drop of a failed build's INVALID leftover.
+      - Concurrent index builds and drops are not bounded by it. They block no reads or writes while they wait (for
+        writers, for older transactions), and a retry would build the index all over again; they wait as long as it
+        takes, watched (O(build_wait_warn), O(build_wait_timeout)).
+    type: str
+    default: 5s
+  statement_timeout:
+    description: statement_timeout of the session. C(0) disables it, which a long build or validation needs.
+    type: str
+    default: '0'
+  sample_ids:
+    description: How many row ids to list per duplicate key or violation when a step fails on the data.
+    type: int
+    default: 5
+  max_groups:
+    description: How many duplicate or missing keys to list when a step fails on the data.
+    type: int
+    default: 20
+  session_role:
+    description: Switch to this role after connecting.
+    type: str
+'''

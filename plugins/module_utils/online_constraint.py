@@ -1,0 +1,650 @@
+# -*- coding: utf-8 -*-
+# Foreign keys, CHECK constraints and NOT NULL added without a long lock. Each is split into short catalog steps,
+# each under the short lock_timeout with retries, and one long scan that lets writes go on:
+#   foreign_key: ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID  (SHARE ROW EXCLUSIVE on both tables, an instant)
+#                VALIDATE CONSTRAINT  (SHARE UPDATE EXCLUSIVE on the table, ROW SHARE on the referenced one: a scan
+#                that blocks no reads or writes)
+#   check:       ADD CONSTRAINT ... CHECK (...) NOT VALID  (ACCESS EXCLUSIVE, an instant), then VALIDATE
+#   not_null:    a helper CHECK (column IS NOT NULL) NOT VALID, VALIDATE, then ALTER COLUMN ... SET NOT NULL (ACCESS
+#                EXCLUSIVE, instant: PostgreSQL 12+ proves the column from the valid check instead of scanning), then
+#                the helper dropped.
+# Where a run stopped between steps, the catalog says which steps are left (decide_steps), so a rerun resumes.
+#
+# decide_steps and the *_differences functions take plain catalog facts and return plain data, so tests/unit runs
+# them without a server. ConstraintRunner reads the catalog, checks the data and runs the steps, reusing the unique
+# constraint runner (which reuses the index runner: the migration lock proof before each statement, retries with
+# backoff, concurrent builds for a foreign key's index).
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
+    ACTION_CREATE, ACTION_DROP, ACTION_UNCHANGED,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import (
+    expression_error, statement_error,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+    OnlineIndexError, error_text, sqlstate,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
+    CONSTRAINT_TYPES, UniqueConstraintRunner,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import PRIMARY_KEY_QUERY
+
+KINDS = ('foreign_key', 'check', 'not_null')
+# foreign_key_violation, check_violation, not_null_violation: VALIDATE (or SET NOT NULL) found rows that break it.
+VIOLATION_SQLSTATES = ('23503', '23514', '23502')
+# A NOT VALID constraint left by an earlier run: the rerun validates it (and, for NOT NULL, goes on from there).
+ACTION_VALIDATE = 'validated'
+# NOT NULL whose helper check is valid already: only SET NOT NULL and the helper's drop are left.
+ACTION_COMPLETE = 'completed'
+
+# pg_constraint.confupdtype / confdeltype, and the words a plan (and Prisma) uses for them.
+REFERENTIAL_ACTIONS = dict(a='NO ACTION', r='RESTRICT', c='CASCADE', n='SET NULL', d='SET DEFAULT')
+
+# The steps, in the order they run, and the lock each takes. 'short' steps run under the constraint lock_timeout
+# (other sessions queue behind them at most that long); 'scan' steps under validate_lock_timeout, then scan without a
+# statement timeout while reads and writes go on; 'build' is a concurrent index build.
+STEP_ORDER = ('build_index', 'add', 'validate', 'set_not_null', 'drop', 'drop_not_null', 'drop_index')
+STEP_LOCKS = dict(
+    build_index='SHARE UPDATE EXCLUSIVE on the table, no reads or writes blocked (CREATE INDEX CONCURRENTLY)',
+    add=None,  # by kind, see add_lock
+    validate='SHARE UPDATE EXCLUSIVE on the table%s: a scan that blocks no reads or writes',
+    set_not_null='ACCESS EXCLUSIVE on the table, an instant (the valid check proves the column, no scan)',
+    drop='ACCESS EXCLUSIVE on the table, an instant',
+    drop_not_null='ACCESS EXCLUSIVE on the table, an instant',
+    drop_index='SHARE UPDATE EXCLUSIVE on the table, no reads or writes blocked (DROP INDEX CONCURRENTLY)',
+)
+
+COLUMNS_QUERY = """
+SELECT a.attname::text AS name, a.atttypid::bigint AS type_oid, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+       a.attnotnull AS not_null
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+# The column sets of a table's unique constraints and non-partial unique indexes: what a foreign key can reference.
+UNIQUE_KEYS_QUERY = """
+SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) AS k(attnum)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) AS columns
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+  AND i.indexprs IS NULL
+"""
+
+# Whether values of the first type can be compared with = to values of the second (directly, or through a binary
+# coercion), as a foreign key needs.
+COMPARABLE_QUERY = """
+SELECT EXISTS (
+  SELECT 1 FROM pg_catalog.pg_operator o
+  WHERE o.oprname = '='
+    AND (o.oprleft = %(a)s OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast WHERE castsource = %(a)s
+                                      AND casttarget = o.oprleft AND castmethod = 'b'))
+    AND (o.oprright = %(b)s OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast WHERE castsource = %(b)s
+                                       AND casttarget = o.oprright AND castmethod = 'b'))) AS comparable
+"""
+
+# Indexes of a table whose leading key columns are exactly a given set (any order): they serve a foreign key's
+# lookups when a referenced row is deleted or its key updated.
+LEADING_INDEX_QUERY = """
+SELECT c.relname::text AS name
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+WHERE n.nspname = %(schema)s AND t.relname = %(table)s AND i.indisvalid AND i.indpred IS NULL
+  AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
+       FROM unnest((i.indkey::int2[])[0:%(count)s - 1]) AS k(attnum)
+       JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = %(columns)s::text[]
+"""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decisions on plain data.
+# ---------------------------------------------------------------------------------------------------
+
+def referential_action(value):
+    """The canonical form of ON DELETE / ON UPDATE words (no action, Restrict, SET_NULL, ...), or None."""
+    if value is None:
+        return 'NO ACTION'
+    words = ' '.join(str(value).replace('_', ' ').upper().split())
+    return words if words in REFERENTIAL_ACTIONS.values() else None
+
+
+def entry_columns(entry):
+    """The table's columns an entry is about (a NOT NULL's one column, a check's none)."""
+    if entry['type'] == 'not_null':
+        return [entry['column']] if entry.get('column') else []
+    return list(entry.get('columns') or [])
+
+
+def entry_errors(entry):
+    """What is wrong with one foreign_key, check or not_null entry on its own (no catalog needed)."""
+    errors = []
+    kind = entry.get('type')
+    if kind not in KINDS:
+        return ['constraint "%s": type %s is not one of %s' % (entry.get('name'), kind, ', '.join(KINDS))]
+    for what, value in [('constraint name', entry.get('name')), ('table', entry.get('table')),
+                        ('schema', entry.get('schema'))] + [('column', c) for c in entry_columns(entry)]:
+        error = identifier_error(what, value)
+        if error:
+            errors.append(error)
+    if kind == 'foreign_key':
+        references = entry.get('references') or {}
+        if not entry.get('columns'):
+            errors.append('foreign key "%s" has no columns' % entry.get('name'))
+        for what, value in [('referenced table', references.get('table')),
+                            ('referenced schema', references.get('schema') or entry.get('schema'))] + \
+                [('referenced column', c) for c in references.get('columns') or []]:
+            error = identifier_error(what, value)
+            if error:
+                errors.append(error)
+        if len(references.get('columns') or []) != len(entry.get('columns') or []):
+            errors.append('foreign key "%s": %d column(s) reference %d column(s); give as many referenced columns as '
+                          'columns' % (entry.get('name'), len(entry.get('columns') or []),
+                                       len(references.get('columns') or [])))
+        for option in ('on_delete', 'on_update'):
+            if referential_action(entry.get(option)) is None:
+                errors.append('foreign key "%s": %s must be one of %s, not %r' % (
+                    entry.get('name'), option, ', '.join(REFERENTIAL_ACTIONS.values()), entry.get(option)))
+        if entry.get('index') is not None:
+            error = identifier_error('index', entry.get('index'))
+            if error:
+                errors.append(error)
+    elif kind == 'check':
+        problem = expression_error(entry.get('expression') or '')
+        if problem:
+            errors.append('check "%s": expression is not one SQL expression a plan may use: %s'
+                          % (entry.get('name'), problem))
+    elif not entry.get('column'):
+        errors.append('not_null "%s" names no column' % entry.get('name'))
+    return errors
+
+
+def without_not_valid(definition):
+    definition = definition or ''
+    return definition[:-len(' NOT VALID')] if definition.endswith(' NOT VALID') else definition
+
+
+def foreign_key_differences(existing, entry, default_schema):
+    """What makes an existing constraint (a CONSTRAINTS_QUERY row) differ from a planned foreign key; empty if equal."""
+    if existing['type'] != 'f':
+        return ['it is a %s constraint, not FOREIGN KEY' % CONSTRAINT_TYPES.get(existing['type'], existing['type'])]
+    references = entry['references']
+    differences = []
+    if existing['columns'] != list(entry['columns']):
+        differences.append('its columns are (%s), planned (%s)' % (', '.join(existing['columns']),
+                                                                   ', '.join(entry['columns'])))
+    planned_ref = (references.get('schema') or default_schema, references['table'], list(references['columns']))
+    if (existing['ref_schema'], existing['ref_table'], existing['ref_columns']) != planned_ref:
+        differences.append('it references %s.%s (%s), planned %s.%s (%s)' % (
+            existing['ref_schema'], existing['ref_table'], ', '.join(existing['ref_columns']), planned_ref[0],
+            planned_ref[1], ', '.join(planned_ref[2])))
+    for option in ('on_delete', 'on_update'):
+        have = REFERENTIAL_ACTIONS.get(existing[option])
+        if have != referential_action(entry.get(option)):
+            planned = referential_action(entry.get(option))
+            differences.append('its %s is %s, planned %s' % (option.replace('_', ' ').upper(), have, planned))
+    if existing['match_type'] != 's':
+        differences.append('it is MATCH FULL')
+    if existing['deferrable']:
+        differences.append('it is DEFERRABLE')
+    return differences
+
+
+def check_differences(existing, planned_definition):
+    """What makes an existing constraint differ from a planned CHECK (PostgreSQL's rendering of both); empty if
+    equal."""
+    if existing['type'] != 'c':
+        return ['it is a %s constraint, not CHECK' % CONSTRAINT_TYPES.get(existing['type'], existing['type'])]
+    if without_not_valid(existing['definition']) != without_not_valid(planned_definition):
+        return ['its expression differs']
+    return []
+
+
+def decide_steps(kind, state, existing, differences, column_not_null=False, index_action=None):
+    """The steps one entry still needs, from what the catalog holds: (action, steps, errors).
+
+    C(existing) is the constraint of the entry's name on its table (a CONSTRAINTS_QUERY row) or None; for not_null it
+    is the helper check. C(differences) says how it differs from the planned one. C(column_not_null) is
+    pg_attribute.attnotnull of a not_null's column. C(index_action) is what a foreign key's own index (option index)
+    needs: created or rebuilt (build it first), dropped (rolling back), or None.
+    """
+    if existing is not None and differences:
+        return None, [], differences
+    steps = []
+    if state == 'present':
+        if index_action in (ACTION_CREATE, 'rebuilt'):
+            steps.append('build_index')
+        if kind == 'not_null' and column_not_null:
+            steps.extend(['drop'] if existing is not None else [])
+        else:
+            if existing is None:
+                steps.append('add')
+            if existing is None or not existing['valid']:
+                steps.append('validate')
+            if kind == 'not_null':
+                steps.extend(['set_not_null', 'drop'])
+        if 'add' in steps:
+            action = ACTION_CREATE
+        elif 'validate' in steps:
+            action = ACTION_VALIDATE
+        elif kind == 'not_null' and steps:
+            action = ACTION_COMPLETE
+        else:
+            action = ACTION_CREATE if steps else ACTION_UNCHANGED
+        return action, steps, []
+    if kind == 'not_null' and column_not_null:
+        steps.append('drop_not_null')
+    if existing is not None:
+        steps.append('drop')
+    if index_action == ACTION_DROP:
+        steps.append('drop_index')
+    return (ACTION_DROP if steps else ACTION_UNCHANGED), steps, []
+
+
+def different_message(entry, existing, differences, planned_text):
+    return ('a different constraint named "%s" already exists on %s.%s (%s).\n  existing: %s\n  planned:  %s\n'
+            'Rename the planned constraint, or drop the existing one deliberately, and rerun; nothing was changed.'
+            % (entry['name'], entry['schema'], entry['table'], '; '.join(differences), existing['definition'],
+               planned_text))
+
+
+def violation_report(entry, found):
+    """The lines an SRE reads when rows stop a planned foreign key, check or NOT NULL."""
+    kind = entry['type']
+    where = '%s.%s' % (entry['schema'], entry['table'])
+    if kind == 'foreign_key':
+        references = entry['references']
+        lines = ['foreign key "%s" (%s) -> %s.%s (%s): %d row(s) of %s reference no row (%d missing key(s))' % (
+            entry['name'], ', '.join(entry['columns']), references.get('schema') or entry['schema'],
+            references['table'], ', '.join(references['columns']), found['total_rows'], where,
+            found['total_groups'])]
+        for group in found['groups']:
+            lines.append('  (%s) = (%s): %d row(s), %s %s%s' % (
+                ', '.join(entry['columns']), ', '.join(str(v) for v in group['key']), group['rows'], found['row_id'],
+                ', '.join(str(v) for v in group['sample_ids']),
+                ', ...' if group['rows'] > len(group['sample_ids']) else ''))
+        if found['total_groups'] > len(found['groups']):
+            lines.append('  ... and %d more missing key(s)' % (found['total_groups'] - len(found['groups'])))
+        return lines
+    what = ('check "%s" CHECK (%s)' % (entry['name'], entry['expression']) if kind == 'check'
+            else 'NOT NULL on %s."%s"' % (where, entry['column']))
+    verb = 'violate' if kind == 'check' else 'hold NULL'
+    return ['%s: %d row(s) of %s %s it: %s %s%s' % (
+        what, found['total_rows'], where, verb, found['row_id'], ', '.join(str(v) for v in found['sample_ids']),
+        ', ...' if found['total_rows'] > len(found['sample_ids']) else '')]
+
+
+def violations_advice(kinds):
+    advice = dict(
+        foreign_key='insert the missing referenced rows, or delete (or set to NULL) the rows that reference them',
+        check='fix or delete the rows that violate the check',
+        not_null='fill in the NULL values (or delete those rows)')
+    return 'What to do: %s, then rerun; the run checks again before any DDL.' % '; '.join(
+        advice[kind] for kind in KINDS if kind in kinds)
+
+
+def step_lock(kind, step):
+    """The lock a step takes, as the docs and the report say it."""
+    if step == 'add':
+        if kind == 'foreign_key':
+            return 'SHARE ROW EXCLUSIVE on the table and the referenced table, an instant (NOT VALID: no scan)'
+        return 'ACCESS EXCLUSIVE on the table, an instant (NOT VALID: no scan)'
+    if step == 'validate':
+        return STEP_LOCKS['validate'] % (' and ROW SHARE on the referenced table' if kind == 'foreign_key' else '')
+    if step == 'drop' and kind == 'foreign_key':
+        return 'ACCESS EXCLUSIVE on the table and SHARE ROW EXCLUSIVE on the referenced table, an instant'
+    return STEP_LOCKS[step]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The runner: catalog, data checks and the steps, against a live autocommit connection.
+# ---------------------------------------------------------------------------------------------------
+
+class ConstraintRunner(UniqueConstraintRunner):
+    """Plans and applies foreign keys, checks and NOT NULL (and unique constraints, through its parent class).
+
+    C(constraint_lock_timeout) bounds each catalog step (ADD ... NOT VALID, SET NOT NULL, DROP), C(lock_timeout) the
+    wait of VALIDATE for its lock (SHARE UPDATE EXCLUSIVE, which no reader or writer conflicts with) and of a
+    concurrent index build; the scan itself runs under C(statement_timeout) (0: none).
+    """
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def read_constraint(self, schema, table, name):
+        rows = [row for row in self.read_constraints(schema, name) if row['table'] == table]
+        return rows[0] if rows else None
+
+    def read_columns(self, schema, table):
+        return dict((row['name'], row) for row in self._query(COLUMNS_QUERY, dict(schema=schema, table=table)))
+
+    def check_definition(self, schema, table, expression):
+        """PostgreSQL's own rendering of CHECK (expression) on the table, from an empty temporary copy of it (of the
+        same name, so the expression may name the table), in a rolled-back transaction: (definition, None) or (None,
+        why PostgreSQL refuses it). Runs outside any transaction (the probe needs a writable one)."""
+        sql = self.sql
+        probe = sql.SQL('ALTER TABLE pg_temp.{} ADD CONSTRAINT pgzd_check_probe CHECK ({}) NOT VALID').format(
+            sql.Identifier(table), sql.SQL(expression))
+        text = self.render(probe)
+        problem = statement_error(text, 'AlterTableStmt')
+        if problem:
+            return None, 'refusing to send %s: %s' % (text, problem)
+        self.cursor.execute('BEGIN')
+        try:
+            self.cursor.execute(sql.SQL('CREATE TEMPORARY TABLE {} (LIKE {}.{})').format(
+                sql.Identifier(table), sql.Identifier(schema), sql.Identifier(table)))
+            self.cursor.execute(text)
+            rows = self._query("SELECT pg_catalog.pg_get_constraintdef(con.oid) AS definition "
+                               "FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid "
+                               "WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relname = %(table)s "
+                               "AND con.conname = 'pgzd_check_probe'", dict(table=table))
+            return rows[0]['definition'], None
+        except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+            reason = error_text(error).splitlines()[0]
+            return None, 'PostgreSQL refuses CHECK (%s) on %s.%s: %s' % (expression, schema, table, reason)
+        finally:
+            self.cursor.execute('ROLLBACK')
+
+    def check_expression(self, entry):
+        if entry['type'] == 'check':
+            return entry['expression']
+        return self.render(self.sql.SQL('{} IS NOT NULL').format(self.sql.Identifier(entry['column'])))
+
+    # -- planning ----------------------------------------------------------------------------------
+
+    def plan_entry(self, entry, state, default_schema='public', planned_unique=()):
+        """Validate one foreign_key, check or not_null entry against the catalog and decide its steps; no DDL runs.
+
+        Runs outside any transaction: a check's expression is proven on an empty temporary copy of the table, in a
+        transaction of its own (rolled back). C(planned_unique) lists (schema, table, frozenset(columns)) of the
+        unique keys the plan adds before this entry (a foreign key may reference one). Raises OnlineIndexError
+        listing every problem found.
+        """
+        spec = dict(entry, schema=entry.get('schema') or default_schema)
+        if spec['type'] == 'foreign_key':
+            references = dict(spec['references'], schema=spec['references'].get('schema') or spec['schema'])
+            spec.update(references=references, on_delete=referential_action(spec.get('on_delete')) or spec.get(
+                'on_delete'), on_update=referential_action(spec.get('on_update')) or spec.get('on_update'))
+        schema, table = spec['schema'], spec['table']
+        errors = entry_errors(spec)
+        if errors:
+            raise OnlineIndexError(self._problems(schema, table, errors))
+        table_row = self.read_table(schema, table)
+        columns = self.read_columns(schema, table) if table_row else {}
+        if state == 'present':
+            errors = self._catalog_errors(spec, table_row, columns, planned_unique)
+            if errors:
+                raise OnlineIndexError(self._problems(schema, table, errors))
+        existing = self.read_constraint(schema, table, spec['name'])
+        planned_text = self.planned_text(spec)
+        differences = []
+        if existing is not None and spec['type'] == 'foreign_key':
+            differences = foreign_key_differences(existing, spec, schema)
+        elif existing is not None or (spec['type'] == 'check' and state == 'present'):
+            # PostgreSQL's own rendering, to compare with an existing one; for a new check, the proof that
+            # PostgreSQL accepts the expression on this table (its columns, its types) before any DDL.
+            definition, problem = self.check_definition(schema, table, self.check_expression(spec))
+            if problem:
+                raise OnlineIndexError(self._problems(schema, table, [problem]))
+            differences = check_differences(existing, definition) if existing is not None else []
+        index_decision = self._index_decision(spec, state) if spec.get('index') else None
+        action, steps, problems = decide_steps(
+            spec['type'], state, existing, differences,
+            column_not_null=bool(columns.get(spec.get('column'), {}).get('not_null')),
+            index_action=index_decision['action'] if index_decision else None)
+        if problems:
+            raise OnlineIndexError(self._problems(schema, table, [
+                different_message(spec, existing, problems, planned_text)]))
+        decision = dict(spec=spec, action=action, steps=steps, constraint=existing, index_decision=index_decision,
+                        table_oid=table_row['oid'] if table_row else None, planned=planned_text,
+                        advice=self._index_advice(spec, state, table_row, index_decision))
+        decision['statements'] = [self.render(self.step_statement(spec, step, index_decision)) for step in steps]
+        return decision
+
+    def _catalog_errors(self, spec, table_row, columns, planned_unique):
+        schema, table = spec['schema'], spec['table']
+        if table_row is None:
+            return ['table %s.%s does not exist: check the plan\'s schema and table name (names are case-sensitive, '
+                    'Prisma models are quoted CamelCase)' % (schema, table)]
+        if table_row['relkind'] == 'p' and spec['type'] in ('foreign_key', 'check'):
+            return ['%s.%s is a partitioned table: PostgreSQL 15 cannot add a NOT VALID %s to it, so it would be '
+                    'checked under a long lock; add it to each partition instead' % (
+                        schema, table, 'foreign key' if spec['type'] == 'foreign_key' else 'check')]
+        if table_row['relkind'] not in ('r', 'p'):
+            return ['%s.%s is not a table (relation kind %s)' % (schema, table, table_row['relkind'])]
+        missing = [c for c in entry_columns(spec) if c not in columns]
+        if missing:
+            return ['constraint "%s": column(s) %s not found in %s.%s (its columns: %s)' % (
+                spec['name'], ', '.join('"%s"' % c for c in missing), schema, table, ', '.join(columns))]
+        if spec['type'] != 'foreign_key':
+            return []
+        return self._reference_errors(spec, columns, planned_unique)
+
+    def _reference_errors(self, spec, columns, planned_unique):
+        references = spec['references']
+        ref_schema, ref_table, ref_columns = references['schema'], references['table'], references['columns']
+        if self.read_table(ref_schema, ref_table) is None:
+            return ['foreign key "%s": the referenced table %s.%s does not exist' % (spec['name'], ref_schema, ref_table)]
+        parent = self.read_columns(ref_schema, ref_table)
+        missing = [c for c in ref_columns if c not in parent]
+        if missing:
+            return ['foreign key "%s": referenced column(s) %s not found in %s.%s (its columns: %s)' % (
+                spec['name'], ', '.join('"%s"' % c for c in missing), ref_schema, ref_table, ', '.join(parent))]
+        errors = []
+        keys = set(frozenset(row['columns']) for row in self._query(UNIQUE_KEYS_QUERY,
+                                                                    dict(schema=ref_schema, table=ref_table)))
+        if frozenset(ref_columns) not in keys and (ref_schema, ref_table, frozenset(ref_columns)) not in planned_unique:
+            errors.append('foreign key "%s": %s.%s (%s) is not a primary key or unique key, and the plan adds none before '
+                          'it; PostgreSQL needs one on exactly the referenced columns: plan a unique constraint (or '
+                          'unique index) on them first' % (spec['name'], ref_schema, ref_table, ', '.join(ref_columns)))
+        for column, ref_column in zip(spec['columns'], ref_columns):
+            mine, theirs = columns[column], parent[ref_column]
+            if mine['type_oid'] == theirs['type_oid']:
+                continue
+            if not self._query(COMPARABLE_QUERY, dict(a=mine['type_oid'], b=theirs['type_oid']))[0]['comparable']:
+                errors.append('foreign key "%s": column "%s" (%s) cannot be compared with %s.%s."%s" (%s): change one '
+                              'of the types' % (spec['name'], column, mine['type'], ref_schema, ref_table, ref_column,
+                                                theirs['type']))
+        return errors
+
+    def _index_decision(self, spec, state):
+        index = dict(name=spec['index'], columns=list(spec['columns']), unique=False, method='btree', include=[],
+                     where=None)
+        return self.plan(spec['schema'], spec['table'], [index], state)[0]
+
+    def _index_advice(self, spec, state, table_row, index_decision):
+        """A foreign key without an index on its columns: deleting or updating a referenced row scans the table."""
+        if spec['type'] != 'foreign_key' or state != 'present' or index_decision is not None or table_row is None:
+            return None
+        columns = sorted(spec['columns'])
+        if self._query(LEADING_INDEX_QUERY, dict(schema=spec['schema'], table=spec['table'], count=len(columns),
+                                                 columns=columns)):
+            return None
+        name = '%s_%s_idx' % (spec['table'], '_'.join(spec['columns']))
+        return ('foreign key "%s": no index on %s.%s (%s); each delete or key update of a %s row will scan %s. Add '
+                '`index: %s` to the entry to build one concurrently before the key is added.'
+                % (spec['name'], spec['schema'], spec['table'], ', '.join(spec['columns']),
+                   spec['references']['table'], spec['table'], name[:63]))
+
+    # -- SQL ---------------------------------------------------------------------------------------
+
+    def planned_text(self, spec):
+        """The planned constraint as a definition (the diff and messages show it)."""
+        sql = self.sql
+        if spec['type'] == 'foreign_key':
+            references = spec['references']
+            return self.render(sql.SQL('FOREIGN KEY ({}) REFERENCES {}.{}({}) ON UPDATE {} ON DELETE {}').format(
+                sql.SQL(', ').join(sql.Identifier(c) for c in spec['columns']), sql.Identifier(references['schema']),
+                sql.Identifier(references['table']),
+                sql.SQL(', ').join(sql.Identifier(c) for c in references['columns']),
+                sql.SQL(spec['on_update']), sql.SQL(spec['on_delete'])))
+        if spec['type'] == 'check':
+            return 'CHECK (%s)' % spec['expression']
+        return 'NOT NULL on column %s (through CHECK (%s))' % (spec['column'], self.check_expression(spec))
+
+    def step_statement(self, spec, step, index_decision=None):
+        sql = self.sql
+        table = sql.SQL('ALTER TABLE {}.{} ').format(sql.Identifier(spec['schema']), sql.Identifier(spec['table']))
+        name = sql.Identifier(spec['name'])
+        if step == 'build_index':
+            return self.create_statement(spec['schema'], spec['table'], index_decision['spec'])
+        if step == 'drop_index':
+            return self.drop_statement(spec['schema'], spec['index'])
+        if step == 'add' and spec['type'] == 'foreign_key':
+            references = spec['references']
+            return table + sql.SQL('ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {}.{} ({}) ON DELETE {} ON UPDATE {} '
+                                   'NOT VALID').format(
+                name, sql.SQL(', ').join(sql.Identifier(c) for c in spec['columns']),
+                sql.Identifier(references['schema']), sql.Identifier(references['table']),
+                sql.SQL(', ').join(sql.Identifier(c) for c in references['columns']),
+                sql.SQL(spec['on_delete']), sql.SQL(spec['on_update']))
+        if step == 'add':
+            return table + sql.SQL('ADD CONSTRAINT {} CHECK ({}) NOT VALID').format(
+                name, sql.SQL(self.check_expression(spec)))
+        if step == 'validate':
+            return table + sql.SQL('VALIDATE CONSTRAINT {}').format(name)
+        if step == 'set_not_null':
+            return table + sql.SQL('ALTER COLUMN {} SET NOT NULL').format(sql.Identifier(spec['column']))
+        if step == 'drop_not_null':
+            return table + sql.SQL('ALTER COLUMN {} DROP NOT NULL').format(sql.Identifier(spec['column']))
+        return table + sql.SQL('DROP CONSTRAINT IF EXISTS {}').format(name)
+
+    # -- the data --------------------------------------------------------------------------------
+
+    def find_violations(self, spec, sample_ids, max_groups):
+        """The rows that stop a planned foreign key (grouped by missing key), check or NOT NULL: dict(row_id,
+        total_rows, total_groups, groups, sample_ids). Raises the driver's error (or ValueError for a refused
+        statement)."""
+        sql = self.sql
+        primary_key = [row['column_name'] for row in self._query(
+            PRIMARY_KEY_QUERY, dict(schema=spec['schema'], table=spec['table']))]
+        if primary_key:
+            row_id = sql.SQL(" || ',' || ").join(sql.SQL('t.{}::text').format(sql.Identifier(c)) for c in primary_key)
+            label = '/'.join(primary_key)
+        else:
+            row_id, label = sql.SQL('t.ctid::text'), 'ctid'
+        source = sql.SQL('{}.{} AS t').format(sql.Identifier(spec['schema']), sql.Identifier(spec['table']))
+        if spec['type'] == 'foreign_key':
+            references = spec['references']
+            keys = sql.SQL(', ').join(sql.SQL('t.{}').format(sql.Identifier(c)) for c in spec['columns'])
+            query = sql.SQL(
+                'SELECT ARRAY[{key_text}] AS key, count(*) AS rows, (array_agg({row_id} ORDER BY {row_id}))[1:{sample}] '
+                'AS sample_ids, count(*) OVER () AS total_groups, sum(count(*)) OVER () AS total_rows FROM {source} '
+                'WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {ref_schema}.{ref_table} AS r WHERE {join}) '
+                'GROUP BY {keys} ORDER BY count(*) DESC, {keys} LIMIT {limit}').format(
+                    key_text=sql.SQL(', ').join(sql.SQL('t.{}::text').format(sql.Identifier(c)) for c in spec['columns']),
+                    row_id=row_id, sample=sql.Literal(int(sample_ids)), source=source,
+                    not_null=sql.SQL(' AND ').join(sql.SQL('t.{} IS NOT NULL').format(sql.Identifier(c))
+                                                   for c in spec['columns']),
+                    ref_schema=sql.Identifier(references['schema']), ref_table=sql.Identifier(references['table']),
+                    join=sql.SQL(' AND ').join(sql.SQL('r.{} = t.{}').format(sql.Identifier(r), sql.Identifier(c))
+                                               for c, r in zip(spec['columns'], references['columns'])),
+                    keys=keys, limit=sql.Literal(int(max_groups)))
+            groups = self._query(query)
+            return dict(row_id=label, total_groups=int(groups[0]['total_groups']) if groups else 0,
+                        total_rows=int(groups[0]['total_rows']) if groups else 0,
+                        groups=[dict(key=g['key'], rows=int(g['rows']), sample_ids=g['sample_ids']) for g in groups],
+                        sample_ids=[])
+        # A check passes on NULL: only rows where it is false violate it.
+        condition = sql.SQL('({}) IS FALSE').format(sql.SQL(spec['expression'])) if spec['type'] == 'check' else \
+            sql.SQL('t.{} IS NULL').format(sql.Identifier(spec['column']))
+        query = sql.SQL('SELECT count(*) AS total_rows, (array_agg({row_id} ORDER BY {row_id}))[1:{sample}] AS '
+                        'sample_ids FROM {source} WHERE {condition}').format(
+            row_id=row_id, sample=sql.Literal(int(sample_ids)), source=source, condition=condition).as_string(
+                self.connection)
+        # Plan text inside: sent only once PostgreSQL's parser proves the whole text one SELECT.
+        problem = statement_error(query, 'SelectStmt')
+        if problem:
+            raise ValueError('refusing to send %s: %s' % (query, problem))
+        row = self._query(query)[0]
+        total = int(row['total_rows'])
+        return dict(row_id=label, total_rows=total, total_groups=total, groups=[],
+                    sample_ids=row['sample_ids'] or [])
+
+    # -- applying ----------------------------------------------------------------------------------
+
+    def apply_entry(self, decision):
+        """Run one decision's steps in order. Returns (seconds, lock retries, [steps done]); raises OnlineIndexError
+        naming the step that failed and what is kept."""
+        spec = decision['spec']
+        started = time.monotonic()
+        retries, done = 0, []
+        for step in decision['steps']:
+            statement = self.step_statement(spec, step, decision['index_decision'])
+            try:
+                if step in ('build_index', 'drop_index'):
+                    retries += self.apply(decision['index_decision'])[1]
+                elif step == 'validate':
+                    retries += self._validate(decision, statement)
+                else:
+                    retries += self._under_constraint_lock_timeout(self._step_decision(decision, step), statement)
+            except OnlineIndexError as error:
+                raise OnlineIndexError('%s\nSteps done before it, and kept: %s. A rerun resumes from the catalog: %s'
+                                       % (error, ', '.join(done) or 'none', self._resume_note(spec, step)))
+            done.append(step)
+        return round(time.monotonic() - started, 3), retries, done
+
+    def _step_decision(self, decision, step):
+        advice = ('What to do: let those sessions finish (or end them), or raise the constraint lock_timeout / '
+                  'lock_retries, then rerun.')
+        return dict(decision, step_advice=advice, step=step)
+
+    def _validate(self, decision, statement):
+        """VALIDATE CONSTRAINT: its lock (SHARE UPDATE EXCLUSIVE, which no reader or writer conflicts with) waited for
+        under lock_timeout with retries, then the scan without a statement timeout."""
+        spec = decision['spec']
+        step = dict(decision, retry_advice=(
+            'What to do: let those sessions finish (or end them: autovacuum and other DDL take the same lock), or '
+            'raise index_lock_timeout / lock_retries, then rerun: the constraint "%s" is kept NOT VALID (it already '
+            'checks every new row), and the rerun validates it.' % spec['name']))
+        return self._with_retries(spec, step, statement, lambda: self._execute(statement, 'AlterTableStmt'))
+
+    def explain_failure(self, error, decision):
+        """After VALIDATE failed on rows written since the preflight: those rows (the constraint stays NOT VALID)."""
+        if 'steps' not in decision:
+            return super(ConstraintRunner, self).explain_failure(error, decision)
+        if sqlstate(error) not in VIOLATION_SQLSTATES:
+            return []
+        spec = decision['spec']
+        try:
+            found = self.find_violations(spec, self.sample_ids, self.max_groups)
+        except Exception as failure:  # the driver's errors have no common base class to name here
+            return ['The rows could not be listed: %s' % error_text(failure)]
+        lines = ['Rows written since the preflight break it:'] + violation_report(spec, found)
+        lines.append(violations_advice([spec['type']]))
+        return lines
+
+    @staticmethod
+    def _resume_note(spec, step):
+        if step == 'build_index':
+            return 'it builds the index again (an INVALID leftover is dropped first).'
+        if step in ('add', 'drop', 'drop_not_null', 'drop_index'):
+            return 'this step had not changed anything; it runs again.'
+        if step == 'validate':
+            return 'the NOT VALID constraint "%s" is kept (new rows are checked already), and is validated.' % spec['name']
+        return 'the valid check "%s" is kept; SET NOT NULL runs again.' % spec['name']
+
+
+def read_violations(runner, spec, sample_ids, max_groups):
+    """find_violations in a savepoint of the caller's transaction: (found, problem)."""
+    cursor = runner.cursor
+    cursor.execute('SAVEPOINT pgzd_violations')
+    try:
+        found = runner.find_violations(spec, sample_ids, max_groups)
+        cursor.execute('RELEASE SAVEPOINT pgzd_violations')
+        return found, None
+    except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+        cursor.execute('ROLLBACK TO SAVEPOINT pgzd_violations')
+        return None, 'constraint "%s" on %s.%s: the rows could not be checked: %s' % (
+            spec['name'], spec['schema'], spec['table'], error_text(error))
