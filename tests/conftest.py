@@ -217,13 +217,7 @@ def t12_copy(pg_cluster):
 
 
 def _connect(pg_cluster, dbname=None):
-    import psycopg2
-    conn = psycopg2.connect(host=pg_cluster['host'], port=pg_cluster['port'], user=pg_cluster['user'],
-                            password=pg_cluster['password'], dbname=dbname or pg_cluster['dbname'],
-                            application_name='pgzd-pytest')
-    # Autocommit: an idle open transaction here would make every CREATE INDEX CONCURRENTLY wait for it.
-    conn.autocommit = True
-    return conn
+    return helpers.connect(dict(pg_cluster, dbname=dbname or pg_cluster['dbname']))
 
 
 @pytest.fixture(scope='session')

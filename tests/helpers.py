@@ -4,7 +4,8 @@
 - load_module_utils(): the module_utils files, imported by their collection path as Ansible imports them.
 - run_ansible_module(): runs a module through the real ``ansible`` ad hoc command and returns the
   host's result dict (via the test-only JSON stdout callback in tests/callback_plugins).
-- Catalog helpers over a psycopg2 autocommit connection.
+- connect() and catalog helpers over a psycopg2 autocommit connection.
+- The T12 Prisma migration: its plan (import_prisma_plan()) and its rows in _prisma_migrations.
 - ReportPage: report.html parsed (elements closed, ids, chart rects and texts, table rows).
 """
 
@@ -21,6 +22,15 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS_DIR = os.path.join(REPO_ROOT, 'tests')
 VENV_BIN = os.path.join(REPO_ROOT, '.venv', 'bin')
 PLAN_T12_PATH = os.path.join(REPO_ROOT, 'plans', 't12.yml')
+
+# The T12 change as the Prisma migration an application would have committed (README.md, "From a Prisma schema
+# change to an online migration"), and the migration the sample database's _prisma_migrations already holds.
+PRISMA_MIGRATIONS_DIR = os.path.join(REPO_ROOT, 'fixtures', 't12', 'prisma', 'migrations')
+PRISMA_MIGRATION = '20241125000000_t12_indexes'
+PRISMA_MIGRATION_SQL_PATH = os.path.join(PRISMA_MIGRATIONS_DIR, PRISMA_MIGRATION, 'migration.sql')
+PRISMA_INIT_MIGRATION = '20240101000000_init'
+# The id of a row in _prisma_migrations, Prisma's or ours: a random UUID.
+UUID_V4 = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$')
 
 # Every index the integration tests create starts with this prefix; the cleanup drops them all.
 TEST_INDEX_PREFIX = 'pt_'
@@ -141,6 +151,16 @@ def badly_rendered_task_names(stdout):
 
 # -- catalog helpers (psycopg2 connection in autocommit) --------------------------------------------
 
+def connect(info):
+    """A psycopg2 connection to C(info) (host, port, user, password, dbname: pg_cluster's or t12_copy's)."""
+    import psycopg2
+    conn = psycopg2.connect(host=info['host'], port=info['port'], user=info['user'], password=info['password'],
+                            dbname=info['dbname'], application_name='pgzd-pytest')
+    # Autocommit: an idle open transaction here would make every CREATE INDEX CONCURRENTLY wait for it.
+    conn.autocommit = True
+    return conn
+
+
 def query(conn, sql, params=None):
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
@@ -243,6 +263,27 @@ def assert_failed_without_change(result, before, after, *fragments):
     for fragment in fragments:
         assert fragment in result['msg'], (fragment, result['msg'])
     assert after == before
+
+
+# -- the T12 Prisma migration ---------------------------------------------------------------------
+
+def import_prisma_plan(directory):
+    """The plan of the T12 Prisma migration with its prisma_migration section, as README.md makes it
+    (scripts/plan_import.py --prisma --base plans/t12.yml), written into C(directory); returns its path."""
+    plan = os.path.join(str(directory), 't12-prisma.yml')
+    process = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'scripts', 'plan_import.py'),
+                              PRISMA_MIGRATION_SQL_PATH, '--base', PLAN_T12_PATH, '--prisma', '-o', plan],
+                             capture_output=True, text=True, timeout=60)
+    assert process.returncode == 0, process.stderr
+    return plan
+
+
+def prisma_history_rows(conn, name=PRISMA_MIGRATION):
+    """The rows of migration C(name) in public._prisma_migrations, oldest first: (id, checksum, migration_name,
+    logs, started_at, finished_at, rolled_back_at, applied_steps_count)."""
+    return query(conn, 'SELECT id, checksum, migration_name, logs, started_at, finished_at, rolled_back_at, '
+                       'applied_steps_count FROM "_prisma_migrations" WHERE migration_name = %s '
+                       'ORDER BY started_at', (name,))
 
 
 # -- the HTML report -------------------------------------------------------------------------------

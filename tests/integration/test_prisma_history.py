@@ -9,9 +9,6 @@ leaves it. The ``history`` fixture puts that table back as it was after each tes
 import glob
 import hashlib
 import os
-import re
-import subprocess
-import sys
 
 import pytest
 
@@ -20,21 +17,17 @@ import helpers
 pytestmark = pytest.mark.integration
 
 MODULE = 'postgresql_prisma_migration'
-NAME = '20241125000000_t12_indexes'
-SQL_PATH = os.path.join(helpers.REPO_ROOT, 'fixtures', 't12', 'prisma', 'migrations', NAME, 'migration.sql')
-INIT = '20240101000000_init'
+NAME = helpers.PRISMA_MIGRATION
+SQL_PATH = helpers.PRISMA_MIGRATION_SQL_PATH
+INIT = helpers.PRISMA_INIT_MIGRATION
 PRISMA_LOCK = 72707369
-UUID = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$')
 
 with open(SQL_PATH, encoding='utf-8') as _handle:
     SCRIPT = _handle.read()
 CHECKSUM = hashlib.sha256(SCRIPT.encode('utf-8')).hexdigest()
 
 
-def rows(db, name=NAME):
-    return helpers.query(db, 'SELECT id, checksum, migration_name, logs, started_at, finished_at, rolled_back_at, '
-                             'applied_steps_count FROM "_prisma_migrations" WHERE migration_name = %s '
-                             'ORDER BY started_at', (name,))
+rows = helpers.prisma_history_rows
 
 
 def table_exists(db):
@@ -65,7 +58,7 @@ def test_records_the_row_prisma_migrate_resolve_writes_then_changes_nothing(hist
     assert result['changed'] and result['action'] == 'recorded', result
     (row,) = rows(history)
     row_id, checksum, name, logs, started, finished, rolled_back, steps = row
-    assert UUID.match(row_id)
+    assert helpers.UUID_V4.match(row_id)
     assert checksum == CHECKSUM == result['checksum']
     assert name == NAME
     assert started == finished and rolled_back is None
@@ -177,17 +170,8 @@ def output(run):
     return ' '.join(run.stdout.split())
 
 
-def import_prisma_plan(tmp_path):
-    plan = tmp_path / 't12-prisma.yml'
-    process = subprocess.run([sys.executable, os.path.join(helpers.REPO_ROOT, 'scripts', 'plan_import.py'), SQL_PATH,
-                              '--base', helpers.PLAN_T12_PATH, '--prisma', '-o', str(plan)],
-                             capture_output=True, text=True, timeout=60)
-    assert process.returncode == 0, process.stderr
-    return str(plan)
-
-
 def test_migrate_records_the_imported_prisma_migration_and_rollback_removes_it(history, pg_cluster, tmp_path):
-    plan = import_prisma_plan(tmp_path)
+    plan = helpers.import_prisma_plan(tmp_path)
     settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], plan=plan,
                     artifacts_dir=str(tmp_path), backup_enabled='false')
 
@@ -216,7 +200,7 @@ def test_migrate_records_the_imported_prisma_migration_and_rollback_removes_it(h
 
 
 def test_migrate_refuses_before_any_ddl_when_the_table_is_missing(history, pg_cluster, tmp_path):
-    plan = import_prisma_plan(tmp_path)
+    plan = helpers.import_prisma_plan(tmp_path)
     with history.cursor() as cursor:
         cursor.execute('DROP TABLE "_prisma_migrations"')
     before = helpers.all_indexes(history)

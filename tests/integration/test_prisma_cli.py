@@ -1,0 +1,177 @@
+# -*- coding: utf-8 -*-
+"""The real Prisma CLI reads the record of the T12 Prisma migration that migrate.yml writes, on real PostgreSQL.
+
+After playbooks/migrate.yml with the plan imported from the migration (scripts/plan_import.py --prisma),
+`prisma migrate status` says the database schema is up to date and `prisma migrate deploy` applies nothing; after
+playbooks/rollback.yml, `status` lists the migration as not yet applied. And the row is the one
+`prisma migrate resolve --applied` writes.
+
+The CLI is Prisma 6.19.3 with its WebAssembly schema engine (tests/prisma_cli: package-lock.json, prisma.config.ts,
+schema.prisma), installed by scripts/bootstrap; without it these tests fail, saying what to do. Each test has a copy
+of the seeded database of its own. `deploy` and `resolve` exit only about 10 s after their work is done (a timer of
+Prisma's schema engine that nothing cancels), hence so few CLI runs.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from urllib.parse import quote
+
+import pytest
+
+import helpers
+
+pytestmark = pytest.mark.integration
+
+PRISMA_CLI_DIR = os.path.join(helpers.TESTS_DIR, 'prisma_cli')
+NAME = helpers.PRISMA_MIGRATION
+DATABASE = 'pt_prisma_cli'
+CLI_TIMEOUT = 120
+
+with open(helpers.PRISMA_MIGRATION_SQL_PATH, 'rb') as _handle:
+    SCRIPT_BYTES = _handle.read()
+
+
+def _installed_version(package_json):
+    with open(package_json, encoding='utf-8') as handle:
+        return json.load(handle)['version']
+
+
+@pytest.fixture(scope='module')
+def prisma_cli():
+    """The entry point of the Prisma CLI that scripts/bootstrap installed; the tests fail (not skip) without it."""
+    with open(os.path.join(PRISMA_CLI_DIR, 'package.json'), encoding='utf-8') as handle:
+        pinned = json.load(handle)['devDependencies']
+    if shutil.which('node') is None:
+        pytest.fail('node is not on PATH: this test runs the real Prisma CLI and needs Node.js 18.18 or later with '
+                    'npm; install them, then run scripts/bootstrap', pytrace=False)
+    for package, version in sorted(pinned.items()):
+        package_json = os.path.join(PRISMA_CLI_DIR, 'node_modules', package, 'package.json')
+        installed = _installed_version(package_json) if os.path.exists(package_json) else 'nothing'
+        if installed != version:
+            pytest.fail('%s %s is not installed in %s/node_modules (found: %s): run scripts/bootstrap, which runs '
+                        '`npm ci` there (it needs npm and the npm registry)'
+                        % (package, version, os.path.relpath(PRISMA_CLI_DIR, helpers.REPO_ROOT), installed),
+                        pytrace=False)
+    return os.path.join(PRISMA_CLI_DIR, 'node_modules', 'prisma', 'build', 'index.js')
+
+
+@pytest.fixture
+def prisma_dir(tmp_path):
+    """The application's prisma/ folder: schema.prisma, and in migrations/ the sample database's first migration
+    and the T12 migration (fixtures/t12/prisma/migrations), as the application's repository would hold them."""
+    directory = tmp_path / 'prisma'
+    shutil.copytree(helpers.PRISMA_MIGRATIONS_DIR, str(directory / 'migrations'))
+    shutil.copy(os.path.join(PRISMA_CLI_DIR, 'schema.prisma'), str(directory))
+    init = directory / 'migrations' / helpers.PRISMA_INIT_MIGRATION
+    init.mkdir()
+    # The sample database's _prisma_migrations has this migration as applied (fixtures/t12/schema.sql); a folder
+    # without it would make `status` report a history that diverged. Prisma runs no applied migration again.
+    (init / 'migration.sql').write_text('-- Stands for the first migration of the schema in fixtures/t12/schema.sql.\n')
+    return directory
+
+
+@pytest.fixture
+def database(t12_copy):
+    """A copy of the seeded T12 database (with Prisma's _prisma_migrations holding the init migration), dropped after
+    the test: its connection info, with an autocommit connection as 'conn'."""
+    info = t12_copy(DATABASE)
+    conn = helpers.connect(info)
+    try:
+        yield dict(info, conn=conn)
+    finally:
+        conn.close()
+        t12_copy.drop(DATABASE)
+
+
+def prisma(cli, database, prisma_dir, *args):
+    """`prisma <args>` on C(database) with the schema and migrations of C(prisma_dir); the finished process."""
+    url = 'postgresql://%s:%s@%s:%s/%s?schema=public' % (
+        quote(database['user'], safe=''), quote(database['password'], safe=''), database['host'], database['port'],
+        quote(database['dbname'], safe=''))
+    env = dict(os.environ, DATABASE_URL=url, CHECKPOINT_DISABLE='1', PRISMA_HIDE_UPDATE_MESSAGE='1', NO_COLOR='1')
+    argv = ['node', cli] + list(args) + ['--config', os.path.join(PRISMA_CLI_DIR, 'prisma.config.ts'),
+                                         '--schema', str(prisma_dir / 'schema.prisma')]
+    return subprocess.run(argv, cwd=str(prisma_dir.parent), env=env, capture_output=True, text=True,
+                          timeout=CLI_TIMEOUT)
+
+
+def shown(process):
+    """What a CLI run printed, for an assertion's message."""
+    return 'prisma %s: rc %s\nstdout:\n%s\nstderr:\n%s' % (
+        ' '.join(process.args[2:4]), process.returncode, process.stdout[-4000:], process.stderr[-4000:])
+
+
+def whole_history(conn):
+    return helpers.query(conn, 'SELECT * FROM "_prisma_migrations" ORDER BY started_at')
+
+
+def test_prisma_sees_the_migration_applied_after_migrate_and_pending_after_rollback(
+        prisma_cli, database, prisma_dir, pg_cluster, tmp_path):
+    conn = database['conn']
+    settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=database['port'], pg_database=database['dbname'],
+                    plan=helpers.import_prisma_plan(tmp_path), artifacts_dir=str(tmp_path / 'artifacts'),
+                    backup_enabled='false')
+    run = helpers.run_playbook('playbooks/migrate.yml', settings)
+    assert run.returncode == 0, run.stdout[-6000:]
+    (recorded,) = helpers.prisma_history_rows(conn)
+    assert recorded[3].startswith('pg-zero-downtime:'), recorded
+    history, indexes = whole_history(conn), helpers.all_indexes(conn)
+
+    status = prisma(prisma_cli, database, prisma_dir, 'migrate', 'status')
+    assert status.returncode == 0, shown(status)
+    assert '2 migrations found in prisma/migrations' in status.stdout, shown(status)
+    assert 'Database schema is up to date!' in status.stdout, shown(status)
+
+    deploy = prisma(prisma_cli, database, prisma_dir, 'migrate', 'deploy')
+    assert deploy.returncode == 0, shown(deploy)
+    assert 'No pending migrations to apply.' in deploy.stdout, shown(deploy)
+    # Not a row added, changed or marked rolled back, and not an index built or dropped.
+    assert whole_history(conn) == history
+    assert helpers.all_indexes(conn) == indexes
+
+    run = helpers.run_playbook('playbooks/rollback.yml', settings)
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert helpers.prisma_history_rows(conn) == []
+
+    status = prisma(prisma_cli, database, prisma_dir, 'migrate', 'status')
+    assert status.returncode == 1, shown(status)
+    assert 'Following migration have not yet been applied:\n%s\n' % NAME in status.stdout, shown(status)
+    assert 'To apply migrations in production run prisma migrate deploy.' in status.stdout, shown(status)
+
+
+def test_the_record_is_the_row_prisma_migrate_resolve_applied_writes(prisma_cli, database, prisma_dir, run_module):
+    conn = database['conn']
+    resolve = prisma(prisma_cli, database, prisma_dir, 'migrate', 'resolve', '--applied', NAME)
+    assert resolve.returncode == 0, shown(resolve)
+    assert 'Migration %s marked as applied.' % NAME in resolve.stdout, shown(resolve)
+    (prisma_row,) = helpers.prisma_history_rows(conn)
+
+    # The module that migrate.yml runs takes Prisma's own row for its record: the same checksum of the same file.
+    script = SCRIPT_BYTES.decode('utf-8')
+    args = dict(login_db=database['dbname'], migration_name=NAME, migration_sql=script, run_id='prisma-cli-test')
+    result = run_module('postgresql_prisma_migration', **args)
+    assert not result['changed'] and result['action'] == 'unchanged', result
+    assert helpers.prisma_history_rows(conn) == [prisma_row]
+
+    helpers.query(conn, 'DELETE FROM "_prisma_migrations" WHERE migration_name = %s', (NAME,))
+    result = run_module('postgresql_prisma_migration', **args)
+    assert result['changed'] and result['action'] == 'recorded', result
+    (our_row,) = helpers.prisma_history_rows(conn)
+
+    columns = ('id', 'checksum', 'migration_name', 'logs', 'started_at', 'finished_at', 'rolled_back_at',
+               'applied_steps_count')
+    ours, theirs = dict(zip(columns, our_row)), dict(zip(columns, prisma_row))
+    for row in (ours, theirs):
+        assert helpers.UUID_V4.match(row['id']), row
+        assert row['checksum'] == hashlib.sha256(SCRIPT_BYTES).hexdigest(), row
+        assert row['migration_name'] == NAME
+        assert row['started_at'] == row['finished_at'] and row['rolled_back_at'] is None, row
+        assert row['applied_steps_count'] == 0, row
+    assert ours['id'] != theirs['id']
+    # The one difference: our logs name the tool and the run, so that a rollback removes only the rows it wrote.
+    # (Prisma's timestamps have whole milliseconds: it writes them through a JavaScript Date here.)
+    assert theirs['logs'] == ''
+    assert ours['logs'].startswith('pg-zero-downtime:') and 'prisma-cli-test' in ours['logs'], ours
