@@ -8,6 +8,7 @@
 - ReportPage: report.html parsed (elements closed, ids, chart rects and texts, table rows).
 """
 
+import contextlib
 import importlib
 import json
 import os
@@ -243,6 +244,44 @@ def assert_failed_without_change(result, before, after, *fragments):
     for fragment in fragments:
         assert fragment in result['msg'], (fragment, result['msg'])
     assert after == before
+
+
+def login_of(cluster, dbname):
+    """The login_* options of the modules for database C(dbname) of C(cluster) (pg_cluster's info)."""
+    return dict(login_host=cluster['host'], login_port=cluster['port'], login_user=cluster['user'],
+                login_password=cluster['password'], login_db=dbname)
+
+
+def connect(cluster, dbname, autocommit=True):
+    """A psycopg2 connection to database C(dbname) of C(cluster); autocommit unless a test wants a transaction open."""
+    import psycopg2
+    conn = psycopg2.connect(host=cluster['host'], port=cluster['port'], user=cluster['user'],
+                            password=cluster['password'], dbname=dbname, application_name='pgzd-pytest')
+    conn.autocommit = autocommit
+    return conn
+
+
+@contextlib.contextmanager
+def database_copy(t12_copy, dbname):
+    """A database of a test file's own, a copy of the seeded T12 database (conftest's t12_copy): dict(cluster (its
+    connection info), conn (an autocommit connection), login (the modules' login options)); dropped at the end."""
+    cluster = t12_copy(dbname)
+    conn = connect(cluster, dbname)
+    try:
+        yield dict(cluster=cluster, conn=conn, login=login_of(cluster, dbname))
+    finally:
+        conn.close()
+        t12_copy.drop(dbname)
+
+
+def schema_dump(cluster, dbname):
+    """pg_dump --schema-only of database C(dbname) of C(cluster) (pg_cluster's info), to compare before and after:
+    without pg_dump 15.18's \\restrict and \\unrestrict lines, whose key is new on every run."""
+    process = subprocess.run(['pg_dump', '--schema-only', '--host', cluster['host'], '--port', str(cluster['port']),
+                              '--username', cluster['user'], dbname], env=dict(os.environ, PGPASSWORD=cluster['password']),
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stderr
+    return '\n'.join(line for line in process.stdout.splitlines() if not line.startswith(('\\restrict', '\\unrestrict')))
 
 
 # -- the HTML report -------------------------------------------------------------------------------

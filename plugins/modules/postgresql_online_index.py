@@ -24,6 +24,14 @@ description:
   - An index of the planned name that is INVALID (left by an interrupted or failed concurrent build) is
     dropped concurrently and rebuilt, and the result says C(rebuilt). An index of the planned name with a
     different definition fails the task with both definitions shown; nothing is skipped silently.
+  - On a partitioned table (PostgreSQL refuses C(CREATE INDEX CONCURRENTLY) on one), the index is created C(ON ONLY)
+    the table (INVALID, catalog only, under O(lock_timeout)), built concurrently on each partition under a name
+    derived from the planned name and the partition, and each partition's index attached (C(ALTER INDEX ... ATTACH
+    PARTITION), under O(lock_timeout)); a sub-partitioned partition is worked on the same way. Attaching the last one
+    makes the index valid. A rerun finishes a half-built one (C(resumed)). A unique index must include every
+    partition key column. O(state=absent) drops it with C(DROP INDEX) under O(lock_timeout) (PostgreSQL cannot drop
+    a partitioned index concurrently), which takes an ACCESS EXCLUSIVE lock on the table and every partition for an
+    instant.
   - A concurrent build or drop is never cancelled or retried for waiting; its waits (for its table lock, for
     writers, for older snapshots) block no application query, and a retry would repeat the whole build. A
     second connection watches them; the task warns after O(build_wait_warn) seconds and, with
@@ -103,7 +111,9 @@ options:
   lock_timeout:
     description:
       - PostgreSQL C(lock_timeout) for the session's other statements (catalog reads, the drop of a failed
-        build's INVALID leftover). A PostgreSQL interval such as C(5s) or C(500ms).
+        build's INVALID leftover, and the brief catalog-only steps that take a lock the application may queue
+        behind, each retried O(lock_retries) times - C(CREATE INDEX ... ON ONLY), C(ATTACH PARTITION), the C(DROP INDEX)
+        of a partitioned index). A PostgreSQL interval such as C(5s) or C(500ms).
       - It does not bound the C(CREATE INDEX CONCURRENTLY) and C(DROP INDEX CONCURRENTLY) statements. Their waits
         (for the table lock, for writers, for older snapshots) block no application query, and a retry would
         scan and sort the table all over again; they wait as long as it takes, watched (O(build_wait_warn),
@@ -129,6 +139,9 @@ options:
     default: 0
 seealso:
   - module: community.postgresql.postgresql_idx
+  - name: Partitioned indexes
+    description: PostgreSQL documentation of CREATE INDEX ... ON ONLY and ALTER INDEX ... ATTACH PARTITION.
+    link: https://www.postgresql.org/docs/current/ddl-partitioning.html#DDL-PARTITIONING-DECLARATIVE-MAINTENANCE
   - name: Building indexes concurrently
     description: PostgreSQL documentation of CREATE INDEX CONCURRENTLY.
     link: https://www.postgresql.org/docs/current/sql-createindex.html#SQL-CREATEINDEX-CONCURRENTLY
@@ -229,8 +242,8 @@ indexes:
       sample: Job
     action:
       description:
-        - V(created), V(rebuilt) (an INVALID index was dropped and built again), V(unchanged) or V(dropped).
-          In check mode, what would be done.
+        - V(created), V(rebuilt) (an INVALID index was dropped and built again), V(resumed) (a partitioned index a run
+          left half built was finished), V(unchanged) or V(dropped). In check mode, what would be done.
       type: str
       sample: created
     seconds:
