@@ -15,8 +15,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.adviso
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import process_alive
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import BuildWatcher
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
-    ACTION_DROP, ACTION_UNCHANGED, INDEXABLE_RELKINDS, PARTITIONED, column_errors, compare_index, decide_actions,
-    estimate_index_bytes, partition_index_name, validate_specs,
+    ACTION_DROP, ACTION_RESTORE, ACTION_UNCHANGED, INDEXABLE_RELKINDS, PARTITIONED, column_errors, compare_index,
+    decide_actions, estimate_index_bytes, partition_index_name, replacement_names, same_index_definition,
+    validate_specs,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import statement_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
@@ -73,6 +74,10 @@ SELECT c.oid::bigint AS oid, c.relname::text AS name, c.relkind::text AS relkind
        pg_catalog.pg_get_indexdef(c.oid) AS definition,
        (SELECT con.conname::text FROM pg_catalog.pg_constraint con
         WHERE con.conindid = c.oid AND con.contype IN ('p', 'u', 'x') LIMIT 1) AS "constraint",
+       ARRAY(SELECT con.conname::text FROM pg_catalog.pg_constraint con
+             WHERE con.conindid = c.oid AND con.contype = 'f' ORDER BY 1) AS referenced_by,
+       coalesce(i.indisreplident, false) AS replica_identity, coalesce(i.indisclustered, false) AS clustered,
+       pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
        (SELECT ARRAY[pn.nspname::text, p.relname::text] FROM pg_catalog.pg_inherits inh
         JOIN pg_catalog.pg_class p ON p.oid = inh.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
         WHERE inh.inhrelid = c.oid) AS attached_to,
@@ -159,6 +164,8 @@ CATALOG_STEP_ADVICE = dict(
                    'rerun; nothing was changed by this step.',
     attach='What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then rerun: '
            'the partition indexes built so far are kept, and the rerun attaches %(partition_index)s and the rest.',
+    swap='What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then rerun: the '
+         'new index %(next)s is built and kept, so the rerun only swaps the names (and drops the index replaced).',
     drop_partitioned='What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then '
                      'rerun; nothing was dropped by this step.',
 )
@@ -336,6 +343,8 @@ class OnlineIndexRunner(object):
             target['where'] = spec.get('normalized_where') or spec.get('where')
         if kind == 'build':
             return [self.create_statement(step['schema'], step['table'], target)]
+        if kind == 'build_definition':
+            return [sql.SQL(step['statement'])]
         if kind in ('drop', 'drop_partitioned'):
             return [self.drop_statement(step['schema'], step['name'], concurrently=kind == 'drop')]
         if kind == 'create_on_only':
@@ -343,6 +352,14 @@ class OnlineIndexRunner(object):
         if kind == 'attach':
             return [sql.SQL('ALTER INDEX {} ATTACH PARTITION {}.{}').format(
                 index, sql.Identifier(step['partition_schema']), sql.Identifier(step['partition_index']))]
+        if kind == 'swap':
+            return [sql.SQL('BEGIN'),
+                    sql.SQL('ALTER INDEX {} RENAME TO {}').format(index, sql.Identifier(step['previous'])),
+                    sql.SQL('ALTER INDEX {}.{} RENAME TO {}').format(
+                        sql.Identifier(step['schema']), sql.Identifier(step['next']), sql.Identifier(step['name'])),
+                    sql.SQL('COMMENT ON INDEX {} IS {}').format(
+                        index, sql.SQL('NULL') if step['comment'] is None else sql.Literal(step['comment'])),
+                    sql.SQL('COMMIT')]
         raise ValueError('unknown step %r' % kind)
 
     # -- planning ----------------------------------------------------------------------------------
@@ -375,18 +392,25 @@ class OnlineIndexRunner(object):
                                   % (spec['name'], spec.get('method'), ', '.join(sorted(methods))))
             if errors:
                 raise OnlineIndexError(self._problems(schema, table, errors))
-        existing = self.read_existing_indexes(schema, [spec['name'] for spec in specs])
+        replacing = [spec for spec in specs if spec.get('on_mismatch') == 'replace']
+        existing = self.read_existing_indexes(schema, [spec['name'] for spec in specs] + [
+            name for spec in replacing for name in replacement_names(spec['name'])])
+        # Only what will be built, and predicates to compare, need the probe: a valid existing index was accepted by
+        # PostgreSQL already, and skipping it keeps a no-op rerun cheap. A rollback compares only where a replacement
+        # may have to tell the planned index from the one it found.
         if state == 'present':
-            # Only what will be built, and predicates to compare, need the probe: a valid existing index
-            # was accepted by PostgreSQL already, and skipping it keeps a no-op rerun cheap.
             to_probe = [spec for spec in specs if spec.get('where') or spec['name'] not in existing
                         or not existing[spec['name']]['valid']]
-            normalized, errors = self.probe_definitions(schema, table, to_probe) if to_probe else ({}, [])
-            for spec in specs:
-                spec['normalized_where'] = normalized.get(spec['name'])
+        else:
+            to_probe = [spec for spec in replacing if spec.get('where') and spec['name'] in existing] \
+                if table_row is not None else []
+        normalized, errors = self.probe_definitions(schema, table, to_probe) if to_probe else ({}, [])
+        for spec in specs:
+            spec['normalized_where'] = normalized.get(spec['name'])
+            if spec.get('columns'):
                 spec['display_definition'] = self.render(self.create_statement(schema, table, spec, concurrently=False))
-            if errors:
-                raise OnlineIndexError(self._problems(schema, table, errors))
+        if errors:
+            raise OnlineIndexError(self._problems(schema, table, errors))
         partitions = self.read_partitions(table_row, specs, existing) \
             if table_row is not None and table_row['relkind'] == PARTITIONED else None
         decisions, errors = decide_actions(specs, existing, state, partitions)
@@ -454,7 +478,7 @@ class OnlineIndexRunner(object):
         if kind == 'drop':
             return self._with_retries(target, decision, statements[0], lambda: self._execute_concurrently(
                 target, statements[0], label=label))
-        if kind == 'build':
+        if kind in ('build', 'build_definition'):
             retries = self._with_retries(target, decision, statements[0], lambda: self._build_once(
                 target, statements[0], label=label), cleanup=True)
             built = self.read_existing_indexes(target['schema'], [target['name']]).get(target['name'])
@@ -463,17 +487,34 @@ class OnlineIndexRunner(object):
                                        % (target['schema'], target['name']))
             return retries
         step_decision = dict(decision, retry_advice=CATALOG_STEP_ADVICE.get(kind, '') % step)
+        if kind == 'swap':
+            return self._with_retries(target, step_decision, statements[1], lambda: self._in_transaction(statements))
         return self._with_retries(target, step_decision, statements[0], lambda: self._execute(
             statements[0], 'IndexStmt' if kind == 'create_on_only' else None))
 
+    def _in_transaction(self, statements):
+        """Run C(statements), BEGIN to COMMIT, as one transaction: on any failure it is rolled back and nothing of it
+        counts as run."""
+        done = len(self.executed_queries)
+        try:
+            for statement in statements:
+                self._execute(statement)
+        except Exception:  # a lock timeout or any other error: nothing of the transaction stays
+            del self.executed_queries[done:]
+            if not self.connection_lost():
+                self.cursor.execute('ROLLBACK')
+            raise
+
     def _verify(self, decision):
         """After the steps: the index of the planned name is valid (pg_index.indisvalid: for a partitioned index, every
-        partition has its index attached) and has the planned definition."""
+        partition has its index attached) and has the definition the decision gives it."""
         spec, action = decision['spec'], decision['action']
-        if action in (ACTION_DROP, ACTION_UNCHANGED):
+        if action in (ACTION_DROP, ACTION_UNCHANGED) or (action == ACTION_RESTORE and not decision.get('planned_definition')):
             return
         index = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
-        if index is not None and index['valid'] and not compare_index(index, spec):
+        if index is not None and index['valid'] and (
+                same_index_definition(index['definition'], decision['planned_definition'])
+                if action == ACTION_RESTORE else not compare_index(index, spec)):
             return
         raise OnlineIndexError('index "%s.%s" is %s after its steps ran (%s): rerun to finish it' % (
             spec['schema'], spec['name'], 'missing' if index is None else 'not valid' if not index['valid'] else
@@ -515,7 +556,7 @@ class OnlineIndexRunner(object):
         not cut short and retried, which would repeat the whole build: they are recorded in self.waits, and only
         build_wait_timeout (through the watch) ends the statement. The session's lock_timeout is back afterwards,
         for the catalog reads and for the cleanup of a failed build. The waits count for C(label), the planned index
-        (a partition's build counts for the index it is part of).
+        (a partition's build, or the build under a replacement's name, counts for the index it is part of).
         """
         self.watcher = None
         self._query("SELECT pg_catalog.set_config('lock_timeout', '0', false)")

@@ -188,11 +188,11 @@ class TestPartitionedDecisions(object):
         decisions, errors = self.decide([ev_spec('ev_id_key', ['id'], unique=True)], {})
         assert decisions == [] and len(errors) == 1 and 'must include at' in errors[0]
 
-    def test_a_partitioned_index_of_another_definition_is_refused_even_when_invalid(self):
+    def test_a_partitioned_index_of_another_definition_is_refused_even_when_invalid_and_even_with_replace(self):
         found = existing('ev_v_idx', ['id'], table='ev', relkind='I', valid=False)
-        decisions, errors = self.decide([ev_spec()], {'ev_v_idx': found})
+        decisions, errors = self.decide([ev_spec(on_mismatch='replace')], {'ev_v_idx': found})
         assert decisions == [] and 'different definition' in errors[0]
-        assert 'DROP INDEX: a partitioned index cannot be dropped concurrently' in errors[0]
+        assert 'on_mismatch: replace does not apply to the index of a partitioned table' in errors[0]
 
     def test_rollback_drops_unattached_leftovers_concurrently_then_the_partitioned_index(self):
         nodes = tree(ev_2024=dict(index=partition_index('ev_v_idx_ev_2024', 'ev_2024', attached_to=['public', 'ev_v_idx'])),
