@@ -91,6 +91,7 @@ def test_replace_builds_beside_swaps_in_and_drops_the_old_index_and_shows_both_d
     assert (entry['previous_definition'], entry['definition']) == (OLD, NEW)
     assert entry['planned_definition'] == ('CREATE INDEX "pt_Job_status_idx" ON "public"."Job" USING "btree" '
                                            '("status", "teacherId")')
+    assert result['summary'][1:] == ['         before: ' + OLD, '         after:  ' + NEW]
     # Only the planned name is left, valid, with the planned definition and the record of what it replaced.
     assert state(old_index) == {INDEX: (NEW, RECORD_PREFIX + '{"comment": "kept by ops", "definition": "CREATE INDEX '
                                              '\\"pt_Job_status_idx\\" ON public.\\"Job\\" USING btree (status)"}')}
@@ -147,8 +148,15 @@ def test_a_migration_and_its_rollback_from_a_new_process_give_back_the_same_sche
     assert checked.returncode == 0, checked.stdout[-3000:]
     migrated = helpers.run_playbook('playbooks/migrate.yml', variables)
     assert migrated.returncode == 0, migrated.stdout[-4000:]
-    assert 'replaced pt_Job_status_idx' in migrated.stdout
+    assert 'replaced pt_Job_status_idx' in migrated.stdout and 'before: ' + OLD in migrated.stdout
     assert state(old_index)[INDEX][0] == NEW
+    (report,) = glob.glob(os.path.join(str(tmp_path), 'artifacts', 'runs', 'pt_replace-*', 'report.md'))
+    with open(report) as handle:
+        markdown = handle.read()
+    assert '- `pt_Job_status_idx` replaced:\n  - before: `%s`\n  - after: `%s`' % (OLD, NEW) in markdown
+    with open(report.replace('report.md', 'report.html')) as handle:
+        page = helpers.ReportPage(handle.read())
+    assert page.problems == [] and page.tables['replaced-indexes'][1] == ['pt_Job_status_idx', 'replaced', OLD, NEW]
 
     # The rollback is a new ansible-playbook process: the old definition comes from the index's comment.
     planned = helpers.run_playbook('playbooks/rollback.yml', variables, options=['--check'])

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 """Unit tests of on_mismatch: replace (index_plan, no server): the steps that replace an index of the planned name by
 the planned definition (a build beside it, a swap by renames, a concurrent drop), resumed from any state a stopped run
-leaves; its rollback from the record the new index keeps in its comment; what is refused."""
+leaves; its rollback from the record the new index keeps in its comment; what is refused; the summary's two
+definitions."""
 
 import pytest
 
@@ -9,6 +10,7 @@ import helpers
 from test_online_index_logic import existing, spec
 
 plan = helpers.load_module_utils('index_plan')
+runs = helpers.load_module_utils('index_runs')
 
 NEXT, PREVIOUS = 'Job_status_idx_pgzd_next', 'Job_status_idx_pgzd_prev'
 OLD = 'CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status)'
@@ -168,3 +170,12 @@ class TestDefinitions(object):
     def test_a_comment_that_is_not_a_record_is_no_record(self):
         assert plan.read_replacement_record('kept by ops') == (None, None)
         assert plan.read_replacement_record(None) == (None, None)
+
+
+def test_the_summary_shows_both_definitions_of_a_replacement():
+    entry = dict(action='replaced', name='Job_status_idx', schema='public', table='Job', seconds=1.5,
+                 previous_definition=OLD, planned_definition='CREATE INDEX planned', definition='CREATE INDEX now',
+                 statements=['BEGIN', 'COMMIT'])
+    assert runs.index_summary([entry], False)[1:] == ['         before: %s' % OLD, '         after:  CREATE INDEX now']
+    assert runs.index_summary([entry], True)[2:4] == ['         before: %s' % OLD,
+                                                      '         after:  CREATE INDEX planned']
