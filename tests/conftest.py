@@ -216,6 +216,14 @@ def t12_copy(pg_cluster):
     admin.close()
 
 
+@pytest.fixture(scope='module')
+def file_database(request, t12_copy):
+    """A database of the test file's own, named by its module-level DATABASE: a copy of the seeded T12 database, with
+    dict(cluster, conn, login) (helpers.database_copy), dropped after the file's last test."""
+    with helpers.database_copy(t12_copy, request.module.DATABASE) as database:
+        yield database
+
+
 def _connect(pg_cluster, dbname=None):
     return helpers.connect(dict(pg_cluster, dbname=dbname or pg_cluster['dbname']))
 

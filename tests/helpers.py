@@ -9,6 +9,7 @@
 - ReportPage: report.html parsed (elements closed, ids, chart rects and texts, table rows).
 """
 
+import contextlib
 import importlib
 import json
 import os
@@ -151,13 +152,14 @@ def badly_rendered_task_names(stdout):
 
 # -- catalog helpers (psycopg2 connection in autocommit) --------------------------------------------
 
-def connect(info):
-    """A psycopg2 connection to C(info) (host, port, user, password, dbname: pg_cluster's or t12_copy's)."""
+def connect(info, dbname=None, autocommit=True):
+    """A psycopg2 connection to C(info) (host, port, user, password, dbname: pg_cluster's or t12_copy's), or to its
+    database C(dbname); autocommit unless a test wants a transaction open."""
     import psycopg2
     conn = psycopg2.connect(host=info['host'], port=info['port'], user=info['user'], password=info['password'],
-                            dbname=info['dbname'], application_name='pgzd-pytest')
+                            dbname=dbname or info['dbname'], application_name='pgzd-pytest')
     # Autocommit: an idle open transaction here would make every CREATE INDEX CONCURRENTLY wait for it.
-    conn.autocommit = True
+    conn.autocommit = autocommit
     return conn
 
 
@@ -284,6 +286,35 @@ def prisma_history_rows(conn, name=PRISMA_MIGRATION):
     return query(conn, 'SELECT id, checksum, migration_name, logs, started_at, finished_at, rolled_back_at, '
                        'applied_steps_count FROM "_prisma_migrations" WHERE migration_name = %s '
                        'ORDER BY started_at', (name,))
+
+
+def login_of(cluster, dbname):
+    """The login_* options of the modules for database C(dbname) of C(cluster) (pg_cluster's info)."""
+    return dict(login_host=cluster['host'], login_port=cluster['port'], login_user=cluster['user'],
+                login_password=cluster['password'], login_db=dbname)
+
+
+@contextlib.contextmanager
+def database_copy(t12_copy, dbname):
+    """A database of a test file's own, a copy of the seeded T12 database (conftest's t12_copy): dict(cluster (its
+    connection info), conn (an autocommit connection), login (the modules' login options)); dropped at the end."""
+    cluster = t12_copy(dbname)
+    conn = connect(cluster, dbname)
+    try:
+        yield dict(cluster=cluster, conn=conn, login=login_of(cluster, dbname))
+    finally:
+        conn.close()
+        t12_copy.drop(dbname)
+
+
+def schema_dump(cluster, dbname):
+    """pg_dump --schema-only of database C(dbname) of C(cluster) (pg_cluster's info), to compare before and after:
+    without pg_dump 15.18's \\restrict and \\unrestrict lines, whose key is new on every run."""
+    process = subprocess.run(['pg_dump', '--schema-only', '--host', cluster['host'], '--port', str(cluster['port']),
+                              '--username', cluster['user'], dbname], env=dict(os.environ, PGPASSWORD=cluster['password']),
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stderr
+    return '\n'.join(line for line in process.stdout.splitlines() if not line.startswith(('\\restrict', '\\unrestrict')))
 
 
 # -- the HTML report -------------------------------------------------------------------------------

@@ -53,4 +53,11 @@ options:
             type: list
             elements: str
             default: []
+          on_mismatch:
+            description:
+              - V(fail) refuses a valid index of this name with another definition; V(replace) builds the planned one
+                beside it and swaps it in (as M(pg_zero_downtime.migrations.postgresql_online_index) describes).
+            type: str
+            choices: [fail, replace]
+            default: fail
 '''

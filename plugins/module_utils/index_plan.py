@@ -7,18 +7,39 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import expression_error
+import hashlib
+import json
+
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import (
+    MAX_IDENTIFIER_BYTES, identifier_error,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import (
+    expression_error, parse, tree_problems,
+)
 
 
 ACTION_CREATE = 'created'
 ACTION_REBUILD = 'rebuilt'
 ACTION_UNCHANGED = 'unchanged'
 ACTION_DROP = 'dropped'
+# A partitioned index whose earlier run stopped half way (some partitions built or attached): the rest is done.
+ACTION_RESUME = 'resumed'
+# on_mismatch: replace swapped the planned definition in; a rollback swaps the recorded previous one back.
+ACTION_REPLACE = 'replaced'
+ACTION_RESTORE = 'restored'
 
-# Relation kinds CREATE INDEX CONCURRENTLY accepts: tables and materialized views. Partitioned
-# tables ('p') are refused by PostgreSQL for concurrent builds, so they are refused here first.
+# Relation kinds CREATE INDEX CONCURRENTLY accepts: tables and materialized views. A partitioned table ('p') takes
+# the partition procedure instead (partition_steps): PostgreSQL refuses CONCURRENTLY on its parent.
 INDEXABLE_RELKINDS = ('r', 'm')
+PARTITIONED = 'p'
+ON_MISMATCH = ('fail', 'replace')
+# The two names a replacement uses beside the planned one: the index being built to take the planned name, and the
+# one the planned name is taken from, until it is dropped.
+NEXT_SUFFIX = 'pgzd_next'
+PREVIOUS_SUFFIX = 'pgzd_prev'
+# How the index swapped in by a replacement records what it replaced (COMMENT ON INDEX, in the swap's transaction).
+RECORD_PREFIX = 'pg-zero-downtime replaced the previous index of this name (on_mismatch: replace); a rollback ' \
+                'restores it from this record: '
 
 INDEX_SPEC_OPTIONS = dict(
     name=dict(type='str', required=True),
@@ -27,6 +48,7 @@ INDEX_SPEC_OPTIONS = dict(
     method=dict(type='str', default='btree'),
     where=dict(type='str'),
     include=dict(type='list', elements='str', default=[]),
+    on_mismatch=dict(type='str', default='fail', choices=list(ON_MISMATCH)),
 )
 
 
@@ -54,12 +76,15 @@ def validate_specs(schema, table, specs, state):
         if name in seen:
             errors.append('%s is listed twice: each index name must be unique' % label)
         seen.add(name)
-        if state == 'absent':
+        replace = spec.get('on_mismatch') == 'replace'
+        if state == 'absent' and not replace:
             continue
         columns = spec.get('columns') or []
         include = spec.get('include') or []
         if not columns:
-            errors.append('%s has no columns' % label)
+            errors.append('%s has no columns%s' % (label, ': with on_mismatch: replace its rollback needs them too, to '
+                                                          'tell the planned index from the one it replaced'
+                                                   if state == 'absent' else ''))
         for column in columns + include:
             error = identifier_error('column', column)
             if error:
@@ -133,58 +158,494 @@ def _column_list(columns):
     return '(%s)' % ', '.join('expression' if c is None else c for c in (columns or []))
 
 
-def decide_actions(desired_specs, existing_by_name, state):
+def decide_actions(desired_specs, existing_by_name, state, partitions=None):
     """Decide, for each planned index, what to do given what the catalog holds.
 
-    Returns (decisions, errors). A decision is a dict with the spec, the existing index (or None)
-    and an C(action) among created, rebuilt, unchanged and dropped. Any error means nothing may run.
+    C(existing_by_name) holds the indexes (and other relations) of the planned names in the table's schema, and of the
+    names a replacement uses (replacement_names). C(partitions), for a partitioned table, maps each planned name to
+    its partition tree (see partition_steps); None for any other table.
+    Returns (decisions, errors). A decision is a dict with the spec, the existing index (or None), an C(action)
+    among created, rebuilt, resumed, replaced, restored, unchanged and dropped, and its C(steps), in order (each a
+    dict: C(kind), the index it is about, C(schema), C(table), C(name), and what the kind needs; OnlineIndexRunner
+    writes and runs their SQL). A replacement or restore also has C(previous_definition) and C(planned_definition).
+    Any error means nothing may run.
     """
     decisions = []
     errors = []
     for spec in desired_specs:
         existing = existing_by_name.get(spec['name'])
         qualified = '%s.%s' % (spec['schema'], spec['name'])
+        nodes = partitions.get(spec['name']) if partitions is not None else None
         if existing is not None and existing['relkind'] not in ('i', 'I'):
             errors.append('"%s" already exists and is not an index (relation kind %s): choose another index '
                           'name' % (qualified, existing['relkind']))
             continue
         if state == 'absent':
-            if existing is None:
-                decisions.append(dict(spec=spec, existing=None, action=ACTION_UNCHANGED))
-            elif (existing['table_schema'], existing['table']) != (spec['schema'], spec['table']):
-                errors.append('index "%s" belongs to table %s.%s, not %s.%s: it is not this plan\'s index; '
-                              'nothing was dropped' % (qualified, existing['table_schema'], existing['table'],
-                                                       spec['schema'], spec['table']))
-            elif existing['constraint']:
-                errors.append('index "%s" backs constraint "%s": drop the constraint instead (ALTER TABLE ... '
-                              'DROP CONSTRAINT); nothing was dropped' % (qualified, existing['constraint']))
-            else:
-                decisions.append(dict(spec=spec, existing=existing, action=ACTION_DROP))
-            continue
-        if existing is None:
-            decisions.append(dict(spec=spec, existing=None, action=ACTION_CREATE))
-            continue
-        if existing['build_in_progress_pid']:
-            errors.append('index "%s" is being built right now by backend pid %s: wait for that build to finish '
-                          '(see pg_stat_progress_create_index) and rerun' % (qualified, existing['build_in_progress_pid']))
-            continue
-        differences = compare_index(existing, spec)
-        if differences and (existing['valid'] or existing['table'] != spec['table']
-                            or existing['table_schema'] != spec['schema']):
-            errors.append('index "%s" exists with a different definition (%s).\n  existing: %s\n  planned:  %s\n'
-                          'Rename the planned index, or drop the existing one deliberately '
-                          '(DROP INDEX CONCURRENTLY) and rerun; nothing was changed.'
-                          % (qualified, '; '.join(differences), existing['definition'], spec['display_definition']))
-            continue
-        if not existing['valid']:
-            if existing['constraint']:
-                errors.append('index "%s" is INVALID and backs constraint "%s": repair the constraint first'
-                              % (qualified, existing['constraint']))
-                continue
-            decisions.append(dict(spec=spec, existing=existing, action=ACTION_REBUILD))
+            decision, problem = _absent_decision(spec, existing, existing_by_name, nodes)
         else:
-            decisions.append(dict(spec=spec, existing=existing, action=ACTION_UNCHANGED))
+            decision, problem = _present_decision(spec, existing, existing_by_name, nodes)
+        if problem:
+            errors.append(problem)
+        else:
+            decisions.append(decision)
     return decisions, errors
+
+
+def _decision(spec, existing, action, steps=None, previous_definition=None, planned_definition=None):
+    """A decision; a replacement or restore also says what the name held (C(previous_definition)) and what it gets
+    (C(planned_definition))."""
+    decision = dict(spec=spec, existing=existing, action=action, steps=steps or [])
+    if previous_definition is not None:
+        decision.update(previous_definition=previous_definition, planned_definition=planned_definition)
+    return decision
+
+
+def _present_decision(spec, existing, existing_by_name, nodes):
+    """(decision, None) or (None, the problem) of one planned index when the plan is applied."""
+    qualified = '%s.%s' % (spec['schema'], spec['name'])
+    if existing is None:
+        return _partitioned_decision(spec, None, nodes, ACTION_CREATE) if nodes is not None else \
+            (_decision(spec, None, ACTION_CREATE, [_step('build', spec)]), None)
+    if existing['build_in_progress_pid']:
+        return None, ('index "%s" is being built right now by backend pid %s: wait for that build to finish '
+                      '(see pg_stat_progress_create_index) and rerun' % (qualified, existing['build_in_progress_pid']))
+    same_table = (existing['table_schema'], existing['table']) == (spec['schema'], spec['table'])
+    if same_table and existing['valid'] and existing['relkind'] == 'i' and spec.get('on_mismatch') == 'replace':
+        return replacement_decision(spec, existing, *_replacement_indexes(spec, existing_by_name))
+    differences = compare_index(existing, spec)
+    if differences and (existing['valid'] or not same_table or existing['relkind'] == 'I'):
+        return None, mismatch_message(qualified, differences, existing, spec)
+    if nodes is not None:
+        return _partitioned_decision(spec, existing, nodes, ACTION_UNCHANGED if existing['valid'] else ACTION_RESUME)
+    if not existing['valid']:
+        if existing['constraint']:
+            return None, ('index "%s" is INVALID and backs constraint "%s": repair the constraint first'
+                          % (qualified, existing['constraint']))
+        return _decision(spec, existing, ACTION_REBUILD, [_step('drop', spec), _step('build', spec)]), None
+    return _decision(spec, existing, ACTION_UNCHANGED), None
+
+
+def mismatch_message(qualified, differences, existing, spec):
+    """Why an index of the planned name is refused: both definitions, and what the operator can do."""
+    if existing['relkind'] == 'I':
+        advice = ('Rename the planned index, or drop the existing one deliberately (DROP INDEX: a partitioned index '
+                  'cannot be dropped concurrently) and rerun%s' % (
+                      ' (on_mismatch: replace does not apply to the index of a partitioned table)'
+                      if spec.get('on_mismatch') == 'replace' else ''))
+    elif existing['table_schema'] != spec['schema'] or existing['table'] != spec['table']:
+        advice = 'Rename the planned index, or drop the existing one deliberately (DROP INDEX CONCURRENTLY) and rerun'
+    else:
+        advice = ('Rename the planned index, drop the existing one deliberately (DROP INDEX CONCURRENTLY) and rerun, '
+                  'or set on_mismatch: replace on this index in the plan to build the planned definition beside it '
+                  'and swap it in (README "Replacing an index")')
+    return ('index "%s" exists with a different definition (%s).\n  existing: %s\n  planned:  %s\n%s; nothing was '
+            'changed.' % (qualified, '; '.join(differences), existing['definition'], spec['display_definition'], advice))
+
+
+def _absent_decision(spec, existing, existing_by_name, nodes):
+    """(decision, None) or (None, the problem) of one planned index when the plan is rolled back."""
+    qualified = '%s.%s' % (spec['schema'], spec['name'])
+    if existing is not None and (existing['table_schema'], existing['table']) != (spec['schema'], spec['table']):
+        return None, ('index "%s" belongs to table %s.%s, not %s.%s: it is not this plan\'s index; nothing was '
+                      'dropped' % (qualified, existing['table_schema'], existing['table'], spec['schema'], spec['table']))
+    if existing is not None and existing['constraint']:
+        return None, ('index "%s" backs constraint "%s": drop the constraint instead (ALTER TABLE ... DROP '
+                      'CONSTRAINT); nothing was dropped' % (qualified, existing['constraint']))
+    if nodes is not None:
+        steps = partition_leftover_steps(spec, nodes)
+        if existing is not None:
+            steps.append(_step('drop_partitioned', spec))
+        return _decision(spec, existing, ACTION_DROP if steps else ACTION_UNCHANGED, steps), None
+    if spec.get('on_mismatch') == 'replace':
+        return restore_decision(spec, existing, *_replacement_indexes(spec, existing_by_name))
+    if existing is None:
+        return _decision(spec, None, ACTION_UNCHANGED), None
+    return _decision(spec, existing, ACTION_DROP, [_step('drop', spec)]), None
+
+
+def _step(kind, spec, **fields):
+    """One step of a decision: its C(kind) and the index it is about, by default the planned one (see decide_actions).
+
+    Kinds: build (CREATE INDEX CONCURRENTLY of the spec under C(name); C(partition) when on a partition),
+    build_definition (a recorded C(statement)), drop (DROP INDEX CONCURRENTLY), drop_partitioned (DROP INDEX of a
+    partitioned index), create_on_only (CREATE INDEX ... ON ONLY), attach (ALTER INDEX C(name) ATTACH PARTITION
+    C(partition_schema).C(partition_index)) and swap (the renames, C(next) to C(name) and C(name) to C(previous),
+    and C(comment) on the result, in one transaction).
+    """
+    step = dict(kind=kind, schema=spec['schema'], table=spec['table'], name=spec['name'])
+    step.update(fields)
+    return step
+
+
+# -- partitioned tables --------------------------------------------------------------------------------------------
+
+def derived_name(base, suffix):
+    """A name of at most 63 bytes made of C(base) and C(suffix), the same on every run, so that a rerun finds it.
+
+    C(base)_C(suffix) when it fits; else as much of it as fits and 8 hex digits of the SHA-1 of the whole, so two long
+    names that share their beginning still differ. A short suffix (pgzd_next) is kept whole, so the name says what
+    it is.
+    """
+    name = '%s_%s' % (base, suffix)
+    if len(name.encode('utf-8')) <= MAX_IDENTIFIER_BYTES:
+        return name
+    digest = hashlib.sha1(name.encode('utf-8')).hexdigest()[:8]
+    tail = '_%s_%s' % (digest, suffix)
+    if len(tail.encode('utf-8')) > MAX_IDENTIFIER_BYTES // 2:
+        tail, base = '_' + digest, name
+    return base.encode('utf-8')[:MAX_IDENTIFIER_BYTES - len(tail.encode('utf-8'))].decode('utf-8', 'ignore') + tail
+
+
+def partition_index_name(index_name, partition):
+    """The name of the planned index's own index on one partition (in the partition's schema)."""
+    return derived_name(index_name, partition)
+
+
+def partition_key_errors(spec, nodes):
+    """Why a planned unique index cannot be built on this partition tree: PostgreSQL enforces uniqueness in each
+    partition alone, so it needs every partition key column, of every level, among the key columns."""
+    if not spec.get('unique'):
+        return []
+    errors = []
+    for node in nodes:
+        keys = node.get('key_columns')
+        if node['relkind'] != PARTITIONED or keys is None:
+            continue
+        label = 'unique index "%s" on partitioned table %s.%s' % (spec['name'], node['schema'], node['table'])
+        if None in keys:
+            errors.append('%s: the table is partitioned by an expression, which a unique index cannot include; make '
+                          'the index non-unique' % label)
+            continue
+        missing = [key for key in keys if key not in (spec.get('columns') or [])]
+        if missing:
+            errors.append('%s does not cover the partition key: its key columns (%s) must include %s (PostgreSQL '
+                          'checks uniqueness within each partition, so only a key that holds the partition key is '
+                          'unique across them); add them to columns, or make the index non-unique'
+                          % (label, ', '.join(spec.get('columns') or []), ', '.join(missing)))
+    return errors
+
+
+def _partitioned_decision(spec, existing, nodes, action):
+    if action == ACTION_UNCHANGED:
+        return _decision(spec, existing, action), None
+    errors = partition_key_errors(spec, nodes)
+    steps, problems = partition_steps(spec, nodes, existing is not None)
+    errors.extend(problems)
+    if errors:
+        return None, '\n  - '.join(errors)
+    return _decision(spec, existing, action, steps), None
+
+
+def partition_steps(spec, nodes, root_exists):
+    """The steps that build C(spec) on a partitioned table without blocking it, or finish a build a run left half
+    done; (steps, problems).
+
+    C(nodes) is the partition tree, the table first, each node a dict of schema, table, relkind, parent ((schema,
+    table), None for the table), key_columns (a partitioned node's partition key, None for an expression), index
+    (the index of its derived name, partition_index_name, if any) and attached (the index of that partition attached
+    to the planned index's tree, if any). The index of a partitioned node is created ON ONLY that node (catalog only,
+    INVALID until complete), each leaf's is built CONCURRENTLY and attached, and a sub-partitioned partition is
+    worked on the same way, depth first, before its own index is attached: attaching the last missing partition
+    index makes PostgreSQL mark its parent index valid, up to the planned one.
+    """
+    children = {}
+    for node in nodes[1:]:
+        children.setdefault(node['parent'], []).append(node)
+    steps, problems = [], []
+
+    def visit(node, index_name, exists):
+        if not exists:
+            steps.append(_step('create_on_only', spec, schema=node['schema'], table=node['table'], name=index_name,
+                               partition=node['parent'] is not None))
+        for child in sorted(children.get((node['schema'], node['table']), []), key=lambda c: (c['schema'], c['table'])):
+            attached = child.get('attached')
+            index = child.get('index')
+            if attached is None and index is not None and index.get('attached_to') == [node['schema'], index_name]:
+                # Attached to the index of a sub-partitioned partition that is not attached itself yet.
+                attached = dict(name=index['name'], valid=index['valid'])
+            if attached is not None:
+                if not attached['valid'] and child['relkind'] == PARTITIONED:
+                    visit(child, attached['name'], True)
+                elif not attached['valid']:
+                    problems.append('index "%s": %s.%s, the index of partition %s.%s, is attached but INVALID, and an '
+                                    'attached index cannot be dropped alone: drop the partitioned index "%s.%s" '
+                                    '(rollback) and rerun' % (spec['name'], child['schema'], attached['name'],
+                                                              child['schema'], child['table'], spec['schema'],
+                                                              spec['name']))
+                continue
+            name = partition_index_name(spec['name'], child['table'])
+            problem = _partition_index_problem(spec, child, name)
+            if problem:
+                problems.append(problem)
+                continue
+            existing = child.get('index')
+            if existing is not None and child['relkind'] != PARTITIONED and not existing['valid']:
+                steps.append(_step('drop', spec, schema=child['schema'], table=child['table'], name=name))
+                existing = None
+            if child['relkind'] == PARTITIONED:
+                visit(child, name, existing is not None)
+            elif existing is None:
+                steps.append(_step('build', spec, schema=child['schema'], table=child['table'], name=name,
+                                   partition=True))
+            steps.append(_step('attach', spec, schema=node['schema'], table=node['table'], name=index_name,
+                               partition_schema=child['schema'], partition_index=name))
+
+    visit(nodes[0], spec['name'], root_exists)
+    return steps, problems
+
+
+def _partition_index_problem(spec, child, name):
+    """Why the derived name of a partition's index cannot be used as it is found, or None."""
+    existing = child.get('index')
+    qualified = '%s.%s' % (child['schema'], name)
+    where = 'index "%s": partition %s.%s' % (spec['name'], child['schema'], child['table'])
+    if child['relkind'] not in ('r', PARTITIONED):
+        return ('%s is not a table (relation kind %s, a foreign table has no indexes): an index on the partitioned '
+                'table needs one on every partition; build it on the other partitions yourself, or leave the table '
+                'out of the plan' % (where, child['relkind']))
+    if existing is None:
+        return None
+    if existing['relkind'] not in ('i', 'I'):
+        return '%s: the name of its index, "%s", is taken by a relation that is not an index' % (where, qualified)
+    if existing['build_in_progress_pid']:
+        return '%s: its index "%s" is being built right now by backend pid %s: wait for it and rerun' % (
+            where, qualified, existing['build_in_progress_pid'])
+    if existing.get('attached_to'):
+        return '%s: its index "%s" is attached to another index, %s' % (where, qualified, '.'.join(existing['attached_to']))
+    differences = compare_index(existing, dict(spec, schema=child['schema'], table=child['table']))
+    if differences and (existing['valid'] or existing['relkind'] == 'I'
+                        or (existing['table_schema'], existing['table']) != (child['schema'], child['table'])):
+        return ('%s: its index "%s" exists with a different definition (%s); existing: %s. Drop it or rename it, then '
+                'rerun' % (where, qualified, '; '.join(differences), existing['definition']))
+    return None
+
+
+def partition_leftover_steps(spec, nodes):
+    """On rollback, the steps that drop the partition indexes of a stopped build that are not attached to the
+    planned index (the attached ones go with it): concurrently for a leaf's, first, as they block nobody; then with
+    DROP INDEX for a partitioned one."""
+    steps = []
+    for node in nodes[1:]:
+        name = partition_index_name(spec['name'], node['table'])
+        index = node.get('index')
+        if index is None or index['relkind'] not in ('i', 'I') or index.get('attached_to') \
+                or (index['table_schema'], index['table']) != (node['schema'], node['table']):
+            continue
+        steps.append(_step('drop_partitioned' if index['relkind'] == 'I' else 'drop', spec, schema=node['schema'],
+                           table=node['table'], name=name))
+    return sorted(steps, key=lambda step: step['kind'] == 'drop_partitioned')
+
+
+# -- replacing an index of the planned name -------------------------------------------------------------------------
+
+def replacement_names(name):
+    """(the name the new index is built under, the name the replaced one gets until it is dropped)."""
+    return derived_name(name, NEXT_SUFFIX), derived_name(name, PREVIOUS_SUFFIX)
+
+
+def _replacement_indexes(spec, existing_by_name):
+    following, previous = replacement_names(spec['name'])
+    return existing_by_name.get(following), existing_by_name.get(previous)
+
+
+def replacement_record(definition, comment):
+    """The COMMENT the swapped-in index gets: the definition it replaced and that index's own comment."""
+    return RECORD_PREFIX + json.dumps(dict(definition=definition, comment=comment), sort_keys=True)
+
+
+def read_replacement_record(comment):
+    """(dict(definition, comment), None) from an index comment written by replacement_record; (None, None) for any
+    other comment; (None, why) for one that starts like a record but cannot be read."""
+    if not isinstance(comment, str) or not comment.startswith(RECORD_PREFIX):
+        return None, None
+    try:
+        record = json.loads(comment[len(RECORD_PREFIX):])
+    except ValueError as error:
+        return None, 'its comment starts like a replacement record but is not one (%s)' % error
+    if not isinstance(record, dict) or not isinstance(record.get('definition'), str) \
+            or not isinstance(record.get('comment'), (str, type(None))):
+        return None, 'its comment starts like a replacement record but does not hold a definition'
+    return dict(definition=record['definition'], comment=record['comment']), None
+
+
+def _replacement_refusal(spec, planned):
+    """Why the index of the planned name cannot be replaced by renames, or None."""
+    reasons = []
+    if planned.get('constraint'):
+        reasons.append('it backs constraint "%s" (replace the constraint instead)' % planned['constraint'])
+    if planned.get('referenced_by'):
+        reasons.append('foreign key(s) %s depend on it' % ', '.join(planned['referenced_by']))
+    if planned.get('replica_identity'):
+        reasons.append('it is the table\'s REPLICA IDENTITY index')
+    if planned.get('clustered'):
+        reasons.append('the table is CLUSTERed on it')
+    if not reasons:
+        return None
+    return ('index "%s.%s" exists with a different definition and on_mismatch is replace, but it cannot be replaced: '
+            '%s; nothing was changed.\n  existing: %s\n  planned:  %s'
+            % (spec['schema'], spec['name'], '; '.join(reasons), planned['definition'], spec['display_definition']))
+
+
+def _replacement_leftovers(spec, following, previous):
+    """(problems, drop steps) of the indexes found under the two names a replacement uses: a stopped replacement's
+    (or restore's) leftovers, to drop; anything else there stops it."""
+    problems, steps = [], []
+    for index, name in zip((following, previous), replacement_names(spec['name'])):
+        problem = _helper_problem(spec, index, name)
+        if problem:
+            problems.append(problem)
+        elif index is not None:
+            steps.append(_step('drop', spec, name=name))
+    return problems, steps
+
+
+def _helper_problem(spec, index, name):
+    """Why an index of a name the replacement uses is not a leftover of it, or None."""
+    if index is None:
+        return None
+    qualified = '%s.%s' % (spec['schema'], name)
+    if index['relkind'] != 'i' or (index['table_schema'], index['table']) != (spec['schema'], spec['table']):
+        return ('"%s", the name the replacement of index "%s" uses, is taken by another relation (not an index of '
+                '%s.%s): rename it, then rerun' % (qualified, spec['name'], spec['schema'], spec['table']))
+    if index['build_in_progress_pid']:
+        return 'index "%s" is being built right now by backend pid %s: wait for it and rerun' % (
+            qualified, index['build_in_progress_pid'])
+    return None
+
+
+def replacement_decision(spec, planned, following, previous):
+    """(decision, None) or (None, the problem) for a valid index of the planned name on the planned table, when the
+    plan says on_mismatch: replace.
+
+    The planned definition is built under the next name (replacement_names) concurrently; then, in one short
+    transaction, the index of the planned name takes the previous name, the new one takes the planned name and
+    records the definition it replaced (replacement_record); the previous one is dropped concurrently. A rerun
+    starts where a stopped run ended: the new index built or not, the swap done or not.
+    """
+    next_name = replacement_names(spec['name'])[0]
+    problems, leftovers = _replacement_leftovers(spec, following, previous)
+    if problems:
+        return None, '\n  - '.join(problems)
+    if not compare_index(planned, spec):
+        record, dummy_ = read_replacement_record(planned.get('comment'))
+        return _decision(spec, planned, ACTION_REPLACE if leftovers else ACTION_UNCHANGED, leftovers,
+                         record['definition'] if record and leftovers else None, planned['definition']), None
+    refusal = _replacement_refusal(spec, planned)
+    if refusal:
+        return None, refusal
+    ready = following is not None and following['valid'] and not compare_index(following, spec)
+    steps = _swap_steps(spec, following, previous, ready, _step('build', spec, name=next_name),
+                        replacement_record(planned['definition'], planned.get('comment')))
+    return _decision(spec, planned, ACTION_REPLACE, steps, planned['definition'], spec['display_definition']), None
+
+
+def restore_decision(spec, planned, following, previous):
+    """(decision, None) or (None, the problem) of an index with on_mismatch: replace when the plan is rolled back.
+
+    An index of the planned name that records a replacement gets the recorded definition back, by the same build and
+    swap, and its own comment back. Without a record: an index of the planned definition was created by the plan and
+    is dropped; one of another definition is the one the plan found and never replaced, and stays. Either way a
+    leftover of a stopped replacement or restore is dropped.
+    """
+    next_name = replacement_names(spec['name'])[0]
+    problems, leftovers = _replacement_leftovers(spec, following, previous)
+    record, unreadable = read_replacement_record(planned.get('comment')) if planned else (None, None)
+    if unreadable:
+        problems.append('index "%s.%s": %s; nothing was changed' % (spec['schema'], spec['name'], unreadable))
+    statement = None
+    if record and not problems:
+        try:
+            statement = restore_statement(record['definition'], spec['name'], next_name, spec['schema'], spec['table'])
+        except ValueError as error:
+            problems.append('index "%s.%s" records the definition it replaced, but that cannot be built again (%s): %s'
+                            % (spec['schema'], spec['name'], error, record['definition']))
+    if problems:
+        return None, '\n  - '.join(problems)
+    if record is None:
+        if planned is None:
+            return _decision(spec, None, ACTION_DROP if leftovers else ACTION_UNCHANGED, leftovers), None
+        if compare_index(planned, spec):
+            return _decision(spec, planned, ACTION_RESTORE if leftovers else ACTION_UNCHANGED, leftovers), None
+        return _decision(spec, planned, ACTION_DROP, leftovers + [_step('drop', spec)]), None
+    ready = following is not None and following['valid'] and \
+        same_index_definition(following['definition'], record['definition'])
+    steps = _swap_steps(spec, following, previous, ready,
+                        _step('build_definition', spec, name=next_name, statement=statement), record['comment'])
+    return _decision(spec, planned, ACTION_RESTORE, steps, planned['definition'], record['definition']), None
+
+
+def _swap_steps(spec, following, previous, ready, build, comment):
+    """Build under the next name (unless C(ready), kept from a stopped run), swap by renames, drop the previous one.
+
+    A previous index left by an earlier replacement is dropped first, so that the rename has its name free.
+    """
+    next_name, previous_name = replacement_names(spec['name'])
+    steps = [_step('drop', spec, name=previous_name)] if previous is not None else []
+    if following is not None and not ready:
+        steps.append(_step('drop', spec, name=next_name))
+    if not ready:
+        steps.append(build)
+    steps.append(_step('swap', spec, next=next_name, previous=previous_name, comment=comment))
+    steps.append(_step('drop', spec, name=previous_name))
+    return steps
+
+
+def index_statement(text):
+    """The fields of the CREATE INDEX that C(text) is, as PostgreSQL's parser reads it; ValueError when it is not
+    exactly one CREATE INDEX."""
+    statements = parse(text)
+    if len(statements) != 1 or 'IndexStmt' not in statements[0]:
+        raise ValueError('it is not one CREATE INDEX statement')
+    return statements[0]['IndexStmt']
+
+
+def _definition_key(tree):
+    """A parse tree without what does not make two index definitions differ: names, positions, CONCURRENTLY."""
+    if isinstance(tree, dict):
+        return dict((key, _definition_key(value)) for key, value in tree.items()
+                    if key not in ('idxname', 'concurrent', 'if_not_exists', 'location'))
+    if isinstance(tree, list):
+        return [_definition_key(item) for item in tree]
+    return tree
+
+
+def same_index_definition(one, other):
+    """Whether two CREATE INDEX texts define the same index (whatever its name, CONCURRENTLY or not)."""
+    return _definition_key(index_statement(one)) == _definition_key(index_statement(other))
+
+
+def restore_statement(definition, name, new_name, schema, table):
+    """C(definition), an index C(name) of C(schema).C(table) as pg_get_indexdef wrote it, as a CREATE INDEX
+    CONCURRENTLY IF NOT EXISTS of C(new_name); ValueError saying why it cannot be.
+
+    The text comes back from the database (a replacement record), so it is proven to be exactly one CREATE INDEX of
+    that name on that table, with no function a plan may not call, and the result to define the same index.
+    """
+    fields = index_statement(definition)
+    relation = fields.get('relation') or {}
+    if fields.get('idxname') != name or (relation.get('schemaname'), relation.get('relname')) != (schema, table) \
+            or fields.get('concurrent') or not relation.get('inh', True):
+        raise ValueError('it is not a plain CREATE INDEX "%s" on %s.%s' % (name, schema, table))
+    problems = tree_problems(fields, subqueries_allowed=False)
+    if problems:
+        raise ValueError('; '.join(problems))
+    for head in ('CREATE UNIQUE INDEX ', 'CREATE INDEX '):
+        if definition.startswith(head):
+            rest = definition[len(head):]
+            break
+    else:
+        raise ValueError('it does not start as pg_get_indexdef writes an index')
+    for written in ('"%s"' % name.replace('"', '""'), name):
+        if rest.startswith(written + ' ON '):
+            statement = '%sCONCURRENTLY IF NOT EXISTS "%s"%s' % (head, new_name.replace('"', '""'),
+                                                                 rest[len(written):])
+            break
+    else:
+        raise ValueError('its name is not written where pg_get_indexdef writes it')
+    rebuilt = index_statement(statement)
+    if rebuilt.get('idxname') != new_name or _definition_key(rebuilt) != _definition_key(fields):
+        raise ValueError('it does not read back as the same index')
+    return statement
 
 
 # B-tree leaves are filled to 90% by a build; each entry costs an 8-byte tuple header and a 4-byte line pointer.

@@ -131,6 +131,11 @@ def index_summary(entries, check_mode, parallelism=1):
             ' (%s lock retries)' % entry['retries'] if entry.get('retries') else '',
             ' (waited %ss for other sessions)' % entry['waited_seconds'] if (entry.get('waited_seconds') or 0) > 0
             else ''))
+        if entry.get('previous_definition'):
+            # A replacement or its rollback: both definitions, so the log shows what the name held and holds.
+            lines.append('         before: %s' % entry['previous_definition'])
+            after = entry['planned_definition'] if check_mode else entry.get('definition')
+            lines.append('         after:  %s' % (after or entry['planned_definition']))
     if check_mode and changed:
         lines.append('SQL it would run, in order:')
         lines.extend('%s;' % statement for entry in changed for statement in entry.get('statements') or [])

@@ -15,8 +15,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.adviso
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import process_alive
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import BuildWatcher
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
-    ACTION_CREATE, ACTION_DROP, ACTION_REBUILD, INDEXABLE_RELKINDS, column_errors, decide_actions,
-    estimate_index_bytes, validate_specs,
+    ACTION_DROP, ACTION_RESTORE, ACTION_UNCHANGED, INDEXABLE_RELKINDS, PARTITIONED, column_errors, compare_index,
+    decide_actions, estimate_index_bytes, partition_index_name, replacement_names, same_index_definition,
+    validate_specs,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import statement_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
@@ -38,10 +39,12 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relname = %(table)s
 """
 
-# Row estimate of a table and the average width of each column: from pg_stats after ANALYZE, else the
-# type's fixed length, else 32 bytes.
+# Row estimate of a table (of its partitions, for a partitioned one) and the average width of each column: from
+# pg_stats after ANALYZE, else the type's fixed length, else 32 bytes.
 SIZE_QUERY = """
-SELECT greatest(c.reltuples, 0)::bigint AS rows, a.attname::text AS column_name,
+SELECT greatest(coalesce((SELECT sum(p.reltuples) FILTER (WHERE p.reltuples > 0)
+                          FROM pg_catalog.pg_partition_tree(c.oid) t JOIN pg_catalog.pg_class p ON p.oid = t.relid
+                          WHERE t.isleaf), c.reltuples), 0)::bigint AS rows, a.attname::text AS column_name,
        coalesce(s.avg_width, nullif(a.attlen, -1), 32) AS width
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -55,7 +58,7 @@ INDEX_METHODS_QUERY = "SELECT amname::text FROM pg_catalog.pg_am WHERE amtype = 
 # Everything about an existing index that can make it differ from a plan entry. Expression columns
 # come back as NULL names; ordering, operator class, collation and NULLS NOT DISTINCT as "extras".
 EXISTING_INDEXES_QUERY = """
-SELECT c.relname::text AS name, c.relkind::text AS relkind,
+SELECT c.oid::bigint AS oid, c.relname::text AS name, c.relkind::text AS relkind,
        t.relname::text AS "table", tn.nspname::text AS table_schema,
        i.indisvalid AS valid, i.indisready AS ready, i.indisunique AS "unique",
        am.amname::text AS method,
@@ -71,6 +74,13 @@ SELECT c.relname::text AS name, c.relkind::text AS relkind,
        pg_catalog.pg_get_indexdef(c.oid) AS definition,
        (SELECT con.conname::text FROM pg_catalog.pg_constraint con
         WHERE con.conindid = c.oid AND con.contype IN ('p', 'u', 'x') LIMIT 1) AS "constraint",
+       ARRAY(SELECT con.conname::text FROM pg_catalog.pg_constraint con
+             WHERE con.conindid = c.oid AND con.contype = 'f' ORDER BY 1) AS referenced_by,
+       coalesce(i.indisreplident, false) AS replica_identity, coalesce(i.indisclustered, false) AS clustered,
+       pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
+       (SELECT ARRAY[pn.nspname::text, p.relname::text] FROM pg_catalog.pg_inherits inh
+        JOIN pg_catalog.pg_class p ON p.oid = inh.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+        WHERE inh.inhrelid = c.oid) AS attached_to,
        (SELECT p.pid FROM pg_catalog.pg_stat_progress_create_index p
         WHERE p.index_relid = c.oid AND p.pid <> pg_catalog.pg_backend_pid() LIMIT 1) AS build_in_progress_pid,
        array_remove(ARRAY[
@@ -95,6 +105,35 @@ LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
 WHERE n.nspname = %(schema)s AND c.relname = ANY(%(names)s)
 """
 
+# A partitioned table's tree, the table first, each partitioned relation with its partition key (NULL for an
+# expression).
+PARTITION_TREE_QUERY = """
+SELECT n.nspname::text AS schema, c.relname::text AS "table", c.relkind::text AS relkind,
+       pn.nspname::text AS parent_schema, p.relname::text AS parent_table,
+       CASE WHEN c.relkind = 'p' THEN ARRAY(
+           SELECT a.attname::text FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
+           LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.ord)
+       END AS key_columns
+FROM pg_catalog.pg_partition_tree(%(oid)s::pg_catalog.oid::pg_catalog.regclass) t
+JOIN pg_catalog.pg_class c ON c.oid = t.relid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_class p ON p.oid = t.parentrelid
+LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+LEFT JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = c.oid
+ORDER BY t.level, n.nspname, c.relname
+"""
+
+# The indexes attached, at any depth, to a partitioned index, each with the partition it is on.
+ATTACHED_INDEXES_QUERY = """
+SELECT tn.nspname::text AS table_schema, t.relname::text AS "table", c.relname::text AS name, i.indisvalid AS valid
+FROM pg_catalog.pg_partition_tree(%(oid)s::pg_catalog.oid::pg_catalog.regclass) it
+JOIN pg_catalog.pg_class c ON c.oid = it.relid
+JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
+JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+WHERE it.level > 0
+"""
+
 LOCK_HOLDERS_QUERY = """
 SELECT a.pid, l.mode, l.granted, a.state, a.application_name,
        round(extract(epoch FROM now() - a.xact_start))::int AS xact_seconds,
@@ -117,6 +156,19 @@ WHERE a.xact_start IS NOT NULL AND a.pid <> pg_catalog.pg_backend_pid()
 ORDER BY a.xact_start
 LIMIT 5
 """
+
+
+# What to do when a step that runs under lock_timeout gave up after every retry (formatted with the step).
+CATALOG_STEP_ADVICE = dict(
+    create_on_only='What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then '
+                   'rerun; nothing was changed by this step.',
+    attach='What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then rerun: '
+           'the partition indexes built so far are kept, and the rerun attaches %(partition_index)s and the rest.',
+    swap='What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then rerun: the '
+         'new index %(next)s is built and kept, so the rerun only swaps the names (and drops the index replaced).',
+    drop_partitioned='What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then '
+                     'rerun; nothing was dropped by this step.',
+)
 
 
 class OnlineIndexRunner(object):
@@ -256,13 +308,17 @@ class OnlineIndexRunner(object):
 
     # -- SQL ---------------------------------------------------------------------------------------
 
-    def create_statement(self, schema, table, spec, concurrently=True):
+    def create_statement(self, schema, table, spec, concurrently=True, only=False):
+        """CREATE INDEX of C(spec) on C(schema).C(table): CONCURRENTLY, or ON ONLY a partitioned table (C(only)), both
+        IF NOT EXISTS; or a plain CREATE INDEX (the probe on an empty copy, and the definition the plan shows)."""
         sql = self.sql
         parts = [sql.SQL('CREATE UNIQUE INDEX' if spec.get('unique') else 'CREATE INDEX')]
         if concurrently:
             parts.append(sql.SQL('CONCURRENTLY IF NOT EXISTS'))
-        parts.append(sql.SQL('{} ON {}.{} USING {} ({})').format(
-            sql.Identifier(spec['name']), sql.Identifier(schema), sql.Identifier(table),
+        elif only:
+            parts.append(sql.SQL('IF NOT EXISTS'))
+        parts.append(sql.SQL('{} ON {}{}.{} USING {} ({})').format(
+            sql.Identifier(spec['name']), sql.SQL('ONLY ' if only else ''), sql.Identifier(schema), sql.Identifier(table),
             sql.Identifier(spec.get('method') or 'btree'),
             sql.SQL(', ').join(sql.Identifier(c) for c in spec['columns'])))
         if spec.get('include'):
@@ -272,9 +328,39 @@ class OnlineIndexRunner(object):
             parts.append(sql.SQL('WHERE ({})').format(sql.SQL(spec['where'])))
         return sql.SQL(' ').join(parts)
 
-    def drop_statement(self, schema, name):
+    def drop_statement(self, schema, name, concurrently=True):
         sql = self.sql
-        return sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}.{}').format(sql.Identifier(schema), sql.Identifier(name))
+        return sql.SQL('DROP INDEX {}IF EXISTS {}.{}').format(
+            sql.SQL('CONCURRENTLY ' if concurrently else ''), sql.Identifier(schema), sql.Identifier(name))
+
+    def step_statements(self, decision, step):
+        """The statements of one step of a decision (see index_plan.decide_actions), in order, as composed SQL."""
+        sql, spec, kind = self.sql, decision['spec'], step['kind']
+        index = sql.SQL('{}.{}').format(sql.Identifier(step['schema']), sql.Identifier(step['name']))
+        target = dict(spec, name=step['name'])
+        if step.get('partition'):
+            # PostgreSQL's own rendering of the predicate names no table, so it holds on every partition.
+            target['where'] = spec.get('normalized_where') or spec.get('where')
+        if kind == 'build':
+            return [self.create_statement(step['schema'], step['table'], target)]
+        if kind == 'build_definition':
+            return [sql.SQL(step['statement'])]
+        if kind in ('drop', 'drop_partitioned'):
+            return [self.drop_statement(step['schema'], step['name'], concurrently=kind == 'drop')]
+        if kind == 'create_on_only':
+            return [self.create_statement(step['schema'], step['table'], target, concurrently=False, only=True)]
+        if kind == 'attach':
+            return [sql.SQL('ALTER INDEX {} ATTACH PARTITION {}.{}').format(
+                index, sql.Identifier(step['partition_schema']), sql.Identifier(step['partition_index']))]
+        if kind == 'swap':
+            return [sql.SQL('BEGIN'),
+                    sql.SQL('ALTER INDEX {} RENAME TO {}').format(index, sql.Identifier(step['previous'])),
+                    sql.SQL('ALTER INDEX {}.{} RENAME TO {}').format(
+                        sql.Identifier(step['schema']), sql.Identifier(step['next']), sql.Identifier(step['name'])),
+                    sql.SQL('COMMENT ON INDEX {} IS {}').format(
+                        index, sql.SQL('NULL') if step['comment'] is None else sql.Literal(step['comment'])),
+                    sql.SQL('COMMIT')]
+        raise ValueError('unknown step %r' % kind)
 
     # -- planning ----------------------------------------------------------------------------------
 
@@ -288,17 +374,16 @@ class OnlineIndexRunner(object):
         if errors:
             raise OnlineIndexError(self._problems(schema, table, errors))
         qualified_table = '%s.%s' % (schema, table)
-        table_row = None
+        table_row = self.read_table(schema, table)
         if state == 'present':
-            table_row = self.read_table(schema, table)
             if table_row is None:
                 raise OnlineIndexError(self._problems(schema, table, [
                     'table %s does not exist: check the plan\'s schema and table name (names are case-sensitive, '
                     'Prisma models are quoted CamelCase)' % qualified_table]))
-            if table_row['relkind'] not in INDEXABLE_RELKINDS:
+            if table_row['relkind'] not in INDEXABLE_RELKINDS + (PARTITIONED,):
                 raise OnlineIndexError(self._problems(schema, table, [
-                    '%s is not a plain table or materialized view (relation kind %s); concurrent index builds '
-                    'need one (for a partitioned table, build on each partition)' % (qualified_table, table_row['relkind'])]))
+                    '%s is not a table, partitioned table or materialized view (relation kind %s); indexes are built '
+                    'on one of those' % (qualified_table, table_row['relkind'])]))
             errors.extend(column_errors(qualified_table, specs, set(table_row['columns'])))
             methods = self.index_methods()
             for spec in specs:
@@ -307,19 +392,28 @@ class OnlineIndexRunner(object):
                                   % (spec['name'], spec.get('method'), ', '.join(sorted(methods))))
             if errors:
                 raise OnlineIndexError(self._problems(schema, table, errors))
-        existing = self.read_existing_indexes(schema, [spec['name'] for spec in specs])
+        replacing = [spec for spec in specs if spec.get('on_mismatch') == 'replace']
+        existing = self.read_existing_indexes(schema, [spec['name'] for spec in specs] + [
+            name for spec in replacing for name in replacement_names(spec['name'])])
+        # Only what will be built, and predicates to compare, need the probe: a valid existing index was accepted by
+        # PostgreSQL already, and skipping it keeps a no-op rerun cheap. A rollback compares only where a replacement
+        # may have to tell the planned index from the one it found.
         if state == 'present':
-            # Only what will be built, and predicates to compare, need the probe: a valid existing index
-            # was accepted by PostgreSQL already, and skipping it keeps a no-op rerun cheap.
             to_probe = [spec for spec in specs if spec.get('where') or spec['name'] not in existing
                         or not existing[spec['name']]['valid']]
-            normalized, errors = self.probe_definitions(schema, table, to_probe) if to_probe else ({}, [])
-            for spec in specs:
-                spec['normalized_where'] = normalized.get(spec['name'])
+        else:
+            to_probe = [spec for spec in replacing if spec.get('where') and spec['name'] in existing] \
+                if table_row is not None else []
+        normalized, errors = self.probe_definitions(schema, table, to_probe) if to_probe else ({}, [])
+        for spec in specs:
+            spec['normalized_where'] = normalized.get(spec['name'])
+            if spec.get('columns'):
                 spec['display_definition'] = self.render(self.create_statement(schema, table, spec, concurrently=False))
-            if errors:
-                raise OnlineIndexError(self._problems(schema, table, errors))
-        decisions, errors = decide_actions(specs, existing, state)
+        if errors:
+            raise OnlineIndexError(self._problems(schema, table, errors))
+        partitions = self.read_partitions(table_row, specs, existing) \
+            if table_row is not None and table_row['relkind'] == PARTITIONED else None
+        decisions, errors = decide_actions(specs, existing, state, partitions)
         if errors:
             raise OnlineIndexError(self._problems(schema, table, errors))
         for decision in decisions:
@@ -327,38 +421,104 @@ class OnlineIndexRunner(object):
             decision['statements'] = self.statements_for(decision)
         return decisions
 
+    def read_partitions(self, table_row, specs, existing):
+        """{planned name: its partition tree} of a partitioned table, as index_plan.partition_steps reads it: every
+        partition with the index of the name derived for it (if any) and the index attached for it (if any)."""
+        tree = self._query(PARTITION_TREE_QUERY, dict(oid=table_row['oid']))
+        wanted = {}
+        for spec in specs:
+            for node in tree[1:]:
+                wanted.setdefault(node['schema'], set()).add(partition_index_name(spec['name'], node['table']))
+        found = {}
+        for node_schema, names in wanted.items():
+            for name, row in self.read_existing_indexes(node_schema, sorted(names)).items():
+                found[(node_schema, name)] = row
+        partitions = {}
+        for spec in specs:
+            planned = existing.get(spec['name'])
+            attached = {}
+            if planned is not None and planned['relkind'] == 'I':
+                attached = dict(((row['table_schema'], row['table']), row)
+                                for row in self._query(ATTACHED_INDEXES_QUERY, dict(oid=planned['oid'])))
+            nodes = []
+            for node in tree:
+                entry = dict(schema=node['schema'], table=node['table'], relkind=node['relkind'],
+                             key_columns=node['key_columns'], parent=None)
+                if node['parent_table'] is not None:
+                    entry.update(parent=(node['parent_schema'], node['parent_table']),
+                                 index=found.get((node['schema'], partition_index_name(spec['name'], node['table']))),
+                                 attached=attached.get((node['schema'], node['table'])))
+                nodes.append(entry)
+            partitions[spec['name']] = nodes
+        return partitions
+
     @staticmethod
     def _problems(schema, table, errors):
         return 'table %s.%s:\n  - %s' % (schema, table, '\n  - '.join(errors))
 
     def statements_for(self, decision):
-        spec = decision['spec']
-        statements = []
-        if decision['action'] in (ACTION_REBUILD, ACTION_DROP):
-            statements.append(self.render(self.drop_statement(spec['schema'], spec['name'])))
-        if decision['action'] in (ACTION_CREATE, ACTION_REBUILD):
-            statements.append(self.render(self.create_statement(spec['schema'], spec['table'], spec)))
-        return statements
+        return [self.render(statement) for step in decision['steps'] for statement in self.step_statements(decision, step)]
 
     # -- applying ----------------------------------------------------------------------------------
 
     def apply(self, decision):
-        """Run one decision's DDL. Returns (seconds, lock retries); raises OnlineIndexError on failure."""
-        spec = decision['spec']
+        """Run one decision's steps. Returns (seconds, lock retries); raises OnlineIndexError on failure."""
         started = time.monotonic()
-        retries = 0
-        if decision['action'] in (ACTION_REBUILD, ACTION_DROP):
-            drop = self.drop_statement(spec['schema'], spec['name'])
-            retries += self._with_retries(spec, decision, drop, lambda: self._execute_concurrently(spec, drop))
-        if decision['action'] in (ACTION_CREATE, ACTION_REBUILD):
-            create = self.create_statement(spec['schema'], spec['table'], spec)
-            retries += self._with_retries(spec, decision, create, lambda: self._build_once(spec, create),
-                                          cleanup=True)
-            built = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
+        retries = sum(self._run_step(decision, step) for step in decision['steps'])
+        self._verify(decision)
+        return round(time.monotonic() - started, 3), retries
+
+    def _run_step(self, decision, step):
+        """One step: a concurrent build or drop without lock_timeout, watched; anything else (catalog only, a brief
+        lock the application may queue behind) under lock_timeout, retried. Returns the lock retries it needed."""
+        spec, kind = decision['spec'], step['kind']
+        statements = self.step_statements(decision, step)
+        target = dict(spec, schema=step['schema'], table=step['table'], name=step['name'])
+        label = spec['name']
+        if kind == 'drop':
+            return self._with_retries(target, decision, statements[0], lambda: self._execute_concurrently(
+                target, statements[0], label=label))
+        if kind in ('build', 'build_definition'):
+            retries = self._with_retries(target, decision, statements[0], lambda: self._build_once(
+                target, statements[0], label=label), cleanup=True)
+            built = self.read_existing_indexes(target['schema'], [target['name']]).get(target['name'])
             if built is None or not built['valid']:
                 raise OnlineIndexError('index "%s.%s" is not valid after its build: rerun to drop and rebuild it'
-                                       % (spec['schema'], spec['name']))
-        return round(time.monotonic() - started, 3), retries
+                                       % (target['schema'], target['name']))
+            return retries
+        step_decision = dict(decision, retry_advice=CATALOG_STEP_ADVICE.get(kind, '') % step)
+        if kind == 'swap':
+            return self._with_retries(target, step_decision, statements[1], lambda: self._in_transaction(statements))
+        return self._with_retries(target, step_decision, statements[0], lambda: self._execute(
+            statements[0], 'IndexStmt' if kind == 'create_on_only' else None))
+
+    def _in_transaction(self, statements):
+        """Run C(statements), BEGIN to COMMIT, as one transaction: on any failure it is rolled back and nothing of it
+        counts as run."""
+        done = len(self.executed_queries)
+        try:
+            for statement in statements:
+                self._execute(statement)
+        except Exception:  # a lock timeout or any other error: nothing of the transaction stays
+            del self.executed_queries[done:]
+            if not self.connection_lost():
+                self.cursor.execute('ROLLBACK')
+            raise
+
+    def _verify(self, decision):
+        """After the steps: the index of the planned name is valid (pg_index.indisvalid: for a partitioned index, every
+        partition has its index attached) and has the definition the decision gives it."""
+        spec, action = decision['spec'], decision['action']
+        if action in (ACTION_DROP, ACTION_UNCHANGED) or (action == ACTION_RESTORE and not decision.get('planned_definition')):
+            return
+        index = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
+        if index is not None and index['valid'] and (
+                same_index_definition(index['definition'], decision['planned_definition'])
+                if action == ACTION_RESTORE else not compare_index(index, spec)):
+            return
+        raise OnlineIndexError('index "%s.%s" is %s after its steps ran (%s): rerun to finish it' % (
+            spec['schema'], spec['name'], 'missing' if index is None else 'not valid' if not index['valid'] else
+            'not as planned', index['definition'] if index else 'absent'))
 
     def checked(self, statement, kind=None):
         """The text of C(statement), proven by PostgreSQL's parser to be exactly one statement (of C(kind)).
@@ -383,19 +543,20 @@ class OnlineIndexRunner(object):
         self.cursor.execute(text)
         self.executed_queries.append(text)
 
-    def _build_once(self, spec, create):
+    def _build_once(self, spec, create, label=None):
         # CREATE INDEX ... IF NOT EXISTS would silently keep an INVALID leftover of the same name (from an
         # earlier attempt whose cleanup timed out), so every attempt starts by dropping one.
         self._drop_invalid_leftover(spec)
-        self._execute_concurrently(spec, create, 'IndexStmt')
+        self._execute_concurrently(spec, create, 'IndexStmt', label)
 
-    def _execute_concurrently(self, spec, statement, kind=None):
+    def _execute_concurrently(self, spec, statement, kind=None, label=None):
         """Run a CONCURRENTLY build or drop without lock_timeout, watched from a second connection.
 
         Its waits (for its table lock, for writers, for older snapshots) block no application query, so they are
         not cut short and retried, which would repeat the whole build: they are recorded in self.waits, and only
         build_wait_timeout (through the watch) ends the statement. The session's lock_timeout is back afterwards,
-        for the catalog reads and for the cleanup of a failed build.
+        for the catalog reads and for the cleanup of a failed build. The waits count for C(label), the planned index
+        (a partition's build, or the build under a replacement's name, counts for the index it is part of).
         """
         self.watcher = None
         self._query("SELECT pg_catalog.set_config('lock_timeout', '0', false)")
@@ -408,9 +569,9 @@ class OnlineIndexRunner(object):
                 self._execute(statement, kind)
         finally:
             if self.watcher is not None:
-                seconds, sessions = self.waits.get(spec['name'], (0.0, []))
-                self.waits[spec['name']] = (round(seconds + self.watcher.waited_seconds, 1),
-                                            self.watcher.sessions or sessions)
+                seconds, sessions = self.waits.get(label or spec['name'], (0.0, []))
+                self.waits[label or spec['name']] = (round(seconds + self.watcher.waited_seconds, 1),
+                                                     self.watcher.sessions or sessions)
             if not self.connection_lost():
                 self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, false)",
                             dict(value=str(self.lock_timeout)))

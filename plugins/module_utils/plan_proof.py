@@ -13,9 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
-    ACTION_CREATE, ACTION_REBUILD, ACTION_UNCHANGED,
-)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import ACTION_UNCHANGED
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import (
     entry_columns, read_violations, violation_report, violations_advice,
 )
@@ -90,9 +88,11 @@ def prove_indexes(runner, tables, default_schema, state, sample_ids):
             proof['problems'].append(str(error))
             continue
         pending = [d['spec']['name'] for d in decisions if d['action'] != ACTION_UNCHANGED]
-        to_build = [d['spec'] for d in decisions if d['action'] in (ACTION_CREATE, ACTION_REBUILD)]
-        proof['problems'].extend(duplicate_problems(runner, schema, table['name'],
-                                                    [s for s in to_build if s.get('unique')], sample_ids))
+        # What builds the planned definition (a new index, a rebuild, a replacement, the rest of a partitioned one).
+        to_build = [d['spec'] for d in decisions if any(step['kind'] == 'build' for step in d['steps'])]
+        if state == 'present':
+            proof['problems'].extend(duplicate_problems(runner, schema, table['name'],
+                                                        [s for s in to_build if s.get('unique')], sample_ids))
         sizes = runner.estimate_sizes(schema, table['name'], to_build) if to_build else {}
         proof['estimated_bytes'] += sum(sizes.values())
         proof['tables'].append(dict(

@@ -23,7 +23,19 @@ description:
     problem listed, changing nothing.
   - An index of the planned name that is INVALID (left by an interrupted or failed concurrent build) is
     dropped concurrently and rebuilt, and the result says C(rebuilt). An index of the planned name with a
-    different definition fails the task with both definitions shown; nothing is skipped silently.
+    different definition fails the task with both definitions shown; nothing is skipped silently. With
+    C(on_mismatch=replace) on that index, the planned definition is built beside it under a temporary name
+    concurrently, swapped in by two renames in one short transaction under O(lock_timeout), and the old index is
+    dropped concurrently (C(replaced)); the new index records the old definition in its comment, so that
+    O(state=absent) puts the old index back the same way (C(restored)).
+  - On a partitioned table (PostgreSQL refuses C(CREATE INDEX CONCURRENTLY) on one), the index is created C(ON ONLY)
+    the table (INVALID, catalog only, under O(lock_timeout)), built concurrently on each partition under a name
+    derived from the planned name and the partition, and each partition's index attached (C(ALTER INDEX ... ATTACH
+    PARTITION), under O(lock_timeout)); a sub-partitioned partition is worked on the same way. Attaching the last one
+    makes the index valid. A rerun finishes a half-built one (C(resumed)). A unique index must include every
+    partition key column. O(state=absent) drops it with C(DROP INDEX) under O(lock_timeout) (PostgreSQL cannot drop
+    a partitioned index concurrently), which takes an ACCESS EXCLUSIVE lock on the table and every partition for an
+    instant.
   - A concurrent build or drop is never cancelled or retried for waiting; its waits (for its table lock, for
     writers, for older snapshots) block no application query, and a retry would repeat the whole build. A
     second connection watches them; the task warns after O(build_wait_warn) seconds and, with
@@ -84,6 +96,14 @@ options:
         type: list
         elements: str
         default: []
+      on_mismatch:
+        description:
+          - What to do with a valid index of this name on the table that has another definition. V(fail) refuses
+            the run, showing both definitions. V(replace) builds the planned one beside it and swaps it in (see the
+            description); its rollback needs O(indexes[].columns) too.
+        type: str
+        choices: [fail, replace]
+        default: fail
   parallelism:
     description:
       - With O(tables), how many tables are worked on at a time, each on a connection of its own. Table I(i)
@@ -94,7 +114,8 @@ options:
     default: 1
   state:
     description:
-      - V(present) builds missing indexes and rebuilds INVALID ones; V(absent) drops the named indexes.
+      - V(present) builds missing indexes and rebuilds INVALID ones; V(absent) drops the named indexes, and puts
+        back the index an C(on_mismatch=replace) replaced.
       - With O(tables) and V(absent), the tables, and each one's indexes, are worked on last to first (a
         rollback undoes the plan in reverse).
     type: str
@@ -103,7 +124,9 @@ options:
   lock_timeout:
     description:
       - PostgreSQL C(lock_timeout) for the session's other statements (catalog reads, the drop of a failed
-        build's INVALID leftover). A PostgreSQL interval such as C(5s) or C(500ms).
+        build's INVALID leftover, and the brief catalog-only steps that take a lock the application may queue
+        behind, each retried O(lock_retries) times - C(CREATE INDEX ... ON ONLY), C(ATTACH PARTITION), the rename swap
+        of a replacement, the C(DROP INDEX) of a partitioned index). A PostgreSQL interval such as C(5s) or C(500ms).
       - It does not bound the C(CREATE INDEX CONCURRENTLY) and C(DROP INDEX CONCURRENTLY) statements. Their waits
         (for the table lock, for writers, for older snapshots) block no application query, and a retry would
         scan and sort the table all over again; they wait as long as it takes, watched (O(build_wait_warn),
@@ -129,6 +152,9 @@ options:
     default: 0
 seealso:
   - module: community.postgresql.postgresql_idx
+  - name: Partitioned indexes
+    description: PostgreSQL documentation of CREATE INDEX ... ON ONLY and ALTER INDEX ... ATTACH PARTITION.
+    link: https://www.postgresql.org/docs/current/ddl-partitioning.html#DDL-PARTITIONING-DECLARATIVE-MAINTENANCE
   - name: Building indexes concurrently
     description: PostgreSQL documentation of CREATE INDEX CONCURRENTLY.
     link: https://www.postgresql.org/docs/current/sql-createindex.html#SQL-CREATEINDEX-CONCURRENTLY
@@ -229,8 +255,10 @@ indexes:
       sample: Job
     action:
       description:
-        - V(created), V(rebuilt) (an INVALID index was dropped and built again), V(unchanged) or V(dropped).
-          In check mode, what would be done.
+        - V(created), V(rebuilt) (an INVALID index was dropped and built again), V(resumed) (a partitioned index a run
+          left half built was finished), V(replaced) (C(on_mismatch=replace) swapped the planned definition in),
+          V(restored) (its rollback put the replaced index back), V(unchanged) or V(dropped). In check mode, what
+          would be done.
       type: str
       sample: created
     seconds:
@@ -257,6 +285,14 @@ indexes:
       description: C(pg_get_indexdef) of the index after the task; null when it does not exist.
       type: str
       sample: CREATE INDEX "Job_createdAt_idx" ON public."Job" USING btree ("createdAt")
+    previous_definition:
+      description: For V(replaced) and V(restored), the definition the index of this name had before.
+      type: str
+      sample: CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status)
+    planned_definition:
+      description: For V(replaced) and V(restored), the definition it gets.
+      type: str
+      sample: CREATE INDEX "Job_status_idx" ON "public"."Job" USING "btree" ("status", "teacherId")
     lock_timeout:
       description: The O(lock_timeout) it ran under.
       type: str
@@ -294,7 +330,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connec
     connect_or_fail, connection_failure_message, target_of, watch_connection_factory,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
-    ACTION_UNCHANGED, INDEX_SPEC_OPTIONS,
+    ACTION_RESTORE, ACTION_UNCHANGED, INDEX_SPEC_OPTIONS,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import (
     failure_message, index_summary, ordered_tables, run_pipeline,
@@ -328,7 +364,9 @@ def describe(decision):
 def planned(decision):
     if decision['action'] == 'dropped':
         return '-- %s: absent' % decision['spec']['name']
-    if decision['action'] == ACTION_UNCHANGED:
+    if decision.get('planned_definition'):
+        return decision['planned_definition']
+    if decision['action'] in (ACTION_UNCHANGED, ACTION_RESTORE):
         return describe(decision)
     return decision['spec']['display_definition']
 
@@ -342,6 +380,9 @@ def index_entries(decisions):
             name=spec['name'], schema=spec['schema'], table=spec['table'], action=decision['action'],
             seconds=0.0, retries=0, waited_seconds=0.0, waited_for=[], statements=decision['statements'],
             definition=decision['existing']['definition'] if decision['existing'] else None))
+        if decision.get('previous_definition'):
+            entries[-1].update(previous_definition=decision['previous_definition'],
+                               planned_definition=decision['planned_definition'])
     return entries
 
 

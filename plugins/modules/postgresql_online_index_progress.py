@@ -174,21 +174,28 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
 
 PROGRESS_QUERY = (
     "SELECT p.pid, n.nspname AS schema, c.relname AS table, i.relname AS index, p.phase, "
+    "rn.nspname AS root_schema, r.relname AS root_table, "
     "p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total, p.lockers_done, p.lockers_total, "
     "round(extract(epoch FROM now() - a.query_start)::numeric, 1)::float AS seconds "
     "FROM pg_catalog.pg_stat_progress_create_index p "
     "JOIN pg_catalog.pg_class c ON c.oid = p.relid "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
     "LEFT JOIN pg_catalog.pg_class i ON i.oid = p.index_relid "
+    "LEFT JOIN pg_catalog.pg_class r ON r.oid = pg_catalog.pg_partition_root(c.oid) "
+    "LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace "
     "LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid "
     "WHERE p.datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) "
     "ORDER BY n.nspname, c.relname, i.relname")
 
 
 # Concurrent builds and drops of ours still waiting for their table lock: PostgreSQL starts reporting a build's
-# progress only once it holds that lock.
+# progress only once it holds that lock. The table of a partition's build is its partitioned table (root).
 LOCK_WAITING_QUERY = (
     "SELECT a.pid, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 200) AS query, "
+    "(SELECT pg_catalog.format('\"%s\".\"%s\"', rn.nspname, r.relname) FROM pg_catalog.pg_locks l "
+    "JOIN pg_catalog.pg_class r ON r.oid = pg_catalog.pg_partition_root(l.relation) "
+    "JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace "
+    "WHERE l.pid = a.pid AND NOT l.granted AND l.locktype = 'relation' LIMIT 1) AS root, "
     "round(extract(epoch FROM now() - a.query_start)::numeric, 1)::float AS seconds "
     "FROM pg_catalog.pg_stat_activity a "
     "WHERE a.datname = pg_catalog.current_database() AND a.application_name = 'pg-zero-downtime' "
@@ -200,12 +207,12 @@ def read_progress(cursor, tables):
     """The builds in flight on C(tables) ((schema, table) pairs), each with what it waits for."""
     progress = []
     for row in fetch_dicts(cursor, PROGRESS_QUERY):
-        if (row['schema'], row['table']) in tables:
+        if (row['schema'], row['table']) in tables or (row['root_schema'], row['root_table']) in tables:
             row['percent'] = percent(row)
             progress.append(row)
     quoted = ['"%s"."%s"' % table for table in tables]
     for row in fetch_dicts(cursor, LOCK_WAITING_QUERY):
-        if any(name in row['query'] for name in quoted):
+        if any(name in row['query'] or name == row['root'] for name in quoted):
             progress.append(dict(row, schema=None, table=None, index=None, phase='waiting for its table lock'))
     for row in progress:
         row['waiting_seconds'], row['waiting_for'] = wait_summary(

@@ -24,7 +24,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identi
 
 TOP_KEYS = ('name', 'description', 'schema', 'tables', 'constraints', 'baseline_queries', 'prisma_migration')
 TABLE_KEYS = ('name', 'schema', 'indexes')
-INDEX_KEYS = ('name', 'columns', 'unique', 'method', 'where', 'include')
+INDEX_KEYS = ('name', 'columns', 'unique', 'method', 'where', 'include', 'on_mismatch')
 CONSTRAINT_KEYS = ('name', 'table', 'schema', 'type', 'columns', 'on_duplicates', 'rename_column', 'keep_oldest_by',
                    'references', 'on_delete', 'on_update', 'index', 'expression', 'column')
 CONSTRAINT_TYPES = ('unique', 'foreign_key', 'check', 'not_null')
@@ -124,6 +124,9 @@ def _check_index(problems, where, index):
             problems.add(where, 'only btree indexes can be unique, not %s' % index['method'])
     if 'where' in index and (not isinstance(index['where'], str) or not index['where'].strip()):
         problems.add(where, 'where must be one SQL expression as a string, not %s' % _type_name(index['where']))
+    if index.get('on_mismatch', 'fail') not in ('fail', 'replace'):
+        problems.add(where, 'on_mismatch must be fail (refuse an index of this name with another definition) or '
+                            'replace (build the planned one beside it and swap it in), not %r' % (index['on_mismatch'],))
 
 
 def _check_tables(problems, plan, schema):

@@ -8,7 +8,6 @@ class exists, every Item price is positive and no Class lacks its teacherId.
 """
 
 import os
-import subprocess
 
 import psycopg2
 import pytest
@@ -33,19 +32,8 @@ EVERY_KIND = [FK, FK_NULLABLE, CHECK, NOT_NULL]
 @pytest.fixture
 def copy(t12_copy, request):
     """A fresh copy of the seeded T12 database, dropped after the test: (connection info, autocommit connection)."""
-    name = 'pt_kinds_%s' % request.node.name[5:40].lower()
-    info = t12_copy(name)
-    conn = psycopg2.connect(host=info['host'], port=info['port'], user=info['user'], password=info['password'],
-                            dbname=name, application_name='pgzd-pytest')
-    conn.autocommit = True
-    yield info, conn
-    conn.close()
-    t12_copy.drop(name)
-
-
-def login(info):
-    return dict(login_host=info['host'], login_port=info['port'], login_user=info['user'],
-                login_password=info['password'], login_db=info['dbname'])
+    with helpers.database_copy(t12_copy, 'pt_kinds_%s' % request.node.name[5:40].lower()) as database:
+        yield database['cluster'], database['conn']
 
 
 def constraints_of(conn):
@@ -62,15 +50,11 @@ def not_null(conn, table, column):
 
 
 def schema_dump(info):
-    """pg_dump --schema-only, without the random \\restrict key lines of pg_dump 15.18."""
-    dump = subprocess.run(['pg_dump', '--schema-only', '-h', info['host'], '-p', str(info['port']), '-U', info['user'],
-                           info['dbname']], env=dict(os.environ, PGPASSWORD=info['password']), capture_output=True,
-                          text=True, check=True).stdout
-    return '\n'.join(line for line in dump.splitlines() if not line.startswith(('\\restrict', '\\unrestrict')))
+    return helpers.schema_dump(info, info['dbname'])
 
 
 def run(info, check=False, diff=False, **args):
-    return helpers.run_ansible_module(MODULE, dict(login(info), **args), check=check, diff=diff)
+    return helpers.run_ansible_module(MODULE, dict(helpers.login_of(info, info['dbname']), **args), check=check, diff=diff)
 
 
 RELATIONS_PLAN = os.path.join(helpers.REPO_ROOT, 'fixtures', 'relations', 'plan.yml')
