@@ -395,3 +395,20 @@ class ReportPage(HTMLParser):
                 clipped.append('%s (x %s to %.1f; svg width %s, bars at %s)'
                                % (text['text'], text['x'], right, self.svg['width'], bars_x))
         return clipped
+
+
+# A partitioned table, "Reading": by range of "takenAt", its 2025 partition by list of kind (a sub-partitioned
+# partition), 20,000 rows (tests/integration/test_partitioned_indexes.py, test_planned_sql_lint.py).
+PARTITIONED_READINGS_SQL = """
+CREATE TABLE "Reading" (id bigint NOT NULL, "takenAt" date NOT NULL, kind text NOT NULL, "deviceId" integer,
+                        value numeric) PARTITION BY RANGE ("takenAt");
+CREATE TABLE "Reading_2024" PARTITION OF "Reading" FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE "Reading_2025" PARTITION OF "Reading" FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')
+    PARTITION BY LIST (kind);
+CREATE TABLE "Reading_2025_a" PARTITION OF "Reading_2025" FOR VALUES IN ('a');
+CREATE TABLE "Reading_2025_b" PARTITION OF "Reading_2025" DEFAULT;
+INSERT INTO "Reading" SELECT g, date '2024-01-01' + (g % 700), CASE WHEN g % 3 = 0 THEN 'a' ELSE 'b' END, g % 97,
+                             CASE WHEN g % 10 = 0 THEN NULL ELSE g END
+FROM generate_series(1, 20000) g;
+ANALYZE "Reading";
+"""

@@ -31,19 +31,7 @@ INDEX = 'Reading_deviceId_idx'
 PARTITION_INDEXES = ['Reading_deviceId_idx_Reading_2024', 'Reading_deviceId_idx_Reading_2025',
                      'Reading_deviceId_idx_Reading_2025_a', 'Reading_deviceId_idx_Reading_2025_b']
 SPEC = dict(name=INDEX, columns=['deviceId'], where='"value" IS NOT NULL')
-TABLE_SQL = """
-CREATE TABLE "Reading" (id bigint NOT NULL, "takenAt" date NOT NULL, kind text NOT NULL, "deviceId" integer,
-                        value numeric) PARTITION BY RANGE ("takenAt");
-CREATE TABLE "Reading_2024" PARTITION OF "Reading" FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
-CREATE TABLE "Reading_2025" PARTITION OF "Reading" FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')
-    PARTITION BY LIST (kind);
-CREATE TABLE "Reading_2025_a" PARTITION OF "Reading_2025" FOR VALUES IN ('a');
-CREATE TABLE "Reading_2025_b" PARTITION OF "Reading_2025" DEFAULT;
-INSERT INTO "Reading" SELECT g, date '2024-01-01' + (g % 700), CASE WHEN g % 3 = 0 THEN 'a' ELSE 'b' END, g % 97,
-                             CASE WHEN g % 10 = 0 THEN NULL ELSE g END
-FROM generate_series(1, 20000) g;
-ANALYZE "Reading";
-"""
+TABLE_SQL = helpers.PARTITIONED_READINGS_SQL
 
 
 @pytest.fixture

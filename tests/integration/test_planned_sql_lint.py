@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 
+import yaml
+
 import helpers
 
 # Rules that would mean the tool blocks the application; none may fire.
@@ -66,8 +68,11 @@ def planned_sql(tmp_path, direction):
         return found, handle.read()
 
 
-def assert_only_accepted(findings, accepted=None):
-    assert not [f for f in findings if f[0] in FORBIDDEN], findings
+def assert_only_accepted(findings, accepted=None, forbidden_but=()):
+    """Every finding is accepted; a forbidden rule fires only on the statements C(forbidden_but) names ((rule,
+    statement prefix) pairs, each accepted in README.md with its reason)."""
+    assert not [f for f in findings if f[0] in FORBIDDEN
+                and not any(f[0] == rule and f[1].startswith(prefix) for rule, prefix in forbidden_but)], findings
     unexpected = [f for f in findings if not any(f[0] == rule and f[1].startswith(prefix)
                                                  for rule, prefix in accepted or ACCEPTED)]
     assert unexpected == [], unexpected
@@ -163,3 +168,50 @@ def test_squawk_does_flag_the_blocking_foreign_key_and_not_null(tmp_path):
     rules = set(rule for rule, _line in squawk(path))
     assert {'adding-foreign-key-constraint', 'adding-not-nullable-field', 'constraint-missing-not-valid',
             'require-concurrent-index-creation'} <= rules
+
+
+# A partitioned table's index and a replaced index: what PostgreSQL offers no concurrent form of (README.md).
+ACCEPTED_INDEX_KINDS = {
+    ('require-concurrent-index-creation', 'CREATE INDEX IF NOT EXISTS "Reading_deviceId_idx" ON ONLY "public"."Reading"'):
+        'PostgreSQL refuses CONCURRENTLY on a partitioned table; ON ONLY builds nothing (catalog only), under '
+        'lock_timeout with retries, and each partition\'s index is built CONCURRENTLY.',
+    ('require-concurrent-index-creation', 'CREATE INDEX IF NOT EXISTS "Reading_deviceId_idx_Reading_2025" ON ONLY'):
+        'The same, for the sub-partitioned partition.',
+    ('require-concurrent-index-deletion', 'DROP INDEX IF EXISTS "public"."Reading_deviceId_idx"'):
+        'PostgreSQL cannot drop a partitioned index concurrently; it runs under lock_timeout with retries.',
+    ('renaming-object', 'ALTER INDEX "public"."pt_Job_status_idx'):
+        'The swap of on_mismatch: replace; the index keeps its planned name.',
+    ('prefer-robust-stmts', 'ALTER INDEX '):
+        'ATTACH PARTITION and the swap\'s renames: the catalog is read before each, so a rerun resumes.',
+    ('prefer-robust-stmts', 'COMMENT ON INDEX '):
+        'The record of the replaced definition, written in the swap\'s transaction.',
+}
+
+
+def test_the_planned_sql_of_a_partitioned_index_and_a_replacement_passes_squawk(t12_copy, pg_cluster, tmp_path):
+    with helpers.database_copy(t12_copy, 'pt_lint_index_kinds') as database:
+        helpers.query(database['conn'], helpers.PARTITIONED_READINGS_SQL)
+        helpers.query(database['conn'], 'CREATE INDEX "pt_Job_status_idx" ON "Job" (status)')
+        plan = tmp_path / 'index_kinds.yml'
+        plan.write_text(yaml.safe_dump(dict(name='pt_index_kinds', schema='public', tables=[
+            dict(name='Reading', indexes=[dict(name='Reading_deviceId_idx', columns=['deviceId'])]),
+            dict(name='Job', indexes=[dict(name='pt_Job_status_idx', columns=['status', 'teacherId'],
+                                           on_mismatch='replace')])])))
+        settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'],
+                        pg_database='pt_lint_index_kinds', plan=str(plan), backup_enabled='false')
+        for direction, playbook in (('migrate', 'migrate'), ('rollback', 'rollback')):
+            run = helpers.run_playbook('playbooks/%s.yml' % playbook,
+                                       dict(settings, artifacts_dir=str(tmp_path / direction)), options=['--check'])
+            assert run.returncode == 0, run.stdout[-4000:]
+            path, text = planned_sql(tmp_path / direction, direction)
+            findings = squawk(path)
+            forbidden_but = [key for key in ACCEPTED_INDEX_KINDS if key[0] in FORBIDDEN]
+            assert_only_accepted(findings, ACCEPTED_INDEX_KINDS, forbidden_but)
+            if direction == 'migrate':
+                assert 'ON ONLY "public"."Reading"' in text and 'ATTACH PARTITION' in text, text
+                assert 'RENAME TO "pt_Job_status_idx"' in text, text
+                assert {'require-concurrent-index-creation', 'renaming-object'} <= set(r for r, _line in findings)
+                run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, artifacts_dir=str(tmp_path / 'real')))
+                assert run.returncode == 0, run.stdout[-4000:]
+            else:
+                assert 'DROP INDEX IF EXISTS "public"."Reading_deviceId_idx"' in text, text
