@@ -70,9 +70,9 @@ bench-load: bootstrap
 bench-waits: bootstrap
 	python bench/build_waits.py --scale 3
 
-## bench-constraints: a foreign key, a NOT NULL and a check under the write load, scale 5, 3 rounds (issue 15)
+## bench-constraints: a foreign key, a NOT NULL and a check under the write load, scale 10, 3 rounds (issue 15)
 bench-constraints: bootstrap
-	python bench/constraints_under_load.py --scale 5 --repeat 3
+	python bench/constraints_under_load.py --scale 10 --repeat 3
 
 ## clean: stop and delete the local cluster
 clean:

@@ -13,8 +13,9 @@ into all four tables, so an error is the migration's and a lock on any of them s
 Before each scenario, outside the measured window, the database is put in the scenario's starting state: the
 plan's constraints, index and NOT NULL dropped with SQL, its Prisma record deleted (a bench, not the product), or
 for constraints_rollback, migrate.yml run. Scenarios, in this order, each round:
-  constraints_blocking  `psql -1 -f migration.sql`: the blocking way in one transaction, as `prisma migrate
-                        deploy` runs a migration (one implicit transaction); locks pile up until the commit
+  constraints_blocking  `psql -1 -f migration.sql`: the blocking way in one transaction (as a tool that sends the
+                        whole file as one query gets it: PostgreSQL runs a multi-statement query as one
+                        transaction); each table's lock is held from its statement to the commit
   constraints_psql      `psql -f migration.sql`, statement by statement with \\timing: the reference of the wall
                         time ratio; each statement blocks alone
   constraints_migrate   `ansible-playbook playbooks/migrate.yml -e plan=fixtures/relations/plan.yml
@@ -22,13 +23,14 @@ for constraints_rollback, migrate.yml run. Scenarios, in this order, each round:
   constraints_rollback  `ansible-playbook playbooks/rollback.yml -e plan=fixtures/relations/plan.yml`
   idle                  `sleep` as long as this round's constraints_migrate took: the load's own noise
 
-Targets: under constraints_migrate zero errors and a longest stall at most 2x idle's (same round); the blocking
-forms stall the load for at least a second (the bench discriminates); constraints_migrate's wall time as a ratio
-to constraints_psql's (same round). Every statement the migration was seen running is listed with the longest
-stall inside it, so the stall of the plain ADD FOREIGN KEY and SET NOT NULL stands beside that of the NOT VALID,
-VALIDATE and SET NOT NULL steps. Medians of --repeat rounds and every round: bench/results/constraints_scale<N>.json.
+Targets: under constraints_migrate zero errors and a longest stall at most 2x idle's (the medians; each round's
+pair is listed too); the blocking forms stall the load for at least a second (the bench discriminates);
+constraints_migrate's wall time as a ratio to constraints_psql's (same round). Every statement the migration was
+seen running (50 ms samples) is listed with the longest stall inside it, so the plain ADD FOREIGN KEY stands
+beside the NOT VALID and VALIDATE steps; psql's \\timing gives every blocking statement's time, the short ones too.
+Medians of --repeat rounds, and every round: bench/results/constraints_scale<N>.json.
 
-    .venv/bin/python bench/constraints_under_load.py --scale 5 --repeat 3    # or: make bench-constraints
+    .venv/bin/python bench/constraints_under_load.py --scale 10 --repeat 3   # or: make bench-constraints (~16 min)
 """
 
 import argparse

@@ -20,7 +20,8 @@ of the load. A stall is the time during which the application got nothing done a
 
 A monitor connection samples pg_stat_activity every 0.05 s: the load sessions waiting on anything (a lock, with
 the statements of the sessions blocking them; WAL, I/O...) and the statements the other sessions of the database
-(the migration) run, so that a stall can be attributed to a statement.
+(the migration) run, so that a stall can be attributed to a statement: the summary lists each statement the
+migration was seen running with the longest stall inside it (migration_statements).
 
     .venv/bin/python bench/load.py --port 55437 --password-file .local/bench-load-scale1/superuser.password \
         --seconds 10
