@@ -4,7 +4,7 @@ VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: run test bootstrap cluster migrate rollback lint sanity unit integration molecule molecule-beside bench bench-load bench-waits clean
+.PHONY: run test bootstrap cluster migrate rollback lint sanity unit integration molecule molecule-beside bench bench-load bench-waits bench-constraints clean
 
 ## run: start the local cluster with the T12 schema and sample data, then migrate it (the main job)
 run: bootstrap cluster migrate
@@ -69,6 +69,10 @@ bench-load: bootstrap
 ## bench-waits: a 120 s snapshot during a build, scale 3 (issue 13): built once, no retry; see bench/README.md
 bench-waits: bootstrap
 	python bench/build_waits.py --scale 3
+
+## bench-constraints: a foreign key, a NOT NULL and a check under the write load, scale 10, 3 rounds (issue 15)
+bench-constraints: bootstrap
+	python bench/constraints_under_load.py --scale 10 --repeat 3
 
 ## clean: stop and delete the local cluster
 clean:

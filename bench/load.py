@@ -20,7 +20,8 @@ of the load. A stall is the time during which the application got nothing done a
 
 A monitor connection samples pg_stat_activity every 0.05 s: the load sessions waiting on anything (a lock, with
 the statements of the sessions blocking them; WAL, I/O...) and the statements the other sessions of the database
-(the migration) run, so that a stall can be attributed to a statement.
+(the migration) run, so that a stall can be attributed to a statement: the summary lists each statement the
+migration was seen running with the longest stall inside it (migration_statements).
 
     .venv/bin/python bench/load.py --port 55437 --password-file .local/bench-load-scale1/superuser.password \
         --seconds 10
@@ -295,6 +296,7 @@ def summarize(records, started, stopped, samples=(), error_samples=5):
                                    other_sessions=sample['others']) for sample in in_gap[:5]],
         wait_events_sampled=_wait_events(samples),
         lock_waits_sampled=_blockers(samples, started),
+        migration_statements=_statements(samples, [r[3] for r in ok], started),
         by_kind=by_kind,
     )
 
@@ -311,6 +313,33 @@ def _wait_events(samples):
             key = '%s:%s' % (wait['event_type'], wait['event'])
             counts[key] = counts.get(key, 0) + 1
     return dict(samples=len(samples), load_waits=dict(sorted(counts.items(), key=lambda item: -item[1])))
+
+
+def _statements(samples, ends, started, top=25):
+    """The statements the other sessions (the migration) were seen running, each with its window (from the sample
+    that first saw it, less how long it had been running, to the last sample that saw it: accurate to a sampling
+    interval), the lock or other waits it was seen in, and the longest stall of the load inside that window. A
+    statement shorter than the interval may go unseen; so may the stall it caused, when that is as short."""
+    seen, current = [], {}
+    for sample in samples:
+        for other in sample['others']:
+            key = (other['pid'], other['query'])
+            entry = current.get(key)
+            # The same text again with less running time is the statement run again (a retry, the next row).
+            if entry is None or other['running_s'] < entry['_running_s'] - 0.01:
+                entry = current[key] = dict(pid=other['pid'], app=other['app'], query=other['query'],
+                                            _start=sample['t'] - other['running_s'], _end=sample['t'], waits={})
+                seen.append(entry)
+            entry['_end'], entry['_running_s'] = sample['t'], other['running_s']
+            if other['wait']:
+                entry['waits'][other['wait']] = entry['waits'].get(other['wait'], 0) + 1
+    for entry in seen:
+        gap, _, _ = longest_stall(ends, entry['_start'], entry['_end'])
+        entry.update(start_s=round(entry['_start'] - started, 3), seen_until_s=round(entry['_end'] - started, 3),
+                     longest_stall_ms=_round(gap * 1000.0))
+    seen.sort(key=lambda entry: -entry['longest_stall_ms'])
+    return sorted(({key: value for key, value in entry.items() if not key.startswith('_')} for entry in seen[:top]),
+                  key=lambda entry: entry['start_s'])
 
 
 def _blockers(samples, started):

@@ -65,10 +65,13 @@ def blocking_sql():
 
 
 class Bench:
+    CLUSTER = 'bench-load'          # the cluster's folder: .local/<CLUSTER>-scale<N>
+    IDLE_AS_LONG_AS = 'migrate'     # the scenario whose wall time the idle scenario lasts
+
     def __init__(self, args):
         self.args = args
         self.scale = args.scale
-        self.cluster_dir = os.path.join(ROOT, '.local', 'bench-load-scale%s' % args.scale)
+        self.cluster_dir = os.path.join(ROOT, '.local', '%s-scale%s' % (self.CLUSTER, args.scale))
         self.artifacts_dir = os.path.join(self.cluster_dir, 'artifacts')
         self.extra = ['-e', 'local_cluster_dir=%s' % self.cluster_dir, '-e', 'pg_port=%d' % args.port,
                       '-e', 'local_cluster_scale=%s' % args.scale]
@@ -174,7 +177,7 @@ class Bench:
         gap, gap_from, _ = load_module.longest_stall([r[3] for r in load.records if r[4] is None], begin, end)
         result['longest_stall_during_command_ms'] = round(gap * 1000.0, 2)
         result['longest_stall_during_command_at_s'] = round(gap_from - load.started, 3)
-        if name == 'seed_psql':
+        if '\\timing on' in argv:
             result['psql_statement_ms'] = [float(ms) for ms in re.findall(r'^Time: ([0-9.]+) ms', output, re.M)]
         if returncode != 0:
             result['command_output_tail'] = output.splitlines()[-40:]
@@ -195,30 +198,53 @@ class Bench:
             result.pop('by_kind')
         return result
 
-    def main(self):
-        args = self.args
-        print('seeding a scale-%s cluster on port %d (first time only) ...' % (self.scale, args.port), flush=True)
+    def setup(self):
+        """Seed the cluster (first time only) and connect to it; the seeding's seconds."""
+        print('seeding a scale-%s cluster on port %d (first time only) ...' % (self.scale, self.args.port), flush=True)
         seed_seconds, _, _ = self.run(self.playbook('local_cluster'))
         with open(os.path.join(self.cluster_dir, 'superuser.password')) as password_file:
             password = password_file.read().strip()
         self.env['PGPASSWORD'] = password
-        self.connect_kwargs = dict(host='127.0.0.1', port=args.port, user='pgzd', dbname='t12', password=password)
+        self.connect_kwargs = dict(host='127.0.0.1', port=self.args.port, user='pgzd', dbname='t12',
+                                   password=password)
         self.query('ANALYZE', fetch=False)
+        return seed_seconds
 
+    def chosen_scenarios(self):
+        """[(name, (migrated, argv, stdin))] of --scenarios, in its order (default: all)."""
         table = self.scenarios()
-        wanted = args.scenarios.split(',') if args.scenarios else list(table)
+        wanted = self.args.scenarios.split(',') if self.args.scenarios else list(table)
         unknown = [name for name in wanted if name not in table]
         if unknown:
             sys.exit('unknown scenario(s) %s; known: %s' % (', '.join(unknown), ', '.join(table)))
+        return [(name, table[name]) for name in wanted]
+
+    def run_round(self, chosen):
+        """Measure each scenario once; {name: result}."""
         results = self.results = {}
-        for name in wanted:
-            migrated, argv, stdin = table[name]
+        for name, (migrated, argv, stdin) in chosen:
             if name == 'idle':
                 argv = ['sleep', '%g' % self.idle_seconds]
             print('scenario %s: %s' % (name, ' '.join(argv)), flush=True)
             results[name] = self.measure(name, migrated, argv, stdin)
             print('  ' + line(results[name]), flush=True)
+        return results
 
+    def write(self, summary, default_name):
+        os.makedirs(os.path.join(ROOT, 'bench', 'results'), exist_ok=True)
+        out_path = self.args.output or os.path.join(ROOT, 'bench', 'results', default_name)
+        with open(out_path, 'w') as out:
+            json.dump(summary, out, indent=2)
+        print('written: %s' % os.path.relpath(out_path, ROOT))
+
+    def teardown(self):
+        if not self.args.keep:
+            self.run(self.playbook('local_cluster', '-e', 'local_cluster_state=absent'))
+
+    def main(self):
+        args = self.args
+        seed_seconds = self.setup()
+        results = self.run_round(self.chosen_scenarios())
         summary = dict(scale=self.scale, git=git_state(), threads=args.threads, rate=args.rate, warmup_s=args.warmup,
                        cooldown_s=args.cooldown, idle_seconds=self.idle_seconds, seed_seconds=round(seed_seconds, 1),
                        targets=targets(results, self.scale), scenarios=results)
@@ -226,21 +252,16 @@ class Bench:
         print(table_text(results))
         for target in summary['targets']:
             print('%-75s %s' % (target['target'], target['verdict']))
-        os.makedirs(os.path.join(ROOT, 'bench', 'results'), exist_ok=True)
-        out_path = self.args.output or os.path.join(ROOT, 'bench', 'results', 'zero_downtime_scale%s.json' % self.scale)
-        with open(out_path, 'w') as out:
-            json.dump(summary, out, indent=2)
-        print('written: %s' % os.path.relpath(out_path, ROOT))
-        if not args.keep:
-            self.run(self.playbook('local_cluster', '-e', 'local_cluster_state=absent'))
+        self.write(summary, 'zero_downtime_scale%s.json' % self.scale)
+        self.teardown()
 
     @property
     def idle_seconds(self):
-        """--idle-seconds, else as long as this run's migrate.yml took, else 20 s."""
+        """--idle-seconds, else as long as this round's IDLE_AS_LONG_AS scenario took, else 20 s."""
         if self.args.idle_seconds:
             return self.args.idle_seconds
-        if 'migrate' in getattr(self, 'results', {}):
-            return round(self.results['migrate']['command_seconds'])
+        if self.IDLE_AS_LONG_AS in getattr(self, 'results', {}):
+            return round(self.results[self.IDLE_AS_LONG_AS]['command_seconds'])
         return DEFAULT_IDLE_SECONDS
 
 
@@ -316,10 +337,10 @@ def table_text(results):
     return '\n'.join(rows)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser, port, idle_as_long_as):
+    """The options every bench under load shares: the cluster, the load, the scenario window, the output."""
     parser.add_argument('--scale', default='1', help='sample data scale (1 = 200k rows per large table)')
-    parser.add_argument('--port', type=int, default=55437)
+    parser.add_argument('--port', type=int, default=port)
     parser.add_argument('--threads', type=int, default=4, help='load threads (default 4)')
     parser.add_argument('--rate', type=float, default=load_module.DEFAULT_RATE,
                         help='load operations started per second, all threads together (0: back to back); '
@@ -327,17 +348,23 @@ def main():
     parser.add_argument('--warmup', type=float, default=3.0, help='seconds of load before the command')
     parser.add_argument('--cooldown', type=float, default=3.0, help='seconds of load after the command')
     parser.add_argument('--idle-seconds', type=float,
-                        help='length of the idle scenario (default: as long as migrate.yml took in this run, else 20)')
-    parser.add_argument('--parallel', type=int, action='append',
-                        help='add a migrate_parallel<N> scenario (-e index_build_parallelism=N); default 2')
+                        help='length of the idle scenario (default: as long as %s took in this round, else %d)'
+                             % (idle_as_long_as, DEFAULT_IDLE_SECONDS))
     parser.add_argument('--statement-timeout', default='120s', help='statement_timeout of the load connections')
     parser.add_argument('--scenarios', help='comma-separated subset, in this order (default: all)')
+    parser.add_argument('--output', help='results file (default: see above)')
+    parser.add_argument('--by-kind', action='store_true', help='keep the numbers of each operation kind')
+    parser.add_argument('--keep', action='store_true', help='keep the bench cluster afterwards')
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, port=55437, idle_as_long_as='migrate.yml')
+    parser.add_argument('--parallel', type=int, action='append',
+                        help='add a migrate_parallel<N> scenario (-e index_build_parallelism=N); default 2')
     parser.add_argument('--migrate-arg', action='append', default=[],
                         help='one more argument for the migrate scenarios, for analysis '
                              '(e.g. --migrate-arg=--skip-tags=baseline)')
-    parser.add_argument('--output', help='results file (default bench/results/zero_downtime_scale<N>.json)')
-    parser.add_argument('--by-kind', action='store_true', help='keep the numbers of each operation kind')
-    parser.add_argument('--keep', action='store_true', help='keep the bench cluster afterwards')
     args = parser.parse_args()
     args.parallel = args.parallel or [2]
     Bench(args).main()
