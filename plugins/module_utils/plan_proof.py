@@ -137,16 +137,25 @@ def unique_indexes(tables, default_schema):
                if index.get('unique') and not index.get('where'))
 
 
-def prove_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, unique_indexes=()):
+def planned_index_leads(tables, default_schema, schema, table, columns):
+    """Whether one of a plan's full indexes on C(schema).C(table) leads with C(columns) (in any order): the index phase
+    builds it before the constraint phase adds a foreign key on those columns."""
+    wanted = frozenset(columns)
+    return any((entry.get('schema') or default_schema, entry['name']) == (schema, table) and not index.get('where')
+               and frozenset(index['columns'][:len(wanted)]) == wanted
+               for entry in tables or [] for index in entry.get('indexes') or [])
+
+
+def prove_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, tables=()):
     """What each planned constraint still needs, and whether its data allows it.
 
     C(runner) is an online_constraint.ConstraintRunner. The unique constraints are proven in one read-only transaction,
-    rolled back; then each foreign key, check and NOT NULL (prove_other_constraints). C(unique_indexes) are the
-    (schema, table, frozenset(columns)) of the plan's unique indexes, which a foreign key may reference.
+    rolled back; then each foreign key, check and NOT NULL (prove_other_constraints). C(tables) are the plan's
+    tables: their unique indexes are keys a foreign key may reference, their indexes serve its lookups.
     Returns dict(constraints (per constraint: its action, statements and duplicate keys or violations found), pending,
     queries, duplicates_found, report (lines on the duplicate keys and violating rows), blocking (unique constraints
     whose duplicates stop the run), violations (constraints that rows break), advice (lines on what would help, such
-    as a foreign key's missing index), problems).
+    as a foreign key's missing index, unless the plan's C(tables) build one), problems).
     """
     cursor = runner.cursor
     sql = sql_module()
@@ -207,11 +216,11 @@ def prove_constraints(runner, constraints, default_schema, state, sample_ids, ma
             proof['report'].extend(report)
     finally:
         cursor.execute('ROLLBACK')
-    prove_other_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, unique_indexes, proof)
+    prove_other_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, tables, proof)
     return proof
 
 
-def prove_other_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, unique_indexes, proof):
+def prove_other_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, tables, proof):
     """The foreign keys, checks and NOT NULL of a plan, into C(proof) (see prove_constraints).
 
     Each is decided outside a transaction (a check's expression is proven on an empty temporary copy of its table, in
@@ -219,7 +228,7 @@ def prove_other_constraints(runner, constraints, default_schema, state, sample_i
     transaction: orphan keys, rows where a check is false, NULLs. With C(sample_ids) and C(max_groups) 0 (a
     validation after the run), no rows are read.
     """
-    planned_unique = set(unique_indexes)
+    planned_unique = unique_indexes(tables, default_schema)
     for constraint in constraints:
         schema = constraint.get('schema') or default_schema
         if constraint.get('type', 'unique') == 'unique':
@@ -235,7 +244,8 @@ def prove_other_constraints(runner, constraints, default_schema, state, sample_i
                      columns=entry_columns(spec), action=decision['action'], steps=decision['steps'],
                      statements=decision['statements'], total_rows=0)
         proof['constraints'].append(entry)
-        if decision['advice']:
+        if decision['advice'] and not planned_index_leads(tables, default_schema, schema, spec['table'],
+                                                          spec['columns']):
             proof['advice'].append(decision['advice'])
         if decision['action'] != ACTION_UNCHANGED:
             proof['pending'].append(entry['name'])

@@ -326,7 +326,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.migrat
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
     constraint_problems_message, data_message, index_problems_message, prove_constraints, prove_indexes,
-    restores_pending, unique_indexes,
+    restores_pending,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma_history import (
     History, HistoryError, run_in_transaction,
@@ -495,7 +495,7 @@ def main():
     indexes = prove_indexes(runner, params['tables'], params['schema'], state, params['sample_ids'])
     problems.extend(indexes.pop('problems'))
     constraints = prove_constraints(runner, params['constraints'], params['schema'], state, params['sample_ids'],
-                                    params['max_groups'], unique_indexes(params['tables'], params['schema']))
+                                    params['max_groups'], params['tables'])
     constraint_problems, blocking = constraints.pop('problems'), constraints.pop('blocking')
     violations = constraints.pop('violations')
     for advice in constraints.pop('advice'):

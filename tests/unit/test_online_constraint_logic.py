@@ -126,3 +126,18 @@ def test_each_step_says_the_lock_it_takes():
     assert oc.step_lock('foreign_key', 'validate') == ('SHARE UPDATE EXCLUSIVE on the table and ROW SHARE on the '
                                                        'referenced table: a scan that blocks no reads or writes')
     assert oc.step_lock('not_null', 'set_not_null').endswith('(the valid check proves the column, no scan)')
+
+
+def test_the_plans_own_indexes_count_as_keys_and_as_a_foreign_keys_index():
+    proof = helpers.load_module_utils('plan_proof')
+    tables = [dict(name='JobAssignment', indexes=[dict(name='a', columns=['jobId', 'status']),
+                                                   dict(name='b', columns=['studentId'], where='x')]),
+              dict(name='Class', schema='other', indexes=[dict(name='c', columns=['name', 'grade'], unique=True),
+                                                          dict(name='d', columns=['id'], unique=True, where='x')])]
+    assert proof.planned_index_leads(tables, 'public', 'public', 'JobAssignment', ['jobId'])
+    assert proof.planned_index_leads(tables, 'public', 'public', 'JobAssignment', ['status', 'jobId'])
+    assert not proof.planned_index_leads(tables, 'public', 'public', 'JobAssignment', ['status'])
+    assert not proof.planned_index_leads(tables, 'public', 'public', 'JobAssignment', ['studentId'])  # partial
+    assert not proof.planned_index_leads(tables, 'public', 'other', 'JobAssignment', ['jobId'])
+    # A partial unique index cannot be referenced.
+    assert proof.unique_indexes(tables, 'public') == {('other', 'Class', frozenset(['name', 'grade']))}
