@@ -24,7 +24,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
     ACTION_DROP, ACTION_UNCHANGED,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import (
-    ConstraintRunner, entry_columns, step_lock,
+    ConstraintRunner, entry_columns, planned_unique_keys, step_lock,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
     REPLICATION_LAG_OPTIONS, replica_wait_problem,
@@ -92,10 +92,8 @@ class ConstraintFailed(Exception):
 
 
 def describe(decision):
-    """The diff line of the constraint as it is: its definition, a bare index, or absent."""
+    """The diff line of a unique constraint as it is: its definition, a bare index, or absent."""
     spec = decision['spec']
-    if spec.get('type', 'unique') != 'unique':
-        return describe_other(decision)
     if decision['constraint']:
         return 'CONSTRAINT %s %s' % (spec['name'], decision['constraint']['definition'])
     index = decision['index']
@@ -107,8 +105,6 @@ def describe(decision):
 
 
 def planned(decision):
-    if decision['spec'].get('type', 'unique') != 'unique' and decision['action'] != ACTION_DROP:
-        return 'CONSTRAINT %s %s' % (decision['spec']['name'], decision['planned'])
     if decision['action'] == ACTION_DROP:
         return '-- %s: absent' % decision['spec']['name']
     if decision['action'] == ACTION_UNCHANGED:
@@ -170,17 +166,25 @@ def bring(module, runner, spec, state):
     try:
         entry['seconds'], entry['retries'] = runner.apply_constraint(decision)
     except OnlineIndexError as error:
-        # A build that timed out after creating its catalog entry, whose INVALID index could not be dropped,
-        # changed the database too.
-        entry['retries'] = runner.retries_used
-        raise ConstraintFailed('Constraint "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error),
-                               entry, runner.executed_queries, bool(runner.executed_queries or runner.leftovers))
+        raise apply_failure(entry, runner, error)
     entry['waited_seconds'], entry['waited_for'] = runner.waits.get(entry['name'], (0.0, []))
     warn_about_waits(module, entry, params['build_wait_warn'])
-    after = [c for c in runner.read_constraints(spec['schema'], spec['name'])
-             if (c['schema'], c['table']) == (spec['schema'], spec['table'])]
-    entry['definition'] = after[0]['definition'] if after else None
-    return entry, runner.executed_queries, diff
+    return applied(entry, runner, spec), runner.executed_queries, diff
+
+
+def apply_failure(entry, runner, error):
+    """The ConstraintFailed of a constraint whose DDL failed: what ran is kept. A build that timed out after creating
+    its catalog entry, whose INVALID index could not be dropped, changed the database too."""
+    entry['retries'] = runner.retries_used
+    return ConstraintFailed('Constraint "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error),
+                            entry, runner.executed_queries, bool(runner.executed_queries or runner.leftovers))
+
+
+def applied(entry, runner, spec):
+    """C(entry) with the constraint's definition as the catalog holds it after the DDL (None when gone)."""
+    after = runner.read_constraint(spec['schema'], spec['table'], spec['name'])
+    entry['definition'] = after['definition'] if after else None
+    return entry
 
 
 def bring_other(module, runner, spec, state, planned_unique=()):
@@ -204,15 +208,11 @@ def bring_other(module, runner, spec, state, planned_unique=()):
     try:
         entry['seconds'], entry['retries'], entry['steps_done'] = runner.apply_entry(decision)
     except OnlineIndexError as error:
-        entry['retries'] = runner.retries_used
-        raise ConstraintFailed('Constraint "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error),
-                               entry, runner.executed_queries, bool(runner.executed_queries or runner.leftovers))
+        raise apply_failure(entry, runner, error)
     if spec.get('index'):
         entry['waited_seconds'], entry['waited_for'] = runner.waits.get(spec['index'], (0.0, []))
         warn_about_waits(module, entry, params['build_wait_warn'])
-    after = runner.read_constraint(spec['schema'], spec['table'], spec['name'])
-    entry['definition'] = after['definition'] if after else None
-    return entry, runner.executed_queries, diff
+    return applied(entry, runner, spec), runner.executed_queries, diff
 
 
 KIND_NAMES = dict(foreign_key='foreign key', check='check constraint', not_null='NOT NULL')
@@ -292,13 +292,6 @@ def audit_files(entries, run_id, state):
                 for entry in entries if entry.get('rows'))
 
 
-def planned_unique_keys(specs):
-    """(schema, table, frozenset(columns)) of the unique constraints among C(specs): a foreign key after them may
-    reference one (in check mode, before it exists)."""
-    return set((spec['schema'], spec['table'], frozenset(spec['columns'])) for spec in specs
-               if spec.get('type', 'unique') == 'unique')
-
-
 def run_plan(module, connection, conn_params):
     """Every constraint of O(constraints), in order, in this one process; the first failure stops the rest."""
     params = module.params
@@ -310,7 +303,7 @@ def run_plan(module, connection, conn_params):
     for position, spec in enumerate(specs):
         try:
             entry, queries, diff = bring_planned(module, connection, conn_params, spec,
-                                                 planned_unique_keys(specs[:position]))
+                                                 planned_unique_keys(specs[:position], params['schema']))
             diffs.append(diff)
         except ConstraintFailed as error:
             result['queries'].extend(error.queries)

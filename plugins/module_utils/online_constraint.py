@@ -253,6 +253,13 @@ def decide_steps(kind, state, existing, differences, column_not_null=False, inde
     return (ACTION_DROP if steps else ACTION_UNCHANGED), steps, []
 
 
+def planned_unique_keys(entries, default_schema):
+    """(schema, table, frozenset(columns)) of the unique constraints among C(entries): a foreign key after them may
+    reference one (in check mode, or in the preflight, before it exists)."""
+    return set((entry.get('schema') or default_schema, entry['table'], frozenset(entry['columns']))
+               for entry in entries if entry.get('type', 'unique') == 'unique')
+
+
 def different_message(entry, existing, differences, planned_text):
     return ('a different constraint named "%s" already exists on %s.%s (%s).\n  existing: %s\n  planned:  %s\n'
             'Rename the planned constraint, or drop the existing one deliberately, and rerun; nothing was changed.'

@@ -15,7 +15,7 @@ __metaclass__ = type
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import ACTION_UNCHANGED
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import (
-    entry_columns, read_violations, violation_report, violations_advice,
+    entry_columns, planned_unique_keys, read_violations, violation_report, violations_advice,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     OnlineIndexError, error_text, fetch_dicts, sql_module,
@@ -228,14 +228,14 @@ def prove_other_constraints(runner, constraints, default_schema, state, sample_i
     transaction: orphan keys, rows where a check is false, NULLs. With C(sample_ids) and C(max_groups) 0 (a
     validation after the run), no rows are read.
     """
-    planned_unique = unique_indexes(tables, default_schema)
-    for constraint in constraints:
+    keys = unique_indexes(tables, default_schema)
+    for position, constraint in enumerate(constraints):
         schema = constraint.get('schema') or default_schema
         if constraint.get('type', 'unique') == 'unique':
-            planned_unique.add((schema, constraint['table'], frozenset(constraint['columns'])))
             continue
         try:
-            decision = runner.plan_entry(constraint, state, default_schema, planned_unique)
+            decision = runner.plan_entry(constraint, state, default_schema,
+                                         keys | planned_unique_keys(constraints[:position], default_schema))
         except OnlineIndexError as error:
             proof['problems'].append('constraint "%s" on %s' % (constraint['name'], error))
             continue
