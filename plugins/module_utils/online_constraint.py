@@ -406,15 +406,15 @@ class ConstraintRunner(UniqueConstraintRunner):
                 raise OnlineIndexError(self._problems(schema, table, [problem]))
             differences = check_differences(existing, definition) if existing is not None else []
         index_decision = self._index_decision(spec, state) if spec.get('index') else None
-        action, steps, problems = decide_steps(
-            spec['type'], state, existing, differences,
-            column_not_null=bool(columns.get(spec.get('column'), {}).get('not_null')),
-            index_action=index_decision['action'] if index_decision else None)
+        column_not_null = bool(columns.get(spec.get('column'), {}).get('not_null'))
+        action, steps, problems = decide_steps(spec['type'], state, existing, differences, column_not_null,
+                                               index_action=index_decision['action'] if index_decision else None)
         if problems:
             raise OnlineIndexError(self._problems(schema, table, [
                 different_message(spec, existing, problems, planned_text)]))
         decision = dict(spec=spec, action=action, steps=steps, constraint=existing, index_decision=index_decision,
-                        table_oid=table_row['oid'] if table_row else None, planned=planned_text,
+                        column_not_null=column_not_null, table_oid=table_row['oid'] if table_row else None,
+                        planned=planned_text,
                         advice=self._index_advice(spec, state, table_row, index_decision))
         decision['statements'] = [self.render(self.step_statement(spec, step, index_decision)) for step in steps]
         return decision
