@@ -277,3 +277,12 @@ def run_module(login):
     def runner(module, check=False, diff=False, **args):
         return helpers.run_ansible_module(module, dict(login, **args), check=check, diff=diff)
     return runner
+
+
+@pytest.fixture
+def guard(db, connect):
+    """helpers.Guard on the session's t12 database: a canary table, a victim session and a snapshot, for the tests of
+    plans that must change nothing (or only what they plan)."""
+    watcher = helpers.Guard(db, connect)
+    yield watcher
+    watcher.close()

@@ -412,3 +412,104 @@ INSERT INTO "Reading" SELECT g, date '2024-01-01' + (g % 700), CASE WHEN g % 3 =
 FROM generate_series(1, 20000) g;
 ANALYZE "Reading";
 """
+
+
+# -- what a hostile plan must not touch (issue 21) ---------------------------------------------------
+
+GUARD_CANARY = 'pgzd_canary'
+GUARD_VICTIM = 'victim'
+
+# Everything a run could change outside the rows of its own renames: relations, indexes (with validity and
+# definition), constraints (with validity and definition), NOT NULL flags, comments of relations, functions and
+# operators. Temporary schemas and the catalogs themselves are left out.
+GUARD_CATALOG = """
+SELECT 'relation' AS kind, n.nspname || '.' || c.relname AS name,
+       c.relkind::text || coalesce(' ' || pg_catalog.pg_get_indexdef(c.oid), '')
+       || coalesce(' valid=' || i.indisvalid::text, '')
+       || coalesce(' comment=' || pg_catalog.obj_description(c.oid, 'pg_class'), '') AS state
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%'
+  AND n.nspname NOT LIKE 'pg_toast_temp%'
+UNION ALL
+SELECT 'constraint', n.nspname || '.' || coalesce(t.relname, '') || '.' || con.conname,
+       pg_catalog.pg_get_constraintdef(con.oid) || ' validated=' || con.convalidated::text
+FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_namespace n ON n.oid = con.connamespace
+LEFT JOIN pg_catalog.pg_class t ON t.oid = con.conrelid
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_temp%'
+UNION ALL
+SELECT 'not null', n.nspname || '.' || c.relname || '.' || a.attname, a.attnotnull::text
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p')
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE a.attnum > 0 AND NOT a.attisdropped AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+  AND n.nspname NOT LIKE 'pg_temp%'
+UNION ALL
+SELECT 'function', p.oid::regprocedure::text, p.provolatile::text
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+ORDER BY 1, 2
+"""
+
+
+class Guard(object):
+    """A canary table, a victim session and a snapshot of the catalog and the rows: what a hostile or a broken plan
+    must leave alone (issue 21). assert_untouched() proves, after an attempt, that the victim session is alive, the
+    canary's rows and checksum are as they were, and not one relation, index, constraint, NOT NULL flag, comment or
+    function changed; changed_since() lists what did change, for a run that was meant to change something."""
+
+    def __init__(self, conn, open_connection, tables=('Job', 'Class', 'Item')):
+        self.conn = conn
+        self.tables = tables
+        query(conn, 'DROP TABLE IF EXISTS %s' % GUARD_CANARY)
+        query(conn, 'CREATE TABLE %s (id int PRIMARY KEY, note text)' % GUARD_CANARY)
+        query(conn, "INSERT INTO %s SELECT g, md5(g::text) FROM generate_series(1, 50) g" % GUARD_CANARY)
+        self.victim = open_connection()
+        query(self.victim, "SET application_name = '%s'" % GUARD_VICTIM)
+        self.victim_pid = query(self.victim, 'SELECT pg_catalog.pg_backend_pid()')[0][0]
+        self.before = self.snapshot()
+
+    def rows(self):
+        """Count and checksum of the canary and of the guarded tables."""
+        checksums = {}
+        for table in (GUARD_CANARY,) + tuple(self.tables):
+            checksums[table] = tuple(query(self.conn, 'SELECT count(*), md5(coalesce(string_agg(t::text, \',\' ORDER '
+                                                      'BY t::text), \'\')) FROM "%s" t' % table)[0])
+        return checksums
+
+    def catalog(self):
+        return [tuple(row) for row in query(self.conn, GUARD_CATALOG)]
+
+    def snapshot(self):
+        return dict(rows=self.rows(), catalog=self.catalog())
+
+    def victim_alive(self):
+        try:
+            query(self.victim, 'SELECT 1')
+        except Exception:  # the driver's error when the session was terminated
+            return False
+        return bool(query(self.conn, 'SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid = %s AND '
+                                     'application_name = %s', (self.victim_pid, GUARD_VICTIM)))
+
+    def changed_since(self, before=None):
+        """(rows that differ, catalog lines gone, catalog lines new) since C(before) (the first snapshot)."""
+        before = before or self.before
+        now = self.snapshot()
+        rows = dict((table, (before['rows'].get(table), value)) for table, value in now['rows'].items()
+                    if before['rows'].get(table) != value)
+        gone = sorted(set(before['catalog']) - set(now['catalog']))
+        new = sorted(set(now['catalog']) - set(before['catalog']))
+        return rows, gone, new
+
+    def assert_untouched(self, what=''):
+        assert self.victim_alive(), 'the victim session (pid %s) was killed: %s' % (self.victim_pid, what)
+        rows, gone, new = self.changed_since()
+        assert not rows and not gone and not new, 'changed by %s:\nrows %s\ngone %s\nnew %s' % (what, rows, gone, new)
+
+    def close(self):
+        try:
+            self.victim.close()
+        finally:
+            query(self.conn, 'DROP TABLE IF EXISTS %s' % GUARD_CANARY)
