@@ -161,6 +161,9 @@ FORMAT = [
      ['prisma_migration: file is required']),
     ('prisma-unknown-key', _with(_set(('prisma_migration',), dict(name='x', file='m.sql', path='m.sql'))),
      ['prisma_migration: unknown key(s) path']),
+    ('trusted-not-a-list', _with(_set(('trusted',), 'util.f(text)')), ['trusted: trusted must be a list']),
+    ('trusted-without-arguments', _with(_set(('trusted',), ['util.normalize'])),
+     ['trusted: trusted function', 'needs its argument types']),
 ]
 
 # Refused by the preflight modules, against the live catalog and data, still before any DDL.
@@ -173,7 +176,7 @@ CATALOG = [
     ('method-does-not-exist', _with(_set(JOB_INDEX + ('method',), 'nosuch')),
      ['index "pt_walk_job_teacher_status_idx": access method "nosuch" does not exist']),
     ('where-unknown-column', _with(_set(JOB_INDEX + ('where',), '"closedAT" IS NULL')),
-     ['index "pt_walk_job_teacher_status_idx": PostgreSQL refuses its definition', 'closedAT']),
+     ['index "pt_walk_job_teacher_status_idx": its where predicate', 'is refused by PostgreSQL', 'closedAT']),
     ('where-smuggles-statements', _with(_set(JOB_INDEX + ('where',), "\"status\" = E'\\'' ; COMMIT; DELETE FROM "
                                                                     "\"Job\"; SELECT (1")),
      ['index "pt_walk_job_teacher_status_idx": where predicate', 'is refused']),
@@ -212,7 +215,18 @@ CATALOG = [
      ['baseline query "open_jobs" is refused', 'statements']),
     ('baseline-parameter-query-terminates', _with(_set(QUERY + ('params',), dict(status=dict(
         query='SELECT pg_terminate_backend(pid)::text FROM pg_stat_activity LIMIT 1')))),
-     ['baseline query "open_jobs", parameter status: its query is refused', 'pg_terminate_backend()']),
+     ['baseline query "open_jobs", parameter status: its query', 'is refused',
+      'pg_terminate_backend(integer,bigint) is VOLATILE']),
+    ('baseline-query-runs-sql-given-as-text', _with(lambda p: p['baseline_queries'][0].update(params={}, sql=(
+        "SELECT count(*) FROM ts_stat('SELECT to_tsvector(title) FROM \"Job\"')"))),
+     ['baseline query "open_jobs"', 'ts_stat(text) runs SQL given as text']),
+    ('where-calls-an-unknown-function', _with(_set(JOB_INDEX + ('where',), 'no_such_function(1) = 1')),
+     ['index "pt_walk_job_teacher_status_idx": its where predicate', 'is refused by PostgreSQL']),
+    ('trusted-unknown-to-the-server', _with(_set(('trusted',), ['public.no_such_function(text)'])),
+     ['trusted function "public.no_such_function(text)" is not one PostgreSQL knows here']),
+    ('baseline-placeholder-in-quotes', _with(_set(QUERY + ('sql',), 'SELECT count(*) FROM "Job" WHERE "status" = '
+                                                                   "'%(status)s'")),
+     ['baseline query "open_jobs" is refused', '%(status)s at line 1, column 46 is inside a quoted literal']),
 ]
 
 # Plan files that are not YAML at all, as text: the parser's own message, with where it stopped.

@@ -31,7 +31,8 @@ def module_args(args, plan, run_id, phases):
     args.pop('on_duplicates', None)
     if plan is not None:
         args.update(plan_file=plan['file'], plan_name=plan['name'], schema=plan['schema'], tables=plan.get('tables') or [],
-                    constraints=plan['constraints'], baseline_queries=plan['baseline_queries'])
+                    constraints=plan['constraints'], baseline_queries=plan['baseline_queries'],
+                    trusted=plan.get('trusted') or [])
         if plan.get('prisma_migration'):
             args['prisma_migration'] = dict((key, value) for key, value in plan['prisma_migration'].items()
                                             if key in PRISMA_KEYS)

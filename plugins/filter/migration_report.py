@@ -88,7 +88,8 @@ def migration_report(run, written_at):
         failure=failure, planned_indexes=sum(len(t.get('indexes') or []) for t in plan.get('tables') or [])))
     usage = (validate_record or {}).get('index_usage') or []
     return dict(
-        plan=plan.get('name'), plan_file=plan.get('file'), run_id=run.get('run_id') or 'manual',
+        plan=plan.get('name'), plan_file=plan.get('file'), trusted=list(plan.get('trusted') or []),
+        run_id=run.get('run_id') or 'manual',
         database=run.get('database'), host=run.get('host') or 'localhost', written_at=written_at,
         status='failed' if failure is not None else 'succeeded', failure=failure,
         backup=backup if backup is not None else dict(skipped=True, reason='no backup was taken in this run'),

@@ -1,9 +1,12 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Measuring a plan's baseline queries on a live connection: each in a read-only transaction, its parameters resolved,
-its plan checked to write and lock nothing, then EXPLAIN (ANALYZE, BUFFERS) run until its runs or its time budget are
-used up; and the comparison with an earlier measurement. Used by postgresql_query_baseline (the "before") and
-postgresql_migration_validation (the "after"). The summaries and verdicts themselves are query_baseline's.
+"""Measuring a plan's baseline queries on a live connection: each proven by the server's resolution first (plan_trust:
+built-in or trusted objects, at most STABLE), prepared with its parameters as $n and their values bound to them (never
+written into the SQL), its parameter queries proven and run, its plan checked to write and lock nothing, then EXPLAIN
+(ANALYZE, BUFFERS) of the prepared query run until its runs or its time budget are used up, in a read-only
+transaction; and the comparison with an earlier measurement. Used by postgresql_query_baseline (the "before"),
+postgresql_migration_validation (the "after") and, to prove them without running them, the preflight. The summaries
+and verdicts themselves are query_baseline's.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -12,9 +15,11 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import statement_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import (
+    bind_placeholders, execute_error, statement_error,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import PlanTrust, refusal_message
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.query_baseline import (
-    PARAMETER,
     compare,
     query_problems,
     read_only_error,
@@ -23,7 +28,12 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.query_
     summarize,
     writing_nodes,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import error_text, sql_module
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+    error_text, fetch_dicts, sql_module,
+)
+
+# The name the measured query is prepared under in the module's own session (deallocated after each query).
+PREPARED = 'pgzd_baseline_query'
 
 
 class BaselineError(Exception):
@@ -31,12 +41,13 @@ class BaselineError(Exception):
 
 
 class Baseline(object):
-    def __init__(self, connection, runs, budget_ms=0):
+    def __init__(self, connection, runs=1, budget_ms=0, trusted=()):
         self.connection = connection
         self.cursor = connection.cursor()
         self.sql = sql_module()
         self.runs = runs
         self.budget_ms = budget_ms
+        self.trust = PlanTrust(self.cursor, trusted)
 
     def send(self, statement, kind):
         """Execute C(statement) once PostgreSQL's parser proved it exactly one statement of C(kind).
@@ -56,54 +67,130 @@ class Baseline(object):
             return None
         return list(row.values())[0] if isinstance(row, dict) else row[0]
 
-    def render(self, text, values):
-        """The statement with each %(name)s replaced by the literal of its value."""
-        return PARAMETER.sub(lambda m: self.sql.Literal(values[m.group(1)]).as_string(self.connection),
-                             strip_statement(text))
+    # -- proving --------------------------------------------------------------------------------------
 
-    def explain(self, statement, analyze):
+    def prove(self, label, text):
+        """BaselineError unless the server proves C(text): what it reaches is built-in (at most STABLE) or trusted."""
+        problems = self.trust.prove_query(text)
+        if problems:
+            raise BaselineError(refusal_message(label, text, problems))
+
+    def prove_parameters(self, query):
+        """{parameter: its query} of C(query)'s parameter queries, each proven (nothing of them runs here)."""
+        sources = {}
+        for name, value in sorted((query.get('params') or {}).items()):
+            if isinstance(value, dict):
+                label = 'baseline query "%s", parameter %s: its query' % (query['name'], name)
+                source = value.get('query')
+                problem = read_only_error(source)
+                if problem:
+                    raise BaselineError('%s %s' % (label, problem))
+                self.prove(label, strip_statement(source))
+                sources[name] = strip_statement(source)
+        return sources
+
+    def prepare(self, query):
+        """PREPARE C(query) with $n for its parameters (parse analysis only: nothing runs), then prove it as the server
+        resolved it: its parameters as NULLs of the types PostgreSQL gave them. Returns the parameter names, in the
+        order of their numbers, and the prepared text."""
+        label = 'baseline query "%s"' % query['name']
+        try:
+            text, names = bind_placeholders(strip_statement(query['sql']), lambda name, number: '$%d' % number)
+        except ValueError as error:
+            raise BaselineError('%s: %s' % (label, error))
+        self.send('PREPARE %s AS %s' % (PREPARED, text), 'PrepareStmt')
+        types = fetch_dicts(self.cursor, 'SELECT parameter_types::text[] AS types FROM pg_catalog.pg_prepared_statements '
+                                         'WHERE name = %(name)s', dict(name=PREPARED))[0]['types'] or []
+        typed = bind_placeholders(strip_statement(query['sql']),
+                                  lambda name, number: '(NULL::%s)' % types[number - 1])[0]
+        self.prove(label, typed)
+        return names, text
+
+    def deallocate(self):
+        self.cursor.execute('DEALLOCATE %s' % PREPARED)
+
+    def prove_only(self, query):
+        """Prove C(query) and its parameter queries without running anything of them (the preflight)."""
+        self.prove_parameters(query)
+        self.prepare(query)
+        self.deallocate()
+
+    # -- measuring -------------------------------------------------------------------------------------
+
+    def explain(self, names, values, analyze):
+        """EXPLAIN of the prepared query with the values bound to its parameters (EXECUTE's arguments: constants that
+        PostgreSQL binds to $n, never SQL)."""
         options = 'ANALYZE, BUFFERS, FORMAT JSON' if analyze else 'FORMAT JSON'
-        document = self.scalar('EXPLAIN (%s) %s' % (options, statement), 'ExplainStmt')
+        arguments = ', '.join(self.sql.Literal(values[name]).as_string(self.connection) for name in names)
+        statement = 'EXPLAIN (%s) EXECUTE %s%s' % (options, PREPARED, '(%s)' % arguments if names else '')
+        problem = execute_error(statement, PREPARED)
+        if problem:
+            raise BaselineError('refusing to send %s: %s' % (statement, problem))
+        document = self.scalar(statement, 'ExplainStmt')
         return json.loads(document) if isinstance(document, str) else document
 
-    def check_plan(self, label, statement):
+    def check_plan(self, label, names, values):
         """Refuse a statement whose plan writes or locks rows, before it runs."""
-        nodes = writing_nodes(self.explain(statement, analyze=False)[0]['Plan'])
+        nodes = writing_nodes(self.explain(names, values, analyze=False)[0]['Plan'])
         if nodes:
             raise BaselineError('%s: its plan has %s, so it writes or locks rows; only read-only queries are '
                                 'allowed in a baseline, and it was not run' % (label, ', '.join(nodes)))
 
-    def resolve(self, query):
+    def resolve(self, query, sources):
+        """The value of each parameter: a literal, or what its proven query returns (run here, read-only)."""
         values = {}
-        for name, value in sorted((query['params'] or {}).items()):
-            if isinstance(value, dict):
-                source = value.get('query')
+        for name, value in sorted((query.get('params') or {}).items()):
+            if name in sources:
                 label = 'query "%s", parameter %s' % (query['name'], name)
-                problem = read_only_error(source)
-                if problem:
-                    raise BaselineError('%s: its query %s' % (label, problem))
-                self.check_plan(label, strip_statement(source))
-                value = self.scalar(strip_statement(source))
+                nodes = writing_nodes(self._plain_explain(sources[name])[0]['Plan'])
+                if nodes:
+                    raise BaselineError('%s: its plan has %s, so it writes or locks rows; only read-only queries are '
+                                        'allowed in a baseline, and it was not run' % (label, ', '.join(nodes)))
+                value = self.scalar(sources[name])
                 if value is None:
                     raise BaselineError('%s: its query returned no row; pick a query that finds a value' % label)
             values[name] = value if isinstance(value, (int, float, bool)) or value is None else str(value)
         return values
 
+    def _plain_explain(self, text):
+        document = self.scalar('EXPLAIN (FORMAT JSON) %s' % text, 'ExplainStmt')
+        return json.loads(document) if isinstance(document, str) else document
+
     def measure(self, query):
         label = 'query "%s"' % query['name']
-        self.cursor.execute('BEGIN TRANSACTION READ ONLY')
+        sources = self.prove_parameters(query)
+        names, text = self.prepare(query)
         try:
-            values = self.resolve(query)
-            statement = self.render(query['sql'], values)
-            self.check_plan(label, statement)
-            explains = []
-            while len(explains) < runs_needed(explains, self.runs, self.budget_ms):
-                explains.append(self.explain(statement, analyze=True))
+            self.cursor.execute('BEGIN TRANSACTION READ ONLY')
+            try:
+                values = self.resolve(query, sources)
+                self.check_plan(label, names, values)
+                explains = []
+                while len(explains) < runs_needed(explains, self.runs, self.budget_ms):
+                    explains.append(self.explain(names, values, analyze=True))
+            finally:
+                self.cursor.execute('ROLLBACK')
         finally:
-            self.cursor.execute('ROLLBACK')
+            self.deallocate()
         summary = summarize(explains)
-        summary.update(name=query['name'], sql=strip_statement(query['sql']), params=values, statement=statement)
+        summary.update(name=query['name'], sql=strip_statement(query['sql']), params=values, statement=text)
         return summary
+
+
+def prove_queries(connection, queries, trusted=()):
+    """Why the server refuses baseline queries (and their parameter queries), as sentences; nothing of them runs."""
+    baseline = Baseline(connection, trusted=trusted)
+    problems = []
+    for query in queries:
+        try:
+            baseline.prove_only(query)
+        except BaselineError as error:
+            problems.append(str(error))
+            baseline.cursor.execute('DEALLOCATE ALL')
+        except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+            problems.append('baseline query "%s": PostgreSQL refuses it: %s' % (query.get('name'), error_text(error)))
+            baseline.cursor.execute('DEALLOCATE ALL')
+    return problems
 
 
 def input_errors(queries, runs, budget_ms=0):
@@ -125,9 +212,12 @@ def with_earlier_params(queries, compare_with):
 
 
 def measure_all(connection, queries, runs, budget_ms, statement_timeout, compare_with=None, tolerance=1.2,
-                min_regression_ms=0.5):
+                min_regression_ms=0.5, trusted=()):
     """Measure every query (read-only session); dict(queries, comparison, slower). Raises BaselineError."""
-    baseline = Baseline(connection, runs, budget_ms)
+    baseline = Baseline(connection, runs, budget_ms, trusted)
+    if fetch_dicts(baseline.cursor, 'SELECT pg_catalog.pg_is_in_recovery() AS replica')[0]['replica']:
+        raise BaselineError('The baseline queries were not run: plan SQL is proven by the server before it runs, which '
+                            'needs a temporary view, and a replica keeps none. Compare them on the primary.', {})
     # Read-only for the whole session, not only in the transaction each query runs in: defence in depth, should
     # a query's text ever end that transaction.
     baseline.cursor.execute("SELECT pg_catalog.set_config('statement_timeout', %(value)s, false), "

@@ -61,6 +61,7 @@ def phase_options():
         sample_ids=dict(type='int', default=5),
         max_groups=dict(type='int', default=20),
         lock_session_pid=dict(type='int', default=0),
+        trusted=dict(type='list', elements='str', default=[]),
         session_role=dict(type='str'),
     )
 
@@ -120,7 +121,7 @@ def new_runner(module, connection, conn_params):
                             statement_timeout=params['statement_timeout'], lock_retries=params['lock_retries'],
                             lock_retry_delay=params['lock_retry_delay'], log=module.warn,
                             ddl_session=not module.check_mode, lock_session_pid=params['lock_session_pid'],
-                            build_wait_timeout=params['build_wait_timeout'],
+                            build_wait_timeout=params['build_wait_timeout'], trusted=params['trusted'],
                             watch_connect=None if module.check_mode else watch_connection_factory(module, conn_params))
 
 

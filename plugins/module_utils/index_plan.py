@@ -599,6 +599,16 @@ def index_statement(text):
     return statements[0]['IndexStmt']
 
 
+def index_expressions(definition):
+    """([key expressions], predicate or None) of the CREATE INDEX C(definition), each as SQL text (PostgreSQL's parser
+    reads the definition, pglast writes each expression back): what building it evaluates on every row."""
+    from pglast import parse_sql
+    from pglast.stream import RawStream
+    statement = parse_sql(definition)[0].stmt
+    keys = [RawStream()(param.expr) for param in statement.indexParams or () if param.expr is not None]
+    return keys, (RawStream()(statement.whereClause) if statement.whereClause is not None else None)
+
+
 def _definition_key(tree):
     """A parse tree without what does not make two index definitions differ: names, positions, CONCURRENTLY."""
     if isinstance(tree, dict):
@@ -619,7 +629,8 @@ def restore_statement(definition, name, new_name, schema, table):
     CONCURRENTLY IF NOT EXISTS of C(new_name); ValueError saying why it cannot be.
 
     The text comes back from the database (a replacement record), so it is proven to be exactly one CREATE INDEX of
-    that name on that table, with no function a plan may not call, and the result to define the same index.
+    that name on that table, and the result to define the same index. What its expressions and predicate call is for
+    the server to prove before it is built (index_expressions, OnlineIndexRunner.prove_definitions).
     """
     fields = index_statement(definition)
     relation = fields.get('relation') or {}

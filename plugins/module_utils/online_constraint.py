@@ -28,6 +28,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import (
     expression_error, statement_error,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import refusal_message
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     OnlineIndexError, error_text, sqlstate,
 )
@@ -336,27 +337,48 @@ class ConstraintRunner(UniqueConstraintRunner):
     def read_columns(self, schema, table):
         return dict((row['name'], row) for row in self._query(COLUMNS_QUERY, dict(schema=schema, table=table)))
 
-    def check_definition(self, schema, table, expression):
+    def check_definition(self, schema, table, expression, context='check'):
         """PostgreSQL's own rendering of CHECK (expression) on the table, from an empty temporary copy of it (of the
         same name, so the expression may name the table), in a rolled-back transaction: (definition, None) or (None,
-        why PostgreSQL refuses it). Runs outside any transaction (the probe needs a writable one)."""
+        why it is refused). Runs outside any transaction (the probe needs a writable one).
+
+        A plan's check expression (C(context) check) is first proven by the server's resolution (PlanTrust: built-in
+        or trusted objects only, IMMUTABLE), then PostgreSQL itself proves it IMMUTABLE as an index predicate on the
+        copy (a CHECK does not have to be, but a plan's must: its VALIDATE and every later write evaluate it), and
+        only then is it added to the copy. Nothing of it is evaluated on a row before.
+        """
         sql = self.sql
-        probe = sql.SQL('ALTER TABLE pg_temp.{} ADD CONSTRAINT pgzd_check_probe CHECK ({}) NOT VALID').format(
-            sql.Identifier(table), sql.SQL(expression))
-        text = self.render(probe)
-        problem = statement_error(text, 'AlterTableStmt')
-        if problem:
-            return None, 'refusing to send %s: %s' % (text, problem)
         self.cursor.execute('BEGIN')
         try:
             self.cursor.execute(sql.SQL('CREATE TEMPORARY TABLE {} (LIKE {}.{})').format(
                 sql.Identifier(table), sql.Identifier(schema), sql.Identifier(table)))
+            if context:
+                problems = self.trust.prove_expression(context, table, expression)
+                if problems:
+                    return None, refusal_message('check expression', expression, problems)
+                immutable = self.checked(sql.SQL('CREATE INDEX pgzd_check_immutable ON pg_temp.{} ((1)) WHERE ({})').format(
+                    sql.Identifier(table), self.plan_text(context, expression)), 'IndexStmt')
+                self.cursor.execute('SAVEPOINT pgzd_immutable')
+                try:
+                    self.cursor.execute(immutable)
+                except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+                    self.cursor.execute('ROLLBACK TO SAVEPOINT pgzd_immutable')
+                    return None, refusal_message('check expression', expression, [
+                        'PostgreSQL does not accept it as IMMUTABLE (%s)' % error_text(error).splitlines()[0]])
+            probe = sql.SQL('ALTER TABLE pg_temp.{} ADD CONSTRAINT pgzd_check_probe CHECK ({}) NOT VALID').format(
+                sql.Identifier(table), self.plan_text(context, expression) if context else sql.SQL(expression))
+            text = self.render(probe)
+            problem = statement_error(text, 'AlterTableStmt')
+            if problem:
+                return None, 'refusing to send %s: %s' % (text, problem)
             self.cursor.execute(text)
             rows = self._query("SELECT pg_catalog.pg_get_constraintdef(con.oid) AS definition "
                                "FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid "
                                "WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relname = %(table)s "
                                "AND con.conname = 'pgzd_check_probe'", dict(table=table))
             return rows[0]['definition'], None
+        except OnlineIndexError as error:
+            return None, str(error)
         except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
             reason = error_text(error).splitlines()[0]
             return None, 'PostgreSQL refuses CHECK (%s) on %s.%s: %s' % (expression, schema, table, reason)
@@ -364,9 +386,16 @@ class ConstraintRunner(UniqueConstraintRunner):
             self.cursor.execute('ROLLBACK')
 
     def check_expression(self, entry):
+        """The text of an entry's CHECK: a check's expression, or a NOT NULL's helper condition."""
         if entry['type'] == 'check':
             return entry['expression']
         return self.render(self.sql.SQL('{} IS NOT NULL').format(self.sql.Identifier(entry['column'])))
+
+    def checked_condition(self, entry):
+        """The CHECK condition of an entry as SQL to send: a check's expression only once proven (plan_text)."""
+        if entry['type'] == 'check':
+            return self.plan_text('check', entry['expression'])
+        return self.sql.SQL('{} IS NOT NULL').format(self.sql.Identifier(entry['column']))
 
     # -- planning ----------------------------------------------------------------------------------
 
@@ -401,7 +430,8 @@ class ConstraintRunner(UniqueConstraintRunner):
         elif existing is not None or (spec['type'] == 'check' and state == 'present'):
             # PostgreSQL's own rendering, to compare with an existing one; for a new check, the proof that
             # PostgreSQL accepts the expression on this table (its columns, its types) before any DDL.
-            definition, problem = self.check_definition(schema, table, self.check_expression(spec))
+            definition, problem = self.check_definition(schema, table, self.check_expression(spec),
+                                                        'check' if spec['type'] == 'check' else None)
             if problem:
                 raise OnlineIndexError(self._problems(schema, table, [problem]))
             differences = check_differences(existing, definition) if existing is not None else []
@@ -517,8 +547,7 @@ class ConstraintRunner(UniqueConstraintRunner):
                 sql.SQL(', ').join(sql.Identifier(c) for c in references['columns']),
                 sql.SQL(spec['on_delete']), sql.SQL(spec['on_update']))
         if step == 'add':
-            return table + sql.SQL('ADD CONSTRAINT {} CHECK ({}) NOT VALID').format(
-                name, sql.SQL(self.check_expression(spec)))
+            return table + sql.SQL('ADD CONSTRAINT {} CHECK ({}) NOT VALID').format(name, self.checked_condition(spec))
         if step == 'validate':
             return table + sql.SQL('VALIDATE CONSTRAINT {}').format(name)
         if step == 'set_not_null':
@@ -564,7 +593,7 @@ class ConstraintRunner(UniqueConstraintRunner):
                         groups=[dict(key=g['key'], rows=int(g['rows']), sample_ids=g['sample_ids']) for g in groups],
                         sample_ids=[])
         # A check passes on NULL: only rows where it is false violate it.
-        condition = sql.SQL('({}) IS FALSE').format(sql.SQL(spec['expression'])) if spec['type'] == 'check' else \
+        condition = sql.SQL('({}) IS FALSE').format(self.checked_condition(spec)) if spec['type'] == 'check' else \
             sql.SQL('t.{} IS NULL').format(sql.Identifier(spec['column']))
         query = sql.SQL('SELECT count(*) AS total_rows, (array_agg({row_id} ORDER BY {row_id}))[1:{sample}] AS '
                         'sample_ids FROM {source} WHERE {condition}').format(

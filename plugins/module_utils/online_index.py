@@ -16,10 +16,11 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import BuildWatcher
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
     ACTION_DROP, ACTION_RESTORE, ACTION_UNCHANGED, INDEXABLE_RELKINDS, PARTITIONED, column_errors, compare_index,
-    decide_actions, estimate_index_bytes, partition_index_name, replacement_names, same_index_definition,
-    validate_specs,
+    decide_actions, estimate_index_bytes, index_expressions, partition_index_name, replacement_names,
+    same_index_definition, validate_specs,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import statement_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import PlanTrust, refusal_message
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     RETRYABLE_SQLSTATES, OnlineIndexError, backoff_seconds, error_text, fetch_dicts, sql_module, sqlstate,
 )
@@ -176,7 +177,8 @@ class OnlineIndexRunner(object):
 
     def __init__(self, connection, lock_timeout='5s', statement_timeout='0', lock_retries=5,
                  lock_retry_delay=1.0, sleep=time.sleep, log=None, client_connection_check_interval='2s',
-                 ddl_session=False, lock_session_pid=0, build_wait_timeout=0, watch_connect=None, owner_pid=0):
+                 ddl_session=False, lock_session_pid=0, build_wait_timeout=0, watch_connect=None, owner_pid=0,
+                 trusted=()):
         self.connection = connection
         # Concurrent builds and drops wait without lock_timeout; a watch on a second connection (watch_connect())
         # records their waits and, with build_wait_timeout seconds, ends a build that waited longer.
@@ -192,6 +194,9 @@ class OnlineIndexRunner(object):
         self.owner_pid = owner_pid
         self.cursor = connection.cursor()
         self.sql = sql_module()
+        # Plan SQL (predicates, checks) is proven by the server's resolution before anything of it runs, and only
+        # proven text goes into a statement (plan_text).
+        self.trust = PlanTrust(self.cursor, trusted)
         self.lock_timeout = lock_timeout
         self.lock_retries = lock_retries
         self.lock_retry_delay = lock_retry_delay
@@ -260,14 +265,52 @@ class OnlineIndexRunner(object):
         rows = self._query(EXISTING_INDEXES_QUERY, dict(schema=schema, names=list(names)))
         return dict((row['name'], row) for row in rows)
 
+    def plan_text(self, context, text):
+        """C(text), plan SQL of C(context) (predicate, check), as SQL to compose into a statement, once the server proved
+        it (PlanTrust); the last check before anything holding plan text is sent, as checked() is for its shape."""
+        if not self.trust.proven(context, text):
+            raise OnlineIndexError('refusing to send plan SQL `%s`: it was not proven by the server\'s resolution '
+                                   'first (plan_trust)' % text)
+        return self.sql.SQL(text)
+
+    def prove_definitions(self, table, decisions):
+        """Problems of the recorded index definitions the decisions build again (a replacement's rollback): their key
+        expressions and predicate run on every row of the build, so they are proven as a predicate is, on an empty
+        temporary copy of the table, before anything runs."""
+        recorded = [(decision['spec'], step['statement']) for decision in decisions for step in decision['steps']
+                    if step['kind'] == 'build_definition']
+        errors = []
+        if not recorded:
+            return errors
+        sql = self.sql
+        self.cursor.execute('BEGIN')
+        try:
+            self.cursor.execute(sql.SQL('CREATE TEMPORARY TABLE {} (LIKE {}.{})').format(
+                sql.Identifier(table), sql.Identifier(recorded[0][0]['schema']), sql.Identifier(table)))
+            for spec, definition in recorded:
+                keys, predicate = index_expressions(definition)
+                problems = [problem for key in keys
+                            for problem in self.trust.prove_expression('predicate', table, key, value=True)]
+                problems += self.trust.prove_expression('predicate', table, predicate) if predicate else []
+                if problems:
+                    errors.append('index "%s": %s' % (spec['name'], refusal_message(
+                        'the recorded definition it would build again', definition, problems)))
+                else:
+                    self.trust.also_proven('definition', definition, None, force=True)
+        finally:
+            self.cursor.execute('ROLLBACK')
+        return errors
+
     def probe_definitions(self, schema, table, specs):
         """Build every planned index on an empty temporary copy of the table, in a rolled-back transaction.
 
-        This proves each definition acceptable to PostgreSQL before any DDL on the real table (access
-        method limits such as hash being single-column, missing operator classes, invalid or mutable
-        predicates) and returns PostgreSQL's own rendering of each predicate, as pg_get_expr shows it
-        for an existing index. The copy has the table's name (in pg_temp), so a predicate may name the
-        table; the real table is only read-locked for an instant by LIKE.
+        A predicate is first proven by the server's resolution (PlanTrust: what it calls, built-in or trusted,
+        IMMUTABLE), before anything of it is evaluated: the probe's own CREATE INDEX folds constant calls on
+        PostgreSQL 16+. This then proves each definition acceptable to PostgreSQL before any DDL on the real table
+        (access method limits such as hash being single-column, missing operator classes, invalid or mutable
+        predicates) and returns PostgreSQL's own rendering of each predicate, as pg_get_expr shows it for an existing
+        index. The copy has the table's name (in pg_temp), so a predicate may name the table; the real table is only
+        read-locked for an instant by LIKE.
         Returns ({name: normalized predicate or None}, [errors]).
         """
         sql = self.sql
@@ -282,6 +325,11 @@ class OnlineIndexRunner(object):
                                     'migration user needs the TEMPORARY privilege on the database'
                                     % error_text(error)]
             for spec in specs:
+                problems = self.trust.prove_expression('predicate', table, spec['where']) if spec.get('where') else []
+                if problems:
+                    errors.append('index "%s": %s' % (spec['name'], refusal_message(
+                        'its where predicate', spec['where'], problems)))
+                    continue
                 try:
                     probe = self.checked(self.create_statement('pg_temp', table, spec, concurrently=False), 'IndexStmt')
                 except OnlineIndexError as error:
@@ -295,12 +343,16 @@ class OnlineIndexRunner(object):
                                        "WHERE c.relname = %(name)s AND c.relnamespace = pg_catalog.pg_my_temp_schema()",
                                        dict(name=spec['name']))
                     normalized[spec['name']] = rows[0]['predicate']
+                    if rows[0]['predicate'] is not None:
+                        # The server's own rendering of the proven predicate (the partitions' builds use it).
+                        self.trust.also_proven('predicate', rows[0]['predicate'], spec['where'])
                     self.cursor.execute('RELEASE SAVEPOINT pgzd_probe')
                 except Exception as error:  # as above
                     self.cursor.execute('ROLLBACK TO SAVEPOINT pgzd_probe')
                     errors.append('index "%s": PostgreSQL refuses its definition (%s): %s'
                                   % (spec['name'],
-                                     self.render(self.create_statement(schema, table, spec, concurrently=False)),
+                                     self.render(self.create_statement(schema, table, spec, concurrently=False,
+                                                                       display=True)),
                                      str(error).strip().splitlines()[0]))
         finally:
             self.cursor.execute('ROLLBACK')
@@ -308,9 +360,10 @@ class OnlineIndexRunner(object):
 
     # -- SQL ---------------------------------------------------------------------------------------
 
-    def create_statement(self, schema, table, spec, concurrently=True, only=False):
+    def create_statement(self, schema, table, spec, concurrently=True, only=False, display=False):
         """CREATE INDEX of C(spec) on C(schema).C(table): CONCURRENTLY, or ON ONLY a partitioned table (C(only)), both
-        IF NOT EXISTS; or a plain CREATE INDEX (the probe on an empty copy, and the definition the plan shows)."""
+        IF NOT EXISTS; or a plain CREATE INDEX (the probe on an empty copy, and the definition the plan shows). A
+        predicate goes in only once proven (plan_text), but for C(display): the text shown in a message."""
         sql = self.sql
         parts = [sql.SQL('CREATE UNIQUE INDEX' if spec.get('unique') else 'CREATE INDEX')]
         if concurrently:
@@ -325,7 +378,8 @@ class OnlineIndexRunner(object):
             parts.append(sql.SQL('INCLUDE ({})').format(
                 sql.SQL(', ').join(sql.Identifier(c) for c in spec['include'])))
         if spec.get('where'):
-            parts.append(sql.SQL('WHERE ({})').format(sql.SQL(spec['where'])))
+            where = sql.SQL(spec['where']) if display else self.plan_text('predicate', spec['where'])
+            parts.append(sql.SQL('WHERE ({})').format(where))
         return sql.SQL(' ').join(parts)
 
     def drop_statement(self, schema, name, concurrently=True):
@@ -344,7 +398,7 @@ class OnlineIndexRunner(object):
         if kind == 'build':
             return [self.create_statement(step['schema'], step['table'], target)]
         if kind == 'build_definition':
-            return [sql.SQL(step['statement'])]
+            return [self.plan_text('definition', step['statement'])]
         if kind in ('drop', 'drop_partitioned'):
             return [self.drop_statement(step['schema'], step['name'], concurrently=kind == 'drop')]
         if kind == 'create_on_only':
@@ -408,12 +462,14 @@ class OnlineIndexRunner(object):
         for spec in specs:
             spec['normalized_where'] = normalized.get(spec['name'])
             if spec.get('columns'):
-                spec['display_definition'] = self.render(self.create_statement(schema, table, spec, concurrently=False))
+                spec['display_definition'] = self.render(self.create_statement(schema, table, spec, concurrently=False,
+                                                                               display=True))
         if errors:
             raise OnlineIndexError(self._problems(schema, table, errors))
         partitions = self.read_partitions(table_row, specs, existing) \
             if table_row is not None and table_row['relkind'] == PARTITIONED else None
         decisions, errors = decide_actions(specs, existing, state, partitions)
+        errors.extend(self.prove_definitions(table, decisions))
         if errors:
             raise OnlineIndexError(self._problems(schema, table, errors))
         for decision in decisions:

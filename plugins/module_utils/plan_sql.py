@@ -4,12 +4,15 @@
 # hand-written lexer cannot follow every quoting form PostgreSQL has (E'' strings with backslash escapes, dollar
 # quotes, U& strings, nested comments), and a text that hides "; COMMIT; DELETE ..." from it runs as statements
 # of their own. So the text is parsed with libpg_query (through pglast), the parser of PostgreSQL itself:
-#   - expression_error: a predicate is exactly one expression, with no subquery and no refused function;
+#   - expression_error: a predicate is exactly one expression, with no subquery;
 #   - query_error: a baseline query is exactly one SELECT, with no data-modifying WITH, no locking clause, no
-#     INTO and no refused function;
+#     INTO, and its %(name)s parameters where a value goes (placeholders), never inside a quoted literal, a quoted
+#     identifier or a comment;
 #   - statement_error: the statement about to be sent, plan text included, is exactly one statement of the
 #     expected kind (checked at the last moment, so a composition mistake cannot smuggle a second one).
-# The functions take text and return text, so tests/unit runs them without a server.
+# Which functions, operators, casts and types the text reaches is not a question of names the parser can answer:
+# the server proves that (plan_trust). The functions take text and return text, so tests/unit runs them without a
+# server.
 
 from __future__ import absolute_import, division, print_function
 
@@ -27,24 +30,6 @@ except ImportError:  # reported by the modules with what to install
 MISSING_PARSER = ('the Python package pglast (PostgreSQL\'s parser) is not installed on the host that runs the '
                   'modules: install it there (pip install pglast), it is needed to check the plan\'s SQL')
 
-# Functions a plan's SQL may not call, even where the session is read-only: they signal or stop other sessions,
-# change settings, take locks, sleep, reach files or large objects, or run SQL given as text (whose own
-# statements no parser here would see). Matched on the unqualified, lower-case name.
-REFUSED_FUNCTIONS = frozenset((
-    'set_config', 'pg_sleep', 'pg_sleep_for', 'pg_sleep_until',
-    'pg_terminate_backend', 'pg_cancel_backend', 'pg_reload_conf', 'pg_rotate_logfile', 'pg_switch_wal',
-    'pg_promote', 'pg_notify', 'pg_log_backend_memory_contexts', 'pg_import_system_collations',
-    'pg_export_snapshot', 'pg_stat_file', 'nextval', 'setval', 'loread', 'lowrite',
-    'query_to_xml', 'query_to_xmlschema', 'query_to_xml_and_xmlschema', 'cursor_to_xml', 'cursor_to_xmlschema',
-    'table_to_xml', 'table_to_xmlschema', 'table_to_xml_and_xmlschema', 'schema_to_xml', 'schema_to_xmlschema',
-    'schema_to_xml_and_xmlschema', 'database_to_xml', 'database_to_xmlschema', 'database_to_xml_and_xmlschema',
-))
-REFUSED_FUNCTION_PREFIXES = (
-    'pg_advisory_', 'pg_try_advisory_', 'lo_', 'pg_create_', 'pg_drop_', 'pg_copy_', 'pg_replication_',
-    'pg_logical_', 'pg_wal_', 'pg_stat_reset', 'pg_backup_', 'pg_start_', 'pg_stop_', 'pg_ls_', 'pg_read_',
-    'pg_file_', 'dblink',
-)
-
 DATA_MODIFYING = ('InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt')
 STATEMENT_NAMES = dict(
     InsertStmt='an INSERT', UpdateStmt='an UPDATE', DeleteStmt='a DELETE', MergeStmt='a MERGE',
@@ -52,13 +37,12 @@ STATEMENT_NAMES = dict(
     VariableSetStmt='a SET', CallStmt='a CALL', DoStmt='a DO block', ExplainStmt='an EXPLAIN', CopyStmt='a COPY',
     AlterTableStmt='an ALTER TABLE', TruncateStmt='a TRUNCATE')
 
-# A baseline parameter, %(name)s: parsed as a $n placeholder, replaced by a literal when the query runs.
+# A baseline parameter, %(name)s: the statement is prepared with a $n in its place, and its value is bound to it.
 PARAMETER = re.compile(r'%\((\w+)\)s')
-
-
-def refused_function(name):
-    name = name.lower()
-    return name in REFUSED_FUNCTIONS or name.startswith(REFUSED_FUNCTION_PREFIXES)
+# Tokens of PostgreSQL's scanner a placeholder must not be inside: there it would be text, not a parameter.
+QUOTED_TOKENS = dict(SCONST='a quoted literal', USCONST='a quoted literal', BCONST='a quoted literal',
+                     XCONST='a quoted literal', IDENT='a quoted identifier', UIDENT='a quoted identifier',
+                     SQL_COMMENT='a comment', C_COMMENT='a comment')
 
 
 def parse(text):
@@ -87,20 +71,12 @@ def nodes(tree):
             yield from nodes(item)
 
 
-def function_name(fields):
-    return '.'.join(part['String']['sval'] for part in fields.get('funcname') or [] if 'String' in part)
-
-
 def tree_problems(tree, subqueries_allowed):
-    """What a parse tree does that plan SQL may not do, as sentences (empty when nothing)."""
+    """What a parse tree does that plan SQL may not do, by its shape, as sentences (empty when nothing). What the
+    functions, operators and types in it are is for the server to say (plan_trust)."""
     problems = []
     for kind, fields in nodes(tree):
-        if kind == 'FuncCall':
-            name = function_name(fields)
-            if refused_function(name.rsplit('.', 1)[-1]):
-                problems.append('it calls %s(), which a plan may not call (it signals or changes the server, takes '
-                                'a lock, sleeps, reaches files or runs SQL given as text)' % name)
-        elif kind in DATA_MODIFYING:
+        if kind in DATA_MODIFYING:
             problems.append('it holds a data-modifying statement (%s)' % kind[:-4].upper())
         elif kind == 'SelectStmt' and fields.get('lockingClause'):
             problems.append('it has a locking clause (FOR UPDATE / FOR SHARE), which takes row locks')
@@ -145,17 +121,68 @@ def expression_error(text):
     return '; '.join(problems) if problems else None
 
 
+def position(text, offset):
+    """'line L, column C' of character C(offset) of C(text) (both from 1)."""
+    line = text.count('\n', 0, offset) + 1
+    return 'line %d, column %d' % (line, offset - (text.rfind('\n', 0, offset) + 1) + 1)
+
+
+def placeholders(text):
+    """([(name, start, end)], problems): the %(name)s parameters of C(text), each where a value may go.
+
+    A placeholder inside a quoted literal ('%(nick)s'), a quoted identifier or a comment would not be a parameter but
+    text of the statement: it is refused, with its position, since the value meant for it would otherwise become
+    SQL. PostgreSQL's own scanner says where each literal, identifier and comment begins and ends.
+    """
+    if not HAS_PGLAST:
+        raise ValueError(MISSING_PARSER)
+    from pglast.parser import scan
+    try:
+        tokens = scan(text)
+    except ParseError as error:
+        raise ValueError('PostgreSQL\'s parser refuses it: %s' % error)
+    found, problems = [], []
+    for match in PARAMETER.finditer(text):
+        start, end = match.span()
+        inside = [token for token in tokens if token.start < end and token.end >= start
+                  and token.name in QUOTED_TOKENS and (token.name != 'IDENT' or text[token.start] == '"')]
+        if inside:
+            problems.append('%s at %s is inside %s, where it would be text, not a parameter: write it where a value '
+                            'goes, without quotes (its value is bound as a parameter, never written into the SQL)'
+                            % (match.group(0), position(text, start), QUOTED_TOKENS[inside[0].name]))
+        else:
+            found.append((match.group(1), start, end))
+    return found, problems
+
+
+def bind_placeholders(text, replacement):
+    """C(text) with each placeholder replaced by C(replacement(name, number)) (number from 1, the same for every use
+    of a name), and the names in the order of their numbers. ValueError for a placeholder that is not a parameter
+    (see placeholders)."""
+    found, problems = placeholders(text)
+    if problems:
+        raise ValueError('; '.join(problems))
+    names, pieces, last = [], [], 0
+    for name, start, end in found:
+        if name not in names:
+            names.append(name)
+        pieces.extend([text[last:start], replacement(name, names.index(name) + 1)])
+        last = end
+    pieces.append(text[last:])
+    return ''.join(pieces), names
+
+
 def query_error(text):
     """Why C(text) is not exactly one read-only query a baseline may run, or None.
 
-    One SELECT (VALUES and TABLE are SELECTs too; a trailing semicolon is allowed), with %(name)s parameters,
-    no data-modifying WITH, no FOR UPDATE/SHARE, no INTO and no refused function.
+    One SELECT (VALUES and TABLE are SELECTs too; a trailing semicolon is allowed), with %(name)s parameters where
+    values go, no data-modifying WITH, no FOR UPDATE/SHARE and no INTO.
     """
     text = text if isinstance(text, str) else ''
     if not text.strip():
         return 'it is empty'
     try:
-        statements = parse(PARAMETER.sub('$1', text))
+        statements = parse(bind_placeholders(text, lambda name, number: '$%d' % number)[0])
     except ValueError as error:
         return str(error)
     if len(statements) != 1:
@@ -177,4 +204,24 @@ def statement_error(text, kind=None):
     kinds = [list(statement)[0] for statement in statements]
     if len(kinds) != 1 or kind not in (None, kinds[0]):
         return 'it parses as %s, not as one %s' % (', '.join(kinds) or 'nothing', kind or 'statement')
+    return None
+
+
+def execute_error(text, prepared):
+    """Why C(text) is not exactly EXPLAIN (...) EXECUTE C(prepared)(constants): the values of a baseline query's
+    parameters reach the server as the arguments of its prepared statement, constants bound to its $n, never as SQL
+    (checked right before it is sent)."""
+    try:
+        statements = parse(text)
+    except ValueError as error:
+        return str(error)
+    explained = statements[0].get('ExplainStmt', {}).get('query', {}) if len(statements) == 1 else {}
+    execute = explained.get('ExecuteStmt')
+    if execute is None or execute.get('name') != prepared:
+        return 'it is not one EXPLAIN EXECUTE %s' % prepared
+    for argument in execute.get('params') or []:
+        if 'TypeCast' in argument:
+            argument = argument['TypeCast'].get('arg') or {}
+        if 'A_Const' not in argument:
+            return 'an argument of EXECUTE is not a constant'
     return None

@@ -189,6 +189,7 @@ author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - pg_zero_downtime.migrations.plan_tables
+  - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.plan_constraints
   - community.postgresql.postgres
 '''
@@ -298,6 +299,12 @@ summary:
   returned: always
   type: list
   elements: str
+trusted:
+  description:
+    - What the plan trusts (O(trusted)), as the server resolved each signature (C(function util.normalize(text))).
+  returned: success
+  type: list
+  elements: str
 lock:
   description: The migration lock this run holds (C(session_pid), C(holder_pid)), or C(session_pid) 0 when none.
   returned: always
@@ -317,6 +324,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import MIGRATION_LOCK_KEY
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.baseline_runs import prove_queries
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
     connect_or_fail, target_of,
 )
@@ -408,6 +416,7 @@ def main():
         )),
         constraints=dict(type='list', elements='dict', default=[], options=PLAN_CONSTRAINT_OPTIONS),
         baseline_queries=dict(type='list', elements='dict', default=[]),
+        trusted=dict(type='list', elements='str', default=[]),
         prisma_migration=dict(type='dict', options=dict(
             name=dict(type='str', required=True),
             migration_sql=dict(type='str'),
@@ -466,7 +475,7 @@ def main():
         module.exit_json(**result)
     result['replicated'] = bool(server['replicas'] or server['slots'])
 
-    runner = ConstraintRunner(connection, lock_timeout=params['lock_timeout'])
+    runner = ConstraintRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'])
 
     # (2) The lock first, in this session, so that what is proven below still holds when the DDL runs. It passes to
     # a holder process only when the run has work: a run with nothing to do starts none, and its lock goes with
@@ -490,8 +499,12 @@ def main():
             cursor.execute("SELECT pg_catalog.set_config('application_name', %(name)s, false)",
                            dict(name=application_name(params['run_id'], params['owner_pid'], PREFLIGHT_PREFIX)))
 
-    # (3) The proof, read-only.
+    # (3) The proof, read-only. Plan SQL is proven by the server's resolution before anything of it is evaluated:
+    # the baseline queries here, predicates and checks by the runners as they plan them.
     problems = query_problems(params['baseline_queries']) if state == 'present' else []
+    problems.extend(runner.trust.trusted()[1])
+    if state == 'present' and not problems:
+        problems.extend(prove_queries(connection, params['baseline_queries'], params['trusted']))
     indexes = prove_indexes(runner, params['tables'], params['schema'], state, params['sample_ids'])
     problems.extend(indexes.pop('problems'))
     constraints = prove_constraints(runner, params['constraints'], params['schema'], state, params['sample_ids'],
@@ -557,6 +570,11 @@ def main():
     result['summary'] = summary_lines(plan, state, params['phases'], result['work'], indexes['pending_tables'],
                                       constraints['pending'], indexes['queries'], prisma_action, module.check_mode)
     result['summary'].extend(result['duplicates_report'])
+    result['trusted'] = runner.trust.trusted_lines()
+    if state == 'present':
+        result['summary'].append('Plan SQL proven by the server to reach only the built-ins of pg_catalog%s.' % (
+            ' and what the plan trusts: %s' % ', '.join(result['trusted']) if result['trusted'] else
+            ' (the plan trusts nothing user-defined)'))
     if result['disk'].get('message') and result['work']['pending']:
         result['summary'].append(result['disk']['message'])
     result['ansible_facts'] = dict(pgzd_lock_session_pid=result['lock']['session_pid'])

@@ -86,6 +86,7 @@ author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - pg_zero_downtime.migrations.plan_tables
+  - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.plan_constraints
   - community.postgresql.postgres
 '''
@@ -218,6 +219,7 @@ def main():
         statement_timeout=dict(type='str', default='60s'),
         on_regression=dict(type='str', default='fail', choices=['fail', 'warn']),
         fail_on_problems=dict(type='bool', default=True),
+        trusted=dict(type='list', elements='str', default=[]),
         session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -235,7 +237,7 @@ def main():
                              **result)
     ensure_required_libs(module)
     connection = connect_or_fail(module, get_conn_params(module, params))
-    runner = ConstraintRunner(connection)
+    runner = ConstraintRunner(connection, trusted=params['trusted'])
     indexes = prove_indexes(runner, params['tables'], params['schema'], 'present', 0)
     constraints = prove_constraints(runner, params['constraints'], params['schema'], 'present', 0, 0) \
         if params['constraints'] else dict(pending=[], problems=[])
@@ -255,7 +257,7 @@ def main():
         try:
             result.update(measure_all(connection, params['baseline_queries'], params['runs'], params['budget_ms'],
                                       params['statement_timeout'], params['compare_with'], params['tolerance'],
-                                      params['min_regression_ms']))
+                                      params['min_regression_ms'], params['trusted']))
         except BaselineError as error:
             connection.close()
             module.fail_json(msg=str(error.args[0]), **result)

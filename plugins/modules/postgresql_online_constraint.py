@@ -54,6 +54,7 @@ author:
 extends_documentation_fragment:
   - pg_zero_downtime.migrations.constraint_phase
   - pg_zero_downtime.migrations.plan_constraints
+  - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.replication_lag
   - pg_zero_downtime.migrations.lock_retries
   - pg_zero_downtime.migrations.build_waits

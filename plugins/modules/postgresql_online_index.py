@@ -172,6 +172,7 @@ author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - pg_zero_downtime.migrations.plan_tables
+  - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.replication_lag
   - pg_zero_downtime.migrations.lock_retries
   - pg_zero_downtime.migrations.build_waits
@@ -399,7 +400,7 @@ def run_table(module, connection, conn_params, schema, table, specs):
                                    lock_retries=params['lock_retries'], lock_retry_delay=params['lock_retry_delay'],
                                    log=module.warn, ddl_session=not module.check_mode,
                                    lock_session_pid=params['lock_session_pid'], owner_pid=params['owner_pid'],
-                                   build_wait_timeout=params['build_wait_timeout'],
+                                   build_wait_timeout=params['build_wait_timeout'], trusted=params['trusted'],
                                    watch_connect=None if module.check_mode else watch_connection_factory(
                                        module, conn_params))
         decisions = runner.plan(schema, table, specs, params['state'])
@@ -522,6 +523,7 @@ def main():
         lock_session_pid=dict(type='int', default=0),
         session_role=dict(type='str'),
         owner_pid=dict(type='int', default=0),
+        trusted=dict(type='list', elements='str', default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('tables', 'table'), ('tables', 'indexes')],

@@ -74,6 +74,7 @@ author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - pg_zero_downtime.migrations.plan_tables
+  - pg_zero_downtime.migrations.plan_trust
   - community.postgresql.postgres
 '''
 
@@ -169,6 +170,7 @@ def main():
         sample_ids=dict(type='int', default=5),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         lock_timeout=dict(type='str', default='5s'),
+        trusted=dict(type='list', elements='str', default=[]),
         session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -176,7 +178,7 @@ def main():
     params['tables'] = params['tables'] or []  # a plan of constraints only has no tables to read
     ensure_required_libs(module)
     connection = connect_or_fail(module, get_conn_params(module, params))
-    runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'])
+    runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'])
 
     proof = prove_indexes(runner, params['tables'], params['schema'], params['state'], params['sample_ids'])
     problems = query_problems(params['baseline_queries']) + proof.pop('problems')

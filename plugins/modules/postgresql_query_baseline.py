@@ -98,6 +98,7 @@ attributes:
 author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.plan_trust
   - community.postgresql.postgres
 '''
 
@@ -176,6 +177,7 @@ def main():
         tolerance=dict(type='float', default=1.2),
         min_regression_ms=dict(type='float', default=0.5),
         statement_timeout=dict(type='str', default='60s'),
+        trusted=dict(type='list', elements='str', default=[]),
         session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -198,7 +200,7 @@ def main():
     try:
         result.update(measure_all(connection, params['queries'], params['runs'], params['budget_ms'],
                                   params['statement_timeout'], params['compare_with'], params['tolerance'],
-                                  params['min_regression_ms']))
+                                  params['min_regression_ms'], params['trusted']))
     except BaselineError as error:
         result.update(error.args[1] if len(error.args) > 1 else {})
         module.fail_json(msg=str(error.args[0]), **result)

@@ -66,6 +66,7 @@ author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - pg_zero_downtime.migrations.plan_constraints
+  - pg_zero_downtime.migrations.plan_trust
   - community.postgresql.postgres
 '''
 
@@ -133,13 +134,14 @@ def main():
         sample_ids=dict(type='int', default=5),
         max_groups=dict(type='int', default=20),
         fail_on_duplicates=dict(type='bool', default=True),
+        trusted=dict(type='list', elements='str', default=[]),
         session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     ensure_required_libs(module)
     connection = connect_or_fail(module, get_conn_params(module, params))
-    runner = ConstraintRunner(connection)
+    runner = ConstraintRunner(connection, trusted=params['trusted'])
     try:
         proof = prove_constraints(runner, params['constraints'], params['schema'], params['state'], params['sample_ids'],
                                   params['max_groups'])

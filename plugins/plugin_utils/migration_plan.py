@@ -21,8 +21,9 @@ import re
 import yaml
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import trusted_errors
 
-TOP_KEYS = ('name', 'description', 'schema', 'tables', 'constraints', 'baseline_queries', 'prisma_migration')
+TOP_KEYS = ('name', 'description', 'schema', 'tables', 'constraints', 'baseline_queries', 'prisma_migration', 'trusted')
 TABLE_KEYS = ('name', 'schema', 'indexes')
 INDEX_KEYS = ('name', 'columns', 'unique', 'method', 'where', 'include', 'on_mismatch')
 CONSTRAINT_KEYS = ('name', 'table', 'schema', 'type', 'columns', 'on_duplicates', 'rename_column', 'keep_oldest_by',
@@ -324,10 +325,12 @@ def plan_errors(plan):
     _check_constraints(problems, plan, schema if isinstance(schema, str) else 'public', indexes)
     _check_baseline_queries(problems, plan)
     _check_prisma(problems, plan)
+    for error in trusted_errors(plan.get('trusted')):
+        problems.add('trusted', error)
     return problems.items
 
 
-PLAN_DEFAULTS = dict(schema='public', description='', constraints=[], baseline_queries=[])
+PLAN_DEFAULTS = dict(schema='public', description='', constraints=[], baseline_queries=[], trusted=[])
 NO_PLAN = 'No migration plan given; nothing was done. Pass -e plan=<path of a plan file> (README.md, Plan format).'
 
 
@@ -376,6 +379,7 @@ def load_plan(path, working_dir, on_duplicates=None, only_tables=None, read_pris
     plan['constraints'] = [dict(c, on_duplicates=on_duplicates) if on_duplicates and c.get('type', 'unique') == 'unique'
                            else dict(c) for c in plan['constraints'] or []]
     plan['baseline_queries'] = plan['baseline_queries'] or []
+    plan['trusted'] = plan['trusted'] or []
     table_names = [table['name'] for table in plan.get('tables') or []]
     unknown = [name for name in only_tables or [] if name not in table_names]
     if unknown:

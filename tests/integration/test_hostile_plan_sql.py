@@ -84,13 +84,20 @@ def test_the_baseline_session_is_read_only_and_a_writing_function_cannot_write(c
         name='session_setting', sql="SELECT 1 WHERE current_setting('default_transaction_read_only') = 'on'")], runs=1)
     assert result.get('failed') is not True, result
     assert result['queries'][0]['rows'] == 1
-    # A function the parser cannot look into still runs read-only.
-    helpers.query(db, 'CREATE FUNCTION pgzd_wipe() RETURNS int LANGUAGE plpgsql AS $$ BEGIN DELETE FROM %s; '
+    # A user-defined function is refused unless the plan trusts it; one the plan trusts, that says it is STABLE and
+    # tries to write all the same, is stopped by PostgreSQL (a non-volatile function runs read-only), and the session
+    # and the transaction are read-only besides.
+    helpers.query(db, 'CREATE FUNCTION pgzd_wipe() RETURNS int STABLE LANGUAGE plpgsql AS $$ BEGIN DELETE FROM %s; '
                       'RETURN 0; END $$' % CANARY)
     try:
         result = run_module('postgresql_query_baseline', queries=[dict(name='wiper', sql='SELECT pgzd_wipe()')], runs=1)
         assert result.get('failed') is True, result
-        assert 'read-only transaction' in result['msg'], result['msg']
+        assert 'function pgzd_wipe() is user-defined, and the plan does not trust it' in result['msg'], result['msg']
+        result = run_module('postgresql_query_baseline', queries=[dict(name='wiper', sql='SELECT pgzd_wipe()')], runs=1,
+                            trusted=['pgzd_wipe()'])
+        assert result.get('failed') is True, result
+        assert 'not allowed in a non-volatile function' in result['msg'] or 'read-only transaction' in result['msg'], \
+            result['msg']
     finally:
         helpers.query(db, 'DROP FUNCTION pgzd_wipe()')
     assert state() == before

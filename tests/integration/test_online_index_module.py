@@ -317,7 +317,7 @@ BAD_INPUTS = [
     pytest.param('Job', [GOOD, dict(name='pt_Job_am_idx', columns=['status'], method='nosuchmethod')],
                  ['pt_Job_am_idx', 'access method "nosuchmethod" does not exist'], id='unknown-access-method'),
     pytest.param('Job', [GOOD, dict(name='pt_Job_where_idx', columns=['status'], where='"noSuchColumn" IS NULL')],
-                 ['pt_Job_where_idx', 'PostgreSQL refuses its definition',
+                 ['pt_Job_where_idx', 'its where predicate `"noSuchColumn" IS NULL` is refused by PostgreSQL',
                   'column "noSuchColumn" does not exist'], id='invalid-where-column'),
     pytest.param('Job', [GOOD, dict(name='pt_Job_where_idx', columns=['status'], where='"closedAt" IS')],
                  ['pt_Job_where_idx', "PostgreSQL's parser refuses it", 'syntax error'], id='invalid-where-syntax'),

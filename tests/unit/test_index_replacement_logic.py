@@ -144,7 +144,6 @@ class TestRestore(object):
         (plan.replacement_record('CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status); DROP TABLE "Job"',
                                  None), 'not one CREATE INDEX'),
         (plan.replacement_record(OLD.replace('"Job"', '"Item"'), None), 'not a plain CREATE INDEX'),
-        (plan.replacement_record(OLD + ' WHERE (pg_sleep(1) IS NULL)', None), 'pg_sleep'),
     ])
     def test_a_record_that_cannot_be_trusted_is_refused_and_nothing_runs(self, comment, fragment):
         decisions, (error,) = restore({'Job_status_idx': new_index(comment=comment)})

@@ -68,8 +68,6 @@ def test_a_predicate_that_hides_statements_or_clauses_is_refused(where):
     ('(true', "parser refuses"),
     ("status = 'OPEN", "parser refuses"),
     ('', 'empty'),
-    ('pg_catalog.pg_terminate_backend(42)', 'pg_catalog.pg_terminate_backend()'),
-    ("set_config('lock_timeout', '0', false) = ''", 'set_config()'),
     ('id IN (SELECT id FROM "Job")', 'subquery'),
     ('true GROUP BY 1', 'does not end where the expression ends'),
     ('true) UNION SELECT (1', 'unbalanced parenthesis'),
@@ -99,16 +97,6 @@ def test_a_read_only_query_is_accepted(text):
     ('SELECT * FROM "Job" FOR UPDATE', 'locking clause'),
     ('SELECT * FROM (SELECT * FROM "Job" FOR SHARE) j', 'locking clause'),
     ('SELECT * INTO stolen FROM "Job"', 'INTO'),
-    ('SELECT pg_terminate_backend(pid) FROM pg_stat_activity', 'pg_terminate_backend()'),
-    ('SELECT pg_catalog.pg_cancel_backend(1)', 'pg_cancel_backend()'),
-    ("SELECT set_config('default_transaction_read_only', 'off', false)", 'set_config()'),
-    ('SELECT pg_sleep(100)', 'pg_sleep()'),
-    ('SELECT pg_advisory_lock(1)', 'pg_advisory_lock()'),
-    ("SELECT lo_import('/etc/passwd')", 'lo_import()'),
-    ("SELECT pg_read_file('postgresql.conf')", 'pg_read_file()'),
-    ("SELECT query_to_xml('DELETE FROM \"Job\"', true, true, '')", 'query_to_xml()'),
-    ("SELECT nextval('seq')", 'nextval()'),
-    ('SELECT pg_reload_conf()', 'pg_reload_conf()'),
     ('COMMIT', 'transaction control'),
     ('DO $$ BEGIN DELETE FROM "Job"; END $$', 'DO block'),
     ('CALL p()', 'CALL'),
@@ -120,9 +108,37 @@ def test_anything_but_one_read_only_query_is_refused_with_the_reason(text, reaso
     assert problem is not None and reason in problem, problem
 
 
-def test_a_refused_function_is_found_however_it_is_qualified_or_cased():
-    for text in ('SELECT PG_SLEEP(1)', 'SELECT "pg_catalog".pg_sleep(1)', 'SELECT x FROM (SELECT pg_sleep(1) x) s'):
-        assert 'pg_sleep()' in ps.query_error(text).lower()
+@pytest.mark.parametrize('text', [
+    'SELECT pg_terminate_backend(42) IS NULL', "SELECT query_to_xml('DELETE FROM t', true, true, '') IS NULL",
+    'SELECT "PG_CATALOG".pg_sleep(1) IS NULL', 'SELECT util.anything(1) = 1',
+])
+def test_which_function_a_name_is_the_parser_does_not_decide_the_server_does(text):
+    # A list of names to refuse is no boundary (an overload, an operator, a cast or a domain reaches the same code
+    # under another name): plan_trust proves every object by the server's resolution, in the integration tests.
+    assert ps.query_error(text) is None
+    assert ps.expression_error(text[len('SELECT '):]) is None
+
+
+@pytest.mark.parametrize('text,names,bound', [
+    ('SELECT * FROM "Job" WHERE id = %(id)s', ['id'], 'SELECT * FROM "Job" WHERE id = $1'),
+    ('SELECT %(a)s, %(b)s, %(a)s', ['a', 'b'], 'SELECT $1, $2, $1'),
+    ('SELECT 1 WHERE x=%(a)s', ['a'], 'SELECT 1 WHERE x=$1'),
+])
+def test_placeholders_become_numbered_parameters(text, names, bound):
+    assert ps.bind_placeholders(text, lambda name, number: '$%d' % number) == (bound, names)
+
+
+@pytest.mark.parametrize('text,where,position', [
+    ("SELECT * FROM \"User\" WHERE nick = '%(nick)s'", 'a quoted literal', 'line 1, column 36'),
+    ("SELECT * FROM t WHERE nick = E'x%(nick)s'", 'a quoted literal', 'line 1, column 33'),
+    ("SELECT * FROM t WHERE nick = $q$%(nick)s$q$", 'a quoted literal', 'line 1, column 33'),
+    ('SELECT "%(col)s" FROM t', 'a quoted identifier', 'line 1, column 9'),
+    ('SELECT 1 /* %(x)s */', 'a comment', 'line 1, column 13'),
+    ('SELECT 1\n-- %(x)s\n', 'a comment', 'line 2, column 4'),
+])
+def test_a_placeholder_that_would_be_text_not_a_parameter_is_refused_with_its_position(text, where, position):
+    problem = ps.query_error(text)
+    assert problem is not None and where in problem and position in problem, problem
 
 
 @pytest.mark.parametrize('text,kind,ok', [
