@@ -1,0 +1,79 @@
+# -*- coding: utf-8 -*-
+"""Knobs cannot switch safety off (issue 21, point 5): the pure decisions behind each refusal.
+
+Sample sizes limit what is listed, never what is counted; index_build_parallelism is weighed against the server's free
+connections; a lock timeout the application queues behind is from 1ms to 1min; the run id and the artifacts directory
+cannot lead the run's files out of a directory of its own; a file that is not a plan is refused without echoing it.
+"""
+
+import importlib
+
+import pytest
+
+import helpers
+
+unique_keys = importlib.import_module(helpers.collection_path('plugins.module_utils.unique_keys'))
+plan_proof = importlib.import_module(helpers.collection_path('plugins.module_utils.plan_proof'))
+
+
+# -- 1. sample sizes only limit what is listed ---------------------------------------------------------------------
+
+GROUPS = [dict(key=['a'], rows=3, sample_ids=[1, 2, 3], total_groups=2, total_rows=5),
+          dict(key=['b'], rows=2, sample_ids=[4, 5], total_groups=2, total_rows=5)]
+
+
+def test_the_totals_of_duplicate_or_orphan_keys_do_not_depend_on_how_many_are_listed():
+    assert unique_keys.groups_limit(0) == 1 and unique_keys.groups_limit(20) == 20  # LIMIT 0 would hide the totals
+    none_listed = unique_keys.group_totals(GROUPS[:1], 0)
+    assert none_listed == dict(total_groups=2, total_rows=5, groups=[])
+    all_listed = unique_keys.group_totals(GROUPS, 20)
+    assert (all_listed['total_groups'], all_listed['total_rows'], len(all_listed['groups'])) == (2, 5, 2)
+    assert unique_keys.group_totals([], 0) == dict(total_groups=0, total_rows=0, groups=[])
+
+
+def test_negative_sample_sizes_are_refused_and_zero_is_allowed():
+    assert unique_keys.sample_size_errors(dict(sample_ids=0, max_groups=0)) == []
+    errors = unique_keys.sample_size_errors(dict(sample_ids=-1, max_groups=-5))
+    assert len(errors) == 2 and errors[0].startswith('sample_ids must be 0 or more') and 'not -5' in errors[1]
+
+
+class FakeCursor(object):
+    def __init__(self):
+        self.executed = []
+
+    def execute(self, statement, params=None):
+        self.executed.append(statement)
+
+
+class NullsRunner(object):
+    """A runner whose one NOT NULL entry would be validated over a column holding 3 NULLs."""
+
+    def __init__(self):
+        self.cursor = FakeCursor()
+        self.scanned = []
+
+    def plan_entry(self, constraint, state, default_schema, keys):
+        spec = dict(constraint, schema=default_schema, columns=[constraint['column']])
+        return dict(spec=spec, action='created', steps=['add', 'validate', 'set_not_null', 'drop'],
+                    statements=['ALTER TABLE ...'], advice=None)
+
+    def find_violations(self, spec, sample_ids, max_groups):
+        self.scanned.append((sample_ids, max_groups))
+        return dict(row_id='id', total_rows=3, total_groups=3, groups=[], sample_ids=[7, 8, 9][:sample_ids])
+
+
+NOT_NULL = [dict(name='job_closed_not_null', type='not_null', table='Job', column='closedAt')]
+
+
+@pytest.mark.parametrize('sample_ids,max_groups', [(0, 0), (5, 20), (0, 20), (5, 0)])
+def test_nulls_under_a_planned_not_null_are_counted_whatever_the_sample_sizes(sample_ids, max_groups):
+    runner = NullsRunner()
+    proof = plan_proof.prove_constraints(runner, NOT_NULL, 'public', 'present', sample_ids, max_groups)
+    assert runner.scanned == [(sample_ids, max_groups)]
+    assert proof['violations'] == ['job_closed_not_null'] and '3 row(s) of public.Job hold NULL' in proof['report'][0]
+
+
+def test_only_a_validation_after_the_run_reads_no_rows_and_says_so():
+    runner = NullsRunner()
+    proof = plan_proof.prove_constraints(runner, NOT_NULL, 'public', 'present', 0, 0, count_rows=False)
+    assert runner.scanned == [] and proof['violations'] == [] and proof['pending'] == ['job_closed_not_null']
