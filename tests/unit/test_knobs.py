@@ -14,6 +14,8 @@ import helpers
 
 unique_keys = importlib.import_module(helpers.collection_path('plugins.module_utils.unique_keys'))
 plan_proof = importlib.import_module(helpers.collection_path('plugins.module_utils.plan_proof'))
+session = importlib.import_module(helpers.collection_path('plugins.module_utils.session'))
+index_runs = importlib.import_module(helpers.collection_path('plugins.module_utils.index_runs'))
 
 
 # -- 1. sample sizes only limit what is listed ---------------------------------------------------------------------
@@ -77,3 +79,41 @@ def test_only_a_validation_after_the_run_reads_no_rows_and_says_so():
     runner = NullsRunner()
     proof = plan_proof.prove_constraints(runner, NOT_NULL, 'public', 'present', 0, 0, count_rows=False)
     assert runner.scanned == [] and proof['violations'] == [] and proof['pending'] == ['job_closed_not_null']
+
+
+# -- 2. index_build_parallelism against the connections the server can spare ---------------------------------------
+
+SLOTS = dict(max_connections=100, superuser_reserved=3, reserved=0, connected=7)
+
+
+def test_a_run_takes_at_most_half_of_the_free_connections_two_per_lane_and_two_for_the_run():
+    fits = index_runs.connection_budget(21, 40, SLOTS)  # 90 free, 45 allowed: 21 lanes hold 44
+    assert (fits['lanes'], fits['needed'], fits['free'], fits['allowed'], fits['message']) == (21, 44, 90, 45, None)
+    refused = index_runs.connection_budget(22, 40, SLOTS)
+    assert refused['needed'] == 46 and refused['message'].startswith('index_build_parallelism=22 would work on 22 '
+                                                                     'table(s) at a time, holding 46 connections')
+    for numbers in ('max_connections 100', 'superuser_reserved_connections 3', 'reserved_connections 0',
+                    '7 connected now', 'at most half of them (45)', 'lower index_build_parallelism to 21 or less'):
+        assert numbers in refused['message']
+
+
+def test_the_lanes_are_never_more_than_the_tables_and_reserved_connections_count():
+    assert index_runs.lane_count(250, 3) == 3 and index_runs.lane_count(1, 0) == 1
+    assert index_runs.connection_budget(250, 3, SLOTS)['message'] is None  # 3 tables: 8 connections
+    issue = dict(max_connections=200, superuser_reserved=3, reserved=5, connected=40)  # the issue's server
+    refused = index_runs.connection_budget(250, 400, issue)
+    assert refused['needed'] == 502 and refused['free'] == 152 and 'to 37 or less' in refused['message']
+    full = index_runs.connection_budget(1, 1, dict(SLOTS, connected=94))  # 3 free: not even one lane
+    assert full['message'].endswith('What to do: run when fewer sessions are connected (or raise max_connections); '
+                                    'nothing was changed.')
+
+
+# -- 3. lock timeouts of statements the application queues behind ---------------------------------------------------
+
+def test_a_blocking_lock_timeout_is_from_1ms_to_1min():
+    assert session.blocking_lock_timeout_problem('lock_timeout', 1) is None
+    assert session.blocking_lock_timeout_problem('lock_timeout', 60000) is None
+    forever = session.blocking_lock_timeout_problem('unique_constraint_lock_timeout', 0)
+    assert forever.startswith('unique_constraint_lock_timeout: 0 lets the statement wait for its lock forever')
+    hour = session.blocking_lock_timeout_problem('lock_timeout', 3600000)
+    assert hour.startswith('lock_timeout: 3600000ms is over 1min') and 'such as 2s' in hour
