@@ -337,6 +337,17 @@ def new_run_id(now=None, rand=random.random):
     return '%s-%06x' % (now.strftime('%Y%m%dT%H%M%SZ'), int(rand() * 0xFFFFFF))
 
 
+def run_id_error(run_id):
+    """Why a run id given from outside (-e pgzd_run_id=...) is refused, or None. It names the run's folder under
+    artifacts_dir (runs/<plan>-<run id>) and its audit files, so it is held to the pattern of a plan's name: no /, no
+    .., nothing that could lead out of artifacts_dir."""
+    if isinstance(run_id, str) and PLAN_NAME.match(run_id):
+        return None
+    return ('pgzd_run_id must be 1 to 63 letters, digits, _, . and -, starting with a letter or digit (it names the '
+            'run\'s folder under artifacts_dir), not %r: leave it out (each run makes its own) or give such an id; '
+            'nothing was done.' % (run_id,))
+
+
 def parse_plan_text(text, path):
     """The plan as YAML data, or (None, the parser's message with where it stopped)."""
     try:

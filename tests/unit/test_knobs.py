@@ -7,6 +7,7 @@ cannot lead the run's files out of a directory of its own; a file that is not a 
 """
 
 import importlib
+import os
 
 import pytest
 
@@ -16,6 +17,8 @@ unique_keys = importlib.import_module(helpers.collection_path('plugins.module_ut
 plan_proof = importlib.import_module(helpers.collection_path('plugins.module_utils.plan_proof'))
 session = importlib.import_module(helpers.collection_path('plugins.module_utils.session'))
 index_runs = importlib.import_module(helpers.collection_path('plugins.module_utils.index_runs'))
+mp = importlib.import_module(helpers.collection_path('plugins.plugin_utils.migration_plan'))
+artifacts = importlib.import_module(helpers.collection_path('plugins.plugin_utils.artifacts_dir'))
 
 
 # -- 1. sample sizes only limit what is listed ---------------------------------------------------------------------
@@ -117,3 +120,52 @@ def test_a_blocking_lock_timeout_is_from_1ms_to_1min():
     assert forever.startswith('unique_constraint_lock_timeout: 0 lets the statement wait for its lock forever')
     hour = session.blocking_lock_timeout_problem('lock_timeout', 3600000)
     assert hour.startswith('lock_timeout: 3600000ms is over 1min') and 'such as 2s' in hour
+
+
+# -- 4. the run id and the artifacts directory ------------------------------------------------------------------------
+
+@pytest.mark.parametrize('run_id', ['first', '20261202T030405Z-abcdef', 'ci.42_retry-1'])
+def test_plain_run_ids_are_accepted(run_id):
+    assert mp.run_id_error(run_id) is None
+    assert mp.run_id_error(mp.new_run_id()) is None
+
+
+@pytest.mark.parametrize('run_id', ['x/../..', '../escape', '/tmp/abs', '..', '.hidden', 'a b', '', 'x' * 64, None,
+                                    12, 'x\\..\\y', 'run\n2'])
+def test_run_ids_that_could_lead_out_of_the_artifacts_directory_are_refused(run_id):
+    error = mp.run_id_error(run_id)
+    assert error.startswith('pgzd_run_id must be 1 to 63 letters, digits, _, . and -') and 'nothing was done' in error
+
+
+def test_an_artifacts_directory_that_is_new_empty_or_holds_only_the_tools_files_is_the_runs_own(tmp_path):
+    assert artifacts.artifacts_dir_error(str(tmp_path / 'new' / 'deeper')) is None  # created by the run
+    assert artifacts.artifacts_dir_error(str(tmp_path)) is None  # empty
+    (tmp_path / 'runs' / 'walk-first').mkdir(parents=True)
+    (tmp_path / 'backups').mkdir()
+    (tmp_path / 'walk-first-pt_walk_class_key-resolved.json').write_text('{}')
+    (tmp_path / 'walk-second-pt_walk_class_key-restored.json').write_text('{}')
+    assert artifacts.artifacts_dir_error(str(tmp_path)) is None
+
+
+@pytest.mark.parametrize('path', ['/etc', '/', os.path.expanduser('~')])
+def test_system_and_home_directories_are_refused(path):
+    if not os.listdir(path):
+        pytest.skip('%s is empty here: an empty directory is the run\'s own to use' % path)
+    error = artifacts.artifacts_dir_error(path)
+    assert error.startswith('artifacts_dir %s holds' % os.path.abspath(path)) and 'nothing was done' in error
+
+
+def test_a_directory_of_other_things_a_file_or_a_link_elsewhere_is_refused(tmp_path):
+    (tmp_path / 'plan.yml').write_text('name: x')
+    error = artifacts.artifacts_dir_error(str(tmp_path))
+    assert error.startswith('artifacts_dir %s holds 1 entry that pg-zero-downtime does not write (plan.yml)' % tmp_path)
+    assert 'Pass -e artifacts_dir=<a new or empty directory>' in error
+    assert artifacts.artifacts_dir_error(str(tmp_path / 'plan.yml')).startswith(
+        'artifacts_dir %s is not a directory' % (tmp_path / 'plan.yml'))
+    assert 'cannot be created: %s is not a writable directory' % (tmp_path / 'plan.yml') in \
+        artifacts.artifacts_dir_error(str(tmp_path / 'plan.yml' / 'runs'))
+    linked = tmp_path / 'linked'
+    linked.mkdir()
+    os.symlink('/etc', str(linked / 'runs'))  # runs/ leading elsewhere is not the tool's own folder
+    assert 'holds 1 entry that pg-zero-downtime does not write (runs)' in artifacts.artifacts_dir_error(str(linked))
+    assert artifacts.artifacts_dir_error('').startswith('artifacts_dir must be the path of a directory')
