@@ -10,7 +10,9 @@ import importlib
 import os
 
 import pytest
+import yaml
 
+import bad_plans
 import helpers
 
 unique_keys = importlib.import_module(helpers.collection_path('plugins.module_utils.unique_keys'))
@@ -169,3 +171,43 @@ def test_a_directory_of_other_things_a_file_or_a_link_elsewhere_is_refused(tmp_p
     os.symlink('/etc', str(linked / 'runs'))  # runs/ leading elsewhere is not the tool's own folder
     assert 'holds 1 entry that pg-zero-downtime does not write (runs)' in artifacts.artifacts_dir_error(str(linked))
     assert artifacts.artifacts_dir_error('').startswith('artifacts_dir must be the path of a directory')
+
+
+# -- 5. a file that is not a plan is refused without echoing it -----------------------------------------------------
+
+@pytest.mark.parametrize('name,text,fragments', bad_plans.NOT_PLANS, ids=[case[0] for case in bad_plans.NOT_PLANS])
+def test_a_file_that_is_not_a_plan_is_refused_without_showing_its_contents(tmp_path, name, text, fragments):
+    path = tmp_path / 'not-a-plan'
+    path.write_text(text)
+    plan, error = mp.load_plan(str(path), '/')
+    assert plan is None
+    for fragment in fragments:
+        assert fragment in error, (fragment, error)
+    for secret in bad_plans.NOT_ECHOED[name]:
+        assert secret not in error, (secret, error)
+
+
+def test_a_file_that_is_not_utf8_is_refused_as_not_text(tmp_path):
+    path = tmp_path / 'image.png'
+    path.write_bytes(b'\x89PNG\r\n\x1a\n\xff\xfe secret')
+    plan, error = mp.load_plan(str(path), '/')
+    assert plan is None and 'is not a UTF-8 text file' in error and 'secret' not in error
+
+
+def test_the_pure_python_parser_does_not_quote_the_offending_line_either(monkeypatch):
+    # Without libyaml, PyYAML's own message shows the line it stopped at: only line and column are kept.
+    monkeypatch.delattr(yaml, 'CSafeLoader', raising=False)
+    plan, error = mp.parse_plan_text('name: walk\npassword: "S3cretValue\n', '/p/plan.yml')
+    assert plan is None and error.startswith('The plan file /p/plan.yml is not valid YAML; nothing was done:')
+    assert 'line 2, column 11' in error and 'S3cretValue' not in error and 'password' not in error
+    plan, error = mp.parse_plan_text('name: walk\ntables: !!python/object:SecretTag x\n', '/p/plan.yml')
+    assert "for the tag '...'" in error and 'SecretTag' not in error and 'line 2, column 9' in error
+    plan, error = mp.parse_plan_text('name: walk\ntables:\n\t- name: Job\n', '/p/plan.yml')
+    assert "found character '\\t' that cannot start any token (line 3, column 1)" in error
+
+
+def test_unknown_keys_of_a_real_plan_are_still_listed():
+    errors = mp.plan_errors(dict(bad_plans.GOOD, tabels=[]))
+    assert errors == ['unknown key(s) tabels (the keys of this entry are %s)' % ', '.join(mp.TOP_KEYS)]
+    assert mp.plan_errors(dict(password='x', token='y')) == [mp.NOT_A_PLAN]
+    assert mp.plan_errors({1: 'a'}) == [mp.NOT_A_PLAN]
