@@ -54,8 +54,8 @@ def artifacts_dir_error(path):
                     'nothing was done.' % (where, parent, WHAT_TO_DO))
         return None
     if not os.path.isdir(where):
-        return 'artifacts_dir %s is not a directory: it must be %s. %s; nothing was done.' % (where, WHAT_IS_OURS,
-                                                                                            WHAT_TO_DO)
+        return ('artifacts_dir %s is not a directory: it must be %s. %s; nothing was done.'
+                % (where, WHAT_IS_OURS, WHAT_TO_DO))
     if not os.access(where, os.W_OK | os.X_OK):
         return 'artifacts_dir %s is not writable by this user. %s; nothing was done.' % (where, WHAT_TO_DO)
     try:
