@@ -236,4 +236,26 @@ RAW = [
     ('plan-file-tabs', 'name: walk\ntables:\n\t- name: Job\n', ['found character', 'that cannot start any token']),
 ]
 
-ALL = FORMAT + CATALOG + RAW
+# Files that are not plans at all, given by mistake (-e plan=/etc/shadow): refused without showing their contents. Each
+# secret listed in NOT_ECHOED must appear nowhere in the run's output for that file.
+SHADOW = ('root:$6$pgzdsalt$ShadowHashSecret0123:19000:0:99999:7:::\n'
+          'daemon:*:19000:0:99999:7:::\nbackup:$6$pgzdsalt$OtherHashSecret4567:19000:0:99999:7:::\n')
+NOT_PLANS = [
+    ('shadow-file', SHADOW, ['it is not a migration plan', 'none of its keys or values is shown']),
+    ('secrets-mapping', 'db_password: Hunter2SecretValue\napi_token: tok_SecretToken99\n',
+     ['it is not a migration plan', 'none of its keys or values is shown']),
+    ('secret-in-a-yaml-tag', 'name: walk\ntables: !!python/object:SecretTagValue42 x\n',
+     ['is not valid YAML', 'line 2, column 9']),
+    ('binary-file', '\x7fELF\x02\x01\x01\x00\x00BinarySecretBytes\x00\x00', ['is not a UTF-8 text file']),
+    ('file-too-large', 'name: walk\n' + ''.join('k%07d: LargeFileSecret\n' % n for n in range(60000)),
+     ['more than a plan can be', 'it is not a migration plan']),
+]
+NOT_ECHOED = {
+    'shadow-file': ['ShadowHashSecret0123', 'OtherHashSecret4567', 'root:', 'daemon:'],
+    'secrets-mapping': ['Hunter2SecretValue', 'tok_SecretToken99', 'db_password', 'api_token'],
+    'secret-in-a-yaml-tag': ['SecretTagValue42'],
+    'binary-file': ['BinarySecretBytes', 'ELF'],
+    'file-too-large': ['LargeFileSecret', 'k0000001'],
+}
+
+ALL = FORMAT + CATALOG + RAW + NOT_PLANS

@@ -3,8 +3,9 @@
 """The controller side of postgresql_migration_preflight.
 
 Loads the plan file where it is, on the controller, and refuses a malformed plan before anything connects; names the
-run; works out the phases the run's tag selection runs; then runs the module once on the host, and returns for the
-later phases the loaded plan, the run id and the owner process.
+run, and refuses a run id or an artifacts directory that would let the run write outside a directory of its own;
+works out the phases the run's tag selection runs; then runs the module once on the host, and returns for the later
+phases the loaded plan, the run id and the owner process.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,8 +17,9 @@ import os
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run_plan import selected_phases
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import artifacts_dir_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (
-    load_plan, new_run_id, only_tables_list,
+    load_plan, new_run_id, only_tables_list, run_id_error,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_owner import controller_pid
 
@@ -63,6 +65,12 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         args = dict(self._task.args)
         run_id = args.pop('run_id', None) or new_run_id()
+        # Where the run writes, before anything else: the run id names its folder under artifacts_dir.
+        refused = [error for error in (run_id_error(run_id), artifacts_dir_error(args['artifacts_dir'])
+                                       if args.get('artifacts_dir') is not None else None) if error]
+        if refused:
+            result.update(failed=True, changed=False, msg='\n'.join(refused))
+            return result
         plan = None
         if 'plan_file' in args:
             plan, error = load_plan(args.get('plan_file'), os.getcwd(), on_duplicates=args.get('on_duplicates'),

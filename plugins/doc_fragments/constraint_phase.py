@@ -45,6 +45,8 @@ options:
       - lock_timeout of each catalog step that readers or writers would queue behind. These are ADD CONSTRAINT (a
         unique index attached, or a foreign key or check added NOT VALID), SET NOT NULL, DROP CONSTRAINT and DROP NOT
         NULL. Sessions that queue behind such a request wait at most this long.
+      - From 1ms to 1min. C(0) (wait forever) and longer waits are refused before anything runs, as every query of
+        the table would wait behind the step that long; a short wait is retried (O(lock_retries)).
     type: str
     default: 2s
   index_lock_timeout:
@@ -55,6 +57,7 @@ options:
       - Concurrent index builds and drops are not bounded by it. They block no reads or writes while they wait (for
         writers, for older transactions), and a retry would build the index all over again; they wait as long as it
         takes, watched (O(build_wait_warn), O(build_wait_timeout)).
+      - As no reader or writer queues behind what it bounds, C(0) (no limit) is allowed.
     type: str
     default: 5s
   statement_timeout:
@@ -62,11 +65,13 @@ options:
     type: str
     default: '0'
   sample_ids:
-    description: How many row ids to list per duplicate key or violation when a step fails on the data.
+    description:
+      - How many row ids to list per duplicate key or violation when a step fails on the data (0 or more; it limits
+        the list, never what is counted).
     type: int
     default: 5
   max_groups:
-    description: How many duplicate or missing keys to list when a step fails on the data.
+    description: How many duplicate or missing keys to list when a step fails on the data (0 or more).
     type: int
     default: 20
   session_role:

@@ -25,6 +25,16 @@ options:
   only_tables:
     description: Tables of the plan to limit the index work to (a list, or a comma-separated string); checked here.
     type: raw
+  run_id:
+    description:
+      - A run id given from outside (C(-e pgzd_run_id)); it names the run's folder under O(artifacts_dir), so anything
+        but 1 to 63 letters, digits, C(_), C(.) and C(-) is refused, as by the preflight.
+    type: str
+  artifacts_dir:
+    description:
+      - Where the run writes on the controller; refused, as by the preflight, unless it is a directory of the run's
+        own (new, empty, or holding only what pg-zero-downtime writes there).
+    type: str
 '''
 
 EXAMPLES = r'''
@@ -49,8 +59,9 @@ import os
 
 from ansible.plugins.lookup import LookupBase
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import artifacts_dir_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (
-    load_plan, only_tables_list,
+    load_plan, only_tables_list, run_id_error,
 )
 
 
@@ -58,10 +69,15 @@ class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
+        # Where the run writes, as the preflight's action plugin checks it for the playbooks that change the database.
+        run_id, artifacts_dir = self.get_option('run_id'), self.get_option('artifacts_dir')
+        refused = [error for error in (run_id_error(run_id) if run_id is not None else None,
+                                       artifacts_dir_error(artifacts_dir) if artifacts_dir is not None else None)
+                   if error]
         loaded = []
         for term in terms or ['']:
-            plan, error = load_plan(term, os.getcwd(), on_duplicates=self.get_option('on_duplicates'),
-                                    only_tables=only_tables_list(self.get_option('only_tables')),
-                                    read_prisma_sql=False)
+            plan, error = (None, '\n'.join(refused)) if refused else load_plan(
+                term, os.getcwd(), on_duplicates=self.get_option('on_duplicates'),
+                only_tables=only_tables_list(self.get_option('only_tables')), read_prisma_sql=False)
             loaded.append(dict(plan=plan, error=error))
         return loaded

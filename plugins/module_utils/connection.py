@@ -8,7 +8,19 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import OnlineIndexError
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import OnlineIndexError, fetch_dicts
+
+# What the server has room for: its connection slots, those reserved for superusers (and, PostgreSQL 16+, for roles
+# with pg_use_reserved_connections; NULL before), and the client backends connected now other than this session and
+# the C(own) pids.
+CONNECTION_SLOTS_QUERY = """
+SELECT pg_catalog.current_setting('max_connections')::int AS max_connections,
+       pg_catalog.current_setting('superuser_reserved_connections')::int AS superuser_reserved,
+       coalesce(pg_catalog.current_setting('reserved_connections', true), '0')::int AS reserved,
+       (SELECT count(*) FROM pg_catalog.pg_stat_activity
+        WHERE backend_type = 'client backend' AND pid <> pg_catalog.pg_backend_pid()
+          AND pid <> ALL(%(own)s::int[]))::int AS connected
+"""
 
 # (what the driver says, what it means and what to do), first match wins.
 ADVICE = (
@@ -60,6 +72,12 @@ def connect_or_fail(module, conn_params, **result):
         module.fail_json(msg='%s\nNothing was changed by this task.' % connection_failure_message(
             error, target_of(conn_params)), **result)
     return connection
+
+
+def connection_slots(cursor, own_pids):
+    """The server's connection slots (CONNECTION_SLOTS_QUERY), this session and those of C(own_pids) (a run's own,
+    counted by index_runs.connection_budget) not counted as connected: what connection_budget weighs a run against."""
+    return fetch_dicts(cursor, CONNECTION_SLOTS_QUERY, dict(own=[int(pid) for pid in own_pids if pid]))[0]
 
 
 def watch_connection_factory(module, conn_params):

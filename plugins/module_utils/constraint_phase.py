@@ -30,11 +30,12 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replic
     REPLICATION_LAG_OPTIONS, replica_wait_problem,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
-    OnlineIndexError, option_errors,
+    OnlineIndexError, blocking_lock_timeout_errors, option_errors,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
     PLAN_CONSTRAINT_OPTIONS, constraint_summary, plan_failure_message, planned_definition,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import sample_size_errors
 
 TIMEOUT_KEYS = ('lock_timeout', 'index_lock_timeout', 'statement_timeout')
 
@@ -67,14 +68,19 @@ def phase_options():
 
 
 def checked_connection(module, conn_params):
-    """The connection, once the timeouts are proven settings PostgreSQL accepts; fails the module otherwise."""
+    """The connection, once the timeouts are proven settings PostgreSQL accepts; fails the module otherwise.
+
+    lock_timeout bounds the steps the application queues behind (ADD CONSTRAINT, SET NOT NULL, DROP): it must be a
+    wait from 1ms to 1min. index_lock_timeout bounds waits nobody queues behind (VALIDATE's lock, which no reader or
+    writer conflicts with): 0 (no limit) is allowed there."""
     params = module.params
     connection = connect_or_fail(module, conn_params)
-    errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout'),
-                                                         ('index_lock_timeout', 'lock_timeout'),
+    errors = option_errors(connection.cursor(), params, [('index_lock_timeout', 'lock_timeout'),
                                                          ('statement_timeout', 'statement_timeout')])
+    errors += blocking_lock_timeout_errors(connection.cursor(), [('lock_timeout', params['lock_timeout'])])
     errors += [e for e in (seconds_option_error(name, params[name])
                            for name in ('build_wait_timeout', 'build_wait_warn')) if e]
+    errors += sample_size_errors(params)
     if errors:
         connection.close()
         module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors),

@@ -26,11 +26,50 @@ def ordered_tables(tables, default_schema, state):
     return entries
 
 
+def lane_count(parallelism, table_count):
+    """How many lanes a run of C(table_count) tables works in with C(parallelism): never more than tables."""
+    return max(1, min(int(parallelism), table_count or 1))
+
+
 def lanes(entries, parallelism):
     """C(entries) dealt into C(parallelism) lanes: entry i goes to lane i mod parallelism, as the old pipeline
     chained each table's run to the one C(parallelism) places before it."""
-    count = max(1, min(int(parallelism), len(entries) or 1))
+    count = lane_count(parallelism, len(entries))
     return [entries[lane::count] for lane in range(count)]
+
+
+# The connections an index run holds at once: per lane, the session that builds and the one that watches its waits
+# (build_waits.BuildWatcher); besides the lanes, the migration lock's holder and the progress follower.
+SESSIONS_PER_LANE = 2
+RUN_SESSIONS = 2
+
+
+def connection_budget(parallelism, table_count, slots):
+    """Whether the index run's connections leave the application enough: dict(lanes, needed, free, allowed, message).
+
+    C(slots) is what the server reads (connection.connection_slots): max_connections, superuser_reserved (and
+    reserved, PostgreSQL 16+) connections, and the client backends connected now other than this run's own. The rule:
+    the run takes at most half of the free slots, so the application keeps the other half for its own growth.
+    C(message) is None when the run fits; else it gives the numbers and what to do.
+    """
+    count = lane_count(parallelism, table_count)
+    needed = count * SESSIONS_PER_LANE + RUN_SESSIONS
+    free = slots['max_connections'] - slots['superuser_reserved'] - slots['reserved'] - slots['connected']
+    allowed = max(free, 0) // 2
+    budget = dict(lanes=count, needed=needed, free=free, allowed=allowed, message=None)
+    if needed <= allowed:
+        return budget
+    fits = (allowed - RUN_SESSIONS) // SESSIONS_PER_LANE
+    budget['message'] = (
+        'index_build_parallelism=%d would work on %d table(s) at a time, holding %d connections: %d per table (the '
+        'build and its watch) and %d for the run (the lock holder and the progress follower). The server has %d free: '
+        'max_connections %d - superuser_reserved_connections %d - reserved_connections %d - %d connected now; a run '
+        'takes at most half of them (%d), so the application keeps the rest. What to do: %s; nothing was changed.' % (
+            int(parallelism), count, needed, SESSIONS_PER_LANE, RUN_SESSIONS, free, slots['max_connections'],
+            slots['superuser_reserved'], slots['reserved'], slots['connected'], allowed,
+            'lower index_build_parallelism to %d or less, or run when fewer sessions are connected' % fits
+            if fits >= 1 else 'run when fewer sessions are connected (or raise max_connections)'))
+    return budget
 
 
 def not_started(schema, table, root):

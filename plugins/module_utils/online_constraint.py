@@ -35,7 +35,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
     CONSTRAINT_TYPES, UniqueConstraintRunner,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import PRIMARY_KEY_QUERY
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import (
+    PRIMARY_KEY_QUERY, group_totals, groups_limit,
+)
 
 KINDS = ('foreign_key', 'check', 'not_null')
 # foreign_key_violation, check_violation, not_null_violation: VALIDATE (or SET NOT NULL) found rows that break it.
@@ -586,12 +588,8 @@ class ConstraintRunner(UniqueConstraintRunner):
                     ref_schema=sql.Identifier(references['schema']), ref_table=sql.Identifier(references['table']),
                     join=sql.SQL(' AND ').join(sql.SQL('r.{} = t.{}').format(sql.Identifier(r), sql.Identifier(c))
                                                for c, r in zip(spec['columns'], references['columns'])),
-                    keys=keys, limit=sql.Literal(int(max_groups)))
-            groups = self._query(query)
-            return dict(row_id=label, total_groups=int(groups[0]['total_groups']) if groups else 0,
-                        total_rows=int(groups[0]['total_rows']) if groups else 0,
-                        groups=[dict(key=g['key'], rows=int(g['rows']), sample_ids=g['sample_ids']) for g in groups],
-                        sample_ids=[])
+                    keys=keys, limit=sql.Literal(groups_limit(max_groups)))
+            return dict(group_totals(self._query(query), max_groups), row_id=label, sample_ids=[])
         # A check passes on NULL: only rows where it is false violate it.
         condition = sql.SQL('({}) IS FALSE').format(self.checked_condition(spec)) if spec['type'] == 'check' else \
             sql.SQL('t.{} IS NULL').format(sql.Identifier(spec['column']))

@@ -40,7 +40,7 @@ def duplicate_problems(runner, schema, table, unique_specs, sample_ids):
             continue
         finally:
             runner.cursor.execute('ROLLBACK')
-        if found['groups']:
+        if found['total_groups']:
             lines = format_duplicate_report(spec['name'], schema, table, spec['columns'], found['row_id'],
                                             found['groups'], found['total_groups'], found['total_rows'])
             lines[0] = 'unique index ' + lines[0][len('constraint '):]
@@ -146,12 +146,15 @@ def planned_index_leads(tables, default_schema, schema, table, columns):
                for entry in tables or [] for index in entry.get('indexes') or [])
 
 
-def prove_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, tables=()):
+def prove_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, tables=(), count_rows=True):
     """What each planned constraint still needs, and whether its data allows it.
 
     C(runner) is an online_constraint.ConstraintRunner. The unique constraints are proven in one read-only transaction,
     rolled back; then each foreign key, check and NOT NULL (prove_other_constraints). C(tables) are the plan's
     tables: their unique indexes are keys a foreign key may reference, their indexes serve its lookups.
+    Migrating, the rows that would stop a pending constraint are counted, every one of them: C(sample_ids) and
+    C(max_groups) only limit what the report lists. C(count_rows) false reads no rows at all (a validation after the
+    run, which proves the constraints in place and nothing else).
     Returns dict(constraints (per constraint: its action, statements and duplicate keys or violations found), pending,
     queries, duplicates_found, report (lines on the duplicate keys and violating rows), blocking (unique constraints
     whose duplicates stop the run), violations (constraints that rows break), advice (lines on what would help, such
@@ -184,7 +187,7 @@ def prove_constraints(runner, constraints, default_schema, state, sample_ids, ma
                 proof['pending'].append(entry['name'])
                 proof['queries'].extend(decision['statements'])
             # A constraint in place has no duplicates; dropping one needs no scan.
-            if state != 'present' or decision['action'] == ACTION_UNCHANGED:
+            if state != 'present' or decision['action'] == ACTION_UNCHANGED or not count_rows:
                 continue
             # The rename options are proven whether or not there are duplicates now: rows written before the
             # constraint phase may still need them, and a wrong option must not surface after the index phase.
@@ -202,7 +205,7 @@ def prove_constraints(runner, constraints, default_schema, state, sample_ids, ma
                 continue
             found.pop('primary_key')
             entry.update(found)
-            if not entry['groups']:
+            if not entry['total_groups']:
                 continue
             proof['duplicates_found'] = True
             report = format_duplicate_report(constraint['name'], schema, table, columns, entry['row_id'],
@@ -216,17 +219,19 @@ def prove_constraints(runner, constraints, default_schema, state, sample_ids, ma
             proof['report'].extend(report)
     finally:
         cursor.execute('ROLLBACK')
-    prove_other_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, tables, proof)
+    prove_other_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, tables, proof,
+                            count_rows)
     return proof
 
 
-def prove_other_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, tables, proof):
+def prove_other_constraints(runner, constraints, default_schema, state, sample_ids, max_groups, tables, proof,
+                            count_rows=True):
     """The foreign keys, checks and NOT NULL of a plan, into C(proof) (see prove_constraints).
 
     Each is decided outside a transaction (a check's expression is proven on an empty temporary copy of its table, in
     a transaction of its own). Migrating, the rows that would fail its VALIDATE are then counted in a read-only
-    transaction: orphan keys, rows where a check is false, NULLs. With C(sample_ids) and C(max_groups) 0 (a
-    validation after the run), no rows are read.
+    transaction: orphan keys, rows where a check is false, NULLs, whatever C(sample_ids) and C(max_groups) list.
+    With C(count_rows) false (a validation after the run), no rows are read.
     """
     keys = unique_indexes(tables, default_schema)
     for position, constraint in enumerate(constraints):
@@ -250,7 +255,7 @@ def prove_other_constraints(runner, constraints, default_schema, state, sample_i
         if decision['action'] != ACTION_UNCHANGED:
             proof['pending'].append(entry['name'])
             proof['queries'].extend(decision['statements'])
-        if state != 'present' or 'validate' not in decision['steps'] or not (sample_ids or max_groups):
+        if state != 'present' or 'validate' not in decision['steps'] or not count_rows:
             continue
         runner.cursor.execute('BEGIN TRANSACTION READ ONLY')
         try:

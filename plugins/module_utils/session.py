@@ -82,6 +82,48 @@ def setting_errors(cursor, settings):
     return errors
 
 
+# The longest wait for a lock that the application queues behind: a statement that takes ACCESS EXCLUSIVE (or SHARE)
+# waits for it while every later query of the table waits behind the statement. 0 (wait forever) or a long wait lets
+# a slow transaction of the application stop all the others; a short wait, retried, costs them at most that long.
+MAX_BLOCKING_LOCK_TIMEOUT_MS = 60000
+
+
+def blocking_lock_timeout_problem(option, milliseconds):
+    """Why a lock_timeout of C(milliseconds) is unsafe for a statement the application queues behind, or None."""
+    if milliseconds <= 0:
+        return ('%s: 0 lets the statement wait for its lock forever, and every query of the table waits behind it '
+                'meanwhile; give a duration from 1ms to 1min, such as 2s (each attempt waits at most that long and is '
+                'retried)' % option)
+    if milliseconds > MAX_BLOCKING_LOCK_TIMEOUT_MS:
+        return ('%s: %dms is over 1min, and every query of the table waits behind the statement that long; give a '
+                'duration from 1ms to 1min, such as 2s (each attempt waits at most that long and is retried)'
+                % (option, milliseconds))
+    return None
+
+
+def blocking_lock_timeout_errors(cursor, settings):
+    """Errors of the lock_timeout values of statements the application queues behind (C(settings): (option, value)):
+    PostgreSQL parses each (set_config in a transaction that is rolled back, and the milliseconds read back from
+    pg_settings), then blocking_lock_timeout_problem judges it. Before anything else runs; nothing stays set."""
+    errors = []
+    for option, value in settings:
+        refused = setting_errors(cursor, [(option, 'lock_timeout', value)])
+        if refused:
+            errors.extend(refused)
+            continue
+        cursor.execute('BEGIN')
+        try:
+            cursor.execute("SELECT pg_catalog.set_config('lock_timeout', %(value)s, true)", dict(value=str(value)))
+            milliseconds = int(fetch_dicts(cursor, "SELECT setting FROM pg_catalog.pg_settings "
+                                                   "WHERE name = 'lock_timeout'")[0]['setting'])
+        finally:
+            cursor.execute('ROLLBACK')
+        problem = blocking_lock_timeout_problem(option, milliseconds)
+        if problem:
+            errors.append(problem)
+    return errors
+
+
 def option_errors(cursor, params, settings):
     """Errors of the retry and timeout options of a module (C(settings): (option, GUC) pairs), before any DDL."""
     errors = []

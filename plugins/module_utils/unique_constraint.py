@@ -340,7 +340,7 @@ class UniqueConstraintRunner(OnlineIndexRunner):
                                     self.sample_ids, self.max_groups)
         except Exception as failure:  # the driver's errors have no common base class to name here
             return ['The duplicate keys could not be listed: %s' % failure]
-        if not found['groups']:
+        if not found['total_groups']:
             return ['Rows with a duplicate key were written while the index was being built, and are gone again: '
                     'rerun.']
         lines = ['Rows with a duplicate key were written while the unique index was being built:']

@@ -82,7 +82,30 @@ def duplicate_groups_query(sql, schema, table, columns, row_id_sql, sample_ids, 
         'ORDER BY count(*) DESC, {keys} LIMIT {limit}').format(
             key_text=key_text, row_id=row_id_sql, sample=sql.Literal(int(sample_ids)),
             schema=sql.Identifier(schema), table=sql.Identifier(table), not_null=not_null, keys=keys,
-            limit=sql.Literal(int(max_groups)))
+            limit=sql.Literal(groups_limit(max_groups)))
+
+
+def groups_limit(max_groups):
+    """The LIMIT of a query of groups whose window totals (count(*) OVER ()) count every group: at least one row,
+    since LIMIT 0 returns no row to read the totals from. C(max_groups) only limits what is listed (group_totals)."""
+    return max(int(max_groups), 1)
+
+
+def group_totals(rows, max_groups):
+    """The totals of a query of groups (groups_limit) and its first C(max_groups) groups: dict(total_groups,
+    total_rows, groups). The totals never depend on how many groups are listed."""
+    return dict(total_groups=int(rows[0]['total_groups']) if rows else 0,
+                total_rows=int(rows[0]['total_rows']) if rows else 0,
+                groups=[dict(key=g['key'], rows=int(g['rows']), sample_ids=g['sample_ids'])
+                        for g in rows[:max(int(max_groups), 0)]])
+
+
+def sample_size_errors(params):
+    """Errors of the options that limit what a report lists (sample_ids, max_groups): 0 lists none, and the proofs
+    count every row whatever they are; a negative number is a mistake."""
+    return ['%s must be 0 or more (it only limits how many are listed; every row is counted anyway), not %s'
+            % (name, params[name]) for name in ('sample_ids', 'max_groups')
+            if params.get(name) is not None and params[name] < 0]
 
 
 def find_duplicates(cursor, sql, schema, table, columns, sample_ids, max_groups, where=None):
@@ -90,8 +113,8 @@ def find_duplicates(cursor, sql, schema, table, columns, sample_ids, max_groups,
 
     With C(where), only among the rows that satisfy that predicate (a partial unique index).
 
-    Returns dict(row_id (the label of the row ids), primary_key, total_groups, total_rows, groups); raises
-    the driver's error when the table or a column does not exist.
+    Returns dict(row_id (the label of the row ids), primary_key, total_groups, total_rows (over every group, whatever
+    C(max_groups) lists), groups); raises the driver's error when the table or a column does not exist.
     """
     primary_key = [row['column_name'] for row in fetch_dicts(cursor, PRIMARY_KEY_QUERY, dict(schema=schema, table=table))]
     if primary_key:
@@ -106,11 +129,7 @@ def find_duplicates(cursor, sql, schema, table, columns, sample_ids, max_groups,
         problem = statement_error(query, 'SelectStmt')
         if problem:
             raise ValueError('refusing to send %s: %s' % (query, problem))
-    groups = fetch_dicts(cursor, query)
-    return dict(row_id=id_label, primary_key=primary_key,
-                total_groups=int(groups[0]['total_groups']) if groups else 0,
-                total_rows=int(groups[0]['total_rows']) if groups else 0,
-                groups=[dict(key=g['key'], rows=int(g['rows']), sample_ids=g['sample_ids']) for g in groups])
+    return dict(group_totals(fetch_dicts(cursor, query), max_groups), row_id=id_label, primary_key=primary_key)
 
 
 def format_duplicate_report(constraint, schema, table, columns, id_label, groups, total_groups, total_rows):

@@ -125,6 +125,8 @@ options:
     description:
       - Id of this run, unique per run. The action plugin makes one of the UTC time and a random suffix when none is
         given; whoever finds the lock taken sees it after the plan's name.
+      - It names the run's folder under O(artifacts_dir), so the action plugin refuses anything but 1 to 63 letters,
+        digits, C(_), C(.) and C(-), starting with a letter or digit (no C(/), no C(..)).
     type: str
     default: manual
   owner_pid:
@@ -155,13 +157,45 @@ options:
     type: int
     default: 0
   sample_ids:
-    description: Row ids shown per duplicate key.
+    description:
+      - Row ids shown per duplicate key or violation (0 or more). It limits the report only; every row that would stop
+        a constraint is counted whatever it is.
     type: int
     default: 5
   max_groups:
-    description: Duplicate keys listed per constraint (the totals count all).
+    description: Duplicate or missing keys listed per constraint (0 or more; the totals count all).
     type: int
     default: 20
+  index_parallelism:
+    description:
+      - How many tables the index phase works on at a time (C(-e index_build_parallelism)). Each holds two connections
+        (the build and its watch), and the run two more (the lock holder and the progress follower); when the run has
+        index work, that must be at most half of the connections the server has free (C(max_connections) less the
+        reserved ones and the client sessions connected now), or the preflight fails with the numbers.
+    type: int
+    default: 1
+  index_phase_lock_timeout:
+    description:
+      - The C(lock_timeout) the index phase will run its brief blocking steps under (C(online_indexes_lock_timeout),
+        for C(ON ONLY), C(ATTACH PARTITION), the swap of a replacement, the C(DROP INDEX) of a partitioned index),
+        vetted here so that a run is refused before it builds anything. From 1ms to 1min; C(0) (wait forever) and
+        longer waits are refused, as the application queues behind those steps.
+    type: str
+    default: 5s
+  constraint_phase_lock_timeout:
+    description:
+      - The C(lock_timeout) of the constraint phase's catalog steps (C(unique_constraint_lock_timeout), for ADD
+        CONSTRAINT, SET NOT NULL, DROP), vetted here like O(index_phase_lock_timeout), from 1ms to 1min.
+    type: str
+    default: 2s
+  artifacts_dir:
+    description:
+      - The run's artifacts directory on the controller, checked by the action plugin before anything connects (the
+        module itself writes nothing). It must be a directory of the run's own. Either it does not exist yet (its
+        nearest existing parent must be a writable directory), or it is a writable directory that is empty or holds
+        only what pg-zero-downtime writes there (C(backups/), C(runs/) and the audit files
+        C(<run id>-<constraint>-resolved.json) and C(-restored.json)). C(/etc), C(/) or a home directory are refused.
+    type: path
   audit_schema:
     description: Schema of the audit table of duplicate renames (a rollback restores what it lists).
     type: str
@@ -326,9 +360,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import MIGRATION_LOCK_KEY
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.baseline_runs import prove_queries
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
-    connect_or_fail, target_of,
+    connect_or_fail, connection_slots, target_of,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import connection_budget
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.migration_lock import (
     PREFLIGHT_PREFIX, LockRefused, application_name, hand_over, lock_in_session, refusal, take,
 )
@@ -346,9 +381,12 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replic
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run_plan import (
     PHASES, disk_verdict, run_work, summary_lines,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+    blocking_lock_timeout_errors, fetch_dicts,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import ConstraintRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import PLAN_CONSTRAINT_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import sample_size_errors
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,
@@ -356,6 +394,7 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
 )
 
 LOCAL_HOSTS = ('', 'localhost', '127.0.0.1', '::1')
+KNOBS_REFUSED = 'Invalid options; nothing was changed:\n- %s'
 # What a failed preflight returns besides its message.
 FAILURE_KEYS = ('changed', 'queries', 'lock', 'pending_tables', 'pending_constraints', 'disk', 'duplicates_report')
 
@@ -439,6 +478,10 @@ def main():
         disk_budget_bytes=dict(type='int', default=0),
         sample_ids=dict(type='int', default=5),
         max_groups=dict(type='int', default=20),
+        index_parallelism=dict(type='int', default=1),
+        index_phase_lock_timeout=dict(type='str', default='5s'),
+        constraint_phase_lock_timeout=dict(type='str', default='2s'),
+        artifacts_dir=dict(type='path'),
         audit_schema=dict(type='str', default='pgzd_audit'),
         audit_table=dict(type='str', default='duplicate_resolution'),
         lock_timeout=dict(type='str', default='5s'),
@@ -457,10 +500,23 @@ def main():
     if unknown:
         module.fail_json(msg='only_tables names %s, not in plan %s; its tables are %s' % (
             ', '.join(unknown), params['plan_name'], ', '.join(t['name'] for t in params['tables'])), **result)
+    knob_errors = sample_size_errors(params)
+    if params['index_parallelism'] < 1:
+        knob_errors.append('index_build_parallelism must be a whole number of at least 1, not %s'
+                           % params['index_parallelism'])
+    if knob_errors:
+        module.fail_json(msg=KNOBS_REFUSED % '\n- '.join(knob_errors), **result)
     ensure_required_libs(module)
     conn_params = get_conn_params(module, params)
     connection = connect_or_fail(module, conn_params)
     cursor = connection.cursor()
+    # The lock timeouts of the phases' blocking steps, vetted now: a run must not build indexes, then be refused.
+    knob_errors = blocking_lock_timeout_errors(cursor, [
+        ('online_indexes_lock_timeout', params['index_phase_lock_timeout']),
+        ('unique_constraint_lock_timeout', params['constraint_phase_lock_timeout'])])
+    if knob_errors:
+        connection.close()
+        module.fail_json(msg=KNOBS_REFUSED % '\n- '.join(knob_errors), **result)
 
     # (1) A replica gets no lock and no DDL: the plan reaches it by replication.
     server = read_server_role(lambda query: fetch_dicts(cursor, query))
@@ -551,6 +607,11 @@ def main():
                                       free_bytes(params['login_host'], data_directory), data_directory)
         if not result['disk']['ok']:
             failure = result['disk']['message']
+    if not failure and result['work']['index_tables']:
+        # This session ends once the lock's holder (one of the run's own sessions) takes over.
+        budget = connection_budget(params['index_parallelism'], len(result['work']['index_tables']),
+                                   connection_slots(cursor, []))
+        failure = budget['message']
     if failure:
         connection.close()
         module.fail_json(msg=failure, **failure_fields(result))

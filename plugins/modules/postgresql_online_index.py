@@ -110,6 +110,10 @@ options:
         starts once table I(i - parallelism) has ended; after a failure, the tables queued behind it do not
         start. Each table's indexes stay sequential; builds on different tables do not wait for each other on
         PostgreSQL 14+.
+      - Each table worked on holds two connections (the build and its watch), and the run two more (the migration
+        lock's holder and the progress follower). That must be at most half of the connections the server has free
+        (C(max_connections) less the reserved ones and the client sessions connected now), or the task fails before
+        anything runs, with the numbers.
     type: int
     default: 1
   state:
@@ -127,6 +131,8 @@ options:
         build's INVALID leftover, and the brief catalog-only steps that take a lock the application may queue
         behind, each retried O(lock_retries) times - C(CREATE INDEX ... ON ONLY), C(ATTACH PARTITION), the rename swap
         of a replacement, the C(DROP INDEX) of a partitioned index). A PostgreSQL interval such as C(5s) or C(500ms).
+      - From 1ms to 1min. C(0) (wait forever) and longer waits are refused before anything runs, as the application
+        would queue behind those steps that long; a short wait is retried (O(lock_retries)).
       - It does not bound the C(CREATE INDEX CONCURRENTLY) and C(DROP INDEX CONCURRENTLY) statements. Their waits
         (for the table lock, for writers, for older snapshots) block no application query, and a retry would
         scan and sort the table all over again; they wait as long as it takes, watched (O(build_wait_warn),
@@ -328,20 +334,20 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
-    connect_or_fail, connection_failure_message, target_of, watch_connection_factory,
+    connect_or_fail, connection_failure_message, connection_slots, target_of, watch_connection_factory,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
     ACTION_RESTORE, ACTION_UNCHANGED, INDEX_SPEC_OPTIONS,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import (
-    failure_message, index_summary, ordered_tables, run_pipeline,
+    connection_budget, failure_message, index_summary, ordered_tables, run_pipeline,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
     REPLICATION_LAG_OPTIONS, replica_wait_problem,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
-    OnlineIndexError, option_errors,
+    OnlineIndexError, blocking_lock_timeout_errors, option_errors,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
     seconds_option_error, warn_about_waits,
@@ -535,8 +541,15 @@ def main():
     ensure_required_libs(module)
     conn_params = get_conn_params(module, params)
     connection = connect_or_fail(module, conn_params)
-    errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout'), ('statement_timeout', 'statement_timeout')])
+    errors = option_errors(connection.cursor(), params, [('statement_timeout', 'statement_timeout')])
+    errors += blocking_lock_timeout_errors(connection.cursor(), [('lock_timeout', params['lock_timeout'])])
     errors += [e for e in (seconds_option_error(name, params[name]) for name in ('build_wait_timeout', 'build_wait_warn')) if e]
+    if params['tables'] is not None and not errors:
+        # This session is the first lane's and the lock's holder one of the run's own: neither is counted twice.
+        budget = connection_budget(1 if module.check_mode else params['parallelism'], len(params['tables']),
+                                   connection_slots(connection.cursor(), [params['lock_session_pid']]))
+        if budget['message']:
+            errors.append(budget['message'])
     if errors:
         connection.close()
         module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors),

@@ -45,7 +45,7 @@ options:
     elements: dict
     default: []
   sample_ids:
-    description: Row ids shown per duplicate key of a planned unique index.
+    description: Row ids shown per duplicate key of a planned unique index (0 or more; every key is counted anyway).
     type: int
     default: 5
   state:
@@ -149,6 +149,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_p
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.query_baseline import query_problems
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import sample_size_errors
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,
@@ -176,6 +177,9 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     params['tables'] = params['tables'] or []  # a plan of constraints only has no tables to read
+    errors = sample_size_errors(params)
+    if errors:
+        module.fail_json(msg='Invalid options; nothing was read:\n- %s' % '\n- '.join(errors), changed=False)
     ensure_required_libs(module)
     connection = connect_or_fail(module, get_conn_params(module, params))
     runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'])

@@ -42,11 +42,11 @@ options:
     choices: [present, absent]
     default: present
   sample_ids:
-    description: How many row ids to list per duplicate key.
+    description: How many row ids to list per duplicate key (0 or more; every row is counted whatever it is).
     type: int
     default: 5
   max_groups:
-    description: How many duplicate keys to list per constraint (the totals count all of them).
+    description: How many duplicate keys to list per constraint (0 or more; the totals count all of them).
     type: int
     default: 20
   fail_on_duplicates:
@@ -117,6 +117,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_p
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import ConstraintRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import PLAN_CONSTRAINT_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import sample_size_errors
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,
@@ -139,6 +140,9 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    errors = sample_size_errors(params)
+    if errors:
+        module.fail_json(msg='Invalid options; nothing was read:\n- %s' % '\n- '.join(errors), changed=False)
     ensure_required_libs(module)
     connection = connect_or_fail(module, get_conn_params(module, params))
     runner = ConstraintRunner(connection, trusted=params['trusted'])

@@ -41,6 +41,13 @@ PRISMA_KEYS = ('name', 'file', 'schema', 'table', 'create_table')
 # A plan's name names its artifacts folders and files.
 PLAN_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$')
 PARAMETER = re.compile(r'%\((\w+)\)s')
+# A plan is a few kilobytes of YAML; a larger file (a dump, a log, a disk image) is not read at all.
+MAX_PLAN_BYTES = 1024 * 1024
+# Text quoted in a YAML parser's message: longer quotes are the file's own words (a tag, an alias), shorter ones the
+# character the parser stopped at.
+QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+NOT_A_PLAN = ('the plan file holds a mapping with none of the keys of a migration plan (%s): it is not a migration '
+              'plan (none of its keys or values is shown)' % ', '.join(TOP_KEYS))
 
 
 def _type_name(value):
@@ -313,6 +320,9 @@ def plan_errors(plan):
     problems = _Problems()
     if not isinstance(plan, dict):
         return ['the plan file holds %s, not a mapping with name, tables and the other plan keys' % _type_name(plan)]
+    # A file given by mistake (a secrets file, a config) must not be echoed key by key: only a plan's typos are.
+    if not any(key in TOP_KEYS for key in plan):
+        return [NOT_A_PLAN]
     problems.keys('', plan, TOP_KEYS)
     if not isinstance(plan.get('name'), str) or not PLAN_NAME.match(plan['name']):
         problems.add('', 'name must be a short id of letters, digits, _, . and - (it names the artifacts folders), '
@@ -340,14 +350,62 @@ def new_run_id(now=None, rand=random.random):
     return '%s-%06x' % (now.strftime('%Y%m%dT%H%M%SZ'), int(rand() * 0xFFFFFF))
 
 
+def run_id_error(run_id):
+    """Why a run id given from outside (-e pgzd_run_id=...) is refused, or None. It names the run's folder under
+    artifacts_dir (runs/<plan>-<run id>) and its audit files, so it is held to the pattern of a plan's name: no /, no
+    .., nothing that could lead out of artifacts_dir."""
+    if isinstance(run_id, str) and PLAN_NAME.match(run_id):
+        return None
+    return ('pgzd_run_id must be 1 to 63 letters, digits, _, . and -, starting with a letter or digit (it names the '
+            'run\'s folder under artifacts_dir), not %r: leave it out (each run makes its own) or give such an id; '
+            'nothing was done.' % (run_id,))
+
+
+def _unquoted(text):
+    """A parser's words without the file's own: quoted text longer than a character or an escape is left out."""
+    def keep(match):
+        quoted = match.group(1) if match.group(1) is not None else match.group(2)
+        return match.group(0) if len(quoted) <= 2 else "'...'"
+    return QUOTED.sub(keep, ' '.join(str(text).split()))
+
+
+def yaml_error_text(error):
+    """What a YAML parser says is wrong, and where (line and column), without quoting the file: PyYAML's str() of an
+    error shows the offending line, and a file given by mistake (a secrets file) must not reach the output."""
+    parts = []
+    for words, mark in ((getattr(error, 'context', None), getattr(error, 'context_mark', None)),
+                        (getattr(error, 'problem', None), getattr(error, 'problem_mark', None))):
+        if words:
+            parts.append('%s%s' % (_unquoted(words), ' (line %d, column %d)' % (mark.line + 1, mark.column + 1)
+                                   if mark is not None else ''))
+    return ': '.join(parts) or type(error).__name__
+
+
 def parse_plan_text(text, path):
-    """The plan as YAML data, or (None, the parser's message with where it stopped)."""
+    """The plan as YAML data, or (None, the parser's message with where it stopped, without the file's text)."""
     try:
         # libyaml's loader when there is one, as Ansible's own from_yaml: its messages say where parsing stopped.
         return yaml.load(text, Loader=getattr(yaml, 'CSafeLoader', yaml.SafeLoader)), None
     except yaml.YAMLError as error:
-        message = ' '.join(str(error).replace('"<unicode string>"', path).replace('<unicode string>', path).split())
-        return None, 'The plan file %s is not valid YAML; nothing was done: %s' % (path, message)
+        return None, 'The plan file %s is not valid YAML; nothing was done: %s' % (path, yaml_error_text(error))
+
+
+def plan_text(path, read):
+    """The text of the plan file at C(path), or (None, why it is not read): a file larger than a plan can be, or one
+    that is not UTF-8 text (a binary file), is refused without showing any of it."""
+    size = os.path.getsize(path)
+    if size > MAX_PLAN_BYTES:
+        return None, ('The plan file %s is %d bytes, more than a plan can be (at most %d): it is not a migration plan; '
+                      'nothing was done. Pass -e plan=<path of a plan file> (README.md, Plan format).'
+                      % (path, size, MAX_PLAN_BYTES))
+    try:
+        text = read(path)
+    except UnicodeDecodeError:
+        text = None
+    if text is None or '\x00' in text:
+        return None, ('The plan file %s is not a UTF-8 text file (a binary file?): it is not a migration plan; nothing '
+                      'was done. Pass -e plan=<path of a plan file> (README.md, Plan format).' % path)
+    return text, None
 
 
 def load_plan(path, working_dir, on_duplicates=None, only_tables=None, read_prisma_sql=True, read=None):
@@ -366,7 +424,10 @@ def load_plan(path, working_dir, on_duplicates=None, only_tables=None, read_pris
     if not os.path.isfile(path):
         return None, ('The plan file %s does not exist: pass -e plan=<path of a plan file> (README.md, Plan format).'
                       % path)
-    raw, error = parse_plan_text(read(path), path)
+    text, error = plan_text(path, read)
+    if error:
+        return None, error
+    raw, error = parse_plan_text(text, path)
     if error:
         return None, error
     errors = plan_errors(raw)

@@ -15,12 +15,12 @@ JOB_QUERY = dict(name='job_open_by_teacher',
 
 
 def cluster_vars(pg_cluster, tmp_path, **extra):
-    return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], artifacts_dir=str(tmp_path)),
-                **extra)
+    return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'],
+                     artifacts_dir=str(tmp_path / 'artifacts')), **extra)
 
 
 def run_files(tmp_path, name):
-    return sorted(glob.glob(os.path.join(str(tmp_path), 'runs', '*', name)))
+    return sorted(glob.glob(os.path.join(str(tmp_path), 'artifacts', 'runs', '*', name)))
 
 
 def job_rows(db):

@@ -45,7 +45,7 @@ def plan_file(tmp_path):
 
 def extra_vars(pg_cluster, tmp_path):
     return dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], plan=plan_file(tmp_path),
-                artifacts_dir=str(tmp_path))
+                artifacts_dir=str(tmp_path / 'artifacts'))
 
 
 def index_state(db, table):
@@ -154,7 +154,7 @@ def test_migrate_tags_indexes_rerun_with_the_constraint_pending_changes_nothing(
     assert 'Constraints to add: pt_pipe_b_k_key' in again_text
     assert 'Nothing to do in the phases selected (indexes)' in again_text, again_text[-3000:]
     assert helpers.unique_constraints(db) == []
-    reports = sorted(glob.glob(os.path.join(str(tmp_path), 'runs', 'pt_pipe_tags-*', 'report.json')))
+    reports = sorted(glob.glob(os.path.join(str(tmp_path), 'artifacts', 'runs', 'pt_pipe_tags-*', 'report.json')))
     assert len(reports) == 1, reports
     with open(reports[0]) as handle:
         first_report = json.load(handle)

@@ -49,7 +49,7 @@ def plan_file(tmp_path):
 
 def run_indexes(pg_cluster, tmp_path, parallelism):
     extra = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], plan=plan_file(tmp_path),
-                 artifacts_dir=str(tmp_path), index_build_parallelism=parallelism,
+                 artifacts_dir=str(tmp_path / 'artifacts'), index_build_parallelism=parallelism,
                  online_indexes_progress_interval=1)
     argv = [helpers._tool('ansible-playbook'), 'playbooks/indexes.yml']
     for name, value in extra.items():

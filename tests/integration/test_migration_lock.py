@@ -158,11 +158,11 @@ def test_runs_started_at_once_one_proceeds_the_others_fail_at_once_naming_it(db,
         blocker = connect()
         with blocker.cursor() as cursor:
             # Holds the winner's build (SHARE conflicts with the build's SHARE UPDATE EXCLUSIVE) while the others
-            # reach the lock; its generous lock_timeout keeps it waiting rather than retrying.
+            # reach the lock; the longest lock_timeout allowed (1min) keeps it waiting rather than retrying.
             cursor.execute('BEGIN')
             cursor.execute('LOCK TABLE "Item" IN SHARE MODE')
         runs = [start_playbook('playbooks/migrate.yml', settings(
-            pg_cluster, artifacts, plan=plan, online_indexes_lock_timeout='300s')) for _ in range(RACE_RUNS)]
+            pg_cluster, artifacts, plan=plan, online_indexes_lock_timeout='60s')) for _ in range(RACE_RUNS)]
         try:
             deadline = time.monotonic() + 240
             while sum(run.poll() is not None for run in runs) < RACE_RUNS - 1 and time.monotonic() < deadline:
@@ -198,7 +198,7 @@ def test_a_run_whose_lock_session_is_terminated_stops_before_its_next_ddl_and_th
     with blocker.cursor() as cursor:
         cursor.execute('BEGIN')
         cursor.execute('LOCK TABLE "Job" IN SHARE MODE')  # holds Job's first build
-    run = start_playbook('playbooks/indexes.yml', settings(pg_cluster, tmp_path, online_indexes_lock_timeout='300s'))
+    run = start_playbook('playbooks/indexes.yml', settings(pg_cluster, tmp_path, online_indexes_lock_timeout='60s'))
     try:
         wait_for(lambda: helpers.query(db, "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' "
                                            "AND wait_event_type = 'Lock'"), timeout=180)

@@ -173,7 +173,7 @@ def output(run):
 def test_migrate_records_the_imported_prisma_migration_and_rollback_removes_it(history, pg_cluster, tmp_path):
     plan = helpers.import_prisma_plan(tmp_path)
     settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], plan=plan,
-                    artifacts_dir=str(tmp_path), backup_enabled='false')
+                    artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
 
     # Partial run (one table): the plan is not complete, so Prisma's history is left alone.
     run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, only_tables='Job'))
@@ -186,7 +186,7 @@ def test_migrate_records_the_imported_prisma_migration_and_rollback_removes_it(h
     (row,) = rows(history)
     assert row[1] == CHECKSUM and row[5] is not None
     assert len([name for name in helpers.all_indexes(history) if name.endswith('_idx')]) == 26
-    report = max(glob.glob(os.path.join(str(tmp_path), 'runs', '*', 'report.md')), key=os.path.getmtime)
+    report = max(glob.glob(os.path.join(str(tmp_path), 'artifacts', 'runs', '*', 'report.md')), key=os.path.getmtime)
     assert '`%s` recorded in `public._prisma_migrations`' % NAME in open(report).read()
 
     run = helpers.run_playbook('playbooks/migrate.yml', settings)
@@ -205,7 +205,7 @@ def test_migrate_refuses_before_any_ddl_when_the_table_is_missing(history, pg_cl
         cursor.execute('DROP TABLE "_prisma_migrations"')
     before = helpers.all_indexes(history)
     settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], plan=plan,
-                    artifacts_dir=str(tmp_path), backup_enabled='false')
+                    artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
     run = helpers.run_playbook('playbooks/migrate.yml', settings)
     assert run.returncode != 0
     assert '_prisma_migrations does not exist' in output(run)

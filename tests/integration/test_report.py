@@ -12,12 +12,12 @@ CRITERIA = ['All indexes created successfully', 'No service downtime during migr
 
 
 def cluster_vars(pg_cluster, tmp_path, **extra):
-    return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], artifacts_dir=str(tmp_path)),
+    return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], artifacts_dir=str(tmp_path / 'artifacts')),
                 **extra)
 
 
 def report_dir(tmp_path):
-    (found,) = glob.glob(os.path.join(str(tmp_path), 'runs', '*', 'report.json'))
+    (found,) = glob.glob(os.path.join(str(tmp_path), 'artifacts', 'runs', '*', 'report.json'))
     return os.path.dirname(found)
 
 
