@@ -17,6 +17,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import (
     entry_columns, planned_unique_keys, read_violations, violation_report, violations_advice,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
+    constraint_name_keys, name_clash_messages,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     OnlineIndexError, error_text, fetch_dicts, sql_module,
 )
@@ -60,10 +63,11 @@ def missing_schemas(cursor, tables, default_schema):
     return dict((schema, names) for schema, names in wanted.items() if schema not in present)
 
 
-def prove_indexes(runner, tables, default_schema, state, sample_ids):
+def prove_indexes(runner, tables, default_schema, state, sample_ids, dropped_first=None):
     """What each table's planned indexes still need, and the problems that stop them.
 
-    C(runner) is an OnlineIndexRunner on an autocommit connection. Returns dict(tables (per table: schema, name,
+    C(runner) is an OnlineIndexRunner on an autocommit connection. Rolling back, C(dropped_first) names the plan's
+    foreign keys (the constraint phase drops them before the indexes). Returns dict(tables (per table: schema, name,
     pending index names, and per index its action, statements and estimated size), pending_tables, queries,
     estimated_bytes, problems).
     """
@@ -72,18 +76,12 @@ def prove_indexes(runner, tables, default_schema, state, sample_ids):
     for schema in sorted(absent):
         proof['problems'].append('schema "%s" does not exist, so none of its tables (%s) can be found: check the '
                                  'plan\'s schema (and the database it runs on)' % (schema, ', '.join(absent[schema])))
-    seen = {}
     for table in tables:
         schema = table.get('schema') or default_schema
         if schema in absent:
             continue
-        for index in table['indexes']:
-            other = seen.setdefault((schema, index['name']), table['name'])
-            if other != table['name']:
-                proof['problems'].append('index "%s.%s" is planned on both %s and %s'
-                                         % (schema, index['name'], other, table['name']))
         try:
-            decisions = runner.plan(schema, table['name'], table['indexes'], state)
+            decisions = runner.plan(schema, table['name'], table['indexes'], state, dropped_first=dropped_first)
         except OnlineIndexError as error:
             proof['problems'].append(str(error))
             continue
@@ -102,7 +100,19 @@ def prove_indexes(runner, tables, default_schema, state, sample_ids):
         if pending:
             proof['pending_tables'].append(table['name'])
         proof['queries'].extend(statement for d in decisions for statement in d['statements'])
+    proof['problems'].extend(name_problems(runner))
     return proof
+
+
+def name_problems(runner):
+    """The plan-wide refusal rule on the names the decisions planned so far create (runner.created_names): each
+    unique in its schema, derived names (partition indexes, _pgzd_next, _pgzd_prev) included."""
+    return name_clash_messages(runner.created_names, runner.server_version()) if runner.created_names else []
+
+
+def foreign_keys_after(constraints, position):
+    """Names of the plan's foreign keys after C(position): a rollback, last to first, drops them before it."""
+    return [c['name'] for c in constraints[position + 1:] if c.get('type') == 'foreign_key']
 
 
 def _rename_problem(cursor, constraint, schema, table, columns):
@@ -161,18 +171,23 @@ def prove_constraints(runner, constraints, default_schema, state, sample_ids, ma
     sql = sql_module()
     proof = dict(constraints=[], pending=[], queries=[], duplicates_found=False, report=[], blocking=[], problems=[],
                  violations=[], advice=[])
-    names = [c['name'] for c in constraints]
-    proof['problems'].extend('constraint "%s" is planned twice' % name for name in sorted(set(names))
-                             if names.count(name) > 1)
-    unique = [c for c in constraints if c.get('type', 'unique') == 'unique']
+    seen = {}
+    for constraint in constraints:
+        for key in constraint_name_keys(constraint, default_schema):
+            if seen.setdefault(key, constraint) is not constraint:
+                proof['problems'].append('constraint "%s" is planned twice (its name is unique per %s)'
+                                         % (constraint['name'], key[0]))
     cursor.execute('BEGIN TRANSACTION READ ONLY')
     try:
-        for constraint in unique:
+        for position, constraint in enumerate(constraints):
+            if constraint.get('type', 'unique') != 'unique':
+                continue
             schema, table, columns = constraint.get('schema') or default_schema, constraint['table'], \
                 constraint['columns']
             on_duplicates = constraint.get('on_duplicates') or 'fail'
             try:
-                decision = runner.plan_constraint(constraint['name'], schema, table, columns, state)
+                decision = runner.plan_constraint(constraint['name'], schema, table, columns, state,
+                                                  dropped_first=foreign_keys_after(constraints, position))
             except OnlineIndexError as error:
                 proof['problems'].append('constraint "%s" on %s' % (constraint['name'], error))
                 continue

@@ -325,7 +325,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.migrat
     PREFLIGHT_PREFIX, LockRefused, application_name, hand_over, lock_in_session, refusal, take,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
-    constraint_problems_message, data_message, index_problems_message, prove_constraints, prove_indexes,
+    constraint_problems_message, data_message, index_problems_message, name_problems, prove_constraints, prove_indexes,
     restores_pending,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma_history import (
@@ -492,10 +492,14 @@ def main():
 
     # (3) The proof, read-only.
     problems = query_problems(params['baseline_queries']) if state == 'present' else []
-    indexes = prove_indexes(runner, params['tables'], params['schema'], state, params['sample_ids'])
+    # Rolling back, the constraint phase drops the plan's foreign keys before the index phase drops any index.
+    indexes = prove_indexes(runner, params['tables'], params['schema'], state, params['sample_ids'],
+                            dropped_first=[c['name'] for c in params['constraints'] if c['type'] == 'foreign_key'])
     problems.extend(indexes.pop('problems'))
     constraints = prove_constraints(runner, params['constraints'], params['schema'], state, params['sample_ids'],
                                     params['max_groups'], params['tables'])
+    # Every name the plan creates, its indexes' and its constraints' together, once in its schema.
+    problems.extend(line for line in name_problems(runner) if line not in problems)
     constraint_problems, blocking = constraints.pop('problems'), constraints.pop('blocking')
     violations = constraints.pop('violations')
     for advice in constraints.pop('advice'):
