@@ -30,8 +30,6 @@ DROP_CONSTRAINT = 'ALTER TABLE ... DROP CONSTRAINT'
 DROP_NOT_NULL = 'ALTER TABLE ... ALTER COLUMN ... DROP NOT NULL'
 STATEMENTS = (CREATE_INDEX, CREATE_INDEX_ON_ONLY, ATTACH_INDEX, RENAME_INDEX, DROP_INDEX, ADD_UNIQUE, ADD_FOREIGN_KEY,
               ADD_CHECK, VALIDATE, SET_NOT_NULL, DROP_CONSTRAINT, DROP_NOT_NULL)
-# The statements that add a constraint, or change one, on its table.
-CONSTRAINT_STATEMENTS = (ADD_UNIQUE, ADD_FOREIGN_KEY, ADD_CHECK, VALIDATE, SET_NOT_NULL)
 # The statements that create a relation in a schema (an index), or give one a name.
 NAMING_STATEMENTS = (CREATE_INDEX, CREATE_INDEX_ON_ONLY, RENAME_INDEX, ADD_UNIQUE)
 
@@ -141,15 +139,15 @@ def _not_owner(facts):
 
 def _index_relkind(facts):
     relation = facts['relation']
-    return relation['relkind'] not in ('r', 'm') and relation['kind']
-
-
-def _on_only_relkind(facts):
-    relation = facts['relation']
-    return relation['relkind'] != 'p' and relation['kind']
+    return relation['relkind'] not in ('r', 'm', 'p') and relation['kind']
 
 
 def _constraint_relkind(facts):
+    relation = facts['relation']
+    return relation['relkind'] not in ('r', 'p', 'f') and relation['kind']
+
+
+def _key_constraint_relkind(facts):
     relation = facts['relation']
     return relation['relkind'] not in ('r', 'p') and relation['kind']
 
@@ -271,18 +269,16 @@ RULES = (
          'the owning role, or a superuser) may change it',
          'run the migration as its owner (pg_user, or session_role), or have the owner run ALTER TABLE ... OWNER TO '
          '%(user)s', None),
-    Rule('index-relkind', (CREATE_INDEX,), _index_relkind,
-         '%(relation)s is a %(detail)s: CREATE INDEX CONCURRENTLY builds indexes on tables and materialized views only '
-         '(a partitioned table\'s index is built ON ONLY the table, then partition by partition)',
+    Rule('index-relkind', (CREATE_INDEX, CREATE_INDEX_ON_ONLY), _index_relkind,
+         '%(relation)s is a %(detail)s: indexes go on tables, partitioned tables and materialized views only',
          'plan the index on a table, a partitioned table or a materialized view (for a view: on the tables it reads)',
          None),
-    Rule('on-only-relkind', (CREATE_INDEX_ON_ONLY,), _on_only_relkind,
-         '%(relation)s is a %(detail)s: CREATE INDEX ... ON ONLY is for partitioned tables',
-         'plan the index on the partitioned table itself', None),
-    Rule('constraint-relkind', CONSTRAINT_STATEMENTS, _constraint_relkind,
-         '%(relation)s is a %(detail)s: constraints go on tables and partitioned tables only',
-         'plan the constraint on the table itself (a materialized view or a view has none; a unique index can stand '
-         'in for a materialized view\'s unique key)', None),
+    Rule('constraint-relkind', (ADD_CHECK, VALIDATE, SET_NOT_NULL), _constraint_relkind,
+         '%(relation)s is a %(detail)s: a check or NOT NULL goes on a table, a partitioned table or a foreign table',
+         'plan the constraint on the table itself (a materialized view or a view has none)', None),
+    Rule('key-constraint-relkind', (ADD_UNIQUE, ADD_FOREIGN_KEY), _key_constraint_relkind,
+         '%(relation)s is a %(detail)s: unique constraints and foreign keys go on tables and partitioned tables only',
+         'plan it on the table itself (for a materialized view\'s unique key, plan a unique index instead)', None),
     Rule('unique-using-index-on-partitioned-table', (ADD_UNIQUE,), _partitioned,
          '%(detail)s is a partitioned table: PostgreSQL cannot add a constraint USING INDEX to it, nor build its '
          'index concurrently',
