@@ -197,10 +197,11 @@ def _matching_keys(facts):
 def _no_referenced_key(facts):
     if facts.get('planned_key') or _matching_keys(facts):
         return None
-    near = ['%s (%s)%s' % (key['name'], ', '.join(key['key_columns']), ', '.join(
-        [''] + [why for why, bad in (('INVALID', not key['valid']), ('partial', key['partial']),
-                                     ('on expressions', key['expressions'])) if bad]))
-            for key in facts['keys']]
+    near = []
+    for key in facts['keys']:
+        flaws = [why for why, bad in (('INVALID', not key['valid']), ('partial', key['partial']),
+                                      ('on expressions', key['expressions'])) if bad]
+        near.append('%s (%s)%s' % (key['name'], ', '.join(key['key_columns']), ''.join(', ' + why for why in flaws)))
     return 'its unique keys: %s' % ('; '.join(near) if near else 'none')
 
 
