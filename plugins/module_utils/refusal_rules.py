@@ -98,6 +98,34 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attnum > 0 AND NOT a.attisdropped
 """
 
+# The columns among %(columns)s of a table whose type has no default b-tree operator class: a unique constraint's
+# index cannot be built on them (json, xml, point, ...). As PostgreSQL's GetDefaultOpClass, a type matches an operator
+# class of its own type (of its base type, for a domain), of a type it casts to implicitly and binary, or of the
+# polymorphic type it belongs to (arrays, enums, ranges, multiranges, composites). An ambiguous match (and a domain of
+# a domain) is not judged, so the rule refuses only what PostgreSQL surely refuses.
+NO_BTREE_CLASS_QUERY = """
+SELECT a.attname::text AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_type own ON own.oid = a.atttypid
+JOIN pg_catalog.pg_type t ON t.oid = CASE WHEN own.typtype = 'd' THEN own.typbasetype ELSE own.oid END
+WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attname = ANY(%(columns)s) AND a.attnum > 0
+  AND t.typtype <> 'd'
+  AND NOT EXISTS (
+      SELECT 1 FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod
+      WHERE am.amname = 'btree' AND oc.opcdefault
+        AND (oc.opcintype = t.oid
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast k WHERE k.castsource = t.oid AND k.casttarget = oc.opcintype
+                        AND k.castmethod = 'b' AND k.castcontext = 'i')
+             OR (oc.opcintype = 'pg_catalog.anyarray'::pg_catalog.regtype AND t.typcategory = 'A' AND t.typelem <> 0)
+             OR (oc.opcintype = 'pg_catalog.anyenum'::pg_catalog.regtype AND t.typtype = 'e')
+             OR (oc.opcintype = 'pg_catalog.anyrange'::pg_catalog.regtype AND t.typtype = 'r')
+             OR (oc.opcintype = 'pg_catalog.anymultirange'::pg_catalog.regtype AND t.typtype = 'm')
+             OR (oc.opcintype = 'pg_catalog.record'::pg_catalog.regtype AND t.typtype = 'c')))
+ORDER BY a.attnum
+"""
+
 SERVER_VERSION_QUERY = "SELECT pg_catalog.current_setting('server_version_num')::int AS version"
 
 
@@ -166,6 +194,10 @@ def _unique_partition_key(facts):
         return 'the table is partitioned by an expression, which a unique index cannot include'
     missing = [key for key in keys if key not in facts['columns']]
     return missing and 'its key columns (%s) must include %s' % (', '.join(facts['columns']), ', '.join(missing))
+
+
+def _no_btree_class(facts):
+    return ', '.join('%(name)s (%(type)s)' % column for column in facts.get('no_btree_class') or [])
 
 
 def _referenced_relkind(facts):
@@ -274,6 +306,11 @@ RULES = (
          '%(relation)s is a %(detail)s: indexes go on tables, partitioned tables and materialized views only',
          'plan the index on a table, a partitioned table or a materialized view (for a view: on the tables it reads)',
          None),
+    Rule('unique-key-operator-class', (CREATE_INDEX,), _no_btree_class,
+         'the unique index of the constraint needs a b-tree operator class for each key column, and the type of '
+         'column(s) %(detail)s has none (PostgreSQL cannot compare its values for equality in an index)',
+         'key the constraint on columns of a comparable type (for json: jsonb, or a generated column of a hash or '
+         'text form)', None),
     Rule('constraint-relkind', (ADD_CHECK, VALIDATE, SET_NOT_NULL), _constraint_relkind,
          '%(relation)s is a %(detail)s: a check or NOT NULL goes on a table, a partitioned table or a foreign table',
          'plan the constraint on the table itself (a materialized view or a view has none)', None),

@@ -18,7 +18,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
-    ADD_UNIQUE, CREATE_INDEX, DROP_CONSTRAINT, DROP_INDEX, index_facts,
+    ADD_UNIQUE, CREATE_INDEX, DROP_CONSTRAINT, DROP_INDEX, NO_BTREE_CLASS_QUERY, index_facts,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import OnlineIndexError, sqlstate
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import (
@@ -249,7 +249,7 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         if errors:
             raise OnlineIndexError(self._problems(schema, table, errors))
         ours = [c for c in constraints if (c['schema'], c['table']) == (schema, table)]
-        errors = self.constraint_refusals(name, schema, table, action, ours[0] if ours else None, index,
+        errors = self.constraint_refusals(name, schema, table, columns, action, ours[0] if ours else None, index,
                                           () if state == 'present' else dropped_first)
         if errors:
             raise OnlineIndexError(self._problems(schema, table, errors))
@@ -265,7 +265,7 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         decision['statements'] = [self.render(statement) for statement in self.constraint_statements(decision)]
         return decision
 
-    def constraint_refusals(self, name, schema, table, action, constraint, index, dropped_first):
+    def constraint_refusals(self, name, schema, table, columns, action, constraint, index, dropped_first):
         """What PostgreSQL would refuse of the statements of C(action) (refusal_rules), one line per rule."""
         relation = self.read_relation_facts([(schema, table)]).get((schema, table))
         if relation is None or action == ACTION_UNCHANGED:
@@ -279,6 +279,9 @@ class UniqueConstraintRunner(OnlineIndexRunner):
                      constraint=dict(name=name, local=constraint.get('local', True)) if constraint else None)
         if facts['index'] is not None and dropped_first is not None:
             facts['dependents'] = [fk for fk in facts['index']['referenced_by'] if fk not in dropped_first]
+        if CREATE_INDEX in statements:
+            facts['no_btree_class'] = self._query(NO_BTREE_CLASS_QUERY, dict(schema=schema, table=table,
+                                                                              columns=list(columns)))
         return self.refused([('unique constraint "%s"' % name, statement, facts) for statement in statements])
 
     def add_constraint_statement(self, spec):

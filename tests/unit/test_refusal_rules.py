@@ -61,6 +61,8 @@ CASES = {
                     'the current user app does not own public.Job (its owner is postgres)'),
     'index-relkind': (rules.CREATE_INDEX, dict(relation=relation('v', relkind='v')),
                       dict(relation=relation('mv', relkind='m')), 'public.v is a view: indexes go on tables'),
+    'unique-key-operator-class': (rules.CREATE_INDEX, dict(relation=relation(), no_btree_class=[
+        dict(name='payload', type='json')]), dict(relation=relation(), no_btree_class=[]), 'payload (json) has none'),
     'constraint-relkind': (rules.ADD_CHECK, dict(relation=relation('mv', relkind='m')),
                            dict(relation=relation('ft', relkind='f')),
                            'public.mv is a materialized view: a check or NOT NULL goes on a table'),
