@@ -546,6 +546,19 @@ def restore_decision(spec, planned, following, previous):
     return _decision(spec, planned, ACTION_RESTORE, steps, planned['definition'], record['definition']), None
 
 
+def restored_unique_columns(decision):
+    """The key columns of the unique index a rollback builds again from a replacement record (build_definition), when
+    the record is a full index on plain columns: that build fails on the duplicate keys written since the replacement,
+    so the rollback's preflight counts them. None for any other decision (or a partial or expression index)."""
+    for step in decision['steps']:
+        if step['kind'] == 'build_definition':
+            fields = index_statement(step['statement'])
+            elements = [param.get('IndexElem') or {} for param in fields.get('indexParams') or []]
+            if fields.get('unique') and not fields.get('whereClause') and all(e.get('name') for e in elements):
+                return [element['name'] for element in elements]
+    return None
+
+
 def _swap_steps(spec, following, previous, ready, build, comment):
     """Build under the next name (unless C(ready), kept from a stopped run), swap by renames, drop the previous one.
 

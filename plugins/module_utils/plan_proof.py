@@ -13,7 +13,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import ACTION_UNCHANGED
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
+    ACTION_UNCHANGED, restored_unique_columns,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import (
     entry_columns, planned_unique_keys, read_violations, violation_report, violations_advice,
 )
@@ -28,7 +30,8 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique
 )
 
 
-def duplicate_problems(runner, schema, table, unique_specs, sample_ids):
+def duplicate_problems(runner, schema, table, unique_specs, sample_ids, advice='or make the index not unique, then '
+                                                                              'rerun; the build would fail on them.'):
     """Duplicate keys that would fail the build of each planned unique index, as the lines to act on."""
     problems = []
     sql = sql_module()
@@ -47,8 +50,7 @@ def duplicate_problems(runner, schema, table, unique_specs, sample_ids):
             lines = format_duplicate_report(spec['name'], schema, table, spec['columns'], found['row_id'],
                                             found['groups'], found['total_groups'], found['total_rows'])
             lines[0] = 'unique index ' + lines[0][len('constraint '):]
-            problems.append('\n'.join(lines) + '\n  What to do: resolve those rows (merge or delete them), or make '
-                            'the index not unique, then rerun; the build would fail on them.')
+            problems.append('\n'.join(lines) + '\n  What to do: resolve those rows (merge or delete them), ' + advice)
     return problems
 
 
@@ -91,6 +93,14 @@ def prove_indexes(runner, tables, default_schema, state, sample_ids, dropped_fir
         if state == 'present':
             proof['problems'].extend(duplicate_problems(runner, schema, table['name'],
                                                         [s for s in to_build if s.get('unique')], sample_ids))
+        else:
+            # The unique index an on_mismatch: replace replaced is built again: keys duplicated since would stop the
+            # rollback at that build, after the steps before it, on every rerun.
+            restored = [dict(name=d['spec']['name'], columns=columns) for d in decisions
+                        for columns in [restored_unique_columns(d)] if columns]
+            proof['problems'].extend(duplicate_problems(
+                runner, schema, table['name'], restored, sample_ids, advice='then rerun: the rollback builds the unique '
+                'index the plan replaced again, and that build would fail on them.'))
         sizes = runner.estimate_sizes(schema, table['name'], to_build) if to_build else {}
         proof['estimated_bytes'] += sum(sizes.values())
         proof['tables'].append(dict(

@@ -575,3 +575,36 @@ def test_check_mode_and_the_preflight_wait_for_no_writer(scratch, tmp_path):
     finally:
         writer.close()
         tear_down(conn, made)
+
+
+# -- a replacement's rollback cannot be stopped by keys duplicated since ----------------------------------------------
+
+def test_a_rollback_that_would_build_a_replaced_unique_index_over_duplicates_is_refused_first(scratch):
+    # on_mismatch: replace swapped a unique index for a non-unique one; rows with duplicate keys came in since. The
+    # rollback builds the unique definition again from the record: PostgreSQL would refuse that build after the
+    # rollback's first steps, on every rerun. The preflight counts the keys first.
+    conn = scratch['conn']
+    made = set_up(conn, [(93, Case('', 'CREATE TABLE {s}.u (id int PRIMARY KEY, k int);'
+                                       'INSERT INTO {s}.u SELECT g, g FROM generate_series(1, 20) g;'
+                                       'CREATE UNIQUE INDEX u_k ON {s}.u (k);', [], None, [], ''))])
+    schema = made[0][0]
+    entry = dict(name='u', schema=schema, indexes=[dict(name='u_k', columns=['k', 'id'], on_mismatch='replace')])
+    try:
+        replaced = helpers.run_ansible_module('postgresql_online_index', dict(
+            scratch['login'], schema=schema, table='u', indexes=entry['indexes']))
+        assert replaced.get('failed') is not True and replaced['indexes'][0]['action'] == 'replaced', replaced
+        helpers.query(conn, 'INSERT INTO %s.u VALUES (21, 7), (22, 7)' % schema)
+        postgres_refuses(conn, ['CREATE UNIQUE INDEX u_k_again ON %s.u (k)' % schema], 'could not create unique index')
+        guard = helpers.Guard(conn, lambda: helpers.connect(scratch['cluster'], DATABASE))
+        try:
+            refused = preflight(scratch, state='absent', tables=[entry])
+            guard.assert_untouched('the rollback preflight')
+        finally:
+            guard.close()
+        assert refused.get('failed') is True and 'nothing was changed' in refused['msg'], refused
+        assert 'unique index "u_k" UNIQUE (k) on %s.u: 1 duplicate key(s)' % schema in refused['msg'], refused['msg']
+        assert 'the rollback builds the unique index the plan replaced again' in refused['msg']
+        helpers.query(conn, 'DELETE FROM %s.u WHERE id > 20' % schema)
+        assert preflight(scratch, state='absent', tables=[entry]).get('failed') is not True
+    finally:
+        tear_down(conn, made)

@@ -154,6 +154,20 @@ class TestRestore(object):
         decisions, (error,) = restore({'Job_status_idx': new_index(comment=comment)})
         assert decisions == [] and fragment in error
 
+    @pytest.mark.parametrize('definition, columns', [
+        ('CREATE UNIQUE INDEX "Job_status_idx" ON public."Job" USING btree (status, "teacherId")', ['status', 'teacherId']),
+        (OLD, None),
+        ('CREATE UNIQUE INDEX "Job_status_idx" ON public."Job" USING btree (status) WHERE (status IS NOT NULL)', None),
+        ('CREATE UNIQUE INDEX "Job_status_idx" ON public."Job" USING btree (lower(title))', None),
+    ])
+    def test_the_key_of_a_unique_index_the_rollback_builds_again_is_known_when_it_is_plain_columns(self, definition,
+                                                                                                  columns):
+        # The rollback's preflight counts the duplicate keys written since the replacement on those columns.
+        (decision,), errors = restore({'Job_status_idx': new_index(comment=plan.replacement_record(definition, None))})
+        assert errors == [] and plan.restored_unique_columns(decision) == columns
+        (decision,), errors = replace({'Job_status_idx': old_index()})
+        assert plan.restored_unique_columns(decision) is None
+
     def test_its_rollback_needs_the_columns(self):
         errors = plan.validate_specs('public', 'Job', [dict(job_spec(), columns=None)], 'absent')
         assert len(errors) == 1 and 'rollback needs them too' in errors[0]
