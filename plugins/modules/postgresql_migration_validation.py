@@ -237,8 +237,9 @@ def main():
     connection = connect_or_fail(module, get_conn_params(module, params))
     runner = ConstraintRunner(connection)
     indexes = prove_indexes(runner, params['tables'], params['schema'], 'present', 0)
-    constraints = prove_constraints(runner, params['constraints'], params['schema'], 'present', 0, 0) \
-        if params['constraints'] else dict(pending=[], problems=[])
+    # The plan's tables: their full unique indexes are keys its foreign keys reference (not built yet in check mode).
+    constraints = prove_constraints(runner, params['constraints'], params['schema'], 'present', 0, 0,
+                                    params['tables']) if params['constraints'] else dict(pending=[], problems=[])
     problems = indexes['problems'] + constraints['problems']
     if problems:
         connection.close()

@@ -9,8 +9,8 @@ indexes or constraints, the role); each case is asserted on its own line of the 
 rule of the table has a case here, so the rules cannot drift from PostgreSQL's.
 
 Some rules also go through the real migrate.yml, with --check and for real. The false refusals (a foreign key to a key
-whose other columns are INCLUDE columns, a check on a partitioned table, checks of one name on two tables) are
-migrated and rolled back for real. Check mode and the preflight run while another session holds uncommitted writes on
+whose other columns are INCLUDE columns, or to a unique index the plan builds first, in check mode too, a check on a
+partitioned table, checks of one name on two tables) are migrated and rolled back for real. Check mode and the preflight run while another session holds uncommitted writes on
 every table of a plan: neither may wait for it (any lock stronger than ROW EXCLUSIVE would).
 """
 
@@ -482,9 +482,12 @@ ACCEPTED = (PARENT + CHILD + PARTITIONED +
             'CREATE UNLOGGED TABLE {s}.log (id int, pid int);'
             'INSERT INTO {s}.p VALUES (1, 10, 100), (2, 20, 200); INSERT INTO {s}.c (id, pid, pa) VALUES (1, 1, 10);'
             'INSERT INTO {s}.t1 VALUES (1, 1); INSERT INTO {s}.t2 VALUES (1, 1); INSERT INTO {s}.log VALUES (1, 2);')
-ACCEPTED_PLAN = dict(name='accepted', schema='{s}', tables=[], constraints=[
+ACCEPTED_PLAN = dict(name='accepted', schema='{s}', tables=[
+    dict(name='p', indexes=[dict(name='p_b_key', columns=['b'], unique=True)])], constraints=[
     # A key of (a) whose index INCLUDEs b: PostgreSQL accepts a foreign key to (a).
     dict(name='c_pa_fkey', type='foreign_key', table='c', columns=['pa'], references=dict(table='p', columns=['a'])),
+    # A key the index phase builds first: in check mode too, where it is not built.
+    dict(name='c_pb_fkey', type='foreign_key', table='c', columns=['pb'], references=dict(table='p', columns=['b'])),
     # NOT VALID + VALIDATE on a partitioned table.
     dict(name='pt_j_check', type='check', table='pt', expression='j > 0'),
     # Check names are per table.
@@ -493,7 +496,7 @@ ACCEPTED_PLAN = dict(name='accepted', schema='{s}', tables=[], constraints=[
     # An unlogged table may reference a permanent one.
     dict(name='log_pid_fkey', type='foreign_key', table='log', columns=['pid'], references=dict(table='p',
                                                                                                  columns=['id']))])
-ACCEPTED_CONSTRAINTS = [('c', 'c_pa_fkey'), ('log', 'log_pid_fkey'), ('pt', 'pt_j_check'), ('pt1', 'pt_j_check'),
+ACCEPTED_CONSTRAINTS = [('c', 'c_pa_fkey'), ('c', 'c_pb_fkey'), ('log', 'log_pid_fkey'), ('pt', 'pt_j_check'), ('pt1', 'pt_j_check'),
                         ('t1', 'positive'), ('t2', 'positive')]
 
 
