@@ -30,8 +30,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique
 )
 
 
-def duplicate_problems(runner, schema, table, unique_specs, sample_ids, advice='or make the index not unique, then '
-                                                                              'rerun; the build would fail on them.'):
+UNIQUE_BUILD_ADVICE = 'or make the index not unique, then rerun; the build would fail on them.'
+
+
+def duplicate_problems(runner, schema, table, unique_specs, sample_ids, advice=UNIQUE_BUILD_ADVICE):
     """Duplicate keys that would fail the build of each planned unique index, as the lines to act on."""
     problems = []
     sql = sql_module()

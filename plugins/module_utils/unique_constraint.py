@@ -280,8 +280,8 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         if facts['index'] is not None and dropped_first is not None:
             facts['dependents'] = [fk for fk in facts['index']['referenced_by'] if fk not in dropped_first]
         if CREATE_INDEX in statements:
-            facts['no_btree_class'] = self._query(NO_BTREE_CLASS_QUERY, dict(schema=schema, table=table,
-                                                                              columns=list(columns)))
+            facts['no_btree_class'] = self._query(NO_BTREE_CLASS_QUERY,
+                                                  dict(schema=schema, table=table, columns=list(columns)))
         return self.refused([('unique constraint "%s"' % name, statement, facts) for statement in statements])
 
     def add_constraint_statement(self, spec):
