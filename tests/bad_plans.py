@@ -145,6 +145,19 @@ FORMAT = [
      ['constraint "pt_walk_item_type_idx": has the name of table "Item", index "pt_walk_item_type_idx"']),
     ('constraint-listed-twice', _with(_append(('constraints',), GOOD['constraints'][0])),
      ['constraint "pt_walk_class_key": is listed twice']),
+    ('check-listed-twice-on-one-table', _with(lambda p: p['constraints'].extend([
+        dict(name='pt_walk_item_price_check', type='check', table='Item', expression='price > 0'),
+        dict(name='pt_walk_item_price_check', type='check', table='Item', expression='price < 1000000')])),
+     ['constraint "pt_walk_item_price_check": is listed twice (also as constraint #2): a constraint\'s name is unique '
+      'among its table\'s constraints']),
+    ('check-named-like-a-unique-constraint-of-its-table', _with(_append(('constraints',), dict(
+        name='pt_walk_class_key', type='check', table='Class', expression='grade > 0'))),
+     ['constraint "pt_walk_class_key": is listed twice (also as constraint #1): a constraint\'s name is unique among '
+      'its table\'s constraints']),
+    ('unique-constraint-name-on-two-tables', _with(_append(('constraints',), dict(
+        name='pt_walk_class_key', type='unique', table='Job', columns=['title']))),
+     ['constraint "pt_walk_class_key": is listed twice (also as constraint #1): a unique constraint\'s name is the '
+      'name of its index, unique among the relations of its schema']),
     ('baseline-query-without-name', _with(_drop(QUERY + ('name',))), ['baseline query #1: needs a name']),
     ('baseline-query-without-sql', _with(_drop(QUERY + ('sql',))), ['baseline query "open_jobs": sql must be']),
     ('baseline-query-listed-twice', _with(_append(('baseline_queries',), GOOD['baseline_queries'][0])),
@@ -188,8 +201,8 @@ CATALOG = [
      ['"public.Item" already exists and is not an index']),
     ('replace-a-primary-key-index', _with(lambda p: p['tables'][0]['indexes'][0].update(name='Job_pkey',
                                                                                         on_mismatch='replace')),
-     ['index "public.Job_pkey" exists with a different definition and on_mismatch is replace, but it cannot be '
-      'replaced: it backs constraint "Job_pkey"']),
+     ['index "public.Job_pkey" (its step on "public.Job_pkey_pgzd_prev"): DROP INDEX would be refused: index '
+      'public.Job_pkey backs constraint "Job_pkey"', '[rule drop-index-of-constraint]']),
     ('unique-index-on-duplicates', _with(lambda p: p['tables'][0]['indexes'][0].update(columns=['teacherId'],
                                                                                         unique=True)),
      ['unique index "pt_walk_job_teacher_status_idx" UNIQUE (teacherId) on public.Job', 'duplicate key(s)']),

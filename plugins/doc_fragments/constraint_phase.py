@@ -31,6 +31,14 @@ options:
     description: With O(constraints), the run id the audit table records with each rename.
     type: str
     default: manual
+  index_tables:
+    description:
+      - With O(constraints), the plan's tables (C(name), C(schema), C(indexes)) whose indexes the run's index phase
+        brings in place before this phase (the preflight's C(work.index_tables)). Their full unique indexes are keys a
+        foreign key may reference, in check mode too, where they are not built.
+    type: list
+    elements: dict
+    default: []
   restore_duplicates:
     description: With O(constraints) and O(state=absent), put back the values a duplicate rename changed.
     type: bool

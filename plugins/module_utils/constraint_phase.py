@@ -26,6 +26,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import (
     ConstraintRunner, entry_columns, planned_unique_keys, step_lock,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import unique_indexes
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
     REPLICATION_LAG_OPTIONS, replica_wait_problem,
 )
@@ -46,6 +47,7 @@ def phase_options():
         login_db=dict(type='str', aliases=['db']),
         schema=dict(type='str', default='public'),
         constraints=dict(type='list', elements='dict', default=[], options=PLAN_CONSTRAINT_OPTIONS),
+        index_tables=dict(type='list', elements='dict', default=[]),
         replication_lag=dict(type='dict', options=REPLICATION_LAG_OPTIONS),
         audit_schema=dict(type='str', default='pgzd_audit'),
         audit_table=dict(type='str', default='duplicate_resolution'),
@@ -309,8 +311,11 @@ def run_plan(module, connection, conn_params):
     specs = [dict(spec, schema=spec.get('schema') or params['schema']) for spec in params['constraints']]
     for position, spec in enumerate(specs):
         try:
+            # The keys a foreign key may reference before they exist (check mode): the unique constraints before it,
+            # and the full unique indexes of the index phase of this run.
             entry, queries, diff = bring_planned(module, connection, conn_params, spec,
-                                                 planned_unique_keys(specs[:position], params['schema']))
+                                                 planned_unique_keys(specs[:position], params['schema'])
+                                                 | unique_indexes(params['index_tables'], params['schema']))
             diffs.append(diff)
         except ConstraintFailed as error:
             result['queries'].extend(error.queries)

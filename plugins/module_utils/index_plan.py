@@ -218,9 +218,6 @@ def _present_decision(spec, existing, existing_by_name, nodes):
     if nodes is not None:
         return _partitioned_decision(spec, existing, nodes, ACTION_UNCHANGED if existing['valid'] else ACTION_RESUME)
     if not existing['valid']:
-        if existing['constraint']:
-            return None, ('index "%s" is INVALID and backs constraint "%s": repair the constraint first'
-                          % (qualified, existing['constraint']))
         return _decision(spec, existing, ACTION_REBUILD, [_step('drop', spec), _step('build', spec)]), None
     return _decision(spec, existing, ACTION_UNCHANGED), None
 
@@ -248,9 +245,6 @@ def _absent_decision(spec, existing, existing_by_name, nodes):
     if existing is not None and (existing['table_schema'], existing['table']) != (spec['schema'], spec['table']):
         return None, ('index "%s" belongs to table %s.%s, not %s.%s: it is not this plan\'s index; nothing was '
                       'dropped' % (qualified, existing['table_schema'], existing['table'], spec['schema'], spec['table']))
-    if existing is not None and existing['constraint']:
-        return None, ('index "%s" backs constraint "%s": drop the constraint instead (ALTER TABLE ... DROP '
-                      'CONSTRAINT); nothing was dropped' % (qualified, existing['constraint']))
     if nodes is not None:
         steps = partition_leftover_steps(spec, nodes)
         if existing is not None:
@@ -301,38 +295,12 @@ def partition_index_name(index_name, partition):
     return derived_name(index_name, partition)
 
 
-def partition_key_errors(spec, nodes):
-    """Why a planned unique index cannot be built on this partition tree: PostgreSQL enforces uniqueness in each
-    partition alone, so it needs every partition key column, of every level, among the key columns."""
-    if not spec.get('unique'):
-        return []
-    errors = []
-    for node in nodes:
-        keys = node.get('key_columns')
-        if node['relkind'] != PARTITIONED or keys is None:
-            continue
-        label = 'unique index "%s" on partitioned table %s.%s' % (spec['name'], node['schema'], node['table'])
-        if None in keys:
-            errors.append('%s: the table is partitioned by an expression, which a unique index cannot include; make '
-                          'the index non-unique' % label)
-            continue
-        missing = [key for key in keys if key not in (spec.get('columns') or [])]
-        if missing:
-            errors.append('%s does not cover the partition key: its key columns (%s) must include %s (PostgreSQL '
-                          'checks uniqueness within each partition, so only a key that holds the partition key is '
-                          'unique across them); add them to columns, or make the index non-unique'
-                          % (label, ', '.join(spec.get('columns') or []), ', '.join(missing)))
-    return errors
-
-
 def _partitioned_decision(spec, existing, nodes, action):
     if action == ACTION_UNCHANGED:
         return _decision(spec, existing, action), None
-    errors = partition_key_errors(spec, nodes)
     steps, problems = partition_steps(spec, nodes, existing is not None)
-    errors.extend(problems)
-    if errors:
-        return None, '\n  - '.join(errors)
+    if problems:
+        return None, '\n  - '.join(problems)
     return _decision(spec, existing, action, steps), None
 
 
@@ -469,12 +437,16 @@ def read_replacement_record(comment):
 
 
 def _replacement_refusal(spec, planned):
-    """Why the index of the planned name cannot be replaced by renames, or None."""
+    """Why the index of the planned name cannot be replaced by renames, or None. What PostgreSQL would refuse of the
+    replacement's steps (dropping an index that backs a constraint, that foreign keys depend on, or that is attached to
+    a partitioned index) is the refusal rules' (refusal_rules); this is what the renames would lose, and whether the
+    rollback could build the replaced index again from its record."""
     reasons = []
-    if planned.get('constraint'):
-        reasons.append('it backs constraint "%s" (replace the constraint instead)' % planned['constraint'])
-    if planned.get('referenced_by'):
-        reasons.append('foreign key(s) %s depend on it' % ', '.join(planned['referenced_by']))
+    try:
+        restore_statement(planned['definition'], spec['name'], replacement_names(spec['name'])[0], spec['schema'],
+                          spec['table'])
+    except ValueError as error:
+        reasons.append('a rollback could not build it again from its definition (%s)' % error)
     if planned.get('replica_identity'):
         reasons.append('it is the table\'s REPLICA IDENTITY index')
     if planned.get('clustered'):
@@ -572,6 +544,19 @@ def restore_decision(spec, planned, following, previous):
     steps = _swap_steps(spec, following, previous, ready,
                         _step('build_definition', spec, name=next_name, statement=statement), record['comment'])
     return _decision(spec, planned, ACTION_RESTORE, steps, planned['definition'], record['definition']), None
+
+
+def restored_unique_columns(decision):
+    """The key columns of the unique index a rollback builds again from a replacement record (build_definition), when
+    the record is a full index on plain columns: that build fails on the duplicate keys written since the replacement,
+    so the rollback's preflight counts them. None for any other decision (or a partial or expression index)."""
+    for step in decision['steps']:
+        if step['kind'] == 'build_definition':
+            fields = index_statement(step['statement'])
+            elements = [param.get('IndexElem') or {} for param in fields.get('indexParams') or []]
+            if fields.get('unique') and not fields.get('whereClause') and all(e.get('name') for e in elements):
+                return [element['name'] for element in elements]
+    return None
 
 
 def _swap_steps(spec, following, previous, ready, build, comment):

@@ -29,6 +29,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_s
     expression_error, statement_error,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import refusal_message
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
+    ADD_CHECK, ADD_FOREIGN_KEY, COLUMN_FACTS_QUERY, DROP_CONSTRAINT, DROP_NOT_NULL, SET_NOT_NULL, UNIQUE_INDEXES_QUERY,
+    VALIDATE,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     OnlineIndexError, error_text, sqlstate,
 )
@@ -72,17 +76,6 @@ JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
-"""
-
-# The column sets of a table's unique constraints and non-partial unique indexes: what a foreign key can reference.
-UNIQUE_KEYS_QUERY = """
-SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) AS k(attnum)
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) AS columns
-FROM pg_catalog.pg_index i
-JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
-  AND i.indexprs IS NULL
 """
 
 # Whether values of the first type can be compared with = to values of the second (directly, or through a binary
@@ -305,6 +298,17 @@ def violations_advice(kinds):
         advice[kind] for kind in KINDS if kind in kinds)
 
 
+KIND_WORDS = dict(foreign_key='foreign key', check='check', not_null='not_null')
+
+
+def entry_statement(kind, step):
+    """The statement a step of a foreign_key, check or not_null entry sends, as the refusal rules name it; None for the
+    steps of its own index (the index runner's)."""
+    if step == 'add':
+        return ADD_FOREIGN_KEY if kind == 'foreign_key' else ADD_CHECK
+    return dict(validate=VALIDATE, set_not_null=SET_NOT_NULL, drop=DROP_CONSTRAINT, drop_not_null=DROP_NOT_NULL).get(step)
+
+
 def step_lock(kind, step):
     """The lock a step takes, as the docs and the report say it."""
     if step == 'add':
@@ -421,7 +425,7 @@ class ConstraintRunner(UniqueConstraintRunner):
         table_row = self.read_table(schema, table)
         columns = self.read_columns(schema, table) if table_row else {}
         if state == 'present':
-            errors = self._catalog_errors(spec, table_row, columns, planned_unique)
+            errors = self._catalog_errors(spec, table_row, columns)
             if errors:
                 raise OnlineIndexError(self._problems(schema, table, errors))
         existing = self.read_constraint(schema, table, spec['name'])
@@ -436,7 +440,7 @@ class ConstraintRunner(UniqueConstraintRunner):
                                                         'check' if spec['type'] == 'check' else None)
             if problem:
                 raise OnlineIndexError(self._problems(schema, table, [problem]))
-            differences = check_differences(existing, definition) if existing is not None else []
+            differences = check_differences(existing, definition)
         index_decision = self._index_decision(spec, state) if spec.get('index') else None
         column_not_null = bool(columns.get(spec.get('column'), {}).get('not_null'))
         action, steps, problems = decide_steps(spec['type'], state, existing, differences, column_not_null,
@@ -444,6 +448,14 @@ class ConstraintRunner(UniqueConstraintRunner):
         if problems:
             raise OnlineIndexError(self._problems(schema, table, [
                 different_message(spec, existing, problems, planned_text)]))
+        errors = self.step_refusals_of_entry(spec, steps, existing, planned_unique)
+        if errors:
+            raise OnlineIndexError(self._problems(schema, table, errors))
+        if spec['type'] == 'check' and 'add' in steps:
+            # The proof that PostgreSQL accepts the expression on this table (its columns, its types) before any DDL.
+            dummy_, problem = self.check_definition(schema, table, self.check_expression(spec))
+            if problem:
+                raise OnlineIndexError(self._problems(schema, table, [problem]))
         decision = dict(spec=spec, action=action, steps=steps, constraint=existing, index_decision=index_decision,
                         column_not_null=column_not_null, table_oid=table_row['oid'] if table_row else None,
                         planned=planned_text,
@@ -451,26 +463,19 @@ class ConstraintRunner(UniqueConstraintRunner):
         decision['statements'] = [self.render(self.step_statement(spec, step, index_decision)) for step in steps]
         return decision
 
-    def _catalog_errors(self, spec, table_row, columns, planned_unique):
+    def _catalog_errors(self, spec, table_row, columns):
+        """What the entry names that does not exist: its table, its columns, the referenced table and columns. What
+        PostgreSQL would refuse of what exists is the refusal rules' (step_refusals_of_entry)."""
         schema, table = spec['schema'], spec['table']
         if table_row is None:
             return ['table %s.%s does not exist: check the plan\'s schema and table name (names are case-sensitive, '
                     'Prisma models are quoted CamelCase)' % (schema, table)]
-        if table_row['relkind'] == 'p' and spec['type'] in ('foreign_key', 'check'):
-            return ['%s.%s is a partitioned table: PostgreSQL 15 cannot add a NOT VALID %s to it, so it would be '
-                    'checked under a long lock; add it to each partition instead' % (
-                        schema, table, 'foreign key' if spec['type'] == 'foreign_key' else 'check')]
-        if table_row['relkind'] not in ('r', 'p'):
-            return ['%s.%s is not a table (relation kind %s)' % (schema, table, table_row['relkind'])]
         missing = [c for c in entry_columns(spec) if c not in columns]
         if missing:
             return ['constraint "%s": column(s) %s not found in %s.%s (its columns: %s)' % (
                 spec['name'], ', '.join('"%s"' % c for c in missing), schema, table, ', '.join(columns))]
         if spec['type'] != 'foreign_key':
             return []
-        return self._reference_errors(spec, columns, planned_unique)
-
-    def _reference_errors(self, spec, columns, planned_unique):
         references = spec['references']
         ref_schema, ref_table, ref_columns = references['schema'], references['table'], references['columns']
         if self.read_table(ref_schema, ref_table) is None:
@@ -480,22 +485,59 @@ class ConstraintRunner(UniqueConstraintRunner):
         if missing:
             return ['foreign key "%s": referenced column(s) %s not found in %s.%s (its columns: %s)' % (
                 spec['name'], ', '.join('"%s"' % c for c in missing), ref_schema, ref_table, ', '.join(parent))]
-        errors = []
-        keys = set(frozenset(row['columns']) for row in self._query(UNIQUE_KEYS_QUERY,
-                                                                    dict(schema=ref_schema, table=ref_table)))
-        if frozenset(ref_columns) not in keys and (ref_schema, ref_table, frozenset(ref_columns)) not in planned_unique:
-            errors.append('foreign key "%s": %s.%s (%s) is not a primary key or unique key, and the plan adds none before '
-                          'it; PostgreSQL needs one on exactly the referenced columns: plan a unique constraint (or '
-                          'unique index) on them first' % (spec['name'], ref_schema, ref_table, ', '.join(ref_columns)))
+        return []
+
+    def step_refusals_of_entry(self, spec, steps, existing, planned_unique):
+        """What PostgreSQL would refuse of an entry's steps (refusal_rules), one line per rule. A foreign key's own
+        index (build_index, drop_index) is the index runner's to prove (OnlineIndexRunner.plan)."""
+        schema, table = spec['schema'], spec['table']
+        relation = self.read_relation_facts([(schema, table)]).get((schema, table))
+        if relation is None:
+            return []
+        subject = '%s "%s"' % (KIND_WORDS[spec['type']], spec['name'])
+        judged = []
+        for step in steps:
+            statement = entry_statement(spec['type'], step)
+            if statement is None:
+                continue
+            facts = dict(relation=relation)
+            if statement == ADD_FOREIGN_KEY:
+                facts.update(self.foreign_key_facts(spec, planned_unique))
+            elif statement == DROP_CONSTRAINT and existing is not None:
+                facts['constraint'] = dict(name=existing['name'], local=existing.get('local', True))
+            elif statement == DROP_NOT_NULL:
+                facts['column'] = self.column_facts(schema, table).get(spec['column'])
+                if facts['column'] is None:
+                    continue
+            judged.append((subject, statement, facts))
+        return self.refused(judged)
+
+    def column_facts(self, schema, table):
+        """{column: its facts} (refusal_rules.COLUMN_FACTS_QUERY) of a table."""
+        return dict((row['name'], row) for row in self._query(COLUMN_FACTS_QUERY, dict(schema=schema, table=table)))
+
+    def foreign_key_facts(self, spec, planned_unique):
+        """The facts a foreign key's ADD CONSTRAINT depends on: the referenced relation and its unique keys (or one
+        the plan adds before it), whether the key types compare, REFERENCES privileges and generated columns."""
+        references = spec['references']
+        ref_schema, ref_table, ref_columns = references['schema'], references['table'], list(references['columns'])
+        referenced = self.read_relation_facts([(ref_schema, ref_table)])[(ref_schema, ref_table)]
+        columns, parent = self.read_columns(spec['schema'], spec['table']), self.read_columns(ref_schema, ref_table)
+        incomparable = []
         for column, ref_column in zip(spec['columns'], ref_columns):
             mine, theirs = columns[column], parent[ref_column]
-            if mine['type_oid'] == theirs['type_oid']:
-                continue
-            if not self._query(COMPARABLE_QUERY, dict(a=mine['type_oid'], b=theirs['type_oid']))[0]['comparable']:
-                errors.append('foreign key "%s": column "%s" (%s) cannot be compared with %s.%s."%s" (%s): change one '
-                              'of the types' % (spec['name'], column, mine['type'], ref_schema, ref_table, ref_column,
-                                                theirs['type']))
-        return errors
+            if mine['type_oid'] != theirs['type_oid'] and not self._query(
+                    COMPARABLE_QUERY, dict(a=mine['type_oid'], b=theirs['type_oid']))[0]['comparable']:
+                incomparable.append('column "%s" (%s) cannot be compared with %s.%s."%s" (%s)' % (
+                    column, mine['type'], ref_schema, ref_table, ref_column, theirs['type']))
+        own, theirs = self.column_facts(spec['schema'], spec['table']), self.column_facts(ref_schema, ref_table)
+        return dict(referenced=referenced, ref_columns=ref_columns,
+                    keys=self._query(UNIQUE_INDEXES_QUERY, dict(oid=referenced['oid'])),
+                    planned_key=(ref_schema, ref_table, frozenset(ref_columns)) in planned_unique,
+                    incomparable=incomparable,
+                    missing_references=[c for c in ref_columns if not theirs[c]['references_privilege']],
+                    generated=[c for c in spec['columns'] if own[c]['generated']],
+                    on_delete=spec['on_delete'], on_update=spec['on_update'])
 
     def _index_decision(self, spec, state):
         index = dict(name=spec['index'], columns=list(spec['columns']), unique=False, method='btree', include=[],

@@ -21,6 +21,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import statement_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import PlanTrust, refusal_message
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
+    ATTACH_INDEX, CREATE_INDEX, CREATE_INDEX_ON_ONLY, DROP_INDEX, RELATIONS_QUERY, RENAME_INDEX, SERVER_VERSION_QUERY,
+    index_facts, refusal_messages, relation_facts,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     RETRYABLE_SQLSTATES, OnlineIndexError, backoff_seconds, error_text, fetch_dicts, sql_module, sqlstate,
 )
@@ -171,6 +175,69 @@ CATALOG_STEP_ADVICE = dict(
                      'rerun; nothing was dropped by this step.',
 )
 
+# The statement each kind of step sends (index_plan._step), as the refusal rules name it.
+STEP_STATEMENTS = dict(build=CREATE_INDEX, build_definition=CREATE_INDEX, create_on_only=CREATE_INDEX_ON_ONLY,
+                       attach=ATTACH_INDEX, swap=RENAME_INDEX, drop=DROP_INDEX, drop_partitioned=DROP_INDEX)
+# The steps that give a relation a name: a new index, and the name a swap gives the index it replaces.
+NAMING_STEPS = ('build', 'build_definition', 'create_on_only')
+
+
+def created_names(decision):
+    """(schema, name, what creates it) of every relation name a decision's steps create (index_plan._step): new
+    indexes, partition indexes, and the names a replacement builds under and gives the index it replaces."""
+    spec = decision['spec']
+    label = 'index "%s" of %s.%s' % (spec['name'], spec['schema'], spec['table'])
+    names = []
+    for step in decision['steps']:
+        if step['kind'] in NAMING_STEPS:
+            names.append((step['schema'], step['name'], label))
+        elif step['kind'] == 'swap':
+            names.append((step['schema'], step['previous'], label))
+    return names
+
+
+def step_facts(schema, decisions, existing, partitions, relations, dropped_first):
+    """[(subject, statement, facts)] of every step of C(decisions), for the refusal rules (plain data, no I/O).
+
+    Each step is judged on the facts of the relation it acts on (C(relations): refusal_rules.relation_facts), and a drop
+    on the index it drops at that point: after a swap, the index that held the planned name holds the replacement's
+    previous name. C(existing) and C(partitions) are what decide_actions got; C(dropped_first) as for
+    OnlineIndexRunner.plan (None: the dependent foreign keys are not known).
+    """
+    indexes = dict(((schema, name), row) for name, row in existing.items())
+    nodes = {}
+    for tree in (partitions or {}).values():
+        for node in tree:
+            nodes[(node['schema'], node['table'])] = node
+            if node.get('index') is not None:
+                indexes[(node['schema'], node['index']['name'])] = node['index']
+    found = []
+    for decision in decisions:
+        spec, holds = decision['spec'], dict(indexes)
+        for step in decision['steps']:
+            where = (step['schema'], step['name'])
+            statement = STEP_STATEMENTS[step['kind']]
+            facts = dict(relation=relations.get((step['schema'], step['table'])))
+            if statement == DROP_INDEX:
+                facts['index'] = index_facts(holds.pop(where, None))
+                if facts['index'] is not None and dropped_first is not None:
+                    facts['dependents'] = [name for name in facts['index']['referenced_by'] if name not in dropped_first]
+            elif step['kind'] == 'create_on_only':
+                facts.update(unique=bool(spec.get('unique')), columns=list(spec.get('columns') or []),
+                             partition_key=(nodes.get((step['schema'], step['table'])) or {}).get('key_columns'))
+            if step['kind'] == 'swap':
+                holds[(step['schema'], step['previous'])] = holds.pop(where, None)
+                holds[where] = holds.pop((step['schema'], step['next']), None)
+            elif step['kind'] in NAMING_STEPS:
+                holds[where] = None
+            if facts['relation'] is None:
+                continue
+            subject = 'index "%s.%s"' % (spec['schema'], spec['name'])
+            if where != (spec['schema'], spec['name']):
+                subject += ' (its step on "%s.%s")' % where
+            found.append((subject, statement, facts))
+    return found
+
 
 class OnlineIndexRunner(object):
     """Plans and applies one table's index specs over an autocommit connection."""
@@ -208,6 +275,10 @@ class OnlineIndexRunner(object):
         self.retries_used = 0
         self.leftovers = []
         self._methods = None
+        self._server_version = None
+        # (schema, name, what creates it) of every relation name the decisions planned so far create: the preflight
+        # proves them unique across the whole plan (refusal_rules.name_clash_messages).
+        self.created_names = []
         self.backend_pid = self._query(
             "SELECT pg_catalog.set_config('application_name', 'pg-zero-downtime', false), "
             "pg_catalog.set_config('lock_timeout', %(lock_timeout)s, false), "
@@ -260,6 +331,24 @@ class OnlineIndexRunner(object):
         return dict((spec['name'], estimate_index_bytes(count, [
             widths.get(c, 32) for c in list(spec.get('columns') or []) + list(spec.get('include') or [])]))
             for spec in specs)
+
+    def server_version(self):
+        """server_version_num, read once: some refusal rules hold for some versions only."""
+        if self._server_version is None:
+            self._server_version = int(self._query(SERVER_VERSION_QUERY)[0]['version'])
+        return self._server_version
+
+    def read_relation_facts(self, pairs):
+        """{(schema, name): facts} (refusal_rules.relation_facts) of the relations of C(pairs) that exist."""
+        pairs = sorted(set(pairs))
+        if not pairs:
+            return {}
+        return relation_facts(self._query(RELATIONS_QUERY, dict(schemas=[schema for schema, dummy_ in pairs],
+                                                                names=[name for dummy_, name in pairs])))
+
+    def refused(self, judged):
+        """The lines of the refusal rules that refuse C(judged), [(subject, statement, facts)], on this server."""
+        return refusal_messages(judged, self.server_version())
 
     def read_existing_indexes(self, schema, names):
         rows = self._query(EXISTING_INDEXES_QUERY, dict(schema=schema, names=list(names)))
@@ -418,9 +507,13 @@ class OnlineIndexRunner(object):
 
     # -- planning ----------------------------------------------------------------------------------
 
-    def plan(self, schema, table, specs, state):
+    def plan(self, schema, table, specs, state, dropped_first=None):
         """Validate one table's specs against the catalog and decide every action; no DDL runs.
 
+        Every step is then proven against the refusal rules (what PostgreSQL would refuse). C(dropped_first) names the
+        foreign keys a rollback drops before this table's indexes: a foreign key that depends on an index to drop and
+        is not among them stops the rollback. Rolling back without it (None), that rule is not evaluated (the preflight
+        evaluates it with the plan's foreign keys; a module run after it, or in check mode, cannot tell).
         Raises OnlineIndexError listing every problem found.
         """
         specs = [dict(spec, schema=schema, table=table) for spec in specs]
@@ -434,10 +527,6 @@ class OnlineIndexRunner(object):
                 raise OnlineIndexError(self._problems(schema, table, [
                     'table %s does not exist: check the plan\'s schema and table name (names are case-sensitive, '
                     'Prisma models are quoted CamelCase)' % qualified_table]))
-            if table_row['relkind'] not in INDEXABLE_RELKINDS + (PARTITIONED,):
-                raise OnlineIndexError(self._problems(schema, table, [
-                    '%s is not a table, partitioned table or materialized view (relation kind %s); indexes are built '
-                    'on one of those' % (qualified_table, table_row['relkind'])]))
             errors.extend(column_errors(qualified_table, specs, set(table_row['columns'])))
             methods = self.index_methods()
             for spec in specs:
@@ -458,6 +547,8 @@ class OnlineIndexRunner(object):
         else:
             to_probe = [spec for spec in replacing if spec.get('where') and spec['name'] in existing] \
                 if table_row is not None else []
+        if table_row is not None and table_row['relkind'] not in INDEXABLE_RELKINDS + (PARTITIONED,):
+            to_probe = []  # nothing to copy for it; the refusal rules refuse its builds (index-relkind)
         normalized, errors = self.probe_definitions(schema, table, to_probe) if to_probe else ({}, [])
         for spec in specs:
             spec['normalized_where'] = normalized.get(spec['name'])
@@ -472,10 +563,21 @@ class OnlineIndexRunner(object):
         errors.extend(self.prove_definitions(table, decisions))
         if errors:
             raise OnlineIndexError(self._problems(schema, table, errors))
+        errors = self.step_refusals(schema, decisions, existing, partitions,
+                                    () if state == 'present' else dropped_first)
+        if errors:
+            raise OnlineIndexError(self._problems(schema, table, errors))
         for decision in decisions:
+            self.created_names.extend(created_names(decision))
             decision['table_oid'] = table_row['oid'] if table_row else None
             decision['statements'] = self.statements_for(decision)
         return decisions
+
+    def step_refusals(self, schema, decisions, existing, partitions, dropped_first):
+        """What PostgreSQL would refuse of the decisions' steps (refusal_rules), one line per rule and index."""
+        relations = self.read_relation_facts((step['schema'], step['table']) for decision in decisions
+                                             for step in decision['steps'])
+        return self.refused(step_facts(schema, decisions, existing, partitions, relations, dropped_first))
 
     def read_partitions(self, table_row, specs, existing):
         """{planned name: its partition tree} of a partitioned table, as index_plan.partition_steps reads it: every

@@ -13,9 +13,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import ACTION_UNCHANGED
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
+    ACTION_UNCHANGED, restored_unique_columns,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import (
     entry_columns, planned_unique_keys, read_violations, violation_report, violations_advice,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
+    constraint_name_keys, name_clash_messages,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     OnlineIndexError, error_text, fetch_dicts, sql_module,
@@ -25,7 +30,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique
 )
 
 
-def duplicate_problems(runner, schema, table, unique_specs, sample_ids):
+UNIQUE_BUILD_ADVICE = 'or make the index not unique, then rerun; the build would fail on them.'
+
+
+def duplicate_problems(runner, schema, table, unique_specs, sample_ids, advice=UNIQUE_BUILD_ADVICE):
     """Duplicate keys that would fail the build of each planned unique index, as the lines to act on."""
     problems = []
     sql = sql_module()
@@ -44,8 +52,7 @@ def duplicate_problems(runner, schema, table, unique_specs, sample_ids):
             lines = format_duplicate_report(spec['name'], schema, table, spec['columns'], found['row_id'],
                                             found['groups'], found['total_groups'], found['total_rows'])
             lines[0] = 'unique index ' + lines[0][len('constraint '):]
-            problems.append('\n'.join(lines) + '\n  What to do: resolve those rows (merge or delete them), or make '
-                            'the index not unique, then rerun; the build would fail on them.')
+            problems.append('\n'.join(lines) + '\n  What to do: resolve those rows (merge or delete them), ' + advice)
     return problems
 
 
@@ -60,10 +67,11 @@ def missing_schemas(cursor, tables, default_schema):
     return dict((schema, names) for schema, names in wanted.items() if schema not in present)
 
 
-def prove_indexes(runner, tables, default_schema, state, sample_ids):
+def prove_indexes(runner, tables, default_schema, state, sample_ids, dropped_first=None):
     """What each table's planned indexes still need, and the problems that stop them.
 
-    C(runner) is an OnlineIndexRunner on an autocommit connection. Returns dict(tables (per table: schema, name,
+    C(runner) is an OnlineIndexRunner on an autocommit connection. Rolling back, C(dropped_first) names the plan's
+    foreign keys (the constraint phase drops them before the indexes). Returns dict(tables (per table: schema, name,
     pending index names, and per index its action, statements and estimated size), pending_tables, queries,
     estimated_bytes, problems).
     """
@@ -72,18 +80,12 @@ def prove_indexes(runner, tables, default_schema, state, sample_ids):
     for schema in sorted(absent):
         proof['problems'].append('schema "%s" does not exist, so none of its tables (%s) can be found: check the '
                                  'plan\'s schema (and the database it runs on)' % (schema, ', '.join(absent[schema])))
-    seen = {}
     for table in tables:
         schema = table.get('schema') or default_schema
         if schema in absent:
             continue
-        for index in table['indexes']:
-            other = seen.setdefault((schema, index['name']), table['name'])
-            if other != table['name']:
-                proof['problems'].append('index "%s.%s" is planned on both %s and %s'
-                                         % (schema, index['name'], other, table['name']))
         try:
-            decisions = runner.plan(schema, table['name'], table['indexes'], state)
+            decisions = runner.plan(schema, table['name'], table['indexes'], state, dropped_first=dropped_first)
         except OnlineIndexError as error:
             proof['problems'].append(str(error))
             continue
@@ -93,6 +95,14 @@ def prove_indexes(runner, tables, default_schema, state, sample_ids):
         if state == 'present':
             proof['problems'].extend(duplicate_problems(runner, schema, table['name'],
                                                         [s for s in to_build if s.get('unique')], sample_ids))
+        else:
+            # The unique index an on_mismatch: replace replaced is built again: keys duplicated since would stop the
+            # rollback at that build, after the steps before it, on every rerun.
+            restored = [dict(name=d['spec']['name'], columns=columns) for d in decisions
+                        for columns in [restored_unique_columns(d)] if columns]
+            proof['problems'].extend(duplicate_problems(
+                runner, schema, table['name'], restored, sample_ids, advice='then rerun: the rollback builds the unique '
+                'index the plan replaced again, and that build would fail on them.'))
         sizes = runner.estimate_sizes(schema, table['name'], to_build) if to_build else {}
         proof['estimated_bytes'] += sum(sizes.values())
         proof['tables'].append(dict(
@@ -102,7 +112,19 @@ def prove_indexes(runner, tables, default_schema, state, sample_ids):
         if pending:
             proof['pending_tables'].append(table['name'])
         proof['queries'].extend(statement for d in decisions for statement in d['statements'])
+    proof['problems'].extend(name_problems(runner))
     return proof
+
+
+def name_problems(runner):
+    """The plan-wide refusal rule on the names the decisions planned so far create (runner.created_names): each
+    unique in its schema, derived names (partition indexes, _pgzd_next, _pgzd_prev) included."""
+    return name_clash_messages(runner.created_names, runner.server_version()) if runner.created_names else []
+
+
+def foreign_keys_after(constraints, position):
+    """Names of the plan's foreign keys after C(position): a rollback, last to first, drops them before it."""
+    return [c['name'] for c in constraints[position + 1:] if c.get('type') == 'foreign_key']
 
 
 def _rename_problem(cursor, constraint, schema, table, columns):
@@ -164,18 +186,23 @@ def prove_constraints(runner, constraints, default_schema, state, sample_ids, ma
     sql = sql_module()
     proof = dict(constraints=[], pending=[], queries=[], duplicates_found=False, report=[], blocking=[], problems=[],
                  violations=[], advice=[])
-    names = [c['name'] for c in constraints]
-    proof['problems'].extend('constraint "%s" is planned twice' % name for name in sorted(set(names))
-                             if names.count(name) > 1)
-    unique = [c for c in constraints if c.get('type', 'unique') == 'unique']
+    seen = {}
+    for constraint in constraints:
+        for key in constraint_name_keys(constraint, default_schema):
+            if seen.setdefault(key, constraint) is not constraint:
+                proof['problems'].append('constraint "%s" is planned twice (its name is unique per %s)'
+                                         % (constraint['name'], key[0]))
     cursor.execute('BEGIN TRANSACTION READ ONLY')
     try:
-        for constraint in unique:
+        for position, constraint in enumerate(constraints):
+            if constraint.get('type', 'unique') != 'unique':
+                continue
             schema, table, columns = constraint.get('schema') or default_schema, constraint['table'], \
                 constraint['columns']
             on_duplicates = constraint.get('on_duplicates') or 'fail'
             try:
-                decision = runner.plan_constraint(constraint['name'], schema, table, columns, state)
+                decision = runner.plan_constraint(constraint['name'], schema, table, columns, state,
+                                                  dropped_first=foreign_keys_after(constraints, position))
             except OnlineIndexError as error:
                 proof['problems'].append('constraint "%s" on %s' % (constraint['name'], error))
                 continue

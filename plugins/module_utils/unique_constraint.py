@@ -17,6 +17,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
     ACTION_CREATE, ACTION_DROP, ACTION_REBUILD, ACTION_UNCHANGED,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
+    ADD_UNIQUE, CREATE_INDEX, DROP_CONSTRAINT, DROP_INDEX, NO_BTREE_CLASS_QUERY, index_facts,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import OnlineIndexError, sqlstate
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import (
     find_duplicates, format_duplicate_report,
@@ -60,7 +63,7 @@ CONSTRAINT_TYPES = dict(p='PRIMARY KEY', u='UNIQUE', f='FOREIGN KEY', c='CHECK',
 # Every kind of constraint of a name: online_constraint reads foreign keys and checks with it too.
 CONSTRAINTS_QUERY = """
 SELECT con.conname::text AS name, con.contype::text AS type, n.nspname::text AS schema,
-       t.relname::text AS "table", con.condeferrable AS deferrable, con.convalidated AS valid,
+       t.relname::text AS "table", con.condeferrable AS deferrable, con.convalidated AS valid, con.conislocal AS local,
        ARRAY(SELECT a.attname::text
              FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
@@ -220,10 +223,11 @@ class UniqueConstraintRunner(OnlineIndexRunner):
     def read_constraints(self, schema, name):
         return self._query(CONSTRAINTS_QUERY, dict(schema=schema, name=name))
 
-    def plan_constraint(self, name, schema, table, columns, state):
+    def plan_constraint(self, name, schema, table, columns, state, dropped_first=None):
         """Validate one constraint against the catalog and decide its action; no DDL runs.
 
-        Raises OnlineIndexError listing every problem found.
+        Its statements are then proven against the refusal rules. C(dropped_first) names the foreign keys a rollback
+        drops before this constraint (see OnlineIndexRunner.plan). Raises OnlineIndexError listing every problem found.
         """
         errors = validate_constraint(name, schema, table, columns)
         if errors:
@@ -245,6 +249,12 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         if errors:
             raise OnlineIndexError(self._problems(schema, table, errors))
         ours = [c for c in constraints if (c['schema'], c['table']) == (schema, table)]
+        errors = self.constraint_refusals(name, schema, table, columns, action, ours[0] if ours else None, index,
+                                          () if state == 'present' else dropped_first)
+        if errors:
+            raise OnlineIndexError(self._problems(schema, table, errors))
+        if action in (ACTION_CREATE, ACTION_REBUILD):
+            self.created_names.append((schema, name, 'unique constraint "%s" of %s.%s' % (name, schema, table)))
         spec = dict(name=name, schema=schema, table=table, columns=list(columns), unique=True, method='btree',
                     include=[], where=None)
         decision = dict(spec=spec, action=action, table_oid=table_row['oid'] if table_row else None,
@@ -254,6 +264,25 @@ class UniqueConstraintRunner(OnlineIndexRunner):
                             'leftover first) and attaches it; no constraint was added.'))
         decision['statements'] = [self.render(statement) for statement in self.constraint_statements(decision)]
         return decision
+
+    def constraint_refusals(self, name, schema, table, columns, action, constraint, index, dropped_first):
+        """What PostgreSQL would refuse of the statements of C(action) (refusal_rules), one line per rule."""
+        relation = self.read_relation_facts([(schema, table)]).get((schema, table))
+        if relation is None or action == ACTION_UNCHANGED:
+            return []
+        if action == ACTION_DROP:
+            statements = [DROP_CONSTRAINT if constraint else DROP_INDEX]
+        else:
+            statements = ([DROP_INDEX] if action == ACTION_REBUILD else []) + \
+                ([CREATE_INDEX] if action in (ACTION_CREATE, ACTION_REBUILD) else []) + [ADD_UNIQUE]
+        facts = dict(relation=relation, index=index_facts(index) if index and index['relkind'] in ('i', 'I') else None,
+                     constraint=dict(name=name, local=constraint.get('local', True)) if constraint else None)
+        if facts['index'] is not None and dropped_first is not None:
+            facts['dependents'] = [fk for fk in facts['index']['referenced_by'] if fk not in dropped_first]
+        if CREATE_INDEX in statements:
+            facts['no_btree_class'] = self._query(NO_BTREE_CLASS_QUERY,
+                                                  dict(schema=schema, table=table, columns=list(columns)))
+        return self.refused([('unique constraint "%s"' % name, statement, facts) for statement in statements])
 
     def add_constraint_statement(self, spec):
         sql = self.sql

@@ -22,7 +22,9 @@ description:
     predicate (as M(pg_zero_downtime.migrations.postgresql_online_index_info) does). Every constraint, and when
     migrating the duplicate keys that would block it (as M(pg_zero_downtime.migrations.postgresql_unique_constraint_info)
     does). The baseline queries, read by PostgreSQL's parser. The Prisma migration record, proven writable (or
-    removable) in a transaction that is rolled back. The disk the index builds need.
+    removable) in a transaction that is rolled back. The disk the index builds need. Every statement the run would
+    send, migrating or rolling back, against the refusal rules (what PostgreSQL would refuse, README.md "What
+    PostgreSQL would refuse"), and every name the plan creates, unique in its schema.
   - (4) decides the work of this run from what is pending and the phases the run's tag selection runs (O(phases)), and
     with O(only_tables). When the run has work, the lock passes to the detached holder of
     M(pg_zero_downtime.migrations.postgresql_migration_lock), which keeps it for the rest of the run (RV(lock)). When it
@@ -368,7 +370,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.migrat
     PREFLIGHT_PREFIX, LockRefused, application_name, hand_over, lock_in_session, refusal, take,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
-    constraint_problems_message, data_message, index_problems_message, prove_constraints, prove_indexes,
+    constraint_problems_message, data_message, index_problems_message, name_problems, prove_constraints, prove_indexes,
     restores_pending,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma_history import (
@@ -561,10 +563,14 @@ def main():
     problems.extend(runner.trust.trusted()[1])
     if state == 'present' and not problems:
         problems.extend(prove_queries(connection, params['baseline_queries'], params['trusted']))
-    indexes = prove_indexes(runner, params['tables'], params['schema'], state, params['sample_ids'])
+    # Rolling back, the constraint phase drops the plan's foreign keys before the index phase drops any index.
+    indexes = prove_indexes(runner, params['tables'], params['schema'], state, params['sample_ids'],
+                            dropped_first=[c['name'] for c in params['constraints'] if c['type'] == 'foreign_key'])
     problems.extend(indexes.pop('problems'))
     constraints = prove_constraints(runner, params['constraints'], params['schema'], state, params['sample_ids'],
                                     params['max_groups'], params['tables'])
+    # Every name the plan creates, its indexes' and its constraints' together, once in its schema.
+    problems.extend(line for line in name_problems(runner) if line not in problems)
     constraint_problems, blocking = constraints.pop('problems'), constraints.pop('blocking')
     violations = constraints.pop('violations')
     for advice in constraints.pop('advice'):

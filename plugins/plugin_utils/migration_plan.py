@@ -22,6 +22,7 @@ import yaml
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import trusted_errors
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import constraint_name_keys
 
 TOP_KEYS = ('name', 'description', 'schema', 'tables', 'constraints', 'baseline_queries', 'prisma_migration', 'trusted')
 TABLE_KEYS = ('name', 'schema', 'indexes')
@@ -228,6 +229,18 @@ def _check_constraint_type(problems, where, constraint, kind):
         problems.identifier(where, 'column', constraint.get('column'))
 
 
+def _check_constraint_name(problems, where, constraint, position, schema, seen):
+    """A constraint's name clashes with an earlier one's only in a namespace they share (refusal_rules): checks and
+    foreign keys of one name may stand on different tables."""
+    for key in constraint_name_keys(constraint, schema):
+        other = seen.setdefault(key, position)
+        if other != position:
+            problems.add(where, 'is listed twice (also as constraint #%d): %s' % (other, (
+                'a constraint\'s name is unique among its table\'s constraints' if key[0] == 'constraint of table' else
+                'a unique constraint\'s name is the name of its index, unique among the relations of its schema')))
+            return
+
+
 def _check_constraints(problems, plan, schema, indexes):
     constraints = problems.mapping_list('', 'constraints', plan.get('constraints'))
     seen = {}
@@ -248,9 +261,8 @@ def _check_constraints(problems, plan, schema, indexes):
         if not isinstance(name, str) or not name:
             continue
         constraint_schema = constraint.get('schema') or schema
-        if (constraint_schema, name) in seen:
-            problems.add(where, 'is listed twice (also as constraint #%d)' % seen[(constraint_schema, name)])
-        seen.setdefault((constraint_schema, name), position)
+        if isinstance(constraint_schema, str) and isinstance(constraint.get('table'), str):
+            _check_constraint_name(problems, where, dict(constraint, type=kind), position, schema, seen)
         if kind == 'unique' and (constraint_schema, name) in indexes:
             problems.add(where, 'has the name of %s: a unique constraint builds an index of its own name, so one of '
                                 'them must be renamed' % indexes[(constraint_schema, name)])

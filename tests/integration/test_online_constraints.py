@@ -267,7 +267,7 @@ def test_a_foreign_key_on_a_partitioned_table_or_to_a_column_without_a_unique_ke
     entries = [dict(FK, name='pt_parted_jobId_fkey', table='pt_parted', index=None),
                dict(FK_NULLABLE, name='Job_class_name_fkey', references=dict(table='Class', columns=['name']))]
     for entry, fragment in zip(entries, ['public.pt_parted is a partitioned table',
-                                         'public.Class (name) is not a primary key or unique key']):
+                                         'the referenced columns public.Class (name) must be exactly the key columns']):
         result = run(info, constraints=[dict((k, v) for k, v in entry.items() if v is not None)])
         assert result.get('failed') and result['queries'] == [], result
         assert fragment in result['msg'], result['msg']

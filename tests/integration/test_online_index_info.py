@@ -125,7 +125,8 @@ def test_same_index_name_on_two_tables_fails(db, run_module, t12_plan):
     plan['tables'][1]['indexes'].append(dict(name='Job_createdAt_idx', columns=['createdAt']))
     result = run_module(MODULE, **plan_args(plan))
     assert result.get('failed') is True
-    assert 'index "public.Job_createdAt_idx" is planned on both Job and JobAssignment' in result['msg']
+    assert ('the plan creates relation "public.Job_createdAt_idx" twice (index "Job_createdAt_idx" of public.Job and '
+            'index "Job_createdAt_idx" of public.JobAssignment)') in result['msg']
 
 
 def test_info_check_mode_matches_normal_mode(db, run_module, t12_plan):

@@ -432,8 +432,8 @@ def test_absent_refuses_a_constraint_index(db, run_module):
     before = helpers.all_indexes(db)
     result = run_module(MODULE, table='Job', state='absent', indexes=[dict(name='Job_pkey')])
     assert result.get('failed') is True
-    assert 'backs constraint "Job_pkey"' in result['msg']
-    assert 'nothing was dropped' in result['msg']
+    assert 'backs constraint "Job_pkey"' in result['msg'] and '[rule drop-index-of-constraint]' in result['msg']
+    assert 'nothing was changed' in result['msg']
     assert helpers.all_indexes(db) == before
     assert index_info(db, 'Job_pkey')['valid'] is True
 

@@ -139,10 +139,13 @@ def test_a_unique_index_must_cover_the_partition_key_and_is_refused_before_any_d
         dict(name='Reading_deviceId_takenAt_key', columns=['deviceId', 'takenAt'], unique=True),
         dict(name='Reading_id_key', columns=['id'], unique=True)])
     assert result.get('failed') is True and result['queries'] == [] and result['changed'] is False
-    assert ('unique index "Reading_deviceId_takenAt_key" on partitioned table public.Reading_2025 does not cover the '
-            'partition key: its key columns (deviceId, takenAt) must include kind') in result['msg']
-    assert 'unique index "Reading_id_key" on partitioned table public.Reading does not cover the partition key: its ' \
-           'key columns (id) must include takenAt' in result['msg']
+    assert ('index "public.Reading_deviceId_takenAt_key" (its step on "public.Reading_deviceId_takenAt_key_Reading_2025"):'
+            ' CREATE INDEX ... ON ONLY would be refused: a unique index on partitioned table public.Reading_2025 must '
+            'cover its partition key (PostgreSQL checks uniqueness within each partition only): its key columns '
+            '(deviceId, takenAt) must include kind') in result['msg']
+    assert ('index "public.Reading_id_key": CREATE INDEX ... ON ONLY would be refused: a unique index on partitioned '
+            'table public.Reading must cover its partition key (PostgreSQL checks uniqueness within each partition '
+            'only): its key columns (id) must include takenAt') in result['msg']
     assert helpers.all_indexes(readings) == before
 
     covered = run(file_database, table='Reading', indexes=[dict(name='Reading_id_key', columns=['id', 'takenAt', 'kind'],
@@ -287,7 +290,8 @@ def test_the_preflight_refuses_a_unique_index_that_misses_the_partition_key_befo
     output = ' '.join(refused.stdout.split())
     assert refused.returncode != 0
     assert 'The plan cannot be applied; nothing was changed' in output
-    assert 'unique index "Reading_id_key" on partitioned table public.Reading does not cover the partition key' in output
+    assert ('index "public.Reading_id_key": CREATE INDEX ... ON ONLY would be refused: a unique index on partitioned '
+            'table public.Reading must cover its partition key') in output
     assert 'Start building or dropping concurrently' not in output
     assert helpers.schema_dump(file_database['cluster'], DATABASE) == before
 

@@ -83,15 +83,19 @@ class TestReplacement(object):
         assert 'existing: ' + OLD in error and 'planned:  CREATE INDEX "Job_status_idx"' in error
         assert 'on_mismatch: replace' in error
 
+    # An index that backs a constraint, that foreign keys depend on or that is attached to a partitioned index cannot
+    # be dropped, which PostgreSQL refuses: the refusal rules refuse those (test_refusal_rules). Here: what the renames
+    # would lose, and what a rollback could not build again.
     @pytest.mark.parametrize('extra, fragment', [
-        (dict(constraint='Job_status_key'), 'it backs constraint "Job_status_key"'),
-        (dict(referenced_by=['Item_job_fkey']), 'foreign key(s) Item_job_fkey depend on it'),
         (dict(replica_identity=True), 'REPLICA IDENTITY'),
         (dict(clustered=True), 'CLUSTERed on it'),
+        (dict(definition='CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status) WITH (fillfactor = 10); SELECT 1'),
+         'a rollback could not build it again from its definition'),
     ])
-    def test_an_index_that_other_objects_depend_on_is_not_replaced(self, extra, fragment):
-        decisions, (error,) = replace({'Job_status_idx': old_index(**extra)})
-        assert decisions == [] and fragment in error and 'cannot be replaced' in error and 'existing: ' + OLD in error
+    def test_an_index_the_replacement_would_lose_something_of_is_not_replaced(self, extra, fragment):
+        decisions, (error,) = replace({'Job_status_idx': existing('Job_status_idx', ['status'], **dict(
+            dict(definition=OLD), **extra))})
+        assert decisions == [] and fragment in error and 'cannot be replaced' in error
 
     def test_a_helper_name_taken_by_something_else_is_refused(self):
         decisions, (error,) = replace({'Job_status_idx': old_index(), NEXT: existing(NEXT, ['status'], table='Item')})
@@ -148,6 +152,20 @@ class TestRestore(object):
     def test_a_record_that_cannot_be_trusted_is_refused_and_nothing_runs(self, comment, fragment):
         decisions, (error,) = restore({'Job_status_idx': new_index(comment=comment)})
         assert decisions == [] and fragment in error
+
+    @pytest.mark.parametrize('definition, columns', [
+        ('CREATE UNIQUE INDEX "Job_status_idx" ON public."Job" USING btree (status, "teacherId")', ['status', 'teacherId']),
+        (OLD, None),
+        ('CREATE UNIQUE INDEX "Job_status_idx" ON public."Job" USING btree (status) WHERE (status IS NOT NULL)', None),
+        ('CREATE UNIQUE INDEX "Job_status_idx" ON public."Job" USING btree (lower(title))', None),
+    ])
+    def test_the_key_of_a_unique_index_the_rollback_builds_again_is_known_when_it_is_plain_columns(self, definition,
+                                                                                                  columns):
+        # The rollback's preflight counts the duplicate keys written since the replacement on those columns.
+        (decision,), errors = restore({'Job_status_idx': new_index(comment=plan.replacement_record(definition, None))})
+        assert errors == [] and plan.restored_unique_columns(decision) == columns
+        (decision,), errors = replace({'Job_status_idx': old_index()})
+        assert plan.restored_unique_columns(decision) is None
 
     def test_its_rollback_needs_the_columns(self):
         errors = plan.validate_specs('public', 'Job', [dict(job_spec(), columns=None)], 'absent')

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Unit tests of an index planned on a partitioned table (index_plan, no server): the names of the partitions' indexes,
-the steps (ON ONLY, a concurrent build per partition, ATTACH PARTITION) from any state a stopped run leaves, the
-partition key a unique index must cover, and the rollback's steps."""
+the steps (ON ONLY, a concurrent build per partition, ATTACH PARTITION) from any state a stopped run leaves, and the
+rollback's steps. The partition key a unique index must cover is a refusal rule's (test_refusal_rules)."""
 
 import pytest
 
@@ -151,24 +151,6 @@ class TestPartitionSteps(object):
         assert 'partition public.ev_2024' in problems[0]
 
 
-class TestPartitionKeys(object):
-
-    def test_a_unique_index_must_hold_every_partition_key_column_of_every_level(self):
-        errors = plan.partition_key_errors(ev_spec('ev_id_key', ['id'], unique=True), tree())
-        assert len(errors) == 2
-        assert 'public.ev does not cover the partition key' in errors[0] and 'must include at' in errors[0]
-        assert 'public.ev_2025' in errors[1] and 'must include kind' in errors[1]
-        assert plan.partition_key_errors(ev_spec('ev_id_key', ['id', 'at', 'kind'], unique=True), tree()) == []
-
-    def test_a_non_unique_index_may_leave_the_key_out(self):
-        assert plan.partition_key_errors(ev_spec(), tree()) == []
-
-    def test_a_key_expression_cannot_be_covered(self):
-        nodes = [dict(schema='public', table='ev', relkind='p', parent=None, key_columns=[None])]
-        (error,) = plan.partition_key_errors(ev_spec('ev_id_key', ['id'], unique=True), nodes)
-        assert 'partitioned by an expression' in error
-
-
 class TestPartitionedDecisions(object):
 
     def decide(self, specs, found, state='present', nodes=None):
@@ -184,9 +166,6 @@ class TestPartitionedDecisions(object):
         assert decisions[0]['steps'][0]['kind'] == 'create_on_only'
         assert 'create_on_only' not in [s['kind'] for s in decisions[1]['steps'][:1]] and decisions[2]['steps'] == []
 
-    def test_a_unique_index_that_does_not_cover_the_key_is_refused_before_any_step(self):
-        decisions, errors = self.decide([ev_spec('ev_id_key', ['id'], unique=True)], {})
-        assert decisions == [] and len(errors) == 1 and 'must include at' in errors[0]
 
     def test_a_partitioned_index_of_another_definition_is_refused_even_when_invalid_and_even_with_replace(self):
         found = existing('ev_v_idx', ['id'], table='ev', relkind='I', valid=False)

@@ -40,6 +40,21 @@ def test_what_needs_the_catalog_passes_the_format_check(name, plan, fragments):
     assert mp.plan_errors(plan) == [], name
 
 
+def test_checks_and_foreign_keys_of_one_name_may_stand_on_different_tables():
+    # Their names are per table in PostgreSQL; only a unique constraint's (its index's) is per schema.
+    plan = dict(bad_plans.GOOD, constraints=bad_plans.GOOD['constraints'] + [
+        dict(name='positive', type='check', table='Item', expression='price > 0'),
+        dict(name='positive', type='check', table='Job', expression='reward >= 0'),
+        dict(name='positive', type='check', table='Job', schema='other', expression='reward >= 0'),
+        dict(name='class_fkey', type='foreign_key', table='Job', columns=['classId'],
+             references=dict(table='Class', columns=['id'])),
+        dict(name='class_fkey', type='foreign_key', table='JobAssignment', columns=['jobId'],
+             references=dict(table='Job', columns=['id'])),
+        dict(name='pt_walk_job_title_not_null', type='not_null', table='Job', column='title'),
+        dict(name='pt_walk_job_title_not_null', type='not_null', table='Class', column='name')])
+    assert mp.plan_errors(plan) == []
+
+
 def test_every_problem_is_listed_at_once():
     plan = dict(name='x', tables=[dict(name='Job', indexes=[dict(name='a', columns='a,b', unique='yes')])],
                 constraints=[dict(name='a', table='Job', columns=['a'])],
