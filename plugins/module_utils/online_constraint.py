@@ -644,10 +644,11 @@ class ConstraintRunner(UniqueConstraintRunner):
         timeout = self.deadlock_safe_timeout(configured)
         kept = ('the constraint "%s" is kept NOT VALID (it already checks every new row), and the rerun validates it'
                 % spec['name'] if step == 'validate' else 'this step had not changed anything, it runs again')
+        referenced = self.read_table(spec['references']['schema'], spec['references']['table'])
         step_decision = dict(decision, step=step, lock_timeout=timeout['note'], retry_advice=(
             'What to do: let those sessions finish (or end them), or raise lock_retries (its lock_timeout, %s, stays '
             'below deadlock_timeout, so that the application is never the deadlock victim), then rerun: %s.'
-            % (timeout['value'], kept)))
+            % (timeout['value'], kept)), lock_oids=[referenced['oid'] if referenced else None, decision['table_oid']])
         return self._with_retries(spec, step_decision, statements[3], lambda: self._in_transaction(statements))
 
     def _validate(self, decision, statement):

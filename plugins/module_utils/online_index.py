@@ -693,8 +693,9 @@ class OnlineIndexRunner(object):
             lines.append('Each attempt gave up after lock_timeout=%s: another session holds a conflicting lock, or a '
                          'long transaction is still open (a concurrent build waits for every older transaction).'
                          % decision.get('lock_timeout', self.lock_timeout))
-            if decision.get('table_oid'):
-                holders = self._query(LOCK_HOLDERS_QUERY, dict(oid=decision['table_oid']))
+            # A statement of lock_order waits for the referenced table first: its holders are named too.
+            for oid in decision.get('lock_oids') or [decision.get('table_oid')]:
+                holders = self._query(LOCK_HOLDERS_QUERY, dict(oid=oid)) if oid else []
                 for row in holders:
                     lines.append('  lock holder: pid %(pid)s %(mode)s granted=%(granted)s state=%(state)s '
                                  'transaction open %(xact_seconds)ss app=%(application_name)s query: %(query)s' % row)

@@ -265,3 +265,30 @@ def test_the_rollbacks_drop_of_a_foreign_key_under_the_applications_write_never_
     assert result['constraints'][0]['steps_done'] == ['drop']
     assert helpers.query(conn, "SELECT count(*) FROM pg_catalog.pg_constraint WHERE conname = %s",
                          (FK['name'],)) == [(0,)]
+
+
+def test_a_foreign_key_that_cannot_take_the_referenced_table_in_time_fails_naming_its_holder(pair):
+    """The tool now waits for the referenced table, not the table: the failure names who holds that one, and the
+    effective lock_timeout with what it was capped from. Nothing is changed and the application's transaction goes
+    on."""
+    info, conn = pair
+    application = psycopg2.connect(host=info['host'], port=info['port'], user=info['user'], password=info['password'],
+                                   dbname=info['dbname'], application_name='pt_application')
+    try:
+        application.cursor().execute('UPDATE pt_lock_parent SET v = v + 1 WHERE id = 7')  # left open
+        result = run(info, constraints=[FK], lock_timeout='2s', lock_retries=1, lock_retry_delay=0.1)
+        application.commit()
+    finally:
+        application.close()
+    assert result.get('failed') is True, result
+    message = ' '.join(result['msg'].split())
+    for fragment in ('ADD CONSTRAINT "pt_lock_child_parent_fkey" FOREIGN KEY', 'failed after 2 attempt(s)',
+                     'lock_timeout=500ms (the configured 2s capped at half of deadlock_timeout 1000ms',
+                     'raise lock_retries', 'Steps done before it, and kept: none'):
+        assert fragment in message, (fragment, message)
+    # The holder of the referenced table, by its lock (not only as an open transaction).
+    assert re.search(r'lock holder: pid \d+ RowExclusiveLock granted=True state=idle in transaction .* '
+                     r'app=pt_application query: UPDATE pt_lock_parent', message), message
+    assert helpers.query(conn, 'SELECT count(*) FROM pg_catalog.pg_constraint WHERE conname = %s',
+                         (FK['name'],)) == [(0,)]
+    assert helpers.query(conn, 'SELECT v FROM pt_lock_parent WHERE id = 7') == [(1,)]
