@@ -53,6 +53,16 @@ def pair(t12_copy, request):
         yield database['cluster'], database['conn']
 
 
+@pytest.fixture
+def watched(pair):
+    """The pair, with helpers.Guard on its database (a canary table, a victim session, a snapshot of the catalog and
+    of the rows of Job, Class and Item): (connection info, autocommit connection, guard)."""
+    info, conn = pair
+    guard = helpers.Guard(conn, lambda: helpers.connect(info))
+    yield info, conn, guard
+    guard.close()
+
+
 def run(info, check=False, **args):
     return helpers.run_ansible_module('postgresql_online_constraint', dict(helpers.login_of(info, info['dbname']), **args),
                                       check=check)
@@ -240,8 +250,8 @@ def child_committed(conn):
     return helpers.query(conn, 'SELECT parent_id FROM pt_lock_child WHERE id = 5001') == [(7,)]
 
 
-def test_adding_a_foreign_key_under_the_applications_write_never_deadlocks(pair):
-    info, conn = pair
+def test_adding_a_foreign_key_under_the_applications_write_never_deadlocks(watched):
+    info, conn, guard = watched
     result, error, counted = application_transaction_across(info, conn, lambda: run(
         info, constraints=[FK], lock_retries=30, lock_retry_delay=0.1))
     assert error is None, 'the application\'s transaction was aborted: %s' % error
@@ -249,12 +259,14 @@ def test_adding_a_foreign_key_under_the_applications_write_never_deadlocks(pair)
     assert child_committed(conn)
     assert result.get('failed') is not True, result
     assert result['constraints'][0]['steps_done'] == ['add', 'validate']
-    assert helpers.query(conn, "SELECT convalidated FROM pg_catalog.pg_constraint WHERE conname = %s",
-                         (FK['name'],)) == [(True,)]
+    # The key, valid, is all that changed; the victim session lives on.
+    assert guard.changed_since() == ({}, [], [('constraint', 'public.pt_lock_child.pt_lock_child_parent_fkey',
+                                               'FOREIGN KEY (parent_id) REFERENCES pt_lock_parent(id) validated=true')])
+    assert guard.victim_alive()
 
 
-def test_the_rollbacks_drop_of_a_foreign_key_under_the_applications_write_never_deadlocks(pair):
-    info, conn = pair
+def test_the_rollbacks_drop_of_a_foreign_key_under_the_applications_write_never_deadlocks(watched):
+    info, conn, guard = watched
     assert run(info, constraints=[FK]).get('failed') is not True
     result, error, counted = application_transaction_across(info, conn, lambda: run(
         info, constraints=[FK], state='absent', lock_retries=30, lock_retry_delay=0.1))
@@ -263,15 +275,14 @@ def test_the_rollbacks_drop_of_a_foreign_key_under_the_applications_write_never_
     assert child_committed(conn)
     assert result.get('failed') is not True, result
     assert result['constraints'][0]['steps_done'] == ['drop']
-    assert helpers.query(conn, "SELECT count(*) FROM pg_catalog.pg_constraint WHERE conname = %s",
-                         (FK['name'],)) == [(0,)]
+    guard.assert_untouched('the rollback of the key it added')  # the catalog as before the migration
 
 
-def test_a_foreign_key_that_cannot_take_the_referenced_table_in_time_fails_naming_its_holder(pair):
+def test_a_foreign_key_that_cannot_take_the_referenced_table_in_time_fails_naming_its_holder(watched):
     """The tool now waits for the referenced table, not the table: the failure names who holds that one, and the
     effective lock_timeout with what it was capped from. Nothing is changed and the application's transaction goes
     on."""
-    info, conn = pair
+    info, conn, guard = watched
     application = psycopg2.connect(host=info['host'], port=info['port'], user=info['user'], password=info['password'],
                                    dbname=info['dbname'], application_name='pt_application')
     try:
@@ -289,6 +300,5 @@ def test_a_foreign_key_that_cannot_take_the_referenced_table_in_time_fails_namin
     # The holder of the referenced table, by its lock (not only as an open transaction).
     assert re.search(r'lock holder: pid \d+ RowExclusiveLock granted=True state=idle in transaction .* '
                      r'app=pt_application query: UPDATE pt_lock_parent', message), message
-    assert helpers.query(conn, 'SELECT count(*) FROM pg_catalog.pg_constraint WHERE conname = %s',
-                         (FK['name'],)) == [(0,)]
+    guard.assert_untouched('a foreign key step that gave up')
     assert helpers.query(conn, 'SELECT v FROM pt_lock_parent WHERE id = 7') == [(1,)]
