@@ -45,13 +45,16 @@ options:
       - lock_timeout of each catalog step that readers or writers would queue behind. These are ADD CONSTRAINT (a
         unique index attached, or a foreign key or check added NOT VALID), SET NOT NULL, DROP CONSTRAINT and DROP NOT
         NULL. Sessions that queue behind such a request wait at most this long.
+      - A foreign key's C(ADD) and C(DROP) lock two tables, the referenced one first; for them it is capped at half of
+        the server's C(deadlock_timeout), so that the step, never the application, gives up first.
     type: str
     default: 2s
   index_lock_timeout:
     description:
       - lock_timeout of the session's other statements. These are C(VALIDATE CONSTRAINT) waiting for its lock (SHARE
         UPDATE EXCLUSIVE, which no reader or writer takes, but autovacuum and other DDL do), the catalog reads, and
-        the drop of a failed build's INVALID leftover.
+        the drop of a failed build's INVALID leftover. For a foreign key's C(VALIDATE) (the referenced table locked
+        first) it is capped at half of the server's C(deadlock_timeout).
       - Concurrent index builds and drops are not bounded by it. They block no reads or writes while they wait (for
         writers, for older transactions), and a retry would build the index all over again; they wait as long as it
         takes, watched (O(build_wait_warn), O(build_wait_timeout)).
