@@ -4,7 +4,7 @@ VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: run test bootstrap cluster migrate rollback lint sanity unit integration molecule molecule-beside bench bench-load bench-waits bench-constraints clean
+.PHONY: run test bootstrap cluster migrate rollback lint sanity unit integration molecule molecule-beside bench bench-load bench-waits bench-constraints bench-deadlocks clean
 
 ## run: start the local cluster with the T12 schema and sample data, then migrate it (the main job)
 run: bootstrap cluster migrate
@@ -73,6 +73,10 @@ bench-waits: bootstrap
 ## bench-constraints: a foreign key, a NOT NULL and a check under the write load, scale 10, 3 rounds (issue 15)
 bench-constraints: bootstrap
 	python bench/constraints_under_load.py --scale 10 --repeat 3
+
+## bench-deadlocks: a foreign key migrated and rolled back 10 times under parent-then-child writes, scale 1 (issue 21)
+bench-deadlocks: bootstrap
+	python bench/deadlocks_under_load.py --scale 1 --repeat 10
 
 ## clean: stop and delete the local cluster
 clean:

@@ -187,8 +187,8 @@ class ConstraintsBench(zero_downtime.Bench):
                 for table in tables}
 
 
-def median_numbers(results):
-    out = {key: round(statistics.median(r[key] for r in results), 2) for key in NUMBERS}
+def median_numbers(results, numbers=NUMBERS):
+    out = {key: round(statistics.median(r[key] for r in results), 2) for key in numbers}
     out['errors_total'] = sum(r['errors'] for r in results)
     out['command_exit_codes'] = [r['command_returncode'] for r in results]
     out['loadavg_1m'] = [r['loadavg_1m'] for r in results]

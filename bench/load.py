@@ -66,9 +66,12 @@ def new_id():
 class Workload:
     """The operations of the load: name -> (weight, function(cursor, rng)). Weights are relative."""
 
-    def __init__(self, large_rows, small_rows):
+    def __init__(self, large_rows, small_rows, pause=0.0, weights=None):
         self.large_rows = large_rows
         self.small_rows = small_rows
+        # Seconds assign_job waits between its UPDATE of the parent (Job) and its INSERT of the child (JobAssignment),
+        # as an application does work between two statements of a transaction (bench/deadlocks_under_load.py).
+        self.pause = pause
         self.operations = {
             # INSERTs into the tables the plan indexes, and into Class (unique constraint of the plan).
             'insert_job': (8, self.insert_job),
@@ -97,6 +100,8 @@ class Workload:
             'read_assignments_of_student': (2, self.read_assignments_of_student),
             'read_class': (2, self.read_class),
         }
+        for name, weight in (weights or {}).items():
+            self.operations[name] = (weight, self.operations[name][1])
         self.names = list(self.operations)
         self.weights = [self.operations[name][0] for name in self.names]
 
@@ -203,6 +208,8 @@ class Workload:
         cur.execute('BEGIN')
         cur.execute('UPDATE "Job" SET "status" = \'ASSIGNED\', "updatedAt" = CURRENT_TIMESTAMP WHERE "id" = %s',
                     (job,))
+        if self.pause:
+            time.sleep(self.pause)
         cur.execute('INSERT INTO "JobAssignment" ("id", "jobId", "studentId", "status", "updatedAt")'
                     ' VALUES (%s, %s, %s, \'ACCEPTED\', CURRENT_TIMESTAMP)',
                     (new_id(), job, sample_id('student', rng.randrange(STUDENTS))))
@@ -370,8 +377,10 @@ class Load:
     """Start the threads with start(), end them with stop() (which returns the summary)."""
 
     def __init__(self, connect_kwargs, threads=4, rate=DEFAULT_RATE, statement_timeout='120s', seed=None,
-                 monitor=True, monitor_interval=0.05):
+                 monitor=True, monitor_interval=0.05, pause=0.0, weights=None):
         self.connect_kwargs = dict(connect_kwargs)
+        self.pause = pause
+        self.weights = weights
         self.threads = threads
         self.rate = rate
         self.statement_timeout = statement_timeout
@@ -407,7 +416,7 @@ class Load:
 
     def start(self):
         large_rows, small_rows = self._sizes()
-        self.workload = Workload(large_rows, small_rows)
+        self.workload = Workload(large_rows, small_rows, self.pause, self.weights)
         # Connected before the clock starts: the first gap of the load is not the connection set-up.
         connections = [self.connect() for _ in range(self.threads)]
         self.started = time.monotonic()

@@ -159,8 +159,7 @@ class Bench:
             env.update(ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, 'bench', 'callback_plugins'),
                        ANSIBLE_CALLBACKS_ENABLED='bench_task_timer', BENCH_TASK_TIMES=times_file)
         before_runs = set(glob.glob(os.path.join(self.artifacts_dir, 'runs', '*')))
-        load = load_module.Load(self.connect_kwargs, threads=self.args.threads, rate=self.args.rate,
-                                statement_timeout=self.args.statement_timeout).start()
+        load = self.new_load().start()
         time.sleep(self.args.warmup)
         loadavg_before = os.getloadavg()[0]
         command_start = time.monotonic() - load.started
@@ -197,6 +196,11 @@ class Bench:
         if not self.args.by_kind:
             result.pop('by_kind')
         return result
+
+    def new_load(self):
+        """The write load of one scenario (a bench of its own may shape it: a pause, other weights)."""
+        return load_module.Load(self.connect_kwargs, threads=self.args.threads, rate=self.args.rate,
+                                statement_timeout=self.args.statement_timeout)
 
     def setup(self):
         """Seed the cluster (first time only) and connect to it; the seeding's seconds."""

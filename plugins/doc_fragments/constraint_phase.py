@@ -55,13 +55,16 @@ options:
         NULL. Sessions that queue behind such a request wait at most this long.
       - From 1ms to 1min. C(0) (wait forever) and longer waits are refused before anything runs, as every query of
         the table would wait behind the step that long; a short wait is retried (O(lock_retries)).
+      - A foreign key's C(ADD) and C(DROP) lock two tables, the referenced one first; for them it is capped at half of
+        the server's C(deadlock_timeout), so that the step, never the application, gives up first.
     type: str
     default: 2s
   index_lock_timeout:
     description:
       - lock_timeout of the session's other statements. These are C(VALIDATE CONSTRAINT) waiting for its lock (SHARE
         UPDATE EXCLUSIVE, which no reader or writer takes, but autovacuum and other DDL do), the catalog reads, and
-        the drop of a failed build's INVALID leftover.
+        the drop of a failed build's INVALID leftover. For a foreign key's C(VALIDATE) (the referenced table locked
+        first) it is capped at half of the server's C(deadlock_timeout).
       - Concurrent index builds and drops are not bounded by it. They block no reads or writes while they wait (for
         writers, for older transactions), and a retry would build the index all over again; they wait as long as it
         takes, watched (O(build_wait_warn), O(build_wait_timeout)).

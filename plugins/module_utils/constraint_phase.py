@@ -24,7 +24,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
     ACTION_DROP, ACTION_UNCHANGED,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import (
-    ConstraintRunner, entry_columns, planned_unique_keys, step_lock,
+    ConstraintRunner, entry_columns, planned_unique_keys,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import unique_indexes
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
@@ -208,7 +208,7 @@ def bring_other(module, runner, spec, state, planned_unique=()):
         raise ConstraintFailed('The %s cannot be %s; nothing was changed. Fix the plan (or the database) and rerun:\n%s'
                                % (KIND_NAMES[spec['type']], 'added' if state == 'present' else 'dropped', error), entry)
     entry.update(action=decision['action'], statements=decision['statements'], steps=decision['steps'],
-                 locks=[step_lock(spec['type'], step) for step in decision['steps']],
+                 locks=decision['locks'],
                  planned=decision['planned'], advice=decision['advice'],
                  definition=decision['constraint']['definition'] if decision['constraint'] else None)
     diff = (describe_other(decision) + '\n', planned_other(decision) + '\n')

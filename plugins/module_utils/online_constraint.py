@@ -4,6 +4,8 @@
 #   foreign_key: ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID  (SHARE ROW EXCLUSIVE on both tables, an instant)
 #                VALIDATE CONSTRAINT  (SHARE UPDATE EXCLUSIVE on the table, ROW SHARE on the referenced one: a scan
 #                that blocks no reads or writes)
+#                Each of its steps (and its DROP, ACCESS EXCLUSIVE on both tables) locks two tables: it takes the
+#                referenced one first, under a lock_timeout below deadlock_timeout (lock_order says why).
 #   check:       ADD CONSTRAINT ... CHECK (...) NOT VALID  (ACCESS EXCLUSIVE, an instant), then VALIDATE
 #   not_null:    a helper CHECK (column IS NOT NULL) NOT VALID, VALIDATE, then ALTER COLUMN ... SET NOT NULL (ACCESS
 #                EXCLUSIVE, instant: PostgreSQL 12+ proves the column from the valid check instead of scanning), then
@@ -25,6 +27,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identi
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
     ACTION_CREATE, ACTION_DROP, ACTION_UNCHANGED,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.lock_order import lock_text
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import (
     expression_error, statement_error,
 )
@@ -309,16 +312,23 @@ def entry_statement(kind, step):
     return dict(validate=VALIDATE, set_not_null=SET_NOT_NULL, drop=DROP_CONSTRAINT, drop_not_null=DROP_NOT_NULL).get(step)
 
 
+def ordered_kind(kind, step):
+    """The lock_order.ORDERED_STATEMENTS entry of a step that locks two tables (a foreign key's add, validate and
+    drop), or None."""
+    return 'foreign_key_%s' % step if kind == 'foreign_key' and step in ('add', 'validate', 'drop') else None
+
+
 def step_lock(kind, step):
     """The lock a step takes, as the docs and the report say it."""
+    ordered = ordered_kind(kind, step)
+    if ordered:
+        return '%s, %s, under a lock_timeout capped at half of deadlock_timeout' % (lock_text(ordered), dict(
+            add='an instant (NOT VALID: no scan)', validate='a scan that blocks no reads or writes',
+            drop='an instant')[step])
     if step == 'add':
-        if kind == 'foreign_key':
-            return 'SHARE ROW EXCLUSIVE on the table and the referenced table, an instant (NOT VALID: no scan)'
         return 'ACCESS EXCLUSIVE on the table, an instant (NOT VALID: no scan)'
     if step == 'validate':
-        return STEP_LOCKS['validate'] % (' and ROW SHARE on the referenced table' if kind == 'foreign_key' else '')
-    if step == 'drop' and kind == 'foreign_key':
-        return 'ACCESS EXCLUSIVE on the table and SHARE ROW EXCLUSIVE on the referenced table, an instant'
+        return STEP_LOCKS['validate'] % ''
     return STEP_LOCKS[step]
 
 
@@ -460,7 +470,12 @@ class ConstraintRunner(UniqueConstraintRunner):
                         column_not_null=column_not_null, table_oid=table_row['oid'] if table_row else None,
                         planned=planned_text,
                         advice=self._index_advice(spec, state, table_row, index_decision))
-        decision['statements'] = [self.render(self.step_statement(spec, step, index_decision)) for step in steps]
+        rendered = [(step, [self.render(statement) for statement in self.step_sql(spec, step, index_decision)])
+                    for step in steps]
+        decision['statements'] = [text for _step, texts in rendered for text in texts]
+        # The lock each step takes, beside its own statement (in a transaction of lock_order, the fourth).
+        decision['locks'] = [step_lock(spec['type'], step) if len(texts) == 1 or position == 3 else None
+                             for step, texts in rendered for position in range(len(texts))]
         return decision
 
     def _catalog_errors(self, spec, table_row, columns):
@@ -574,6 +589,17 @@ class ConstraintRunner(UniqueConstraintRunner):
             return 'CHECK (%s)' % spec['expression']
         return 'NOT NULL on column %s (through CHECK (%s))' % (spec['column'], self.check_expression(spec))
 
+    def step_sql(self, spec, step, index_decision=None):
+        """The statements of one step, in order: a step that locks two tables runs in a transaction of its own that
+        takes the referenced table first (OnlineIndexRunner.in_lock_order); any other step is one statement."""
+        statement = self.step_statement(spec, step, index_decision)
+        ordered = ordered_kind(spec['type'], step)
+        if not ordered:
+            return [statement]
+        references = spec['references']
+        return self.in_lock_order(ordered, references['schema'], references['table'], statement,
+                                  self.lock_timeout if step == 'validate' else self.constraint_lock_timeout)
+
     def step_statement(self, spec, step, index_decision=None):
         sql = self.sql
         table = sql.SQL('ALTER TABLE {}.{} ').format(sql.Identifier(spec['schema']), sql.Identifier(spec['table']))
@@ -661,6 +687,8 @@ class ConstraintRunner(UniqueConstraintRunner):
             try:
                 if step in ('build_index', 'drop_index'):
                     retries += self.apply(decision['index_decision'])[1]
+                elif ordered_kind(spec['type'], step):
+                    retries += self._in_lock_order(decision, step)
                 elif step == 'validate':
                     retries += self._validate(decision, statement)
                 else:
@@ -675,6 +703,22 @@ class ConstraintRunner(UniqueConstraintRunner):
         advice = ('What to do: let those sessions finish (or end them), or raise the constraint lock_timeout / '
                   'lock_retries, then rerun.')
         return dict(decision, step_advice=advice, step=step)
+
+    def _in_lock_order(self, decision, step):
+        """A step that locks two tables: the referenced table first, then the statement, in one transaction under the
+        lock_timeout capped below deadlock_timeout, retried with backoff as a whole."""
+        spec = decision['spec']
+        statements = self.step_sql(spec, step)
+        configured = self.lock_timeout if step == 'validate' else self.constraint_lock_timeout
+        timeout = self.deadlock_safe_timeout(configured)
+        kept = ('the constraint "%s" is kept NOT VALID (it already checks every new row), and the rerun validates it'
+                % spec['name'] if step == 'validate' else 'this step had not changed anything, it runs again')
+        referenced = self.read_table(spec['references']['schema'], spec['references']['table'])
+        step_decision = dict(decision, step=step, lock_timeout=timeout['note'], retry_advice=(
+            'What to do: let those sessions finish (or end them), or raise lock_retries (its lock_timeout, %s, stays '
+            'below deadlock_timeout, so that the application is never the deadlock victim), then rerun: %s.'
+            % (timeout['value'], kept)), lock_oids=[referenced['oid'] if referenced else None, decision['table_oid']])
+        return self._with_retries(spec, step_decision, statements[3], lambda: self._in_transaction(statements))
 
     def _validate(self, decision, statement):
         """VALIDATE CONSTRAINT: its lock (SHARE UPDATE EXCLUSIVE, which no reader or writer conflicts with) waited for

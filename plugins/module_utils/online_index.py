@@ -19,6 +19,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
     decide_actions, estimate_index_bytes, index_expressions, partition_index_name, replacement_names,
     same_index_definition, validate_specs,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.lock_order import (
+    ORDERED_STATEMENTS, TIMEOUTS_QUERY, capped_lock_timeout,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import statement_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import PlanTrust, refusal_message
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
@@ -279,6 +282,8 @@ class OnlineIndexRunner(object):
         # (schema, name, what creates it) of every relation name the decisions planned so far create: the preflight
         # proves them unique across the whole plan (refusal_rules.name_clash_messages).
         self.created_names = []
+        # {configured lock_timeout: lock_order.capped_lock_timeout} of the statements that lock two tables.
+        self._capped_timeouts = {}
         self.backend_pid = self._query(
             "SELECT pg_catalog.set_config('application_name', 'pg-zero-downtime', false), "
             "pg_catalog.set_config('lock_timeout', %(lock_timeout)s, false), "
@@ -488,13 +493,18 @@ class OnlineIndexRunner(object):
             return [self.create_statement(step['schema'], step['table'], target)]
         if kind == 'build_definition':
             return [self.plan_text('definition', step['statement'])]
-        if kind in ('drop', 'drop_partitioned'):
-            return [self.drop_statement(step['schema'], step['name'], concurrently=kind == 'drop')]
+        if kind == 'drop':
+            return [self.drop_statement(step['schema'], step['name'])]
+        if kind == 'drop_partitioned':
+            return self.in_lock_order('drop_partitioned', step['schema'], step['table'], self.drop_statement(
+                step['schema'], step['name'], concurrently=False), self.lock_timeout)
         if kind == 'create_on_only':
             return [self.create_statement(step['schema'], step['table'], target, concurrently=False, only=True)]
         if kind == 'attach':
-            return [sql.SQL('ALTER INDEX {} ATTACH PARTITION {}.{}').format(
-                index, sql.Identifier(step['partition_schema']), sql.Identifier(step['partition_index']))]
+            return self.in_lock_order('attach', step['schema'], step['table'], sql.SQL(
+                'ALTER INDEX {} ATTACH PARTITION {}.{}').format(
+                index, sql.Identifier(step['partition_schema']), sql.Identifier(step['partition_index'])),
+                self.lock_timeout)
         if kind == 'swap':
             return [sql.SQL('BEGIN'),
                     sql.SQL('ALTER INDEX {} RENAME TO {}').format(index, sql.Identifier(step['previous'])),
@@ -504,6 +514,37 @@ class OnlineIndexRunner(object):
                         index, sql.SQL('NULL') if step['comment'] is None else sql.Literal(step['comment'])),
                     sql.SQL('COMMIT')]
         raise ValueError('unknown step %r' % kind)
+
+    # -- statements that lock two tables (lock_order) -----------------------------------------------
+
+    def deadlock_safe_timeout(self, configured):
+        """lock_order.capped_lock_timeout of the C(configured) lock_timeout on this server (PostgreSQL parses the value
+        and gives its deadlock_timeout), read once per value. Runs outside any transaction."""
+        key = str(configured)
+        if key not in self._capped_timeouts:
+            self.cursor.execute('BEGIN')
+            try:
+                self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, true)", dict(value=key))
+                row = self._query(TIMEOUTS_QUERY)[0]
+            finally:
+                self.cursor.execute('ROLLBACK')
+            self._capped_timeouts[key] = capped_lock_timeout(key, row['lock_ms'], row['deadlock_ms'])
+        return self._capped_timeouts[key]
+
+    def in_lock_order(self, kind, schema, table, statement, configured):
+        """C(statement), which locks two tables, as the transaction that takes them in lock_order's order: C(schema).
+        C(table) first with LOCK TABLE (in the mode ORDERED_STATEMENTS gives C(kind)), then the statement, under the
+        C(configured) lock_timeout capped below deadlock_timeout. Composed SQL, BEGIN to COMMIT; the statement is the
+        fourth."""
+        sql = self.sql
+        first = ORDERED_STATEMENTS[kind]
+        return [sql.SQL('BEGIN'),
+                sql.SQL('SET LOCAL lock_timeout = {}').format(sql.Literal(self.deadlock_safe_timeout(configured)['value'])),
+                sql.SQL('LOCK TABLE {}{}.{} IN {} MODE').format(
+                    sql.SQL('ONLY ' if first['only'] else ''), sql.Identifier(schema), sql.Identifier(table),
+                    sql.SQL(first['locks'][0][1])),
+                statement,
+                sql.SQL('COMMIT')]
 
     # -- planning ----------------------------------------------------------------------------------
 
@@ -645,6 +686,9 @@ class OnlineIndexRunner(object):
                                        % (target['schema'], target['name']))
             return retries
         step_decision = dict(decision, retry_advice=CATALOG_STEP_ADVICE.get(kind, '') % step)
+        if kind in ORDERED_STATEMENTS:
+            step_decision['lock_timeout'] = self.deadlock_safe_timeout(self.lock_timeout)['note']
+            return self._with_retries(target, step_decision, statements[3], lambda: self._in_transaction(statements))
         if kind == 'swap':
             return self._with_retries(target, step_decision, statements[1], lambda: self._in_transaction(statements))
         return self._with_retries(target, step_decision, statements[0], lambda: self._execute(
@@ -807,8 +851,9 @@ class OnlineIndexRunner(object):
             lines.append('Each attempt gave up after lock_timeout=%s: another session holds a conflicting lock, or a '
                          'long transaction is still open (a concurrent build waits for every older transaction).'
                          % decision.get('lock_timeout', self.lock_timeout))
-            if decision.get('table_oid'):
-                holders = self._query(LOCK_HOLDERS_QUERY, dict(oid=decision['table_oid']))
+            # A statement of lock_order waits for the referenced table first: its holders are named too.
+            for oid in decision.get('lock_oids') or [decision.get('table_oid')]:
+                holders = self._query(LOCK_HOLDERS_QUERY, dict(oid=oid)) if oid else []
                 for row in holders:
                     lines.append('  lock holder: pid %(pid)s %(mode)s granted=%(granted)s state=%(state)s '
                                  'transaction open %(xact_seconds)ss app=%(application_name)s query: %(query)s' % row)

@@ -17,10 +17,15 @@ description:
     CONCURRENTLY) under the constraint's name, then C(ADD CONSTRAINT ... UNIQUE USING INDEX) under the short
     O(lock_timeout). Duplicate keys renamed first where the entry says C(on_duplicates=rename).
   - C(foreign_key). C(ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID) under the short O(lock_timeout) (SHARE ROW
-    EXCLUSIVE on the table and on the referenced table, for an instant; no rows are checked). Then C(VALIDATE
-    CONSTRAINT), which checks the existing rows holding SHARE UPDATE EXCLUSIVE on the table and ROW SHARE on the
-    referenced table, so reads and writes go on. With C(index), the index on the key columns is first built
-    concurrently.
+    EXCLUSIVE on the referenced table and on the table, for an instant; no rows are checked). Then C(VALIDATE
+    CONSTRAINT), which checks the existing rows holding ROW SHARE on the referenced table and SHARE UPDATE
+    EXCLUSIVE on the table, so reads and writes go on. With O(state=absent), C(DROP CONSTRAINT) (ACCESS EXCLUSIVE
+    on both tables). With C(index), the index on the key columns is first built concurrently.
+  - Each of those three steps locks two tables, so it runs in a transaction of its own that takes the referenced
+    table first (C(LOCK TABLE) in the step's mode, the order of an application transaction that writes the parent,
+    then the child), under its lock_timeout capped at half of the server's C(deadlock_timeout); the step gives up
+    and retries before PostgreSQL could pick the application's transaction as a deadlock victim. The migration user
+    needs UPDATE, DELETE or TRUNCATE on the referenced table for that C(LOCK TABLE).
   - C(check). C(ADD CONSTRAINT ... CHECK (...) NOT VALID) under the short O(lock_timeout) (ACCESS EXCLUSIVE for an
     instant), then C(VALIDATE CONSTRAINT) as above.
   - C(not_null). A helper C(CHECK (column IS NOT NULL) NOT VALID) named as the entry, C(VALIDATE CONSTRAINT), then

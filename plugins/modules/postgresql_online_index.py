@@ -35,7 +35,9 @@ description:
     makes the index valid. A rerun finishes a half-built one (C(resumed)). A unique index must include every
     partition key column. O(state=absent) drops it with C(DROP INDEX) under O(lock_timeout) (PostgreSQL cannot drop
     a partitioned index concurrently), which takes an ACCESS EXCLUSIVE lock on the table and every partition for an
-    instant.
+    instant. C(ATTACH PARTITION) and that C(DROP INDEX) lock two tables or more, so each runs in a transaction that
+    takes the partitioned table first (C(LOCK TABLE)), under O(lock_timeout) capped at half of the server's
+    C(deadlock_timeout), so it never deadlocks with the application.
   - A concurrent build or drop is never cancelled or retried for waiting; its waits (for its table lock, for
     writers, for older snapshots) block no application query, and a retry would repeat the whole build. A
     second connection watches them; the task warns after O(build_wait_warn) seconds and, with

@@ -135,8 +135,10 @@ def test_a_foreign_key_with_its_index_option_builds_the_index_first_and_rollback
     assert constraints_of(conn)['JobAssignment_jobId_fkey'][1] is True
     dropped = run(info, constraints=[FK], state='absent')
     assert dropped['constraints'][0]['steps_done'] == ['drop', 'drop_index'], dropped
+    # Dropping a foreign key locks the referenced table too (ACCESS EXCLUSIVE): Job first, then the statement (issue 21).
     assert dropped['queries'] == [
-        'ALTER TABLE "public"."JobAssignment" DROP CONSTRAINT IF EXISTS "JobAssignment_jobId_fkey"',
+        'BEGIN', "SET LOCAL lock_timeout = '500ms'", 'LOCK TABLE ONLY "public"."Job" IN ACCESS EXCLUSIVE MODE',
+        'ALTER TABLE "public"."JobAssignment" DROP CONSTRAINT IF EXISTS "JobAssignment_jobId_fkey"', 'COMMIT',
         'DROP INDEX CONCURRENTLY IF EXISTS "public"."JobAssignment_jobId_idx"']
     assert 'JobAssignment_jobId_fkey' not in constraints_of(conn)
     assert not helpers.relation_exists(conn, 'JobAssignment_jobId_idx')
@@ -178,7 +180,8 @@ def test_a_run_stopped_between_steps_resumes_from_the_catalog(copy):
         ('Job_classId_fkey', 'validated', ['validate']),
         ('Class_teacherId_not_null', 'completed', ['set_not_null', 'drop'])]
     assert result['queries'] == [
-        'ALTER TABLE "public"."Job" VALIDATE CONSTRAINT "Job_classId_fkey"',
+        'BEGIN', "SET LOCAL lock_timeout = '500ms'", 'LOCK TABLE ONLY "public"."Class" IN ROW SHARE MODE',
+        'ALTER TABLE "public"."Job" VALIDATE CONSTRAINT "Job_classId_fkey"', 'COMMIT',
         'ALTER TABLE "public"."Class" ALTER COLUMN "teacherId" SET NOT NULL',
         'ALTER TABLE "public"."Class" DROP CONSTRAINT IF EXISTS "Class_teacherId_not_null"']
     assert constraints_of(conn)['Job_classId_fkey'][1] is True
@@ -221,10 +224,13 @@ def test_check_mode_and_diff_show_the_steps_and_change_nothing(copy):
     before = constraints_of(conn)
     result = run(info, check=True, diff=True, constraints=[FK_NULLABLE, NOT_NULL])
     assert result['changed'] is True
+    # A foreign key's steps take the referenced table first, under lock_timeout capped at half of deadlock_timeout.
     assert result['queries'] == [
+        'BEGIN', "SET LOCAL lock_timeout = '500ms'", 'LOCK TABLE ONLY "public"."Class" IN SHARE ROW EXCLUSIVE MODE',
         'ALTER TABLE "public"."Job" ADD CONSTRAINT "Job_classId_fkey" FOREIGN KEY ("classId") REFERENCES "public"."Class" '
-        '("id") ON DELETE SET NULL ON UPDATE CASCADE NOT VALID',
-        'ALTER TABLE "public"."Job" VALIDATE CONSTRAINT "Job_classId_fkey"',
+        '("id") ON DELETE SET NULL ON UPDATE CASCADE NOT VALID', 'COMMIT',
+        'BEGIN', "SET LOCAL lock_timeout = '500ms'", 'LOCK TABLE ONLY "public"."Class" IN ROW SHARE MODE',
+        'ALTER TABLE "public"."Job" VALIDATE CONSTRAINT "Job_classId_fkey"', 'COMMIT',
         'ALTER TABLE "public"."Class" ADD CONSTRAINT "Class_teacherId_not_null" CHECK ("teacherId" IS NOT NULL) NOT VALID',
         'ALTER TABLE "public"."Class" VALIDATE CONSTRAINT "Class_teacherId_not_null"',
         'ALTER TABLE "public"."Class" ALTER COLUMN "teacherId" SET NOT NULL',

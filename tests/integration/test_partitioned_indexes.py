@@ -70,7 +70,8 @@ COMPLETE_TREE = [
     ('Reading_deviceId_idx_Reading_2025_b', 'Reading_2025_b', True, 'Reading_deviceId_idx_Reading_2025'),
 ]
 
-PLANNED_SQL = [
+# Each step's statement, in order.
+STEPS = [
     'CREATE INDEX IF NOT EXISTS "Reading_deviceId_idx" ON ONLY "public"."Reading" USING "btree" ("deviceId") '
     'WHERE ("value" IS NOT NULL)',
     'CREATE INDEX CONCURRENTLY IF NOT EXISTS "Reading_deviceId_idx_Reading_2024" ON "public"."Reading_2024" USING '
@@ -88,6 +89,29 @@ PLANNED_SQL = [
     '"public"."Reading_deviceId_idx_Reading_2025_b"',
     'ALTER INDEX "public"."Reading_deviceId_idx" ATTACH PARTITION "public"."Reading_deviceId_idx_Reading_2025"',
 ]
+
+
+def in_lock_order(statement, table, mode, only=True):
+    """A statement that locks two tables, as the run sends it (lock_order, issue 21): in a transaction that takes the
+    partitioned table first, under the lock_timeout (5s) capped at half of the test cluster's deadlock_timeout (1s)."""
+    return ['BEGIN', "SET LOCAL lock_timeout = '500ms'",
+            'LOCK TABLE %s"public"."%s" IN %s MODE' % ('ONLY ' if only else '', table, mode), statement, 'COMMIT']
+
+
+def sent(steps):
+    """The statements of C(steps) as the run sends them: each ATTACH PARTITION in lock order."""
+    out = []
+    for statement in steps:
+        if ' ATTACH PARTITION ' in statement:
+            parent_index = statement.split('"')[3]
+            out.extend(in_lock_order(statement, 'Reading' if parent_index == INDEX else parent_index[len(INDEX) + 1:],
+                                     'ACCESS SHARE'))
+        else:
+            out.append(statement)
+    return out
+
+
+PLANNED_SQL = sent(STEPS)
 
 
 def test_check_mode_shows_the_statements_the_run_then_runs_and_the_index_becomes_valid(file_database, readings):
@@ -116,7 +140,7 @@ def test_check_mode_shows_the_statements_the_run_then_runs_and_the_index_becomes
 def test_a_rerun_finishes_a_half_attached_index_and_rebuilds_an_invalid_partition_index(file_database, readings):
     # As a stopped run leaves it: the index ON ONLY the table, 2024's built and attached, 2025's ON ONLY its table,
     # and an INVALID leftover under the name of 2025_a's (a failed unique build on duplicate keys).
-    for statement in PLANNED_SQL[:4]:
+    for statement in STEPS[:4]:
         helpers.query(readings, statement)
     with pytest.raises(psycopg2.errors.UniqueViolation):
         helpers.query(readings, 'CREATE UNIQUE INDEX CONCURRENTLY "Reading_deviceId_idx_Reading_2025_a" '
@@ -129,7 +153,7 @@ def test_a_rerun_finishes_a_half_attached_index_and_rebuilds_an_invalid_partitio
     assert result.get('failed') is not True, result
     assert result['indexes'][0]['action'] == 'resumed'
     assert result['queries'] == [
-        'DROP INDEX CONCURRENTLY IF EXISTS "public"."Reading_deviceId_idx_Reading_2025_a"'] + PLANNED_SQL[4:]
+        'DROP INDEX CONCURRENTLY IF EXISTS "public"."Reading_deviceId_idx_Reading_2025_a"'] + sent(STEPS[4:])
     assert index_tree(readings) == COMPLETE_TREE
 
 
@@ -192,7 +216,8 @@ def test_rollback_drops_the_index_with_drop_index_under_lock_timeout(file_databa
     assert index_tree(readings) == COMPLETE_TREE
 
     check = run(file_database, check=True, table='Reading', state='absent', indexes=absent)
-    assert check['queries'] == ['DROP INDEX IF EXISTS "public"."Reading_deviceId_idx"']
+    assert check['queries'] == in_lock_order('DROP INDEX IF EXISTS "public"."Reading_deviceId_idx"', 'Reading',
+                                             'ACCESS EXCLUSIVE', only=False)
     result = run(file_database, table='Reading', state='absent', indexes=absent)
     assert result.get('failed') is not True, result
     assert result['queries'] == check['queries'] and result['indexes'][0]['action'] == 'dropped'
@@ -204,14 +229,15 @@ def test_rollback_drops_the_index_with_drop_index_under_lock_timeout(file_databa
 def test_rollback_of_a_half_built_index_drops_what_is_not_attached_too(file_database, readings):
     before = helpers.schema_dump(file_database['cluster'], DATABASE)
     # A stopped run: 2024's attached, 2025's ON ONLY its table but not attached yet, 2025_b's built but not attached.
-    for statement in PLANNED_SQL[:4] + PLANNED_SQL[6:7]:
+    for statement in STEPS[:4] + STEPS[6:7]:
         helpers.query(readings, statement)
     result = run(file_database, table='Reading', state='absent', indexes=[dict(name=INDEX)])
     assert result.get('failed') is not True, result
     assert result['queries'] == [
-        'DROP INDEX CONCURRENTLY IF EXISTS "public"."Reading_deviceId_idx_Reading_2025_b"',
-        'DROP INDEX IF EXISTS "public"."Reading_deviceId_idx_Reading_2025"',
-        'DROP INDEX IF EXISTS "public"."Reading_deviceId_idx"']
+        'DROP INDEX CONCURRENTLY IF EXISTS "public"."Reading_deviceId_idx_Reading_2025_b"'] + in_lock_order(
+        'DROP INDEX IF EXISTS "public"."Reading_deviceId_idx_Reading_2025"', 'Reading_2025', 'ACCESS EXCLUSIVE',
+        only=False) + in_lock_order('DROP INDEX IF EXISTS "public"."Reading_deviceId_idx"', 'Reading',
+                                    'ACCESS EXCLUSIVE', only=False)
     assert not any(helpers.relation_exists(readings, name) for name in [INDEX] + PARTITION_INDEXES)
     assert helpers.schema_dump(file_database['cluster'], DATABASE) == before
 
@@ -261,9 +287,9 @@ def test_a_migration_stopped_on_one_partition_resumes_and_its_rollback_restores_
     (planned,) = [path for path in _files(tmp_path, 'planned-migrate.sql')]
     with open(planned) as handle:
         planned_sql = handle.read()
-    for statement in PLANNED_SQL[6:]:
+    for statement in STEPS[6:]:
         assert statement + ';' in planned_sql, planned_sql
-    assert PLANNED_SQL[1] + ';' not in planned_sql
+    assert STEPS[1] + ';' not in planned_sql
 
     resumed = playbook(file_database, tmp_path, 'migrate', plan)
     assert resumed.returncode == 0, resumed.stdout[-4000:]

@@ -121,11 +121,23 @@ def test_the_violation_report_names_rows_and_keys():
 
 
 def test_each_step_says_the_lock_it_takes():
-    assert oc.step_lock('foreign_key', 'add').startswith('SHARE ROW EXCLUSIVE on the table and the referenced table')
+    # A foreign key's steps lock two tables: the referenced one first (issue 21: a dropped foreign key takes ACCESS
+    # EXCLUSIVE on the referenced table, not SHARE ROW EXCLUSIVE as this said before).
+    assert oc.step_lock('foreign_key', 'add') == (
+        'SHARE ROW EXCLUSIVE on the referenced table (LOCK TABLE, first), then SHARE ROW EXCLUSIVE on the table, an '
+        'instant (NOT VALID: no scan), under a lock_timeout capped at half of deadlock_timeout')
+    assert oc.step_lock('foreign_key', 'drop').startswith(
+        'ACCESS EXCLUSIVE on the referenced table (LOCK TABLE, first), then ACCESS EXCLUSIVE on the table, an instant')
+    assert oc.step_lock('foreign_key', 'validate').startswith(
+        'ROW SHARE on the referenced table (LOCK TABLE, first), then SHARE UPDATE EXCLUSIVE on the table, a scan that '
+        'blocks no reads or writes')
     assert oc.step_lock('check', 'add').startswith('ACCESS EXCLUSIVE on the table, an instant')
-    assert oc.step_lock('foreign_key', 'validate') == ('SHARE UPDATE EXCLUSIVE on the table and ROW SHARE on the '
-                                                       'referenced table: a scan that blocks no reads or writes')
+    assert oc.step_lock('check', 'validate') == 'SHARE UPDATE EXCLUSIVE on the table: a scan that blocks no reads or writes'
+    assert oc.step_lock('check', 'drop') == 'ACCESS EXCLUSIVE on the table, an instant'
     assert oc.step_lock('not_null', 'set_not_null').endswith('(the valid check proves the column, no scan)')
+    assert [oc.ordered_kind(kind, step) for kind, step in [('foreign_key', 'add'), ('foreign_key', 'drop'),
+                                                           ('foreign_key', 'build_index'), ('check', 'add')]] == [
+        'foreign_key_add', 'foreign_key_drop', None, None]
 
 
 def test_the_plans_own_indexes_count_as_keys_and_as_a_foreign_keys_index():
