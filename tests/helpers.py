@@ -309,8 +309,9 @@ def database_copy(t12_copy, dbname):
 
 def schema_dump(cluster, dbname):
     """pg_dump --schema-only of database C(dbname) of C(cluster) (pg_cluster's info), to compare before and after:
-    without pg_dump 15.18's \\restrict and \\unrestrict lines, whose key is new on every run."""
-    process = subprocess.run(['pg_dump', '--schema-only', '--host', cluster['host'], '--port', str(cluster['port']),
+    without pg_dump 15.18's \\restrict and \\unrestrict lines, whose key is new on every run, and without the tool's
+    own schema pgzd_audit (the ledger of what the runs did, which a rollback keeps)."""
+    process = subprocess.run(['pg_dump', '--schema-only', '--exclude-schema=pgzd_audit', '--host', cluster['host'], '--port', str(cluster['port']),
                               '--username', cluster['user'], dbname], env=dict(os.environ, PGPASSWORD=cluster['password']),
                              capture_output=True, text=True, timeout=120)
     assert process.returncode == 0, process.stderr
@@ -421,7 +422,8 @@ GUARD_VICTIM = 'victim'
 
 # Everything a run could change outside the rows of its own renames: relations, indexes (with validity and
 # definition), constraints (with validity and definition), NOT NULL flags, comments of relations, functions and
-# operators. Temporary schemas and the catalogs themselves are left out.
+# operators. Temporary schemas, the catalogs themselves and the tool's own schema (pgzd_audit: the ledger and the
+# audit of renames, the record of what runs did; Guard.ledger() reads it) are left out.
 GUARD_CATALOG = """
 SELECT 'relation' AS kind, n.nspname || '.' || c.relname AS name,
        c.relkind::text || coalesce(' ' || pg_catalog.pg_get_indexdef(c.oid), '')
@@ -430,7 +432,7 @@ SELECT 'relation' AS kind, n.nspname || '.' || c.relname AS name,
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%'
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'pgzd_audit') AND n.nspname NOT LIKE 'pg_temp%'
   AND n.nspname NOT LIKE 'pg_toast_temp%'
 UNION ALL
 SELECT 'constraint', n.nspname || '.' || coalesce(t.relname, '') || '.' || con.conname,
@@ -438,18 +440,18 @@ SELECT 'constraint', n.nspname || '.' || coalesce(t.relname, '') || '.' || con.c
 FROM pg_catalog.pg_constraint con
 JOIN pg_catalog.pg_namespace n ON n.oid = con.connamespace
 LEFT JOIN pg_catalog.pg_class t ON t.oid = con.conrelid
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_temp%'
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgzd_audit') AND n.nspname NOT LIKE 'pg_temp%'
 UNION ALL
 SELECT 'not null', n.nspname || '.' || c.relname || '.' || a.attname, a.attnotnull::text
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p')
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE a.attnum > 0 AND NOT a.attisdropped AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-  AND n.nspname NOT LIKE 'pg_temp%'
+WHERE a.attnum > 0 AND NOT a.attisdropped
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast', 'pgzd_audit') AND n.nspname NOT LIKE 'pg_temp%'
 UNION ALL
 SELECT 'function', p.oid::regprocedure::text, p.provolatile::text
 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgzd_audit')
 ORDER BY 1, 2
 """
 
@@ -485,6 +487,10 @@ class Guard(object):
     def snapshot(self):
         return dict(rows=self.rows(), catalog=self.catalog())
 
+    def ledger(self):
+        """(plan, kind, object_name, state) of every ledger row, oldest first."""
+        return ledger_rows(self.conn)
+
     def victim_alive(self):
         try:
             query(self.victim, 'SELECT 1')
@@ -513,3 +519,22 @@ class Guard(object):
             self.victim.close()
         finally:
             query(self.conn, 'DROP TABLE IF EXISTS %s' % GUARD_CANARY)
+
+
+def record_in_ledger(conn, kind, table, name, definition, plan='manual', state='applied', prior=None,
+                     schema='public', run_id='earlier-run'):
+    """A row of the ledger (plugins/module_utils/ledger.py) as a run of C(plan) leaves it: C(state) intended (a run
+    stopped after it began) or applied. For tests that set the database up directly rather than by a module run."""
+    for statement in load_module_utils('ledger').CREATE_STATEMENTS:
+        query(conn, statement)
+    query(conn, 'INSERT INTO pgzd_audit.ledger (plan, run_id, kind, schema_name, table_name, object_name, definition, '
+                'prior, state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)',
+          (plan, run_id, kind, schema, table, name, definition, json.dumps(prior) if prior is not None else None, state))
+
+
+def ledger_rows(conn, name=None):
+    """(plan, kind, object_name, state) of the ledger's rows (of object C(name)), oldest first; [] without a ledger."""
+    if not query(conn, "SELECT pg_catalog.to_regclass('pgzd_audit.ledger') IS NOT NULL")[0][0]:
+        return []
+    return [tuple(row) for row in query(conn, 'SELECT plan, kind, object_name, state FROM pgzd_audit.ledger WHERE '
+                                              '%s IS NULL OR object_name = %s ORDER BY id', (name, name))]

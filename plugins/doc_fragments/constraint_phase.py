@@ -28,7 +28,7 @@ options:
     type: str
     default: duplicate_resolution
   run_id:
-    description: With O(constraints), the run id the audit table records with each rename.
+    description: The run id the ledger and the audit table record with what this task does (each rename, each object).
     type: str
     default: manual
   index_tables:

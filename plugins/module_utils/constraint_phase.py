@@ -65,6 +65,7 @@ def phase_options():
         max_groups=dict(type='int', default=20),
         lock_session_pid=dict(type='int', default=0),
         trusted=dict(type='list', elements='str', default=[]),
+        plan_name=dict(type='str', default='manual'),
         session_role=dict(type='str'),
     )
 
@@ -130,6 +131,7 @@ def new_runner(module, connection, conn_params):
                             lock_retry_delay=params['lock_retry_delay'], log=module.warn,
                             ddl_session=not module.check_mode, lock_session_pid=params['lock_session_pid'],
                             build_wait_timeout=params['build_wait_timeout'], trusted=params['trusted'],
+                            plan_name=params['plan_name'], run_id=params['run_id'],
                             watch_connect=None if module.check_mode else watch_connection_factory(module, conn_params))
 
 
@@ -167,7 +169,7 @@ def bring(module, runner, spec, state):
     except OnlineIndexError as error:
         raise ConstraintFailed('The unique constraint cannot be %s; nothing was changed. Fix the plan (or the '
                                'database) and rerun:\n%s' % ('added' if state == 'present' else 'dropped', error), entry)
-    entry.update(action=decision['action'], statements=decision['statements'],
+    entry.update(action=decision['action'], statements=decision['statements'], left_alone=decision.get('left_alone'),
                  definition=decision['constraint']['definition'] if decision['constraint'] else None)
     diff = (describe(decision) + '\n', planned(decision) + '\n')
     if module.check_mode or decision['action'] == ACTION_UNCHANGED:
@@ -209,7 +211,7 @@ def bring_other(module, runner, spec, state, planned_unique=()):
                                % (KIND_NAMES[spec['type']], 'added' if state == 'present' else 'dropped', error), entry)
     entry.update(action=decision['action'], statements=decision['statements'], steps=decision['steps'],
                  locks=decision['locks'],
-                 planned=decision['planned'], advice=decision['advice'],
+                 planned=decision['planned'], advice=decision['advice'], left_alone=decision.get('left_alone'),
                  definition=decision['constraint']['definition'] if decision['constraint'] else None)
     diff = (describe_other(decision) + '\n', planned_other(decision) + '\n')
     if module.check_mode or decision['action'] == ACTION_UNCHANGED:
@@ -241,6 +243,7 @@ def resolver_params(params, spec):
     return dict(name=spec['name'], schema=spec['schema'], table=spec['table'], columns=spec['columns'],
                 rename_column=spec.get('rename_column'), keep_oldest_by=spec.get('keep_oldest_by'),
                 audit_schema=params['audit_schema'], audit_table=params['audit_table'], run_id=params['run_id'],
+                plan_name=params['plan_name'],
                 lock_timeout=params['lock_timeout'], lock_retries=params['lock_retries'],
                 lock_retry_delay=params['lock_retry_delay'], lock_session_pid=params['lock_session_pid'])
 

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import migration_lock_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import Ledger
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     error_text, fetch_dicts, run_transaction, sql_module, sqlstate,
 )
@@ -28,7 +29,8 @@ class ResolutionError(Exception):
 class Resolver(object):
     """Renames (resolve) or restores (restore) the duplicate keys of one unique constraint, recording each change in
     the audit table. C(params): name, schema, table, columns, rename_column, keep_oldest_by, audit_schema, audit_table,
-    run_id, lock_timeout, lock_retries, lock_retry_delay, lock_session_pid."""
+    run_id, lock_timeout, lock_retries, lock_retry_delay, lock_session_pid, and plan_name (whose ledger records each
+    rename, in its transaction: a rollback restores only the renames its plan's ledger holds)."""
 
     def __init__(self, connection, params):
         self.params = params
@@ -41,6 +43,8 @@ class Resolver(object):
         self.audit_ref = self.sql.SQL('{}.{}').format(self.sql.Identifier(p['audit_schema']),
                                                       self.sql.Identifier(p['audit_table']))
         self.audit_name = '%s.%s' % (p['audit_schema'], p['audit_table'])
+        self.ledger = Ledger(self.cursor, p.get('plan_name'), p['run_id'])
+        self.run_ids = []  # the runs whose renames a restore puts back (restore)
 
     def rows(self, query, params=None, record=True):
         if record:
@@ -139,6 +143,10 @@ class Resolver(object):
             raise ResolutionError('%d duplicate key(s) are still there after renaming (a suffixed value collides with '
                                   'an existing one, or rows were written meanwhile); the renames were rolled back'
                                   % left)
+        self.ledger.record_applied('renamed_rows', p['schema'], p['table'], p['name'], '%d row(s) of %s.%s renamed, '
+                                   'recorded in %s' % (len(done), p['schema'], p['table'], self.audit_name),
+                                   prior=dict(audit_table=self.audit_name, audit_run_id=p['run_id'], rows=len(done),
+                                              column=rename), reuse=False)
         return [dict(schema=p['schema'], table=p['table'], column=rename, row_key=row['row_key'], old=row['old'],
                      new=row['new']) for row in done], self.queries
 
@@ -151,10 +159,14 @@ class Resolver(object):
         if not exists:
             return [], [], []
         types, primary_key = self.read_table()
+        # Only the renames the plan's ledger holds: a rename of another plan, or one no run recorded, stays.
+        entries = self.ledger.all_open_rows('renamed_rows', p['schema'], [p['name']])
+        self.run_ids = sorted(set((row.get('prior') or {}).get('audit_run_id') for row in entries) - set([None]))
         pending = self.rows(sql.SQL(
             'SELECT id, column_name, row_key, old_value, new_value FROM {} WHERE constraint_name = %(name)s AND '
-            'table_schema = %(schema)s AND table_name = %(table)s AND restored_at IS NULL ORDER BY id').format(
-                self.audit_ref), dict(name=p['name'], schema=p['schema'], table=p['table']), record=False)
+            'table_schema = %(schema)s AND table_name = %(table)s AND restored_at IS NULL AND run_id = ANY(%(runs)s) '
+            'ORDER BY id').format(self.audit_ref), dict(name=p['name'], schema=p['schema'], table=p['table'],
+                                                       runs=self.run_ids), record=False)
         restored, skipped = [], []
         for column in sorted(set(row['column_name'] for row in pending)):
             if column not in types:
@@ -172,6 +184,15 @@ class Resolver(object):
         statements = self.queries if not check_mode else (
             [self.restore_query(c, primary_key, False).as_string(self.connection)
              for c in sorted(set(r['column'] for r in changes))])
+        if not check_mode:
+            # A rename is undone once every row it renamed is back (in this transaction, as the restores are).
+            for entry in entries:
+                left = self.rows(sql.SQL('SELECT count(*) AS left FROM {} WHERE run_id = %(run)s AND constraint_name = '
+                                         '%(name)s AND restored_at IS NULL').format(self.audit_ref),
+                                 dict(run=(entry.get('prior') or {}).get('audit_run_id'), name=p['name']),
+                                 record=False)[0]['left']
+                if not left:
+                    self.ledger.undone(entry['id'])
         return changes, skipped, statements
 
     def restore_query(self, column, primary_key, check_mode):
@@ -184,8 +205,10 @@ class Resolver(object):
         candidates = sql.SQL(
             'SELECT a.id, a.column_name, a.row_key, a.old_value, a.new_value FROM {audit} a JOIN {table} t ON {match} '
             'WHERE a.constraint_name = {name} AND a.table_schema = {schema} AND a.table_name = {table_name} '
-            'AND a.column_name = {column_name} AND a.restored_at IS NULL AND t.{column} = a.new_value').format(
+            'AND a.column_name = {column_name} AND a.restored_at IS NULL AND t.{column} = a.new_value '
+            'AND a.run_id = ANY({runs})').format(
                 audit=self.audit_ref, table=self.table_ref, match=pk_of_record, column=ident(column),
+                runs=sql.SQL('ARRAY[{}]::text[]').format(sql.SQL(', ').join(sql.Literal(r) for r in self.run_ids)),
                 name=sql.Literal(self.params['name']), schema=sql.Literal(self.params['schema']),
                 table_name=sql.Literal(self.params['table']), column_name=sql.Literal(column))
         if check_mode:

@@ -13,6 +13,7 @@ import json
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import (
     MAX_IDENTIFIER_BYTES, identifier_error,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import NO_PLAN, attribution
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import (
     expression_error, parse, tree_problems,
 )
@@ -37,7 +38,8 @@ ON_MISMATCH = ('fail', 'replace')
 # one the planned name is taken from, until it is dropped.
 NEXT_SUFFIX = 'pgzd_next'
 PREVIOUS_SUFFIX = 'pgzd_prev'
-# How the index swapped in by a replacement records what it replaced (COMMENT ON INDEX, in the swap's transaction).
+# How version 0.16 recorded, in the comment of the index it swapped in, what a replacement replaced: the ledger holds
+# it now (a comment anyone who owns the index can write is no record to rebuild from); adoption still reads it.
 RECORD_PREFIX = 'pg-zero-downtime replaced the previous index of this name (on_mismatch: replace); a rollback ' \
                 'restores it from this record: '
 
@@ -158,7 +160,7 @@ def _column_list(columns):
     return '(%s)' % ', '.join('expression' if c is None else c for c in (columns or []))
 
 
-def decide_actions(desired_specs, existing_by_name, state, partitions=None):
+def decide_actions(desired_specs, existing_by_name, state, partitions=None, ledger=None, plan=NO_PLAN):
     """Decide, for each planned index, what to do given what the catalog holds.
 
     C(existing_by_name) holds the indexes (and other relations) of the planned names in the table's schema, and of the
@@ -168,8 +170,12 @@ def decide_actions(desired_specs, existing_by_name, state, partitions=None):
     among created, rebuilt, resumed, replaced, restored, unchanged and dropped, and its C(steps), in order (each a
     dict: C(kind), the index it is about, C(schema), C(table), C(name), and what the kind needs; OnlineIndexRunner
     writes and runs their SQL). A replacement or restore also has C(previous_definition) and C(planned_definition).
+    C(ledger) holds the open ledger rows of plan C(plan) by (kind, name): rolling back, only what they attribute to the
+    plan and what still matches them is undone; anything else is left alone (action unchanged, C(left_alone) says
+    why), and a decision that undoes something names its row (C(ledger_row)).
     Any error means nothing may run.
     """
+    ledger = ledger or {}
     decisions = []
     errors = []
     for spec in desired_specs:
@@ -181,9 +187,9 @@ def decide_actions(desired_specs, existing_by_name, state, partitions=None):
                           'name' % (qualified, existing['relkind']))
             continue
         if state == 'absent':
-            decision, problem = _absent_decision(spec, existing, existing_by_name, nodes)
+            decision, problem = _absent_decision(spec, existing, existing_by_name, nodes, ledger, plan)
         else:
-            decision, problem = _present_decision(spec, existing, existing_by_name, nodes)
+            decision, problem = _present_decision(spec, existing, existing_by_name, nodes, ledger)
         if problem:
             errors.append(problem)
         else:
@@ -191,16 +197,37 @@ def decide_actions(desired_specs, existing_by_name, state, partitions=None):
     return decisions, errors
 
 
-def _decision(spec, existing, action, steps=None, previous_definition=None, planned_definition=None):
+def _decision(spec, existing, action, steps=None, previous_definition=None, planned_definition=None, ledger_row=None,
+              left_alone=None):
     """A decision; a replacement or restore also says what the name held (C(previous_definition)) and what it gets
-    (C(planned_definition))."""
-    decision = dict(spec=spec, existing=existing, action=action, steps=steps or [])
+    (C(planned_definition)); a rollback's names the ledger row of what it undoes (C(ledger_row)), or why it leaves
+    the index alone (C(left_alone))."""
+    decision = dict(spec=spec, existing=existing, action=action, steps=steps or [], ledger_row=ledger_row)
     if previous_definition is not None:
         decision.update(previous_definition=previous_definition, planned_definition=planned_definition)
+    if left_alone:
+        decision['left_alone'] = left_alone
     return decision
 
 
-def _present_decision(spec, existing, existing_by_name, nodes):
+def ledger_matches(existing, row):
+    """Whether the index C(existing) is still what the ledger row C(row) records: the definition PostgreSQL rendered
+    once it was made (applied), or the planned one (intended: a run stopped before it recorded the result); an INVALID
+    index of an intended row is the leftover of that run's build."""
+    if row['state'] == 'intended' and not existing['valid']:
+        return True
+    try:
+        return existing['definition'] == row['definition'] or same_index_definition(existing['definition'],
+                                                                                    row['definition'])
+    except ValueError:
+        return False
+
+
+def _left_alone(spec, existing, reason):
+    return _decision(spec, existing, ACTION_UNCHANGED, left_alone=reason)
+
+
+def _present_decision(spec, existing, existing_by_name, nodes, ledger):
     """(decision, None) or (None, the problem) of one planned index when the plan is applied."""
     qualified = '%s.%s' % (spec['schema'], spec['name'])
     if existing is None:
@@ -211,7 +238,8 @@ def _present_decision(spec, existing, existing_by_name, nodes):
                       '(see pg_stat_progress_create_index) and rerun' % (qualified, existing['build_in_progress_pid']))
     same_table = (existing['table_schema'], existing['table']) == (spec['schema'], spec['table'])
     if same_table and existing['valid'] and existing['relkind'] == 'i' and spec.get('on_mismatch') == 'replace':
-        return replacement_decision(spec, existing, *_replacement_indexes(spec, existing_by_name))
+        return replacement_decision(spec, existing, *_replacement_indexes(spec, existing_by_name),
+                                    replaced=ledger.get(('replaced_index', spec['name'])))
     differences = compare_index(existing, spec)
     if differences and (existing['valid'] or not same_table or existing['relkind'] == 'I'):
         return None, mismatch_message(qualified, differences, existing, spec)
@@ -239,22 +267,32 @@ def mismatch_message(qualified, differences, existing, spec):
             'changed.' % (qualified, '; '.join(differences), existing['definition'], spec['display_definition'], advice))
 
 
-def _absent_decision(spec, existing, existing_by_name, nodes):
-    """(decision, None) or (None, the problem) of one planned index when the plan is rolled back."""
-    qualified = '%s.%s' % (spec['schema'], spec['name'])
+def _absent_decision(spec, existing, existing_by_name, nodes, ledger, plan):
+    """(decision, None) or (None, the problem) of one planned index when the plan is rolled back: only what the ledger
+    attributes to the plan, and still matches, is dropped."""
+    if spec.get('on_mismatch') == 'replace' and nodes is None:
+        return restore_decision(spec, existing, *_replacement_indexes(spec, existing_by_name),
+                                replaced=ledger.get(('replaced_index', spec['name'])),
+                                created=ledger.get(('index', spec['name'])), plan=plan)
+    row = ledger.get(('index', spec['name']))
     if existing is not None and (existing['table_schema'], existing['table']) != (spec['schema'], spec['table']):
-        return None, ('index "%s" belongs to table %s.%s, not %s.%s: it is not this plan\'s index; nothing was '
-                      'dropped' % (qualified, existing['table_schema'], existing['table'], spec['schema'], spec['table']))
+        return _left_alone(spec, existing, 'index "%s.%s" belongs to table %s.%s, not %s.%s: it is not this plan\'s '
+                           'index, so it is left alone' % (spec['schema'], spec['name'], existing['table_schema'],
+                                                           existing['table'], spec['schema'], spec['table'])), None
+    undo, reason = attribution(plan, 'index', spec['name'], row, existing is not None,
+                               existing is not None and row is not None and ledger_matches(existing, row),
+                               existing['definition'] if existing else None)
+    if reason:
+        return _left_alone(spec, existing, reason), None
     if nodes is not None:
-        steps = partition_leftover_steps(spec, nodes)
-        if existing is not None:
+        # The partition indexes of a stopped build are the run's own only when the ledger has its row.
+        steps = partition_leftover_steps(spec, nodes) if row is not None else []
+        if undo:
             steps.append(_step('drop_partitioned', spec))
-        return _decision(spec, existing, ACTION_DROP if steps else ACTION_UNCHANGED, steps), None
-    if spec.get('on_mismatch') == 'replace':
-        return restore_decision(spec, existing, *_replacement_indexes(spec, existing_by_name))
-    if existing is None:
+        return _decision(spec, existing, ACTION_DROP if steps else ACTION_UNCHANGED, steps, ledger_row=row), None
+    if not undo:
         return _decision(spec, None, ACTION_UNCHANGED), None
-    return _decision(spec, existing, ACTION_DROP, [_step('drop', spec)]), None
+    return _decision(spec, existing, ACTION_DROP, [_step('drop', spec)], ledger_row=row), None
 
 
 def _step(kind, spec, **fields):
@@ -416,11 +454,6 @@ def _replacement_indexes(spec, existing_by_name):
     return existing_by_name.get(following), existing_by_name.get(previous)
 
 
-def replacement_record(definition, comment):
-    """The COMMENT the swapped-in index gets: the definition it replaced and that index's own comment."""
-    return RECORD_PREFIX + json.dumps(dict(definition=definition, comment=comment), sort_keys=True)
-
-
 def read_replacement_record(comment):
     """(dict(definition, comment), None) from an index comment written by replacement_record; (None, None) for any
     other comment; (None, why) for one that starts like a record but cannot be read."""
@@ -485,65 +518,89 @@ def _helper_problem(spec, index, name):
     return None
 
 
-def replacement_decision(spec, planned, following, previous):
+def replacement_decision(spec, planned, following, previous, replaced=None):
     """(decision, None) or (None, the problem) for a valid index of the planned name on the planned table, when the
     plan says on_mismatch: replace.
 
     The planned definition is built under the next name (replacement_names) concurrently; then, in one short
-    transaction, the index of the planned name takes the previous name, the new one takes the planned name and
-    records the definition it replaced (replacement_record); the previous one is dropped concurrently. A rerun
-    starts where a stopped run ended: the new index built or not, the swap done or not.
+    transaction, the index of the planned name takes the previous name, the new one takes the planned name, and the
+    ledger row of the replacement (C(replaced), written before the build with the definition and comment it
+    replaces) becomes applied; the previous one is dropped concurrently. A rerun starts where a stopped run ended: the
+    new index built or not, the swap done or not.
     """
     next_name = replacement_names(spec['name'])[0]
     problems, leftovers = _replacement_leftovers(spec, following, previous)
+    if not problems and leftovers and replaced is None:
+        # Under the names a replacement uses, yet not a replacement the ledger holds: not this plan's to drop or use.
+        problems = ['index "%s.%s" has a name the replacement of index "%s" uses, but the ledger of the plan holds no '
+                    'replacement of it: it is not a leftover of this plan; rename it (or drop it deliberately), then '
+                    'rerun' % (spec['schema'], step['name'], spec['name']) for step in leftovers]
     if problems:
         return None, '\n  - '.join(problems)
     if not compare_index(planned, spec):
-        record, dummy_ = read_replacement_record(planned.get('comment'))
+        previous_definition = (replaced.get('prior') or {}).get('definition') if replaced and leftovers else None
         return _decision(spec, planned, ACTION_REPLACE if leftovers else ACTION_UNCHANGED, leftovers,
-                         record['definition'] if record and leftovers else None, planned['definition']), None
+                         previous_definition, planned['definition']), None
     refusal = _replacement_refusal(spec, planned)
     if refusal:
         return None, refusal
     ready = following is not None and following['valid'] and not compare_index(following, spec)
-    steps = _swap_steps(spec, following, previous, ready, _step('build', spec, name=next_name),
-                        replacement_record(planned['definition'], planned.get('comment')))
+    steps = _swap_steps(spec, following, previous, ready, _step('build', spec, name=next_name), None)
     return _decision(spec, planned, ACTION_REPLACE, steps, planned['definition'], spec['display_definition']), None
 
 
-def restore_decision(spec, planned, following, previous):
+def restore_decision(spec, planned, following, previous, replaced=None, created=None, plan=NO_PLAN):
     """(decision, None) or (None, the problem) of an index with on_mismatch: replace when the plan is rolled back.
 
-    An index of the planned name that records a replacement gets the recorded definition back, by the same build and
-    swap, and its own comment back. Without a record: an index of the planned definition was created by the plan and
-    is dropped; one of another definition is the one the plan found and never replaced, and stays. Either way a
-    leftover of a stopped replacement or restore is dropped.
+    The ledger says what the plan did. A replacement it swapped in (C(replaced) applied) gets the recorded definition
+    back, by the same build and swap, and the old index's own comment back, when the index of the planned name is
+    still the one it swapped in. A replacement that never swapped (C(replaced) intended) leaves its leftovers under the
+    two names a replacement uses, dropped. An index the plan created (C(created), with no replacement) is dropped when
+    it still matches. Anything else is left alone.
     """
     next_name = replacement_names(spec['name'])[0]
+    ours = replaced is not None or created is not None
     problems, leftovers = _replacement_leftovers(spec, following, previous)
-    record, unreadable = read_replacement_record(planned.get('comment')) if planned else (None, None)
-    if unreadable:
-        problems.append('index "%s.%s": %s; nothing was changed' % (spec['schema'], spec['name'], unreadable))
-    statement = None
-    if record and not problems:
-        try:
-            statement = restore_statement(record['definition'], spec['name'], next_name, spec['schema'], spec['table'])
-        except ValueError as error:
-            problems.append('index "%s.%s" records the definition it replaced, but that cannot be built again (%s): %s'
-                            % (spec['schema'], spec['name'], error, record['definition']))
     if problems:
+        if not ours:
+            return _left_alone(spec, planned, 'the names of a replacement are taken by other relations, and the ledger '
+                                              'of plan %s has no replacement of index "%s"' % (plan, spec['name'])), None
         return None, '\n  - '.join(problems)
-    if record is None:
-        if planned is None:
-            return _decision(spec, None, ACTION_DROP if leftovers else ACTION_UNCHANGED, leftovers), None
-        if compare_index(planned, spec):
-            return _decision(spec, planned, ACTION_RESTORE if leftovers else ACTION_UNCHANGED, leftovers), None
-        return _decision(spec, planned, ACTION_DROP, leftovers + [_step('drop', spec)]), None
-    ready = following is not None and following['valid'] and \
-        same_index_definition(following['definition'], record['definition'])
-    steps = _swap_steps(spec, following, previous, ready,
-                        _step('build_definition', spec, name=next_name, statement=statement), record['comment'])
-    return _decision(spec, planned, ACTION_RESTORE, steps, planned['definition'], record['definition']), None
+    leftovers = leftovers if ours else []
+    if replaced is not None and replaced['state'] == 'applied':
+        prior = replaced.get('prior') or {}
+        undo, reason = attribution(plan, 'replaced_index', spec['name'], replaced, planned is not None,
+                                   planned is not None and ledger_matches(planned, replaced),
+                                   planned['definition'] if planned else None)
+        if reason:
+            return _left_alone(spec, planned, reason), None
+        if not undo:
+            return _decision(spec, None, ACTION_UNCHANGED, left_alone=(
+                'index "%s" that replaced the recorded one is gone, so there is nothing to swap back: build the '
+                'recorded one yourself if it is needed (%s)' % (spec['name'], prior.get('definition')))), None
+        try:
+            statement = restore_statement(prior.get('definition') or '', spec['name'], next_name, spec['schema'],
+                                          spec['table'])
+        except ValueError as error:
+            return None, ('index "%s.%s": the ledger records the definition it replaced, but that cannot be built again '
+                          '(%s): %s' % (spec['schema'], spec['name'], error, prior.get('definition')))
+        ready = following is not None and following['valid'] and \
+            same_index_definition(following['definition'], prior['definition'])
+        steps = _swap_steps(spec, following, previous, ready,
+                            _step('build_definition', spec, name=next_name, statement=statement), prior.get('comment'))
+        return _decision(spec, planned, ACTION_RESTORE, steps, planned['definition'], prior['definition'],
+                         ledger_row=replaced), None
+    if replaced is not None:
+        # Intended, never swapped: the index of the planned name is the one it found; only the leftovers go.
+        return _decision(spec, planned, ACTION_RESTORE if leftovers else ACTION_UNCHANGED, leftovers,
+                         ledger_row=replaced), None
+    undo, reason = attribution(plan, 'index', spec['name'], created, planned is not None,
+                               planned is not None and created is not None and ledger_matches(planned, created),
+                               planned['definition'] if planned else None)
+    if reason:
+        return _left_alone(spec, planned, reason), None
+    return _decision(spec, planned if undo else None, ACTION_DROP if undo or leftovers else ACTION_UNCHANGED,
+                     leftovers + ([_step('drop', spec)] if undo else []), ledger_row=created), None
 
 
 def restored_unique_columns(decision):

@@ -155,6 +155,13 @@ def failure_message(results):
     return '\n'.join(lines)
 
 
+def left_alone_lines(entries):
+    """What a rollback leaves alone, because the ledger does not attribute it to the plan (or it changed since), and
+    why: one line each."""
+    return ['left alone: %s on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], entry['left_alone'])
+            for entry in entries if entry.get('left_alone')]
+
+
 def index_summary(entries, check_mode, parallelism=1):
     """The index phase as the play prints it: one line per index changed (or to change, in check mode), and in check
     mode the SQL a real run would execute, in order."""
@@ -175,6 +182,7 @@ def index_summary(entries, check_mode, parallelism=1):
             lines.append('         before: %s' % entry['previous_definition'])
             after = entry['planned_definition'] if check_mode else entry.get('definition')
             lines.append('         after:  %s' % (after or entry['planned_definition']))
+    lines.extend(left_alone_lines(entries))
     if check_mode and changed:
         lines.append('SQL it would run, in order:')
         lines.extend('%s;' % statement for entry in changed for statement in entry.get('statements') or [])

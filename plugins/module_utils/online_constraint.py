@@ -31,6 +31,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.lock_o
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import (
     expression_error, statement_error,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import attribution, without_not_valid
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import refusal_message
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
     ADD_CHECK, ADD_FOREIGN_KEY, COLUMN_FACTS_QUERY, DROP_CONSTRAINT, DROP_NOT_NULL, SET_NOT_NULL, UNIQUE_INDEXES_QUERY,
@@ -168,11 +169,6 @@ def entry_errors(entry):
     elif not entry.get('column'):
         errors.append('not_null "%s" names no column' % entry.get('name'))
     return errors
-
-
-def without_not_valid(definition):
-    definition = definition or ''
-    return definition[:-len(' NOT VALID')] if definition.endswith(' NOT VALID') else definition
 
 
 def foreign_key_differences(existing, entry, default_schema):
@@ -450,7 +446,7 @@ class ConstraintRunner(UniqueConstraintRunner):
                                                         'check' if spec['type'] == 'check' else None)
             if problem:
                 raise OnlineIndexError(self._problems(schema, table, [problem]))
-            differences = check_differences(existing, definition)
+            differences = check_differences(existing, definition) if existing is not None else []
         index_decision = self._index_decision(spec, state) if spec.get('index') else None
         column_not_null = bool(columns.get(spec.get('column'), {}).get('not_null'))
         action, steps, problems = decide_steps(spec['type'], state, existing, differences, column_not_null,
@@ -458,18 +454,20 @@ class ConstraintRunner(UniqueConstraintRunner):
         if problems:
             raise OnlineIndexError(self._problems(schema, table, [
                 different_message(spec, existing, problems, planned_text)]))
+        ledger_rows, left_alone = [], None
+        if state == 'absent':
+            # What the ledger does not attribute to the plan is left alone before the rules judge the rest.
+            action, steps, ledger_rows, left_alone = self._attributed_steps(spec, action, steps, existing,
+                                                                            column_not_null)
         errors = self.step_refusals_of_entry(spec, steps, existing, planned_unique)
         if errors:
             raise OnlineIndexError(self._problems(schema, table, errors))
-        if spec['type'] == 'check' and 'add' in steps:
-            # The proof that PostgreSQL accepts the expression on this table (its columns, its types) before any DDL.
-            dummy_, problem = self.check_definition(schema, table, self.check_expression(spec))
-            if problem:
-                raise OnlineIndexError(self._problems(schema, table, [problem]))
         decision = dict(spec=spec, action=action, steps=steps, constraint=existing, index_decision=index_decision,
                         column_not_null=column_not_null, table_oid=table_row['oid'] if table_row else None,
-                        planned=planned_text,
+                        planned=planned_text, ledger_rows=ledger_rows,
                         advice=self._index_advice(spec, state, table_row, index_decision))
+        if left_alone:
+            decision['left_alone'] = left_alone
         rendered = [(step, [self.render(statement) for statement in self.step_sql(spec, step, index_decision)])
                     for step in steps]
         decision['statements'] = [text for _step, texts in rendered for text in texts]
@@ -477,6 +475,41 @@ class ConstraintRunner(UniqueConstraintRunner):
         decision['locks'] = [step_lock(spec['type'], step) if len(texts) == 1 or position == 3 else None
                              for step, texts in rendered for position in range(len(texts))]
         return decision
+
+    def _attributed_steps(self, spec, action, steps, existing, column_not_null):
+        """A rollback's steps, kept only where the ledger attributes what they undo to the plan and it still matches:
+        (action, steps, the ledger rows they undo, why the rest is left alone or None). A NOT NULL that predates the
+        plan, a constraint of the name the application made, or one changed since the run recorded it, stays."""
+        schema, table, kind = spec['schema'], spec['table'], spec['type']
+        plan = self.ledger.plan
+        kept, rows, reasons = [], [], []
+        not_null_row = self.ledger.open_rows('not_null', schema, [spec['column']], table).get(spec['column']) \
+            if kind == 'not_null' else None
+        for step in steps:
+            if step == 'drop_not_null':
+                undo, reason = attribution(plan, 'not_null', '%s.%s' % (table, spec['column']), not_null_row,
+                                           column_not_null, True)
+            elif step == 'drop' and kind == 'not_null':
+                # The helper check of a NOT NULL a stopped run was adding: the run's own when the ledger has the NOT NULL.
+                undo, reason = attribution(plan, 'not_null', '%s.%s' % (table, spec['column']), not_null_row, True, True)
+            elif step == 'drop':
+                row = self.ledger.open_rows('constraint', schema, [spec['name']], table).get(spec['name'])
+                undo, reason = attribution(plan, 'constraint', spec['name'], row, existing is not None,
+                                           row is not None and without_not_valid(existing['definition'])
+                                           == without_not_valid(row['definition']),
+                                           existing['definition'] if existing else None)
+                rows.extend([row] if undo else [])
+            else:  # drop_index: the index runner decided it from the ledger already
+                undo, reason = True, None
+            if undo:
+                kept.append(step)
+            elif reason:
+                reasons.append(reason)
+        if not_null_row is not None and ('drop_not_null' in kept or ('drop' in kept and not column_not_null)):
+            rows.append(not_null_row)
+        if kept == steps:
+            return action, steps, rows, None
+        return (ACTION_DROP if kept else ACTION_UNCHANGED), kept, rows, '; '.join(sorted(set(reasons))) or None
 
     def _catalog_errors(self, spec, table_row, columns):
         """What the entry names that does not exist: its table, its columns, the referenced table and columns. What
@@ -682,6 +715,7 @@ class ConstraintRunner(UniqueConstraintRunner):
         spec = decision['spec']
         started = time.monotonic()
         retries, done = 0, []
+        intent = self._intend_entry(decision)
         for step in decision['steps']:
             statement = self.step_statement(spec, step, decision['index_decision'])
             try:
@@ -697,7 +731,32 @@ class ConstraintRunner(UniqueConstraintRunner):
                 raise OnlineIndexError('%s\nSteps done before it, and kept: %s. A rerun resumes from the catalog: %s'
                                        % (error, ', '.join(done) or 'none', self._resume_note(spec, step)))
             done.append(step)
+            self._record_step(decision, step, intent)
+        for row in decision.get('ledger_rows') or []:
+            self.ledger.undone(row['id'])
         return round(time.monotonic() - started, 3), retries, done
+
+    def _intend_entry(self, decision):
+        """Before its first statement: the ledger row of what the entry makes (a foreign key or check; the NOT NULL of a
+        column that was nullable), or None."""
+        spec = decision['spec']
+        if 'add' not in decision['steps']:
+            return None
+        if spec['type'] == 'not_null':
+            return self.ledger.intend('not_null', spec['schema'], spec['table'], spec['column'], 'NOT NULL',
+                                      prior=dict(nullable=True, helper_check=spec['name']))
+        return self.ledger.intend('constraint', spec['schema'], spec['table'], spec['name'], decision['planned'])
+
+    def _record_step(self, decision, step, intent):
+        """After a step: the ledger row applied once the object is there (the constraint added; the column NOT NULL)."""
+        spec = decision['spec']
+        if intent is None:
+            return
+        if step == 'add' and spec['type'] != 'not_null':
+            added = self.read_constraint(spec['schema'], spec['table'], spec['name'])
+            self.ledger.applied(intent, definition=added['definition'] if added else None)
+        elif step == 'set_not_null':
+            self.ledger.applied(intent, definition='NOT NULL')
 
     def _step_decision(self, decision, step):
         advice = ('What to do: let those sessions finish (or end them), or raise the constraint lock_timeout / '

@@ -15,13 +15,15 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.adviso
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import process_alive
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import BuildWatcher
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
-    ACTION_DROP, ACTION_RESTORE, ACTION_UNCHANGED, INDEXABLE_RELKINDS, PARTITIONED, column_errors, compare_index,
+    ACTION_CREATE, ACTION_DROP, ACTION_REBUILD, ACTION_REPLACE, ACTION_RESTORE, ACTION_RESUME, ACTION_UNCHANGED,
+    INDEXABLE_RELKINDS, PARTITIONED, column_errors, compare_index,
     decide_actions, estimate_index_bytes, index_expressions, partition_index_name, replacement_names,
     same_index_definition, validate_specs,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.lock_order import (
     ORDERED_STATEMENTS, TIMEOUTS_QUERY, capped_lock_timeout,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import NO_PLAN, Ledger
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import statement_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import PlanTrust, refusal_message
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
@@ -248,7 +250,7 @@ class OnlineIndexRunner(object):
     def __init__(self, connection, lock_timeout='5s', statement_timeout='0', lock_retries=5,
                  lock_retry_delay=1.0, sleep=time.sleep, log=None, client_connection_check_interval='2s',
                  ddl_session=False, lock_session_pid=0, build_wait_timeout=0, watch_connect=None, owner_pid=0,
-                 trusted=()):
+                 trusted=(), plan_name=NO_PLAN, run_id=NO_PLAN):
         self.connection = connection
         # Concurrent builds and drops wait without lock_timeout; a watch on a second connection (watch_connect())
         # records their waits and, with build_wait_timeout seconds, ends a build that waited longer.
@@ -267,6 +269,8 @@ class OnlineIndexRunner(object):
         # Plan SQL (predicates, checks) is proven by the server's resolution before anything of it runs, and only
         # proven text goes into a statement (plan_text).
         self.trust = PlanTrust(self.cursor, trusted)
+        # What this run makes is recorded before and after it is made; a rollback undoes only what it records.
+        self.ledger = Ledger(self.cursor, plan_name, run_id)
         self.lock_timeout = lock_timeout
         self.lock_retries = lock_retries
         self.lock_retry_delay = lock_retry_delay
@@ -511,8 +515,8 @@ class OnlineIndexRunner(object):
                     sql.SQL('ALTER INDEX {}.{} RENAME TO {}').format(
                         sql.Identifier(step['schema']), sql.Identifier(step['next']), sql.Identifier(step['name'])),
                     sql.SQL('COMMENT ON INDEX {} IS {}').format(
-                        index, sql.SQL('NULL') if step['comment'] is None else sql.Literal(step['comment'])),
-                    sql.SQL('COMMIT')]
+                        index, sql.SQL('NULL') if step['comment'] is None else sql.Literal(step['comment']))] + \
+                self.swap_ledger_statements(decision, step) + [sql.SQL('COMMIT')]
         raise ValueError('unknown step %r' % kind)
 
     # -- statements that lock two tables (lock_order) -----------------------------------------------
@@ -600,7 +604,10 @@ class OnlineIndexRunner(object):
             raise OnlineIndexError(self._problems(schema, table, errors))
         partitions = self.read_partitions(table_row, specs, existing) \
             if table_row is not None and table_row['relkind'] == PARTITIONED else None
-        decisions, errors = decide_actions(specs, existing, state, partitions)
+        ledger = dict(((kind, name), row) for kind in ('index', 'replaced_index')
+                      for name, row in self.ledger.open_rows(kind, schema, [spec['name'] for spec in specs],
+                                                             table).items())
+        decisions, errors = decide_actions(specs, existing, state, partitions, ledger, self.ledger.plan)
         errors.extend(self.prove_definitions(table, decisions))
         if errors:
             raise OnlineIndexError(self._problems(schema, table, errors))
@@ -661,11 +668,48 @@ class OnlineIndexRunner(object):
     # -- applying ----------------------------------------------------------------------------------
 
     def apply(self, decision):
-        """Run one decision's steps. Returns (seconds, lock retries); raises OnlineIndexError on failure."""
+        """Run one decision's steps, recorded in the ledger. Returns (seconds, lock retries); raises OnlineIndexError
+        on failure."""
         started = time.monotonic()
+        self._intend(decision)
         retries = sum(self._run_step(decision, step) for step in decision['steps'])
         self._verify(decision)
+        self._recorded(decision)
         return round(time.monotonic() - started, 3), retries
+
+    def _intend(self, decision):
+        """Before the first statement: the ledger row of what the decision makes (an index; a replacement, with the
+        definition and comment it replaces)."""
+        spec, action, existing = decision['spec'], decision['action'], decision['existing']
+        if action in (ACTION_CREATE, ACTION_REBUILD, ACTION_RESUME):
+            decision['ledger_row'] = dict(id=self.ledger.intend('index', spec['schema'], spec['table'], spec['name'],
+                                                                spec['display_definition']), state='intended')
+        elif action == ACTION_REPLACE and any(step['kind'] == 'swap' for step in decision['steps']):
+            decision['ledger_row'] = dict(id=self.ledger.intend(
+                'replaced_index', spec['schema'], spec['table'], spec['name'], spec['display_definition'],
+                prior=dict(definition=existing['definition'], comment=existing.get('comment'))), state='intended')
+
+    def _recorded(self, decision):
+        """After the steps: the ledger row applied (what was made, as PostgreSQL renders it) or undone (what a
+        rollback dropped). A swap records its own row in its transaction (swap_ledger_statements)."""
+        spec, action, row = decision['spec'], decision['action'], decision.get('ledger_row')
+        if not row or any(step['kind'] == 'swap' for step in decision['steps']):
+            return
+        if action in (ACTION_CREATE, ACTION_REBUILD, ACTION_RESUME):
+            self.ledger.applied(row['id'], definition_sql=self.ledger.indexdef_sql(spec['schema'], spec['name']))
+        elif action in (ACTION_DROP, ACTION_RESTORE):
+            self.ledger.undone(row['id'])
+
+    def swap_ledger_statements(self, decision, step):
+        """In the swap's own transaction, so that a swap is never without its record: a replacement's row applied
+        (with the definition now of the planned name), a restore's row undone."""
+        row = decision.get('ledger_row')
+        if not row:
+            return []
+        if decision['action'] == ACTION_REPLACE:
+            return [self.ledger.applied_statement(row['id'], definition_sql=self.ledger.indexdef_sql(step['schema'],
+                                                                                                    step['name']))]
+        return [self.ledger.undone_statement(row['id'])]
 
     def _run_step(self, decision, step):
         """One step: a concurrent build or drop without lock_timeout, watched; anything else (catalog only, a brief

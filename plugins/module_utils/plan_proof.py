@@ -108,7 +108,8 @@ def prove_indexes(runner, tables, default_schema, state, sample_ids, dropped_fir
         proof['tables'].append(dict(
             schema=schema, name=table['name'], pending=pending,
             indexes=[dict(name=d['spec']['name'], action=d['action'], statements=d['statements'],
-                          estimated_bytes=sizes.get(d['spec']['name'], 0)) for d in decisions]))
+                          estimated_bytes=sizes.get(d['spec']['name'], 0), left_alone=d.get('left_alone'))
+                     for d in decisions]))
         if pending:
             proof['pending_tables'].append(table['name'])
         proof['queries'].extend(statement for d in decisions for statement in d['statements'])
@@ -208,7 +209,7 @@ def prove_constraints(runner, constraints, default_schema, state, sample_ids, ma
                 continue
             entry = dict(name=constraint['name'], schema=schema, table=table, columns=columns,
                          action=decision['action'], statements=decision['statements'], on_duplicates=on_duplicates,
-                         row_id=None, total_groups=0, total_rows=0, groups=[])
+                         row_id=None, total_groups=0, total_rows=0, groups=[], left_alone=decision.get('left_alone'))
             proof['constraints'].append(entry)
             if decision['action'] != ACTION_UNCHANGED:
                 proof['pending'].append(entry['name'])
@@ -274,7 +275,7 @@ def prove_other_constraints(runner, constraints, default_schema, state, sample_i
         spec = decision['spec']
         entry = dict(name=spec['name'], type=spec['type'], schema=schema, table=spec['table'],
                      columns=entry_columns(spec), action=decision['action'], steps=decision['steps'],
-                     statements=decision['statements'], total_rows=0)
+                     statements=decision['statements'], total_rows=0, left_alone=decision.get('left_alone'))
         proof['constraints'].append(entry)
         if decision['advice'] and not planned_index_leads(tables, default_schema, schema, spec['table'],
                                                           spec['columns']):
@@ -329,19 +330,20 @@ def index_problems_message(problems):
             % '\n'.join(problems))
 
 
-def restores_pending(cursor, constraints, default_schema, audit_schema='pgzd_audit', audit_table='duplicate_resolution'):
+def restores_pending(ledger, constraints, default_schema):
     """Names of the plan's constraints whose renamed duplicate values are still to be restored (a rollback's work
-    even when the constraint itself is already gone)."""
-    if not constraints:
-        return []
-    sql = sql_module()
-    audit = sql.SQL('{}.{}').format(sql.Identifier(audit_schema), sql.Identifier(audit_table))
-    exists = fetch_dicts(cursor, 'SELECT pg_catalog.to_regclass(%(name)s) IS NOT NULL AS present',
-                         dict(name=audit.as_string(cursor.connection)))[0]['present']
-    if not exists:
-        return []
-    rows = fetch_dicts(cursor, sql.SQL(
-        'SELECT DISTINCT constraint_name, table_schema FROM {} WHERE restored_at IS NULL '
-        'AND constraint_name = ANY(%(names)s)').format(audit), dict(names=[c['name'] for c in constraints]))
-    found = set((row['constraint_name'], row['table_schema']) for row in rows)
-    return [c['name'] for c in constraints if (c['name'], c.get('schema') or default_schema) in found]
+    even when the constraint itself is already gone): the renames the plan's ledger holds and has not undone."""
+    return [c['name'] for c in constraints or []
+            if ledger.all_open_rows('renamed_rows', c.get('schema') or default_schema, [c['name']])]
+
+
+def left_alone_report(tables, constraints):
+    """What a rollback leaves alone, and why, as the preflight prints it (the ledger does not attribute it to the plan,
+    or it changed since a run recorded it)."""
+    lines = ['Left alone (not undone): index %s on %s.%s: %s' % (index['name'], table['schema'], table['name'],
+                                                                  index['left_alone'])
+             for table in tables for index in table['indexes'] if index.get('left_alone')]
+    lines.extend('Left alone (not undone): constraint %s on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'],
+                                                                        entry['left_alone'])
+                 for entry in constraints if entry.get('left_alone'))
+    return lines

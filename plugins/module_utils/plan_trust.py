@@ -39,7 +39,7 @@ import re
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import statement_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
-    error_text, fetch_dicts, sql_module,
+    fetch_dicts, sql_module,
 )
 
 FIRST_NORMAL_OBJECT_ID = 16384

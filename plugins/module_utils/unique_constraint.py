@@ -16,6 +16,8 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identi
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
     ACTION_CREATE, ACTION_DROP, ACTION_REBUILD, ACTION_UNCHANGED,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import left_alone_lines
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import attribution, without_not_valid
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
     ADD_UNIQUE, CREATE_INDEX, DROP_CONSTRAINT, DROP_INDEX, NO_BTREE_CLASS_QUERY, index_facts,
@@ -249,6 +251,11 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         if errors:
             raise OnlineIndexError(self._problems(schema, table, errors))
         ours = [c for c in constraints if (c['schema'], c['table']) == (schema, table)]
+        ledger_row, left_alone = None, None
+        if state == 'absent' and action == ACTION_DROP:
+            ledger_row, left_alone = self._attributed(name, ours[0] if ours else None, index)
+            if left_alone:
+                action = ACTION_UNCHANGED
         errors = self.constraint_refusals(name, schema, table, columns, action, ours[0] if ours else None, index,
                                           () if state == 'present' else dropped_first)
         if errors:
@@ -258,12 +265,34 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         spec = dict(name=name, schema=schema, table=table, columns=list(columns), unique=True, method='btree',
                     include=[], where=None)
         decision = dict(spec=spec, action=action, table_oid=table_row['oid'] if table_row else None,
-                        constraint=ours[0] if ours else None, index=index, retry_advice=(
+                        constraint=ours[0] if ours else None, index=index, ledger_row=ledger_row,
+                        left_alone=left_alone, retry_advice=(
                             'What to do: let those sessions finish (or end them), or raise index_lock_timeout / '
                             'lock_retries, then rerun: it builds the unique index again (dropping any INVALID '
                             'leftover first) and attaches it; no constraint was added.'))
         decision['statements'] = [self.render(statement) for statement in self.constraint_statements(decision)]
         return decision
+
+    def _attributed(self, name, constraint, index):
+        """(the ledger row the rollback of unique constraint C(name) undoes, None) or (None, why it is left alone): the
+        plan's row, matching the constraint (or, for the unique index of a build whose ADD CONSTRAINT never ran, the
+        run's intent), and made on an index of the run's own."""
+        schema = index['table_schema'] if index else constraint['schema']
+        row = self.ledger.open_rows('constraint', schema, [name], index['table'] if index else constraint['table']
+                                    ).get(name)
+        if constraint is not None:
+            matches = row is not None and without_not_valid(constraint['definition']) == \
+                without_not_valid(row['definition'])
+            now = constraint['definition']
+        else:
+            matches = row is not None and row['state'] == 'intended'
+            now = index['definition']
+        undo, reason = attribution(self.ledger.plan, 'constraint', name, row, True, matches, now)
+        if undo and (row.get('prior') or {}).get('index_definition'):
+            return None, ('constraint "%s" was added by run %s on an index that predates the plan (%s): dropping it '
+                          'would drop that index too, so it is left alone; drop it deliberately if it must go'
+                          % (name, row['run_id'], row['prior']['index_definition']))
+        return (row, None) if undo else (None, reason)
 
     def constraint_refusals(self, name, schema, table, columns, action, constraint, index, dropped_first):
         """What PostgreSQL would refuse of the statements of C(action) (refusal_rules), one line per rule."""
@@ -318,6 +347,14 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         spec, action = decision['spec'], decision['action']
         started = time.monotonic()
         retries = 0
+        intent = None
+        if action in (ACTION_CREATE, ACTION_REBUILD, ACTION_ATTACH):
+            known = self.ledger.open_rows('constraint', spec['schema'], [spec['name']], spec['table']).get(spec['name'])
+            # Attaching an index no run of the plan made: the ledger says so, and a rollback leaves it alone.
+            prior = dict(index_definition=decision['index']['definition']) \
+                if action == ACTION_ATTACH and known is None else None
+            intent = self.ledger.intend('constraint', spec['schema'], spec['table'], spec['name'],
+                                        planned_definition(spec['columns']), prior)
         if action == ACTION_DROP and decision['constraint']:
             retries += self._under_constraint_lock_timeout(decision, self.drop_constraint_statement(spec))
         elif action in (ACTION_DROP, ACTION_REBUILD):
@@ -332,6 +369,10 @@ class UniqueConstraintRunner(OnlineIndexRunner):
                                        % (spec['schema'], spec['name']))
         if action in (ACTION_CREATE, ACTION_REBUILD, ACTION_ATTACH):
             retries += self._under_constraint_lock_timeout(decision, self.add_constraint_statement(spec))
+            added = [c for c in self.read_constraints(spec['schema'], spec['name']) if c['table'] == spec['table']]
+            self.ledger.applied(intent, definition=added[0]['definition'] if added else None)
+        if action == ACTION_DROP and decision.get('ledger_row'):
+            self.ledger.undone(decision['ledger_row']['id'])
         return round(time.monotonic() - started, 3), retries
 
     def _under_constraint_lock_timeout(self, decision, statement):
@@ -398,6 +439,7 @@ def constraint_summary(entries, check_mode):
         elif entry.get('restored_rows'):
             lines.append('%s: %s renamed value(s) %s' % (entry['name'], entry['restored_rows'],
                                                          'to restore' if check_mode else 'restored'))
+    lines.extend(left_alone_lines(entries))
     if check_mode and changed:
         lines.append('SQL it would run, in order:')
         for entry in changed:

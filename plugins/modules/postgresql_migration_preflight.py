@@ -371,7 +371,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.migrat
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
     constraint_problems_message, data_message, index_problems_message, name_problems, prove_constraints, prove_indexes,
-    restores_pending,
+    left_alone_report, restores_pending,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma_history import (
     History, HistoryError, run_in_transaction,
@@ -533,7 +533,8 @@ def main():
         module.exit_json(**result)
     result['replicated'] = bool(server['replicas'] or server['slots'])
 
-    runner = ConstraintRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'])
+    runner = ConstraintRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'],
+                              plan_name=params['plan_name'], run_id=params['run_id'])
 
     # (2) The lock first, in this session, so that what is proven below still holds when the DDL runs. It passes to
     # a holder process only when the run has work: a run with nothing to do starts none, and its lock goes with
@@ -561,6 +562,10 @@ def main():
     # the baseline queries here, predicates and checks by the runners as they plan them.
     problems = query_problems(params['baseline_queries']) if state == 'present' else []
     problems.extend(runner.trust.trusted()[1])
+    # The ledger records what the run does (and a rollback undoes only what it records): it must be writable.
+    ledger_problem = runner.ledger.writable_problem()
+    if ledger_problem:
+        problems.append(ledger_problem)
     if state == 'present' and not problems:
         problems.extend(prove_queries(connection, params['baseline_queries'], params['trusted']))
     # Rolling back, the constraint phase drops the plan's foreign keys before the index phase drops any index.
@@ -575,8 +580,7 @@ def main():
     violations = constraints.pop('violations')
     for advice in constraints.pop('advice'):
         module.warn(advice)
-    restore_pending = restores_pending(runner.cursor, params['constraints'], params['schema'],
-                                       params['audit_schema'], params['audit_table']) \
+    restore_pending = restores_pending(runner.ledger, params['constraints'], params['schema']) \
         if state == 'absent' else []
     prisma_action = None
     if params['prisma_migration']:
@@ -595,12 +599,11 @@ def main():
                 prisma_migration=params['prisma_migration'])
     result['work'] = run_work(plan, state, params['phases'], params['only_tables'], indexes['pending_tables'],
                               constraints['pending'], restore_pending, prisma_action)
-    failure = None
-    if problems:
-        failure = index_problems_message(problems)
-    elif constraint_problems:
-        failure = constraint_problems_message(constraint_problems, state)
-    elif blocking or violations:
+    # Every problem at once: the plan's and the database's, indexes and constraints alike.
+    failure = '\n'.join(([index_problems_message(problems)] if problems else []) +
+                         ([constraint_problems_message(constraint_problems, state)] if constraint_problems else [])) \
+        or None
+    if not failure and (blocking or violations):
         failure = data_message(blocking, violations, set(c['type'] for c in params['constraints']
                                                          if c['name'] in violations), constraints['report'])
     needed = work_bytes(indexes['tables'], result['work']['index_tables'], params['schema'])
@@ -638,6 +641,7 @@ def main():
                                       constraints['pending'], indexes['queries'], prisma_action, module.check_mode)
     result['summary'].extend(result['duplicates_report'])
     result['trusted'] = runner.trust.trusted_lines()
+    result['summary'].extend(left_alone_report(result['tables'], result['constraints']))
     if state == 'present':
         result['summary'].append('Plan SQL proven by the server to reach only the built-ins of pg_catalog%s.' % (
             ' and what the plan trusts: %s' % ', '.join(result['trusted']) if result['trusted'] else

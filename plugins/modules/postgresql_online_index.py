@@ -158,6 +158,10 @@ options:
         one in flight ends on its own). 0 watches nothing.
     type: int
     default: 0
+  run_id:
+    description: The run id the ledger records with what this task does (plan name and start time, in the playbooks).
+    type: str
+    default: manual
 seealso:
   - module: community.postgresql.postgresql_idx
   - name: Partitioned indexes
@@ -179,6 +183,7 @@ attributes:
 author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.replication_lag
@@ -392,6 +397,8 @@ def index_entries(decisions):
         if decision.get('previous_definition'):
             entries[-1].update(previous_definition=decision['previous_definition'],
                                planned_definition=decision['planned_definition'])
+        if decision.get('left_alone'):
+            entries[-1]['left_alone'] = decision['left_alone']
     return entries
 
 
@@ -409,6 +416,7 @@ def run_table(module, connection, conn_params, schema, table, specs):
                                    log=module.warn, ddl_session=not module.check_mode,
                                    lock_session_pid=params['lock_session_pid'], owner_pid=params['owner_pid'],
                                    build_wait_timeout=params['build_wait_timeout'], trusted=params['trusted'],
+                                   plan_name=params['plan_name'], run_id=params['run_id'],
                                    watch_connect=None if module.check_mode else watch_connection_factory(
                                        module, conn_params))
         decisions = runner.plan(schema, table, specs, params['state'])
@@ -532,6 +540,8 @@ def main():
         session_role=dict(type='str'),
         owner_pid=dict(type='int', default=0),
         trusted=dict(type='list', elements='str', default=[]),
+        plan_name=dict(type='str', default='manual'),
+        run_id=dict(type='str', default='manual'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('tables', 'table'), ('tables', 'indexes')],

@@ -73,6 +73,7 @@ attributes:
 author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.plan_trust
   - community.postgresql.postgres
@@ -172,6 +173,7 @@ def main():
         state=dict(type='str', default='present', choices=['present', 'absent']),
         lock_timeout=dict(type='str', default='5s'),
         trusted=dict(type='list', elements='str', default=[]),
+        plan_name=dict(type='str', default='manual'),
         session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -182,7 +184,8 @@ def main():
         module.fail_json(msg='Invalid options; nothing was read:\n- %s' % '\n- '.join(errors), changed=False)
     ensure_required_libs(module)
     connection = connect_or_fail(module, get_conn_params(module, params))
-    runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'])
+    runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'],
+                               plan_name=params['plan_name'])
 
     proof = prove_indexes(runner, params['tables'], params['schema'], params['state'], params['sample_ids'])
     problems = query_problems(params['baseline_queries']) + proof.pop('problems')

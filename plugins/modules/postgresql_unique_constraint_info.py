@@ -65,6 +65,7 @@ attributes:
 author:
   - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.plan_constraints
   - pg_zero_downtime.migrations.plan_trust
   - community.postgresql.postgres
@@ -136,6 +137,7 @@ def main():
         max_groups=dict(type='int', default=20),
         fail_on_duplicates=dict(type='bool', default=True),
         trusted=dict(type='list', elements='str', default=[]),
+        plan_name=dict(type='str', default='manual'),
         session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -145,7 +147,7 @@ def main():
         module.fail_json(msg='Invalid options; nothing was read:\n- %s' % '\n- '.join(errors), changed=False)
     ensure_required_libs(module)
     connection = connect_or_fail(module, get_conn_params(module, params))
-    runner = ConstraintRunner(connection, trusted=params['trusted'])
+    runner = ConstraintRunner(connection, trusted=params['trusted'], plan_name=params['plan_name'])
     try:
         proof = prove_constraints(runner, params['constraints'], params['schema'], params['state'], params['sample_ids'],
                                   params['max_groups'])

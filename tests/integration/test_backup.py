@@ -11,12 +11,13 @@ import helpers
 
 
 def cluster_vars(pg_cluster, tmp_path, **extra):
-    return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], artifacts_dir=str(tmp_path)),
-                **extra)
+    # The artifacts folder is the run's own (what else tmp_path holds, such as a fake client, is not the tool's).
+    return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'],
+                     artifacts_dir=str(tmp_path / 'artifacts')), **extra)
 
 
 def backups(tmp_path):
-    return sorted(glob.glob(os.path.join(str(tmp_path), 'backups', 't12', 't12-*')))
+    return sorted(glob.glob(os.path.join(str(tmp_path), 'artifacts', 'backups', 't12', 't12-*')))
 
 
 def sha256(path):
@@ -198,7 +199,7 @@ def test_the_drill_without_a_backup_fails_clearly(db, pg_cluster, tmp_path):
     assert drill.returncode != 0
     text = ' '.join(drill.stdout.split())
     assert ('No backup of t12 in %s: take one with playbooks/backup.yml, or name one with -e '
-            'restore_drill_backup=<path>.' % os.path.join(str(tmp_path), 'backups', 't12')) in text
+            'restore_drill_backup=<path>.' % os.path.join(str(tmp_path), 'artifacts', 'backups', 't12')) in text
     assert not helpers.query(db, "SELECT 1 FROM pg_database WHERE datname = 't12_restore_drill'")
 
 

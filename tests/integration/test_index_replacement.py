@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """on_mismatch: replace on real PostgreSQL: an index of the planned name with another definition is rebuilt beside it
 under a temporary name concurrently, swapped in by renames in one short transaction under lock_timeout, and the old
-one dropped concurrently; the new index records the old definition in its comment, so a rollback run by a new
+one dropped concurrently; the ledger records the old definition and comment, so a rollback run by a new
 ansible-playbook process puts the old index back, to the same pg_dump --schema-only. Without it (on_mismatch: fail,
 the default) the run is refused showing both definitions.
 
@@ -25,19 +25,40 @@ INDEX, NEXT, PREVIOUS = 'pt_Job_status_idx', 'pt_Job_status_idx_pgzd_next', 'pt_
 OLD = 'CREATE INDEX "pt_Job_status_idx" ON public."Job" USING btree (status)'
 NEW = 'CREATE INDEX "pt_Job_status_idx" ON public."Job" USING btree (status, "teacherId")'
 SPEC = dict(name=INDEX, columns=['status', 'teacherId'], on_mismatch='replace')
-RECORD_PREFIX = 'pg-zero-downtime replaced the previous index of this name (on_mismatch: replace); a rollback ' \
-                'restores it from this record: '
 REPLACEMENT_SQL = [
     'CREATE INDEX CONCURRENTLY IF NOT EXISTS "pt_Job_status_idx_pgzd_next" ON "public"."Job" USING "btree" '
     '("status", "teacherId")',
     'BEGIN',
     'ALTER INDEX "public"."pt_Job_status_idx" RENAME TO "pt_Job_status_idx_pgzd_prev"',
     'ALTER INDEX "public"."pt_Job_status_idx_pgzd_next" RENAME TO "pt_Job_status_idx"',
-    'COMMENT ON INDEX "public"."pt_Job_status_idx" IS \'%s{"comment": "kept by ops", "definition": "CREATE INDEX '
-    '\\"pt_Job_status_idx\\" ON public.\\"Job\\" USING btree (status)"}\'' % RECORD_PREFIX,
+    'COMMENT ON INDEX "public"."pt_Job_status_idx" IS NULL',
     'COMMIT',
     'DROP INDEX CONCURRENTLY IF EXISTS "public"."pt_Job_status_idx_pgzd_prev"',
 ]
+# In a real run the swap's transaction also marks the ledger's row of the replacement applied (check mode has none).
+LEDGER_UPDATE = "UPDATE pgzd_audit.ledger SET state = 'applied'"
+
+
+def ran(queries):
+    """The queries of a real run without the ledger's update inside the swap (checked there, and by ledger())."""
+    updates = [q for q in queries if q.startswith(LEDGER_UPDATE)]
+    assert len(updates) == ('COMMIT' in queries), queries
+    if updates:
+        assert queries.index(updates[0]) == queries.index('COMMIT') - 1, queries
+    return [q for q in queries if not q.startswith(LEDGER_UPDATE)]
+
+
+def ledger(conn):
+    """(kind, state, definition, prior) of the ledger's rows of the index, oldest first."""
+    return helpers.query(conn, "SELECT kind, state, definition, prior FROM pgzd_audit.ledger WHERE object_name = %s "
+                               "ORDER BY id", (INDEX,))
+
+
+def record_stopped_replacement(conn, state):
+    """The ledger row a run (standalone: plan "manual") stopped in its replacement left: intended before the swap,
+    applied after it."""
+    helpers.record_in_ledger(conn, 'replaced_index', 'Job', INDEX, NEW, state=state,
+                             prior=dict(definition=OLD, comment='kept by ops'))
 
 
 @pytest.fixture
@@ -49,6 +70,7 @@ def old_index(file_database):
     yield conn
     for name in (INDEX, NEXT, PREVIOUS):
         helpers.drop_index(conn, name)
+    helpers.query(conn, 'DROP SCHEMA IF EXISTS pgzd_audit CASCADE')
 
 
 def run(file_database, check=False, **args):
@@ -85,27 +107,32 @@ def test_replace_builds_beside_swaps_in_and_drops_the_old_index_and_shows_both_d
     result = run(file_database, indexes=[SPEC])
 
     assert result.get('failed') is not True, result
-    assert result['changed'] is True and result['queries'] == REPLACEMENT_SQL
+    assert result['changed'] is True and ran(result['queries']) == REPLACEMENT_SQL
     (entry,) = result['indexes']
     assert entry['action'] == 'replaced'
     assert (entry['previous_definition'], entry['definition']) == (OLD, NEW)
     assert entry['planned_definition'] == ('CREATE INDEX "pt_Job_status_idx" ON "public"."Job" USING "btree" '
                                            '("status", "teacherId")')
     assert result['summary'][1:] == ['         before: ' + OLD, '         after:  ' + NEW]
-    # Only the planned name is left, valid, with the planned definition and the record of what it replaced.
-    assert state(old_index) == {INDEX: (NEW, RECORD_PREFIX + '{"comment": "kept by ops", "definition": "CREATE INDEX '
-                                             '\\"pt_Job_status_idx\\" ON public.\\"Job\\" USING btree (status)"}')}
+    # Only the planned name is left, valid, with the planned definition; the ledger holds what it replaced.
+    assert state(old_index) == {INDEX: (NEW, None)}
+    assert ledger(old_index) == [('replaced_index', 'applied', NEW, dict(definition=OLD, comment='kept by ops'))]
 
     again = run(file_database, indexes=[SPEC])
     assert again['changed'] is False and again['queries'] == [] and again['indexes'][0]['action'] == 'unchanged'
 
 
 def test_a_stopped_replacement_goes_on_from_its_last_step(file_database, old_index):
-    # Stopped after the build: the rerun swaps without building again.
+    # A name the replacement uses, taken by an index no run of the plan made: refused, and left as it is.
     helpers.query(old_index, REPLACEMENT_SQL[0])
+    refused = run(file_database, indexes=[SPEC])
+    assert refused.get('failed') is True and refused['queries'] == [], refused
+    assert 'the ledger of the plan holds no replacement of it' in refused['msg']
+    # Stopped after the build (its ledger row intended): the rerun swaps without building again.
+    record_stopped_replacement(old_index, 'intended')
     result = run(file_database, indexes=[SPEC])
     assert result.get('failed') is not True, result
-    assert result['queries'] == REPLACEMENT_SQL[1:]
+    assert ran(result['queries']) == REPLACEMENT_SQL[1:]
     assert state(old_index)[INDEX][0] == NEW and set(state(old_index)) == {INDEX}
 
     # Stopped after the swap (the replaced index not dropped yet): the rerun only drops it.
@@ -113,7 +140,7 @@ def test_a_stopped_replacement_goes_on_from_its_last_step(file_database, old_ind
     helpers.query(old_index, 'CREATE INDEX "pt_Job_status_idx_pgzd_prev" ON "Job" (status)')
     helpers.query(old_index, 'ALTER INDEX "pt_Job_status_idx_other" RENAME TO "pt_Job_status_idx"')
     result = run(file_database, indexes=[SPEC])
-    assert result['queries'] == REPLACEMENT_SQL[-1:] and result['indexes'][0]['action'] == 'replaced'
+    assert ran(result['queries']) == REPLACEMENT_SQL[-1:] and result['indexes'][0]['action'] == 'replaced'
     assert result['indexes'][0]['previous_definition'] == OLD
     assert set(state(old_index)) == {INDEX}
 
@@ -134,7 +161,7 @@ def test_the_swap_waits_at_most_lock_timeout_and_the_rerun_only_swaps(file_datab
                                 NEXT: (NEW.replace('"pt_Job_status_idx"', '"%s"' % NEXT), None)}
 
     rerun = run(file_database, indexes=[SPEC])
-    assert rerun['queries'] == REPLACEMENT_SQL[1:], rerun
+    assert ran(rerun['queries']) == REPLACEMENT_SQL[1:], rerun
 
 
 def test_a_migration_and_its_rollback_from_a_new_process_give_back_the_same_schema(file_database, old_index, tmp_path):
@@ -158,7 +185,7 @@ def test_a_migration_and_its_rollback_from_a_new_process_give_back_the_same_sche
         page = helpers.ReportPage(handle.read())
     assert page.problems == [] and page.tables['replaced-indexes'][1] == ['pt_Job_status_idx', 'replaced', OLD, NEW]
 
-    # The rollback is a new ansible-playbook process: the old definition comes from the index's comment.
+    # The rollback is a new ansible-playbook process: the old definition and comment come from the ledger.
     planned = helpers.run_playbook('playbooks/rollback.yml', variables, options=['--check'])
     assert planned.returncode == 0, planned.stdout[-3000:]
     (planned_sql,) = glob.glob(os.path.join(str(tmp_path), 'artifacts', 'runs', 'pt_replace-*', 'planned-rollback.sql'))
@@ -172,6 +199,7 @@ def test_a_migration_and_its_rollback_from_a_new_process_give_back_the_same_sche
     assert 'restored pt_Job_status_idx' in rolled_back.stdout
     assert state(old_index) == {INDEX: (OLD, 'kept by ops')}
     assert helpers.schema_dump(file_database['cluster'], DATABASE) == before
+    assert [(kind, state_) for kind, state_, _definition, _prior in ledger(old_index)] == [('replaced_index', 'undone')]
 
     again = helpers.run_playbook('playbooks/rollback.yml', variables)
     assert again.returncode == 0 and 'changed=0' in again.stdout, again.stdout[-3000:]

@@ -97,6 +97,19 @@ def run_and_read_locks(conn, statements):
     return seen
 
 
+def attribute(conn, constraints):
+    """What a run of the module records in the ledger for C(constraints), once their statements ran by hand: so that
+    the rollback's check mode plans to undo them (it undoes only what the ledger attributes to the plan)."""
+    for entry in constraints:
+        if entry['type'] == 'not_null':
+            helpers.record_in_ledger(conn, 'not_null', entry['table'], entry['column'], 'NOT NULL',
+                                     prior=dict(nullable=True))
+        else:
+            (definition,), = helpers.query(conn, 'SELECT pg_catalog.pg_get_constraintdef(oid) FROM '
+                                                 'pg_catalog.pg_constraint WHERE conname = %s', (entry['name'],))
+            helpers.record_in_ledger(conn, 'constraint', entry['table'], entry['name'], definition)
+
+
 def said(text, roles):
     """{table: mode} that a lock text says, the roles it names mapped to tables by C(roles)."""
     return dict((table, mode) for mode, role in LOCK_PHRASE.findall(text) for table in roles[role])
@@ -127,6 +140,8 @@ def test_each_constraint_step_takes_exactly_the_locks_check_mode_says(pair):
         # The lock text is printed beside each step's own statement (--check: "<statement>;  -- <lock text>").
         texts = dict((statement, text) for statement, text in zip(entry['statements'], entry['locks']) if text)
         taken = run_and_read_locks(conn, entry['statements'])
+        if state == 'present':
+            attribute(conn, constraints)
         assert len(taken) == len(entry['steps']) > 0, (label, taken)
         for statement, held in taken:
             assert held == said(texts[statement], roles), (label, statement, texts[statement], held)
@@ -179,7 +194,12 @@ def test_partitioned_steps_take_the_partitioned_table_first_and_the_locks_lock_o
     kinds = dict(attach=0, drop_partitioned=0, create_on_only=0)
     for state in ('present', 'absent'):
         statements = index_run(state)  # once the migration's statements ran, the rollback's
-        for statement, taken in run_and_read_locks(conn, statements):
+        ran = run_and_read_locks(conn, statements)
+        if state == 'present':  # what the module's run records, for its rollback to undo
+            (definition,), = helpers.query(conn, 'SELECT pg_catalog.pg_get_indexdef(%s::regclass)',
+                                           ('"%s"' % spec['name'],))
+            helpers.record_in_ledger(conn, 'index', 'Reading', spec['name'], definition)
+        for statement, taken in ran:
             if statement.startswith('ALTER INDEX'):
                 # ALTER INDEX "public"."<index>" ATTACH PARTITION "public"."<index>_<partition>"
                 parent_index, child_index = statement.split('"')[3], statement.split('"')[7]

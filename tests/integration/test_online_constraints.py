@@ -240,13 +240,19 @@ def test_check_mode_and_diff_show_the_steps_and_change_nothing(copy):
         'CONSTRAINT Job_classId_fkey FOREIGN KEY ("classId") REFERENCES "public"."Class"("id") ON UPDATE CASCADE '
         'ON DELETE SET NULL\n-- Class."teacherId": NOT NULL\n')
     assert constraints_of(conn) == before and not not_null(conn, 'Class', 'teacherId')
-    # Rolling back a NOT NULL in place: the diff says what the column is now, and what it becomes.
+    # Rolling back a NOT NULL in place that no run of the plan set: it stays, and the result says why.
     helpers.query(conn, 'ALTER TABLE "Class" ALTER COLUMN "teacherId" SET NOT NULL')
+    back = run(info, check=True, diff=True, constraints=[NOT_NULL], state='absent')
+    assert back['queries'] == [] and 'NOT NULL of column "Class.teacherId" is not in the ledger of plan manual' in \
+        back['constraints'][0]['left_alone'], back
+    # One the ledger attributes to the plan: the diff says what the column is now, and what it becomes.
+    helpers.record_in_ledger(conn, 'not_null', 'Class', 'teacherId', 'NOT NULL', prior=dict(nullable=True))
     back = run(info, check=True, diff=True, constraints=[NOT_NULL], state='absent')
     assert back['queries'] == ['ALTER TABLE "public"."Class" ALTER COLUMN "teacherId" DROP NOT NULL']
     assert (back['diff']['before'], back['diff']['after']) == ('-- Class."teacherId": NOT NULL\n',
                                                                '-- Class."teacherId": nullable\n')
     assert not_null(conn, 'Class', 'teacherId')
+    helpers.query(conn, 'DROP SCHEMA pgzd_audit CASCADE')
 
 
 def test_a_lock_that_cannot_be_taken_in_time_fails_naming_the_holder_and_changes_nothing(copy, connect, pg_cluster):

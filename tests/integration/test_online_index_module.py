@@ -421,29 +421,37 @@ def test_absent_drops_then_is_unchanged(db, run_module):
     assert [i['action'] for i in again['indexes']] == ['unchanged', 'unchanged']
 
 
-def test_absent_drops_an_invalid_index(db, run_module):
+def test_absent_drops_the_invalid_leftover_of_a_stopped_build_of_its_plan_and_leaves_anyone_elses(db, run_module):
     make_invalid_unique_index(db, 'pt_Job_status_idx', 'Job', 'status')
+    result = run_module(MODULE, table='Job', state='absent', indexes=[dict(name='pt_Job_status_idx')])
+    assert result['changed'] is False and result['indexes'][0]['action'] == 'unchanged'
+    assert 'is not in the ledger of plan manual' in result['indexes'][0]['left_alone']
+    assert relation_exists(db, 'pt_Job_status_idx')
+    helpers.record_in_ledger(db, 'index', 'Job', 'pt_Job_status_idx', 'CREATE UNIQUE INDEX "pt_Job_status_idx" ...',
+                             state='intended')
     result = run_module(MODULE, table='Job', state='absent', indexes=[dict(name='pt_Job_status_idx')])
     assert result['indexes'][0]['action'] == 'dropped'
     assert not relation_exists(db, 'pt_Job_status_idx')
+    assert helpers.query(db, "SELECT state, undone_by FROM pgzd_audit.ledger WHERE object_name = 'pt_Job_status_idx'") \
+        == [('undone', 'manual')]
 
 
-def test_absent_refuses_a_constraint_index(db, run_module):
+def test_absent_leaves_a_primary_key_index_alone(db, run_module):
     before = helpers.all_indexes(db)
     result = run_module(MODULE, table='Job', state='absent', indexes=[dict(name='Job_pkey')])
-    assert result.get('failed') is True
-    assert 'backs constraint "Job_pkey"' in result['msg'] and '[rule drop-index-of-constraint]' in result['msg']
-    assert 'nothing was changed' in result['msg']
+    assert result.get('failed') is not True and result['changed'] is False, result
+    assert 'index "Job_pkey" is not in the ledger' in result['indexes'][0]['left_alone']
+    assert any(line.startswith('left alone: Job_pkey on public.Job') for line in result['summary'])
     assert helpers.all_indexes(db) == before
     assert index_info(db, 'Job_pkey')['valid'] is True
 
 
-def test_absent_refuses_an_index_of_another_table(db, run_module):
+def test_absent_leaves_an_index_of_another_table_alone(db, run_module):
     helpers.query(db, 'CREATE INDEX "pt_JobAssignment_status_idx" ON "JobAssignment" ("status")')
     before = helpers.all_indexes(db)
     result = run_module(MODULE, table='Job', state='absent', indexes=[dict(name='pt_JobAssignment_status_idx')])
-    assert result.get('failed') is True
-    assert 'belongs to table public.JobAssignment' in result['msg']
+    assert result.get('failed') is not True and result['changed'] is False, result
+    assert 'belongs to table public.JobAssignment' in result['indexes'][0]['left_alone']
     assert helpers.all_indexes(db) == before
 
 

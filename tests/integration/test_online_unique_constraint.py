@@ -87,9 +87,11 @@ def make_invalid_index(db, name=NAME):
 
 
 def add_constraint_by_hand(db):
-    """The planned constraint, as the module leaves it (set up directly: quicker than a module run)."""
+    """The planned constraint, as the module leaves it, its ledger row included (set up directly: quicker than a module
+    run)."""
     helpers.query(db, 'CREATE UNIQUE INDEX "Class_name_grade_key" ON "Class" ("name", "grade")')
     helpers.query(db, ADD_SQL)
+    helpers.record_in_ledger(db, 'constraint', 'Class', NAME, 'UNIQUE (name, grade)')
     assert_the_constraint_is_in_place(db)
 
 
@@ -190,8 +192,14 @@ def test_absent_drops_the_constraint_and_its_index_then_is_unchanged(db, run_mod
 
 
 def test_absent_drops_a_leftover_unique_index_concurrently(db, run_module):
-    # A build whose ADD CONSTRAINT never ran leaves the valid unique index alone.
+    # A unique index of the name that no run of the plan made is left alone.
     helpers.query(db, 'CREATE UNIQUE INDEX "Class_name_grade_key" ON "Class" ("name", "grade")')
+    result = run_module(MODULE, state='absent', **KEY)
+    assert result.get('failed') is not True and result['changed'] is False, result
+    assert 'constraint "Class_name_grade_key" is not in the ledger' in result['constraint']['left_alone']
+    assert relation_exists(db, NAME)
+    # A build whose ADD CONSTRAINT never ran leaves the valid unique index behind, and its intended ledger row.
+    helpers.record_in_ledger(db, 'constraint', 'Class', NAME, 'UNIQUE (name, grade)', state='intended')
     result = run_module(MODULE, state='absent', **KEY)
     assert result.get('failed') is not True, result
     assert result['changed'] is True

@@ -231,6 +231,13 @@ def test_rollback_of_a_half_built_index_drops_what_is_not_attached_too(file_data
     # A stopped run: 2024's attached, 2025's ON ONLY its table but not attached yet, 2025_b's built but not attached.
     for statement in STEPS[:4] + STEPS[6:7]:
         helpers.query(readings, statement)
+    # No run of the plan is in the ledger: they are not the plan's to drop.
+    result = run(file_database, table='Reading', state='absent', indexes=[dict(name=INDEX)])
+    assert result.get('failed') is not True and result['queries'] == [], result
+    assert 'is not in the ledger of plan manual' in result['indexes'][0]['left_alone']
+    # The stopped run's intended row in the ledger (written before its first statement): they are its own.
+    helpers.record_in_ledger(readings, 'index', 'Reading', INDEX, 'CREATE INDEX "Reading_deviceId_idx" ...',
+                             state='intended')
     result = run(file_database, table='Reading', state='absent', indexes=[dict(name=INDEX)])
     assert result.get('failed') is not True, result
     assert result['queries'] == [
@@ -240,6 +247,8 @@ def test_rollback_of_a_half_built_index_drops_what_is_not_attached_too(file_data
                                     'ACCESS EXCLUSIVE', only=False)
     assert not any(helpers.relation_exists(readings, name) for name in [INDEX] + PARTITION_INDEXES)
     assert helpers.schema_dump(file_database['cluster'], DATABASE) == before
+    assert helpers.ledger_rows(readings, INDEX)[-1] == ('manual', 'index', INDEX, 'undone')
+    assert [row for row in helpers.ledger_rows(readings, INDEX) if row[3] in ('intended', 'applied')] == []
 
 
 # -- the whole run: migrate.yml (stopped, resumed, rerun), rollback.yml ------------------------------------------------

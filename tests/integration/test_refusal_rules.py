@@ -350,6 +350,33 @@ def set_up(conn, cases):
     return made
 
 
+def attribute(conn, kind, entries, plan='plan'):
+    """Ledger rows of C(plan) for what the rollback entries name, as they are now: a rollback undoes only what the
+    ledger attributes to its plan, so a rule of a rollback is reached only for what a run of the plan made (or what
+    a wrong adoption attributed to it: the rules are the guard behind the ledger)."""
+    for entry in entries:
+        if kind == TABLES:
+            for planned in entry['indexes']:
+                rows = helpers.query(conn, 'SELECT pg_catalog.pg_get_indexdef(c.oid) FROM pg_catalog.pg_class c JOIN '
+                                           'pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s '
+                                           'AND c.relname = %s', (entry['schema'], planned['name']))
+                if rows:
+                    helpers.record_in_ledger(conn, 'index', entry['name'], planned['name'], rows[0][0], plan=plan,
+                                             schema=entry['schema'])
+        elif entry.get('type') == 'not_null':
+            helpers.record_in_ledger(conn, 'not_null', entry['table'], entry['column'], 'NOT NULL', plan=plan,
+                                     schema=entry['schema'], prior=dict(nullable=True))
+        else:
+            rows = helpers.query(conn, 'SELECT pg_catalog.pg_get_constraintdef(con.oid) FROM pg_catalog.pg_constraint '
+                                       'con JOIN pg_catalog.pg_class t ON t.oid = con.conrelid JOIN '
+                                       'pg_catalog.pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = %s AND '
+                                       't.relname = %s AND con.conname = %s',
+                                 (entry['schema'], entry['table'], entry['name']))
+            if rows:
+                helpers.record_in_ledger(conn, 'constraint', entry['table'], entry['name'], rows[0][0], plan=plan,
+                                         schema=entry['schema'])
+
+
 def tear_down(conn, made):
     for schema, dummy_ in made:
         helpers.query(conn, 'DROP SCHEMA IF EXISTS %s CASCADE' % schema)
@@ -405,6 +432,8 @@ def test_postgresql_refuses_each_statement_and_the_preflight_refuses_the_plan_fi
             args = dict(state=state, tables=[], constraints=[])
             for schema, case in made:
                 args[kind].extend(fill(case.entries, schema))
+            if state == ROLLBACK:
+                attribute(conn, kind, args[kind])
             if role:
                 args['session_role'] = role
             result = preflight(scratch, **args)
@@ -413,6 +442,7 @@ def test_postgresql_refuses_each_statement_and_the_preflight_refuses_the_plan_fi
             guard.close()
     finally:
         tear_down(conn, made)
+        helpers.query(conn, 'DROP SCHEMA IF EXISTS pgzd_audit CASCADE')
     assert result.get('failed') is True and result['changed'] is False, result
     assert 'nothing was changed' in result['msg']
     lines = result['msg'].splitlines()
@@ -600,7 +630,8 @@ def test_a_rollback_that_would_build_a_replaced_unique_index_over_duplicates_is_
         postgres_refuses(conn, ['CREATE UNIQUE INDEX u_k_again ON %s.u (k)' % schema], 'could not create unique index')
         guard = helpers.Guard(conn, lambda: helpers.connect(scratch['cluster'], DATABASE))
         try:
-            refused = preflight(scratch, state='absent', tables=[entry])
+            # The module ran alone, as plan "manual": its ledger rows are that plan's.
+            refused = preflight(scratch, state='absent', tables=[entry], plan_name='manual')
             guard.assert_untouched('the rollback preflight')
         finally:
             guard.close()
@@ -608,6 +639,6 @@ def test_a_rollback_that_would_build_a_replaced_unique_index_over_duplicates_is_
         assert 'unique index "u_k" UNIQUE (k) on %s.u: 1 duplicate key(s)' % schema in refused['msg'], refused['msg']
         assert 'the rollback builds the unique index the plan replaced again' in refused['msg']
         helpers.query(conn, 'DELETE FROM %s.u WHERE id > 20' % schema)
-        assert preflight(scratch, state='absent', tables=[entry]).get('failed') is not True
+        assert preflight(scratch, state='absent', tables=[entry], plan_name='manual').get('failed') is not True
     finally:
         tear_down(conn, made)

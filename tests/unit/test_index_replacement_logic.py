@@ -1,8 +1,7 @@
 # -*- coding: utf-8 -*-
 """Unit tests of on_mismatch: replace (index_plan, no server): the steps that replace an index of the planned name by
 the planned definition (a build beside it, a swap by renames, a concurrent drop), resumed from any state a stopped run
-leaves; its rollback from the record the new index keeps in its comment; what is refused; the summary's two
-definitions."""
+leaves; its rollback from the ledger's record of what it replaced; what is refused; the summary's two definitions."""
 
 import pytest
 
@@ -37,8 +36,22 @@ def new_index(name='Job_status_idx', **extra):
     return existing(name, ['status', 'teacherId'], **extra)
 
 
-def replace(found, **extra):
-    return plan.decide_actions([job_spec(**extra)], found, 'present')
+NEW = 'CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status, "teacherId")'
+
+
+def replaced_row(definition=OLD, comment=None, state='applied', run_id='t12-1'):
+    """The ledger's row of a replacement: what it swapped in, and what was there before (prior)."""
+    return dict(id=7, run_id=run_id, state=state, definition=NEW,
+                prior=dict(definition=definition, comment=comment))
+
+
+def created_row(definition=NEW, state='applied'):
+    return dict(id=8, run_id='t12-1', state=state, definition=definition, prior=None)
+
+
+def replace(found, replaced=None, **extra):
+    ledger = {('replaced_index', 'Job_status_idx'): replaced} if replaced else {}
+    return plan.decide_actions([job_spec(**extra)], found, 'present', ledger=ledger, plan='t12')
 
 
 class TestReplacement(object):
@@ -49,31 +62,39 @@ class TestReplacement(object):
         assert kinds(decision['steps']) == [('build', NEXT), ('swap', 'Job_status_idx'), ('drop', PREVIOUS)]
         swap = decision['steps'][1]
         assert (swap['next'], swap['previous']) == (NEXT, PREVIOUS)
-        assert plan.read_replacement_record(swap['comment']) == (dict(definition=OLD, comment='kept by ops'), None)
+        # The new index gets no comment: what it replaced is in the ledger (OnlineIndexRunner writes it, with the old
+        # comment, before the build, and marks it applied in the swap's transaction).
+        assert swap['comment'] is None
         assert decision['previous_definition'] == OLD
         assert decision['planned_definition'] == job_spec()['display_definition']
 
     def test_a_rerun_keeps_a_finished_build_and_rebuilds_an_invalid_one(self):
-        (decision,), errors = replace({'Job_status_idx': old_index(), NEXT: new_index(NEXT)})
+        stopped = replaced_row(state='intended')
+        (decision,), errors = replace({'Job_status_idx': old_index(), NEXT: new_index(NEXT)}, stopped)
         assert kinds(decision['steps']) == [('swap', 'Job_status_idx'), ('drop', PREVIOUS)]
-        (decision,), errors = replace({'Job_status_idx': old_index(), NEXT: new_index(NEXT, valid=False)})
+        (decision,), errors = replace({'Job_status_idx': old_index(), NEXT: new_index(NEXT, valid=False)}, stopped)
         assert kinds(decision['steps']) == [('drop', NEXT), ('build', NEXT), ('swap', 'Job_status_idx'), ('drop', PREVIOUS)]
-        (decision,), errors = replace({'Job_status_idx': old_index(), NEXT: existing(NEXT, ['id'])})
+        (decision,), errors = replace({'Job_status_idx': old_index(), NEXT: existing(NEXT, ['id'])}, stopped)
         assert kinds(decision['steps']) == [('drop', NEXT), ('build', NEXT), ('swap', 'Job_status_idx'), ('drop', PREVIOUS)]
 
+    def test_an_index_under_a_replacement_name_that_no_run_of_the_plan_made_is_refused(self):
+        decisions, (error,) = replace({'Job_status_idx': old_index(), NEXT: new_index(NEXT)})
+        assert decisions == [] and 'the ledger of the plan holds no replacement of it' in error
+
     def test_a_rerun_after_the_swap_only_drops_the_replaced_index(self):
-        record = plan.replacement_record(OLD, None)
-        (decision,), errors = replace({'Job_status_idx': new_index(comment=record), PREVIOUS: old_index(name=PREVIOUS)})
+        (decision,), errors = replace({'Job_status_idx': new_index(), PREVIOUS: old_index(name=PREVIOUS)},
+                                      replaced=replaced_row())
         assert errors == [] and decision['action'] == 'replaced'
         assert kinds(decision['steps']) == [('drop', PREVIOUS)]
         assert decision['previous_definition'] == OLD
 
     def test_a_previous_index_in_the_way_of_the_rename_is_dropped_first(self):
-        (decision,), errors = replace({'Job_status_idx': old_index(), PREVIOUS: existing(PREVIOUS, ['id'])})
+        (decision,), errors = replace({'Job_status_idx': old_index(), PREVIOUS: existing(PREVIOUS, ['id'])},
+                                      replaced_row(state='intended'))
         assert kinds(decision['steps'])[0] == ('drop', PREVIOUS)
 
     def test_once_replaced_a_rerun_is_unchanged(self):
-        (decision,), errors = replace({'Job_status_idx': new_index(comment=plan.replacement_record(OLD, None))})
+        (decision,), errors = replace({'Job_status_idx': new_index()}, replaced=replaced_row())
         assert errors == [] and decision['action'] == 'unchanged' and decision['steps'] == []
 
     def test_without_on_mismatch_the_mismatch_is_refused_with_both_definitions_and_the_option_named(self):
@@ -106,16 +127,18 @@ class TestReplacement(object):
         assert decision['action'] == 'rebuilt'
 
 
-def restore(found, **extra):
-    return plan.decide_actions([job_spec(**extra)], found, 'absent')
+def restore(found, replaced=None, created=None, **extra):
+    ledger = dict(((kind, 'Job_status_idx'), row) for kind, row in (('replaced_index', replaced), ('index', created))
+                  if row)
+    return plan.decide_actions([job_spec(**extra)], found, 'absent', ledger=ledger, plan='t12')
 
 
 class TestRestore(object):
 
     def test_a_replaced_index_gets_its_recorded_definition_and_comment_back(self):
-        record = plan.replacement_record(OLD, 'kept by ops')
-        (decision,), errors = restore({'Job_status_idx': new_index(comment=record)})
-        assert errors == [] and decision['action'] == 'restored'
+        (decision,), errors = restore({'Job_status_idx': new_index(definition=NEW)},
+                                      replaced=replaced_row(comment='kept by ops'))
+        assert errors == [] and decision['action'] == 'restored' and decision['ledger_row']['id'] == 7
         assert kinds(decision['steps']) == [('build_definition', NEXT), ('swap', 'Job_status_idx'), ('drop', PREVIOUS)]
         assert decision['steps'][0]['statement'] == (
             'CREATE INDEX CONCURRENTLY IF NOT EXISTS "%s" ON public."Job" USING btree (status)' % NEXT)
@@ -123,34 +146,50 @@ class TestRestore(object):
         assert decision['planned_definition'] == OLD
 
     def test_a_rerun_keeps_a_finished_build_of_the_old_definition(self):
-        record = plan.replacement_record(OLD, None)
         following = existing(NEXT, ['status'], definition=OLD.replace('"Job_status_idx"', NEXT))
-        (decision,), errors = restore({'Job_status_idx': new_index(comment=record), NEXT: following})
+        (decision,), errors = restore({'Job_status_idx': new_index(definition=NEW), NEXT: following},
+                                      replaced=replaced_row())
         assert kinds(decision['steps']) == [('swap', 'Job_status_idx'), ('drop', PREVIOUS)]
 
-    def test_after_the_swap_only_the_previous_index_is_dropped(self):
+    def test_after_the_swap_back_only_the_previous_index_is_dropped(self):
+        # The swap back marked the row undone in its transaction: the ledger has no open row; the previous index is
+        # a leftover of the plan's own only while the ledger says so, so the rest is left alone.
         (decision,), errors = restore({'Job_status_idx': old_index(), PREVIOUS: new_index(PREVIOUS)})
-        assert decision['action'] == 'restored' and kinds(decision['steps']) == [('drop', PREVIOUS)]
+        assert decision['action'] == 'unchanged' and decision['steps'] == [] and 'not in the ledger' in \
+            decision['left_alone']
 
-    def test_an_index_the_plan_found_and_never_replaced_stays(self):
-        (decision,), errors = restore({'Job_status_idx': old_index()})
-        assert errors == [] and decision['action'] == 'unchanged' and decision['steps'] == []
-        (decision,), errors = restore({'Job_status_idx': old_index(), NEXT: new_index(NEXT, valid=False)})
+    def test_a_replacement_that_never_swapped_leaves_its_leftovers_to_drop_and_the_old_index_as_it_is(self):
+        (decision,), errors = restore({'Job_status_idx': old_index(), NEXT: new_index(NEXT, valid=False)},
+                                      replaced=replaced_row(state='intended'))
         assert decision['action'] == 'restored' and kinds(decision['steps']) == [('drop', NEXT)]
 
-    def test_an_index_the_plan_created_is_dropped(self):
-        (decision,), errors = restore({'Job_status_idx': new_index()})
-        assert decision['action'] == 'dropped' and kinds(decision['steps']) == [('drop', 'Job_status_idx')]
+    def test_an_index_the_ledger_does_not_attribute_to_the_plan_is_left_alone(self):
+        (decision,), errors = restore({'Job_status_idx': old_index()})
+        assert errors == [] and decision['action'] == 'unchanged' and decision['steps'] == []
+        assert 'is not in the ledger of plan t12' in decision['left_alone']
+        # Nor are indexes under the names a replacement uses, when no replacement of the plan is recorded.
+        (decision,), errors = restore({'Job_status_idx': old_index(), NEXT: new_index(NEXT, valid=False)})
+        assert decision['steps'] == [] and decision['left_alone']
 
-    @pytest.mark.parametrize('comment, fragment', [
-        (plan.RECORD_PREFIX + '{not json', 'starts like a replacement record but is not one'),
-        (plan.RECORD_PREFIX + '{"comment": null}', 'does not hold a definition'),
-        (plan.replacement_record('CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status); DROP TABLE "Job"',
-                                 None), 'not one CREATE INDEX'),
-        (plan.replacement_record(OLD.replace('"Job"', '"Item"'), None), 'not a plain CREATE INDEX'),
+    def test_an_index_the_plan_created_is_dropped_and_one_changed_since_is_left_alone(self):
+        (decision,), errors = restore({'Job_status_idx': new_index(definition=NEW)}, created=created_row())
+        assert decision['action'] == 'dropped' and kinds(decision['steps']) == [('drop', 'Job_status_idx')]
+        (decision,), errors = restore({'Job_status_idx': new_index(definition=NEW.replace('btree', 'hash'))},
+                                      created=created_row())
+        assert decision['action'] == 'unchanged' and 'changed since' in decision['left_alone']
+
+    def test_a_replacement_changed_since_the_swap_is_left_alone(self):
+        (decision,), errors = restore({'Job_status_idx': existing('Job_status_idx', ['id'])}, replaced=replaced_row())
+        assert decision['action'] == 'unchanged' and 'is not what run t12-1 of plan t12 recorded' in \
+            decision['left_alone']
+
+    @pytest.mark.parametrize('definition, fragment', [
+        ('CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status); DROP TABLE "Job"', 'not one CREATE INDEX'),
+        (OLD.replace('"Job"', '"Item"'), 'not a plain CREATE INDEX'),
     ])
-    def test_a_record_that_cannot_be_trusted_is_refused_and_nothing_runs(self, comment, fragment):
-        decisions, (error,) = restore({'Job_status_idx': new_index(comment=comment)})
+    def test_a_recorded_definition_that_cannot_be_built_again_is_refused_and_nothing_runs(self, definition, fragment):
+        decisions, (error,) = restore({'Job_status_idx': new_index(definition=NEW)},
+                                      replaced=replaced_row(definition=definition))
         assert decisions == [] and fragment in error
 
     @pytest.mark.parametrize('definition, columns', [
@@ -162,7 +201,8 @@ class TestRestore(object):
     def test_the_key_of_a_unique_index_the_rollback_builds_again_is_known_when_it_is_plain_columns(self, definition,
                                                                                                   columns):
         # The rollback's preflight counts the duplicate keys written since the replacement on those columns.
-        (decision,), errors = restore({'Job_status_idx': new_index(comment=plan.replacement_record(definition, None))})
+        (decision,), errors = restore({'Job_status_idx': new_index(definition=NEW)},
+                                      replaced=replaced_row(definition=definition))
         assert errors == [] and plan.restored_unique_columns(decision) == columns
         (decision,), errors = replace({'Job_status_idx': old_index()})
         assert plan.restored_unique_columns(decision) is None

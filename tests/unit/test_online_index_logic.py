@@ -279,9 +279,15 @@ class TestCompareIndex(object):
 
 # -- decide_actions -----------------------------------------------------------------------------------
 
-def one(specs, existing_by_name, state='present'):
-    decisions, errors = plan.decide_actions(specs, existing_by_name, state)
+def one(specs, existing_by_name, state='present', ledger=None):
+    decisions, errors = plan.decide_actions(specs, existing_by_name, state, ledger=ledger, plan='t12')
     return decisions, errors
+
+
+def ledger_of(found, state='applied'):
+    """The ledger rows of plan t12 that attribute the indexes C(found) to it, as they are now."""
+    return dict((('index', name), dict(id=n, run_id='t12-1', state=state, definition=index['definition'], prior=None))
+                for n, (name, index) in enumerate(sorted(found.items()), start=1))
 
 
 class TestDecideActions(object):
@@ -350,36 +356,45 @@ class TestDecideActions(object):
         assert decisions == []
         assert len(errors) == 1 and 'is not an index' in errors[0] and 'kind %s' % relkind in errors[0]
 
-    def test_absent_drops_an_existing_index(self):
-        found = existing()
-        decisions, errors = one([spec(columns=None)], {found['name']: found}, 'absent')
-        assert errors == [] and decisions[0]['action'] == 'dropped'
+    def test_absent_drops_an_index_the_ledger_attributes_to_the_plan(self):
+        found = {'Job_teacherId_status_idx': existing()}
+        decisions, errors = one([spec(columns=None)], found, 'absent', ledger_of(found))
+        assert errors == [] and decisions[0]['action'] == 'dropped' and decisions[0]['ledger_row']['id'] == 1
 
-    def test_absent_drops_an_invalid_index_too(self):
-        found = existing(valid=False)
-        decisions, errors = one([spec(columns=None)], {found['name']: found}, 'absent')
+    def test_absent_leaves_alone_an_index_the_ledger_does_not_attribute_to_the_plan(self):
+        found = {'Job_teacherId_status_idx': existing(unique=True)}
+        decisions, errors = one([spec(columns=None)], found, 'absent')
+        assert errors == [] and decisions[0]['action'] == 'unchanged' and decisions[0]['steps'] == []
+        assert 'is not in the ledger of plan t12' in decisions[0]['left_alone']
+
+    def test_absent_drops_the_invalid_leftover_of_a_stopped_build_the_ledger_intended(self):
+        found = {'Job_teacherId_status_idx': existing(valid=False)}
+        decisions, errors = one([spec(columns=None)], found, 'absent', ledger_of(found, state='intended'))
         assert errors == [] and decisions[0]['action'] == 'dropped'
 
     def test_absent_missing_index_is_unchanged(self):
         decisions, errors = one([spec(columns=None)], {}, 'absent')
         assert errors == [] and decisions[0]['action'] == 'unchanged' and decisions[0]['existing'] is None
 
-    def test_absent_does_not_care_about_the_definition(self):
-        found = existing(key_columns=['id'], unique=True, method='hash')
-        decisions, errors = one([spec(columns=None)], {found['name']: found}, 'absent')
-        assert errors == [] and decisions[0]['action'] == 'dropped'
+    def test_absent_leaves_alone_an_index_that_changed_since_the_ledger_recorded_it(self):
+        found = {'Job_teacherId_status_idx': existing()}
+        ledger = ledger_of(found)
+        found['Job_teacherId_status_idx'] = existing(key_columns=['id'], unique=True, method='hash')
+        found['Job_teacherId_status_idx']['definition'] = 'CREATE UNIQUE INDEX x ON public."Job" USING hash (id)'
+        decisions, errors = one([spec(columns=None)], found, 'absent', ledger)
+        assert errors == [] and decisions[0]['action'] == 'unchanged'
+        assert 'is not what run t12-1 of plan t12 recorded' in decisions[0]['left_alone']
 
-    def test_absent_refuses_an_index_of_another_table(self):
-        found = existing(table='JobAssignment')
-        decisions, errors = one([spec(columns=None)], {found['name']: found}, 'absent')
-        assert decisions == []
-        assert len(errors) == 1
-        assert 'belongs to table public.JobAssignment' in errors[0] and 'nothing was dropped' in errors[0]
+    def test_absent_leaves_alone_an_index_of_another_table(self):
+        found = {'Job_teacherId_status_idx': existing(table='JobAssignment')}
+        decisions, errors = one([spec(columns=None)], found, 'absent', ledger_of(found))
+        assert errors == [] and decisions[0]['steps'] == []
+        assert 'belongs to table public.JobAssignment' in decisions[0]['left_alone']
 
     def test_absent_plans_the_drop_of_an_index_backing_a_constraint_that_the_refusal_rules_refuse(self):
         # PostgreSQL refuses the drop: the rule drop-index-of-constraint refuses it (test_refusal_rules).
-        found = existing(name='Job_pkey', key_columns=['id'], constraint='Job_pkey')
-        (decision,), errors = one([spec(name='Job_pkey', columns=None)], {'Job_pkey': found}, 'absent')
+        found = {'Job_pkey': existing(name='Job_pkey', key_columns=['id'], constraint='Job_pkey')}
+        (decision,), errors = one([spec(name='Job_pkey', columns=None)], found, 'absent', ledger_of(found))
         assert errors == [] and [step['kind'] for step in decision['steps']] == ['drop']
 
     def test_order_is_kept_and_all_errors_are_collected(self):

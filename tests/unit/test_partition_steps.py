@@ -153,8 +153,9 @@ class TestPartitionSteps(object):
 
 class TestPartitionedDecisions(object):
 
-    def decide(self, specs, found, state='present', nodes=None):
-        return plan.decide_actions(specs, found, state, dict((s['name'], nodes or tree()) for s in specs))
+    def decide(self, specs, found, state='present', nodes=None, ledger=None):
+        return plan.decide_actions(specs, found, state, dict((s['name'], nodes or tree()) for s in specs),
+                                   ledger=ledger, plan='t12')
 
     def test_created_resumed_and_unchanged(self):
         planned = existing('ev_v_idx', ['v'], table='ev', relkind='I', valid=False)
@@ -180,10 +181,15 @@ class TestPartitionedDecisions(object):
                                                           attached_to=['public', 'ev_v_idx_ev_2025'])),
                      ev_2025_b=dict(index=partition_index('ev_v_idx_ev_2025_b', 'ev_2025_b', valid=False)))
         planned = existing('ev_v_idx', ['v'], table='ev', relkind='I', valid=False)
-        decisions, errors = self.decide([ev_spec(columns=None)], {'ev_v_idx': planned}, 'absent', nodes)
+        # The build a stopped run of the plan intended: its leftovers are the run's own.
+        ledger = {('index', 'ev_v_idx'): dict(id=1, run_id='t12-1', state='intended', definition='CREATE INDEX ...')}
+        decisions, errors = self.decide([ev_spec(columns=None)], {'ev_v_idx': planned}, 'absent', nodes, ledger)
         assert errors == [] and decisions[0]['action'] == 'dropped'
         assert kinds(decisions[0]['steps']) == [('drop', 'ev_v_idx_ev_2025_b'), ('drop_partitioned', 'ev_v_idx_ev_2025'),
                                                 ('drop_partitioned', 'ev_v_idx')]
+        # Without it, the plan did not make them: nothing is dropped.
+        decisions, errors = self.decide([ev_spec(columns=None)], {'ev_v_idx': planned}, 'absent', nodes)
+        assert errors == [] and decisions[0]['steps'] == [] and 'not in the ledger' in decisions[0]['left_alone']
 
     def test_rollback_of_an_index_that_is_gone_is_unchanged(self):
         decisions, errors = self.decide([ev_spec(columns=None)], {}, 'absent')

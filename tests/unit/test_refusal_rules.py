@@ -259,9 +259,15 @@ def refused_ids(decisions, found, partitions=None, dropped_first=(), relations=N
 OLD = 'CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status)'
 
 
-def replacement(found):
+def attributed(found):
+    """Ledger rows of plan t12 that attribute C(found) to it as it is now: a rollback would undo them."""
+    return dict((('index', name), dict(id=n, run_id='t12-1', state='applied', definition=index['definition'], prior=None))
+                for n, (name, index) in enumerate(sorted(found.items()), start=1))
+
+
+def replacement(found, ledger=None):
     decisions, errors = plan.decide_actions([spec('Job_status_idx', ['status', 'teacherId'], on_mismatch='replace')],
-                                            found, 'present')
+                                            found, 'present', ledger=ledger, plan='t12')
     assert errors == []
     return decisions
 
@@ -282,11 +288,12 @@ def test_a_replacement_of_a_plain_index_is_accepted_and_a_leftover_previous_inde
     found = {'Job_status_idx': existing('Job_status_idx', ['status'], definition=OLD)}
     assert refused_ids(replacement(found), found) == []
     # A stopped replacement left _pgzd_prev attached (an older version's stuck state): its drop is refused, named.
-    record = plan.replacement_record(OLD, None)
-    found = {'Job_status_idx': existing('Job_status_idx', ['status', 'teacherId'], comment=record),
+    found = {'Job_status_idx': existing('Job_status_idx', ['status', 'teacherId']),
              'Job_status_idx_pgzd_prev': existing('Job_status_idx_pgzd_prev', ['status'],
                                                   attached_to=['public', 'ev_status_idx'])}
-    assert refused_ids(replacement(found), found) == [
+    replaced = {('replaced_index', 'Job_status_idx'): dict(id=1, run_id='t12-1', state='applied', definition='x',
+                                                           prior=dict(definition=OLD, comment=None))}
+    assert refused_ids(replacement(found, replaced), found) == [
         ('index "public.Job_status_idx" (its step on "public.Job_status_idx_pgzd_prev")', 'drop-attached-index')]
 
 
@@ -296,13 +303,15 @@ def test_an_invalid_index_that_backs_a_constraint_is_not_rebuilt_and_a_rollback_
     assert decision['action'] == 'rebuilt'
     assert refused_ids([decision], found) == [('index "public.Job_uniq"', 'drop-index-of-constraint')]
     found = {'Job_pkey': existing('Job_pkey', ['id'], constraint='Job_pkey')}
-    decisions, errors = plan.decide_actions([spec('Job_pkey', ['id'])], found, 'absent')
+    decisions, errors = plan.decide_actions([spec('Job_pkey', ['id'])], found, 'absent', ledger=attributed(found),
+                                            plan='t12')
     assert refused_ids(decisions, found) == [('index "public.Job_pkey"', 'drop-index-of-constraint')]
 
 
 def test_a_rollback_drop_counts_only_the_foreign_keys_it_does_not_drop_first():
     found = {'Job_status_key': existing('Job_status_key', ['status'], referenced_by=['Item_job_fkey', 'App_fkey'])}
-    decisions, errors = plan.decide_actions([spec('Job_status_key', ['status'])], found, 'absent')
+    decisions, errors = plan.decide_actions([spec('Job_status_key', ['status'])], found, 'absent',
+                                            ledger=attributed(found), plan='t12')
     assert refused_ids(decisions, found, dropped_first=['Item_job_fkey']) == [
         ('index "public.Job_status_key"', 'drop-with-dependent-foreign-keys')]
     assert refused_ids(decisions, found, dropped_first=['Item_job_fkey', 'App_fkey']) == []
@@ -323,12 +332,14 @@ def test_a_unique_index_on_a_partitioned_table_is_refused_on_each_level_whose_ke
 
 def test_a_rollback_of_an_index_attached_by_someone_else_to_a_partitioned_index_is_refused():
     found = {'Job_status_idx': existing('Job_status_idx', ['status'], attached_to=['public', 'ev_status_idx'])}
-    decisions, errors = plan.decide_actions([spec('Job_status_idx', ['status'])], found, 'absent')
+    decisions, errors = plan.decide_actions([spec('Job_status_idx', ['status'])], found, 'absent',
+                                            ledger=attributed(found), plan='t12')
     assert refused_ids(decisions, found) == [('index "public.Job_status_idx"', 'drop-attached-index')]
     # The leftovers of a stopped partitioned build that are attached go with the partitioned index: not dropped alone.
     nodes = tree(ev_2024=dict(index=partition_index('ev_v_idx_ev_2024', 'ev_2024', attached_to=['public', 'ev_v_idx'])))
     found = {'ev_v_idx': existing('ev_v_idx', ['v'], table='ev', relkind='I')}
-    decisions, errors = plan.decide_actions([ev_spec()], found, 'absent', {'ev_v_idx': nodes})
+    decisions, errors = plan.decide_actions([ev_spec()], found, 'absent', {'ev_v_idx': nodes}, ledger=attributed(found),
+                                            plan='t12')
     assert [step['kind'] for step in decisions[0]['steps']] == ['drop_partitioned']
     assert refused_ids(decisions, found, {'ev_v_idx': nodes}) == []
 
