@@ -165,8 +165,8 @@ class Resolver(object):
         pending = self.rows(sql.SQL(
             'SELECT id, column_name, row_key, old_value, new_value FROM {} WHERE constraint_name = %(name)s AND '
             'table_schema = %(schema)s AND table_name = %(table)s AND restored_at IS NULL AND run_id = ANY(%(runs)s) '
-            'ORDER BY id').format(self.audit_ref), dict(name=p['name'], schema=p['schema'], table=p['table'],
-                                                       runs=self.run_ids), record=False)
+            'ORDER BY id').format(self.audit_ref),
+            dict(name=p['name'], schema=p['schema'], table=p['table'], runs=self.run_ids), record=False)
         restored, skipped = [], []
         for column in sorted(set(row['column_name'] for row in pending)):
             if column not in types:

@@ -707,8 +707,8 @@ class OnlineIndexRunner(object):
         if not row:
             return []
         if decision['action'] == ACTION_REPLACE:
-            return [self.ledger.applied_statement(row['id'], definition_sql=self.ledger.indexdef_sql(step['schema'],
-                                                                                                    step['name']))]
+            definition = self.ledger.indexdef_sql(step['schema'], step['name'])
+            return [self.ledger.applied_statement(row['id'], definition_sql=definition)]
         return [self.ledger.undone_statement(row['id'])]
 
     def _run_step(self, decision, step):

@@ -340,10 +340,10 @@ def restores_pending(ledger, constraints, default_schema):
 def left_alone_report(tables, constraints):
     """What a rollback leaves alone, and why, as the preflight prints it (the ledger does not attribute it to the plan,
     or it changed since a run recorded it)."""
-    lines = ['Left alone (not undone): index %s on %s.%s: %s' % (index['name'], table['schema'], table['name'],
-                                                                  index['left_alone'])
+    lines = ['Left alone (not undone): index %s on %s.%s: %s'
+             % (index['name'], table['schema'], table['name'], index['left_alone'])
              for table in tables for index in table['indexes'] if index.get('left_alone')]
-    lines.extend('Left alone (not undone): constraint %s on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'],
-                                                                        entry['left_alone'])
+    lines.extend('Left alone (not undone): constraint %s on %s.%s: %s'
+                 % (entry['name'], entry['schema'], entry['table'], entry['left_alone'])
                  for entry in constraints if entry.get('left_alone'))
     return lines

@@ -600,9 +600,10 @@ def main():
     result['work'] = run_work(plan, state, params['phases'], params['only_tables'], indexes['pending_tables'],
                               constraints['pending'], restore_pending, prisma_action)
     # Every problem at once: the plan's and the database's, indexes and constraints alike.
-    failure = '\n'.join(([index_problems_message(problems)] if problems else []) +
-                         ([constraint_problems_message(constraint_problems, state)] if constraint_problems else [])) \
-        or None
+    messages = [index_problems_message(problems)] if problems else []
+    if constraint_problems:
+        messages.append(constraint_problems_message(constraint_problems, state))
+    failure = '\n'.join(messages) or None
     if not failure and (blocking or violations):
         failure = data_message(blocking, violations, set(c['type'] for c in params['constraints']
                                                          if c['name'] in violations), constraints['report'])
