@@ -4,7 +4,9 @@
 After playbooks/migrate.yml with the plan imported from the migration (scripts/plan_import.py --prisma),
 `prisma migrate status` says the database schema is up to date and `prisma migrate deploy` applies nothing; after
 playbooks/rollback.yml, `status` lists the migration as not yet applied. And the row is the one
-`prisma migrate resolve --applied` writes.
+`prisma migrate resolve --applied` writes. The tool's ledger (pgzd_audit.ledger) stays invisible to Prisma: what
+`prisma db pull` reads of the database after the runs is what it read before, and `prisma migrate diff` of the two
+finds no difference.
 
 The CLI is Prisma 6.19.3 with its WebAssembly schema engine (tests/prisma_cli: package-lock.json, prisma.config.ts,
 schema.prisma), installed by scripts/bootstrap; without it these tests fail, saying what to do. Each test has a copy
@@ -92,8 +94,9 @@ def prisma(cli, database, prisma_dir, *args):
         quote(database['user'], safe=''), quote(database['password'], safe=''), database['host'], database['port'],
         quote(database['dbname'], safe=''))
     env = dict(os.environ, DATABASE_URL=url, CHECKPOINT_DISABLE='1', PRISMA_HIDE_UPDATE_MESSAGE='1', NO_COLOR='1')
-    argv = ['node', cli] + list(args) + ['--config', os.path.join(PRISMA_CLI_DIR, 'prisma.config.ts'),
-                                         '--schema', str(prisma_dir / 'schema.prisma')]
+    argv = ['node', cli] + list(args) + ['--config', os.path.join(PRISMA_CLI_DIR, 'prisma.config.ts')]
+    if 'diff' not in args:  # migrate diff compares the data models it is given, and takes no --schema
+        argv += ['--schema', str(prisma_dir / 'schema.prisma')]
     return subprocess.run(argv, cwd=str(prisma_dir.parent), env=env, capture_output=True, text=True,
                           timeout=CLI_TIMEOUT)
 
@@ -114,6 +117,7 @@ def test_prisma_sees_the_migration_applied_after_migrate_and_pending_after_rollb
     settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=database['port'], pg_database=database['dbname'],
                     plan=helpers.import_prisma_plan(tmp_path), artifacts_dir=str(tmp_path / 'artifacts'),
                     backup_enabled='false')
+    before = pulled(prisma_cli, database, prisma_dir, 'before.prisma')
     run = helpers.run_playbook('playbooks/migrate.yml', settings)
     assert run.returncode == 0, run.stdout[-6000:]
     (recorded,) = helpers.prisma_history_rows(conn)
@@ -140,6 +144,23 @@ def test_prisma_sees_the_migration_applied_after_migrate_and_pending_after_rollb
     assert status.returncode == 1, shown(status)
     assert 'Following migration have not yet been applied:\n%s\n' % NAME in status.stdout, shown(status)
     assert 'To apply migrations in production run prisma migrate deploy.' in status.stdout, shown(status)
+
+    # The ledger is there, with the runs' rows; Prisma, which reads its own schema, sees none of it.
+    assert ('t12', 'index', 'Job_teacherId_status_idx', 'undone') in helpers.ledger_rows(conn)
+    after = pulled(prisma_cli, database, prisma_dir, 'after.prisma')
+    assert 'ledger' not in after.read_text() and 'pgzd_audit' not in after.read_text()
+    diff = prisma(prisma_cli, database, prisma_dir, 'migrate', 'diff', '--from-schema-datamodel', str(before),
+                  '--to-schema-datamodel', str(after), '--script')
+    assert diff.returncode == 0 and '-- This is an empty migration.' in diff.stdout, shown(diff)
+
+
+def pulled(prisma_cli, database, prisma_dir, name):
+    """The data model `prisma db pull --print` reads from C(database), written to prisma_dir/C(name)."""
+    pull = prisma(prisma_cli, database, prisma_dir, 'db', 'pull', '--print')
+    assert pull.returncode == 0 and 'model Job {' in pull.stdout, shown(pull)
+    path = prisma_dir / name
+    path.write_text(pull.stdout[pull.stdout.index('generator client'):])
+    return path
 
 
 def test_the_record_is_the_row_prisma_migrate_resolve_applied_writes(prisma_cli, database, prisma_dir, run_module):

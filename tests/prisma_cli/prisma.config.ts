@@ -8,16 +8,17 @@ import { PrismaPg } from '@prisma/adapter-pg'
 import pg from 'pg'
 import { defineConfig } from 'prisma/config'
 
-// The schema engine reads the catalog in columns of PostgreSQL's type `name`, which the adapter cannot decode
-// (prisma/orm#27403: "Column type 'name' could not be deserialized", and `migrate deploy` and `migrate resolve`
-// fail). A `name` value arrives as text, so labelling its column as `text` is all the adapter needs.
+// The schema engine reads the catalog in columns of PostgreSQL's types `name` and `"char"`, which the adapter cannot
+// decode (prisma/orm#27403: "Column type 'name' could not be deserialized", and `migrate deploy`, `migrate resolve`
+// and `db pull` fail). Such a value arrives as text, so labelling its column as `text` is all the adapter needs.
 const NAME_OID = 19
+const CHAR_OID = 18
 const TEXT_OID = 25
 
 function labelNameColumnsAsText(result: any): any {
   for (const each of Array.isArray(result) ? result : [result]) {
     for (const field of each?.fields ?? []) {
-      if (field.dataTypeID === NAME_OID) field.dataTypeID = TEXT_OID
+      if (field.dataTypeID === NAME_OID || field.dataTypeID === CHAR_OID) field.dataTypeID = TEXT_OID
     }
   }
   return result
