@@ -98,10 +98,24 @@ def owned_reason(plan, row):
             'for plan %s too' % (row['plan'], row['run_id'], row['state'], plan))
 
 
-def pending_reason(action):
+def pending_reason(kind, action):
     if action == ACTION_CREATE:
-        return 'absent: no run made it (a migration would create it)'
+        return 'not set: the column is nullable' if kind == 'not_null' else \
+            'absent: no run made it (a migration would create it)'
     return 'not in place as planned yet: a migration would finish it (%s), then record it' % action
+
+
+def not_in_place(plan, kind, schema, table, name, decision, owner, problem):
+    """The refusal of an object of any kind that is not to adopt, or None: an open ledger row of any plan holds it
+    (C(owner)), the runner could not decide it (C(decision) None, C(problem) says why), or a migration would still act
+    on it (its action is not unchanged)."""
+    if owner is not None:
+        return refusal(kind, schema, table, name, owned_reason(plan, owner))
+    if decision is None:
+        return refusal(kind, schema, table, name, 'not as the plan defines it: %s' % problem)
+    if decision['action'] != ACTION_UNCHANGED:
+        return refusal(kind, schema, table, name, pending_reason(kind, decision['action']))
+    return None
 
 
 def index_adoption(plan, spec, decision, owner):
@@ -115,12 +129,9 @@ def index_adoption(plan, spec, decision, owner):
     and that comment is cleared: the ledger holds it from now on, and a rollback gives the old index its own comment.
     """
     schema, table, name = spec['schema'], spec['table'], spec['name']
-    if owner is not None:
-        return None, refusal('index', schema, table, name, owned_reason(plan, owner))
-    if decision is None:
-        return None, refusal('index', schema, table, name, 'not as the plan defines it: %s' % spec['problem'])
-    if decision['action'] != ACTION_UNCHANGED:
-        return None, refusal('index', schema, table, name, pending_reason(decision['action']))
+    refused = not_in_place(plan, 'index', schema, table, name, decision, owner, spec.get('problem'))
+    if refused:
+        return None, refused
     existing = decision['existing']
     if spec.get('on_mismatch') == 'replace':
         replaced, unreadable = read_replacement_record(existing.get('comment'))
@@ -145,12 +156,9 @@ def constraint_adoption(plan, entry, decision, owner):
     be decided) and its open ledger row of any plan (C(owner)). In place as planned (unchanged): recorded with
     pg_get_constraintdef."""
     schema, table, name = entry['schema'], entry['table'], entry['name']
-    if owner is not None:
-        return None, refusal('constraint', schema, table, name, owned_reason(plan, owner))
-    if decision is None:
-        return None, refusal('constraint', schema, table, name, 'not as the plan defines it: %s' % entry['problem'])
-    if decision['action'] != ACTION_UNCHANGED or decision.get('constraint') is None:
-        return None, refusal('constraint', schema, table, name, pending_reason(decision['action']))
+    refused = not_in_place(plan, 'constraint', schema, table, name, decision, owner, entry.get('problem'))
+    if refused:
+        return None, refused
     return record('constraint', schema, table, name, decision['constraint']['definition']), None
 
 
@@ -169,14 +177,9 @@ def not_null_adoption(plan, entry, decision, owner, facts):
     column's refusal_rules.COLUMN_FACTS_QUERY row). Recorded with prior {"nullable": true}: what a rollback gives
     back."""
     schema, table, column = entry['schema'], entry['table'], entry['column']
-    if owner is not None:
-        return None, refusal('not_null', schema, table, column, owned_reason(plan, owner))
-    if decision is None:
-        return None, refusal('not_null', schema, table, column, 'not as the plan defines it: %s' % entry['problem'])
-    if decision['action'] == ACTION_CREATE:
-        return None, refusal('not_null', schema, table, column, 'not set: the column is nullable')
-    if decision['action'] != ACTION_UNCHANGED:
-        return None, refusal('not_null', schema, table, column, pending_reason(decision['action']))
+    refused = not_in_place(plan, 'not_null', schema, table, column, decision, owner, entry.get('problem'))
+    if refused:
+        return None, refused
     for fact, reason in NOT_NULL_OWNERS:
         if (facts or {}).get(fact):
             return None, refusal('not_null', schema, table, column, reason)
