@@ -16,10 +16,10 @@ options:
       - The plan whose ledger (C(pgzd_audit.ledger)) records what this task makes, and decides what it undoes. Every
         index, constraint, NOT NULL and replacement a task makes is recorded before its first statement and after its
         last, with its definition and what was there before.
-      - With O(state=absent), only what the ledger attributes to this plan, and still is what it recorded, is dropped
-        or restored; anything else of a planned name (an index the application made, a NOT NULL that predates the plan,
-        a primary key's column) is left alone, and the result says so (C(left_alone)). Use the same name to roll back
-        as to migrate; standalone runs share V(manual) (README.md, "The ledger").
+      - Rolling back (C(state=absent)), only what the ledger attributes to this plan, and still is what it recorded, is
+        dropped or restored; anything else of a planned name (an index the application made, a NOT NULL that predates
+        the plan, a primary key's column) is left alone, and the result says so (C(left_alone)). Use the same name to
+        roll back as to migrate; standalone runs share V(manual) (README.md, "The ledger").
     type: str
     default: manual
 '''

@@ -13,7 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import migration_lock_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import Ledger
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import Ledger, renamed_rows_definition
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     error_text, fetch_dicts, run_transaction, sql_module, sqlstate,
 )
@@ -143,8 +143,8 @@ class Resolver(object):
             raise ResolutionError('%d duplicate key(s) are still there after renaming (a suffixed value collides with '
                                   'an existing one, or rows were written meanwhile); the renames were rolled back'
                                   % left)
-        self.ledger.record_applied('renamed_rows', p['schema'], p['table'], p['name'], '%d row(s) of %s.%s renamed, '
-                                   'recorded in %s' % (len(done), p['schema'], p['table'], self.audit_name),
+        self.ledger.record_applied('renamed_rows', p['schema'], p['table'], p['name'],
+                                   renamed_rows_definition(len(done), p['schema'], p['table'], self.audit_name),
                                    prior=dict(audit_table=self.audit_name, audit_run_id=p['run_id'], rows=len(done),
                                               column=rename), reuse=False)
         return [dict(schema=p['schema'], table=p['table'], column=rename, row_key=row['row_key'], old=row['old'],

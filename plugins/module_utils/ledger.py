@@ -126,6 +126,11 @@ KIND_WORDS = dict(index='index', constraint='constraint', not_null='NOT NULL of 
                   renamed_rows='renamed duplicates of constraint')
 
 
+def renamed_rows_definition(rows, schema, table, audit_name):
+    """The definition of a renamed_rows row: how many rows of which table a rename changed, and where they are."""
+    return '%d row(s) of %s.%s renamed, recorded in %s' % (rows, schema, table, audit_name)
+
+
 def without_not_valid(definition):
     definition = definition or ''
     return definition[:-len(' NOT VALID')] if definition.endswith(' NOT VALID') else definition
