@@ -277,6 +277,9 @@ class OnlineIndexRunner(object):
         # reported whether the task succeeds or fails).
         self.retries_used = 0
         self.leftovers = []
+        # The statements of executed_queries that only undid what a failed build left (its INVALID index): nothing of
+        # the build is kept, so a failure message does not count them as changes (outcomes.kept_queries).
+        self.cleanup_queries = []
         self._methods = None
         self._server_version = None
         # (schema, name, what creates it) of every relation name the decisions planned so far create: the preflight
@@ -827,7 +830,9 @@ class OnlineIndexRunner(object):
     def _cleanup_after_failure(self, spec):
         """Drop the INVALID index a failed concurrent build leaves behind; say what happened."""
         try:
+            ran = len(self.executed_queries)
             if self._drop_invalid_leftover(spec):
+                self.cleanup_queries.extend(self.executed_queries[ran:])
                 return 'the INVALID index the failed build left was dropped'
             return None
         except Exception as error:  # same as above: any driver error
