@@ -67,6 +67,7 @@ def phase_options():
         sample_ids=dict(type='int', default=5),
         max_groups=dict(type='int', default=20),
         lock_session_pid=dict(type='int', default=0),
+        owner_pid=dict(type='int', default=0),
         trusted=dict(type='list', elements='str', default=[]),
         session_role=dict(type='str'),
     )
@@ -134,6 +135,7 @@ def new_runner(module, connection, conn_params):
                             statement_timeout=params['statement_timeout'], lock_retries=params['lock_retries'],
                             lock_retry_delay=params['lock_retry_delay'], log=module.warn,
                             ddl_session=not module.check_mode, lock_session_pid=params['lock_session_pid'],
+                            owner_pid=params['owner_pid'],
                             build_wait_timeout=params['build_wait_timeout'], trusted=params['trusted'],
                             watch_connect=None if module.check_mode else watch_connection_factory(module, conn_params))
 
@@ -252,7 +254,8 @@ def resolver_params(params, spec):
                 rename_column=spec.get('rename_column'), keep_oldest_by=spec.get('keep_oldest_by'),
                 audit_schema=params['audit_schema'], audit_table=params['audit_table'], run_id=params['run_id'],
                 lock_timeout=params['lock_timeout'], lock_retries=params['lock_retries'],
-                lock_retry_delay=params['lock_retry_delay'], lock_session_pid=params['lock_session_pid'])
+                lock_retry_delay=params['lock_retry_delay'], lock_session_pid=params['lock_session_pid'],
+                owner_pid=params['owner_pid'])
 
 
 def bring_planned(module, connection, conn_params, spec, planned_unique=()):

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import migration_lock_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import owner_gone
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     error_text, fetch_dicts, run_transaction, sql_module, sqlstate,
 )
@@ -28,7 +29,8 @@ class ResolutionError(Exception):
 class Resolver(object):
     """Renames (resolve) or restores (restore) the duplicate keys of one unique constraint, recording each change in
     the audit table. C(params): name, schema, table, columns, rename_column, keep_oldest_by, audit_schema, audit_table,
-    run_id, lock_timeout, lock_retries, lock_retry_delay, lock_session_pid."""
+    run_id, lock_timeout, lock_retries, lock_retry_delay, lock_session_pid, and owner_pid (optional: the run's
+    ansible-playbook, whose end stops it before its transaction)."""
 
     def __init__(self, connection, params):
         self.params = params
@@ -207,7 +209,8 @@ def run_in_transaction(resolver, work, check_mode, warn):
 
     def attempt():
         resolver.queries = []
-        lost = None if check_mode else migration_lock_error(resolver.cursor, params['lock_session_pid'])
+        lost = None if check_mode else (owner_gone(params.get('owner_pid')) or
+                                        migration_lock_error(resolver.cursor, params['lock_session_pid']))
         if lost:
             raise ResolutionError(lost)
         return work()

@@ -12,7 +12,7 @@ import time
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import (
     DDL_SESSION_LOCK_KEY, migration_lock_error,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import process_alive
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import owner_gone
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import BuildWatcher
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
     ACTION_DROP, ACTION_RESTORE, ACTION_UNCHANGED, INDEXABLE_RELKINDS, PARTITIONED, column_errors, compare_index,
@@ -739,9 +739,9 @@ class OnlineIndexRunner(object):
 
     def _execute(self, statement, kind=None):
         text = self.checked(statement, kind)
-        if self.owner_pid and not process_alive(self.owner_pid):
-            raise OnlineIndexError('%s was not run: the run that started it (ansible-playbook, process %d) has ended, '
-                                   'so it does not go on alone; rerun the playbook' % (text, self.owner_pid))
+        gone = owner_gone(self.owner_pid)
+        if gone:
+            raise OnlineIndexError('%s was not run: %s' % (text, gone))
         lost = migration_lock_error(self.cursor, self.lock_session_pid)
         if lost:
             raise OnlineIndexError('%s was not run: %s' % (text, lost))
