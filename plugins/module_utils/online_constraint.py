@@ -450,7 +450,7 @@ class ConstraintRunner(UniqueConstraintRunner):
                                                         'check' if spec['type'] == 'check' else None)
             if problem:
                 raise OnlineIndexError(self._problems(schema, table, [problem]))
-            differences = check_differences(existing, definition)
+            differences = check_differences(existing, definition) if existing is not None else []
         index_decision = self._index_decision(spec, state) if spec.get('index') else None
         column_not_null = bool(columns.get(spec.get('column'), {}).get('not_null'))
         action, steps, problems = decide_steps(spec['type'], state, existing, differences, column_not_null,
