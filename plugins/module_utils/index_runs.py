@@ -179,7 +179,7 @@ def index_summary(entries, check_mode, parallelism=1):
         if not done(entry):
             # Failed, or queued behind a failure: what it was to be, never as if it were done.
             lines.append('%-8s %-45s on %s.%s%s' % (entry['action'].replace('_', ' '), entry['name'], entry['schema'],
-                                                     entry['table'], planned_note(entry)))
+                                                    entry['table'], planned_note(entry)))
             continue
         lines.append('%-8s %-45s on %s.%s in %6.2fs%s%s' % (
             entry['action'], entry['name'], entry['schema'], entry['table'], entry.get('seconds') or 0.0,

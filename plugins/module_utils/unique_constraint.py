@@ -392,7 +392,7 @@ def constraint_summary(entries, check_mode):
         if not done(entry):
             # The one that stopped the phase: what it was to be, never as if it were done.
             lines.append('%-9s %-40s on %s.%s%s' % (entry['action'], entry['name'], entry.get('schema', '?'),
-                                                   entry.get('table', '?'), planned_note(entry)))
+                                                    entry.get('table', '?'), planned_note(entry)))
             continue
         lines.append('%-9s %-40s on %s.%s in %6.2fs%s' % (
             entry['action'], entry['name'], entry['schema'], entry['table'], entry.get('seconds') or 0.0,
