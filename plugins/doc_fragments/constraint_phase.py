@@ -85,6 +85,14 @@ options:
     description: How many duplicate or missing keys to list when a step fails on the data (0 or more).
     type: int
     default: 20
+  owner_pid:
+    description:
+      - The run's ansible-playbook, when the module runs on the control node, so that the phase does not outlive a run
+        that was stopped (killed, cancelled in AWX). Before every statement (each step of a constraint, each duplicate
+        rename or restore) the process is checked; once it is gone, no further statement starts (the one in flight
+        ends on its own) and the phase fails saying why. 0 watches nothing.
+    type: int
+    default: 0
   session_role:
     description: Switch to this role after connecting.
     type: str

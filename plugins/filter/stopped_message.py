@@ -37,15 +37,20 @@ _value:
 '''
 
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import FAILED, done, stopped_entry
+
+
 def stopped_message(failure, results):
-    """The failure, then what the phases changed before it (kept: a rerun goes on from there)."""
-    changed = [r for r in results or [] if r.get('action') not in (None, 'unchanged', 'failed')]
+    """The failure, then what the phases changed before it (kept: a rerun goes on from there). An entry that failed
+    or did not start is never listed as changed; one that failed after some of its statements ran says what of it is
+    kept."""
+    changed = ['%s %s' % (r['action'], r['name']) if done(r) else stopped_entry(r) for r in results or []
+               if done(r) or (r.get('action') == FAILED and r.get('statements_run'))]
     if changed:
-        done = 'Changed before it, and kept (a rerun goes on from there): %s.' % ', '.join(
-            '%s %s' % (r['action'], r['name']) for r in changed)
+        done_text = 'Changed before it, and kept (a rerun goes on from there): %s.' % ', '.join(changed)
     else:
-        done = 'No index or constraint of the plan was changed before it.'
-    return 'The migration stopped. %s\n%s' % (failure, done)
+        done_text = 'No index or constraint of the plan was changed before it.'
+    return 'The migration stopped. %s\n%s' % (failure, done_text)
 
 
 class FilterModule(object):

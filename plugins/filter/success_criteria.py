@@ -52,6 +52,8 @@ _value:
   elements: dict
 '''
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import done
+
 MET = 'met'
 NOT_MET = 'not met'
 NOT_CHECKED = 'not checked'
@@ -135,7 +137,8 @@ def success_criteria(run):
     """The five criteria of the report, in order (see DOCUMENTATION)."""
     validate = run.get('validate') or None
     constraints = run.get('constraints') or []
-    built = [index for index in run.get('indexes') or [] if index.get('action') != 'unchanged']
+    # What the run did: an index that failed or did not start ran none of its statements here.
+    built = [index for index in run.get('indexes') or [] if done(index)]
     return [_indexes_created(run, validate), _no_downtime(run, built, constraints), _performance(validate),
             _integrity(run, validate, constraints), _rollback_ready(run)]
 

@@ -27,6 +27,19 @@ def read_async_result(path):
     return data
 
 
+def owner_gone(owner_pid):
+    """Why a statement must not start because the run's ansible-playbook (C(owner_pid), 0 = none) has ended, or None.
+
+    A module run outlives its playbook when that is stopped (kill -9, a job cancelled in AWX): a background run is
+    detached, a foreground one is a process of its own. Checked before every statement, so that such a run does not go
+    on alone; the statement in flight ends on its own.
+    """
+    if not owner_pid or process_alive(owner_pid):
+        return None
+    return ('the run that started it (ansible-playbook, process %d) has ended, so it does not go on alone; rerun the '
+            'playbook' % owner_pid)
+
+
 def process_alive(pid):
     """Whether process C(pid) still runs: a zombie (killed, not yet reaped by its parent) has ended."""
     try:

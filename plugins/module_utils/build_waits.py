@@ -35,6 +35,49 @@ ORDER BY a.xact_start NULLS LAST, a.pid
 """
 
 
+# The run's DDL sessions (application pg-zero-downtime) that wait for a lock right now, whatever their statement: a
+# concurrent build still waiting for its table lock (PostgreSQL reports a build's progress only once it holds it),
+# DROP INDEX CONCURRENTLY waiting for the transactions that use its table, and the steps under lock_timeout (ADD, DROP
+# and VALIDATE CONSTRAINT, SET NOT NULL, ATTACH PARTITION, the renames of a swap, the LOCK TABLE that takes a foreign
+# key's referenced table first, a duplicate rename). A build that reports its progress is left out: the progress
+# watch shows it, with its waits. Only the sessions that hold or wait for a lock on a followed table count (an index
+# counts for its table, a partition for its root); the tables come as two arrays, %(schemas)s and %(tables)s.
+RUN_LOCK_WAITS_QUERY = """
+SELECT a.pid, a.wait_event, left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200) AS query,
+       round(extract(epoch FROM now() - a.query_start)::numeric, 1)::float AS seconds,
+       (SELECT pg_catalog.format('%%I.%%I', n.nspname, c.relname) FROM pg_catalog.pg_locks l
+        JOIN pg_catalog.pg_class c ON c.oid = l.relation JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE l.pid = a.pid AND NOT l.granted AND l.locktype = 'relation' LIMIT 1) AS waiting_on
+FROM pg_catalog.pg_stat_activity a
+WHERE a.datname = pg_catalog.current_database() AND a.application_name = 'pg-zero-downtime'
+  AND a.wait_event_type = 'Lock' AND a.pid <> pg_catalog.pg_backend_pid()
+  AND a.pid NOT IN (SELECT p.pid FROM pg_catalog.pg_stat_progress_create_index p)
+  AND EXISTS (
+      SELECT 1 FROM pg_catalog.pg_locks l
+      JOIN pg_catalog.pg_class c ON c.oid = l.relation
+      LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+      CROSS JOIN LATERAL (SELECT coalesce(i.indrelid, c.oid) AS oid) t
+      JOIN pg_catalog.pg_class tc ON tc.oid IN (t.oid, pg_catalog.pg_partition_root(t.oid))
+      JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
+      JOIN unnest(%(schemas)s::text[], %(tables)s::text[]) AS w(schema_name, table_name)
+        ON w.schema_name = tn.nspname AND w.table_name = tc.relname
+      WHERE l.pid = a.pid AND l.locktype = 'relation')
+ORDER BY a.query_start, a.pid
+"""
+
+
+def lock_wait_phase(row):
+    """What a session of RUN_LOCK_WAITS_QUERY waits for, in words: the relation it waits to lock, or the transactions
+    it waits to end (pg_stat_activity.wait_event)."""
+    if row.get('waiting_on'):
+        return 'waiting for a lock on %s' % row['waiting_on']
+    if row.get('wait_event') == 'virtualxid':
+        return 'waiting for the transactions that use its table to end'
+    if row.get('wait_event') == 'transactionid':
+        return 'waiting for a transaction that holds its rows to end'
+    return 'waiting for a lock (%s)' % (row.get('wait_event') or 'of an unknown kind')
+
+
 def describe_session(row):
     """One session a build waits for, as an operator needs it to find and judge it."""
     return ('pid %s (user %s, application %s, client %s, %s, transaction open %ss): %s'

@@ -26,6 +26,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import (
     ConstraintRunner, entry_columns, planned_unique_keys,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import (
+    FAILED, kept_queries, mark, unchanged_note,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import unique_indexes
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
     REPLICATION_LAG_OPTIONS, replica_wait_problem,
@@ -64,6 +67,7 @@ def phase_options():
         sample_ids=dict(type='int', default=5),
         max_groups=dict(type='int', default=20),
         lock_session_pid=dict(type='int', default=0),
+        owner_pid=dict(type='int', default=0),
         trusted=dict(type='list', elements='str', default=[]),
         plan_name=dict(type='str', default='manual'),
         session_role=dict(type='str'),
@@ -92,13 +96,15 @@ def checked_connection(module, conn_params):
 
 
 class ConstraintFailed(Exception):
-    """One constraint failed: C(entry) so far, the statements it ran (kept), and whether it changed the database."""
+    """One constraint failed: C(entry) so far, the statements it ran, those of them that only undid what a failed
+    build left (C(cleanup)), and whether it changed the database."""
 
-    def __init__(self, message, entry, queries=(), changed=False):
+    def __init__(self, message, entry, queries=(), changed=False, cleanup=()):
         super(ConstraintFailed, self).__init__(message)
         self.entry = entry
         self.queries = list(queries)
         self.changed = changed
+        self.cleanup = list(cleanup)
 
 
 def describe(decision):
@@ -130,6 +136,7 @@ def new_runner(module, connection, conn_params):
                             statement_timeout=params['statement_timeout'], lock_retries=params['lock_retries'],
                             lock_retry_delay=params['lock_retry_delay'], log=module.warn,
                             ddl_session=not module.check_mode, lock_session_pid=params['lock_session_pid'],
+                            owner_pid=params['owner_pid'],
                             build_wait_timeout=params['build_wait_timeout'], trusted=params['trusted'],
                             plan_name=params['plan_name'], run_id=params['run_id'],
                             watch_connect=None if module.check_mode else watch_connection_factory(module, conn_params))
@@ -159,16 +166,17 @@ def describe_other(decision):
     return '\n'.join(lines)
 
 
-def bring(module, runner, spec, state):
-    """One unique constraint to C(state); returns (entry, statements run, (diff before, diff after)). Raises
-    ConstraintFailed."""
+def bring(module, runner, spec, state, before=()):
+    """One unique constraint to C(state), after the statements C(before) that ran for it (its duplicate renames);
+    returns (entry, statements run, (diff before, diff after)). Raises ConstraintFailed."""
     params = module.params
     entry = new_entry(spec, params)
     try:
         decision = runner.plan_constraint(spec['name'], spec['schema'], spec['table'], spec['columns'], state)
     except OnlineIndexError as error:
-        raise ConstraintFailed('The unique constraint cannot be %s; nothing was changed. Fix the plan (or the '
-                               'database) and rerun:\n%s' % ('added' if state == 'present' else 'dropped', error), entry)
+        raise ConstraintFailed('The unique constraint cannot be %s; %s. Fix the plan (or the database) and rerun:\n%s'
+                               % ('added' if state == 'present' else 'dropped', unchanged_note(before, ' on it'),
+                                  error), entry)
     entry.update(action=decision['action'], statements=decision['statements'], left_alone=decision.get('left_alone'),
                  definition=decision['constraint']['definition'] if decision['constraint'] else None)
     diff = (describe(decision) + '\n', planned(decision) + '\n')
@@ -184,11 +192,14 @@ def bring(module, runner, spec, state):
 
 
 def apply_failure(entry, runner, error):
-    """The ConstraintFailed of a constraint whose DDL failed: what ran is kept. A build that timed out after creating
-    its catalog entry, whose INVALID index could not be dropped, changed the database too."""
+    """The ConstraintFailed of a constraint whose DDL failed: what ran is kept (C(statements_run) of the entry), but
+    the drop of the INVALID index its failed build left. A build that timed out after creating its catalog entry,
+    whose INVALID index could not be dropped, changed the database too."""
     entry['retries'] = runner.retries_used
+    entry['statements_run'] = kept_queries(runner.executed_queries, runner.cleanup_queries)
     return ConstraintFailed('Constraint "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], error),
-                            entry, runner.executed_queries, bool(runner.executed_queries or runner.leftovers))
+                            entry, runner.executed_queries, bool(entry['statements_run'] or runner.leftovers),
+                            runner.cleanup_queries)
 
 
 def applied(entry, runner, spec):
@@ -200,15 +211,16 @@ def applied(entry, runner, spec):
 
 def bring_other(module, runner, spec, state, planned_unique=()):
     """One foreign key, check or NOT NULL to C(state), step by step; returns (entry, statements run, (diff before,
-    diff after)). Raises ConstraintFailed."""
+    diff after)). Raises ConstraintFailed. Nothing runs for it before (no duplicate renames)."""
     params = module.params
     entry = new_entry(spec, params)
     entry.update(steps=[], steps_done=[], locks=[], planned=None, advice=None)
     try:
         decision = runner.plan_entry(spec, state, spec['schema'], planned_unique)
     except OnlineIndexError as error:
-        raise ConstraintFailed('The %s cannot be %s; nothing was changed. Fix the plan (or the database) and rerun:\n%s'
-                               % (KIND_NAMES[spec['type']], 'added' if state == 'present' else 'dropped', error), entry)
+        raise ConstraintFailed('The %s cannot be %s; nothing was changed on it. Fix the plan (or the database) and '
+                               'rerun:\n%s' % (KIND_NAMES[spec['type']], 'added' if state == 'present' else 'dropped',
+                                               error), entry)
     entry.update(action=decision['action'], statements=decision['statements'], steps=decision['steps'],
                  locks=decision['locks'],
                  planned=decision['planned'], advice=decision['advice'], left_alone=decision.get('left_alone'),
@@ -245,7 +257,8 @@ def resolver_params(params, spec):
                 audit_schema=params['audit_schema'], audit_table=params['audit_table'], run_id=params['run_id'],
                 plan_name=params['plan_name'],
                 lock_timeout=params['lock_timeout'], lock_retries=params['lock_retries'],
-                lock_retry_delay=params['lock_retry_delay'], lock_session_pid=params['lock_session_pid'])
+                lock_retry_delay=params['lock_retry_delay'], lock_session_pid=params['lock_session_pid'],
+                owner_pid=params['owner_pid'])
 
 
 def bring_planned(module, connection, conn_params, spec, planned_unique=()):
@@ -264,13 +277,15 @@ def bring_planned(module, connection, conn_params, spec, planned_unique=()):
                                                     module.check_mode, module.warn)
             extra['renamed_rows'] = len(extra['rows'])
             queries.extend(ran)
+        before = [] if module.check_mode else list(queries)
         problem = replica_wait_problem(connection, params['replication_lag'], state, module.check_mode,
                                        params['login_user'], module.warn)
         if problem:
-            raise ConstraintFailed('Constraint "%s" on %s.%s not started, nothing more was changed on it: %s' % (
-                spec['name'], spec['schema'], spec['table'], problem), dict(name=spec['name'], action=None))
+            raise ConstraintFailed('Constraint "%s" on %s.%s not started, %s: %s' % (
+                spec['name'], spec['schema'], spec['table'], unchanged_note(before, ' on it'), problem),
+                dict(name=spec['name'], action=None))
         runner = new_runner(module, connection, conn_params)
-        entry, ran, diff = bring(module, runner, spec, state) if unique else \
+        entry, ran, diff = bring(module, runner, spec, state, before) if unique else \
             bring_other(module, runner, spec, state, planned_unique)
         queries.extend(ran)
         if unique and state == 'absent' and params['restore_duplicates']:
@@ -282,12 +297,17 @@ def bring_planned(module, connection, conn_params, spec, planned_unique=()):
             for skipped in extra['not_restored']:
                 module.warn('not restored: %s row %s: %s' % (skipped['column'], skipped['row_key'], skipped['reason']))
     except ResolutionError as error:
-        raise ConstraintFailed('Duplicate %s of constraint "%s" on %s.%s failed and was rolled back; nothing was '
-                               'changed by it: %s' % ('resolution' if state == 'present' else 'restore', spec['name'],
-                                                      spec['schema'], spec['table'], error),
-                               dict(name=spec['name'], action=None, **extra), queries, bool(queries))
+        # The rename (or restore) is rolled back; what ran before it for this constraint (a restore follows the drop)
+        # is kept.
+        before = [] if module.check_mode else list(queries)
+        raise ConstraintFailed('Duplicate %s of constraint "%s" on %s.%s failed and was rolled back (%s): %s' % (
+            'resolution' if state == 'present' else 'restore', spec['name'], spec['schema'], spec['table'],
+            unchanged_note(before, ' by it'), error),
+            dict(name=spec['name'], action=None, statements_run=before, **extra), queries, bool(before))
     except ConstraintFailed as failure:
         failure.entry.update(extra)
+        if not module.check_mode:
+            failure.entry['statements_run'] = queries + failure.entry.get('statements_run', [])
         failure.queries = queries + failure.queries
         failure.changed = failure.changed or bool(queries and not module.check_mode)
         raise
@@ -322,10 +342,10 @@ def run_plan(module, connection, conn_params):
             diffs.append(diff)
         except ConstraintFailed as error:
             result['queries'].extend(error.queries)
+            result['cleanup_queries'] = error.cleanup
             result['changed'] = result['changed'] or error.changed
             # Not what was planned for it: what happened to it.
-            error.entry.update(planned_action=error.entry.get('action'), action='failed')
-            result['constraints'].append(error.entry)
+            result['constraints'].append(mark(error.entry, FAILED))
             failure = plan_failure_message(str(error), result['constraints'][:-1],
                                            [s['name'] for s in specs[position + 1:]])
             break
@@ -334,7 +354,7 @@ def run_plan(module, connection, conn_params):
         result['lock_retries_used'] += entry.get('retries') or 0
     connection.close()
     if not module.check_mode:
-        result['changed'] = result['changed'] or bool(result['queries'])
+        result['changed'] = result['changed'] or bool(kept_queries(result['queries'], result.get('cleanup_queries', [])))
     else:
         result['changed'] = any(e.get('action') not in (None, ACTION_UNCHANGED) or e.get('rows')
                                 for e in result['constraints'])

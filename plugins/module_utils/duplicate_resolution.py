@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import migration_lock_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import owner_gone
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import Ledger, renamed_rows_definition
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     error_text, fetch_dicts, run_transaction, sql_module, sqlstate,
@@ -29,8 +30,9 @@ class ResolutionError(Exception):
 class Resolver(object):
     """Renames (resolve) or restores (restore) the duplicate keys of one unique constraint, recording each change in
     the audit table. C(params): name, schema, table, columns, rename_column, keep_oldest_by, audit_schema, audit_table,
-    run_id, lock_timeout, lock_retries, lock_retry_delay, lock_session_pid, and plan_name (whose ledger records each
-    rename, in its transaction: a rollback restores only the renames its plan's ledger holds)."""
+    run_id, lock_timeout, lock_retries, lock_retry_delay, lock_session_pid, owner_pid (optional: the run's
+    ansible-playbook, whose end stops it before its transaction), and plan_name (whose ledger records each rename, in
+    its transaction: a rollback restores only the renames its plan's ledger holds)."""
 
     def __init__(self, connection, params):
         self.params = params
@@ -230,7 +232,8 @@ def run_in_transaction(resolver, work, check_mode, warn):
 
     def attempt():
         resolver.queries = []
-        lost = None if check_mode else migration_lock_error(resolver.cursor, params['lock_session_pid'])
+        lost = None if check_mode else (owner_gone(params.get('owner_pid')) or
+                                        migration_lock_error(resolver.cursor, params['lock_session_pid']))
         if lost:
             raise ResolutionError(lost)
         return work()

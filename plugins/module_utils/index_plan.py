@@ -487,7 +487,7 @@ def _replacement_refusal(spec, planned):
     if not reasons:
         return None
     return ('index "%s.%s" exists with a different definition and on_mismatch is replace, but it cannot be replaced: '
-            '%s; nothing was changed.\n  existing: %s\n  planned:  %s'
+            '%s; nothing was changed on it.\n  existing: %s\n  planned:  %s'
             % (spec['schema'], spec['name'], '; '.join(reasons), planned['definition'], spec['display_definition']))
 
 

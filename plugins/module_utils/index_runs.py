@@ -13,6 +13,10 @@ __metaclass__ = type
 
 import threading
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import (
+    NOT_STARTED, done, kept_queries, planned_note,
+)
+
 
 def ordered_tables(tables, default_schema, state):
     """The plan's tables as (schema, table, index specs), in the order of C(state).
@@ -75,8 +79,8 @@ def connection_budget(parallelism, table_count, slots):
 def not_started(schema, table, root):
     """The result of a table that did not start because of the failure C(root) before it in its lane."""
     return dict(failed=True, changed=False, not_started=True, table='%s.%s' % (schema, table), first_failure=root,
-                msg='Indexes of %s.%s not started, nothing was changed: a run before it failed (%s); fix that and '
-                    'rerun' % (schema, table, root),
+                msg='Indexes of %s.%s not started, nothing was changed on it: a run before it failed (%s); fix that '
+                    'and rerun' % (schema, table, root),
                 queries=[], indexes=[], lock_retries_used=0)
 
 
@@ -135,16 +139,23 @@ def run_pipeline(entries, parallelism, run_table, start_lane=None):
 
 
 def failure_message(results):
-    """What a phase whose tables failed says: each failure once, what was kept, the tables that did not start."""
+    """What a phase whose tables failed says: each failure once, what was kept (not what a cleanup undid), the
+    indexes that failed or did not start, the tables that did not start."""
     failed = [r for r in results if r.get('failed') and not r.get('not_started')]
     waiting = [r for r in results if r.get('not_started')]
     lines = []
     for result in failed:
         lines.append(result.get('msg') or 'failed')
-        if result.get('queries'):
-            lines.append('Done by that run before it stopped, and kept: %s' % '; '.join(result['queries']))
+        kept = kept_queries(result.get('queries') or [], result.get('cleanup_queries') or [])
+        if kept:
+            lines.append('Done by that run before it stopped, and kept: %s' % '; '.join(kept))
+        elif result.get('indexes') and not result.get('changed'):
+            lines.append('Nothing of that run is kept on %s.' % result.get('table', 'its table'))
+        skipped = [i for i in result.get('indexes', []) if i['action'] == NOT_STARTED]
+        if skipped:
+            lines.append('Not started after it: %s' % ', '.join(i['name'] + planned_note(i) for i in skipped))
     built = ['%s %s on %s.%s' % (i['action'], i['name'], i['schema'], i['table'])
-             for r in results if not r.get('failed') for i in r.get('indexes', []) if i['action'] != 'unchanged']
+             for r in results if not r.get('failed') for i in r.get('indexes', []) if done(i)]
     if built:
         lines.append('Done by the runs that succeeded, and kept: %s' % ', '.join(built))
     if waiting:
@@ -172,6 +183,11 @@ def index_summary(entries, check_mode, parallelism=1):
     if not changed:
         lines.append('No index needed a change.')
     for entry in changed:
+        if not done(entry):
+            # Failed, or queued behind a failure: what it was to be, never as if it were done.
+            lines.append('%-8s %-45s on %s.%s%s' % (entry['action'].replace('_', ' '), entry['name'], entry['schema'],
+                                                    entry['table'], planned_note(entry)))
+            continue
         lines.append('%-8s %-45s on %s.%s in %6.2fs%s%s' % (
             entry['action'], entry['name'], entry['schema'], entry['table'], entry.get('seconds') or 0.0,
             ' (%s lock retries)' % entry['retries'] if entry.get('retries') else '',

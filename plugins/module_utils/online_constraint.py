@@ -257,7 +257,7 @@ def planned_unique_keys(entries, default_schema):
 
 def different_message(entry, existing, differences, planned_text):
     return ('a different constraint named "%s" already exists on %s.%s (%s).\n  existing: %s\n  planned:  %s\n'
-            'Rename the planned constraint, or drop the existing one deliberately, and rerun; nothing was changed.'
+            'Rename the planned constraint, or drop the existing one deliberately, and rerun; nothing was changed on it.'
             % (entry['name'], entry['schema'], entry['table'], '; '.join(differences), existing['definition'],
                planned_text))
 

@@ -12,7 +12,7 @@ import time
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import (
     DDL_SESSION_LOCK_KEY, migration_lock_error,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import process_alive
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import owner_gone
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import BuildWatcher
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
     ACTION_CREATE, ACTION_DROP, ACTION_REBUILD, ACTION_REPLACE, ACTION_RESTORE, ACTION_RESUME, ACTION_UNCHANGED,
@@ -281,6 +281,9 @@ class OnlineIndexRunner(object):
         # reported whether the task succeeds or fails).
         self.retries_used = 0
         self.leftovers = []
+        # The statements of executed_queries that only undid what a failed build left (its INVALID index): nothing of
+        # the build is kept, so a failure message does not count them as changes (outcomes.kept_queries).
+        self.cleanup_queries = []
         self._methods = None
         self._server_version = None
         # (schema, name, what creates it) of every relation name the decisions planned so far create: the preflight
@@ -780,9 +783,9 @@ class OnlineIndexRunner(object):
 
     def _execute(self, statement, kind=None):
         text = self.checked(statement, kind)
-        if self.owner_pid and not process_alive(self.owner_pid):
-            raise OnlineIndexError('%s was not run: the run that started it (ansible-playbook, process %d) has ended, '
-                                   'so it does not go on alone; rerun the playbook' % (text, self.owner_pid))
+        gone = owner_gone(self.owner_pid)
+        if gone:
+            raise OnlineIndexError('%s was not run: %s' % (text, gone))
         lost = migration_lock_error(self.cursor, self.lock_session_pid)
         if lost:
             raise OnlineIndexError('%s was not run: %s' % (text, lost))
@@ -871,7 +874,9 @@ class OnlineIndexRunner(object):
     def _cleanup_after_failure(self, spec):
         """Drop the INVALID index a failed concurrent build leaves behind; say what happened."""
         try:
+            ran = len(self.executed_queries)
             if self._drop_invalid_leftover(spec):
+                self.cleanup_queries.extend(self.executed_queries[ran:])
                 return 'the INVALID index the failed build left was dropped'
             return None
         except Exception as error:  # same as above: any driver error

@@ -164,9 +164,10 @@ def wait_within_lag(read, max_lag_bytes, max_lag_seconds, wait_timeout, poll_int
         outcome['replicas'] = replicas
         hidden = unreadable_replicas(replicas)
         if thresholds and hidden:
-            outcome['error'] = ('The login %s may not read the positions of the replicas %s, so their lag cannot be '
-                                'measured; nothing was changed. Grant it pg_monitor (or pg_read_all_stats), or set '
-                                'no lag threshold.' % (login_user, ', '.join(replica_label(r) for r in hidden)))
+            outcome['error'] = ('The login %s may not read the positions of the replicas %s: their lag cannot be '
+                                'measured, so the step that waits for them does not start. Grant it pg_monitor (or '
+                                'pg_read_all_stats), or set no lag threshold.'
+                                % (login_user, ', '.join(replica_label(r) for r in hidden)))
             return outcome
         outcome['lagging'] = lagging_replicas(replicas, max_lag_bytes, max_lag_seconds)
         now = clock()

@@ -19,6 +19,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import left_alone_lines
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import attribution, without_not_valid
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import done, planned_note
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
     ADD_UNIQUE, CREATE_INDEX, DROP_CONSTRAINT, DROP_INDEX, NO_BTREE_CLASS_QUERY, index_facts,
 )
@@ -165,7 +166,7 @@ def decide_constraint_action(name, schema, table, columns, state, constraints, i
         if differences:
             return None, ['a different constraint named "%s" already exists on %s.%s (%s).\n  existing: %s\n'
                           '  planned:  %s\nRename the planned constraint, or drop the existing one deliberately, '
-                          'and rerun; nothing was changed.'
+                          'and rerun; nothing was changed on it.'
                           % (name, schema, table, '; '.join(differences), existing['definition'],
                              planned_definition(columns))]
         if state == 'absent':
@@ -203,7 +204,7 @@ def decide_constraint_action(name, schema, table, columns, state, constraints, i
     if differences:
         return None, ['index "%s" already exists and cannot back the constraint (%s).\n  existing: %s\n'
                       '  planned:  UNIQUE index on (%s)\nRename the planned constraint, or drop that index '
-                      'deliberately (DROP INDEX CONCURRENTLY), and rerun; nothing was changed.'
+                      'deliberately (DROP INDEX CONCURRENTLY), and rerun; nothing was changed on it.'
                       % (qualified, '; '.join(differences), index['definition'], ', '.join(columns))]
     return ACTION_ATTACH, []
 
@@ -429,6 +430,11 @@ def constraint_summary(entries, check_mode):
     if not changed and not any(e.get('renamed_rows') or e.get('restored_rows') for e in entries):
         lines.append('No constraint needed a change.')
     for entry in changed:
+        if not done(entry):
+            # The one that stopped the phase: what it was to be, never as if it were done.
+            lines.append('%-9s %-40s on %s.%s%s' % (entry['action'], entry['name'], entry.get('schema', '?'),
+                                                    entry.get('table', '?'), planned_note(entry)))
+            continue
         lines.append('%-9s %-40s on %s.%s in %6.2fs%s' % (
             entry['action'], entry['name'], entry['schema'], entry['table'], entry.get('seconds') or 0.0,
             ' (%s lock retries)' % entry['retries'] if entry.get('retries') else ''))
@@ -449,10 +455,10 @@ def constraint_summary(entries, check_mode):
     return lines
 
 
-def plan_failure_message(failure, done, not_started):
+def plan_failure_message(failure, done_before, not_started):
     """What a failed constraint phase says: the failure, what was done before it and kept, what did not start."""
     lines = [failure]
-    kept = ['%s %s' % (e['action'], e['name']) for e in done if e.get('action') not in (None, 'unchanged', 'failed')]
+    kept = ['%s %s' % (e['action'], e['name']) for e in done_before if done(e)]
     if kept:
         lines.append('Done before it, and kept: %s' % ', '.join(kept))
     if not_started:

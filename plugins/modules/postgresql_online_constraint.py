@@ -105,6 +105,13 @@ queries:
   returned: always
   type: list
   elements: str
+cleanup_queries:
+  description:
+    - After a failure, the statements of RV(queries) that only undid what a failed index build left (the drop of its
+      INVALID index), so nothing of them is kept.
+  returned: when a constraint failed
+  type: list
+  elements: str
   sample:
     - >-
       ALTER TABLE "public"."Job" ADD CONSTRAINT "Job_teacherId_fkey" FOREIGN KEY ("teacherId")
@@ -119,7 +126,8 @@ constraints:
       M(pg_zero_downtime.migrations.postgresql_online_unique_constraint) returns.
     - C(action) is C(created), C(validated) (a NOT VALID leftover validated), C(completed) (NOT NULL finished from a
       valid helper check), C(unchanged), C(dropped), or for a unique constraint C(rebuilt) or C(attached); C(failed)
-      for the one that stopped the phase (C(planned_action) says what it was to be).
+      for the one that stopped the phase (C(planned_action) says what it was to be, C(statements_run) what of it ran
+      before the failure and is kept, such as its index or the constraint added NOT VALID).
   returned: always
   type: list
   elements: dict

@@ -249,6 +249,13 @@ queries:
   type: list
   elements: str
   sample: ['CREATE INDEX CONCURRENTLY IF NOT EXISTS "Job_createdAt_idx" ON "public"."Job" USING "btree" ("createdAt")']
+cleanup_queries:
+  description:
+    - After a failure, the statements of RV(queries) that only undid what the failed build left (the drop of its
+      INVALID index), so nothing of them is kept.
+  returned: when a build failed
+  type: list
+  elements: str
 indexes:
   description: One entry per planned index, in input order.
   returned: always
@@ -273,8 +280,20 @@ indexes:
           left half built was finished), V(replaced) (C(on_mismatch=replace) swapped the planned definition in),
           V(restored) (its rollback put the replaced index back), V(unchanged) or V(dropped). In check mode, what
           would be done.
+        - V(failed) for the index whose step failed, V(not_started) for the indexes of its table after it that had
+          something to do; C(planned_action) says what each was to be.
       type: str
       sample: created
+    planned_action:
+      description: For V(failed) and V(not_started), what the index was to be (V(created), V(dropped), ...).
+      type: str
+      sample: created
+    statements_run:
+      description:
+        - For V(failed), the statements of its steps that ran before the failure and are kept (the new index of a
+          replacement whose swap failed); empty when nothing of it is left.
+      type: list
+      elements: str
     seconds:
       description: Wall time of this index's DDL, lock retries included; 0 when nothing ran.
       type: float
@@ -349,6 +368,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import (
     connection_budget, failure_message, index_summary, ordered_tables, run_pipeline,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import (
+    FAILED, NOT_STARTED, kept_queries, mark,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
     REPLICATION_LAG_OPTIONS, replica_wait_problem,
 )
@@ -421,8 +443,8 @@ def run_table(module, connection, conn_params, schema, table, specs):
                                        module, conn_params))
         decisions = runner.plan(schema, table, specs, params['state'])
     except OnlineIndexError as error:
-        return dict(result, failed=True, msg='The index plan cannot be applied; nothing was changed. Fix the plan (or '
-                                             'the database) and rerun:\n%s' % error)
+        return dict(result, failed=True, msg='The index plan of %s.%s cannot be applied; nothing was changed on it. '
+                                             'Fix the plan (or the database) and rerun:\n%s' % (schema, table, error))
     except Exception as error:  # a driver error: only a lost connection is the table's failure, not a bug
         if not connection.closed:
             raise
@@ -439,9 +461,10 @@ def run_table(module, connection, conn_params, schema, table, specs):
         result['queries'] = [statement for d in decisions for statement in d['statements']]
         return result
 
-    for decision, entry in zip(decisions, result['indexes']):
+    for position, (decision, entry) in enumerate(zip(decisions, result['indexes'])):
         if decision['action'] == ACTION_UNCHANGED:
             continue
+        ran = len(runner.executed_queries)
         try:
             entry['seconds'], entry['retries'] = runner.apply(decision)
             after = runner.read_existing_indexes(entry['schema'], [entry['name']]).get(entry['name'])
@@ -450,10 +473,8 @@ def run_table(module, connection, conn_params, schema, table, specs):
                 raise
             reason = error if isinstance(error, OnlineIndexError) else connection_failure_message(
                 error, target_of(conn_params), 'keep the connection to')
-            return dict(result, failed=True, queries=runner.executed_queries,
-                        changed=bool(runner.executed_queries or runner.leftovers),
-                        lock_retries_used=runner.retries_used,
-                        msg='Index "%s" on %s.%s: %s' % (entry['name'], entry['schema'], entry['table'], reason))
+            return failed_table(result, runner, position, ran, 'Index "%s" on %s.%s: %s' % (
+                entry['name'], entry['schema'], entry['table'], reason))
         result['lock_retries_used'] += entry['retries']
         entry['waited_seconds'], entry['waited_for'] = runner.waits.get(entry['name'], (0.0, []))
         warn_about_waits(module, entry, params['build_wait_warn'])
@@ -462,6 +483,24 @@ def run_table(module, connection, conn_params, schema, table, specs):
     result['queries'] = runner.executed_queries
     result['changed'] = bool(runner.executed_queries)
     return result
+
+
+def failed_table(result, runner, position, ran, msg):
+    """The result of a table whose index at C(position) failed after C(ran) statements of the table: that index
+    C(failed), the ones after it that had something to do C(not_started), each keeping its C(planned_action).
+
+    What ran is in C(queries); C(cleanup_queries) are those that only undid what the failed build left, so the table
+    changed only if something else ran and is kept (or a leftover could not be dropped).
+    """
+    entries = result['indexes']
+    mark(entries[position], FAILED)
+    entries[position]['statements_run'] = kept_queries(runner.executed_queries[ran:], runner.cleanup_queries)
+    for entry in entries[position + 1:]:
+        if entry['action'] != ACTION_UNCHANGED:
+            mark(entry, NOT_STARTED)
+    kept = kept_queries(runner.executed_queries, runner.cleanup_queries)
+    return dict(result, failed=True, queries=runner.executed_queries, cleanup_queries=list(runner.cleanup_queries),
+                changed=bool(kept or runner.leftovers), lock_retries_used=runner.retries_used, msg=msg)
 
 
 def with_timeouts(result, params):

@@ -11,14 +11,19 @@ DOCUMENTATION = r'''
 module: postgresql_online_index_progress
 short_description: Follow background index builds, with phase and percent from pg_stat_progress_create_index
 description:
-  - Follows the background (async) runs of postgresql_online_index that O(jobs) lists. It waits up to O(wait)
-    seconds for them to finish, returning as soon as all have. It returns the progress of each build in
-    flight from C(pg_stat_progress_create_index) (index, phase, percent, blocks, tuples, lockers waited for),
-    and when all have finished, the result of each run.
+  - Follows the background (async) runs of postgresql_online_index, postgresql_online_constraint or
+    postgresql_online_unique_constraint that O(jobs) lists. It waits up to O(wait) seconds for them to finish,
+    returning as soon as all have. It returns the progress of each build in flight from
+    C(pg_stat_progress_create_index) (index, phase, percent, blocks, tuples, lockers waited for), and when all have
+    finished, the result of each run.
   - A build that waits (for its table lock, for writers, for older snapshots) is shown with how long its current
     wait has lasted and, per session it waits for, the pid, user, application, client, state, transaction age
-    and query. Once a wait lasted O(build_wait_warn) seconds the line starts with C(WARNING). A build still waiting
-    for its table lock, before PostgreSQL reports its progress, is shown too.
+    and query. Once a wait lasted O(build_wait_warn) seconds the line starts with C(WARNING).
+  - So is every other statement of the runs that waits for a lock on a followed table, with the same lines for the
+    sessions it waits for (C(pg_blocking_pids)). These are a build still waiting for its table lock (before PostgreSQL
+    reports its progress), C(DROP INDEX CONCURRENTLY) waiting for the transactions that use the table, and the steps
+    under lock_timeout (C(ADD), C(DROP) and C(VALIDATE CONSTRAINT), C(SET NOT NULL), C(ATTACH PARTITION), a swap's
+    renames, the C(LOCK TABLE) of a foreign key's referenced table, a duplicate rename).
   - Meant for a task retried C(until) RV(finished) is true, with a short C(delay). The project's stdout
     callback (C(pg_zero_downtime.migrations.progress)) prints RV(progress_lines) at every retry, so the operator
     sees each build move.
@@ -33,7 +38,8 @@ options:
   jobs:
     description:
       - The background runs, each with C(results_file) (from the async task's result), and C(schema) and C(table)
-        for a one-table run or C(tables) for a run of a plan's tables.
+        for a one-table run, C(tables) for a run of a plan's tables or C(constraints) for a run of a constraint
+        phase.
     type: list
     elements: dict
     required: true
@@ -54,6 +60,15 @@ options:
           - The tables of a run of several (its O(pg_zero_downtime.migrations.postgresql_online_index#module:tables)),
             each a dict with C(name) and C(schema) (default the job's C(schema)); other keys, such as C(indexes), are
             not read.
+        type: list
+        elements: dict
+        default: []
+      constraints:
+        description:
+          - The constraints of a run of the constraint phase (its
+            O(pg_zero_downtime.migrations.postgresql_online_constraint#module:constraints)), each a dict with C(table),
+            C(schema) (default the job's C(schema)) and, for a foreign key, C(references) (C(table), C(schema)). Their
+            tables and referenced tables are followed; other keys are not read.
         type: list
         elements: dict
         default: []
@@ -114,6 +129,8 @@ progress:
     - The builds in flight, each with C(schema), C(table), C(index), C(phase), C(percent) (or null), C(blocks_done),
       C(blocks_total), C(tuples_done), C(tuples_total), C(lockers_done), C(lockers_total), C(seconds), C(pid),
       C(waiting_seconds) (of its current wait, null when it does not wait) and C(waiting_for) (the sessions).
+    - Then the other statements of the runs that wait for a lock, each with C(pid), C(query), C(phase) (what it waits
+      for), C(seconds), C(waiting_seconds) and C(waiting_for); their C(schema), C(table) and C(index) are null.
   returned: always
   type: list
   elements: dict
@@ -160,7 +177,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
-    WAITING_ON_QUERY, wait_summary,
+    RUN_LOCK_WAITS_QUERY, WAITING_ON_QUERY, lock_wait_phase, wait_summary,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import failure_message, index_summary
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import read_async_result
@@ -188,36 +205,46 @@ PROGRESS_QUERY = (
     "ORDER BY n.nspname, c.relname, i.relname")
 
 
-# Concurrent builds and drops of ours still waiting for their table lock: PostgreSQL starts reporting a build's
-# progress only once it holds that lock. The table of a partition's build is its partitioned table (root).
-LOCK_WAITING_QUERY = (
-    "SELECT a.pid, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 200) AS query, "
-    "(SELECT pg_catalog.format('\"%s\".\"%s\"', rn.nspname, r.relname) FROM pg_catalog.pg_locks l "
-    "JOIN pg_catalog.pg_class r ON r.oid = pg_catalog.pg_partition_root(l.relation) "
-    "JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace "
-    "WHERE l.pid = a.pid AND NOT l.granted AND l.locktype = 'relation' LIMIT 1) AS root, "
-    "round(extract(epoch FROM now() - a.query_start)::numeric, 1)::float AS seconds "
-    "FROM pg_catalog.pg_stat_activity a "
-    "WHERE a.datname = pg_catalog.current_database() AND a.application_name = 'pg-zero-downtime' "
-    "AND a.wait_event_type = 'Lock' AND a.query ~* '^(CREATE (UNIQUE )?INDEX|DROP INDEX) CONCURRENTLY' "
-    "AND a.pid NOT IN (SELECT pid FROM pg_catalog.pg_stat_progress_create_index)")
+# How often the watch looks at the runs' lock waits while it waits for the runs to end: a step under lock_timeout
+# waits at most that long per attempt (500 ms for a foreign key's), far less than the time between two reports.
+SAMPLE_SECONDS = 0.5
 
 
 def read_progress(cursor, tables):
-    """The builds in flight on C(tables) ((schema, table) pairs), each with what it waits for."""
+    """The builds in flight on C(tables) ((schema, table) pairs), and the run's other statements that wait for a lock
+    there (read_lock_waits), each with the sessions it waits for."""
     progress = []
     for row in fetch_dicts(cursor, PROGRESS_QUERY):
         if (row['schema'], row['table']) in tables or (row['root_schema'], row['root_table']) in tables:
             row['percent'] = percent(row)
             progress.append(row)
-    quoted = ['"%s"."%s"' % table for table in tables]
-    for row in fetch_dicts(cursor, LOCK_WAITING_QUERY):
-        if any(name in row['query'] or name == row['root'] for name in quoted):
-            progress.append(dict(row, schema=None, table=None, index=None, phase='waiting for its table lock'))
-    for row in progress:
+    return with_waits(cursor, progress) + read_lock_waits(cursor, tables)
+
+
+def read_lock_waits(cursor, tables):
+    """The runs' statements that wait for a lock on C(tables) right now (build_waits.RUN_LOCK_WAITS_QUERY: a build
+    before it reports progress, DROP INDEX CONCURRENTLY, the steps under lock_timeout), with the sessions each waits
+    for."""
+    ordered = sorted(tables)
+    rows = fetch_dicts(cursor, RUN_LOCK_WAITS_QUERY, dict(schemas=[schema for schema, _table in ordered],
+                                                          tables=[table for _schema, table in ordered]))
+    return with_waits(cursor, [dict(row, schema=None, table=None, index=None, phase=lock_wait_phase(row))
+                               for row in rows])
+
+
+def with_waits(cursor, rows):
+    """C(rows) (backends of the runs), each with how long its current wait has lasted and the sessions it waits for."""
+    for row in rows:
         row['waiting_seconds'], row['waiting_for'] = wait_summary(
             fetch_dicts(cursor, WAITING_ON_QUERY, dict(pid=row['pid'])))
-    return progress
+    return rows
+
+
+def ended_waits(seen, current):
+    """The lock waits sampled since the last report (C(seen): {(pid, query): row}) that are over by now, each once as it
+    was last seen: a step under lock_timeout that gave up (and is retried) or got its lock between two reports."""
+    now = set((row['pid'], row.get('query')) for row in current)
+    return [dict(row, ended=True) for key, row in seen.items() if key not in now]
 
 
 def percent(row):
@@ -243,6 +270,15 @@ def progress_line(row):
     return line + wait_text(row)
 
 
+def lock_wait_line(row):
+    """A statement of the runs that waits for a lock (or did, between two reports), and whom it waits for."""
+    if row.get('ended'):
+        return '%s: %s for %ss (over by now), behind: %s' % (
+            row['query'], row['phase'].replace('waiting', 'waited', 1), row.get('waiting_seconds') or row['seconds'],
+            '; '.join(row.get('waiting_for') or ['(unseen)']))
+    return '%s: %s, %ss%s' % (row['query'], row['phase'], row['seconds'], wait_text(row))
+
+
 def wait_text(row):
     """What a build waits for, appended to its line: how long, and each session."""
     if row.get('waiting_seconds') is None:
@@ -259,7 +295,8 @@ def flagged(line, row, warn_after):
 
 
 def watched_tables(jobs):
-    """(schema, table) of every table the runs of C(jobs) work on."""
+    """(schema, table) of every table the runs of C(jobs) work on: a constraint's table, and a foreign key's referenced
+    table too (its steps lock that one first)."""
     for job in jobs:
         schema = job.get('schema') or 'public'
         if job.get('tables'):
@@ -267,6 +304,11 @@ def watched_tables(jobs):
                 yield table.get('schema') or schema, table['name']
         elif job.get('table'):
             yield schema, job['table']
+        for constraint in job.get('constraints') or []:
+            yield constraint.get('schema') or schema, constraint['table']
+            references = constraint.get('references') or {}
+            if references.get('table'):
+                yield references.get('schema') or constraint.get('schema') or schema, references['table']
 
 
 def warning_text(warning):
@@ -297,6 +339,7 @@ def main():
             schema=dict(type='str', default='public'),
             table=dict(type='str'),
             tables=dict(type='list', elements='dict', default=[]),
+            constraints=dict(type='list', elements='dict', default=[]),
         )),
         wait=dict(type='float', default=3.0),
         cleanup=dict(type='bool', default=True),
@@ -310,32 +353,53 @@ def main():
         module.fail_json(msg='every job needs its results_file (register the async task and pass results_file)')
 
     deadline = time.monotonic() + max(params['wait'], 0)
+    tables = set(watched_tables(params['jobs']))
+    # The runs' results files say how they end; the server only adds what is shown meanwhile. So a server that cannot
+    # be read right now (restarting, a dropped network) is said in the line, and the watch goes on.
+    watch = dict(connection=None, unreadable=None)
+
+    def cursor():
+        """A cursor of the watch's connection, opened once; None once the server could not be read."""
+        if watch['connection'] is None and watch['unreadable'] is None:
+            ensure_required_libs(module)
+            watch['connection'], watch['unreadable'] = connect_to_db(
+                module, get_conn_params(module, params), autocommit=True, fail_on_conn=False)
+        return watch['connection'].cursor() if watch['connection'] is not None and watch['unreadable'] is None \
+            else None
+
+    seen, sampled = {}, None
     while True:
         outcomes = [read_async_result(job['results_file']) for job in params['jobs']]
         if all(outcome is not None for outcome in outcomes) or time.monotonic() >= deadline:
             break
+        if sampled is None or time.monotonic() - sampled >= SAMPLE_SECONDS:
+            # The lock waits of the steps under lock_timeout last less than the time between two reports: they are
+            # looked at meanwhile, so that each is shown with whom it waited for.
+            sampled = time.monotonic()
+            try:
+                if cursor() is not None:
+                    seen.update(((row['pid'], row['query']), row) for row in read_lock_waits(cursor(), tables))
+            except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
+                watch['unreadable'] = error_text(error)
         time.sleep(0.1)
     finished = all(outcome is not None for outcome in outcomes)
 
-    progress, unreadable = [], None
+    progress = []
     if not finished:
-        ensure_required_libs(module)
-        tables = set(watched_tables(params['jobs']))
-        # The runs' results files say how they end; the server only adds what is shown meanwhile. So a server
-        # that cannot be read right now (restarting, a dropped network) is said in the line, and the watch goes on.
-        connection, unreadable = connect_to_db(module, get_conn_params(module, params), autocommit=True,
-                                               fail_on_conn=False)
         try:
-            if connection is not None:
-                progress = read_progress(connection.cursor(), tables)
-                connection.close()
-        except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
-            progress, unreadable = [], error_text(error)
-        progress_lines = [flagged(progress_line(row) if row['table'] else '%s: %s, %ss%s' % (
-            row['query'], row['phase'], row['seconds'], wait_text(row)), row, params['build_wait_warn'])
-            for row in progress] or [
+            if cursor() is not None:
+                progress = read_progress(cursor(), tables)
+                progress += ended_waits(seen, progress)
+        except Exception as error:  # as above
+            progress = []
+            watch.update(unreadable=error_text(error))
+        unreadable = watch['unreadable']
+        progress_lines = [flagged(progress_line(row) if row['table'] else lock_wait_line(row), row,
+                                  params['build_wait_warn'])
+                          for row in progress] or [
             'progress not readable right now (%s); still following the runs' % unreadable if unreadable else
-            'waiting: no build of %s in progress right now (locks, catalog checks or between indexes)'
+            'waiting: no build in progress and no lock waited for on %s right now (catalog checks, a pause between '
+            'lock retries, or between steps)'
             % ', '.join('%s.%s' % table for table in sorted(tables))]
     else:
         progress_lines = []
@@ -345,6 +409,8 @@ def main():
                     os.unlink(job['results_file'])
                 except OSError:
                     pass
+    if watch['connection'] is not None:
+        watch['connection'].close()
     results = per_table(outcomes) if finished else []
     # What the background runs warned about (long build waits, a wait for the replicas) was said where nobody
     # sees it: it is said again here.

@@ -114,6 +114,13 @@ queries:
   sample:
     - CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "Class_name_grade_key" ON "public"."Class" USING "btree" ("name", "grade")
     - ALTER TABLE "public"."Class" ADD CONSTRAINT "Class_name_grade_key" UNIQUE USING INDEX "Class_name_grade_key"
+cleanup_queries:
+  description:
+    - After a failure, the statements of RV(queries) that only undid what a failed index build left (the drop of its
+      INVALID index), so nothing of them is kept.
+  returned: when a constraint failed
+  type: list
+  elements: str
 constraint:
   description: What the task did (with O(constraints), the last constraint worked on).
   returned: always
@@ -135,8 +142,10 @@ constraint:
     action:
       description:
         - C(created) (index built, then attached), C(rebuilt) (an INVALID leftover dropped first), C(attached)
-          (an existing valid unique index attached), C(unchanged) or C(dropped); with O(constraints), C(failed) for
-          the constraint that stopped the phase (its C(planned_action) says what it was to be).
+          (an existing valid unique index attached), C(unchanged) or C(dropped); C(failed) for the constraint that
+          failed (with O(constraints), the one that stopped the phase). Its C(planned_action) says what it was to be,
+          and C(statements_run) what of it ran before the failure and is kept (its duplicate renames, its unique
+          index).
       type: str
     seconds:
       description: Wall-clock seconds the DDL took, retries included.
@@ -194,6 +203,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.constr
     TIMEOUT_KEYS, ConstraintFailed, bring, checked_connection, new_runner, phase_options, run_plan,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import ACTION_UNCHANGED
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import FAILED, mark
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import constraint_summary
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
@@ -229,8 +239,9 @@ def main():
         entry, queries, diff = bring(module, new_runner(module, connection, conn_params), spec, params['state'])
     except ConstraintFailed as error:
         connection.close()
-        entry = dict((k, v) for k, v in error.entry.items() if k not in TIMEOUT_KEYS)
-        result.update(constraint=entry, queries=error.queries, changed=error.changed,
+        # Not what was planned for it: what happened to it.
+        entry = mark(dict((k, v) for k, v in error.entry.items() if k not in TIMEOUT_KEYS), FAILED)
+        result.update(constraint=entry, queries=error.queries, cleanup_queries=error.cleanup, changed=error.changed,
                       lock_retries_used=entry.get('retries') or 0)
         module.fail_json(msg=str(error), **result)
     connection.close()

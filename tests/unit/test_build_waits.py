@@ -2,6 +2,7 @@
 """What a concurrent build waits for (plugins/module_utils/build_waits.py): the descriptions, and the watch that
 ends a build once its waits add up to build_wait_timeout, driven here by a scripted catalog instead of a server."""
 
+import importlib
 import time
 
 import helpers
@@ -102,3 +103,52 @@ def test_a_watch_whose_query_fails_stops_watching_and_never_breaks_the_build():
     with bw.BuildWatcher(lambda: connection, 99, timeout=0.01, interval=0.01, fetch=fetch) as watcher:
         time.sleep(0.1)
     assert watcher.error == 'connection lost' and watcher.gave_up is None
+
+
+# -- the lock waits of a run's other statements, as the progress watch shows them (issue 21, point 7) ------------------
+
+progress = importlib.import_module(helpers.collection_path('plugins.modules.postgresql_online_index_progress'))
+DROP = 'DROP INDEX CONCURRENTLY IF EXISTS "public"."Job_createdAt_idx"'
+
+
+def test_a_lock_wait_says_what_it_waits_for():
+    assert bw.lock_wait_phase(dict(waiting_on='public."Job"', wait_event='relation')) == \
+        'waiting for a lock on public."Job"'
+    assert bw.lock_wait_phase(dict(waiting_on=None, wait_event='virtualxid')) == \
+        'waiting for the transactions that use its table to end'
+    assert bw.lock_wait_phase(dict(waiting_on=None, wait_event='transactionid')) == \
+        'waiting for a transaction that holds its rows to end'
+    assert bw.lock_wait_phase(dict(waiting_on=None, wait_event='advisory')) == 'waiting for a lock (advisory)'
+
+
+def test_a_waiting_drop_is_shown_with_the_session_it_waits_for_like_a_build():
+    row = dict(pid=99, query=DROP, seconds=4.5, phase='waiting for the transactions that use its table to end')
+    row['waiting_seconds'], row['waiting_for'] = bw.wait_summary([SNAPSHOT_HOLDER])
+    assert progress.lock_wait_line(row) == (
+        '%s: waiting for the transactions that use its table to end, 4.5s; waiting 12.5s for: pid 4242 (user report, '
+        'application metabase, client 10.1.2.3/32, idle in transaction, transaction open 75s): SELECT sum(amount) '
+        'FROM "MoneyTx"' % DROP)
+
+
+def test_a_short_lock_wait_seen_between_two_reports_is_shown_once_it_is_over():
+    step = dict(pid=7, query='LOCK TABLE ONLY "public"."Job" IN ACCESS EXCLUSIVE MODE', seconds=0.4,
+                phase='waiting for a lock on public."Job"', waiting_seconds=0.3,
+                waiting_for=[bw.describe_session(SNAPSHOT_HOLDER)])
+    still = dict(step, pid=8, query=DROP)
+    seen = {(7, step['query']): step, (8, DROP): still}
+    (ended,) = progress.ended_waits(seen, [still])
+    assert ended['pid'] == 7 and ended['ended'] is True
+    assert progress.lock_wait_line(ended) == (
+        'LOCK TABLE ONLY "public"."Job" IN ACCESS EXCLUSIVE MODE: waited for a lock on public."Job" for 0.3s (over by '
+        'now), behind: %s' % bw.describe_session(SNAPSHOT_HOLDER))
+    assert progress.ended_waits({}, [still]) == []
+
+
+def test_the_watch_of_a_constraint_phase_follows_its_tables_and_the_tables_its_foreign_keys_reference():
+    jobs = [dict(schema='public', constraints=[
+        dict(name='fk', type='foreign_key', table='JobAssignment', references=dict(table='Job', columns=['id'])),
+        dict(name='c', type='check', table='Item', schema='shop'),
+        dict(name='fk2', table='A', schema='s', references=dict(table='B', schema='t'))])]
+    assert sorted(set(progress.watched_tables(jobs))) == [
+        ('public', 'Job'), ('public', 'JobAssignment'), ('s', 'A'), ('shop', 'Item'), ('t', 'B')]
+    assert list(progress.watched_tables([dict(schema='public', tables=[dict(name='Job')])])) == [('public', 'Job')]

@@ -67,7 +67,7 @@ def test_after_a_failure_the_rest_of_its_lane_does_not_start_and_names_the_first
     assert [bool(r.get('failed')) for r in results] == [False, True, True, True]
     assert [bool(r.get('not_started')) for r in results] == [False, False, True, True]
     assert results[2]['first_failure'] == 'Index "b" on public.B: disk full'
-    assert results[3]['msg'] == ('Indexes of public.D not started, nothing was changed: a run before it failed '
+    assert results[3]['msg'] == ('Indexes of public.D not started, nothing was changed on it: a run before it failed '
                                  '(Index "b" on public.B: disk full); fix that and rerun')
     assert results[2]['queries'] == [] and results[2]['changed'] is False
 

@@ -552,3 +552,12 @@ def test_advisory_lock_holders_read_a_pair_key_and_a_bigint_key_as_pg_locks_show
                        since='2026-01-01 10:00')
     locks.advisory_lock_holders(cursor, (5 << 32) + 9)
     assert cursor.params == dict(classid=5, objid=9, objsubid=1)
+
+
+def test_a_statement_is_refused_once_the_owning_playbook_has_ended_and_says_why():
+    ended = subprocess.Popen(['true'])
+    ended.wait()
+    assert runs.owner_gone(0) is None, '0 watches nothing'
+    assert runs.owner_gone(os.getpid()) is None
+    assert runs.owner_gone(ended.pid) == ('the run that started it (ansible-playbook, process %d) has ended, so it '
+                                          'does not go on alone; rerun the playbook' % ended.pid)
