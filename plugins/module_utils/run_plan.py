@@ -135,8 +135,9 @@ def summary_lines(plan, state, phases, work, pending_tables, pending_constraints
         sum(len(t.get('indexes') or []) for t in plan.get('tables') or []), len(plan.get('constraints') or []),
         len(plan.get('baseline_queries') or []))]
     if not work['plan_pending']:
-        line = 'Nothing to do: every index of the plan is already %s, every constraint %s.' % (
-            'gone' if gone else 'in place and valid', 'gone' if gone else 'in place')
+        line = ('Nothing to do: nothing the ledger of plan %s records is left to undo (anything else of a planned name '
+                'is left alone).' % plan.get('name')) if gone else \
+            'Nothing to do: every index of the plan is already in place and valid, every constraint in place.'
         if prisma and prisma_action == 'unchanged':
             line += ' The Prisma migration %s is already recorded as applied.' % prisma
         lines.append(line)
