@@ -82,8 +82,19 @@ def test_every_planned_unique_constraint_exists_backed_by_a_valid_index(db, cons
 
 
 def test_no_duplicate_was_renamed_on_clean_data(db):
-    db.execute("SELECT to_regnamespace('pgzd_audit')")
+    db.execute("SELECT to_regclass('pgzd_audit.duplicate_resolution')")
     assert db.fetchone()[0] is None
+    db.execute("SELECT count(*) FROM pgzd_audit.ledger WHERE kind = 'renamed_rows'")
+    assert db.fetchone()[0] == 0
+
+
+def test_the_ledger_holds_every_planned_object_as_applied(db):
+    db.execute("SELECT kind, object_name, state FROM pgzd_audit.ledger WHERE schema_name = 'public'")
+    held = {(kind, name): state for kind, name, state in db.fetchall()}
+    planned = {('index', index['name']) for _, index in PLANNED}
+    planned |= {('constraint', constraint['name']) for constraint in PLAN['constraints']}
+    assert set(held) == planned
+    assert set(held.values()) == {'applied'}
 
 
 @pytest.mark.parametrize('table', LARGE_TABLES)
