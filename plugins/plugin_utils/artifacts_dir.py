@@ -16,7 +16,7 @@ import os
 import re
 
 # What pg-zero-downtime writes into an artifacts directory: these folders, and the audit copies of duplicate renames
-# (roles/unique_constraint: <plan>-<run id>-<constraint>-resolved.json or -restored.json).
+# (roles/constraints: <plan>-<run id>-<constraint>-resolved.json or -restored.json).
 TOOL_FOLDERS = ('backups', 'runs')
 AUDIT_FILE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*-(resolved|restored)\.json$')
 WHAT_IS_OURS = ('a directory of the run\'s own: one that does not exist yet, or is empty, or holds only what '
