@@ -24,6 +24,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migrat
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.renamed_variables import (
     deprecation_message, renamed)
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_context import plan_fact, run_context
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_owner import controller_pid
 
 MODULE = 'pg_zero_downtime.migrations.postgresql_migration_preflight'
@@ -58,16 +59,6 @@ def module_args(args, plan, run_id, phases):
     if args.get('only_tables') is not None:
         args['only_tables'] = only_tables_list(args['only_tables'])
     return args
-
-
-def plan_fact(plan):
-    """The loaded plan as the later phases read it: without the Prisma migration's text, which only the preflight and
-    the Prisma phase need."""
-    fact = dict(plan)
-    if plan.get('prisma_migration'):
-        fact['prisma_migration'] = dict((key, value) for key, value in plan['prisma_migration'].items()
-                                        if key != 'migration_sql')
-    return fact
 
 
 class ActionModule(ActionBase):
@@ -115,5 +106,8 @@ class ActionModule(ActionBase):
         # For the phases after the preflight; roles/preflight keeps them as facts (set_fact, which outranks a
         # module's facts, so a later play of the same playbook gets its own).
         result.update(run_id=run_id, owner_pid=owner_pid, phases=args['phases'],
-                      plan=plan_fact(plan) if plan is not None else None)
+                      plan=plan_fact(plan) if plan is not None else None,
+                      run=run_context(plan, run_id, os.path.abspath(os.path.expanduser(args.get('artifacts_dir') or
+                                                                                        'artifacts')),
+                                      owner_pid, args['phases'], outcome))
         return result

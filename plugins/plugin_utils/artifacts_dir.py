@@ -67,3 +67,8 @@ def artifacts_dir_error(path):
                 'nothing was done.' % (where, len(foreign), 'y' if len(foreign) == 1 else 'ies', ', '.join(foreign[:3]),
                                        ', ...' if len(foreign) > 3 else '', WHAT_IS_OURS, WHAT_TO_DO))
     return None
+
+
+def run_folder_path(artifacts_dir, plan_name, run_id):
+    """The folder of one run's records: runs/<plan>-<run id> under the artifacts directory."""
+    return os.path.join(artifacts_dir, 'runs', '%s-%s' % (plan_name, run_id))

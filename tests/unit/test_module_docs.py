@@ -12,7 +12,8 @@ import yaml
 
 import helpers
 
-MODULES = sorted(glob.glob(os.path.join(helpers.REPO_ROOT, 'plugins', 'modules', '*.py')))
+PLUGINS_DIR = os.path.join(helpers.REPO_ROOT, 'plugins')
+MODULES = sorted(glob.glob(os.path.join(PLUGINS_DIR, 'modules', '*.py')))
 
 
 def documentation_strings(path):
@@ -38,8 +39,8 @@ def test_module_documentation_parses(path):
 
 PLUGINS = {
     'module': [os.path.basename(path)[:-3] for path in MODULES],
-    'filter': ['migration_report', 'plan_errors', 'stopped_message', 'success_criteria'],
-    'lookup': ['migration_plan', 'run_owner', 'working_dir'],
+    'filter': sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(PLUGINS_DIR, 'filter', '*.py'))),
+    'lookup': sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(PLUGINS_DIR, 'lookup', '*.py'))),
     'callback': ['progress'],
 }
 
