@@ -62,9 +62,11 @@ def test_ansible_doc_renders_every_plugin_by_its_fqcn(plugin_type):
         for option, spec in (doc.get('options') or {}).items():
             assert spec.get('description'), (name, option)
     if plugin_type == 'module':
-        # The doc fragment reaches the modules that change the database during a run (the ledger's adoption too).
+        # The doc fragment reaches the modules that change the database during a run (the ledger's adoption too);
+        # the lock's own module names the lock's session the same way.
         with_lock = [name for name, entry in rendered.items() if 'lock_session_pid' in entry['doc']['options']]
         assert sorted(with_lock) == ['%s.postgresql_%s' % (helpers.COLLECTION, name) for name in
-                                     ('duplicate_resolution', 'migration_ledger', 'online_constraint', 'online_index',
+                                     ('duplicate_resolution', 'migration_ledger', 'migration_lock',
+                                      'online_constraint', 'online_index',
                                       'online_unique_constraint',
                                       'prisma_migration')]
