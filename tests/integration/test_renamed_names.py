@@ -97,3 +97,21 @@ def test_migrate_takes_the_old_name_of_a_knob_and_warns(pg_cluster, db, tmp_path
     assert 'The variable unique_constraint_lock_timeout' in output, output[-4000:]
     assert 'is deprecated: set constraints_lock_timeout instead' in output, output[-4000:]
     assert helpers.droppable_indexes(db) + helpers.unique_constraints(db) == before
+
+
+def test_tasks_from_plan_of_online_indexes_still_builds_and_says_it_is_now_tables(pg_cluster, db, tmp_path,
+                                                                                 scratch_table):
+    playbook = tmp_path / 'old_entry_point.yml'
+    tables = [dict(name=TABLE, schema='public', indexes=[dict(name='pt_renamed_b_idx', columns=['b'])])]
+    play = dict(name='A pipeline that still uses tasks_from plan', hosts='all', gather_facts=False,
+                vars_files=[os.path.join(helpers.REPO_ROOT, 'playbooks', 'vars', 'connection.yml')],
+                module_defaults={'group/pg_zero_downtime.migrations.postgresql': '{{ pgzd_connection }}'},
+                tasks=[dict(name='Build through the old entry point', **{
+                    'ansible.builtin.include_role': dict(name='pg_zero_downtime.migrations.online_indexes',
+                                                         tasks_from='plan'),
+                    'vars': dict(online_indexes_tables=tables)})])
+    playbook.write_text(json.dumps([play]))
+    run, output = run_with_deprecations(playbook, dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port']))
+    assert run.returncode == 0, output[-4000:]
+    assert helpers.index_info(db, 'pt_renamed_b_idx')['valid']
+    assert 'tasks_from: plan of the role pg_zero_downtime.migrations.online_indexes is now tasks_from: tables' in output
