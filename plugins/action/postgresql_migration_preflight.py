@@ -15,16 +15,31 @@ __metaclass__ = type
 import os
 
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run_plan import selected_phases
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import artifacts_dir_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (
     load_plan, new_run_id, only_tables_list, run_id_error,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.renamed_variables import (
+    deprecation_message, renamed)
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_context import plan_fact, run_context
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_owner import controller_pid
 
 MODULE = 'pg_zero_downtime.migrations.postgresql_migration_preflight'
 PRISMA_KEYS = ('name', 'migration_sql', 'file', 'schema', 'table', 'create_table')
+# Variables renamed in 0.18.0 that keep working until 0.19.0 (the new names' role defaults take the old values): the
+# preflight warns once for each old name the run sets.
+RENAMED_PREFIXES = {'unique_constraint_': 'constraints_'}
+RENAMED_IGNORE = ('unique_constraint_result', 'unique_constraint_results')
+REMOVED_IN = '0.19.0'
+
+
+def renamed_warnings(task_vars):
+    """The deprecation warnings for the old names the run sets."""
+    return [deprecation_message(old, new, 'the constraint phase of migrate.yml and rollback.yml')
+            for old, new in renamed(task_vars, prefixes=RENAMED_PREFIXES, ignore=RENAMED_IGNORE)]
 
 
 def module_args(args, plan, run_id, phases):
@@ -44,16 +59,6 @@ def module_args(args, plan, run_id, phases):
     if args.get('only_tables') is not None:
         args['only_tables'] = only_tables_list(args['only_tables'])
     return args
-
-
-def plan_fact(plan):
-    """The loaded plan as the later phases read it: without the Prisma migration's text, which only the preflight and
-    the Prisma phase need."""
-    fact = dict(plan)
-    if plan.get('prisma_migration'):
-        fact['prisma_migration'] = dict((key, value) for key, value in plan['prisma_migration'].items()
-                                        if key != 'migration_sql')
-    return fact
 
 
 class ActionModule(ActionBase):
@@ -83,6 +88,8 @@ class ActionModule(ActionBase):
         # is gone (stopped, cancelled by AWX), the lock is given back and no DDL starts.
         owner_pid = controller_pid() if self._connection.transport == 'local' else 0
         args.setdefault('owner_pid', owner_pid)
+        for message in renamed_warnings(task_vars):
+            Display().deprecated(message, version=REMOVED_IN, collection_name='pg_zero_downtime.migrations')
         args = module_args(args, plan, run_id, selected_phases(task_vars.get('ansible_run_tags'),
                                                                task_vars.get('ansible_skip_tags')))
         outcome = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
@@ -99,5 +106,8 @@ class ActionModule(ActionBase):
         # For the phases after the preflight; roles/preflight keeps them as facts (set_fact, which outranks a
         # module's facts, so a later play of the same playbook gets its own).
         result.update(run_id=run_id, owner_pid=owner_pid, phases=args['phases'],
-                      plan=plan_fact(plan) if plan is not None else None)
+                      plan=plan_fact(plan) if plan is not None else None,
+                      run=run_context(plan, run_id, os.path.abspath(os.path.expanduser(args.get('artifacts_dir') or
+                                                                                        'artifacts')),
+                                      owner_pid, args['phases'], outcome))
         return result

@@ -37,7 +37,7 @@ EXAMPLES = r'''
   vars:
     run:
       indexes: "{{ online_indexes_results }}"
-      constraints: "{{ unique_constraint_results }}"
+      constraints: "{{ constraints_results }}"
       validate: "{{ validate_result | default(none) }}"
       backup: "{{ backup_result | default(none) }}"
       restore_drill: "{{ restore_drill_result | default(none) }}"

@@ -11,8 +11,9 @@ short_description: Load a pg-zero-downtime migration plan file on the controller
 description:
   - Reads the plan's YAML file (absolute, or relative to the directory ansible-playbook runs in), checks its format as
     the preflight does, and returns a mapping with C(plan), the loaded plan with its defaults (or null), and C(error),
-    the message saying what is wrong and what to do (or null). It never fails itself, so the task that uses it can
-    fail with the message as it is.
+    the message saying what is wrong and what to do (or null), and C(run), the run context C(pgzd_run) (id, name,
+    plan, artifacts_dir, dir; no lock, owner or work, which only the preflight knows) or null. It never fails itself,
+    so the task that uses it can fail with the message as it is.
   - The Prisma migration file of the plan is resolved against the plan's directory; its content is not read.
 version_added: '0.15.0'
 options:
@@ -29,7 +30,12 @@ options:
     description:
       - A run id given from outside (C(-e pgzd_run_id)); it names the run's folder under O(artifacts_dir), so anything
         but 1 to 63 letters, digits, C(_), C(.) and C(-) is refused, as by the preflight.
+      - Without it the run gets a new id, its UTC start time and a random suffix, after O(run_id_prefix).
     type: str
+  run_id_prefix:
+    description: Put before a new run id (for example V(adopted-)).
+    type: str
+    default: ''
   artifacts_dir:
     description:
       - Where the run writes on the controller; refused, as by the preflight, unless it is a directory of the run's
@@ -50,7 +56,7 @@ EXAMPLES = r'''
 
 RETURN = r'''
 _raw:
-  description: One mapping with C(plan) and C(error).
+  description: One mapping with C(plan), C(error) and C(run).
   type: list
   elements: dict
 '''
@@ -61,8 +67,9 @@ from ansible.plugins.lookup import LookupBase
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import artifacts_dir_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (
-    load_plan, only_tables_list, run_id_error,
+    load_plan, new_run_id, only_tables_list, run_id_error,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_context import run_context
 
 
 class LookupModule(LookupBase):
@@ -79,5 +86,9 @@ class LookupModule(LookupBase):
             plan, error = (None, '\n'.join(refused)) if refused else load_plan(
                 term, os.getcwd(), on_duplicates=self.get_option('on_duplicates'),
                 only_tables=only_tables_list(self.get_option('only_tables')), read_prisma_sql=False)
-            loaded.append(dict(plan=plan, error=error))
+            run = None
+            if plan is not None:
+                run = run_context(plan, run_id or (self.get_option('run_id_prefix') or '') + new_run_id(),
+                                  os.path.abspath(os.path.expanduser(artifacts_dir or 'artifacts')))
+            loaded.append(dict(plan=plan, error=error, run=run))
         return loaded

@@ -243,12 +243,12 @@ WAITING_QUERY = ("SELECT 1 FROM pg_catalog.pg_locks WHERE pid = %(pid)s AND lock
                  "AND classid = %(k1)s AND objid = %(k2)s AND objsubid = 2")
 
 
-def hand_over(cursor, holder_session_pid, timeout=30.0):
-    """Give up this session's lock once the holder's session C(holder_session_pid) waits for it: PostgreSQL grants it
+def hand_over(cursor, lock_session_pid, timeout=30.0):
+    """Give up this session's lock once the holder's session C(lock_session_pid) waits for it: PostgreSQL grants it
     to that waiter before any later request. Returns whether it did; a holder that never came to wait is left to
     its lock_timeout, and this session (the caller closes it) takes its lock with it."""
     deadline = time.monotonic() + timeout
-    keys = dict(pid=holder_session_pid, k1=MIGRATION_LOCK_KEY[0], k2=MIGRATION_LOCK_KEY[1])
+    keys = dict(pid=lock_session_pid, k1=MIGRATION_LOCK_KEY[0], k2=MIGRATION_LOCK_KEY[1])
     while time.monotonic() < deadline:
         if fetch_dicts(cursor, WAITING_QUERY, keys):
             unlock_in_session(cursor)

@@ -22,10 +22,10 @@ description:
     after O(max_seconds).
   - The lock belongs to the session that took it, not to a name. O(state=acquired) returns that session's
     backend pid (C(holder.pid)) and sets the fact C(pgzd_lock_session_pid) to it. Given that pid in
-    O(session_pid), O(state=acquired) takes nothing but proves the session still holds the lock, and fails
+    O(lock_session_pid), O(state=acquired) takes nothing but proves the session still holds the lock, and fails
     naming what happened when it does not (the session was terminated, or the server restarted); the DDL
     modules make the same check themselves before each table's DDL and each constraint step.
-  - With O(state=released), ends the holder session O(session_pid) (or, without it, the holder of O(run_id)),
+  - With O(state=released), ends the holder session O(lock_session_pid) (or, without it, the holder of O(run_id)),
     never another run's. A lock that is already free is reported unchanged.
   - In check mode nothing is taken or released; a lock held by another run is reported as a warning.
 version_added: '0.1.0'
@@ -45,13 +45,15 @@ options:
         random suffix to the start time); a holder with the same id is still another run's session.
     type: str
     required: true
-  session_pid:
+  lock_session_pid:
     description:
-      - Backend pid of the session that holds this run's lock, as O(state=acquired) returned it. With
+      - Backend pid of the session that holds this run's lock, as O(state=acquired) returned it (the name every module
+        of the collection gives it; O(session_pid) is its old name, deprecated, removed in 0.19.0). With
         O(state=acquired), check that it still holds the lock instead of taking it; with O(state=released),
         end exactly that session. 0 (the default) takes the lock, or releases the holder of O(run_id).
     type: int
     default: 0
+    aliases: [session_pid]
   owner_pid:
     description:
       - A process on the module's host whose end releases the lock (the run's ansible-playbook, when the module
@@ -87,13 +89,13 @@ EXAMPLES = r'''
   pg_zero_downtime.migrations.postgresql_migration_lock:
     login_db: app
     run_id: t12-20261125T030000Z
-    session_pid: "{{ ansible_facts.pgzd_lock_session_pid }}"
+    lock_session_pid: "{{ ansible_facts.pgzd_lock_session_pid }}"
 
 - name: Give it back
   pg_zero_downtime.migrations.postgresql_migration_lock:
     login_db: app
     run_id: t12-20261125T030000Z
-    session_pid: "{{ ansible_facts.pgzd_lock_session_pid }}"
+    lock_session_pid: "{{ ansible_facts.pgzd_lock_session_pid }}"
     state: released
 '''
 
@@ -140,20 +142,22 @@ def main():
         run_id=dict(type='str', required=True),
         owner_pid=dict(type='int', default=0),
         max_seconds=dict(type='int', default=43200),
-        session_pid=dict(type='int', default=0),
+        lock_session_pid=dict(type='int', default=0, aliases=['session_pid'],
+                              deprecated_aliases=[dict(name='session_pid', version='0.19.0',
+                                                       collection_name='pg_zero_downtime.migrations')]),
         session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    if params['max_seconds'] < 1 or params['owner_pid'] < 0 or params['session_pid'] < 0:
-        module.fail_json(msg='max_seconds must be at least 1, owner_pid and session_pid at least 0')
+    if params['max_seconds'] < 1 or params['owner_pid'] < 0 or params['lock_session_pid'] < 0:
+        module.fail_json(msg='max_seconds must be at least 1, owner_pid and lock_session_pid at least 0')
     ensure_required_libs(module)
     conn_params = get_conn_params(module, params)
     connection = connect_or_fail(module, conn_params)
     cursor = connection.cursor()
     result = dict(changed=False, holder={}, queries=[])
     current = holders(cursor)
-    ours = own_holders(current, params['run_id'], params['session_pid'])
+    ours = own_holders(current, params['run_id'], params['lock_session_pid'])
 
     if params['state'] == 'released':
         if ours:
@@ -164,13 +168,13 @@ def main():
         connection.close()
         module.exit_json(ansible_facts=dict(pgzd_lock_session_pid=0), **result)
 
-    if params['session_pid']:
+    if params['lock_session_pid']:
         # Not a request for the lock: the proof that this run's session still holds it, before more DDL.
         connection.close()
         if ours:
             result['holder'] = ours[0]
             module.exit_json(**result)
-        message = lock_lost_message(params['session_pid'], current)
+        message = lock_lost_message(params['lock_session_pid'], current)
         module.fail_json(msg='Database %s: %s%s' % (params['login_db'], message[0].upper(), message[1:]), **result)
     refused = refusal(cursor, params['login_db'], current)
     connection.close()

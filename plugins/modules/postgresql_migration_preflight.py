@@ -186,7 +186,7 @@ options:
     default: 5s
   constraint_phase_lock_timeout:
     description:
-      - The C(lock_timeout) of the constraint phase's catalog steps (C(unique_constraint_lock_timeout), for ADD
+      - The C(lock_timeout) of the constraint phase's catalog steps (C(constraints_lock_timeout), for ADD
         CONSTRAINT, SET NOT NULL, DROP), vetted here like O(index_phase_lock_timeout), from 1ms to 1min.
     type: str
     default: 2s
@@ -515,7 +515,7 @@ def main():
     # The lock timeouts of the phases' blocking steps, vetted now: a run must not build indexes, then be refused.
     knob_errors = blocking_lock_timeout_errors(cursor, [
         ('online_indexes_lock_timeout', params['index_phase_lock_timeout']),
-        ('unique_constraint_lock_timeout', params['constraint_phase_lock_timeout'])])
+        ('constraints_lock_timeout', params['constraint_phase_lock_timeout'])])
     if knob_errors:
         connection.close()
         module.fail_json(msg=KNOBS_REFUSED % '\n- '.join(knob_errors), **result)

@@ -16,7 +16,7 @@ import os
 import re
 
 # What pg-zero-downtime writes into an artifacts directory: these folders, and the audit copies of duplicate renames
-# (roles/unique_constraint: <plan>-<run id>-<constraint>-resolved.json or -restored.json).
+# (roles/constraints: <plan>-<run id>-<constraint>-resolved.json or -restored.json).
 TOOL_FOLDERS = ('backups', 'runs')
 AUDIT_FILE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*-(resolved|restored)\.json$')
 WHAT_IS_OURS = ('a directory of the run\'s own: one that does not exist yet, or is empty, or holds only what '
@@ -67,3 +67,8 @@ def artifacts_dir_error(path):
                 'nothing was done.' % (where, len(foreign), 'y' if len(foreign) == 1 else 'ies', ', '.join(foreign[:3]),
                                        ', ...' if len(foreign) > 3 else '', WHAT_IS_OURS, WHAT_TO_DO))
     return None
+
+
+def run_folder_path(artifacts_dir, plan_name, run_id):
+    """The folder of one run's records: runs/<plan>-<run id> under the artifacts directory."""
+    return os.path.join(artifacts_dir, 'runs', '%s-%s' % (plan_name, run_id))

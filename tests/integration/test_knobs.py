@@ -153,8 +153,8 @@ TIMEOUT_PLAN = dict(tables=[dict(name='Item', indexes=[dict(name='pt_knobs_item_
 
 
 @pytest.mark.parametrize('knob,value,options', [
-    pytest.param('unique_constraint_lock_timeout', '0', [], id='constraint-0-real'),
-    pytest.param('unique_constraint_lock_timeout', '1h', ['--check'], id='constraint-1h-check'),
+    pytest.param('constraints_lock_timeout', '0', [], id='constraint-0-real'),
+    pytest.param('constraints_lock_timeout', '1h', ['--check'], id='constraint-1h-check'),
     pytest.param('online_indexes_lock_timeout', '0', ['--check'], id='index-0-check'),
     pytest.param('online_indexes_lock_timeout', '90s', [], id='index-90s-real'),
 ])

@@ -96,7 +96,7 @@ def test_check_mode_only_warns_about_a_held_lock_and_release_leaves_other_runs_a
         same_name = run_module('postgresql_migration_lock', run_id='t12-holder')
         assert same_name['failed'] and 'session pid %d' % session_pid in same_name['msg']
         # With the session, it is the proof that this run still holds the lock.
-        again = run_module('postgresql_migration_lock', run_id='t12-holder', session_pid=session_pid)
+        again = run_module('postgresql_migration_lock', run_id='t12-holder', lock_session_pid=session_pid)
         assert not again.get('failed') and not again['changed']
         check = run_module('postgresql_migration_lock', check=True, run_id='t12-other')
         assert not check.get('failed') and 'holds the migration lock' in ' '.join(check.get('warnings', []))
@@ -104,13 +104,14 @@ def test_check_mode_only_warns_about_a_held_lock_and_release_leaves_other_runs_a
         assert not other['changed']
         assert len(lock_sessions(db)) == 1  # another run's release did not touch the holder
         other_session = run_module('postgresql_migration_lock', state='released', run_id='t12-holder',
-                                   session_pid=session_pid + 100000)
+                                   lock_session_pid=session_pid + 100000)
         assert not other_session['changed'] and len(lock_sessions(db)) == 1
     finally:
         released = run_module('postgresql_migration_lock', state='released', run_id='t12-holder',
-                              session_pid=session_pid)
+                              lock_session_pid=session_pid)
     assert released['changed'] and released['ansible_facts']['pgzd_lock_session_pid'] == 0
     wait_for(lambda: not lock_sessions(db), timeout=30)
+    # session_pid, the option's old name, still works until 0.19.0, with a deprecation.
     gone = run_module('postgresql_migration_lock', run_id='t12-holder', session_pid=session_pid)
     assert gone['failed'] and 'no longer holds the migration lock' in gone['msg']
     assert 'backend pid %d' % session_pid in gone['msg']

@@ -282,7 +282,7 @@ def test_a_foreign_key_index_build_that_waits_is_printed_with_the_session_it_wai
     snapshot = Snapshot(info, info['dbname'])
     plan = write_plan(tmp_path, 'pt_outcome_fk_wait', constraints=[FK])
     run = Playbook(tmp_path, 'fk-wait', 'playbooks/migrate.yml',
-                   playbook_vars(info, tmp_path, plan, unique_constraint_progress_interval=1))
+                   playbook_vars(info, tmp_path, plan, constraints_progress_interval=1))
     try:
         line = run.wait_for_line('progress: %s on public.JobAssignment: waiting for old snapshots' % FK['index'],
                                  'pid %d (user %s' % (snapshot.pid, info['user']))

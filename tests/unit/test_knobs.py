@@ -118,8 +118,8 @@ def test_the_lanes_are_never_more_than_the_tables_and_reserved_connections_count
 def test_a_blocking_lock_timeout_is_from_1ms_to_1min():
     assert session.blocking_lock_timeout_problem('lock_timeout', 1) is None
     assert session.blocking_lock_timeout_problem('lock_timeout', 60000) is None
-    forever = session.blocking_lock_timeout_problem('unique_constraint_lock_timeout', 0)
-    assert forever.startswith('unique_constraint_lock_timeout: 0 lets the statement wait for its lock forever')
+    forever = session.blocking_lock_timeout_problem('constraints_lock_timeout', 0)
+    assert forever.startswith('constraints_lock_timeout: 0 lets the statement wait for its lock forever')
     hour = session.blocking_lock_timeout_problem('lock_timeout', 3600000)
     assert hour.startswith('lock_timeout: 3600000ms is over 1min') and 'such as 2s' in hour
 

@@ -12,7 +12,8 @@ import yaml
 
 import helpers
 
-MODULES = sorted(glob.glob(os.path.join(helpers.REPO_ROOT, 'plugins', 'modules', '*.py')))
+PLUGINS_DIR = os.path.join(helpers.REPO_ROOT, 'plugins')
+MODULES = sorted(glob.glob(os.path.join(PLUGINS_DIR, 'modules', '*.py')))
 
 
 def documentation_strings(path):
@@ -38,8 +39,8 @@ def test_module_documentation_parses(path):
 
 PLUGINS = {
     'module': [os.path.basename(path)[:-3] for path in MODULES],
-    'filter': ['migration_report', 'plan_errors', 'stopped_message', 'success_criteria'],
-    'lookup': ['migration_plan', 'run_owner', 'working_dir'],
+    'filter': sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(PLUGINS_DIR, 'filter', '*.py'))),
+    'lookup': sorted(os.path.basename(path)[:-3] for path in glob.glob(os.path.join(PLUGINS_DIR, 'lookup', '*.py'))),
     'callback': ['progress'],
 }
 
@@ -61,9 +62,11 @@ def test_ansible_doc_renders_every_plugin_by_its_fqcn(plugin_type):
         for option, spec in (doc.get('options') or {}).items():
             assert spec.get('description'), (name, option)
     if plugin_type == 'module':
-        # The doc fragment reaches the modules that change the database during a run (the ledger's adoption too).
+        # The doc fragment reaches the modules that change the database during a run (the ledger's adoption too);
+        # the lock's own module names the lock's session the same way.
         with_lock = [name for name, entry in rendered.items() if 'lock_session_pid' in entry['doc']['options']]
         assert sorted(with_lock) == ['%s.postgresql_%s' % (helpers.COLLECTION, name) for name in
-                                     ('duplicate_resolution', 'migration_ledger', 'online_constraint', 'online_index',
+                                     ('duplicate_resolution', 'migration_ledger', 'migration_lock',
+                                      'online_constraint', 'online_index',
                                       'online_unique_constraint',
                                       'prisma_migration')]
