@@ -26,9 +26,13 @@ migrate:
 rollback:
 	ansible-playbook playbooks/rollback.yml
 
+# antsibull-changelog lint: the changelog fragments (changelogs/fragments/README.md); scripts/lint_docs: every
+# plugin's and role's documentation as the Ansible docsite renders it (antsibull-docs lint-collection-docs).
 lint:
 	yamllint --strict .
 	ansible-lint --profile production --offline
+	antsibull-changelog lint
+	scripts/lint_docs
 
 # ansible-test sanity (validate-modules, yamllint of the docs, compile, import, pep8, ansible-doc, ...) on the
 # collection as built; pylint: scripts/sanity --test pylint.

@@ -29,7 +29,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_ow
 
 MODULE = 'pg_zero_downtime.migrations.postgresql_migration_preflight'
 PRISMA_KEYS = ('name', 'migration_sql', 'file', 'schema', 'table', 'create_table')
-# Variables renamed in 0.18.0 that keep working until 0.19.0 (the new names' role defaults take the old values): the
+# Variables renamed in 0.17.0 that keep working until 0.19.0 (the new names' role defaults take the old values): the
 # preflight warns once for each old name the run sets.
 RENAMED_PREFIXES = {'unique_constraint_': 'constraints_'}
 RENAMED_IGNORE = ('unique_constraint_result', 'unique_constraint_results')

@@ -18,7 +18,7 @@ description:
   - Takes what the phases of a run registered and returns the report, a dict with the plan, the run id, the status,
     the backup and restore drill, the Prisma record, each phase's seconds, the per-index and per-constraint results,
     the index sizes and usage, the baseline before and the comparison after, and the five success criteria
-    (M(pg_zero_downtime.migrations.success_criteria#filter)).
+    (P(pg_zero_downtime.migrations.success_criteria#filter)).
   - A phase result that Ansible skipped, or that is missing, counts as a phase that did not run.
 options:
   _input:

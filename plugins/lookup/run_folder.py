@@ -15,7 +15,7 @@ description:
   - V(artifacts), the artifacts directory, C(artifacts_dir) or C(artifacts) under the working directory of
     ansible-playbook (the lookup working_dir). V(backups), its C(backups) folder.
   - Every role takes its folders from here, so that the expression lives in one place.
-version_added: '0.18.0'
+version_added: '0.17.0'
 options:
   _terms:
     description: Which folder, V(run) (the default), V(artifacts) or V(backups).

@@ -25,7 +25,7 @@ description:
   - O(enabled=false) takes no backup and returns C(skipped=true) with the reason.
   - In check mode it connects, checks the versions and returns the path it would write and the backups it would
     delete, and writes or deletes nothing.
-version_added: '0.14.0'
+version_added: '0.15.0'
 options:
   login_db:
     description: Name of the database to back up.

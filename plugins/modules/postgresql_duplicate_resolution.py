@@ -25,7 +25,7 @@ description:
     restored. A row deleted or edited since then is left alone and reported. Run it after the constraint is
     dropped. With the constraint still in place, restoring the duplicates fails and changes nothing.
   - The table needs a primary key (it names each row in the audit).
-version_added: '0.1.0'
+version_added: '0.3.0'
 options:
   login_db:
     description: Name of the database to connect to.

@@ -28,7 +28,7 @@ description:
   - With O(state=released), ends the holder session O(lock_session_pid) (or, without it, the holder of O(run_id)),
     never another run's. A lock that is already free is reported unchanged.
   - In check mode nothing is taken or released; a lock held by another run is reported as a warning.
-version_added: '0.1.0'
+version_added: '0.5.0'
 options:
   login_db:
     description: Name of the database to connect to; the lock is per database.

@@ -46,7 +46,7 @@ description:
     with exponential backoff and jitter.
   - The build itself has no statement timeout (O(statement_timeout), default C(0)).
   - In check mode the module reads the catalog only and returns the exact statements it would run.
-version_added: '0.1.0'
+version_added: '0.2.0'
 requirements:
   - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:

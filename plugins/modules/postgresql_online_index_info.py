@@ -23,7 +23,7 @@ description:
   - Changes nothing, in check mode or not. To prove each definition acceptable (method limits, operator
     classes, predicates) it builds it on an empty temporary copy of the table inside a transaction that is
     rolled back; the real table is only read-locked for an instant.
-version_added: '0.1.0'
+version_added: '0.2.0'
 requirements:
   - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:

@@ -29,7 +29,7 @@ description:
     sees each build move.
   - Read-only on the database. It reports C(changed) when a finished run changed the database, since the runs
     themselves were started in the background, where Ansible cannot see what they did.
-version_added: '0.1.0'
+version_added: '0.5.0'
 options:
   login_db:
     description: Name of the database to connect to.

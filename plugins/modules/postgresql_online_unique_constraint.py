@@ -37,7 +37,15 @@ description:
     back after the constraint is dropped (O(restore_duplicates)).
   - Runs over an autocommit connection (a concurrent build cannot run in a transaction block). Check mode
     returns the statements a real run would execute.
-version_added: '0.1.0'
+version_added: '0.3.0'
+deprecated:
+  removed_in: 1.0.0
+  why: >-
+    M(pg_zero_downtime.migrations.postgresql_online_constraint) runs the same constraint phase for unique constraints,
+    and for foreign keys, checks and NOT NULL too.
+  alternative: >-
+    Use M(pg_zero_downtime.migrations.postgresql_online_constraint), with a one-entry O(constraints) list for one
+    constraint.
 requirements:
   - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:

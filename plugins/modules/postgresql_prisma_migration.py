@@ -25,7 +25,7 @@ description:
   - Works in one transaction that holds Prisma's own migration lock (advisory lock 72707369) for its duration.
     When a C(prisma migrate) command holds that lock, the module fails at once and names the session.
   - Refuses when the table does not exist, unless O(create_table=true), which creates it as Prisma does.
-version_added: '0.1.0'
+version_added: '0.6.0'
 options:
   login_db:
     description: Name of the database to connect to.

@@ -26,7 +26,7 @@ description:
     C(query) key holding a read-only query, whose first column of the first row is used (for example a real
     id). The values used are returned, so a later run can reuse them."
   - Changes nothing, so it runs in check mode too.
-version_added: '0.1.0'
+version_added: '0.4.0'
 requirements:
   - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:

@@ -24,7 +24,7 @@ description:
     whether replay is paused.
   - The login needs the C(pg_read_all_stats) (or C(pg_monitor)) role, or superuser, to read the replicas'
     positions; without it the module fails when a threshold is given, since no lag can be measured.
-version_added: '0.1.0'
+version_added: '0.5.0'
 options:
   login_db:
     description:

@@ -22,7 +22,7 @@ description:
     C(PGPASSWORD)), never on its command line.
   - In check mode it chooses the backup and connects, and returns what it would run; nothing is restored or
     dropped.
-version_added: '0.14.0'
+version_added: '0.15.0'
 options:
   login_db:
     description: Name of the source database, the one the backup is of.

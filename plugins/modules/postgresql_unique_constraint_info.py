@@ -24,7 +24,7 @@ description:
   - With O(fail_on_duplicates=true), duplicates fail the task with the report, so a migration stops before
     any DDL. A constraint with C(on_duplicates=rename) is the exception. Its duplicates are reported, the
     rename is checked to be possible (primary key, text column), and the task does not fail for them.
-version_added: '0.1.0'
+version_added: '0.3.0'
 requirements:
   - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:

@@ -15,7 +15,7 @@ description:
     O(prefixes)), gives a deprecation warning that names the new name to set instead.
   - The new names take the old names' values where they are defined, in the role defaults.
   - An action plugin. It runs in the controller process, with no module process and no connection to the host.
-version_added: '0.18.0'
+version_added: '0.17.0'
 options:
   names:
     description: Old name to new name, exactly.

@@ -84,10 +84,26 @@ def test_the_tarball_holds_the_collection_and_not_the_checkout(installed):
     for present in ('meta/runtime.yml', 'playbooks/migrate.yml', 'playbooks/rollback.yml', 'roles/online_indexes',
                     'plugins/modules/postgresql_online_index.py', 'plugins/module_utils/online_index.py'):
         assert os.path.exists(os.path.join(root, present)), present
-    for absent in ('.venv', 'collections', 'tests/integration', 'bench', 'scripts', 'molecule', 'artifacts'):
+    for absent in ('.venv', 'collections', 'tests', 'bench', 'scripts', 'molecule', 'artifacts', 'fixtures', 'plans',
+                   'inventories', 'ansible.cfg', 'Makefile', 'changelogs/fragments',
+                   # The throwaway local cluster and its replica are the tests' own.
+                   'roles/local_cluster', 'roles/local_replica', 'playbooks/local_cluster.yml',
+                   'playbooks/local_replica.yml'):
         assert not os.path.exists(os.path.join(root, absent)), absent
     # community.postgresql came with it, from the local source given beside the tarball.
     assert os.path.exists(os.path.join(collections, 'ansible_collections', 'community', 'postgresql', 'MANIFEST.json'))
+
+
+def test_every_installed_playbook_finds_what_it_imports(installed):
+    """What the build leaves out (build_ignore) is nothing a shipped playbook needs: each one, by its full name,
+    loads with every role and file it imports."""
+    collections, workdir, env, own = installed
+    folder = os.path.join(collections, 'ansible_collections', 'pg_zero_downtime', 'migrations', 'playbooks')
+    names = sorted(name[:-len('.yml')] for name in os.listdir(folder) if name.endswith('.yml'))
+    assert 'migrate' in names and 'rollback' in names, names
+    argv = [helpers._tool('ansible-playbook'), '-i', 'inventory.yml', '--syntax-check']
+    check = _run(argv + ['pg_zero_downtime.migrations.%s' % name for name in names], cwd=workdir, env=env)
+    assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-4000:]
 
 
 def test_the_dependency_is_declared_so_an_offline_install_without_it_fails(installed, tmp_path):
