@@ -105,9 +105,8 @@ class ActionModule(ActionBase):
             return result
         # For the phases after the preflight; roles/preflight keeps them as facts (set_fact, which outranks a
         # module's facts, so a later play of the same playbook gets its own).
+        artifacts_dir = os.path.abspath(os.path.expanduser(args.get('artifacts_dir') or 'artifacts'))
         result.update(run_id=run_id, owner_pid=owner_pid, phases=args['phases'],
                       plan=plan_fact(plan) if plan is not None else None,
-                      run=run_context(plan, run_id, os.path.abspath(os.path.expanduser(args.get('artifacts_dir') or
-                                                                                        'artifacts')),
-                                      owner_pid, args['phases'], outcome))
+                      run=run_context(plan, run_id, artifacts_dir, owner_pid, args['phases'], outcome))
         return result
