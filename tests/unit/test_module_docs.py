@@ -38,7 +38,7 @@ def test_module_documentation_parses(path):
 
 PLUGINS = {
     'module': [os.path.basename(path)[:-3] for path in MODULES],
-    'filter': ['migration_report', 'plan_errors', 'stopped_message', 'success_criteria'],
+    'filter': ['migration_report', 'migration_report_view', 'plan_errors', 'stopped_message', 'success_criteria'],
     'lookup': ['migration_plan', 'run_owner', 'working_dir'],
     'callback': ['progress'],
 }
