@@ -6,6 +6,10 @@ Loads the plan file where it is, on the controller, and refuses a malformed plan
 run, and refuses a run id or an artifacts directory that would let the run write outside a directory of its own;
 works out the phases the run's tag selection runs; then runs the module once on the host, and returns for the later
 phases the loaded plan, the run id and the owner process.
+
+A refused run (any failure of the preflight, before any change) writes runs/<plan>-<run id>/report.json under the
+artifacts directory, with status refused and its problems, for pipelines: unless the run id or the directory itself
+is what was refused.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,12 +17,16 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import time
 
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.action.run_records import json_text, write_text
+from ansible_collections.pg_zero_downtime.migrations.plugins.filter.migration_report import refused_report
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run_plan import selected_phases
-from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import artifacts_dir_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import (
+    artifacts_dir_error, run_folder_path)
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (
     load_plan, new_run_id, only_tables_list, run_id_error,
 )
@@ -61,6 +69,19 @@ def module_args(args, plan, run_id, phases):
     return args
 
 
+def write_refused_report(args, plan, run_id, result):
+    """Writes report.json of a refused run into its run folder (as roles/report names it); returns its path."""
+    folder = run_folder_path(os.path.abspath(os.path.expanduser(args['artifacts_dir'])),
+                             (plan or {}).get('name') or 'adhoc', run_id)
+    report = refused_report((plan or {}).get('name'), (plan or {}).get('file'), run_id, args.get('login_db'),
+                            args.get('login_host'), time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                            result.get('problems') or [result.get('msg') or 'the preflight failed'])
+    os.makedirs(folder, mode=0o750, exist_ok=True)
+    path = os.path.join(folder, 'report.json')
+    write_text(path, json_text(report), 0o640)
+    return path
+
+
 class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False
@@ -83,7 +104,7 @@ class ActionModule(ActionBase):
                                     read_prisma_sql=args.get('state', 'present') == 'present')
             if error:
                 result.update(failed=True, changed=False, msg=error)
-                return result
+                return self._refused(args, None, run_id, result)
         # The run's ansible-playbook watches over the lock and the DDL when the module runs on this machine: once it
         # is gone (stopped, cancelled by AWX), the lock is given back and no DDL starts.
         owner_pid = controller_pid() if self._connection.transport == 'local' else 0
@@ -102,11 +123,21 @@ class ActionModule(ActionBase):
                               for line in outcome.get('summary') or []]
         result.update(outcome)
         if result.get('failed'):
-            return result
+            return self._refused(args, plan, run_id, result)
         # For the phases after the preflight; roles/preflight keeps them as facts (set_fact, which outranks a
         # module's facts, so a later play of the same playbook gets its own).
         artifacts_dir = os.path.abspath(os.path.expanduser(args.get('artifacts_dir') or 'artifacts'))
         result.update(run_id=run_id, owner_pid=owner_pid, phases=args['phases'],
                       plan=plan_fact(plan) if plan is not None else None,
                       run=run_context(plan, run_id, artifacts_dir, owner_pid, args['phases'], outcome))
+        return result
+
+    def _refused(self, args, plan, run_id, result):
+        """C(result) of the refused run, once its report.json is written (in check mode too: a pipeline's dry run
+        reads it as well)."""
+        if args.get('artifacts_dir'):
+            try:
+                result['report_file'] = write_refused_report(args, plan, run_id, result)
+            except OSError as error:
+                self._display.warning('The refusal could not be written to report.json: %s' % error)
         return result

@@ -13,6 +13,9 @@ description:
   - The default stdout callback, except while a task is retried with C(until) and its result carries
     C(progress_lines) (postgresql_online_index_progress). Each retry then prints those lines (index, phase,
     percent, counters, seconds) instead of "FAILED - RETRYING".
+  - A failed task's message is printed once, in its C(fatal) result. ansible-core 2.19 also prints it before, as an
+    C([ERROR]) summary of the same text, and a module may return it again in another field (the backup's C(reason));
+    both are left out of the output (not of the registered result) unless run with C(-vvv).
 extends_documentation_fragment:
   - default_callback
   - result_format_callback
@@ -35,3 +38,20 @@ class CallbackModule(DefaultCallbackModule):
         host = result._host.get_name()
         for line in lines:
             self._display.display('  [%s] progress: %s' % (host, line))
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        if self._display.verbosity < 3:
+            print_message_once(result._result)
+        return super(CallbackModule, self).v2_runner_on_failed(result, ignore_errors=ignore_errors)
+
+
+def print_message_once(fields):
+    """The failed result C(fields) as displayed (the callback's copy): its msg, without the [ERROR] summary that says
+    it again (C(exception)) nor another text field that only repeats it."""
+    message = fields.get('msg')
+    if not isinstance(message, str) or not message.strip():
+        return
+    fields.pop('exception', None)
+    core = message.strip().rstrip('.')
+    for key in [key for key, value in fields.items() if key != 'msg' and isinstance(value, str) and core in value]:
+        del fields[key]

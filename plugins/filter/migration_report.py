@@ -107,6 +107,13 @@ def migration_report(run, written_at):
         criteria_line='; '.join('[%s] %s' % (c['status'].upper(), c['criterion']) for c in criteria))
 
 
+def refused_report(plan, plan_file, run_id, database, host, written_at, problems):
+    """The report of a run its preflight refused: nothing ran, so only who, when and why (report.json's shape with
+    status refused: plan, plan_file, run_id, database, host, written_at, status, problems, a list of strings)."""
+    return dict(plan=plan, plan_file=plan_file, run_id=run_id, database=database, host=host or 'localhost',
+                written_at=written_at, status='refused', problems=[str(problem) for problem in problems])
+
+
 class FilterModule(object):
     def filters(self):
         return dict(migration_report=migration_report)

@@ -27,7 +27,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online
     ConstraintRunner, entry_columns, planned_unique_keys,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import (
-    FAILED, kept_queries, mark, unchanged_note,
+    FAILED, kept_queries, mark, statements_diff, unchanged_note,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import unique_indexes
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
@@ -364,7 +364,8 @@ def run_plan(module, connection, conn_params):
                                                                      params['state'])
     result['summary'] = constraint_summary(result['constraints'], module.check_mode)
     if module._diff:
-        result['diff'] = dict(before=''.join(d[0] for d in diffs), after=''.join(d[1] for d in diffs))
+        result['diff'] = statements_diff(''.join(d[0] for d in diffs), ''.join(d[1] for d in diffs),
+                                         result['queries'], module.check_mode)
     if failure:
         module.fail_json(msg=failure, **result)
     module.exit_json(**result)

@@ -61,3 +61,15 @@ def stopped_entry(entry):
 def planned_note(entry):
     """What a summary adds to a failed or skipped entry: what it was to be (nothing when that was never decided)."""
     return ' (was to be %s)' % entry['planned_action'] if entry.get('planned_action') else ''
+
+
+def statements_diff(before, after, statements, check_mode):
+    """The --diff of a task: the catalog before and after (definitions as pg_get_indexdef and pg_get_constraintdef
+    show them, never with CONCURRENTLY or NOT VALID) and, as C(prepared), the exact statements the run sends (check
+    mode) or sent, in order: CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... NOT VALID then VALIDATE CONSTRAINT."""
+    diff = dict(before=before, after=after)
+    if statements:
+        diff['prepared'] = '%s\n%s\n' % (
+            '-- The statements a real run would send, in order:' if check_mode else '-- The statements sent, in order:',
+            '\n'.join(statement.rstrip(';') + ';' for statement in statements))
+    return diff

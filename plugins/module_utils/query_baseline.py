@@ -127,6 +127,29 @@ def summarize(explains):
                 scans=scans(plan))
 
 
+def verdict_reason(verdict, ratio, before, after, tolerance, min_regression_ms, plan_changed):
+    """Why compare() gave its verdict, in the terms of its criteria: so that "held" beside a ratio of x0.244 reads as
+    what it is (faster, but within the noise the validation ignores), not as "unchanged"."""
+    gained = round(before['median_ms'] - after['median_ms'], 3)
+    work = '%s -> %s buffers%s' % (before['buffers'], after['buffers'], ', another plan' if plan_changed else '')
+    if ratio is None:
+        return 'no "before" time to compare with'
+    if verdict == 'slower':
+        return 'x%s beyond x%s, %s ms lost beyond the %s ms floor, and more work (%s)' % (
+            ratio, tolerance, -gained, min_regression_ms, work)
+    if verdict == 'improved':
+        return 'x%s below x%s, with %s' % (ratio, round(1.0 / tolerance, 3), 'less work (%s)' % work
+                                           if gained <= min_regression_ms else '%s ms gained' % gained)
+    if ratio < 1.0 / tolerance:
+        return ('faster (x%s), but by %s ms, within the %s ms noise floor, with no less work (%s): not counted as an '
+                'improvement' % (ratio, gained, min_regression_ms, work))
+    if ratio > tolerance:
+        return ('slower (x%s), but %s: noise, not counted as a regression' % (
+            ratio, 'by %s ms, within the %s ms floor' % (-gained, min_regression_ms)
+            if -gained <= min_regression_ms else 'with no more work (%s)' % work))
+    return 'within x%s to x%s of the time before' % (round(1.0 / tolerance, 3), tolerance)
+
+
 def compare(before, after, tolerance, min_regression_ms):
     """Compare one query's baseline before and after the migration.
 
@@ -136,7 +159,8 @@ def compare(before, after, tolerance, min_regression_ms):
     Improved is the mirror image: the median time fell beyond the same tolerance (below 1 / C(tolerance)),
     and either by more than C(min_regression_ms) or with less work (fewer buffers beyond the tolerance, or
     another plan that reads no more buffers).
-    Returns a dict with the ratio, the verdict (improved, held, slower) and what changed in the plan.
+    Returns a dict with the ratio, the verdict (improved, held, slower), why (C(reason), in those terms) and what
+    changed in the plan.
     """
     ratio = round(after['median_ms'] / before['median_ms'], 3) if before['median_ms'] else None
     plan_changed = before['plan_shape'] != after['plan_shape']
@@ -161,11 +185,12 @@ def compare(before, after, tolerance, min_regression_ms):
         verdict = 'improved'
     else:
         verdict = 'held'
+    reason = verdict_reason(verdict, ratio, before, after, tolerance, min_regression_ms, plan_changed)
     before_scans = [scan_label(scan) for scan in before['scans']]
     after_scans = [scan_label(scan) for scan in after['scans']]
     sequential_before = set(scan['relation'] for scan in before['scans'] if scan['node'] == 'Seq Scan')
     sequential_after = set(scan['relation'] for scan in after['scans'] if scan['node'] == 'Seq Scan')
-    return dict(ratio=ratio, verdict=verdict, before_ms=before['median_ms'], after_ms=after['median_ms'],
+    return dict(ratio=ratio, verdict=verdict, reason=reason, before_ms=before['median_ms'], after_ms=after['median_ms'],
                 before_buffers=before['buffers'], after_buffers=after['buffers'],
                 plan_changed=plan_changed,
                 scans_before=before_scans, scans_after=after_scans,

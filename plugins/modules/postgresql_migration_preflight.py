@@ -330,6 +330,17 @@ duplicates_report:
   returned: always
   type: list
   elements: str
+problems:
+  description:
+    - When the proof refused the run, each problem it found (of the plan, of the database), one string each; else
+      empty. The action plugin writes them to the refused run's C(report.json) (status C(refused)).
+  returned: always
+  type: list
+  elements: str
+report_file:
+  description: The C(report.json) written for a refused run (status C(refused), its problems), when there is one.
+  returned: when the preflight refused the run and O(artifacts_dir) was usable
+  type: str
 summary:
   description: What the preflight found and what this run does, as lines for the play's output.
   returned: always
@@ -398,7 +409,8 @@ from ansible_collections.community.postgresql.plugins.module_utils.postgres impo
 LOCAL_HOSTS = ('', 'localhost', '127.0.0.1', '::1')
 KNOBS_REFUSED = 'Invalid options; nothing was changed:\n- %s'
 # What a failed preflight returns besides its message.
-FAILURE_KEYS = ('changed', 'queries', 'lock', 'pending_tables', 'pending_constraints', 'disk', 'duplicates_report')
+FAILURE_KEYS = ('changed', 'queries', 'lock', 'pending_tables', 'pending_constraints', 'disk', 'duplicates_report',
+                'problems')
 
 
 def free_bytes(login_host, data_directory):
@@ -497,7 +509,7 @@ def main():
                   pending_constraints=[], restore_pending=[], prisma=None, statements=[], estimated_bytes=0,
                   disk={}, duplicates_report=[], summary=[], lock=dict(session_pid=0), queries=[],
                   work=dict(index_tables=[], constraints=[], prisma=False, pending=False, plan_pending=False),
-                  ansible_facts=dict(pgzd_lock_session_pid=0))
+                  ansible_facts=dict(pgzd_lock_session_pid=0), problems=[])
     unknown = sorted(set(params['only_tables'] or []) - set(t['name'] for t in params['tables']))
     if unknown:
         module.fail_json(msg='only_tables names %s, not in plan %s; its tables are %s' % (
@@ -624,6 +636,8 @@ def main():
         failure = budget['message']
     if failure:
         connection.close()
+        # One string a problem, for report.json of the refused run: the plan's and the database's, or the one reason.
+        result['problems'] = problems + constraint_problems or [failure]
         module.fail_json(msg=failure, **failure_fields(result))
 
     if locked and result['work']['pending']:

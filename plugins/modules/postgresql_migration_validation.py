@@ -18,9 +18,11 @@ description:
   - With O(compare_with) (the "before" measurement of M(pg_zero_downtime.migrations.postgresql_query_baseline)), it runs
     the baseline queries again with the same parameter values and compares plan shape, median time and buffers. A
     query slower beyond O(tolerance) and O(min_regression_ms) fails the task (O(on_regression=fail)) or warns.
-  - It reads the usage of the planned indexes (C(pg_stat_user_indexes)).
+  - It reads the usage of the planned indexes (C(pg_stat_user_indexes)) after the baseline queries ran, their own scans
+    reported first (C(pg_stat_force_next_flush()) on PostgreSQL 15 and later).
   - An index or constraint not in place fails the task, saying what is still needed; not in check mode, where nothing
-    was built. In check mode the baseline queries are not run again, as nothing changed to compare.
+    was built, where RV(summary) says what a real run would build, then validate. In check mode the baseline queries
+    are not run again, as nothing changed to compare.
 version_added: '0.15.0'
 requirements:
   - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
@@ -183,10 +185,30 @@ INDEX_USAGE_QUERY = (
     "ORDER BY idx_scan DESC, indexrelname")
 
 
-def objects_lines(index_count, constraint_count, pending_tables, statements, pending_constraints):
+def read_index_usage(cursor, names, measured):
+    """The usage of the planned indexes (pg_stat_user_indexes). A session's scans are its pending statistics until it
+    reports them, once idle after a transaction (PostgreSQL 15+: at once after pg_stat_force_next_flush(), which each
+    statement here ends in autocommit; before 15 within half a second, by the statistics collector), and a
+    transaction reads the statistics of a snapshot: so after the baseline queries, the flush is forced and the
+    snapshot cleared first."""
+    if measured:
+        version = fetch_dicts(cursor, "SELECT pg_catalog.current_setting('server_version_num')::int AS num")[0]['num']
+        if version >= 150000:
+            cursor.execute('SELECT pg_catalog.pg_stat_force_next_flush()')
+        cursor.execute('SELECT pg_catalog.pg_stat_clear_snapshot()')
+    return fetch_dicts(cursor, INDEX_USAGE_QUERY, dict(names=names))
+
+
+def objects_lines(index_count, constraint_count, pending_tables, statements, pending_constraints, check_mode=False):
     if not pending_tables and not pending_constraints:
         return ['Every planned index (%d) is valid and ready, and every planned constraint (%d) is in place.'
                 % (index_count, constraint_count)]
+    if check_mode:
+        # Nothing was built in check mode: what is still needed is what the run does, not a failure.
+        return ['Check mode: a real run would first run %d index statement(s) on %s and add the constraint(s) %s, then '
+                'validate that every planned index (%d) is valid and ready and every planned constraint (%d) is in '
+                'place.' % (len(statements), ', '.join(pending_tables) or 'no table',
+                            ', '.join(pending_constraints) or 'none', index_count, constraint_count)]
     return ['Validation failed: %d index statement(s) still needed on %s, constraints not in place: %s. Rerun '
             'migrate.yml (it resumes), then validate.yml.' % (len(statements), ', '.join(pending_tables) or 'no table',
                                                               ', '.join(pending_constraints) or 'none')]
@@ -255,7 +277,6 @@ def main():
     result.update(pending_tables=indexes['pending_tables'], pending_constraints=constraints['pending'])
     result['objects_valid'] = not indexes['pending_tables'] and not constraints['pending']
     names = [index['name'] for table in params['tables'] for index in table['indexes']]
-    result['index_usage'] = fetch_dicts(runner.cursor, INDEX_USAGE_QUERY, dict(names=names))
     if measure:
         try:
             result.update(measure_all(connection, params['baseline_queries'], params['runs'], params['budget_ms'],
@@ -264,12 +285,14 @@ def main():
         except BaselineError as error:
             connection.close()
             module.fail_json(msg=str(error.args[0]), **result)
+    # Read after the baseline queries, so that their scans of the new indexes count.
+    result['index_usage'] = read_index_usage(runner.cursor, names, measure)
     connection.close()
     result['seconds'] = round(time.monotonic() - started, 2)
     result['record'] = dict(objects_valid=result['objects_valid'], comparison=result['comparison'],
                             slower=result['slower'], index_usage=result['index_usage'], seconds=result['seconds'])
     result['summary'] = objects_lines(len(names), len(params['constraints']), indexes['pending_tables'],
-                                      indexes['queries'], constraints['pending'])
+                                      indexes['queries'], constraints['pending'], module.check_mode)
     if module.check_mode:
         result['summary'].append('Check mode changed nothing, so the baseline queries are not measured again and '
                                  'there is nothing to compare.')

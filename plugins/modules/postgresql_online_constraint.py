@@ -48,7 +48,10 @@ attributes:
   check_mode:
     support: full
   diff_mode:
-    description: Returns the catalog state before and after (what would change, in check mode) with C(--diff).
+    description: >-
+      Returns the catalog state before and after (what would change, in check mode) with C(--diff), and the exact
+      statements the run sends (in check mode) or sent, in order (CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... NOT
+      VALID then VALIDATE CONSTRAINT).
     support: full
 notes:
   - The migration user must own the tables (and have REFERENCES on a referenced table).

@@ -178,7 +178,10 @@ attributes:
   check_mode:
     support: full
   diff_mode:
-    description: Returns the catalog state before and after (what would change, in check mode) with C(--diff).
+    description: >-
+      Returns the catalog state before and after (what would change, in check mode) with C(--diff), and the exact
+      statements the run sends (in check mode) or sent, in order (CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... NOT
+      VALID then VALIDATE CONSTRAINT).
     support: full
 author:
   - pg-zero-downtime maintainers (!UNKNOWN)
@@ -369,7 +372,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
     connection_budget, failure_message, index_summary, ordered_tables, run_pipeline,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import (
-    FAILED, NOT_STARTED, kept_queries, mark,
+    FAILED, NOT_STARTED, kept_queries, mark, statements_diff,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
     REPLICATION_LAG_OPTIONS, replica_wait_problem,
@@ -546,8 +549,9 @@ def run_tables(module, conn_params, connection):
                   lock_retries_used=sum(r.get('lock_retries_used', 0) for r in results),
                   seconds=round(time.monotonic() - started, 2), parallelism=params['parallelism'])
     if module._diff:
-        result['diff'] = dict(before=''.join(r.get('diff', {}).get('before', '') for r in results),
-                              after=''.join(r.get('diff', {}).get('after', '') for r in results))
+        result['diff'] = statements_diff(''.join(r.get('diff', {}).get('before', '') for r in results),
+                                         ''.join(r.get('diff', {}).get('after', '') for r in results),
+                                         result['queries'], module.check_mode)
     result['summary'] = index_summary(result['indexes'], module.check_mode, params['parallelism'])
     if any(r.get('failed') for r in results):
         module.fail_json(msg=failure_message(results), **result)
@@ -611,6 +615,9 @@ def main():
     result = with_timeouts(run_table(module, connection, conn_params, params['schema'], params['table'],
                                      params['indexes']), params)
     connection.close()
+    if 'diff' in result:
+        result['diff'] = statements_diff(result['diff']['before'], result['diff']['after'], result['queries'],
+                                         module.check_mode)
     result['summary'] = index_summary(result['indexes'], module.check_mode)
     if result.get('failed'):
         module.fail_json(**result)

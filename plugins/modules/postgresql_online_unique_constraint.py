@@ -65,7 +65,10 @@ attributes:
   check_mode:
     support: full
   diff_mode:
-    description: Returns the catalog state before and after (what would change, in check mode) with C(--diff).
+    description: >-
+      Returns the catalog state before and after (what would change, in check mode) with C(--diff), and the exact
+      statements the run sends (in check mode) or sent, in order (CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... NOT
+      VALID then VALIDATE CONSTRAINT).
     support: full
 notes:
   - The migration user must own the table.
@@ -211,7 +214,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.constr
     TIMEOUT_KEYS, ConstraintFailed, bring, checked_connection, new_runner, phase_options, run_plan,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import ACTION_UNCHANGED
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import FAILED, mark
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import FAILED, mark, statements_diff
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import constraint_summary
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
@@ -259,7 +262,7 @@ def main():
     # In check mode: whether a real run would change something. Otherwise set from what really ran.
     result['changed'] = entry['action'] != ACTION_UNCHANGED if module.check_mode else bool(queries)
     if module._diff:
-        result['diff'] = dict(before=diff[0], after=diff[1])
+        result['diff'] = statements_diff(diff[0], diff[1], queries, module.check_mode)
     module.exit_json(**result)
 
 

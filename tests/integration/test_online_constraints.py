@@ -239,6 +239,9 @@ def test_check_mode_and_diff_show_the_steps_and_change_nothing(copy):
     assert result['diff']['after'] == (
         'CONSTRAINT Job_classId_fkey FOREIGN KEY ("classId") REFERENCES "public"."Class"("id") ON UPDATE CASCADE '
         'ON DELETE SET NULL\n-- Class."teacherId": NOT NULL\n')
+    # Beside the definitions, the diff shows every statement a real run sends: NOT VALID, then VALIDATE, in order.
+    assert result['diff']['prepared'] == '-- The statements a real run would send, in order:\n%s\n' % '\n'.join(
+        statement + ';' for statement in result['queries'])
     assert constraints_of(conn) == before and not not_null(conn, 'Class', 'teacherId')
     # Rolling back a NOT NULL in place that no run of the plan set: it stays, and the result says why.
     helpers.query(conn, 'ALTER TABLE "Class" ALTER COLUMN "teacherId" SET NOT NULL')

@@ -115,9 +115,12 @@ def test_check_mode_diff_gives_before_and_after(db, run_module):
     result = run_module(MODULE, check=True, diff=True, table='Job',
                         indexes=[dict(name='pt_Job_diff_idx', columns=['createdAt'])])
     assert result['changed'] is True
+    # before/after: the catalog's definitions; prepared: the exact statement a real run sends, CONCURRENTLY.
     assert result['diff'] == dict(
         before='-- pt_Job_diff_idx: absent\n',
-        after='CREATE INDEX "pt_Job_diff_idx" ON "public"."Job" USING "btree" ("createdAt")\n')
+        after='CREATE INDEX "pt_Job_diff_idx" ON "public"."Job" USING "btree" ("createdAt")\n',
+        prepared='-- The statements a real run would send, in order:\n'
+                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "pt_Job_diff_idx" ON "public"."Job" USING "btree" ("createdAt");\n')
     assert not relation_exists(db, 'pt_Job_diff_idx')
 
 
@@ -137,6 +140,8 @@ def test_check_mode_absent_does_not_drop(db, run_module):
     assert result['changed'] is True
     assert result['queries'] == ['DROP INDEX CONCURRENTLY IF EXISTS "public"."pt_Job_teacherId_status_idx"']
     assert result['diff']['after'] == '-- pt_Job_teacherId_status_idx: absent\n'
+    assert result['diff']['prepared'].endswith(
+        '\nDROP INDEX CONCURRENTLY IF EXISTS "public"."pt_Job_teacherId_status_idx";\n')
     assert index_info(db, 'pt_Job_teacherId_status_idx')['valid'] is True
 
 

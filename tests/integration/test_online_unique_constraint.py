@@ -138,7 +138,8 @@ def test_create_builds_the_unique_index_concurrently_then_attaches_it(db, run_mo
     assert entry['definition'] == 'UNIQUE (name, grade)'
     assert entry['retries'] == 0 and result['lock_retries_used'] == 0
     assert result['diff'] == dict(before='-- Class_name_grade_key: absent\n',
-                                  after='CONSTRAINT Class_name_grade_key UNIQUE (name, grade)\n')
+                                  after='CONSTRAINT Class_name_grade_key UNIQUE (name, grade)\n',
+                                  prepared='-- The statements sent, in order:\n%s;\n%s;\n' % (CREATE_SQL, ADD_SQL))
     assert_the_constraint_is_in_place(db)
     assert class_rows(db) == rows
     # The constraint enforces uniqueness.
@@ -164,8 +165,11 @@ def test_check_mode_shows_the_statements_and_changes_nothing(db, run_module):
     assert result['queries'] == [CREATE_SQL, ADD_SQL]
     assert result['constraint']['action'] == 'created'
     assert result['constraint']['definition'] is None
+    # The diff shows the exact statements a real run sends: the unique index CONCURRENTLY, then the constraint on it.
     assert result['diff'] == dict(before='-- Class_name_grade_key: absent\n',
-                                  after='CONSTRAINT Class_name_grade_key UNIQUE (name, grade)\n')
+                                  after='CONSTRAINT Class_name_grade_key UNIQUE (name, grade)\n',
+                                  prepared='-- The statements a real run would send, in order:\n%s;\n%s;\n'
+                                           % (CREATE_SQL, ADD_SQL))
     assert catalog(db) == before
     assert constraint(db) is None and not relation_exists(db, NAME)
 
@@ -181,7 +185,8 @@ def test_absent_drops_the_constraint_and_its_index_then_is_unchanged(db, run_mod
     assert result['queries'] == [DROP_CONSTRAINT_SQL]
     assert result['constraint']['action'] == 'dropped' and result['constraint']['definition'] is None
     assert result['diff'] == dict(before='CONSTRAINT Class_name_grade_key UNIQUE (name, grade)\n',
-                                  after='-- Class_name_grade_key: absent\n')
+                                  after='-- Class_name_grade_key: absent\n',
+                                  prepared='-- The statements sent, in order:\n%s;\n' % DROP_CONSTRAINT_SQL)
     assert constraint(db) is None
     assert not relation_exists(db, NAME)
 

@@ -88,7 +88,20 @@ def assert_the_diff_shows_schema_changes_and_no_after_baseline(stdout, artifacts
     # The "before" baseline is measured (read-only: what the queries cost now); no "after" run compares with it.
     measured = [name for name in helpers.task_names(stdout) if name.startswith('Measure the baseline queries with')]
     assert len(measured) == 1, measured
-    assert 'Check mode changed nothing, so the baseline queries are not measured again' in ' '.join(stdout.split())
+    text = ' '.join(stdout.split())
+    assert 'Check mode changed nothing, so the baseline queries are not measured again' in text
+    # What a real run still has to build is its work, not a failed validation.
+    assert 'Validation failed' not in text and 'still needed' not in text
+    assert 'Check mode: a real run would first run 26 index statement(s) on Job, ' in text
+    assert 'and add the constraint(s) Class_name_grade_key, then validate that every planned index (26) is valid and ' \
+           'ready and every planned constraint (1) is in place.' in text
+    # Beside the definitions, the diff shows the exact statements the run sends: CONCURRENTLY, the unique index
+    # first, then the constraint that uses it.
+    assert '-- The statements a real run would send, in order:\nCREATE INDEX CONCURRENTLY IF NOT EXISTS ' \
+           '"Job_teacherId_status_idx" ON "public"."Job" USING "btree" ("teacherId", "status");\n' in stdout
+    assert '-- The statements a real run would send, in order:\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ' \
+           '"Class_name_grade_key" ON "public"."Class" USING "btree" ("name", "grade");\nALTER TABLE "public"."Class" ' \
+           'ADD CONSTRAINT "Class_name_grade_key" UNIQUE USING INDEX "Class_name_grade_key";\n' in stdout
     assert glob.glob(os.path.join(str(artifacts_dir), 'runs', '*', '*.json')) == []
 
 

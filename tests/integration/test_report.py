@@ -49,6 +49,30 @@ def test_a_migration_writes_its_report_with_every_criterion_met(db, pg_cluster, 
         values = [t['text'] for t in page.texts if t.get('class') == 'value']
         assert len(values) == 22 and '%s ms' % max(c['before_ms'] for c in report['comparison']) in values
         assert page.clipped_chart_texts() == []
+        # A logarithmic chart: each "after" bar is seen, however much faster than its "before" (linear, most were a
+        # pixel or two).
+        assert min(float(r['width']) for r in page.rects if r.get('class') == 'after') >= 24, page.rects
+        # The SQL that ran, each statement with its lock: the 26 builds and the unique constraint's two statements.
+        sql = page.tables['sql'][1:]
+        assert len(sql) == 28, sql
+        assert [row[2] for row in sql].count('SHARE UPDATE EXCLUSIVE') == 27
+        assert sql[-1] == ['Class_name_grade_key', 'ALTER TABLE "public"."Class" ADD CONSTRAINT "Class_name_grade_key" '
+                           'UNIQUE USING INDEX "Class_name_grade_key"', 'ACCESS EXCLUSIVE',
+                           'reads and writes wait, an instant (no scan)']
+        # Sizes a reader reads: KiB, MiB (report.json keeps the bytes).
+        sizes = [row[-1] for row in page.tables['indexes'][1:]]
+        assert sizes and all(size.endswith(('KiB', 'MiB')) for size in sizes), sizes
+        assert page.tables['backup'][1][1].endswith(' s') and 'iB in ' in page.tables['backup'][1][1]
+        # Index usage is read after the validation's baseline queries: the indexes they use show their scans.
+        used = [u for u in report['index_usage'] if u['idx_scan'] > 0]
+        assert {'Job_teacherId_status_idx', 'XPAudit_userId_createdAt_idx'} <= set(u['index'] for u in used), \
+            report['index_usage']
+        # Each verdict says why, in the validation's terms: a "held" query faster beyond the tolerance is within noise.
+        for c in report['comparison']:
+            assert c['reason'], c
+            if c['verdict'] == 'held' and c['ratio'] < 1 / 1.2:
+                assert 'within the 0.5 ms noise floor' in c['reason'], c
+        assert [row[5] for row in page.tables['comparison'][1:]] == [c['reason'] for c in report['comparison']]
         # The backup table has the restore drill, as report.md does.
         drill = report['restore_drill']
         assert page.tables['backup'][-1] == ['Restore drill', '%s tables, %s rows, every row count matches'
@@ -78,9 +102,22 @@ def test_a_failed_migration_still_writes_its_report(db, pg_cluster, tmp_path):
     fake_bin.mkdir()
     (fake_bin / 'pg_dump').write_text('#!/bin/sh\necho "pg_dump (PostgreSQL) 13.9"\n')
     (fake_bin / 'pg_dump').chmod(0o755)
-    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, backup_bin_dir=str(fake_bin)))
+    # The output an operator sees: the stdout callback of ansible.cfg.
+    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, backup_bin_dir=str(fake_bin)),
+                               stdout_callback='pg_zero_downtime.migrations.progress')
     assert run.returncode != 0
-    assert 'No index or constraint of the plan was changed before it.' in ' '.join(run.stdout.split())
+    output = ' '.join(run.stdout.split())
+    assert 'No index or constraint of the plan was changed before it.' in output
+    # The failure is printed once, whole: not again as an [ERROR] summary, nor by the rescue's tasks that stop the run
+    # (they name the failed task), nor in another field of the result.
+    message = ('pg_dump on the control node is version 13 but the server is 15.18: an older pg_dump cannot dump a newer '
+               'server. Install postgresql-client-15 on the control node (or set bin_dir, backup_bin_dir in the role, to '
+               'its bin directory) and rerun; nothing was changed.')
+    assert output.count('an older pg_dump cannot dump a newer server') == 1, output[-4000:]
+    assert message in output.replace("'", '')
+    assert '[ERROR]' not in run.stdout + run.stderr
+    assert '"Take a verified backup of the database with pg_dump on the control node" failed with the message ' \
+           'printed above.' in output
     with open(os.path.join(report_dir(tmp_path), 'report.json')) as handle:
         report = json.load(handle)
     assert report['status'] == 'failed' and 'pg_dump on the control node is version 13' in report['failure']
@@ -112,3 +149,37 @@ def test_a_migration_that_fails_after_ddl_says_what_it_changed_and_the_rerun_goe
     assert helpers.unique_constraints(db) == [('Class', 'Class_name_grade_key')]
     helpers.run_playbook('playbooks/rollback.yml', cluster_vars(pg_cluster, tmp_path))
 
+
+
+def test_a_run_refused_by_its_preflight_writes_a_refused_report_for_pipelines(db, pg_cluster, tmp_path):
+    """Refused before any change: exit code 2, and report.json says so, with each problem."""
+    before = helpers.all_indexes(db)
+    plan = tmp_path / 'refused.yml'
+    plan.write_text(
+        'name: pt_refused\nschema: public\ntables:\n'
+        '  - name: NoSuchTable\n    indexes:\n      - {name: pt_NoSuch_a_idx, columns: [a]}\n'
+        '  - name: Job\n    indexes:\n      - {name: pt_Job_nosuch_idx, columns: [noSuchColumn]}\n')
+    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, plan=str(plan)))
+    assert run.returncode == 2, run.stdout[-3000:]
+    (path,) = glob.glob(os.path.join(str(tmp_path), 'artifacts', 'runs', 'pt_refused-*', 'report.json'))
+    with open(path) as handle:
+        report = json.load(handle)
+    assert sorted(report) == ['database', 'host', 'plan', 'plan_file', 'problems', 'run_id', 'status', 'written_at']
+    assert (report['status'], report['plan'], report['plan_file'], report['database']) == (
+        'refused', 'pt_refused', str(plan), 't12')
+    assert os.path.basename(os.path.dirname(path)) == 'pt_refused-%s' % report['run_id']
+    assert len(report['problems']) == 2 and all(isinstance(problem, str) for problem in report['problems'])
+    assert 'table public.NoSuchTable does not exist' in report['problems'][0]
+    assert 'column(s) "noSuchColumn" do not exist in table public.Job' in report['problems'][1]
+    assert helpers.all_indexes(db) == before
+
+    # A plan refused on the controller, before anything connects: its report has the one reason.
+    plan.write_text('name: pt_refused\nschema: public\ntables: 3\n')
+    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path / 'malformed', plan=str(plan)),
+                               options=['--check'])
+    assert run.returncode == 2, run.stdout[-3000:]
+    (path,) = glob.glob(os.path.join(str(tmp_path / 'malformed'), 'artifacts', 'runs', 'adhoc-*', 'report.json'))
+    with open(path) as handle:
+        report = json.load(handle)
+    assert report['status'] == 'refused' and report['plan'] is None and len(report['problems']) == 1
+    assert report['problems'][0].startswith('The plan %s is malformed' % plan)

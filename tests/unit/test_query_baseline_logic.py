@@ -169,3 +169,20 @@ def test_a_remeasure_uses_the_parameter_values_of_the_earlier_run():
     queries = [dict(name='q', sql='SELECT %(id)s', params=dict(id=dict(query='SELECT 1'))), dict(name='r', sql='x')]
     assert runs.with_earlier_params(queries, [dict(name='q', params=dict(id=42))]) == [
         dict(name='q', sql='SELECT %(id)s', params=dict(id=42)), dict(name='r', sql='x')]
+
+
+def test_each_verdict_says_why_in_the_terms_of_the_validation():
+    # Seen in a report: "held" beside x0.244. The same plan and buffers, 0.18 ms faster: within the noise floor.
+    fast, slow = qb.summarize(explains(PLAN_SEQ, [0.051])), qb.summarize(explains(PLAN_SEQ, [0.209]))
+    held = qb.compare(slow, fast, 1.2, 0.5)
+    assert (held['verdict'], held['ratio']) == ('held', 0.244)
+    assert held['reason'] == ('faster (x0.244), but by 0.158 ms, within the 0.5 ms noise floor, with no less work '
+                              '(233 -> 233 buffers): not counted as an improvement')
+    noise = qb.compare(fast, slow, 1.2, 0.5)
+    assert noise['verdict'] == 'held' and noise['reason'].startswith('slower (x4.098), but by 0.158 ms, within')
+    improved = qb.compare(slow, qb.summarize(explains(PLAN_INDEX, [0.051])), 1.2, 0.5)
+    assert improved['reason'] == 'x0.244 below x0.833, with less work (233 -> 22 buffers, another plan)'
+    regressed = qb.compare(qb.summarize(explains(PLAN_INDEX, [2.0])), qb.summarize(explains(PLAN_SEQ, [4.0])), 1.2, 0.5)
+    assert regressed['reason'] == 'x2.0 beyond x1.2, 2.0 ms lost beyond the 0.5 ms floor, and more work ' \
+                                  '(22 -> 233 buffers, another plan)'
+    assert qb.compare(slow, slow, 1.2, 0.5)['reason'] == 'within x0.833 to x1.2 of the time before'
