@@ -25,7 +25,7 @@ TESTS_DIR = os.path.join(REPO_ROOT, 'tests')
 VENV_BIN = os.path.join(REPO_ROOT, '.venv', 'bin')
 PLAN_T12_PATH = os.path.join(REPO_ROOT, 'plans', 't12.yml')
 
-# The T12 change as the Prisma migration an application would have committed (README.md, "From a Prisma schema
+# The T12 change as the Prisma migration an application would have committed (docs/prisma.md, "From a Prisma schema
 # change to an online migration"), and the migration the sample database's _prisma_migrations already holds.
 PRISMA_MIGRATIONS_DIR = os.path.join(REPO_ROOT, 'fixtures', 't12', 'prisma', 'migrations')
 PRISMA_MIGRATION = '20241125000000_t12_indexes'
@@ -271,7 +271,7 @@ def assert_failed_without_change(result, before, after, *fragments):
 # -- the T12 Prisma migration ---------------------------------------------------------------------
 
 def import_prisma_plan(directory):
-    """The plan of the T12 Prisma migration with its prisma_migration section, as README.md makes it
+    """The plan of the T12 Prisma migration with its prisma_migration section, as docs/prisma.md makes it
     (scripts/plan_import.py --prisma --base plans/t12.yml), written into C(directory); returns its path."""
     plan = os.path.join(str(directory), 't12-prisma.yml')
     process = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'scripts', 'plan_import.py'),

@@ -63,7 +63,8 @@ def broken_links(path):
 
 
 def test_the_anchor_rule_is_githubs():
-    assert github_anchor('What plan SQL may reference (the trust model)') == 'what-plan-sql-may-reference-the-trust-model'
+    assert github_anchor('What plan SQL may reference (the trust model)') == (
+        'what-plan-sql-may-reference-the-trust-model')
     assert github_anchor('From AWX / Ansible Automation Platform') == 'from-awx--ansible-automation-platform'
     assert github_anchor('Replacing an index (on_mismatch: replace)') == 'replacing-an-index-on_mismatch-replace'
 

@@ -5,6 +5,7 @@ against it too (conftest.py, every_report_matches_its_schema)."""
 
 import importlib
 import json
+import os
 
 import jsonschema
 
@@ -85,3 +86,17 @@ def test_drift_is_caught():
     del wrong['run_id']
     assert len(helpers.report_schema_errors(wrong)) == 2
     assert helpers.report_schema_errors(dict(made, problems='not a list'))[0].startswith('problems: ')
+
+
+def test_the_reports_a_test_wrote_are_found_and_nothing_else(tmp_path):
+    def write(*parts):
+        path = tmp_path.joinpath(*parts)
+        path.parent.mkdir(parents=True)
+        path.write_text('{}')
+        return str(path)
+    new = write('job', 'artifacts', 'runs', 'widgets-1', 'report.json')
+    older = write('old', 'artifacts', 'runs', 'widgets-0', 'report.json')
+    os.utime(older, (1000, 1000))
+    write('venv', 'lib', 'runs', 'x', 'report.json')          # inside a virtualenv
+    write('job', 'artifacts', 'elsewhere', 'report.json')     # not a run's folder
+    assert helpers.reports_written_since(2000, [str(tmp_path)]) == [new]
