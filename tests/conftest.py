@@ -15,6 +15,7 @@ serial run, so a test sees only its own sessions in pg_stat_activity, pg_locks a
 pg_stat_progress_create_index: those views are cluster-wide, and the tests assert on them.
 """
 
+import json
 import os
 import resource
 import time
@@ -247,6 +248,25 @@ def db(db_session):
     for name in helpers.droppable_indexes(db_session):
         helpers.drop_index(db_session, name)
     helpers.query(db_session, 'DROP SCHEMA IF EXISTS pgzd_audit CASCADE')
+
+
+@pytest.fixture(autouse=True)
+def every_report_matches_its_schema(request, tmp_path_factory):
+    """Every report.json an integration test writes (under pytest's temporary folders or the checkout's artifacts/)
+    matches docs/report.schema.json, the schema docs/pipelines.md gives pipelines."""
+    if 'integration' not in str(request.node.fspath):
+        yield
+        return
+    started = time.time() - 1
+    yield
+    roots = [str(tmp_path_factory.getbasetemp()), os.path.join(helpers.REPO_ROOT, 'artifacts')]
+    broken = {}
+    for path in helpers.reports_written_since(started, roots):
+        with open(path) as handle:
+            errors = helpers.report_schema_errors(json.load(handle))
+        if errors:
+            broken[path] = errors
+    assert not broken, 'report.json does not match docs/report.schema.json: %s' % json.dumps(broken, indent=1)
 
 
 @pytest.fixture

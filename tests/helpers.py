@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from html.parser import HTMLParser
 
@@ -24,7 +25,7 @@ TESTS_DIR = os.path.join(REPO_ROOT, 'tests')
 VENV_BIN = os.path.join(REPO_ROOT, '.venv', 'bin')
 PLAN_T12_PATH = os.path.join(REPO_ROOT, 'plans', 't12.yml')
 
-# The T12 change as the Prisma migration an application would have committed (README.md, "From a Prisma schema
+# The T12 change as the Prisma migration an application would have committed (docs/prisma.md, "From a Prisma schema
 # change to an online migration"), and the migration the sample database's _prisma_migrations already holds.
 PRISMA_MIGRATIONS_DIR = os.path.join(REPO_ROOT, 'fixtures', 't12', 'prisma', 'migrations')
 PRISMA_MIGRATION = '20241125000000_t12_indexes'
@@ -270,7 +271,7 @@ def assert_failed_without_change(result, before, after, *fragments):
 # -- the T12 Prisma migration ---------------------------------------------------------------------
 
 def import_prisma_plan(directory):
-    """The plan of the T12 Prisma migration with its prisma_migration section, as README.md makes it
+    """The plan of the T12 Prisma migration with its prisma_migration section, as docs/prisma.md makes it
     (scripts/plan_import.py --prisma --base plans/t12.yml), written into C(directory); returns its path."""
     plan = os.path.join(str(directory), 't12-prisma.yml')
     process = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'scripts', 'plan_import.py'),
@@ -538,3 +539,59 @@ def ledger_rows(conn, name=None):
         return []
     return [tuple(row) for row in query(conn, 'SELECT plan, kind, object_name, state FROM pgzd_audit.ledger WHERE '
                                               '%s IS NULL OR object_name = %s ORDER BY id', (name, name))]
+
+
+# The JSON Schema of report.json that docs/pipelines.md publishes: every report a test run writes must match it, so
+# the document and the report cannot drift apart (the autouse fixture every_report_matches_its_schema, conftest.py).
+REPORT_SCHEMA_PATH = os.path.join(REPO_ROOT, 'docs', 'report.schema.json')
+
+
+def report_schema_errors(report):
+    """The ways C(report) (a dict, as report.json holds it) breaks docs/report.schema.json, one line each."""
+    import jsonschema
+    with open(REPORT_SCHEMA_PATH) as handle:
+        schema = json.load(handle)
+    validator = jsonschema.Draft202012Validator(schema)
+    return ['%s: %s' % ('/'.join(str(part) for part in error.absolute_path) or '(top)', error.message)
+            for error in sorted(validator.iter_errors(report), key=lambda error: list(error.absolute_path))]
+
+
+def reports_written_since(started, roots):
+    """Every report.json under C(roots) modified at or after C(started) (a time.time()); a run's folder is
+    <artifacts>/runs/<plan>-<run id>/. Virtualenvs and node_modules are not searched."""
+    found = []
+    for root in roots:
+        for directory, subdirectories, files in os.walk(root):
+            subdirectories[:] = [name for name in subdirectories if name not in (
+                'node_modules', 'venv', '.venv', 'site-packages', 'ansible_collections')]
+            if 'report.json' in files and os.path.basename(os.path.dirname(directory)) == 'runs':
+                path = os.path.join(directory, 'report.json')
+                if os.path.getmtime(path) >= started:
+                    found.append(path)
+    return sorted(found)
+
+
+class Snapshot(object):
+    """An open REPEATABLE READ transaction with its snapshot taken: every concurrent build in its database waits
+    ("waiting for old snapshots") until release(), or until C(timeout) seconds pass, so a failed test cannot leave a
+    build waiting forever."""
+
+    def __init__(self, cluster, dbname=None, timeout=300, application_name='pgzd-pytest-snapshot',
+                 sql='SELECT count(*) FROM pg_catalog.pg_class'):
+        import psycopg2
+        self.conn = psycopg2.connect(host=cluster['host'], port=cluster['port'], user=cluster['user'],
+                                     password=cluster['password'], dbname=dbname or cluster['dbname'],
+                                     application_name=application_name)
+        self.conn.set_session(isolation_level='REPEATABLE READ')
+        self.conn.cursor().execute(sql)
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(timeout, self.release)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def release(self):
+        with self._lock:
+            if not self.conn.closed:
+                self.conn.rollback()
+                self.conn.close()
+        self._timer.cancel()

@@ -11,7 +11,6 @@ as long as the test needs, instead of relying on how fast this machine builds.
 """
 
 import os
-import threading
 import time
 
 import ansible_runner
@@ -47,29 +46,6 @@ def runner_table(pg_cluster):
     yield
     helpers.query(conn, 'DROP TABLE IF EXISTS public.%s' % TABLE)
     conn.close()
-
-
-class Snapshot(object):
-    """An open REPEATABLE READ transaction with its snapshot taken: every concurrent build waits for it."""
-
-    def __init__(self, cluster):
-        self.conn = psycopg2.connect(host=cluster['host'], port=cluster['port'], user=cluster['user'],
-                                     password=cluster['password'], dbname=cluster['dbname'],
-                                     application_name='pgzd-pytest-snapshot')
-        self.conn.set_session(isolation_level='REPEATABLE READ')
-        self.conn.cursor().execute('SELECT count(*) FROM pg_catalog.pg_class')
-        self._lock = threading.Lock()
-        # A test that fails half way must not leave the build waiting forever.
-        self._timer = threading.Timer(TIMEOUT, self.release)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def release(self):
-        with self._lock:
-            if not self.conn.closed:
-                self.conn.rollback()
-                self.conn.close()
-        self._timer.cancel()
 
 
 def _run(pg_cluster, tmp_path, label, handler=None, cancel=None, **extravars):
@@ -111,7 +87,7 @@ def _drop_planned(conn):
 
 
 def test_migrate_under_ansible_runner_streams_progress_and_releases_the_lock(db, pg_cluster, runner_table, tmp_path):
-    snapshot = Snapshot(pg_cluster)
+    snapshot = helpers.Snapshot(pg_cluster, timeout=TIMEOUT)
     events = []
 
     def handler(event):
@@ -143,7 +119,7 @@ def test_migrate_under_ansible_runner_streams_progress_and_releases_the_lock(db,
 def test_a_runner_cancelled_mid_build_starts_no_more_ddl_and_the_rerun_converges(db, pg_cluster, runner_table,
                                                                                    tmp_path):
     _drop_planned(db)
-    snapshot = Snapshot(pg_cluster)
+    snapshot = helpers.Snapshot(pg_cluster, timeout=TIMEOUT)
     try:
         cancelled = _run(pg_cluster, tmp_path, 'cancelled', backup_enabled='false',
                          cancel=lambda: bool(_building(db, INDEXES[0])))

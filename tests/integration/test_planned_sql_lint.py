@@ -2,7 +2,7 @@
 """The SQL a run would execute (check mode, planned-<direction>.sql) passes squawk, the PostgreSQL migration linter.
 
 squawk's blocking-index, blocking-unique and missing-concurrently rules must find nothing. What squawk flags
-that we deliberately accept is listed in ACCEPTED with the reason (also in README.md, "Linting what we run").
+that we deliberately accept is listed in ACCEPTED with the reason (also in docs/prisma.md, "Linting what we run").
 """
 
 import glob
@@ -70,7 +70,7 @@ def planned_sql(tmp_path, direction):
 
 def assert_only_accepted(findings, accepted=None, forbidden_but=()):
     """Every finding is accepted; a forbidden rule fires only on the statements C(forbidden_but) names ((rule,
-    statement prefix) pairs, each accepted in README.md with its reason)."""
+    statement prefix) pairs, each accepted in docs/prisma.md with its reason)."""
     assert not [f for f in findings if f[0] in FORBIDDEN
                 and not any(f[0] == rule and f[1].startswith(prefix) for rule, prefix in forbidden_but)], findings
     unexpected = [f for f in findings if not any(f[0] == rule and f[1].startswith(prefix)
@@ -183,7 +183,7 @@ def test_squawk_does_flag_the_blocking_foreign_key_and_not_null(tmp_path):
             'require-concurrent-index-creation'} <= rules
 
 
-# A partitioned table's index and a replaced index: what PostgreSQL offers no concurrent form of (README.md).
+# A partitioned table's index and a replaced index: what PostgreSQL offers no concurrent form of (docs/prisma.md).
 ACCEPTED_INDEX_KINDS = {
     ('require-concurrent-index-creation', 'CREATE INDEX IF NOT EXISTS "Reading_deviceId_idx" ON ONLY "public"."Reading"'):
         'PostgreSQL refuses CONCURRENTLY on a partitioned table; ON ONLY builds nothing (catalog only), under '
