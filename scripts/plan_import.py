@@ -326,7 +326,7 @@ def _item(entry, width=140):
 def render_plan(plan, source, skipped):
     """The plan file's text, in the layout of plans/t12.yml: one flow-style line per index or constraint."""
     lines = ['---', '# Imported by scripts/plan_import.py from %s.' % source,
-             '# Plan format: README.md "Plan format". Every index is built CONCURRENTLY, and every foreign key and',
+             '# Plan format: docs/plan-format.md. Every index is built CONCURRENTLY, and every foreign key and',
              '# check added NOT VALID then validated, whatever the SQL said.']
     for line, text, reason in skipped:
         lines.append('# Skipped line %d, %s: %s' % (line, reason, ' '.join(text.split())[:80]))

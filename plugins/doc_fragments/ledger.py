@@ -19,7 +19,7 @@ options:
       - Rolling back (C(state=absent)), only what the ledger attributes to this plan, and still is what it recorded, is
         dropped or restored; anything else of a planned name (an index the application made, a NOT NULL that predates
         the plan, a primary key's column) is left alone, and the result says so (C(left_alone)). Use the same name to
-        roll back as to migrate; standalone runs share V(manual) (README.md, "The ledger").
+        roll back as to migrate; standalone runs share V(manual) (docs/trust-and-ledger.md, "The ledger").
     type: str
     default: manual
 '''

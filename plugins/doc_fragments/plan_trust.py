@@ -18,7 +18,7 @@ options:
         built-ins of C(pg_catalog) and these, as PostgreSQL itself resolves the text (overloads, operators, implicit
         casts, domains), IMMUTABLE in predicates and checks, at most STABLE in baseline queries; a short list of
         built-ins that run SQL given as text is refused whatever they are. It is proven before anything of the text
-        is evaluated (README.md, "What plan SQL may reference").
+        is evaluated (docs/trust-and-ledger.md, "What plan SQL may reference").
     type: list
     elements: str
     default: []

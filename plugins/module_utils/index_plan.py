@@ -262,7 +262,7 @@ def mismatch_message(qualified, differences, existing, spec):
     else:
         advice = ('Rename the planned index, drop the existing one deliberately (DROP INDEX CONCURRENTLY) and rerun, '
                   'or set on_mismatch: replace on this index in the plan to build the planned definition beside it '
-                  'and swap it in (README "Replacing an index")')
+                  'and swap it in (docs/indexes.md, "Replacing an index")')
     return ('index "%s" exists with a different definition (%s).\n  existing: %s\n  planned:  %s\n%s; nothing was '
             'changed.' % (qualified, '; '.join(differences), existing['definition'], spec['display_definition'], advice))
 

@@ -20,7 +20,7 @@ that predates the plan, a primary key's column) is left alone, and the run says 
 was written under the migration lock when the object did not exist, so an object of that name and the planned
 definition found later is the run's own (a run stopped between its DDL and the row's update).
 
-Read it with one query (README.md, "The ledger"):
+Read it with one query (docs/trust-and-ledger.md, "The ledger"):
 
     SELECT * FROM pgzd_audit.ledger ORDER BY id;
 
@@ -113,7 +113,7 @@ def attribution(plan, kind, name, row, present, matches, now=None):
     if row is None:
         return False, ('%s "%s" is not in the ledger of plan %s: no run of this plan made it (it predates the plan, was '
                        'made by hand or by an older version of this tool), so it is left alone. If a run of this plan '
-                       'did make it, record it first with playbooks/adopt.yml (README.md, "The ledger")'
+                       'did make it, record it first with playbooks/adopt.yml (docs/trust-and-ledger.md, "The ledger")'
                        % (KIND_WORDS[kind], name, plan))
     if not matches:
         return False, ('%s "%s" is not what run %s of plan %s recorded (recorded: %s; now: %s): it changed since, so it '

@@ -314,14 +314,14 @@ def data_message(blocking, violations, kinds, report):
     lines.append(violations_advice(kinds))
     if blocking:
         lines.append('For the duplicate keys: resolve them, or opt in to the audited rename with on_duplicates: rename '
-                     '(README.md, "Duplicate keys").')
+                     '(docs/constraints.md, "Duplicate keys").')
     return '\n'.join(lines)
 
 
 def duplicates_message(blocking, report):
     return ('Duplicate keys block the planned unique constraint(s) %s; nothing was changed.\n%s\nWhat to do: resolve '
             'the duplicates (merge or rename the rows listed, by id), then rerun; the run checks again before any DDL. '
-            'Or opt in to the audited rename with on_duplicates: rename (README.md, "Duplicate keys").'
+            'Or opt in to the audited rename with on_duplicates: rename (docs/constraints.md, "Duplicate keys").'
             % (', '.join(blocking), '\n'.join(report)))
 
 

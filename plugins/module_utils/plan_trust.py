@@ -199,7 +199,7 @@ def refusal_message(what, text, problems):
             what, text, '; '.join(problem[len(REFUSED_BY_SERVER):] for problem in problems))
     return ('%s `%s` is refused: %s. Plan SQL may use the built-ins of pg_catalog (IMMUTABLE ones in predicates and '
             'checks, at most STABLE ones in baseline queries) and what the plan trusts by signature (trusted: '
-            '["util.normalize(text)"], README.md "What plan SQL may reference"); nothing of it was run'
+            '["util.normalize(text)"], docs/trust-and-ledger.md, "What plan SQL may reference"); nothing of it was run'
             % (what, text, '; '.join(problems)))
 
 

@@ -13,7 +13,7 @@ short_description: Adopt into the ledger what a plan made before the ledger exis
 description:
   - A rollback undoes only what the ledger (C(pgzd_audit.ledger)) attributes to its plan. A database migrated by
     version 0.16 or earlier has objects no ledger row names, and a rollback leaves them all alone. This module
-    records them once, so that a rollback of the plan undoes them (README.md, "The ledger").
+    records them once, so that a rollback of the plan undoes them (docs/trust-and-ledger.md, "The ledger").
   - It records, as C(applied), under run id O(run_id) and with C(adopted) true in C(prior), only what is in
     place exactly as the plan defines it and no open ledger row (of any plan) names yet. Each planned index whose action
     would be C(unchanged) (kind C(index), with C(pg_get_indexdef)); for an C(on_mismatch=replace) entry whose index

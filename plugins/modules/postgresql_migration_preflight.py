@@ -23,7 +23,7 @@ description:
     migrating the duplicate keys that would block it (as M(pg_zero_downtime.migrations.postgresql_unique_constraint_info)
     does). The baseline queries, read by PostgreSQL's parser. The Prisma migration record, proven writable (or
     removable) in a transaction that is rolled back. The disk the index builds need. Every statement the run would
-    send, migrating or rolling back, against the refusal rules (what PostgreSQL would refuse, README.md "What
+    send, migrating or rolling back, against the refusal rules (what PostgreSQL would refuse, docs/constraints.md, "What
     PostgreSQL would refuse"), and every name the plan creates, unique in its schema.
   - (4) decides the work of this run from what is pending and the phases the run's tag selection runs (O(phases)), and
     with O(only_tables). When the run has work, the lock passes to the detached holder of

@@ -353,7 +353,7 @@ def plan_errors(plan):
 
 
 PLAN_DEFAULTS = dict(schema='public', description='', constraints=[], baseline_queries=[], trusted=[])
-NO_PLAN = 'No migration plan given; nothing was done. Pass -e plan=<path of a plan file> (README.md, Plan format).'
+NO_PLAN = 'No migration plan given; nothing was done. Pass -e plan=<path of a plan file> (docs/plan-format.md).'
 
 
 def new_run_id(now=None, rand=random.random):
@@ -408,7 +408,7 @@ def plan_text(path, read):
     size = os.path.getsize(path)
     if size > MAX_PLAN_BYTES:
         return None, ('The plan file %s is %d bytes, more than a plan can be (at most %d): it is not a migration plan; '
-                      'nothing was done. Pass -e plan=<path of a plan file> (README.md, Plan format).'
+                      'nothing was done. Pass -e plan=<path of a plan file> (docs/plan-format.md).'
                       % (path, size, MAX_PLAN_BYTES))
     try:
         text = read(path)
@@ -416,7 +416,7 @@ def plan_text(path, read):
         text = None
     if text is None or '\x00' in text:
         return None, ('The plan file %s is not a UTF-8 text file (a binary file?): it is not a migration plan; nothing '
-                      'was done. Pass -e plan=<path of a plan file> (README.md, Plan format).' % path)
+                      'was done. Pass -e plan=<path of a plan file> (docs/plan-format.md).' % path)
     return text, None
 
 
@@ -434,7 +434,7 @@ def load_plan(path, working_dir, on_duplicates=None, only_tables=None, read_pris
     path = path if os.path.isabs(path) else os.path.join(working_dir, path)
     path = os.path.normpath(path)
     if not os.path.isfile(path):
-        return None, ('The plan file %s does not exist: pass -e plan=<path of a plan file> (README.md, Plan format).'
+        return None, ('The plan file %s does not exist: pass -e plan=<path of a plan file> (docs/plan-format.md).'
                       % path)
     text, error = plan_text(path, read)
     if error:
