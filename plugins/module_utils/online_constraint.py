@@ -368,8 +368,8 @@ class ConstraintRunner(UniqueConstraintRunner):
                 problems = self.trust.prove_expression(context, table, expression)
                 if problems:
                     return None, refusal_message('check expression', expression, problems)
-                immutable = self.checked(sql.SQL('CREATE INDEX pgzd_check_immutable ON pg_temp.{} ((1)) WHERE ({})').format(
-                    sql.Identifier(table), self.plan_text(context, expression)), 'IndexStmt')
+                immutable = self.session.checked(sql.SQL('CREATE INDEX pgzd_check_immutable ON pg_temp.{} ((1)) WHERE ({})').format(
+                    sql.Identifier(table), self.session.plan_text(context, expression)), 'IndexStmt')
                 self.cursor.execute('SAVEPOINT pgzd_immutable')
                 try:
                     self.cursor.execute(immutable)
@@ -378,7 +378,7 @@ class ConstraintRunner(UniqueConstraintRunner):
                     return None, refusal_message('check expression', expression, [
                         'PostgreSQL does not accept it as IMMUTABLE (%s)' % error_text(error).splitlines()[0]])
             probe = sql.SQL('ALTER TABLE pg_temp.{} ADD CONSTRAINT pgzd_check_probe CHECK ({}) NOT VALID').format(
-                sql.Identifier(table), self.plan_text(context, expression) if context else sql.SQL(expression))
+                sql.Identifier(table), self.session.plan_text(context, expression) if context else sql.SQL(expression))
             text = self.render(probe)
             problem = statement_error(text, 'AlterTableStmt')
             if problem:
@@ -406,7 +406,7 @@ class ConstraintRunner(UniqueConstraintRunner):
     def checked_condition(self, entry):
         """The CHECK condition of an entry as SQL to send: a check's expression only once proven (plan_text)."""
         if entry['type'] == 'check':
-            return self.plan_text('check', entry['expression'])
+            return self.session.plan_text('check', entry['expression'])
         return self.sql.SQL('{} IS NOT NULL').format(self.sql.Identifier(entry['column']))
 
     # -- planning ----------------------------------------------------------------------------------
@@ -630,7 +630,7 @@ class ConstraintRunner(UniqueConstraintRunner):
         if not ordered:
             return [statement]
         references = spec['references']
-        return self.in_lock_order(ordered, references['schema'], references['table'], statement,
+        return self.session.in_lock_order(ordered, references['schema'], references['table'], statement,
                                   self.lock_timeout if step == 'validate' else self.constraint_lock_timeout)
 
     def step_statement(self, spec, step, index_decision=None):
@@ -769,7 +769,7 @@ class ConstraintRunner(UniqueConstraintRunner):
         spec = decision['spec']
         statements = self.step_sql(spec, step)
         configured = self.lock_timeout if step == 'validate' else self.constraint_lock_timeout
-        timeout = self.deadlock_safe_timeout(configured)
+        timeout = self.session.deadlock_safe_timeout(configured)
         kept = ('the constraint "%s" is kept NOT VALID (it already checks every new row), and the rerun validates it'
                 % spec['name'] if step == 'validate' else 'this step had not changed anything, it runs again')
         referenced = self.read_table(spec['references']['schema'], spec['references']['table'])
@@ -777,7 +777,7 @@ class ConstraintRunner(UniqueConstraintRunner):
             'What to do: let those sessions finish (or end them), or raise lock_retries (its lock_timeout, %s, stays '
             'below deadlock_timeout, so that the application is never the deadlock victim), then rerun: %s.'
             % (timeout['value'], kept)), lock_oids=[referenced['oid'] if referenced else None, decision['table_oid']])
-        return self._with_retries(spec, step_decision, statements[3], lambda: self._in_transaction(statements))
+        return self._with_retries(spec, step_decision, statements[3], lambda: self.session.in_transaction(statements))
 
     def _validate(self, decision, statement):
         """VALIDATE CONSTRAINT: its lock (SHARE UPDATE EXCLUSIVE, which no reader or writer conflicts with) waited for
@@ -787,7 +787,7 @@ class ConstraintRunner(UniqueConstraintRunner):
             'What to do: let those sessions finish (or end them: autovacuum and other DDL take the same lock), or '
             'raise index_lock_timeout / lock_retries, then rerun: the constraint "%s" is kept NOT VALID (it already '
             'checks every new row), and the rerun validates it.' % spec['name']))
-        return self._with_retries(spec, step, statement, lambda: self._execute(statement, 'AlterTableStmt'))
+        return self._with_retries(spec, step, statement, lambda: self.session.execute(statement, 'AlterTableStmt'))
 
     def explain_failure(self, error, decision):
         """After VALIDATE failed on rows written since the preflight: those rows (the constraint stays NOT VALID)."""

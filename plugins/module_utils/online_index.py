@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # The index runner: the catalog reads an index change needs and OnlineIndexRunner, which plans a table's
-# indexes against the catalog (index_plan decides) and runs the concurrent DDL, watched, under the run's
-# migration lock, with lock-timeout retries (session).
+# indexes against the catalog (index_plan decides) and runs the concurrent DDL through the run's DDL session
+# (ddl_session: the migration lock proven before each statement, lock-timeout retries, builds watched).
 
 from __future__ import absolute_import, division, print_function
 
@@ -9,30 +9,20 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import (
-    DDL_SESSION_LOCK_KEY, migration_lock_error,
-)
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import owner_gone
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import BuildWatcher
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ddl_session import DdlSession
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
     ACTION_CREATE, ACTION_DROP, ACTION_REBUILD, ACTION_REPLACE, ACTION_RESTORE, ACTION_RESUME, ACTION_UNCHANGED,
     INDEXABLE_RELKINDS, PARTITIONED, column_errors, compare_index,
     decide_actions, estimate_index_bytes, index_expressions, partition_index_name, replacement_names,
     same_index_definition, validate_specs,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.lock_order import (
-    ORDERED_STATEMENTS, TIMEOUTS_QUERY, capped_lock_timeout,
-)
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import NO_PLAN, Ledger
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import statement_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import PlanTrust, refusal_message
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.lock_order import ORDERED_STATEMENTS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import refusal_message
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
     ATTACH_INDEX, CREATE_INDEX, CREATE_INDEX_ON_ONLY, DROP_INDEX, RELATIONS_QUERY, RENAME_INDEX, SERVER_VERSION_QUERY,
     index_facts, refusal_messages, relation_facts,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
-    RETRYABLE_SQLSTATES, OnlineIndexError, backoff_seconds, error_text, fetch_dicts, sql_module, sqlstate,
-)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import OnlineIndexError, error_text
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -144,29 +134,6 @@ JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
 WHERE it.level > 0
 """
 
-LOCK_HOLDERS_QUERY = """
-SELECT a.pid, l.mode, l.granted, a.state, a.application_name,
-       round(extract(epoch FROM now() - a.xact_start))::int AS xact_seconds,
-       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120) AS query
-FROM pg_catalog.pg_locks l
-JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-WHERE l.relation = %(oid)s AND l.pid <> pg_catalog.pg_backend_pid()
-ORDER BY a.xact_start NULLS LAST
-LIMIT 10
-"""
-
-# A concurrent build also waits for every transaction older than its snapshots.
-OLD_TRANSACTIONS_QUERY = """
-SELECT a.pid, a.state, a.application_name,
-       round(extract(epoch FROM now() - a.xact_start))::int AS xact_seconds,
-       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120) AS query
-FROM pg_catalog.pg_stat_activity a
-WHERE a.xact_start IS NOT NULL AND a.pid <> pg_catalog.pg_backend_pid()
-  AND a.datname = current_database() AND now() - a.xact_start > interval '1 second'
-ORDER BY a.xact_start
-LIMIT 5
-"""
-
 
 # What to do when a step that runs under lock_timeout gave up after every retry (formatted with the step).
 CATALOG_STEP_ADVICE = dict(
@@ -247,84 +214,38 @@ def step_facts(schema, decisions, existing, partitions, relations, dropped_first
 class OnlineIndexRunner(object):
     """Plans and applies one table's index specs over an autocommit connection."""
 
-    def __init__(self, connection, lock_timeout='5s', statement_timeout='0', lock_retries=5,
-                 lock_retry_delay=1.0, sleep=time.sleep, log=None, client_connection_check_interval='2s',
-                 ddl_session=False, lock_session_pid=0, build_wait_timeout=0, watch_connect=None, owner_pid=0,
-                 trusted=(), plan_name=NO_PLAN, run_id=NO_PLAN):
-        self.connection = connection
-        # Concurrent builds and drops wait without lock_timeout; a watch on a second connection (watch_connect())
-        # records their waits and, with build_wait_timeout seconds, ends a build that waited longer.
-        self.build_wait_timeout = build_wait_timeout
-        self.watch_connect = watch_connect
-        self.watcher = None
-        # {index name: (seconds waited, [sessions waited for])} of the concurrent statements run so far.
-        self.waits = {}
-        # The session holding the run's migration lock: every DDL statement first proves it still holds it.
-        self.lock_session_pid = lock_session_pid
-        # The run's ansible-playbook (0 = none): once it is gone (stopped, cancelled by AWX), no further statement
-        # starts; the one in flight ends on its own.
-        self.owner_pid = owner_pid
-        self.cursor = connection.cursor()
-        self.sql = sql_module()
-        # Plan SQL (predicates, checks) is proven by the server's resolution before anything of it runs, and only
-        # proven text goes into a statement (plan_text).
-        self.trust = PlanTrust(self.cursor, trusted)
-        # What this run makes is recorded before and after it is made; a rollback undoes only what it records.
-        self.ledger = Ledger(self.cursor, plan_name, run_id)
-        self.lock_timeout = lock_timeout
-        self.lock_retries = lock_retries
-        self.lock_retry_delay = lock_retry_delay
-        self.sleep = sleep
-        self.log = log or (lambda message: None)
-        self.executed_queries = []
-        # Lock-timeout retries used so far, and INVALID indexes a failure could not clean up (both are
-        # reported whether the task succeeds or fails).
-        self.retries_used = 0
-        self.leftovers = []
-        # The statements of executed_queries that only undid what a failed build left (its INVALID index): nothing of
-        # the build is kept, so a failure message does not count them as changes (outcomes.kept_queries).
-        self.cleanup_queries = []
+    def __init__(self, connection, **options):
+        """C(options) are those of the DdlSession the runner's statements go through (ddl_session)."""
+        self.session = DdlSession(connection, **options)
+        session = self.session
+        self.connection, self.cursor, self.sql = connection, session.cursor, session.sql
+        self.trust, self.ledger, self.log, self.lock_timeout = session.trust, session.ledger, session.log, \
+            session.lock_timeout
+        # The session's records (the same lists): what ran, what only cleaned up, what a failure left, the waits.
+        self.executed_queries, self.cleanup_queries = session.executed_queries, session.cleanup_queries
+        self.leftovers, self.waits = session.leftovers, session.waits
         self._methods = None
         self._server_version = None
         # (schema, name, what creates it) of every relation name the decisions planned so far create: the preflight
         # proves them unique across the whole plan (refusal_rules.name_clash_messages).
         self.created_names = []
-        # {configured lock_timeout: lock_order.capped_lock_timeout} of the statements that lock two tables.
-        self._capped_timeouts = {}
-        self.backend_pid = self._query(
-            "SELECT pg_catalog.set_config('application_name', 'pg-zero-downtime', false), "
-            "pg_catalog.set_config('lock_timeout', %(lock_timeout)s, false), "
-            "pg_catalog.set_config('statement_timeout', %(statement_timeout)s, false), "
-            "pg_catalog.pg_backend_pid() AS pid",
-            dict(lock_timeout=str(lock_timeout), statement_timeout=str(statement_timeout)))[0]['pid']
-        # A backend reads its client's socket only between statements: when the run dies mid-build (ansible-playbook
-        # and its module killed, the control node lost, the connection cut), CREATE INDEX CONCURRENTLY would go on
-        # alone for as long as the build takes, and a rerun would find the index "being built right now". With this
-        # check (PostgreSQL 14+, where the server's OS supports it) the server notices the dead client within the
-        # interval and ends the build; the rerun then rebuilds the INVALID leftover.
-        if client_connection_check_interval:
-            try:
-                self._query("SELECT pg_catalog.set_config('client_connection_check_interval', %(interval)s, false) "
-                            "WHERE pg_catalog.current_setting('client_connection_check_interval', true) IS NOT NULL",
-                            dict(interval=str(client_connection_check_interval)))
-            except Exception as error:  # refused on this platform: the build just cannot notice a dead client
-                self.log('client_connection_check_interval is not available (%s): a build whose client dies runs on '
-                         'to its end' % error_text(error))
 
-        # A session that will run DDL says so with a shared advisory lock, held until it disconnects. A build
-        # can outlive its run (a killed ansible-playbook leaves its background module running): the migration
-        # lock of the next run (postgresql_migration_lock) refuses to start while any such session is alive.
-        if ddl_session:
-            self._query('SELECT pg_catalog.pg_advisory_lock_shared(%(k1)s, %(k2)s)',
-                        dict(k1=DDL_SESSION_LOCK_KEY[0], k2=DDL_SESSION_LOCK_KEY[1]))
+    @property
+    def retries_used(self):
+        """Lock-timeout retries used so far (the session's)."""
+        return self.session.retries_used
+
+    def connection_lost(self):
+        return self.session.connection_lost()
+
 
     # -- reading -----------------------------------------------------------------------------------
 
     def _query(self, query, params=None):
-        return fetch_dicts(self.cursor, query, params)
+        return self.session.query(query, params)
 
     def render(self, statement):
-        return statement.as_string(self.connection)
+        return self.session.render(statement)
 
     def index_methods(self):
         if self._methods is None:
@@ -365,14 +286,6 @@ class OnlineIndexRunner(object):
     def read_existing_indexes(self, schema, names):
         rows = self._query(EXISTING_INDEXES_QUERY, dict(schema=schema, names=list(names)))
         return dict((row['name'], row) for row in rows)
-
-    def plan_text(self, context, text):
-        """C(text), plan SQL of C(context) (predicate, check), as SQL to compose into a statement, once the server proved
-        it (PlanTrust); the last check before anything holding plan text is sent, as checked() is for its shape."""
-        if not self.trust.proven(context, text):
-            raise OnlineIndexError('refusing to send plan SQL `%s`: it was not proven by the server\'s resolution '
-                                   'first (plan_trust)' % text)
-        return self.sql.SQL(text)
 
     def prove_definitions(self, table, decisions):
         """Problems of the recorded index definitions the decisions build again (a replacement's rollback): their key
@@ -432,7 +345,7 @@ class OnlineIndexRunner(object):
                         'its where predicate', spec['where'], problems)))
                     continue
                 try:
-                    probe = self.checked(self.create_statement('pg_temp', table, spec, concurrently=False), 'IndexStmt')
+                    probe = self.session.checked(self.create_statement('pg_temp', table, spec, concurrently=False), 'IndexStmt')
                 except OnlineIndexError as error:
                     errors.append('index "%s": %s' % (spec['name'], error))
                     continue
@@ -479,7 +392,7 @@ class OnlineIndexRunner(object):
             parts.append(sql.SQL('INCLUDE ({})').format(
                 sql.SQL(', ').join(sql.Identifier(c) for c in spec['include'])))
         if spec.get('where'):
-            where = sql.SQL(spec['where']) if display else self.plan_text('predicate', spec['where'])
+            where = sql.SQL(spec['where']) if display else self.session.plan_text('predicate', spec['where'])
             parts.append(sql.SQL('WHERE ({})').format(where))
         return sql.SQL(' ').join(parts)
 
@@ -499,16 +412,16 @@ class OnlineIndexRunner(object):
         if kind == 'build':
             return [self.create_statement(step['schema'], step['table'], target)]
         if kind == 'build_definition':
-            return [self.plan_text('definition', step['statement'])]
+            return [self.session.plan_text('definition', step['statement'])]
         if kind == 'drop':
             return [self.drop_statement(step['schema'], step['name'])]
         if kind == 'drop_partitioned':
-            return self.in_lock_order('drop_partitioned', step['schema'], step['table'], self.drop_statement(
+            return self.session.in_lock_order('drop_partitioned', step['schema'], step['table'], self.drop_statement(
                 step['schema'], step['name'], concurrently=False), self.lock_timeout)
         if kind == 'create_on_only':
             return [self.create_statement(step['schema'], step['table'], target, concurrently=False, only=True)]
         if kind == 'attach':
-            return self.in_lock_order('attach', step['schema'], step['table'], sql.SQL(
+            return self.session.in_lock_order('attach', step['schema'], step['table'], sql.SQL(
                 'ALTER INDEX {} ATTACH PARTITION {}.{}').format(
                 index, sql.Identifier(step['partition_schema']), sql.Identifier(step['partition_index'])),
                 self.lock_timeout)
@@ -521,37 +434,6 @@ class OnlineIndexRunner(object):
                         index, sql.SQL('NULL') if step['comment'] is None else sql.Literal(step['comment']))] + \
                 self.swap_ledger_statements(decision, step) + [sql.SQL('COMMIT')]
         raise ValueError('unknown step %r' % kind)
-
-    # -- statements that lock two tables (lock_order) -----------------------------------------------
-
-    def deadlock_safe_timeout(self, configured):
-        """lock_order.capped_lock_timeout of the C(configured) lock_timeout on this server (PostgreSQL parses the value
-        and gives its deadlock_timeout), read once per value. Runs outside any transaction."""
-        key = str(configured)
-        if key not in self._capped_timeouts:
-            self.cursor.execute('BEGIN')
-            try:
-                self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, true)", dict(value=key))
-                row = self._query(TIMEOUTS_QUERY)[0]
-            finally:
-                self.cursor.execute('ROLLBACK')
-            self._capped_timeouts[key] = capped_lock_timeout(key, row['lock_ms'], row['deadlock_ms'])
-        return self._capped_timeouts[key]
-
-    def in_lock_order(self, kind, schema, table, statement, configured):
-        """C(statement), which locks two tables, as the transaction that takes them in lock_order's order: C(schema).
-        C(table) first with LOCK TABLE (in the mode ORDERED_STATEMENTS gives C(kind)), then the statement, under the
-        C(configured) lock_timeout capped below deadlock_timeout. Composed SQL, BEGIN to COMMIT; the statement is the
-        fourth."""
-        sql = self.sql
-        first = ORDERED_STATEMENTS[kind]
-        return [sql.SQL('BEGIN'),
-                sql.SQL('SET LOCAL lock_timeout = {}').format(sql.Literal(self.deadlock_safe_timeout(configured)['value'])),
-                sql.SQL('LOCK TABLE {}{}.{} IN {} MODE').format(
-                    sql.SQL('ONLY ' if first['only'] else ''), sql.Identifier(schema), sql.Identifier(table),
-                    sql.SQL(first['locks'][0][1])),
-                statement,
-                sql.SQL('COMMIT')]
 
     # -- planning ----------------------------------------------------------------------------------
 
@@ -717,42 +599,23 @@ class OnlineIndexRunner(object):
     def _run_step(self, decision, step):
         """One step: a concurrent build or drop without lock_timeout, watched; anything else (catalog only, a brief
         lock the application may queue behind) under lock_timeout, retried. Returns the lock retries it needed."""
-        spec, kind = decision['spec'], step['kind']
+        spec, kind, session = decision['spec'], step['kind'], self.session
         statements = self.step_statements(decision, step)
         target = dict(spec, schema=step['schema'], table=step['table'], name=step['name'])
         label = spec['name']
         if kind == 'drop':
-            return self._with_retries(target, decision, statements[0], lambda: self._execute_concurrently(
+            return self._with_retries(target, decision, statements[0], lambda: session.execute_concurrently(
                 target, statements[0], label=label))
         if kind in ('build', 'build_definition'):
-            retries = self._with_retries(target, decision, statements[0], lambda: self._build_once(
-                target, statements[0], label=label), cleanup=True)
-            built = self.read_existing_indexes(target['schema'], [target['name']]).get(target['name'])
-            if built is None or not built['valid']:
-                raise OnlineIndexError('index "%s.%s" is not valid after its build: rerun to drop and rebuild it'
-                                       % (target['schema'], target['name']))
-            return retries
+            return self.build_index(target, decision, statements[0], label=label)
         step_decision = dict(decision, retry_advice=CATALOG_STEP_ADVICE.get(kind, '') % step)
         if kind in ORDERED_STATEMENTS:
-            step_decision['lock_timeout'] = self.deadlock_safe_timeout(self.lock_timeout)['note']
-            return self._with_retries(target, step_decision, statements[3], lambda: self._in_transaction(statements))
+            step_decision['lock_timeout'] = session.deadlock_safe_timeout(self.lock_timeout)['note']
+            return self._with_retries(target, step_decision, statements[3], lambda: session.in_transaction(statements))
         if kind == 'swap':
-            return self._with_retries(target, step_decision, statements[1], lambda: self._in_transaction(statements))
-        return self._with_retries(target, step_decision, statements[0], lambda: self._execute(
+            return self._with_retries(target, step_decision, statements[1], lambda: session.in_transaction(statements))
+        return self._with_retries(target, step_decision, statements[0], lambda: session.execute(
             statements[0], 'IndexStmt' if kind == 'create_on_only' else None))
-
-    def _in_transaction(self, statements):
-        """Run C(statements), BEGIN to COMMIT, as one transaction: on any failure it is rolled back and nothing of it
-        counts as run."""
-        done = len(self.executed_queries)
-        try:
-            for statement in statements:
-                self._execute(statement)
-        except Exception:  # a lock timeout or any other error: nothing of the transaction stays
-            del self.executed_queries[done:]
-            if not self.connection_lost():
-                self.cursor.execute('ROLLBACK')
-            raise
 
     def _verify(self, decision):
         """After the steps: the index of the planned name is valid (pg_index.indisvalid: for a partitioned index, every
@@ -769,107 +632,36 @@ class OnlineIndexRunner(object):
             spec['schema'], spec['name'], 'missing' if index is None else 'not valid' if not index['valid'] else
             'not as planned', index['definition'] if index else 'absent'))
 
-    def checked(self, statement, kind=None):
-        """The text of C(statement), proven by PostgreSQL's parser to be exactly one statement (of C(kind)).
+    def build_index(self, spec, decision, create, label=None):
+        """C(create), the concurrent build of C(spec), retried; an INVALID leftover of an earlier attempt is dropped
+        before each attempt, and after a failure. Raises unless the index is valid after it. Returns the retries."""
+        retries = self._with_retries(spec, decision, create, lambda: self._build_once(spec, create, label=label),
+                                     cleanup=True)
+        built = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
+        if built is None or not built['valid']:
+            raise OnlineIndexError('index "%s.%s" is not valid after its build: rerun to drop and rebuild it'
+                                   % (spec['schema'], spec['name']))
+        return retries
 
-        The last check before anything holding plan text is sent: psycopg2 sends a string with several statements
-        as they are, so a predicate that smuggled a second one past the plan checks must stop here.
-        """
-        text = self.render(statement)
-        problem = statement_error(text, kind)
-        if problem:
-            raise OnlineIndexError('refusing to send %s: %s' % (text, problem))
-        return text
-
-    def _execute(self, statement, kind=None):
-        text = self.checked(statement, kind)
-        gone = owner_gone(self.owner_pid)
-        if gone:
-            raise OnlineIndexError('%s was not run: %s' % (text, gone))
-        lost = migration_lock_error(self.cursor, self.lock_session_pid)
-        if lost:
-            raise OnlineIndexError('%s was not run: %s' % (text, lost))
-        self.cursor.execute(text)
-        self.executed_queries.append(text)
 
     def _build_once(self, spec, create, label=None):
         # CREATE INDEX ... IF NOT EXISTS would silently keep an INVALID leftover of the same name (from an
         # earlier attempt whose cleanup timed out), so every attempt starts by dropping one.
         self._drop_invalid_leftover(spec)
-        self._execute_concurrently(spec, create, 'IndexStmt', label)
-
-    def _execute_concurrently(self, spec, statement, kind=None, label=None):
-        """Run a CONCURRENTLY build or drop without lock_timeout, watched from a second connection.
-
-        Its waits (for its table lock, for writers, for older snapshots) block no application query, so they are
-        not cut short and retried, which would repeat the whole build: they are recorded in self.waits, and only
-        build_wait_timeout (through the watch) ends the statement. The session's lock_timeout is back afterwards,
-        for the catalog reads and for the cleanup of a failed build. The waits count for C(label), the planned index
-        (a partition's build, or the build under a replacement's name, counts for the index it is part of).
-        """
-        self.watcher = None
-        self._query("SELECT pg_catalog.set_config('lock_timeout', '0', false)")
-        try:
-            if self.watch_connect is None:
-                self._execute(statement, kind)
-                return
-            with BuildWatcher(self.watch_connect, self.backend_pid, self.build_wait_timeout,
-                              fetch=fetch_dicts) as self.watcher:
-                self._execute(statement, kind)
-        finally:
-            if self.watcher is not None:
-                seconds, sessions = self.waits.get(label or spec['name'], (0.0, []))
-                self.waits[label or spec['name']] = (round(seconds + self.watcher.waited_seconds, 1),
-                                                     self.watcher.sessions or sessions)
-            if not self.connection_lost():
-                self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, false)",
-                            dict(value=str(self.lock_timeout)))
+        self.session.execute_concurrently(spec, create, 'IndexStmt', label)
 
     def _drop_invalid_leftover(self, spec):
         state = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
         if state is not None and not state['valid']:
-            self._execute(self.drop_statement(spec['schema'], spec['name']))
+            self.session.execute(self.drop_statement(spec['schema'], spec['name']))
             return True
         return False
 
     def _with_retries(self, spec, decision, statement, work, cleanup=False):
-        """Run C(work), retrying lock timeouts and deadlocks with backoff. Returns the retries used."""
-        attempts = max(self.lock_retries, 0) + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                work()
-                return attempt - 1
-            except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
-                if self.connection_lost():
-                    self.leftovers.append('%s.%s' % (spec['schema'], spec['name']))
-                    raise OnlineIndexError(self._lost_connection_message(self.render(statement), error, attempt))
-                if sqlstate(error) is None:
-                    raise
-                if sqlstate(error) in RETRYABLE_SQLSTATES and attempt < attempts:
-                    self.retries_used += 1
-                    delay = backoff_seconds(attempt, self.lock_retry_delay)
-                    self.log('%s: %s; retry %d of %d in %.1fs' % (spec['name'], error_text(error), attempt,
-                                                                  self.lock_retries, delay))
-                    self.sleep(delay)
-                    continue
-                leftover = self._cleanup_after_failure(spec) if cleanup else None
-                raise OnlineIndexError(self._failure_message(self.render(statement), decision, error, attempt,
-                                                             leftover))
+        """DdlSession.with_retries, with this runner's cleanup of a failed build and its explanation of a failure."""
+        return self.session.with_retries(spec, decision, statement, work,
+                                         self._cleanup_after_failure if cleanup else None, self.explain_failure)
 
-    def connection_lost(self):
-        """Whether the session is gone (psycopg2 and psycopg 3 both mark such a connection closed)."""
-        return bool(getattr(self.connection, 'closed', False))
-
-    @staticmethod
-    def _lost_connection_message(text, error, attempts):
-        # Terminated by pg_terminate_backend, a server restart or shutdown, a dropped network: the driver's error
-        # (often without a SQLSTATE) says little, and nothing more can be done on this connection.
-        return ('%s failed after %d attempt(s): %s\n'
-                'The connection to the server was lost while the statement ran (its session was terminated, the '
-                'server restarted or shut down, or the network dropped), so nothing more was done. An interrupted '
-                'concurrent build leaves an INVALID index behind: rerun once the server accepts connections again; '
-                'the rerun drops such a leftover and builds the index again, and keeps the indexes already built.'
-                % (text, attempts, error_text(error)))
 
     def _cleanup_after_failure(self, spec):
         """Drop the INVALID index a failed concurrent build leaves behind; say what happened."""
@@ -883,39 +675,6 @@ class OnlineIndexRunner(object):
             self.leftovers.append('%s.%s' % (spec['schema'], spec['name']))
             return ('the INVALID index the failed build left could not be dropped (%s); the next run drops and '
                     'rebuilds it' % error_text(error))
-
-    def _failure_message(self, text, decision, error, attempts, leftover):
-        lines = ['%s failed after %d attempt(s): %s' % (text, attempts, error_text(error))]
-        gave_up = self.watcher.gave_up if self.watcher is not None else None
-        if gave_up:
-            lines[0] = '%s gave up after waiting %ss in all (build_wait_timeout=%ss), not retried' % (
-                text, gave_up['seconds'], self.build_wait_timeout)
-            lines.append('It waited for:' if gave_up['sessions'] else 'It waited (for whom was not seen).')
-            lines.extend('  %s' % session for session in gave_up['sessions'])
-            lines.append('Its own session ended the statement (pg_cancel_backend): a concurrent build blocks no '
-                         'application query while it waits, but it cannot finish before those transactions end.')
-            lines.append('What to do: let those sessions finish (or end them), then rerun; or raise '
-                         'build_wait_timeout (0 waits as long as it takes). Indexes already built are kept.')
-        elif sqlstate(error) in RETRYABLE_SQLSTATES:
-            lines.append('Each attempt gave up after lock_timeout=%s: another session holds a conflicting lock, or a '
-                         'long transaction is still open (a concurrent build waits for every older transaction).'
-                         % decision.get('lock_timeout', self.lock_timeout))
-            # A statement of lock_order waits for the referenced table first: its holders are named too.
-            for oid in decision.get('lock_oids') or [decision.get('table_oid')]:
-                holders = self._query(LOCK_HOLDERS_QUERY, dict(oid=oid)) if oid else []
-                for row in holders:
-                    lines.append('  lock holder: pid %(pid)s %(mode)s granted=%(granted)s state=%(state)s '
-                                 'transaction open %(xact_seconds)ss app=%(application_name)s query: %(query)s' % row)
-            for row in self._query(OLD_TRANSACTIONS_QUERY):
-                lines.append('  open transaction: pid %(pid)s state=%(state)s open %(xact_seconds)ss '
-                             'app=%(application_name)s query: %(query)s' % row)
-            lines.append(decision.get('retry_advice') or
-                         'What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, '
-                         'then rerun: indexes already built are kept and reported unchanged.')
-        if leftover:
-            lines.append(leftover[0].upper() + leftover[1:] + '.')
-        lines.extend(self.explain_failure(error, decision))
-        return '\n'.join(lines)
 
     def explain_failure(self, error, decision):
         """Extra lines for a failure message; subclasses add what they know (e.g. the offending keys)."""

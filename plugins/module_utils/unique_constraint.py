@@ -360,14 +360,10 @@ class UniqueConstraintRunner(OnlineIndexRunner):
             retries += self._under_constraint_lock_timeout(decision, self.drop_constraint_statement(spec))
         elif action in (ACTION_DROP, ACTION_REBUILD):
             drop = self.drop_statement(spec['schema'], spec['name'])
-            retries += self._with_retries(spec, decision, drop, lambda: self._execute_concurrently(spec, drop))
+            retries += self._with_retries(spec, decision, drop, lambda: self.session.execute_concurrently(spec, drop))
         if action in (ACTION_CREATE, ACTION_REBUILD):
             create = self.create_statement(spec['schema'], spec['table'], spec)
-            retries += self._with_retries(spec, decision, create, lambda: self._build_once(spec, create), cleanup=True)
-            built = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
-            if built is None or not built['valid']:
-                raise OnlineIndexError('index "%s.%s" is not valid after its build: rerun to drop and rebuild it'
-                                       % (spec['schema'], spec['name']))
+            retries += self.build_index(spec, decision, create)
         if action in (ACTION_CREATE, ACTION_REBUILD, ACTION_ATTACH):
             retries += self._under_constraint_lock_timeout(decision, self.add_constraint_statement(spec))
             added = [c for c in self.read_constraints(spec['schema'], spec['name']) if c['table'] == spec['table']]
@@ -390,16 +386,8 @@ class UniqueConstraintRunner(OnlineIndexRunner):
             if decision['action'] != ACTION_DROP else
             'What to do: let those sessions finish (or end them), or raise the constraint lock_timeout / '
             'lock_retries, then rerun; nothing was changed by this step.'))
-
-        def attempt():
-            self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, false)",
-                        dict(value=str(self.constraint_lock_timeout)))
-            try:
-                self._execute(statement)
-            finally:
-                self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, false)",
-                            dict(value=str(self.lock_timeout)))
-        return self._with_retries(spec, step, statement, attempt)
+        return self._with_retries(spec, step, statement, lambda: self.session.with_lock_timeout(
+            self.constraint_lock_timeout, statement))
 
     def explain_failure(self, error, decision):
         """After a unique violation during the build: the duplicate keys that caused it."""
