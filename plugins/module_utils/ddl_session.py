@@ -232,6 +232,12 @@ class DdlSession(object):
             self.query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, false)",
                        dict(value=str(self.lock_timeout)))
 
+    def with_short_lock_timeout(self, spec, decision, statement, timeout, explain=None):
+        """C(statement), which takes a lock other sessions would queue behind, under the short lock_timeout
+        C(timeout), retried with backoff and jitter (so the lock queue drains between attempts). Returns the retries."""
+        return self.with_retries(spec, dict(decision, lock_timeout=timeout), statement,
+                                 lambda: self.with_lock_timeout(timeout, statement), explain=explain)
+
     def with_retries(self, spec, decision, statement, work, cleanup=None, explain=None):
         """Run C(work), retrying lock timeouts and deadlocks with backoff and jitter. Returns the retries used.
 

@@ -13,9 +13,9 @@
 # Where a run stopped between steps, the catalog says which steps are left (decide_steps), so a rerun resumes.
 #
 # decide_steps and the *_differences functions take plain catalog facts and return plain data, so tests/unit runs
-# them without a server. ConstraintRunner reads the catalog, checks the data and runs the steps, reusing the unique
-# constraint runner (which reuses the index runner: the migration lock proof before each statement, retries with
-# backoff, concurrent builds for a foreign key's index).
+# them without a server. ConstraintRunner reads the catalog, checks the data and runs the steps through the DDL
+# session (ddl_session: the migration lock proof before each statement, retries with backoff), a foreign key's index
+# through the index kind (online_index); its peers, the index and unique kinds, are reached through it.
 
 from __future__ import absolute_import, division, print_function
 
@@ -39,6 +39,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusa
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     OnlineIndexError, error_text, sqlstate,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import (
+    OnlineIndexRunner, table_problems,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
     CONSTRAINT_TYPES, UniqueConstraintRunner,
@@ -332,13 +335,38 @@ def step_lock(kind, step):
 # The runner: catalog, data checks and the steps, against a live autocommit connection.
 # ---------------------------------------------------------------------------------------------------
 
-class ConstraintRunner(UniqueConstraintRunner):
-    """Plans and applies foreign keys, checks and NOT NULL (and unique constraints, through its parent class).
+class ConstraintRunner(object):
+    """Plans and applies foreign keys, checks and NOT NULL; the index kind (C(indexes), online_index.OnlineIndexRunner)
+    and the unique kind (C(unique), unique_constraint.UniqueConstraintRunner) are its peers over the same DDL session,
+    and a run reaches every kind through it (plan, plan_constraint, plan_entry; apply, apply_constraint, apply_entry).
 
     C(constraint_lock_timeout) bounds each catalog step (ADD ... NOT VALID, SET NOT NULL, DROP), C(lock_timeout) the
     wait of VALIDATE for its lock (SHARE UPDATE EXCLUSIVE, which no reader or writer conflicts with) and of a
     concurrent index build; the scan itself runs under C(statement_timeout) (0: none).
     """
+
+    def __init__(self, connection, constraint_lock_timeout='2s', sample_ids=5, max_groups=20, **options):
+        self.indexes = OnlineIndexRunner(connection, **options)
+        self.unique = UniqueConstraintRunner(self.indexes, constraint_lock_timeout, sample_ids, max_groups)
+        self.session = session = self.indexes.session
+        self.connection, self.cursor, self.sql, self.trust, self.ledger = \
+            connection, session.cursor, session.sql, session.trust, session.ledger
+        self.lock_timeout, self.constraint_lock_timeout = session.lock_timeout, constraint_lock_timeout
+        self.sample_ids, self.max_groups = sample_ids, max_groups
+        # The session's records and the names planned, as a run reads them.
+        self.executed_queries, self.cleanup_queries = session.executed_queries, session.cleanup_queries
+        self.leftovers, self.waits, self.created_names = session.leftovers, session.waits, self.indexes.created_names
+        # The other kinds, as the phases and the preflight call them.
+        self.plan, self.apply = self.indexes.plan, self.indexes.apply
+        self.read_existing_indexes, self.estimate_sizes = self.indexes.read_existing_indexes, self.indexes.estimate_sizes
+        self.server_version, self.connection_lost = self.indexes.server_version, session.connection_lost
+        self.plan_constraint, self.apply_constraint = self.unique.plan_constraint, self.unique.apply_constraint
+        self.read_constraints = self.unique.read_constraints
+
+    @property
+    def retries_used(self):
+        """Lock-timeout retries used so far (the session's)."""
+        return self.session.retries_used
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -347,7 +375,7 @@ class ConstraintRunner(UniqueConstraintRunner):
         return rows[0] if rows else None
 
     def read_columns(self, schema, table):
-        return dict((row['name'], row) for row in self._query(COLUMNS_QUERY, dict(schema=schema, table=table)))
+        return dict((row['name'], row) for row in self.session.query(COLUMNS_QUERY, dict(schema=schema, table=table)))
 
     def check_definition(self, schema, table, expression, context='check'):
         """PostgreSQL's own rendering of CHECK (expression) on the table, from an empty temporary copy of it (of the
@@ -379,12 +407,12 @@ class ConstraintRunner(UniqueConstraintRunner):
                         'PostgreSQL does not accept it as IMMUTABLE (%s)' % error_text(error).splitlines()[0]])
             probe = sql.SQL('ALTER TABLE pg_temp.{} ADD CONSTRAINT pgzd_check_probe CHECK ({}) NOT VALID').format(
                 sql.Identifier(table), self.session.plan_text(context, expression) if context else sql.SQL(expression))
-            text = self.render(probe)
+            text = self.session.render(probe)
             problem = statement_error(text, 'AlterTableStmt')
             if problem:
                 return None, 'refusing to send %s: %s' % (text, problem)
             self.cursor.execute(text)
-            rows = self._query("SELECT pg_catalog.pg_get_constraintdef(con.oid) AS definition "
+            rows = self.session.query("SELECT pg_catalog.pg_get_constraintdef(con.oid) AS definition "
                                "FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid "
                                "WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relname = %(table)s "
                                "AND con.conname = 'pgzd_check_probe'", dict(table=table))
@@ -401,7 +429,7 @@ class ConstraintRunner(UniqueConstraintRunner):
         """The text of an entry's CHECK: a check's expression, or a NOT NULL's helper condition."""
         if entry['type'] == 'check':
             return entry['expression']
-        return self.render(self.sql.SQL('{} IS NOT NULL').format(self.sql.Identifier(entry['column'])))
+        return self.session.render(self.sql.SQL('{} IS NOT NULL').format(self.sql.Identifier(entry['column'])))
 
     def checked_condition(self, entry):
         """The CHECK condition of an entry as SQL to send: a check's expression only once proven (plan_text)."""
@@ -427,13 +455,13 @@ class ConstraintRunner(UniqueConstraintRunner):
         schema, table = spec['schema'], spec['table']
         errors = entry_errors(spec)
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
-        table_row = self.read_table(schema, table)
+            raise OnlineIndexError(table_problems(schema, table, errors))
+        table_row = self.indexes.read_table(schema, table)
         columns = self.read_columns(schema, table) if table_row else {}
         if state == 'present':
             errors = self._catalog_errors(spec, table_row, columns)
             if errors:
-                raise OnlineIndexError(self._problems(schema, table, errors))
+                raise OnlineIndexError(table_problems(schema, table, errors))
         existing = self.read_constraint(schema, table, spec['name'])
         planned_text = self.planned_text(spec)
         differences = []
@@ -445,14 +473,14 @@ class ConstraintRunner(UniqueConstraintRunner):
             definition, problem = self.check_definition(schema, table, self.check_expression(spec),
                                                         'check' if spec['type'] == 'check' else None)
             if problem:
-                raise OnlineIndexError(self._problems(schema, table, [problem]))
+                raise OnlineIndexError(table_problems(schema, table, [problem]))
             differences = check_differences(existing, definition) if existing is not None else []
         index_decision = self._index_decision(spec, state) if spec.get('index') else None
         column_not_null = bool(columns.get(spec.get('column'), {}).get('not_null'))
         action, steps, problems = decide_steps(spec['type'], state, existing, differences, column_not_null,
                                                index_action=index_decision['action'] if index_decision else None)
         if problems:
-            raise OnlineIndexError(self._problems(schema, table, [
+            raise OnlineIndexError(table_problems(schema, table, [
                 different_message(spec, existing, problems, planned_text)]))
         ledger_rows, left_alone = [], None
         if state == 'absent':
@@ -461,14 +489,14 @@ class ConstraintRunner(UniqueConstraintRunner):
                                                                             column_not_null)
         errors = self.step_refusals_of_entry(spec, steps, existing, planned_unique)
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
+            raise OnlineIndexError(table_problems(schema, table, errors))
         decision = dict(spec=spec, action=action, steps=steps, constraint=existing, index_decision=index_decision,
                         column_not_null=column_not_null, table_oid=table_row['oid'] if table_row else None,
                         planned=planned_text, ledger_rows=ledger_rows,
                         advice=self._index_advice(spec, state, table_row, index_decision))
         if left_alone:
             decision['left_alone'] = left_alone
-        rendered = [(step, [self.render(statement) for statement in self.step_sql(spec, step, index_decision)])
+        rendered = [(step, [self.session.render(statement) for statement in self.step_sql(spec, step, index_decision)])
                     for step in steps]
         decision['statements'] = [text for _step, texts in rendered for text in texts]
         # The lock each step takes, beside its own statement (in a transaction of lock_order, the fourth).
@@ -526,7 +554,7 @@ class ConstraintRunner(UniqueConstraintRunner):
             return []
         references = spec['references']
         ref_schema, ref_table, ref_columns = references['schema'], references['table'], references['columns']
-        if self.read_table(ref_schema, ref_table) is None:
+        if self.indexes.read_table(ref_schema, ref_table) is None:
             return ['foreign key "%s": the referenced table %s.%s does not exist' % (spec['name'], ref_schema, ref_table)]
         parent = self.read_columns(ref_schema, ref_table)
         missing = [c for c in ref_columns if c not in parent]
@@ -539,7 +567,7 @@ class ConstraintRunner(UniqueConstraintRunner):
         """What PostgreSQL would refuse of an entry's steps (refusal_rules), one line per rule. A foreign key's own
         index (build_index, drop_index) is the index runner's to prove (OnlineIndexRunner.plan)."""
         schema, table = spec['schema'], spec['table']
-        relation = self.read_relation_facts([(schema, table)]).get((schema, table))
+        relation = self.indexes.read_relation_facts([(schema, table)]).get((schema, table))
         if relation is None:
             return []
         subject = '%s "%s"' % (KIND_WORDS[spec['type']], spec['name'])
@@ -558,29 +586,29 @@ class ConstraintRunner(UniqueConstraintRunner):
                 if facts['column'] is None:
                     continue
             judged.append((subject, statement, facts))
-        return self.refused(judged)
+        return self.indexes.refused(judged)
 
     def column_facts(self, schema, table):
         """{column: its facts} (refusal_rules.COLUMN_FACTS_QUERY) of a table."""
-        return dict((row['name'], row) for row in self._query(COLUMN_FACTS_QUERY, dict(schema=schema, table=table)))
+        return dict((row['name'], row) for row in self.session.query(COLUMN_FACTS_QUERY, dict(schema=schema, table=table)))
 
     def foreign_key_facts(self, spec, planned_unique):
         """The facts a foreign key's ADD CONSTRAINT depends on: the referenced relation and its unique keys (or one
         the plan adds before it), whether the key types compare, REFERENCES privileges and generated columns."""
         references = spec['references']
         ref_schema, ref_table, ref_columns = references['schema'], references['table'], list(references['columns'])
-        referenced = self.read_relation_facts([(ref_schema, ref_table)])[(ref_schema, ref_table)]
+        referenced = self.indexes.read_relation_facts([(ref_schema, ref_table)])[(ref_schema, ref_table)]
         columns, parent = self.read_columns(spec['schema'], spec['table']), self.read_columns(ref_schema, ref_table)
         incomparable = []
         for column, ref_column in zip(spec['columns'], ref_columns):
             mine, theirs = columns[column], parent[ref_column]
-            if mine['type_oid'] != theirs['type_oid'] and not self._query(
+            if mine['type_oid'] != theirs['type_oid'] and not self.session.query(
                     COMPARABLE_QUERY, dict(a=mine['type_oid'], b=theirs['type_oid']))[0]['comparable']:
                 incomparable.append('column "%s" (%s) cannot be compared with %s.%s."%s" (%s)' % (
                     column, mine['type'], ref_schema, ref_table, ref_column, theirs['type']))
         own, theirs = self.column_facts(spec['schema'], spec['table']), self.column_facts(ref_schema, ref_table)
         return dict(referenced=referenced, ref_columns=ref_columns,
-                    keys=self._query(UNIQUE_INDEXES_QUERY, dict(oid=referenced['oid'])),
+                    keys=self.session.query(UNIQUE_INDEXES_QUERY, dict(oid=referenced['oid'])),
                     planned_key=(ref_schema, ref_table, frozenset(ref_columns)) in planned_unique,
                     incomparable=incomparable,
                     missing_references=[c for c in ref_columns if not theirs[c]['references_privilege']],
@@ -590,14 +618,14 @@ class ConstraintRunner(UniqueConstraintRunner):
     def _index_decision(self, spec, state):
         index = dict(name=spec['index'], columns=list(spec['columns']), unique=False, method='btree', include=[],
                      where=None)
-        return self.plan(spec['schema'], spec['table'], [index], state)[0]
+        return self.indexes.plan(spec['schema'], spec['table'], [index], state)[0]
 
     def _index_advice(self, spec, state, table_row, index_decision):
         """A foreign key without an index on its columns: deleting or updating a referenced row scans the table."""
         if spec['type'] != 'foreign_key' or state != 'present' or index_decision is not None or table_row is None:
             return None
         columns = sorted(spec['columns'])
-        if self._query(LEADING_INDEX_QUERY, dict(schema=spec['schema'], table=spec['table'], count=len(columns),
+        if self.session.query(LEADING_INDEX_QUERY, dict(schema=spec['schema'], table=spec['table'], count=len(columns),
                                                  columns=columns)):
             return None
         name = '%s_%s_idx' % (spec['table'], '_'.join(spec['columns']))
@@ -613,7 +641,7 @@ class ConstraintRunner(UniqueConstraintRunner):
         sql = self.sql
         if spec['type'] == 'foreign_key':
             references = spec['references']
-            return self.render(sql.SQL('FOREIGN KEY ({}) REFERENCES {}.{}({}) ON UPDATE {} ON DELETE {}').format(
+            return self.session.render(sql.SQL('FOREIGN KEY ({}) REFERENCES {}.{}({}) ON UPDATE {} ON DELETE {}').format(
                 sql.SQL(', ').join(sql.Identifier(c) for c in spec['columns']), sql.Identifier(references['schema']),
                 sql.Identifier(references['table']),
                 sql.SQL(', ').join(sql.Identifier(c) for c in references['columns']),
@@ -638,9 +666,9 @@ class ConstraintRunner(UniqueConstraintRunner):
         table = sql.SQL('ALTER TABLE {}.{} ').format(sql.Identifier(spec['schema']), sql.Identifier(spec['table']))
         name = sql.Identifier(spec['name'])
         if step == 'build_index':
-            return self.create_statement(spec['schema'], spec['table'], index_decision['spec'])
+            return self.indexes.create_statement(spec['schema'], spec['table'], index_decision['spec'])
         if step == 'drop_index':
-            return self.drop_statement(spec['schema'], spec['index'])
+            return self.indexes.drop_statement(spec['schema'], spec['index'])
         if step == 'add' and spec['type'] == 'foreign_key':
             references = spec['references']
             return table + sql.SQL('ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {}.{} ({}) ON DELETE {} ON UPDATE {} '
@@ -666,7 +694,7 @@ class ConstraintRunner(UniqueConstraintRunner):
         total_rows, total_groups, groups, sample_ids). Raises the driver's error (or ValueError for a refused
         statement)."""
         sql = self.sql
-        primary_key = [row['column_name'] for row in self._query(
+        primary_key = [row['column_name'] for row in self.session.query(
             PRIMARY_KEY_QUERY, dict(schema=spec['schema'], table=spec['table']))]
         if primary_key:
             row_id = sql.SQL(" || ',' || ").join(sql.SQL('t.{}::text').format(sql.Identifier(c)) for c in primary_key)
@@ -690,7 +718,7 @@ class ConstraintRunner(UniqueConstraintRunner):
                     join=sql.SQL(' AND ').join(sql.SQL('r.{} = t.{}').format(sql.Identifier(r), sql.Identifier(c))
                                                for c, r in zip(spec['columns'], references['columns'])),
                     keys=keys, limit=sql.Literal(groups_limit(max_groups)))
-            return dict(group_totals(self._query(query), max_groups), row_id=label, sample_ids=[])
+            return dict(group_totals(self.session.query(query), max_groups), row_id=label, sample_ids=[])
         # A check passes on NULL: only rows where it is false violate it.
         condition = sql.SQL('({}) IS FALSE').format(self.checked_condition(spec)) if spec['type'] == 'check' else \
             sql.SQL('t.{} IS NULL').format(sql.Identifier(spec['column']))
@@ -702,7 +730,7 @@ class ConstraintRunner(UniqueConstraintRunner):
         problem = statement_error(query, 'SelectStmt')
         if problem:
             raise ValueError('refusing to send %s: %s' % (query, problem))
-        row = self._query(query)[0]
+        row = self.session.query(query)[0]
         total = int(row['total_rows'])
         return dict(row_id=label, total_rows=total, total_groups=total, groups=[],
                     sample_ids=row['sample_ids'] or [])
@@ -720,13 +748,15 @@ class ConstraintRunner(UniqueConstraintRunner):
             statement = self.step_statement(spec, step, decision['index_decision'])
             try:
                 if step in ('build_index', 'drop_index'):
-                    retries += self.apply(decision['index_decision'])[1]
+                    retries += self.indexes.apply(decision['index_decision'])[1]
                 elif ordered_kind(spec['type'], step):
                     retries += self._in_lock_order(decision, step)
                 elif step == 'validate':
                     retries += self._validate(decision, statement)
                 else:
-                    retries += self._under_constraint_lock_timeout(self._step_decision(decision, step), statement)
+                    retries += self.session.with_short_lock_timeout(
+                        spec, self._step_decision(decision, step), statement, self.constraint_lock_timeout,
+                        self.explain_failure)
             except OnlineIndexError as error:
                 raise OnlineIndexError('%s\nSteps done before it, and kept: %s. A rerun resumes from the catalog: %s'
                                        % (error, ', '.join(done) or 'none', self._resume_note(spec, step)))
@@ -761,7 +791,7 @@ class ConstraintRunner(UniqueConstraintRunner):
     def _step_decision(self, decision, step):
         advice = ('What to do: let those sessions finish (or end them), or raise the constraint lock_timeout / '
                   'lock_retries, then rerun.')
-        return dict(decision, step_advice=advice, step=step)
+        return dict(decision, retry_advice=advice, step=step)
 
     def _in_lock_order(self, decision, step):
         """A step that locks two tables: the referenced table first, then the statement, in one transaction under the
@@ -772,12 +802,13 @@ class ConstraintRunner(UniqueConstraintRunner):
         timeout = self.session.deadlock_safe_timeout(configured)
         kept = ('the constraint "%s" is kept NOT VALID (it already checks every new row), and the rerun validates it'
                 % spec['name'] if step == 'validate' else 'this step had not changed anything, it runs again')
-        referenced = self.read_table(spec['references']['schema'], spec['references']['table'])
+        referenced = self.indexes.read_table(spec['references']['schema'], spec['references']['table'])
         step_decision = dict(decision, step=step, lock_timeout=timeout['note'], retry_advice=(
             'What to do: let those sessions finish (or end them), or raise lock_retries (its lock_timeout, %s, stays '
             'below deadlock_timeout, so that the application is never the deadlock victim), then rerun: %s.'
             % (timeout['value'], kept)), lock_oids=[referenced['oid'] if referenced else None, decision['table_oid']])
-        return self._with_retries(spec, step_decision, statements[3], lambda: self.session.in_transaction(statements))
+        return self.session.with_retries(spec, step_decision, statements[3], lambda: self.session.in_transaction(
+            statements), explain=self.explain_failure)
 
     def _validate(self, decision, statement):
         """VALIDATE CONSTRAINT: its lock (SHARE UPDATE EXCLUSIVE, which no reader or writer conflicts with) waited for
@@ -787,12 +818,11 @@ class ConstraintRunner(UniqueConstraintRunner):
             'What to do: let those sessions finish (or end them: autovacuum and other DDL take the same lock), or '
             'raise index_lock_timeout / lock_retries, then rerun: the constraint "%s" is kept NOT VALID (it already '
             'checks every new row), and the rerun validates it.' % spec['name']))
-        return self._with_retries(spec, step, statement, lambda: self.session.execute(statement, 'AlterTableStmt'))
+        return self.session.with_retries(spec, step, statement, lambda: self.session.execute(
+            statement, 'AlterTableStmt'), explain=self.explain_failure)
 
     def explain_failure(self, error, decision):
         """After VALIDATE failed on rows written since the preflight: those rows (the constraint stays NOT VALID)."""
-        if 'steps' not in decision:
-            return super(ConstraintRunner, self).explain_failure(error, decision)
         if sqlstate(error) not in VIOLATION_SQLSTATES:
             return []
         spec = decision['spec']

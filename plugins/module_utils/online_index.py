@@ -211,12 +211,17 @@ def step_facts(schema, decisions, existing, partitions, relations, dropped_first
     return found
 
 
+def table_problems(schema, table, errors):
+    """The message of the problems a kind found planning on one table."""
+    return 'table %s.%s:\n  - %s' % (schema, table, '\n  - '.join(errors))
+
+
 class OnlineIndexRunner(object):
     """Plans and applies one table's index specs over an autocommit connection."""
 
-    def __init__(self, connection, **options):
-        """C(options) are those of the DdlSession the runner's statements go through (ddl_session)."""
-        self.session = DdlSession(connection, **options)
+    def __init__(self, connection, session=None, **options):
+        """Its statements go through C(session), or a DdlSession of its own over C(connection) with C(options)."""
+        self.session = session or DdlSession(connection, **options)
         session = self.session
         self.connection, self.cursor, self.sql = connection, session.cursor, session.sql
         self.trust, self.ledger, self.log, self.lock_timeout = session.trust, session.ledger, session.log, \
@@ -449,12 +454,12 @@ class OnlineIndexRunner(object):
         specs = [dict(spec, schema=schema, table=table) for spec in specs]
         errors = validate_specs(schema, table, specs, state)
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
+            raise OnlineIndexError(table_problems(schema, table, errors))
         qualified_table = '%s.%s' % (schema, table)
         table_row = self.read_table(schema, table)
         if state == 'present':
             if table_row is None:
-                raise OnlineIndexError(self._problems(schema, table, [
+                raise OnlineIndexError(table_problems(schema, table, [
                     'table %s does not exist: check the plan\'s schema and table name (names are case-sensitive, '
                     'Prisma models are quoted CamelCase)' % qualified_table]))
             errors.extend(column_errors(qualified_table, specs, set(table_row['columns'])))
@@ -464,7 +469,7 @@ class OnlineIndexRunner(object):
                     errors.append('index "%s": access method "%s" does not exist here (available: %s)'
                                   % (spec['name'], spec.get('method'), ', '.join(sorted(methods))))
             if errors:
-                raise OnlineIndexError(self._problems(schema, table, errors))
+                raise OnlineIndexError(table_problems(schema, table, errors))
         replacing = [spec for spec in specs if spec.get('on_mismatch') == 'replace']
         existing = self.read_existing_indexes(schema, [spec['name'] for spec in specs] + [
             name for spec in replacing for name in replacement_names(spec['name'])])
@@ -486,7 +491,7 @@ class OnlineIndexRunner(object):
                 spec['display_definition'] = self.render(self.create_statement(schema, table, spec, concurrently=False,
                                                                                display=True))
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
+            raise OnlineIndexError(table_problems(schema, table, errors))
         partitions = self.read_partitions(table_row, specs, existing) \
             if table_row is not None and table_row['relkind'] == PARTITIONED else None
         ledger = dict(((kind, name), row) for kind in ('index', 'replaced_index')
@@ -495,11 +500,11 @@ class OnlineIndexRunner(object):
         decisions, errors = decide_actions(specs, existing, state, partitions, ledger, self.ledger.plan)
         errors.extend(self.prove_definitions(table, decisions))
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
+            raise OnlineIndexError(table_problems(schema, table, errors))
         errors = self.step_refusals(schema, decisions, existing, partitions,
                                     () if state == 'present' else dropped_first)
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
+            raise OnlineIndexError(table_problems(schema, table, errors))
         for decision in decisions:
             self.created_names.extend(created_names(decision))
             decision['table_oid'] = table_row['oid'] if table_row else None
@@ -542,10 +547,6 @@ class OnlineIndexRunner(object):
                 nodes.append(entry)
             partitions[spec['name']] = nodes
         return partitions
-
-    @staticmethod
-    def _problems(schema, table, errors):
-        return 'table %s.%s:\n  - %s' % (schema, table, '\n  - '.join(errors))
 
     def statements_for(self, decision):
         return [self.render(statement) for step in decision['steps'] for statement in self.step_statements(decision, step)]
@@ -604,17 +605,17 @@ class OnlineIndexRunner(object):
         target = dict(spec, schema=step['schema'], table=step['table'], name=step['name'])
         label = spec['name']
         if kind == 'drop':
-            return self._with_retries(target, decision, statements[0], lambda: session.execute_concurrently(
+            return session.with_retries(target, decision, statements[0], lambda: session.execute_concurrently(
                 target, statements[0], label=label))
         if kind in ('build', 'build_definition'):
             return self.build_index(target, decision, statements[0], label=label)
         step_decision = dict(decision, retry_advice=CATALOG_STEP_ADVICE.get(kind, '') % step)
         if kind in ORDERED_STATEMENTS:
             step_decision['lock_timeout'] = session.deadlock_safe_timeout(self.lock_timeout)['note']
-            return self._with_retries(target, step_decision, statements[3], lambda: session.in_transaction(statements))
+            return session.with_retries(target, step_decision, statements[3], lambda: session.in_transaction(statements))
         if kind == 'swap':
-            return self._with_retries(target, step_decision, statements[1], lambda: session.in_transaction(statements))
-        return self._with_retries(target, step_decision, statements[0], lambda: session.execute(
+            return session.with_retries(target, step_decision, statements[1], lambda: session.in_transaction(statements))
+        return session.with_retries(target, step_decision, statements[0], lambda: session.execute(
             statements[0], 'IndexStmt' if kind == 'create_on_only' else None))
 
     def _verify(self, decision):
@@ -632,11 +633,12 @@ class OnlineIndexRunner(object):
             spec['schema'], spec['name'], 'missing' if index is None else 'not valid' if not index['valid'] else
             'not as planned', index['definition'] if index else 'absent'))
 
-    def build_index(self, spec, decision, create, label=None):
+    def build_index(self, spec, decision, create, label=None, explain=None):
         """C(create), the concurrent build of C(spec), retried; an INVALID leftover of an earlier attempt is dropped
-        before each attempt, and after a failure. Raises unless the index is valid after it. Returns the retries."""
-        retries = self._with_retries(spec, decision, create, lambda: self._build_once(spec, create, label=label),
-                                     cleanup=True)
+        before each attempt, and after a failure (C(explain) as for DdlSession.with_retries). Raises unless the index
+        is valid after it. Returns the retries."""
+        retries = self.session.with_retries(spec, decision, create, lambda: self._build_once(spec, create, label=label),
+                                            self._cleanup_after_failure, explain)
         built = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
         if built is None or not built['valid']:
             raise OnlineIndexError('index "%s.%s" is not valid after its build: rerun to drop and rebuild it'
@@ -657,10 +659,6 @@ class OnlineIndexRunner(object):
             return True
         return False
 
-    def _with_retries(self, spec, decision, statement, work, cleanup=False):
-        """DdlSession.with_retries, with this runner's cleanup of a failed build and its explanation of a failure."""
-        return self.session.with_retries(spec, decision, statement, work,
-                                         self._cleanup_after_failure if cleanup else None, self.explain_failure)
 
 
     def _cleanup_after_failure(self, spec):
@@ -675,7 +673,3 @@ class OnlineIndexRunner(object):
             self.leftovers.append('%s.%s' % (spec['schema'], spec['name']))
             return ('the INVALID index the failed build left could not be dropped (%s); the next run drops and '
                     'rebuilds it' % error_text(error))
-
-    def explain_failure(self, error, decision):
-        """Extra lines for a failure message; subclasses add what they know (e.g. the offending keys)."""
-        return []
