@@ -229,6 +229,10 @@ class UniqueConstraintRunner(object):
     def read_constraints(self, schema, name):
         return self.session.query(CONSTRAINTS_QUERY, dict(schema=schema, name=name))
 
+    def read_constraint(self, schema, table, name):
+        rows = [row for row in self.read_constraints(schema, name) if row['table'] == table]
+        return rows[0] if rows else None
+
     def plan_constraint(self, name, schema, table, columns, state, dropped_first=None):
         """Validate one constraint against the catalog and decide its action; no DDL runs.
 
