@@ -113,7 +113,7 @@ class ConstraintCatalog(object):
             return None
         columns = sorted(spec['columns'])
         if self.session.query(LEADING_INDEX_QUERY, dict(schema=spec['schema'], table=spec['table'], count=len(columns),
-                                                 columns=columns)):
+                                                        columns=columns)):
             return None
         name = '%s_%s_idx' % (spec['table'], '_'.join(spec['columns']))
         return ('foreign key "%s": no index on %s.%s (%s); each delete or key update of a %s row will scan %s. Add '

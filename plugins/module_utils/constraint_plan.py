@@ -55,6 +55,7 @@ STEP_LOCKS = dict(
     drop_index='SHARE UPDATE EXCLUSIVE on the table, no reads or writes blocked (DROP INDEX CONCURRENTLY)',
 )
 
+
 def referential_action(value):
     """The canonical form of ON DELETE / ON UPDATE words (no action, Restrict, SET_NULL, ...), or None."""
     if value is None:
@@ -268,4 +269,3 @@ def step_lock(kind, step):
     if step == 'validate':
         return STEP_LOCKS['validate'] % ''
     return STEP_LOCKS[step]
-

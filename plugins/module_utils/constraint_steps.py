@@ -67,7 +67,7 @@ class ConstraintSteps(object):
             return [statement]
         references = spec['references']
         return self.session.in_lock_order(ordered, references['schema'], references['table'], statement,
-                                  self.lock_timeout if step == 'validate' else self.constraint_lock_timeout)
+                                          self.lock_timeout if step == 'validate' else self.constraint_lock_timeout)
 
     def step_statement(self, spec, step, index_decision=None):
         sql = self.sql

@@ -156,7 +156,7 @@ class IndexCatalog(object):
         if not pairs:
             return {}
         return relation_facts(self.session.query(RELATIONS_QUERY, dict(schemas=[schema for schema, dummy_ in pairs],
-                                                                names=[name for dummy_, name in pairs])))
+                                                                       names=[name for dummy_, name in pairs])))
 
     def refused(self, judged):
         """The lines of the refusal rules that refuse C(judged), [(subject, statement, facts)], on this server."""
@@ -196,4 +196,3 @@ class IndexCatalog(object):
                 nodes.append(entry)
             partitions[spec['name']] = nodes
         return partitions
-

@@ -192,7 +192,6 @@ class IndexSteps(object):
                                    % (spec['schema'], spec['name']))
         return retries
 
-
     def _build_once(self, spec, create, label=None):
         # CREATE INDEX ... IF NOT EXISTS would silently keep an INVALID leftover of the same name (from an
         # earlier attempt whose cleanup timed out), so every attempt starts by dropping one.
@@ -205,8 +204,6 @@ class IndexSteps(object):
             self.session.execute(self.drop_statement(spec['schema'], spec['name']))
             return True
         return False
-
-
 
     def _cleanup_after_failure(self, spec):
         """Drop the INVALID index a failed concurrent build leaves behind; say what happened."""

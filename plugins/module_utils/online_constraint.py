@@ -105,9 +105,9 @@ class ConstraintRunner(object):
                 return None, 'refusing to send %s: %s' % (text, problem)
             self.cursor.execute(text)
             rows = self.session.query("SELECT pg_catalog.pg_get_constraintdef(con.oid) AS definition "
-                               "FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid "
-                               "WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relname = %(table)s "
-                               "AND con.conname = 'pgzd_check_probe'", dict(table=table))
+                                      "FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class c ON c.oid = con.conrelid "
+                                      "WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relname = %(table)s "
+                                      "AND con.conname = 'pgzd_check_probe'", dict(table=table))
             return rows[0]['definition'], None
         except OnlineIndexError as error:
             return None, str(error)

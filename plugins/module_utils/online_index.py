@@ -185,9 +185,9 @@ class OnlineIndexRunner(object):
                 try:
                     self.cursor.execute(probe)
                     rows = self.session.query("SELECT pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS predicate "
-                                       "FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
-                                       "WHERE c.relname = %(name)s AND c.relnamespace = pg_catalog.pg_my_temp_schema()",
-                                       dict(name=spec['name']))
+                                              "FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+                                              "WHERE c.relname = %(name)s AND c.relnamespace = pg_catalog.pg_my_temp_schema()",
+                                              dict(name=spec['name']))
                     normalized[spec['name']] = rows[0]['predicate']
                     if rows[0]['predicate'] is not None:
                         # The server's own rendering of the proven predicate (the partitions' builds use it).
@@ -198,12 +198,11 @@ class OnlineIndexRunner(object):
                     errors.append('index "%s": PostgreSQL refuses its definition (%s): %s'
                                   % (spec['name'],
                                      self.session.render(self.create_statement(schema, table, spec, concurrently=False,
-                                                                       display=True)),
+                                                                               display=True)),
                                      str(error).strip().splitlines()[0]))
         finally:
             self.cursor.execute('ROLLBACK')
         return normalized, errors
-
 
     # -- planning ----------------------------------------------------------------------------------
 
@@ -253,8 +252,8 @@ class OnlineIndexRunner(object):
         for spec in specs:
             spec['normalized_where'] = normalized.get(spec['name'])
             if spec.get('columns'):
-                spec['display_definition'] = self.session.render(self.create_statement(schema, table, spec, concurrently=False,
-                                                                               display=True))
+                spec['display_definition'] = self.session.render(self.create_statement(
+                    schema, table, spec, concurrently=False, display=True))
         if errors:
             raise OnlineIndexError(table_problems(schema, table, errors))
         partitions = self.catalog.read_partitions(table_row, specs, existing) \
@@ -281,4 +280,3 @@ class OnlineIndexRunner(object):
         relations = self.read_relation_facts((step['schema'], step['table']) for decision in decisions
                                              for step in decision['steps'])
         return self.refused(step_facts(schema, decisions, existing, partitions, relations, dropped_first))
-

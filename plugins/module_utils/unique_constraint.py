@@ -318,7 +318,7 @@ class UniqueConstraintRunner(object):
             facts['dependents'] = [fk for fk in facts['index']['referenced_by'] if fk not in dropped_first]
         if CREATE_INDEX in statements:
             facts['no_btree_class'] = self.session.query(NO_BTREE_CLASS_QUERY,
-                                                  dict(schema=schema, table=table, columns=list(columns)))
+                                                         dict(schema=schema, table=table, columns=list(columns)))
         return self.indexes.refused([('unique constraint "%s"' % name, statement, facts) for statement in statements])
 
     def add_constraint_statement(self, spec):
