@@ -60,7 +60,7 @@ class ConstraintSteps(object):
 
     def step_sql(self, spec, step, index_decision=None):
         """The statements of one step, in order: a step that locks two tables runs in a transaction of its own that
-        takes the referenced table first (OnlineIndexRunner.in_lock_order); any other step is one statement."""
+        takes the referenced table first (DdlSession.in_lock_order); any other step is one statement."""
         statement = self.step_statement(spec, step, index_decision)
         ordered = ordered_kind(spec['type'], step)
         if not ordered:
