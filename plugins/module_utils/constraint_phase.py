@@ -23,9 +23,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.duplic
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
     ACTION_DROP, ACTION_UNCHANGED,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import (
-    ConstraintRunner, entry_columns, planned_unique_keys,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.constraint_plan import (
+    entry_columns, planned_unique_keys,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import ConstraintRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import (
     FAILED, kept_queries, mark, statements_diff, unchanged_note,
 )

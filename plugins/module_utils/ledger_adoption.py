@@ -26,7 +26,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import (
     CREATE_STATEMENTS, OPEN, QUALIFIED, Ledger, renamed_rows_definition,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import planned_unique_keys
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.constraint_plan import planned_unique_keys
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import unique_indexes
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
     OnlineIndexError, error_text, fetch_dicts,

@@ -1,184 +1,25 @@
 # -*- coding: utf-8 -*-
-# The index runner: the catalog reads an index change needs and OnlineIndexRunner, which plans a table's
-# indexes against the catalog (index_plan decides) and runs the concurrent DDL, watched, under the run's
-# migration lock, with lock-timeout retries (session).
+# The index kind: OnlineIndexRunner plans a table's indexes against the catalog (index_catalog reads it, index_plan
+# decides, the refusal rules judge each step) and applies them (index_steps), through the run's DDL session
+# (ddl_session: the migration lock proven before each statement, lock-timeout retries, builds watched).
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import time
-
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import (
-    DDL_SESSION_LOCK_KEY, migration_lock_error,
-)
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import owner_gone
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import BuildWatcher
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ddl_session import DdlSession
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_catalog import IndexCatalog
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
-    ACTION_CREATE, ACTION_DROP, ACTION_REBUILD, ACTION_REPLACE, ACTION_RESTORE, ACTION_RESUME, ACTION_UNCHANGED,
-    INDEXABLE_RELKINDS, PARTITIONED, column_errors, compare_index,
-    decide_actions, estimate_index_bytes, index_expressions, partition_index_name, replacement_names,
-    same_index_definition, validate_specs,
+    INDEXABLE_RELKINDS, PARTITIONED, column_errors, decide_actions, index_expressions, replacement_names,
+    validate_specs,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.lock_order import (
-    ORDERED_STATEMENTS, TIMEOUTS_QUERY, capped_lock_timeout,
-)
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import NO_PLAN, Ledger
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import statement_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import PlanTrust, refusal_message
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_steps import IndexSteps
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import refusal_message
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
-    ATTACH_INDEX, CREATE_INDEX, CREATE_INDEX_ON_ONLY, DROP_INDEX, RELATIONS_QUERY, RENAME_INDEX, SERVER_VERSION_QUERY,
-    index_facts, refusal_messages, relation_facts,
+    ATTACH_INDEX, CREATE_INDEX, CREATE_INDEX_ON_ONLY, DROP_INDEX, RENAME_INDEX, index_facts,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
-    RETRYABLE_SQLSTATES, OnlineIndexError, backoff_seconds, error_text, fetch_dicts, sql_module, sqlstate,
-)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import OnlineIndexError, error_text
 
-
-# ---------------------------------------------------------------------------------------------------
-# Catalog reads and SQL, against a live connection.
-# ---------------------------------------------------------------------------------------------------
-
-TABLE_QUERY = """
-SELECT c.oid, c.relkind,
-       ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY a.attnum) AS columns
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %(schema)s AND c.relname = %(table)s
-"""
-
-# Row estimate of a table (of its partitions, for a partitioned one) and the average width of each column: from
-# pg_stats after ANALYZE, else the type's fixed length, else 32 bytes.
-SIZE_QUERY = """
-SELECT greatest(coalesce((SELECT sum(p.reltuples) FILTER (WHERE p.reltuples > 0)
-                          FROM pg_catalog.pg_partition_tree(c.oid) t JOIN pg_catalog.pg_class p ON p.oid = t.relid
-                          WHERE t.isleaf), c.reltuples), 0)::bigint AS rows, a.attname::text AS column_name,
-       coalesce(s.avg_width, nullif(a.attlen, -1), 32) AS width
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-LEFT JOIN pg_catalog.pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = a.attname
-WHERE n.nspname = %(schema)s AND c.relname = %(table)s
-"""
-
-INDEX_METHODS_QUERY = "SELECT amname::text FROM pg_catalog.pg_am WHERE amtype = 'i'"
-
-# Everything about an existing index that can make it differ from a plan entry. Expression columns
-# come back as NULL names; ordering, operator class, collation and NULLS NOT DISTINCT as "extras".
-EXISTING_INDEXES_QUERY = """
-SELECT c.oid::bigint AS oid, c.relname::text AS name, c.relkind::text AS relkind,
-       t.relname::text AS "table", tn.nspname::text AS table_schema,
-       i.indisvalid AS valid, i.indisready AS ready, i.indisunique AS "unique",
-       am.amname::text AS method,
-       ARRAY(SELECT a.attname::text
-             FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-             LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-             WHERE k.ord <= i.indnkeyatts ORDER BY k.ord) AS key_columns,
-       ARRAY(SELECT a.attname::text
-             FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-             LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-             WHERE k.ord > i.indnkeyatts ORDER BY k.ord) AS include_columns,
-       pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS predicate,
-       pg_catalog.pg_get_indexdef(c.oid) AS definition,
-       (SELECT con.conname::text FROM pg_catalog.pg_constraint con
-        WHERE con.conindid = c.oid AND con.contype IN ('p', 'u', 'x') LIMIT 1) AS "constraint",
-       ARRAY(SELECT con.conname::text FROM pg_catalog.pg_constraint con
-             WHERE con.conindid = c.oid AND con.contype = 'f' ORDER BY 1) AS referenced_by,
-       coalesce(i.indisreplident, false) AS replica_identity, coalesce(i.indisclustered, false) AS clustered,
-       pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
-       (SELECT ARRAY[pn.nspname::text, p.relname::text] FROM pg_catalog.pg_inherits inh
-        JOIN pg_catalog.pg_class p ON p.oid = inh.inhparent JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
-        WHERE inh.inhrelid = c.oid) AS attached_to,
-       (SELECT p.pid FROM pg_catalog.pg_stat_progress_create_index p
-        WHERE p.index_relid = c.oid AND p.pid <> pg_catalog.pg_backend_pid() LIMIT 1) AS build_in_progress_pid,
-       array_remove(ARRAY[
-           CASE WHEN EXISTS (SELECT 1 FROM unnest(i.indoption::int2[]) AS o(opt) WHERE o.opt <> 0)
-                THEN 'a DESC or NULLS FIRST ordering' END,
-           CASE WHEN EXISTS (SELECT 1 FROM unnest(i.indclass::oid[]) AS oc(oid)
-                             JOIN pg_catalog.pg_opclass opc ON opc.oid = oc.oid WHERE NOT opc.opcdefault)
-                THEN 'a non-default operator class' END,
-           CASE WHEN EXISTS (SELECT 1 FROM unnest(i.indcollation::oid[], i.indkey::int2[]) AS x(coll, attnum)
-                             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = x.attnum
-                             WHERE x.coll <> 0 AND x.coll <> a.attcollation)
-                THEN 'a non-default collation' END,
-           CASE WHEN coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false)
-                THEN 'NULLS NOT DISTINCT' END
-       ], NULL) AS extras
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
-LEFT JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
-LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
-LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
-WHERE n.nspname = %(schema)s AND c.relname = ANY(%(names)s)
-"""
-
-# A partitioned table's tree, the table first, each partitioned relation with its partition key (NULL for an
-# expression).
-PARTITION_TREE_QUERY = """
-SELECT n.nspname::text AS schema, c.relname::text AS "table", c.relkind::text AS relkind,
-       pn.nspname::text AS parent_schema, p.relname::text AS parent_table,
-       CASE WHEN c.relkind = 'p' THEN ARRAY(
-           SELECT a.attname::text FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
-           LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.ord)
-       END AS key_columns
-FROM pg_catalog.pg_partition_tree(%(oid)s::pg_catalog.oid::pg_catalog.regclass) t
-JOIN pg_catalog.pg_class c ON c.oid = t.relid
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_catalog.pg_class p ON p.oid = t.parentrelid
-LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
-LEFT JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = c.oid
-ORDER BY t.level, n.nspname, c.relname
-"""
-
-# The indexes attached, at any depth, to a partitioned index, each with the partition it is on.
-ATTACHED_INDEXES_QUERY = """
-SELECT tn.nspname::text AS table_schema, t.relname::text AS "table", c.relname::text AS name, i.indisvalid AS valid
-FROM pg_catalog.pg_partition_tree(%(oid)s::pg_catalog.oid::pg_catalog.regclass) it
-JOIN pg_catalog.pg_class c ON c.oid = it.relid
-JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
-JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
-JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
-WHERE it.level > 0
-"""
-
-LOCK_HOLDERS_QUERY = """
-SELECT a.pid, l.mode, l.granted, a.state, a.application_name,
-       round(extract(epoch FROM now() - a.xact_start))::int AS xact_seconds,
-       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120) AS query
-FROM pg_catalog.pg_locks l
-JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-WHERE l.relation = %(oid)s AND l.pid <> pg_catalog.pg_backend_pid()
-ORDER BY a.xact_start NULLS LAST
-LIMIT 10
-"""
-
-# A concurrent build also waits for every transaction older than its snapshots.
-OLD_TRANSACTIONS_QUERY = """
-SELECT a.pid, a.state, a.application_name,
-       round(extract(epoch FROM now() - a.xact_start))::int AS xact_seconds,
-       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120) AS query
-FROM pg_catalog.pg_stat_activity a
-WHERE a.xact_start IS NOT NULL AND a.pid <> pg_catalog.pg_backend_pid()
-  AND a.datname = current_database() AND now() - a.xact_start > interval '1 second'
-ORDER BY a.xact_start
-LIMIT 5
-"""
-
-
-# What to do when a step that runs under lock_timeout gave up after every retry (formatted with the step).
-CATALOG_STEP_ADVICE = dict(
-    create_on_only='What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then '
-                   'rerun; nothing was changed by this step.',
-    attach='What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then rerun: '
-           'the partition indexes built so far are kept, and the rerun attaches %(partition_index)s and the rest.',
-    swap='What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then rerun: the '
-         'new index %(next)s is built and kept, so the rerun only swaps the names (and drops the index replaced).',
-    drop_partitioned='What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then '
-                     'rerun; nothing was dropped by this step.',
-)
 
 # The statement each kind of step sends (index_plan._step), as the refusal rules name it.
 STEP_STATEMENTS = dict(build=CREATE_INDEX, build_definition=CREATE_INDEX, create_on_only=CREATE_INDEX_ON_ONLY,
@@ -244,135 +85,39 @@ def step_facts(schema, decisions, existing, partitions, relations, dropped_first
     return found
 
 
-class OnlineIndexRunner(object):
-    """Plans and applies one table's index specs over an autocommit connection."""
+def table_problems(schema, table, errors):
+    """The message of the problems a kind found planning on one table."""
+    return 'table %s.%s:\n  - %s' % (schema, table, '\n  - '.join(errors))
 
-    def __init__(self, connection, lock_timeout='5s', statement_timeout='0', lock_retries=5,
-                 lock_retry_delay=1.0, sleep=time.sleep, log=None, client_connection_check_interval='2s',
-                 ddl_session=False, lock_session_pid=0, build_wait_timeout=0, watch_connect=None, owner_pid=0,
-                 trusted=(), plan_name=NO_PLAN, run_id=NO_PLAN):
-        self.connection = connection
-        # Concurrent builds and drops wait without lock_timeout; a watch on a second connection (watch_connect())
-        # records their waits and, with build_wait_timeout seconds, ends a build that waited longer.
-        self.build_wait_timeout = build_wait_timeout
-        self.watch_connect = watch_connect
-        self.watcher = None
-        # {index name: (seconds waited, [sessions waited for])} of the concurrent statements run so far.
-        self.waits = {}
-        # The session holding the run's migration lock: every DDL statement first proves it still holds it.
-        self.lock_session_pid = lock_session_pid
-        # The run's ansible-playbook (0 = none): once it is gone (stopped, cancelled by AWX), no further statement
-        # starts; the one in flight ends on its own.
-        self.owner_pid = owner_pid
-        self.cursor = connection.cursor()
-        self.sql = sql_module()
-        # Plan SQL (predicates, checks) is proven by the server's resolution before anything of it runs, and only
-        # proven text goes into a statement (plan_text).
-        self.trust = PlanTrust(self.cursor, trusted)
-        # What this run makes is recorded before and after it is made; a rollback undoes only what it records.
-        self.ledger = Ledger(self.cursor, plan_name, run_id)
-        self.lock_timeout = lock_timeout
-        self.lock_retries = lock_retries
-        self.lock_retry_delay = lock_retry_delay
-        self.sleep = sleep
-        self.log = log or (lambda message: None)
-        self.executed_queries = []
-        # Lock-timeout retries used so far, and INVALID indexes a failure could not clean up (both are
-        # reported whether the task succeeds or fails).
-        self.retries_used = 0
-        self.leftovers = []
-        # The statements of executed_queries that only undid what a failed build left (its INVALID index): nothing of
-        # the build is kept, so a failure message does not count them as changes (outcomes.kept_queries).
-        self.cleanup_queries = []
-        self._methods = None
-        self._server_version = None
+
+class OnlineIndexRunner(object):
+    """Plans one table's index specs against the catalog (index_plan decides) and applies them (IndexSteps), over an
+    autocommit connection."""
+
+    def __init__(self, connection, session=None, **options):
+        """Its statements go through C(session), or a DdlSession of its own over C(connection) with C(options)."""
+        self.session = session = session or DdlSession(connection, **options)
+        self.catalog = catalog = IndexCatalog(session)
+        self.steps = steps = IndexSteps(session, catalog)
+        self.connection, self.cursor, self.sql, self.trust, self.ledger = \
+            connection, session.cursor, session.sql, session.trust, session.ledger
+        # The session's records (the same lists): what ran, what only cleaned up, what a failure left, the waits.
+        self.executed_queries, self.cleanup_queries = session.executed_queries, session.cleanup_queries
+        self.leftovers, self.waits = session.leftovers, session.waits
         # (schema, name, what creates it) of every relation name the decisions planned so far create: the preflight
         # proves them unique across the whole plan (refusal_rules.name_clash_messages).
         self.created_names = []
-        # {configured lock_timeout: lock_order.capped_lock_timeout} of the statements that lock two tables.
-        self._capped_timeouts = {}
-        self.backend_pid = self._query(
-            "SELECT pg_catalog.set_config('application_name', 'pg-zero-downtime', false), "
-            "pg_catalog.set_config('lock_timeout', %(lock_timeout)s, false), "
-            "pg_catalog.set_config('statement_timeout', %(statement_timeout)s, false), "
-            "pg_catalog.pg_backend_pid() AS pid",
-            dict(lock_timeout=str(lock_timeout), statement_timeout=str(statement_timeout)))[0]['pid']
-        # A backend reads its client's socket only between statements: when the run dies mid-build (ansible-playbook
-        # and its module killed, the control node lost, the connection cut), CREATE INDEX CONCURRENTLY would go on
-        # alone for as long as the build takes, and a rerun would find the index "being built right now". With this
-        # check (PostgreSQL 14+, where the server's OS supports it) the server notices the dead client within the
-        # interval and ends the build; the rerun then rebuilds the INVALID leftover.
-        if client_connection_check_interval:
-            try:
-                self._query("SELECT pg_catalog.set_config('client_connection_check_interval', %(interval)s, false) "
-                            "WHERE pg_catalog.current_setting('client_connection_check_interval', true) IS NOT NULL",
-                            dict(interval=str(client_connection_check_interval)))
-            except Exception as error:  # refused on this platform: the build just cannot notice a dead client
-                self.log('client_connection_check_interval is not available (%s): a build whose client dies runs on '
-                         'to its end' % error_text(error))
+        # What the other kinds and the phases use of the catalog and the steps.
+        self.read_table, self.read_existing_indexes = catalog.read_table, catalog.read_existing_indexes
+        self.estimate_sizes, self.server_version = catalog.estimate_sizes, catalog.server_version
+        self.read_relation_facts, self.refused = catalog.read_relation_facts, catalog.refused
+        self.create_statement, self.drop_statement = steps.create_statement, steps.drop_statement
+        self.apply, self.build_index, self.connection_lost = steps.apply, steps.build_index, session.connection_lost
 
-        # A session that will run DDL says so with a shared advisory lock, held until it disconnects. A build
-        # can outlive its run (a killed ansible-playbook leaves its background module running): the migration
-        # lock of the next run (postgresql_migration_lock) refuses to start while any such session is alive.
-        if ddl_session:
-            self._query('SELECT pg_catalog.pg_advisory_lock_shared(%(k1)s, %(k2)s)',
-                        dict(k1=DDL_SESSION_LOCK_KEY[0], k2=DDL_SESSION_LOCK_KEY[1]))
-
-    # -- reading -----------------------------------------------------------------------------------
-
-    def _query(self, query, params=None):
-        return fetch_dicts(self.cursor, query, params)
-
-    def render(self, statement):
-        return statement.as_string(self.connection)
-
-    def index_methods(self):
-        if self._methods is None:
-            self._methods = set(row['amname'] for row in self._query(INDEX_METHODS_QUERY))
-        return self._methods
-
-    def read_table(self, schema, table):
-        rows = self._query(TABLE_QUERY, dict(schema=schema, table=table))
-        return rows[0] if rows else None
-
-    def estimate_sizes(self, schema, table, specs):
-        """{index name: estimated bytes} of the given specs, from the table's statistics."""
-        rows = self._query(SIZE_QUERY, dict(schema=schema, table=table))
-        widths = dict((row['column_name'], int(row['width'])) for row in rows)
-        count = int(rows[0]['rows']) if rows else 0
-        return dict((spec['name'], estimate_index_bytes(count, [
-            widths.get(c, 32) for c in list(spec.get('columns') or []) + list(spec.get('include') or [])]))
-            for spec in specs)
-
-    def server_version(self):
-        """server_version_num, read once: some refusal rules hold for some versions only."""
-        if self._server_version is None:
-            self._server_version = int(self._query(SERVER_VERSION_QUERY)[0]['version'])
-        return self._server_version
-
-    def read_relation_facts(self, pairs):
-        """{(schema, name): facts} (refusal_rules.relation_facts) of the relations of C(pairs) that exist."""
-        pairs = sorted(set(pairs))
-        if not pairs:
-            return {}
-        return relation_facts(self._query(RELATIONS_QUERY, dict(schemas=[schema for schema, dummy_ in pairs],
-                                                                names=[name for dummy_, name in pairs])))
-
-    def refused(self, judged):
-        """The lines of the refusal rules that refuse C(judged), [(subject, statement, facts)], on this server."""
-        return refusal_messages(judged, self.server_version())
-
-    def read_existing_indexes(self, schema, names):
-        rows = self._query(EXISTING_INDEXES_QUERY, dict(schema=schema, names=list(names)))
-        return dict((row['name'], row) for row in rows)
-
-    def plan_text(self, context, text):
-        """C(text), plan SQL of C(context) (predicate, check), as SQL to compose into a statement, once the server proved
-        it (PlanTrust); the last check before anything holding plan text is sent, as checked() is for its shape."""
-        if not self.trust.proven(context, text):
-            raise OnlineIndexError('refusing to send plan SQL `%s`: it was not proven by the server\'s resolution '
-                                   'first (plan_trust)' % text)
-        return self.sql.SQL(text)
+    @property
+    def retries_used(self):
+        """Lock-timeout retries used so far (the session's)."""
+        return self.session.retries_used
 
     def prove_definitions(self, table, decisions):
         """Problems of the recorded index definitions the decisions build again (a replacement's rollback): their key
@@ -432,17 +177,17 @@ class OnlineIndexRunner(object):
                         'its where predicate', spec['where'], problems)))
                     continue
                 try:
-                    probe = self.checked(self.create_statement('pg_temp', table, spec, concurrently=False), 'IndexStmt')
+                    probe = self.session.checked(self.create_statement('pg_temp', table, spec, concurrently=False), 'IndexStmt')
                 except OnlineIndexError as error:
                     errors.append('index "%s": %s' % (spec['name'], error))
                     continue
                 self.cursor.execute('SAVEPOINT pgzd_probe')
                 try:
                     self.cursor.execute(probe)
-                    rows = self._query("SELECT pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS predicate "
-                                       "FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
-                                       "WHERE c.relname = %(name)s AND c.relnamespace = pg_catalog.pg_my_temp_schema()",
-                                       dict(name=spec['name']))
+                    rows = self.session.query("SELECT pg_catalog.pg_get_expr(i.indpred, i.indrelid) AS predicate "
+                                              "FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+                                              "WHERE c.relname = %(name)s AND c.relnamespace = pg_catalog.pg_my_temp_schema()",
+                                              dict(name=spec['name']))
                     normalized[spec['name']] = rows[0]['predicate']
                     if rows[0]['predicate'] is not None:
                         # The server's own rendering of the proven predicate (the partitions' builds use it).
@@ -452,106 +197,12 @@ class OnlineIndexRunner(object):
                     self.cursor.execute('ROLLBACK TO SAVEPOINT pgzd_probe')
                     errors.append('index "%s": PostgreSQL refuses its definition (%s): %s'
                                   % (spec['name'],
-                                     self.render(self.create_statement(schema, table, spec, concurrently=False,
-                                                                       display=True)),
+                                     self.session.render(self.create_statement(schema, table, spec, concurrently=False,
+                                                                               display=True)),
                                      str(error).strip().splitlines()[0]))
         finally:
             self.cursor.execute('ROLLBACK')
         return normalized, errors
-
-    # -- SQL ---------------------------------------------------------------------------------------
-
-    def create_statement(self, schema, table, spec, concurrently=True, only=False, display=False):
-        """CREATE INDEX of C(spec) on C(schema).C(table): CONCURRENTLY, or ON ONLY a partitioned table (C(only)), both
-        IF NOT EXISTS; or a plain CREATE INDEX (the probe on an empty copy, and the definition the plan shows). A
-        predicate goes in only once proven (plan_text), but for C(display): the text shown in a message."""
-        sql = self.sql
-        parts = [sql.SQL('CREATE UNIQUE INDEX' if spec.get('unique') else 'CREATE INDEX')]
-        if concurrently:
-            parts.append(sql.SQL('CONCURRENTLY IF NOT EXISTS'))
-        elif only:
-            parts.append(sql.SQL('IF NOT EXISTS'))
-        parts.append(sql.SQL('{} ON {}{}.{} USING {} ({})').format(
-            sql.Identifier(spec['name']), sql.SQL('ONLY ' if only else ''), sql.Identifier(schema), sql.Identifier(table),
-            sql.Identifier(spec.get('method') or 'btree'),
-            sql.SQL(', ').join(sql.Identifier(c) for c in spec['columns'])))
-        if spec.get('include'):
-            parts.append(sql.SQL('INCLUDE ({})').format(
-                sql.SQL(', ').join(sql.Identifier(c) for c in spec['include'])))
-        if spec.get('where'):
-            where = sql.SQL(spec['where']) if display else self.plan_text('predicate', spec['where'])
-            parts.append(sql.SQL('WHERE ({})').format(where))
-        return sql.SQL(' ').join(parts)
-
-    def drop_statement(self, schema, name, concurrently=True):
-        sql = self.sql
-        return sql.SQL('DROP INDEX {}IF EXISTS {}.{}').format(
-            sql.SQL('CONCURRENTLY ' if concurrently else ''), sql.Identifier(schema), sql.Identifier(name))
-
-    def step_statements(self, decision, step):
-        """The statements of one step of a decision (see index_plan.decide_actions), in order, as composed SQL."""
-        sql, spec, kind = self.sql, decision['spec'], step['kind']
-        index = sql.SQL('{}.{}').format(sql.Identifier(step['schema']), sql.Identifier(step['name']))
-        target = dict(spec, name=step['name'])
-        if step.get('partition'):
-            # PostgreSQL's own rendering of the predicate names no table, so it holds on every partition.
-            target['where'] = spec.get('normalized_where') or spec.get('where')
-        if kind == 'build':
-            return [self.create_statement(step['schema'], step['table'], target)]
-        if kind == 'build_definition':
-            return [self.plan_text('definition', step['statement'])]
-        if kind == 'drop':
-            return [self.drop_statement(step['schema'], step['name'])]
-        if kind == 'drop_partitioned':
-            return self.in_lock_order('drop_partitioned', step['schema'], step['table'], self.drop_statement(
-                step['schema'], step['name'], concurrently=False), self.lock_timeout)
-        if kind == 'create_on_only':
-            return [self.create_statement(step['schema'], step['table'], target, concurrently=False, only=True)]
-        if kind == 'attach':
-            return self.in_lock_order('attach', step['schema'], step['table'], sql.SQL(
-                'ALTER INDEX {} ATTACH PARTITION {}.{}').format(
-                index, sql.Identifier(step['partition_schema']), sql.Identifier(step['partition_index'])),
-                self.lock_timeout)
-        if kind == 'swap':
-            return [sql.SQL('BEGIN'),
-                    sql.SQL('ALTER INDEX {} RENAME TO {}').format(index, sql.Identifier(step['previous'])),
-                    sql.SQL('ALTER INDEX {}.{} RENAME TO {}').format(
-                        sql.Identifier(step['schema']), sql.Identifier(step['next']), sql.Identifier(step['name'])),
-                    sql.SQL('COMMENT ON INDEX {} IS {}').format(
-                        index, sql.SQL('NULL') if step['comment'] is None else sql.Literal(step['comment']))] + \
-                self.swap_ledger_statements(decision, step) + [sql.SQL('COMMIT')]
-        raise ValueError('unknown step %r' % kind)
-
-    # -- statements that lock two tables (lock_order) -----------------------------------------------
-
-    def deadlock_safe_timeout(self, configured):
-        """lock_order.capped_lock_timeout of the C(configured) lock_timeout on this server (PostgreSQL parses the value
-        and gives its deadlock_timeout), read once per value. Runs outside any transaction."""
-        key = str(configured)
-        if key not in self._capped_timeouts:
-            self.cursor.execute('BEGIN')
-            try:
-                self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, true)", dict(value=key))
-                row = self._query(TIMEOUTS_QUERY)[0]
-            finally:
-                self.cursor.execute('ROLLBACK')
-            self._capped_timeouts[key] = capped_lock_timeout(key, row['lock_ms'], row['deadlock_ms'])
-        return self._capped_timeouts[key]
-
-    def in_lock_order(self, kind, schema, table, statement, configured):
-        """C(statement), which locks two tables, as the transaction that takes them in lock_order's order: C(schema).
-        C(table) first with LOCK TABLE (in the mode ORDERED_STATEMENTS gives C(kind)), then the statement, under the
-        C(configured) lock_timeout capped below deadlock_timeout. Composed SQL, BEGIN to COMMIT; the statement is the
-        fourth."""
-        sql = self.sql
-        first = ORDERED_STATEMENTS[kind]
-        return [sql.SQL('BEGIN'),
-                sql.SQL('SET LOCAL lock_timeout = {}').format(sql.Literal(self.deadlock_safe_timeout(configured)['value'])),
-                sql.SQL('LOCK TABLE {}{}.{} IN {} MODE').format(
-                    sql.SQL('ONLY ' if first['only'] else ''), sql.Identifier(schema), sql.Identifier(table),
-                    sql.SQL(first['locks'][0][1])),
-                statement,
-                sql.SQL('COMMIT')]
 
     # -- planning ----------------------------------------------------------------------------------
 
@@ -567,22 +218,22 @@ class OnlineIndexRunner(object):
         specs = [dict(spec, schema=schema, table=table) for spec in specs]
         errors = validate_specs(schema, table, specs, state)
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
+            raise OnlineIndexError(table_problems(schema, table, errors))
         qualified_table = '%s.%s' % (schema, table)
         table_row = self.read_table(schema, table)
         if state == 'present':
             if table_row is None:
-                raise OnlineIndexError(self._problems(schema, table, [
+                raise OnlineIndexError(table_problems(schema, table, [
                     'table %s does not exist: check the plan\'s schema and table name (names are case-sensitive, '
                     'Prisma models are quoted CamelCase)' % qualified_table]))
             errors.extend(column_errors(qualified_table, specs, set(table_row['columns'])))
-            methods = self.index_methods()
+            methods = self.catalog.index_methods()
             for spec in specs:
                 if spec.get('method') not in methods:
                     errors.append('index "%s": access method "%s" does not exist here (available: %s)'
                                   % (spec['name'], spec.get('method'), ', '.join(sorted(methods))))
             if errors:
-                raise OnlineIndexError(self._problems(schema, table, errors))
+                raise OnlineIndexError(table_problems(schema, table, errors))
         replacing = [spec for spec in specs if spec.get('on_mismatch') == 'replace']
         existing = self.read_existing_indexes(schema, [spec['name'] for spec in specs] + [
             name for spec in replacing for name in replacement_names(spec['name'])])
@@ -601,11 +252,11 @@ class OnlineIndexRunner(object):
         for spec in specs:
             spec['normalized_where'] = normalized.get(spec['name'])
             if spec.get('columns'):
-                spec['display_definition'] = self.render(self.create_statement(schema, table, spec, concurrently=False,
-                                                                               display=True))
+                spec['display_definition'] = self.session.render(self.create_statement(
+                    schema, table, spec, concurrently=False, display=True))
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
-        partitions = self.read_partitions(table_row, specs, existing) \
+            raise OnlineIndexError(table_problems(schema, table, errors))
+        partitions = self.catalog.read_partitions(table_row, specs, existing) \
             if table_row is not None and table_row['relkind'] == PARTITIONED else None
         ledger = dict(((kind, name), row) for kind in ('index', 'replaced_index')
                       for name, row in self.ledger.open_rows(kind, schema, [spec['name'] for spec in specs],
@@ -613,15 +264,15 @@ class OnlineIndexRunner(object):
         decisions, errors = decide_actions(specs, existing, state, partitions, ledger, self.ledger.plan)
         errors.extend(self.prove_definitions(table, decisions))
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
+            raise OnlineIndexError(table_problems(schema, table, errors))
         errors = self.step_refusals(schema, decisions, existing, partitions,
                                     () if state == 'present' else dropped_first)
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
+            raise OnlineIndexError(table_problems(schema, table, errors))
         for decision in decisions:
             self.created_names.extend(created_names(decision))
             decision['table_oid'] = table_row['oid'] if table_row else None
-            decision['statements'] = self.statements_for(decision)
+            decision['statements'] = self.steps.statements_for(decision)
         return decisions
 
     def step_refusals(self, schema, decisions, existing, partitions, dropped_first):
@@ -629,294 +280,3 @@ class OnlineIndexRunner(object):
         relations = self.read_relation_facts((step['schema'], step['table']) for decision in decisions
                                              for step in decision['steps'])
         return self.refused(step_facts(schema, decisions, existing, partitions, relations, dropped_first))
-
-    def read_partitions(self, table_row, specs, existing):
-        """{planned name: its partition tree} of a partitioned table, as index_plan.partition_steps reads it: every
-        partition with the index of the name derived for it (if any) and the index attached for it (if any)."""
-        tree = self._query(PARTITION_TREE_QUERY, dict(oid=table_row['oid']))
-        wanted = {}
-        for spec in specs:
-            for node in tree[1:]:
-                wanted.setdefault(node['schema'], set()).add(partition_index_name(spec['name'], node['table']))
-        found = {}
-        for node_schema, names in wanted.items():
-            for name, row in self.read_existing_indexes(node_schema, sorted(names)).items():
-                found[(node_schema, name)] = row
-        partitions = {}
-        for spec in specs:
-            planned = existing.get(spec['name'])
-            attached = {}
-            if planned is not None and planned['relkind'] == 'I':
-                attached = dict(((row['table_schema'], row['table']), row)
-                                for row in self._query(ATTACHED_INDEXES_QUERY, dict(oid=planned['oid'])))
-            nodes = []
-            for node in tree:
-                entry = dict(schema=node['schema'], table=node['table'], relkind=node['relkind'],
-                             key_columns=node['key_columns'], parent=None)
-                if node['parent_table'] is not None:
-                    entry.update(parent=(node['parent_schema'], node['parent_table']),
-                                 index=found.get((node['schema'], partition_index_name(spec['name'], node['table']))),
-                                 attached=attached.get((node['schema'], node['table'])))
-                nodes.append(entry)
-            partitions[spec['name']] = nodes
-        return partitions
-
-    @staticmethod
-    def _problems(schema, table, errors):
-        return 'table %s.%s:\n  - %s' % (schema, table, '\n  - '.join(errors))
-
-    def statements_for(self, decision):
-        return [self.render(statement) for step in decision['steps'] for statement in self.step_statements(decision, step)]
-
-    # -- applying ----------------------------------------------------------------------------------
-
-    def apply(self, decision):
-        """Run one decision's steps, recorded in the ledger. Returns (seconds, lock retries); raises OnlineIndexError
-        on failure."""
-        started = time.monotonic()
-        self._intend(decision)
-        retries = sum(self._run_step(decision, step) for step in decision['steps'])
-        self._verify(decision)
-        self._recorded(decision)
-        return round(time.monotonic() - started, 3), retries
-
-    def _intend(self, decision):
-        """Before the first statement: the ledger row of what the decision makes (an index; a replacement, with the
-        definition and comment it replaces)."""
-        spec, action, existing = decision['spec'], decision['action'], decision['existing']
-        if action in (ACTION_CREATE, ACTION_REBUILD, ACTION_RESUME):
-            decision['ledger_row'] = dict(id=self.ledger.intend('index', spec['schema'], spec['table'], spec['name'],
-                                                                spec['display_definition']), state='intended')
-        elif action == ACTION_REPLACE and any(step['kind'] == 'swap' for step in decision['steps']):
-            decision['ledger_row'] = dict(id=self.ledger.intend(
-                'replaced_index', spec['schema'], spec['table'], spec['name'], spec['display_definition'],
-                prior=dict(definition=existing['definition'], comment=existing.get('comment'))), state='intended')
-
-    def _recorded(self, decision):
-        """After the steps: the ledger row applied (what was made, as PostgreSQL renders it) or undone (what a
-        rollback dropped). A swap records its own row in its transaction (swap_ledger_statements)."""
-        spec, action, row = decision['spec'], decision['action'], decision.get('ledger_row')
-        if not row or any(step['kind'] == 'swap' for step in decision['steps']):
-            return
-        if action in (ACTION_CREATE, ACTION_REBUILD, ACTION_RESUME):
-            self.ledger.applied(row['id'], definition_sql=self.ledger.indexdef_sql(spec['schema'], spec['name']))
-        elif action in (ACTION_DROP, ACTION_RESTORE):
-            self.ledger.undone(row['id'])
-
-    def swap_ledger_statements(self, decision, step):
-        """In the swap's own transaction, so that a swap is never without its record: a replacement's row applied
-        (with the definition now of the planned name), a restore's row undone."""
-        row = decision.get('ledger_row')
-        if not row:
-            return []
-        if decision['action'] == ACTION_REPLACE:
-            definition = self.ledger.indexdef_sql(step['schema'], step['name'])
-            return [self.ledger.applied_statement(row['id'], definition_sql=definition)]
-        return [self.ledger.undone_statement(row['id'])]
-
-    def _run_step(self, decision, step):
-        """One step: a concurrent build or drop without lock_timeout, watched; anything else (catalog only, a brief
-        lock the application may queue behind) under lock_timeout, retried. Returns the lock retries it needed."""
-        spec, kind = decision['spec'], step['kind']
-        statements = self.step_statements(decision, step)
-        target = dict(spec, schema=step['schema'], table=step['table'], name=step['name'])
-        label = spec['name']
-        if kind == 'drop':
-            return self._with_retries(target, decision, statements[0], lambda: self._execute_concurrently(
-                target, statements[0], label=label))
-        if kind in ('build', 'build_definition'):
-            retries = self._with_retries(target, decision, statements[0], lambda: self._build_once(
-                target, statements[0], label=label), cleanup=True)
-            built = self.read_existing_indexes(target['schema'], [target['name']]).get(target['name'])
-            if built is None or not built['valid']:
-                raise OnlineIndexError('index "%s.%s" is not valid after its build: rerun to drop and rebuild it'
-                                       % (target['schema'], target['name']))
-            return retries
-        step_decision = dict(decision, retry_advice=CATALOG_STEP_ADVICE.get(kind, '') % step)
-        if kind in ORDERED_STATEMENTS:
-            step_decision['lock_timeout'] = self.deadlock_safe_timeout(self.lock_timeout)['note']
-            return self._with_retries(target, step_decision, statements[3], lambda: self._in_transaction(statements))
-        if kind == 'swap':
-            return self._with_retries(target, step_decision, statements[1], lambda: self._in_transaction(statements))
-        return self._with_retries(target, step_decision, statements[0], lambda: self._execute(
-            statements[0], 'IndexStmt' if kind == 'create_on_only' else None))
-
-    def _in_transaction(self, statements):
-        """Run C(statements), BEGIN to COMMIT, as one transaction: on any failure it is rolled back and nothing of it
-        counts as run."""
-        done = len(self.executed_queries)
-        try:
-            for statement in statements:
-                self._execute(statement)
-        except Exception:  # a lock timeout or any other error: nothing of the transaction stays
-            del self.executed_queries[done:]
-            if not self.connection_lost():
-                self.cursor.execute('ROLLBACK')
-            raise
-
-    def _verify(self, decision):
-        """After the steps: the index of the planned name is valid (pg_index.indisvalid: for a partitioned index, every
-        partition has its index attached) and has the definition the decision gives it."""
-        spec, action = decision['spec'], decision['action']
-        if action in (ACTION_DROP, ACTION_UNCHANGED) or (action == ACTION_RESTORE and not decision.get('planned_definition')):
-            return
-        index = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
-        if index is not None and index['valid'] and (
-                same_index_definition(index['definition'], decision['planned_definition'])
-                if action == ACTION_RESTORE else not compare_index(index, spec)):
-            return
-        raise OnlineIndexError('index "%s.%s" is %s after its steps ran (%s): rerun to finish it' % (
-            spec['schema'], spec['name'], 'missing' if index is None else 'not valid' if not index['valid'] else
-            'not as planned', index['definition'] if index else 'absent'))
-
-    def checked(self, statement, kind=None):
-        """The text of C(statement), proven by PostgreSQL's parser to be exactly one statement (of C(kind)).
-
-        The last check before anything holding plan text is sent: psycopg2 sends a string with several statements
-        as they are, so a predicate that smuggled a second one past the plan checks must stop here.
-        """
-        text = self.render(statement)
-        problem = statement_error(text, kind)
-        if problem:
-            raise OnlineIndexError('refusing to send %s: %s' % (text, problem))
-        return text
-
-    def _execute(self, statement, kind=None):
-        text = self.checked(statement, kind)
-        gone = owner_gone(self.owner_pid)
-        if gone:
-            raise OnlineIndexError('%s was not run: %s' % (text, gone))
-        lost = migration_lock_error(self.cursor, self.lock_session_pid)
-        if lost:
-            raise OnlineIndexError('%s was not run: %s' % (text, lost))
-        self.cursor.execute(text)
-        self.executed_queries.append(text)
-
-    def _build_once(self, spec, create, label=None):
-        # CREATE INDEX ... IF NOT EXISTS would silently keep an INVALID leftover of the same name (from an
-        # earlier attempt whose cleanup timed out), so every attempt starts by dropping one.
-        self._drop_invalid_leftover(spec)
-        self._execute_concurrently(spec, create, 'IndexStmt', label)
-
-    def _execute_concurrently(self, spec, statement, kind=None, label=None):
-        """Run a CONCURRENTLY build or drop without lock_timeout, watched from a second connection.
-
-        Its waits (for its table lock, for writers, for older snapshots) block no application query, so they are
-        not cut short and retried, which would repeat the whole build: they are recorded in self.waits, and only
-        build_wait_timeout (through the watch) ends the statement. The session's lock_timeout is back afterwards,
-        for the catalog reads and for the cleanup of a failed build. The waits count for C(label), the planned index
-        (a partition's build, or the build under a replacement's name, counts for the index it is part of).
-        """
-        self.watcher = None
-        self._query("SELECT pg_catalog.set_config('lock_timeout', '0', false)")
-        try:
-            if self.watch_connect is None:
-                self._execute(statement, kind)
-                return
-            with BuildWatcher(self.watch_connect, self.backend_pid, self.build_wait_timeout,
-                              fetch=fetch_dicts) as self.watcher:
-                self._execute(statement, kind)
-        finally:
-            if self.watcher is not None:
-                seconds, sessions = self.waits.get(label or spec['name'], (0.0, []))
-                self.waits[label or spec['name']] = (round(seconds + self.watcher.waited_seconds, 1),
-                                                     self.watcher.sessions or sessions)
-            if not self.connection_lost():
-                self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, false)",
-                            dict(value=str(self.lock_timeout)))
-
-    def _drop_invalid_leftover(self, spec):
-        state = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
-        if state is not None and not state['valid']:
-            self._execute(self.drop_statement(spec['schema'], spec['name']))
-            return True
-        return False
-
-    def _with_retries(self, spec, decision, statement, work, cleanup=False):
-        """Run C(work), retrying lock timeouts and deadlocks with backoff. Returns the retries used."""
-        attempts = max(self.lock_retries, 0) + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                work()
-                return attempt - 1
-            except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
-                if self.connection_lost():
-                    self.leftovers.append('%s.%s' % (spec['schema'], spec['name']))
-                    raise OnlineIndexError(self._lost_connection_message(self.render(statement), error, attempt))
-                if sqlstate(error) is None:
-                    raise
-                if sqlstate(error) in RETRYABLE_SQLSTATES and attempt < attempts:
-                    self.retries_used += 1
-                    delay = backoff_seconds(attempt, self.lock_retry_delay)
-                    self.log('%s: %s; retry %d of %d in %.1fs' % (spec['name'], error_text(error), attempt,
-                                                                  self.lock_retries, delay))
-                    self.sleep(delay)
-                    continue
-                leftover = self._cleanup_after_failure(spec) if cleanup else None
-                raise OnlineIndexError(self._failure_message(self.render(statement), decision, error, attempt,
-                                                             leftover))
-
-    def connection_lost(self):
-        """Whether the session is gone (psycopg2 and psycopg 3 both mark such a connection closed)."""
-        return bool(getattr(self.connection, 'closed', False))
-
-    @staticmethod
-    def _lost_connection_message(text, error, attempts):
-        # Terminated by pg_terminate_backend, a server restart or shutdown, a dropped network: the driver's error
-        # (often without a SQLSTATE) says little, and nothing more can be done on this connection.
-        return ('%s failed after %d attempt(s): %s\n'
-                'The connection to the server was lost while the statement ran (its session was terminated, the '
-                'server restarted or shut down, or the network dropped), so nothing more was done. An interrupted '
-                'concurrent build leaves an INVALID index behind: rerun once the server accepts connections again; '
-                'the rerun drops such a leftover and builds the index again, and keeps the indexes already built.'
-                % (text, attempts, error_text(error)))
-
-    def _cleanup_after_failure(self, spec):
-        """Drop the INVALID index a failed concurrent build leaves behind; say what happened."""
-        try:
-            ran = len(self.executed_queries)
-            if self._drop_invalid_leftover(spec):
-                self.cleanup_queries.extend(self.executed_queries[ran:])
-                return 'the INVALID index the failed build left was dropped'
-            return None
-        except Exception as error:  # same as above: any driver error
-            self.leftovers.append('%s.%s' % (spec['schema'], spec['name']))
-            return ('the INVALID index the failed build left could not be dropped (%s); the next run drops and '
-                    'rebuilds it' % error_text(error))
-
-    def _failure_message(self, text, decision, error, attempts, leftover):
-        lines = ['%s failed after %d attempt(s): %s' % (text, attempts, error_text(error))]
-        gave_up = self.watcher.gave_up if self.watcher is not None else None
-        if gave_up:
-            lines[0] = '%s gave up after waiting %ss in all (build_wait_timeout=%ss), not retried' % (
-                text, gave_up['seconds'], self.build_wait_timeout)
-            lines.append('It waited for:' if gave_up['sessions'] else 'It waited (for whom was not seen).')
-            lines.extend('  %s' % session for session in gave_up['sessions'])
-            lines.append('Its own session ended the statement (pg_cancel_backend): a concurrent build blocks no '
-                         'application query while it waits, but it cannot finish before those transactions end.')
-            lines.append('What to do: let those sessions finish (or end them), then rerun; or raise '
-                         'build_wait_timeout (0 waits as long as it takes). Indexes already built are kept.')
-        elif sqlstate(error) in RETRYABLE_SQLSTATES:
-            lines.append('Each attempt gave up after lock_timeout=%s: another session holds a conflicting lock, or a '
-                         'long transaction is still open (a concurrent build waits for every older transaction).'
-                         % decision.get('lock_timeout', self.lock_timeout))
-            # A statement of lock_order waits for the referenced table first: its holders are named too.
-            for oid in decision.get('lock_oids') or [decision.get('table_oid')]:
-                holders = self._query(LOCK_HOLDERS_QUERY, dict(oid=oid)) if oid else []
-                for row in holders:
-                    lines.append('  lock holder: pid %(pid)s %(mode)s granted=%(granted)s state=%(state)s '
-                                 'transaction open %(xact_seconds)ss app=%(application_name)s query: %(query)s' % row)
-            for row in self._query(OLD_TRANSACTIONS_QUERY):
-                lines.append('  open transaction: pid %(pid)s state=%(state)s open %(xact_seconds)ss '
-                             'app=%(application_name)s query: %(query)s' % row)
-            lines.append(decision.get('retry_advice') or
-                         'What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, '
-                         'then rerun: indexes already built are kept and reported unchanged.')
-        if leftover:
-            lines.append(leftover[0].upper() + leftover[1:] + '.')
-        lines.extend(self.explain_failure(error, decision))
-        return '\n'.join(lines)
-
-    def explain_failure(self, error, decision):
-        """Extra lines for a failure message; subclasses add what they know (e.g. the offending keys)."""
-        return []

@@ -16,9 +16,10 @@ __metaclass__ = type
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
     ACTION_UNCHANGED, restored_unique_columns,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import (
-    entry_columns, planned_unique_keys, read_violations, violation_report, violations_advice,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.constraint_plan import (
+    entry_columns, planned_unique_keys, violation_report, violations_advice,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import read_violations
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
     constraint_name_keys, name_clash_messages,
 )

@@ -3,8 +3,9 @@
 # name, then ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX under a short lock_timeout.
 #
 # decide_constraint_action takes plain catalog facts and returns plain data, so tests/unit runs it
-# without a server. UniqueConstraintRunner reuses the online index engine (validation, concurrent
-# build, lock-timeout retries with backoff and jitter, cleanup of INVALID leftovers).
+# without a server. UniqueConstraintRunner builds the index with the index kind (online_index: validation, concurrent
+# build, cleanup of INVALID leftovers) and runs its statements through the DDL session (ddl_session: lock-timeout
+# retries with backoff and jitter).
 
 from __future__ import absolute_import, division, print_function
 
@@ -18,7 +19,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import left_alone_lines
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger import attribution, without_not_valid
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import table_problems
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import done, planned_note
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import (
     ADD_UNIQUE, CREATE_INDEX, DROP_CONSTRAINT, DROP_INDEX, NO_BTREE_CLASS_QUERY, index_facts,
@@ -209,22 +210,28 @@ def decide_constraint_action(name, schema, table, columns, state, constraints, i
     return ACTION_ATTACH, []
 
 
-class UniqueConstraintRunner(OnlineIndexRunner):
-    """Plans and applies one unique constraint over an autocommit connection.
+class UniqueConstraintRunner(object):
+    """Plans and applies one unique constraint, its unique index built by the index kind (C(indexes), an
+    online_index.OnlineIndexRunner) through the same DDL session.
 
-    C(lock_timeout) bounds the lock waits of the concurrent index build and drop (they block no reads
+    The session's lock_timeout bounds the lock waits of the concurrent index build and drop (they block no reads
     or writes); C(constraint_lock_timeout) bounds the ACCESS EXCLUSIVE lock of ALTER TABLE, the one
     that would make other sessions queue, so it is short.
     """
 
-    def __init__(self, connection, constraint_lock_timeout='2s', sample_ids=5, max_groups=20, **kwargs):
-        super(UniqueConstraintRunner, self).__init__(connection, **kwargs)
+    def __init__(self, indexes, constraint_lock_timeout='2s', sample_ids=5, max_groups=20):
+        self.indexes, self.session = indexes, indexes.session
+        self.sql, self.cursor, self.ledger = self.session.sql, self.session.cursor, self.session.ledger
         self.constraint_lock_timeout = constraint_lock_timeout
         self.sample_ids = sample_ids
         self.max_groups = max_groups
 
     def read_constraints(self, schema, name):
-        return self._query(CONSTRAINTS_QUERY, dict(schema=schema, name=name))
+        return self.session.query(CONSTRAINTS_QUERY, dict(schema=schema, name=name))
+
+    def read_constraint(self, schema, table, name):
+        rows = [row for row in self.read_constraints(schema, name) if row['table'] == table]
+        return rows[0] if rows else None
 
     def plan_constraint(self, name, schema, table, columns, state, dropped_first=None):
         """Validate one constraint against the catalog and decide its action; no DDL runs.
@@ -234,23 +241,23 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         """
         errors = validate_constraint(name, schema, table, columns)
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
-        table_row = self.read_table(schema, table)
+            raise OnlineIndexError(table_problems(schema, table, errors))
+        table_row = self.indexes.read_table(schema, table)
         if table_row is None and state == 'present':
-            raise OnlineIndexError(self._problems(schema, table, [
+            raise OnlineIndexError(table_problems(schema, table, [
                 'table %s.%s does not exist: check the plan\'s schema and table name (names are case-sensitive, '
                 'Prisma models are quoted CamelCase)' % (schema, table)]))
         if table_row is not None:
             missing = [c for c in columns if c not in table_row['columns']]
             if missing and state == 'present':
-                raise OnlineIndexError(self._problems(schema, table, [
+                raise OnlineIndexError(table_problems(schema, table, [
                     'constraint "%s": column(s) %s not found in %s.%s (its columns: %s)'
                     % (name, ', '.join('"%s"' % c for c in missing), schema, table, ', '.join(table_row['columns']))]))
-        index = self.read_existing_indexes(schema, [name]).get(name)
+        index = self.indexes.read_existing_indexes(schema, [name]).get(name)
         constraints = self.read_constraints(schema, name)
         action, errors = decide_constraint_action(name, schema, table, columns, state, constraints, index)
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
+            raise OnlineIndexError(table_problems(schema, table, errors))
         ours = [c for c in constraints if (c['schema'], c['table']) == (schema, table)]
         ledger_row, left_alone = None, None
         if state == 'absent' and action == ACTION_DROP:
@@ -260,9 +267,9 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         errors = self.constraint_refusals(name, schema, table, columns, action, ours[0] if ours else None, index,
                                           () if state == 'present' else dropped_first)
         if errors:
-            raise OnlineIndexError(self._problems(schema, table, errors))
+            raise OnlineIndexError(table_problems(schema, table, errors))
         if action in (ACTION_CREATE, ACTION_REBUILD):
-            self.created_names.append((schema, name, 'unique constraint "%s" of %s.%s' % (name, schema, table)))
+            self.indexes.created_names.append((schema, name, 'unique constraint "%s" of %s.%s' % (name, schema, table)))
         spec = dict(name=name, schema=schema, table=table, columns=list(columns), unique=True, method='btree',
                     include=[], where=None)
         decision = dict(spec=spec, action=action, table_oid=table_row['oid'] if table_row else None,
@@ -271,7 +278,7 @@ class UniqueConstraintRunner(OnlineIndexRunner):
                             'What to do: let those sessions finish (or end them), or raise index_lock_timeout / '
                             'lock_retries, then rerun: it builds the unique index again (dropping any INVALID '
                             'leftover first) and attaches it; no constraint was added.'))
-        decision['statements'] = [self.render(statement) for statement in self.constraint_statements(decision)]
+        decision['statements'] = [self.session.render(statement) for statement in self.constraint_statements(decision)]
         return decision
 
     def _attributed(self, name, constraint, index):
@@ -297,7 +304,7 @@ class UniqueConstraintRunner(OnlineIndexRunner):
 
     def constraint_refusals(self, name, schema, table, columns, action, constraint, index, dropped_first):
         """What PostgreSQL would refuse of the statements of C(action) (refusal_rules), one line per rule."""
-        relation = self.read_relation_facts([(schema, table)]).get((schema, table))
+        relation = self.indexes.read_relation_facts([(schema, table)]).get((schema, table))
         if relation is None or action == ACTION_UNCHANGED:
             return []
         if action == ACTION_DROP:
@@ -310,9 +317,9 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         if facts['index'] is not None and dropped_first is not None:
             facts['dependents'] = [fk for fk in facts['index']['referenced_by'] if fk not in dropped_first]
         if CREATE_INDEX in statements:
-            facts['no_btree_class'] = self._query(NO_BTREE_CLASS_QUERY,
-                                                  dict(schema=schema, table=table, columns=list(columns)))
-        return self.refused([('unique constraint "%s"' % name, statement, facts) for statement in statements])
+            facts['no_btree_class'] = self.session.query(NO_BTREE_CLASS_QUERY,
+                                                         dict(schema=schema, table=table, columns=list(columns)))
+        return self.indexes.refused([('unique constraint "%s"' % name, statement, facts) for statement in statements])
 
     def add_constraint_statement(self, spec):
         sql = self.sql
@@ -331,12 +338,12 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         if action == ACTION_DROP:
             if decision['constraint']:
                 return [self.drop_constraint_statement(spec)]
-            return [self.drop_statement(spec['schema'], spec['name'])]
+            return [self.indexes.drop_statement(spec['schema'], spec['name'])]
         statements = []
         if action == ACTION_REBUILD:
-            statements.append(self.drop_statement(spec['schema'], spec['name']))
+            statements.append(self.indexes.drop_statement(spec['schema'], spec['name']))
         if action in (ACTION_CREATE, ACTION_REBUILD):
-            statements.append(self.create_statement(spec['schema'], spec['table'], spec))
+            statements.append(self.indexes.create_statement(spec['schema'], spec['table'], spec))
         if action in (ACTION_CREATE, ACTION_REBUILD, ACTION_ATTACH):
             statements.append(self.add_constraint_statement(spec))
         return statements
@@ -359,15 +366,12 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         if action == ACTION_DROP and decision['constraint']:
             retries += self._under_constraint_lock_timeout(decision, self.drop_constraint_statement(spec))
         elif action in (ACTION_DROP, ACTION_REBUILD):
-            drop = self.drop_statement(spec['schema'], spec['name'])
-            retries += self._with_retries(spec, decision, drop, lambda: self._execute_concurrently(spec, drop))
+            drop = self.indexes.drop_statement(spec['schema'], spec['name'])
+            retries += self.session.with_retries(spec, decision, drop, lambda: self.session.execute_concurrently(
+                spec, drop), explain=self.explain_failure)
         if action in (ACTION_CREATE, ACTION_REBUILD):
-            create = self.create_statement(spec['schema'], spec['table'], spec)
-            retries += self._with_retries(spec, decision, create, lambda: self._build_once(spec, create), cleanup=True)
-            built = self.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
-            if built is None or not built['valid']:
-                raise OnlineIndexError('index "%s.%s" is not valid after its build: rerun to drop and rebuild it'
-                                       % (spec['schema'], spec['name']))
+            create = self.indexes.create_statement(spec['schema'], spec['table'], spec)
+            retries += self.indexes.build_index(spec, decision, create, explain=self.explain_failure)
         if action in (ACTION_CREATE, ACTION_REBUILD, ACTION_ATTACH):
             retries += self._under_constraint_lock_timeout(decision, self.add_constraint_statement(spec))
             added = [c for c in self.read_constraints(spec['schema'], spec['name']) if c['table'] == spec['table']]
@@ -377,29 +381,19 @@ class UniqueConstraintRunner(OnlineIndexRunner):
         return round(time.monotonic() - started, 3), retries
 
     def _under_constraint_lock_timeout(self, decision, statement):
-        """Run an ACCESS EXCLUSIVE statement with the short lock_timeout, retried with backoff and jitter.
-
-        Each attempt waits at most constraint_lock_timeout, so sessions queued behind it wait no longer;
-        between attempts the lock queue drains. A decision's own C(step_advice) says what to do when all fail.
-        """
+        """Run an ACCESS EXCLUSIVE statement with the short constraint_lock_timeout, retried with backoff and jitter
+        (DdlSession.with_short_lock_timeout): sessions queued behind it wait no longer, and the queue drains between
+        attempts."""
         spec = decision['spec']
-        step = dict(decision, lock_timeout=self.constraint_lock_timeout, retry_advice=decision.get('step_advice') or (
+        step = dict(decision, retry_advice=(
             'What to do: let those sessions finish (or end them), or raise the constraint lock_timeout / '
             'lock_retries, then rerun. The unique index "%s" is kept: it is valid and already enforces uniqueness, '
             'so the rerun only runs the ALTER TABLE (rollback.yml drops it).' % spec['name']
             if decision['action'] != ACTION_DROP else
             'What to do: let those sessions finish (or end them), or raise the constraint lock_timeout / '
             'lock_retries, then rerun; nothing was changed by this step.'))
-
-        def attempt():
-            self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, false)",
-                        dict(value=str(self.constraint_lock_timeout)))
-            try:
-                self._execute(statement)
-            finally:
-                self._query("SELECT pg_catalog.set_config('lock_timeout', %(value)s, false)",
-                            dict(value=str(self.lock_timeout)))
-        return self._with_retries(spec, step, statement, attempt)
+        return self.session.with_short_lock_timeout(spec, step, statement, self.constraint_lock_timeout,
+                                                    self.explain_failure)
 
     def explain_failure(self, error, decision):
         """After a unique violation during the build: the duplicate keys that caused it."""

@@ -454,9 +454,10 @@ def prove_prisma(connection, params, state, module):
     return outcome['action'], None
 
 
-def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    """The module's options: the connection's (community.postgresql) and the plan's."""
+    spec = postgres_common_argument_spec()
+    spec.update(
         login_db=dict(type='str', aliases=['db']),
         plan_file=dict(type='path'),
         on_duplicates=dict(type='str', choices=['fail', 'rename']),
@@ -501,15 +502,20 @@ def main():
         lock_timeout=dict(type='str', default='5s'),
         session_role=dict(type='str'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    params['tables'] = params['tables'] or []  # a plan of constraints only has no tables
-    state = params['state']
-    result = dict(changed=False, replica=False, replicated=False, tables=[], pending_tables=[], constraints=[],
-                  pending_constraints=[], restore_pending=[], prisma=None, statements=[], estimated_bytes=0,
-                  disk={}, duplicates_report=[], summary=[], lock=dict(session_pid=0), queries=[],
-                  work=dict(index_tables=[], constraints=[], prisma=False, pending=False, plan_pending=False),
-                  ansible_facts=dict(pgzd_lock_session_pid=0), problems=[])
+    return spec
+
+
+def new_result():
+    """What the preflight returns, before anything is proven."""
+    return dict(changed=False, replica=False, replicated=False, tables=[], pending_tables=[], constraints=[],
+                pending_constraints=[], restore_pending=[], prisma=None, statements=[], estimated_bytes=0,
+                disk={}, duplicates_report=[], summary=[], lock=dict(session_pid=0), queries=[],
+                work=dict(index_tables=[], constraints=[], prisma=False, pending=False, plan_pending=False),
+                ansible_facts=dict(pgzd_lock_session_pid=0), problems=[])
+
+
+def refuse_bad_options(module, params, result):
+    """Before any connection: only_tables must name tables of the plan, and the knobs must be in range."""
     unknown = sorted(set(params['only_tables'] or []) - set(t['name'] for t in params['tables']))
     if unknown:
         module.fail_json(msg='only_tables names %s, not in plan %s; its tables are %s' % (
@@ -520,11 +526,10 @@ def main():
                            % params['index_parallelism'])
     if knob_errors:
         module.fail_json(msg=KNOBS_REFUSED % '\n- '.join(knob_errors), **result)
-    ensure_required_libs(module)
-    conn_params = get_conn_params(module, params)
-    connection = connect_or_fail(module, conn_params)
-    cursor = connection.cursor()
-    # The lock timeouts of the phases' blocking steps, vetted now: a run must not build indexes, then be refused.
+
+
+def refuse_bad_lock_timeouts(module, connection, cursor, params, result):
+    """The lock timeouts of the phases' blocking steps, vetted now: a run must not build indexes, then be refused."""
     knob_errors = blocking_lock_timeout_errors(cursor, [
         ('online_indexes_lock_timeout', params['index_phase_lock_timeout']),
         ('constraints_lock_timeout', params['constraint_phase_lock_timeout'])])
@@ -532,7 +537,9 @@ def main():
         connection.close()
         module.fail_json(msg=KNOBS_REFUSED % '\n- '.join(knob_errors), **result)
 
-    # (1) A replica gets no lock and no DDL: the plan reaches it by replication.
+
+def leave_out_replica(module, connection, cursor, conn_params, params, result):
+    """(1) A replica gets no lock and no DDL: the plan reaches it by replication. The module ends here on one."""
     server = read_server_role(lambda query: fetch_dicts(cursor, query))
     result['in_recovery'] = server['in_recovery']
     if server['in_recovery']:
@@ -545,33 +552,40 @@ def main():
         module.exit_json(**result)
     result['replicated'] = bool(server['replicas'] or server['slots'])
 
-    runner = ConstraintRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'],
-                              plan_name=params['plan_name'], run_id=params['run_id'])
 
-    # (2) The lock first, in this session, so that what is proven below still holds when the DDL runs. It passes to
-    # a holder process only when the run has work: a run with nothing to do starts none, and its lock goes with
-    # this session.
-    locked = False
-    if params['lock']:
-        refused = refusal(cursor, params['login_db'])
-        if refused and module.check_mode:
-            module.warn(refused)
-        elif refused:
-            connection.close()
-            module.fail_json(msg=refused, **result)
-        elif not module.check_mode:
-            if not lock_in_session(cursor):
-                refused = refusal(cursor, params['login_db']) or 'Another pg-zero-downtime run took the migration ' \
-                    'lock of database %s at this very moment: wait for it to finish, then rerun.' % params['login_db']
-                connection.close()
-                module.fail_json(msg=refused, **result)
-            locked = True
-            # Whoever finds the lock taken meanwhile is told which run holds it, as by the holder later.
-            cursor.execute("SELECT pg_catalog.set_config('application_name', %(name)s, false)",
-                           dict(name=application_name(params['run_id'], params['owner_pid'], PREFLIGHT_PREFIX)))
+def lock_first(module, connection, cursor, params, result):
+    """(2) The lock first, in this session, so that what is proven next still holds when the DDL runs. It passes to
+    a holder process only when the run has work (hand_lock_over): a run with nothing to do starts none, and its lock
+    goes with this session. Returns whether this session holds it."""
+    if not params['lock']:
+        return False
+    refused = refusal(cursor, params['login_db'])
+    if refused and module.check_mode:
+        module.warn(refused)
+        return False
+    if refused:
+        connection.close()
+        module.fail_json(msg=refused, **result)
+    if module.check_mode:
+        return False
+    if not lock_in_session(cursor):
+        refused = refusal(cursor, params['login_db']) or 'Another pg-zero-downtime run took the migration ' \
+            'lock of database %s at this very moment: wait for it to finish, then rerun.' % params['login_db']
+        connection.close()
+        module.fail_json(msg=refused, **result)
+    # Whoever finds the lock taken meanwhile is told which run holds it, as by the holder later.
+    cursor.execute("SELECT pg_catalog.set_config('application_name', %(name)s, false)",
+                   dict(name=application_name(params['run_id'], params['owner_pid'], PREFLIGHT_PREFIX)))
+    return True
 
-    # (3) The proof, read-only. Plan SQL is proven by the server's resolution before anything of it is evaluated:
-    # the baseline queries here, predicates and checks by the runners as they plan them.
+
+def prove_plan(module, connection, runner, params, result):
+    """(3) The proof, read-only, composed of the kinds' own proofs (plan_proof): the indexes', the constraints', the
+    names they create, and the Prisma record's. Plan SQL is proven by the server's resolution before anything of it
+    is evaluated: the baseline queries here, predicates and checks by the kinds as they plan them. Fills the
+    result's proof; returns what the verdict needs: problems, blocking, violations, constraint_problems, indexes,
+    constraints, restore_pending and prisma_action."""
+    state = params['state']
     problems = query_problems(params['baseline_queries']) if state == 'present' else []
     problems.extend(runner.trust.trusted()[1])
     # The ledger records what the run does (and a rollback undoes only what it records): it must be writable.
@@ -588,38 +602,39 @@ def main():
                                     params['max_groups'], params['tables'])
     # Every name the plan creates, its indexes' and its constraints' together, once in its schema.
     problems.extend(line for line in name_problems(runner) if line not in problems)
-    constraint_problems, blocking = constraints.pop('problems'), constraints.pop('blocking')
-    violations = constraints.pop('violations')
+    proof = dict(problems=problems, constraint_problems=constraints.pop('problems'),
+                 blocking=constraints.pop('blocking'), violations=constraints.pop('violations'), indexes=indexes,
+                 constraints=constraints, prisma_action=None)
     for advice in constraints.pop('advice'):
         module.warn(advice)
-    restore_pending = restores_pending(runner.ledger, params['constraints'], params['schema']) \
+    proof['restore_pending'] = restores_pending(runner.ledger, params['constraints'], params['schema']) \
         if state == 'absent' else []
-    prisma_action = None
     if params['prisma_migration']:
-        prisma_action, problem = prove_prisma(connection, params, state, module)
+        proof['prisma_action'], problem = prove_prisma(connection, params, state, module)
         if problem:
             problems.append(problem)
     result.update(tables=indexes['tables'], pending_tables=indexes['pending_tables'],
                   constraints=constraints['constraints'], pending_constraints=constraints['pending'],
-                  restore_pending=restore_pending, statements=indexes['queries'] + constraints['queries'],
+                  restore_pending=proof['restore_pending'], statements=indexes['queries'] + constraints['queries'],
                   estimated_bytes=indexes['estimated_bytes'], duplicates_report=constraints['report'],
-                  prisma=dict(action=prisma_action) if params['prisma_migration'] else None)
+                  prisma=dict(action=proof['prisma_action']) if params['prisma_migration'] else None)
+    return proof
 
-    # (4) This run's work (pure decisions, run_plan); the disk it needs is that of its own index builds.
-    plan = dict(name=params['plan_name'], file=params['plan_file'], tables=params['tables'],
-                constraints=params['constraints'], baseline_queries=params['baseline_queries'],
-                prisma_migration=params['prisma_migration'])
-    result['work'] = run_work(plan, state, params['phases'], params['only_tables'], indexes['pending_tables'],
-                              constraints['pending'], restore_pending, prisma_action)
-    # Every problem at once: the plan's and the database's, indexes and constraints alike.
-    messages = [index_problems_message(problems)] if problems else []
-    if constraint_problems:
-        messages.append(constraint_problems_message(constraint_problems, state))
+
+def verdict(cursor, params, proof, result):
+    """(4) Why the run must not go on, or None: every problem at once (the plan's and the database's, indexes and
+    constraints alike), then the rows that stop a constraint, the disk its own index builds need, and the
+    connections of its index phase."""
+    state = params['state']
+    messages = [index_problems_message(proof['problems'])] if proof['problems'] else []
+    if proof['constraint_problems']:
+        messages.append(constraint_problems_message(proof['constraint_problems'], state))
     failure = '\n'.join(messages) or None
-    if not failure and (blocking or violations):
-        failure = data_message(blocking, violations, set(c['type'] for c in params['constraints']
-                                                         if c['name'] in violations), constraints['report'])
-    needed = work_bytes(indexes['tables'], result['work']['index_tables'], params['schema'])
+    if not failure and (proof['blocking'] or proof['violations']):
+        failure = data_message(proof['blocking'], proof['violations'], set(
+            c['type'] for c in params['constraints'] if c['name'] in proof['violations']),
+            proof['constraints']['report'])
+    needed = work_bytes(proof['indexes']['tables'], result['work']['index_tables'], params['schema'])
     if not failure and state == 'present' and params['disk_check'] and needed:
         try:
             data_directory = fetch_dicts(cursor, "SELECT pg_catalog.current_setting('data_directory') AS path")[0]['path']
@@ -634,36 +649,72 @@ def main():
         budget = connection_budget(params['index_parallelism'], len(result['work']['index_tables']),
                                    connection_slots(cursor, []))
         failure = budget['message']
-    if failure:
-        connection.close()
-        # One string a problem, for report.json of the refused run: the plan's and the database's, or the one reason.
-        result['problems'] = problems + constraint_problems or [failure]
-        module.fail_json(msg=failure, **failure_fields(result))
+    return failure
 
-    if locked and result['work']['pending']:
-        # Handed over without a gap: this session gives the lock up only once the holder waits for it.
-        try:
-            session_pid, holder_pid, dummy_ = take(params, conn_params, params['login_db'], params['run_id'],
-                                                   params['owner_pid'], params['lock_max_seconds'],
-                                                   on_waiting=lambda waiting: hand_over(cursor, waiting))
-        except LockRefused as error:
-            connection.close()
-            module.fail_json(msg=str(error), **failure_fields(result))
-        result['queries'].append('SELECT pg_catalog.pg_try_advisory_lock(%d, %d)' % MIGRATION_LOCK_KEY)
-        result['lock'] = dict(session_pid=session_pid, holder_pid=holder_pid)
-    connection.close()
-    result['summary'] = summary_lines(plan, state, params['phases'], result['work'], indexes['pending_tables'],
-                                      constraints['pending'], indexes['queries'], prisma_action, module.check_mode)
+
+def hand_lock_over(module, connection, cursor, conn_params, params, result):
+    """Handed over without a gap: this session gives the lock up only once the holder waits for it."""
+    try:
+        session_pid, holder_pid, dummy_ = take(params, conn_params, params['login_db'], params['run_id'],
+                                               params['owner_pid'], params['lock_max_seconds'],
+                                               on_waiting=lambda waiting: hand_over(cursor, waiting))
+    except LockRefused as error:
+        connection.close()
+        module.fail_json(msg=str(error), **failure_fields(result))
+    result['queries'].append('SELECT pg_catalog.pg_try_advisory_lock(%d, %d)' % MIGRATION_LOCK_KEY)
+    result['lock'] = dict(session_pid=session_pid, holder_pid=holder_pid)
+
+
+def summarize(module, params, plan, proof, runner, result):
+    """The lines the play prints: what the run will do, the duplicates, what it trusts and leaves alone, the disk."""
+    result['summary'] = summary_lines(plan, params['state'], params['phases'], result['work'],
+                                      proof['indexes']['pending_tables'], proof['constraints']['pending'],
+                                      proof['indexes']['queries'], proof['prisma_action'], module.check_mode)
     result['summary'].extend(result['duplicates_report'])
     result['trusted'] = runner.trust.trusted_lines()
     result['summary'].extend(left_alone_report(result['tables'], result['constraints']))
-    if state == 'present':
+    if params['state'] == 'present':
         result['summary'].append('Plan SQL proven by the server to reach only the built-ins of pg_catalog%s.' % (
             ' and what the plan trusts: %s' % ', '.join(result['trusted']) if result['trusted'] else
             ' (the plan trusts nothing user-defined)'))
     if result['disk'].get('message') and result['work']['pending']:
         result['summary'].append(result['disk']['message'])
     result['ansible_facts'] = dict(pgzd_lock_session_pid=result['lock']['session_pid'])
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
+    params['tables'] = params['tables'] or []  # a plan of constraints only has no tables
+    result = new_result()
+    refuse_bad_options(module, params, result)
+    ensure_required_libs(module)
+    conn_params = get_conn_params(module, params)
+    connection = connect_or_fail(module, conn_params)
+    cursor = connection.cursor()
+    refuse_bad_lock_timeouts(module, connection, cursor, params, result)
+    leave_out_replica(module, connection, cursor, conn_params, params, result)
+    runner = ConstraintRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'],
+                              plan_name=params['plan_name'], run_id=params['run_id'])
+    locked = lock_first(module, connection, cursor, params, result)
+    proof = prove_plan(module, connection, runner, params, result)
+    # This run's work (pure decisions, run_plan); the disk it needs is that of its own index builds.
+    plan = dict(name=params['plan_name'], file=params['plan_file'], tables=params['tables'],
+                constraints=params['constraints'], baseline_queries=params['baseline_queries'],
+                prisma_migration=params['prisma_migration'])
+    result['work'] = run_work(plan, params['state'], params['phases'], params['only_tables'],
+                              proof['indexes']['pending_tables'], proof['constraints']['pending'],
+                              proof['restore_pending'], proof['prisma_action'])
+    failure = verdict(cursor, params, proof, result)
+    if failure:
+        connection.close()
+        # One string a problem, for report.json of the refused run: the plan's and the database's, or the one reason.
+        result['problems'] = proof['problems'] + proof['constraint_problems'] or [failure]
+        module.fail_json(msg=failure, **failure_fields(result))
+    if locked and result['work']['pending']:
+        hand_lock_over(module, connection, cursor, conn_params, params, result)
+    connection.close()
+    summarize(module, params, plan, proof, runner, result)
     module.exit_json(**result)
 
 

@@ -13,7 +13,7 @@ from test_online_index_logic import existing, spec
 
 adoption = helpers.load_module_utils('ledger_adoption')
 index_plan = helpers.load_module_utils('index_plan')
-online_constraint = helpers.load_module_utils('online_constraint')
+online_constraint = helpers.load_module_utils('constraint_plan')
 
 PLAN = 'shop'
 OLD = 'CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status)'

@@ -6,7 +6,7 @@ import pytest
 
 import helpers
 
-oc = helpers.load_module_utils('online_constraint')
+oc = helpers.load_module_utils('constraint_plan')
 
 FK = dict(name='Job_classId_fkey', type='foreign_key', schema='public', table='Job', columns=['classId'],
           references=dict(table='Class', columns=['id']), on_delete='SET NULL', on_update='CASCADE')
