@@ -26,7 +26,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.action.run_records 
 from ansible_collections.pg_zero_downtime.migrations.plugins.filter.migration_report import refused_report
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run_plan import selected_phases
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import (
-    artifacts_dir_error, run_folder_path)
+    artifacts_dir_error, artifacts_dir_path, run_folder_path)
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (
     load_plan, new_run_id, only_tables_list, run_id_error,
 )
@@ -71,8 +71,7 @@ def module_args(args, plan, run_id, phases):
 
 def write_refused_report(args, plan, run_id, result):
     """Writes report.json of a refused run into its run folder (as roles/report names it); returns its path."""
-    folder = run_folder_path(os.path.abspath(os.path.expanduser(args['artifacts_dir'])),
-                             (plan or {}).get('name') or 'adhoc', run_id)
+    folder = run_folder_path(artifacts_dir_path(args['artifacts_dir']), (plan or {}).get('name') or 'adhoc', run_id)
     report = refused_report((plan or {}).get('name'), (plan or {}).get('file'), run_id, args.get('login_db'),
                             args.get('login_host'), time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
                             result.get('problems') or [result.get('msg') or 'the preflight failed'])
@@ -126,10 +125,10 @@ class ActionModule(ActionBase):
             return self._refused(args, plan, run_id, result)
         # For the phases after the preflight; roles/preflight keeps them as facts (set_fact, which outranks a
         # module's facts, so a later play of the same playbook gets its own).
-        artifacts_dir = os.path.abspath(os.path.expanduser(args.get('artifacts_dir') or 'artifacts'))
         result.update(run_id=run_id, owner_pid=owner_pid, phases=args['phases'],
                       plan=plan_fact(plan) if plan is not None else None,
-                      run=run_context(plan, run_id, artifacts_dir, owner_pid, args['phases'], outcome))
+                      run=run_context(plan, run_id, artifacts_dir_path(args.get('artifacts_dir')), owner_pid,
+                                      args['phases'], outcome))
         return result
 
     def _refused(self, args, plan, run_id, result):

@@ -65,7 +65,8 @@ import os
 
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import artifacts_dir_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import (
+    artifacts_dir_error, artifacts_dir_path)
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (
     load_plan, new_run_id, only_tables_list, run_id_error,
 )
@@ -89,6 +90,6 @@ class LookupModule(LookupBase):
             run = None
             if plan is not None:
                 run = run_context(plan, run_id or (self.get_option('run_id_prefix') or '') + new_run_id(),
-                                  os.path.abspath(os.path.expanduser(artifacts_dir or 'artifacts')))
+                                  artifacts_dir_path(artifacts_dir))
             loaded.append(dict(plan=plan, error=error, run=run))
         return loaded

@@ -41,7 +41,8 @@ import os
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import run_folder_path
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import (
+    artifacts_dir_path, run_folder_path)
 
 
 class LookupModule(LookupBase):
@@ -57,8 +58,7 @@ class LookupModule(LookupBase):
         if which not in ('run', 'artifacts', 'backups'):
             raise AnsibleLookupError('run_folder takes run, artifacts or backups, not %r' % (which,))
         run = self._value(variables, 'pgzd_run') or {}
-        artifacts = run.get('artifacts_dir') or self._value(variables, 'artifacts_dir') or os.path.join(
-            os.getcwd(), 'artifacts')
+        artifacts = run.get('artifacts_dir') or self._value(variables, 'artifacts_dir') or artifacts_dir_path()
         if which == 'artifacts':
             return [artifacts]
         if which == 'backups':

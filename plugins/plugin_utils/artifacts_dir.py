@@ -42,11 +42,17 @@ def _nearest_existing(path):
     return path
 
 
+def artifacts_dir_path(path=None):
+    """The artifacts directory as an absolute path: C(path) with ~ expanded, else artifacts/ of the working directory
+    (that of ansible-playbook on the controller)."""
+    return os.path.abspath(os.path.expanduser(path or 'artifacts'))
+
+
 def artifacts_dir_error(path):
     """Why C(path) cannot be the run's artifacts directory (see WHAT_IS_OURS), or None. Nothing is created."""
     if not isinstance(path, str) or not path.strip():
         return 'artifacts_dir must be the path of a directory, not %r. %s.' % (path, WHAT_TO_DO)
-    where = os.path.abspath(os.path.expanduser(path))
+    where = artifacts_dir_path(path)
     if not os.path.lexists(where):
         parent = _nearest_existing(os.path.dirname(where))
         if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
