@@ -524,9 +524,9 @@ class Guard(object):
 
 def record_in_ledger(conn, kind, table, name, definition, plan='manual', state='applied', prior=None,
                      schema='public', run_id='earlier-run'):
-    """A row of the ledger (plugins/module_utils/ledger.py) as a run of C(plan) leaves it: C(state) intended (a run
+    """A row of the ledger (plugins/module_utils/run/ledger.py) as a run of C(plan) leaves it: C(state) intended (a run
     stopped after it began) or applied. For tests that set the database up directly rather than by a module run."""
-    for statement in load_module_utils('ledger').CREATE_STATEMENTS:
+    for statement in load_module_utils('run.ledger').CREATE_STATEMENTS:
         query(conn, statement)
     query(conn, 'INSERT INTO pgzd_audit.ledger (plan, run_id, kind, schema_name, table_name, object_name, definition, '
                 'prior, state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)',

@@ -24,7 +24,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.action.run_records import json_text, write_text
 from ansible_collections.pg_zero_downtime.migrations.plugins.filter.migration_report import refused_report
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run_plan import selected_phases
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.run_work import selected_phases
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import (
     artifacts_dir_error, artifacts_dir_path, run_folder_path)
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (

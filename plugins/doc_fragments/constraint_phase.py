@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# The options of the modules that run a constraint phase (module_utils/constraint_phase.phase_options), besides the
+# The options of the modules that run a constraint phase (module_utils/kinds/constraint_phase.phase_options), besides the
 # plan's constraints (plan_constraints) and the connection.
 
 from __future__ import absolute_import, division, print_function

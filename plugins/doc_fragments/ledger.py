@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # The option every module that changes, or decides a rollback of, what a plan made shares: whose ledger it is
-# (module_utils/ledger.py).
+# (module_utils/run/ledger.py).
 
 from __future__ import absolute_import, division, print_function
 

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# The option every module that proves or runs plan SQL shares: what the plan trusts (module_utils/plan_trust.py).
+# The option every module that proves or runs plan SQL shares: what the plan trusts (module_utils/plan/plan_trust.py).
 
 from __future__ import absolute_import, division, print_function
 

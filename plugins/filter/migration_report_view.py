@@ -43,7 +43,7 @@ _value:
 import math
 import re
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import FAILED, NOT_DONE
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.outcomes import FAILED, NOT_DONE
 
 # The table lock each statement the tool sends takes (PostgreSQL's "Explicit Locking"), first match wins, and what
 # the application feels of it. Plain text a reader checks against the docs; tests/unit covers every statement kind.

@@ -37,7 +37,7 @@ _value:
 '''
 
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import FAILED, done, stopped_entry
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.outcomes import FAILED, done, stopped_entry
 
 
 def stopped_message(failure, results):

@@ -52,7 +52,7 @@ _value:
   elements: dict
 '''
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import done
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.outcomes import done
 
 MET = 'met'
 NOT_MET = 'not met'

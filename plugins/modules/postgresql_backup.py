@@ -190,7 +190,7 @@ import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.backups import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.backups import (
     SERVER_SQL,
     ClientPrograms,
     backup_name,
@@ -207,8 +207,8 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.backup
     size_bytes,
     toc_entries,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import error_text, fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import error_text, fetch_dicts
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,

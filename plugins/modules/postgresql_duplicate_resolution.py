@@ -143,13 +143,13 @@ queries:
 
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.duplicate_resolution import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.duplicate_resolution import (
     ResolutionError, Resolver, run_in_transaction,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import option_errors
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import option_errors
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import (
     CONSTRAINT_OPTIONS, validate_constraint,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (

@@ -143,14 +143,14 @@ summary:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import INDEX_SPEC_OPTIONS
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.ledger_adoption import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.ledger_adoption import (
     Adoption, AdoptionError, adopted_run_id, summary_lines,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import ConstraintRunner
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import error_text
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_constraint import ConstraintRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import error_text
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import (
     PLAN_CONSTRAINT_OPTIONS,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (

@@ -120,11 +120,11 @@ queries:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.advisory_locks import (
     MIGRATION_LOCK_KEY, lock_lost_message,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.migration_lock import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.migration_lock import (
     LockRefused, holders, own_holders, refusal, release, take,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (

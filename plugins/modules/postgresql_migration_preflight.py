@@ -370,36 +370,36 @@ queries:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.advisory_locks import MIGRATION_LOCK_KEY
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.baseline_runs import prove_queries
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.advisory_locks import MIGRATION_LOCK_KEY
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.baseline_runs import prove_queries
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     connect_or_fail, connection_slots, target_of,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import INDEX_SPEC_OPTIONS
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import connection_budget
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.migration_lock import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_runs import connection_budget
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.migration_lock import (
     PREFLIGHT_PREFIX, LockRefused, application_name, hand_over, lock_in_session, refusal, take,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_proof import (
     constraint_problems_message, data_message, index_problems_message, name_problems, prove_constraints, prove_indexes,
     left_alone_report, restores_pending,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma_history import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.prisma_history import (
     History, HistoryError, run_in_transaction,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.query_baseline import query_problems
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.query_baseline import query_problems
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.replication import (
     read_server_role, replica_left_out_message,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run_plan import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.run_work import (
     PHASES, disk_verdict, run_work, summary_lines,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import (
     blocking_lock_timeout_errors, fetch_dicts,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import ConstraintRunner
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import PLAN_CONSTRAINT_OPTIONS
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import sample_size_errors
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_constraint import ConstraintRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import PLAN_CONSTRAINT_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_keys import sample_size_errors
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,
@@ -698,7 +698,7 @@ def main():
                               plan_name=params['plan_name'], run_id=params['run_id'])
     locked = lock_first(module, connection, cursor, params, result)
     proof = prove_plan(module, connection, runner, params, result)
-    # This run's work (pure decisions, run_plan); the disk it needs is that of its own index builds.
+    # This run's work (pure decisions, run/run_work.py); the disk it needs is that of its own index builds.
     plan = dict(name=params['plan_name'], file=params['plan_file'], tables=params['tables'],
                 constraints=params['constraints'], baseline_queries=params['baseline_queries'],
                 prisma_migration=params['prisma_migration'])

@@ -161,17 +161,17 @@ problem:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.baseline_runs import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.baseline_runs import (
     BaselineError, baseline_lines, input_errors, measure_all, with_earlier_params,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import INDEX_SPEC_OPTIONS
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_proof import (
     prove_constraints, prove_indexes,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import ConstraintRunner
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import PLAN_CONSTRAINT_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_constraint import ConstraintRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import PLAN_CONSTRAINT_OPTIONS
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,

@@ -159,8 +159,8 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.constraint_phase import (
-    checked_connection, phase_options, run_plan,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_phase import (
+    checked_connection, phase_options, run_constraints,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
@@ -175,7 +175,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_required_libs(module)
     conn_params = get_conn_params(module, module.params)
-    run_plan(module, checked_connection(module, conn_params), conn_params)
+    run_constraints(module, checked_connection(module, conn_params), conn_params)
 
 
 if __name__ == '__main__':

@@ -362,26 +362,26 @@ summary:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     connect_or_fail, connection_failure_message, connection_slots, target_of, watch_connection_factory,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
     ACTION_RESTORE, ACTION_UNCHANGED, INDEX_SPEC_OPTIONS,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_runs import (
     connection_budget, failure_message, index_summary, ordered_tables, run_pipeline,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.outcomes import (
     FAILED, NOT_STARTED, kept_queries, mark, statements_diff,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.replication import (
     REPLICATION_LAG_OPTIONS, replica_wait_problem,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_index import OnlineIndexRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import (
     OnlineIndexError, blocking_lock_timeout_errors, option_errors,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.build_waits import (
     seconds_option_error, warn_about_waits,
 )
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (

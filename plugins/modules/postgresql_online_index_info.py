@@ -142,15 +142,15 @@ queries:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import INDEX_SPEC_OPTIONS
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_index import OnlineIndexRunner
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_index import OnlineIndexRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_proof import (
     index_problems_message, prove_indexes,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.query_baseline import query_problems
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import sample_size_errors
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.query_baseline import query_problems
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_keys import sample_size_errors
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,

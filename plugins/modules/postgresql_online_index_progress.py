@@ -176,12 +176,12 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.build_waits import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.build_waits import (
     RUN_LOCK_WAITS_QUERY, WAITING_ON_QUERY, lock_wait_phase, wait_summary,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_runs import failure_message, index_summary
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.async_runs import read_async_result
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import error_text, fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_runs import failure_message, index_summary
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.async_runs import read_async_result
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import error_text, fetch_dicts
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     connect_to_db,
     ensure_required_libs,

@@ -210,12 +210,12 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.constraint_phase import (
-    TIMEOUT_KEYS, ConstraintFailed, bring, checked_connection, new_runner, phase_options, run_plan,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_phase import (
+    TIMEOUT_KEYS, ConstraintFailed, bring, checked_connection, new_runner, phase_options, run_constraints,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.index_plan import ACTION_UNCHANGED
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.outcomes import FAILED, mark, statements_diff
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import constraint_summary
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import ACTION_UNCHANGED
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.outcomes import FAILED, mark, statements_diff
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import constraint_summary
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,
@@ -242,7 +242,7 @@ def main():
     conn_params = get_conn_params(module, params)
     connection = checked_connection(module, conn_params)
     if params['constraints']:
-        run_plan(module, connection, conn_params)
+        run_constraints(module, connection, conn_params)
 
     spec = dict(name=params['name'], schema=params['schema'], table=params['table'], columns=params['columns'])
     result = dict(changed=False, queries=[], constraint={}, lock_retries_used=0)

@@ -143,10 +143,10 @@ summary:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import option_errors
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma_history import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import option_errors
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.prisma_history import (
     ACTION_RECORDED,
     ACTION_REMOVED,
     History,

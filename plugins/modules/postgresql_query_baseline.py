@@ -149,12 +149,12 @@ summary:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.baseline_runs import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.baseline_runs import (
     BaselineError, baseline_lines, input_errors, measure_all, with_earlier_params,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_sql import HAS_PGLAST, MISSING_PARSER
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import option_errors
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import HAS_PGLAST, MISSING_PARSER
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import option_errors
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,

@@ -168,9 +168,9 @@ queries:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import fetch_dicts
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.replication import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.replication import (
     IN_RECOVERY_SQL,
     PRIMARY_LSN_SQL,
     PRIMARY_SLOTS_SQL,

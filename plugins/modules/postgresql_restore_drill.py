@@ -157,7 +157,7 @@ commands:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.backups import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.backups import (
     DATABASE_EXISTS_SQL,
     DATABASE_LOCALE_SQL,
     ROW_COUNTS_SQL,
@@ -177,12 +177,12 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.backup
     row_counts,
     scratch_database_problem,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     connect_or_fail,
     connection_failure_message,
     target_of,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import (
     error_text,
     fetch_dicts,
     sql_module,

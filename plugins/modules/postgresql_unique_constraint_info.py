@@ -112,13 +112,13 @@ report:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_proof import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_proof import (
     constraint_problems_message, duplicates_message, prove_constraints,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.online_constraint import ConstraintRunner
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_constraint import PLAN_CONSTRAINT_OPTIONS
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.unique_keys import sample_size_errors
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_constraint import ConstraintRunner
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import PLAN_CONSTRAINT_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_keys import sample_size_errors
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
     ensure_required_libs,
     get_conn_params,

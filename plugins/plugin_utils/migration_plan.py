@@ -20,9 +20,9 @@ import re
 
 import yaml
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.identifiers import identifier_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan_trust import trusted_errors
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.refusal_rules import constraint_name_keys
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_trust import trusted_errors
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.refusal_rules import constraint_name_keys
 
 TOP_KEYS = ('name', 'description', 'schema', 'tables', 'constraints', 'baseline_queries', 'prisma_migration', 'trusted')
 TABLE_KEYS = ('name', 'schema', 'indexes')

@@ -82,7 +82,7 @@ def test_the_tarball_holds_the_collection_and_not_the_checkout(installed):
     assert (info['namespace'], info['name']) == ('pg_zero_downtime', 'migrations')
     assert info['dependencies'] == {'community.postgresql': '>=4.2.0,<5.0.0'}
     for present in ('meta/runtime.yml', 'playbooks/migrate.yml', 'playbooks/rollback.yml', 'roles/online_indexes',
-                    'plugins/modules/postgresql_online_index.py', 'plugins/module_utils/online_index.py'):
+                    'plugins/modules/postgresql_online_index.py', 'plugins/module_utils/kinds/online_index.py'):
         assert os.path.exists(os.path.join(root, present)), present
     for absent in ('.venv', 'collections', 'tests', 'bench', 'scripts', 'molecule', 'artifacts', 'fixtures', 'plans',
                    'inventories', 'ansible.cfg', 'Makefile', 'changelogs/fragments',

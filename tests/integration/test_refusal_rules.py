@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""The refusal rules (plugins/module_utils/refusal_rules.py) against PostgreSQL itself, table-driven.
+"""The refusal rules (plugins/module_utils/plan/refusal_rules.py) against PostgreSQL itself, table-driven.
 
 Each case of CASES first runs, on scratch tables in a schema of its own, the statement a plan would make the tool send,
 and asserts PostgreSQL refuses it; then the preflight (the real module, through Ansible) gets the plan and must refuse
@@ -28,7 +28,7 @@ DATABASE = 'pgzd_refusal_rules'
 ROLE = 'pgzd_rr_app'  # owns nothing it is asked to change: the ownership and privilege rules
 SERVER = 'pgzd_rr_files'  # a file_fdw server, for a foreign table
 
-rules = helpers.load_module_utils('refusal_rules')
+rules = helpers.load_module_utils('plan.refusal_rules')
 
 # One case: the rule it proves; the scratch objects (SQL, {s} is the case's schema); what PostgreSQL refuses, as
 # [(statements, a fragment of its error)] (the statements before the last run in a transaction that is rolled back);

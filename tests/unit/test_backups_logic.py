@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""plugins/module_utils/backups.py: backup names, retention, pg_dump's version against the server's, how pg_dump
+"""plugins/module_utils/evidence/backups.py: backup names, retention, pg_dump's version against the server's, how pg_dump
 and pg_restore get the login, and what a restore drill's row counts say; no server needed."""
 
 import datetime
@@ -7,7 +7,7 @@ import hashlib
 
 from helpers import load_module_utils
 
-backups = load_module_utils('backups')
+backups = load_module_utils('evidence.backups')
 
 MOMENT = datetime.datetime(2026, 11, 25, 3, 0, 7, tzinfo=datetime.timezone.utc)
 

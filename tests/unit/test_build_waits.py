@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""What a concurrent build waits for (plugins/module_utils/build_waits.py): the descriptions, and the watch that
+"""What a concurrent build waits for (plugins/module_utils/session/build_waits.py): the descriptions, and the watch that
 ends a build once its waits add up to build_wait_timeout, driven here by a scripted catalog instead of a server."""
 
 import importlib
@@ -7,7 +7,7 @@ import time
 
 import helpers
 
-bw = helpers.load_module_utils('build_waits')
+bw = helpers.load_module_utils('session.build_waits')
 
 SNAPSHOT_HOLDER = dict(pid=4242, usename='report', application_name='metabase', client_addr='10.1.2.3/32',
                        state='idle in transaction', xact_seconds=75, query='SELECT sum(amount) FROM "MoneyTx"',

@@ -1,11 +1,11 @@
 # -*- coding: utf-8 -*-
-"""What a connection failure means for the run (plugins/module_utils/connection.py), from the driver's words."""
+"""What a connection failure means for the run (plugins/module_utils/session/connection.py), from the driver's words."""
 
 import pytest
 
 import helpers
 
-cn = helpers.load_module_utils('connection')
+cn = helpers.load_module_utils('session.connection')
 
 
 @pytest.mark.parametrize('driver_text,advice', [

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Unit tests of on_mismatch: replace (index_plan, no server): the steps that replace an index of the planned name by
+"""Unit tests of on_mismatch: replace (index_decisions, no server): the steps that replace an index of the planned name by
 the planned definition (a build beside it, a swap by renames, a concurrent drop), resumed from any state a stopped run
 leaves; its rollback from the ledger's record of what it replaced; what is refused; the summary's two definitions."""
 
@@ -8,8 +8,8 @@ import pytest
 import helpers
 from test_online_index_logic import existing, spec
 
-plan = helpers.load_module_utils('index_plan')
-runs = helpers.load_module_utils('index_runs')
+plan = helpers.load_module_utils('kinds.index_decisions')
+runs = helpers.load_module_utils('kinds.index_runs')
 
 NEXT, PREVIOUS = 'Job_status_idx_pgzd_next', 'Job_status_idx_pgzd_prev'
 OLD = 'CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status)'

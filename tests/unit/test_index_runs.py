@@ -1,12 +1,12 @@
 # -*- coding: utf-8 -*-
-"""plugins/module_utils/index_runs.py: the index phase of a plan in one process, with fake tables."""
+"""plugins/module_utils/kinds/index_runs.py: the index phase of a plan in one process, with fake tables."""
 
 import threading
 import time
 
 from helpers import load_module_utils
 
-runs = load_module_utils('index_runs')
+runs = load_module_utils('kinds.index_runs')
 
 PLAN = [dict(name='Job', indexes=[dict(name='a'), dict(name='b')]),
         dict(name='Item', schema='shop', indexes=[dict(name='c')]),

@@ -33,13 +33,13 @@ def top_level(tree, kind, name):
 
 @pytest.mark.parametrize('filename,name', KINDS)
 def test_no_kind_subclasses_another(filename, name):
-    cls = top_level(parsed(os.path.join('plugins', 'module_utils', filename)), ast.ClassDef, name)
+    cls = top_level(parsed(os.path.join('plugins', 'module_utils', 'kinds', filename)), ast.ClassDef, name)
     assert [ast.unparse(base) for base in cls.bases] == ['object']
 
 
 def test_every_kind_runs_through_a_ddl_session():
     for filename, name in KINDS:
-        source = ast.unparse(top_level(parsed(os.path.join('plugins', 'module_utils', filename)), ast.ClassDef, name))
+        source = ast.unparse(top_level(parsed(os.path.join('plugins', 'module_utils', 'kinds', filename)), ast.ClassDef, name))
         assert 'session' in source, name
         # The session's own machinery is called on it, never re-implemented or reached for in another kind.
         for private in ('_with_retries', '_execute_concurrently', '_failure_message', 'set_config'):

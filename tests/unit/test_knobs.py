@@ -15,10 +15,10 @@ import yaml
 import bad_plans
 import helpers
 
-unique_keys = importlib.import_module(helpers.collection_path('plugins.module_utils.unique_keys'))
-plan_proof = importlib.import_module(helpers.collection_path('plugins.module_utils.plan_proof'))
-session = importlib.import_module(helpers.collection_path('plugins.module_utils.session'))
-index_runs = importlib.import_module(helpers.collection_path('plugins.module_utils.index_runs'))
+unique_keys = importlib.import_module(helpers.collection_path('plugins.module_utils.kinds.unique_keys'))
+plan_proof = importlib.import_module(helpers.collection_path('plugins.module_utils.plan.plan_proof'))
+session = importlib.import_module(helpers.collection_path('plugins.module_utils.session.statements'))
+index_runs = importlib.import_module(helpers.collection_path('plugins.module_utils.kinds.index_runs'))
 mp = importlib.import_module(helpers.collection_path('plugins.plugin_utils.migration_plan'))
 artifacts = importlib.import_module(helpers.collection_path('plugins.plugin_utils.artifacts_dir'))
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
-"""The decisions of plugins/module_utils/ledger_adoption.py on plain data: what an adoption records of a plan's objects
+"""The decisions of plugins/module_utils/run/ledger_adoption.py on plain data: what an adoption records of a plan's objects
 that an older version made, and what it leaves, and why (tests/integration/test_ledger_adoption.py proves the whole on
-the real cluster). The decisions it starts from are the runners' own (index_plan.decide_actions, decide_steps)."""
+the real cluster). The decisions it starts from are the runners' own (index_decisions.decide_actions, decide_steps)."""
 
 import datetime
 import json
@@ -11,9 +11,9 @@ import pytest
 import helpers
 from test_online_index_logic import existing, spec
 
-adoption = helpers.load_module_utils('ledger_adoption')
-index_plan = helpers.load_module_utils('index_plan')
-online_constraint = helpers.load_module_utils('constraint_plan')
+adoption = helpers.load_module_utils('run.ledger_adoption')
+index_decisions = helpers.load_module_utils('kinds.index_decisions')
+online_constraint = helpers.load_module_utils('kinds.constraint_decisions')
 
 PLAN = 'shop'
 OLD = 'CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status)'
@@ -22,12 +22,12 @@ NEW = 'CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status, "teach
 
 def record_comment(definition=OLD, comment='kept by ops'):
     """The comment version 0.16 wrote on the index a replacement swapped in."""
-    return index_plan.RECORD_PREFIX + json.dumps(dict(definition=definition, comment=comment), sort_keys=True)
+    return index_decisions.RECORD_PREFIX + json.dumps(dict(definition=definition, comment=comment), sort_keys=True)
 
 
 def index_decision(planned, found):
     """The index runner's decision of C(planned) for the present state, given the index C(found) (or None)."""
-    decisions, errors = index_plan.decide_actions([planned], {planned['name']: found} if found else {}, 'present')
+    decisions, errors = index_decisions.decide_actions([planned], {planned['name']: found} if found else {}, 'present')
     assert errors == []
     return decisions[0]
 
@@ -105,8 +105,8 @@ def test_a_replace_entry_without_a_record_is_an_index_the_plan_made():
 
 
 @pytest.mark.parametrize('comment, fragment', [
-    (index_plan.RECORD_PREFIX + '{not json', 'starts like a replacement record but is not one'),
-    (index_plan.RECORD_PREFIX + '{"comment": null}', 'does not hold a definition'),
+    (index_decisions.RECORD_PREFIX + '{not json', 'starts like a replacement record but is not one'),
+    (index_decisions.RECORD_PREFIX + '{"comment": null}', 'does not hold a definition'),
     (record_comment(definition='CREATE INDEX "other_idx" ON public."Job" USING btree (status)'),
      'a rollback could not build that again'),
     (record_comment(definition='DROP TABLE "Job"'), 'a rollback could not build that again'),

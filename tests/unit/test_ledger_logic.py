@@ -1,12 +1,12 @@
 # -*- coding: utf-8 -*-
-"""The decisions of plugins/module_utils/ledger.py on plain data: what a rollback may undo, given the plan's ledger row
+"""The decisions of plugins/module_utils/run/ledger.py on plain data: what a rollback may undo, given the plan's ledger row
 of an object and the object as it is (tests/integration/test_ledger.py proves the whole on the real cluster)."""
 
 import pytest
 
 import helpers
 
-ledger = helpers.load_module_utils('ledger')
+ledger = helpers.load_module_utils('run.ledger')
 
 ROW = dict(id=3, run_id='t12-20261204T000000Z-abcdef', state='applied', definition='CREATE INDEX ...', prior=None)
 

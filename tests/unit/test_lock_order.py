@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
-"""The order and the lock_timeout of the statements that lock two tables (plugins/module_utils/lock_order.py)."""
+"""The order and the lock_timeout of the statements that lock two tables (plugins/module_utils/session/lock_order.py)."""
 
 import helpers
 
-lo = helpers.load_module_utils('lock_order')
+lo = helpers.load_module_utils('session.lock_order')
 
 
 def test_the_lock_timeout_is_capped_at_half_of_deadlock_timeout():

@@ -6,7 +6,7 @@ import pytest
 
 import helpers
 
-oc = helpers.load_module_utils('constraint_plan')
+oc = helpers.load_module_utils('kinds.constraint_decisions')
 
 FK = dict(name='Job_classId_fkey', type='foreign_key', schema='public', table='Job', columns=['classId'],
           references=dict(table='Class', columns=['id']), on_delete='SET NULL', on_update='CASCADE')
@@ -141,7 +141,7 @@ def test_each_step_says_the_lock_it_takes():
 
 
 def test_the_plans_own_indexes_count_as_keys_and_as_a_foreign_keys_index():
-    proof = helpers.load_module_utils('plan_proof')
+    proof = helpers.load_module_utils('plan.plan_proof')
     tables = [dict(name='JobAssignment', indexes=[dict(name='a', columns=['jobId', 'status']),
                                                    dict(name='b', columns=['studentId'], where='x')]),
               dict(name='Class', schema='other', indexes=[dict(name='c', columns=['name', 'grade'], unique=True),

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Unit tests of the pure functions behind the online index modules (no server): index planning (index_plan),
+"""Unit tests of the pure functions behind the online index modules (no server): index planning (index_decisions),
 retries and driver errors (session), background runs (async_runs), advisory lock holders, identifiers."""
 
 import json
@@ -11,11 +11,11 @@ import pytest
 
 import helpers
 
-plan = helpers.load_module_utils('index_plan')
-session = helpers.load_module_utils('session')
-runs = helpers.load_module_utils('async_runs')
-locks = helpers.load_module_utils('advisory_locks')
-identifiers = helpers.load_module_utils('identifiers')
+plan = helpers.load_module_utils('kinds.index_decisions')
+session = helpers.load_module_utils('session.statements')
+runs = helpers.load_module_utils('run.async_runs')
+locks = helpers.load_module_utils('session.advisory_locks')
+identifiers = helpers.load_module_utils('plan.identifiers')
 
 
 # -- builders ----------------------------------------------------------------------------------------
@@ -478,7 +478,7 @@ def test_validate_specs_accepts_a_predicate_with_quotes_and_comments():
 # --- the duplicate report of a unique constraint ----------------------------------------------------
 
 def _unique_keys():
-    return helpers.load_module_utils('unique_keys')
+    return helpers.load_module_utils('kinds.unique_keys')
 
 
 def test_the_duplicate_report_lists_keys_counts_and_ids():

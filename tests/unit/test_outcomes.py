@@ -9,9 +9,9 @@ import importlib
 import helpers
 from helpers import load_module_utils
 
-outcomes = load_module_utils('outcomes')
-runs = load_module_utils('index_runs')
-uc = load_module_utils('unique_constraint')
+outcomes = load_module_utils('kinds.outcomes')
+runs = load_module_utils('kinds.index_runs')
+uc = load_module_utils('kinds.unique_constraint')
 stopped = importlib.import_module(helpers.collection_path('plugins.filter.stopped_message')).stopped_message
 criteria = importlib.import_module(helpers.collection_path('plugins.filter.success_criteria')).success_criteria
 

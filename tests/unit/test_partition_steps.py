@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""Unit tests of an index planned on a partitioned table (index_plan, no server): the names of the partitions' indexes,
+"""Unit tests of an index planned on a partitioned table (index_decisions, no server): the names of the partitions' indexes,
 the steps (ON ONLY, a concurrent build per partition, ATTACH PARTITION) from any state a stopped run leaves, and the
 rollback's steps. The partition key a unique index must cover is a refusal rule's (test_refusal_rules)."""
 
@@ -8,7 +8,7 @@ import pytest
 import helpers
 from test_online_index_logic import existing, spec
 
-plan = helpers.load_module_utils('index_plan')
+plan = helpers.load_module_utils('kinds.index_decisions')
 
 
 def kinds(steps):

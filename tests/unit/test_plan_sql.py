@@ -1,12 +1,12 @@
 # -*- coding: utf-8 -*-
-"""Plan SQL vetted by PostgreSQL's own parser (plugins/module_utils/plan_sql.py): every quoting form PostgreSQL has
+"""Plan SQL vetted by PostgreSQL's own parser (plugins/module_utils/plan/plan_sql.py): every quoting form PostgreSQL has
 is read as the server reads it, so no text can hide a second statement, a COMMIT or a DELETE from the checks."""
 
 import pytest
 
 import helpers
 
-ps = helpers.load_module_utils('plan_sql')
+ps = helpers.load_module_utils('plan.plan_sql')
 
 # What the smuggled statements would do if they ran; each trick below hides them in a different quoting form.
 PAYLOAD = "; COMMIT; DELETE FROM \"Job\"; CREATE TABLE pwned (x int); SELECT (1"

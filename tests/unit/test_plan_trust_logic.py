@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""The decisions of plugins/module_utils/plan_trust.py on plain data: what a plan's trusted entries say, what a stored
+"""The decisions of plugins/module_utils/plan/plan_trust.py on plain data: what a plan's trusted entries say, what a stored
 expression tree calls, and the verdict on each object the server resolved (tests/integration/test_plan_trust.py proves
 the whole on the real cluster)."""
 
@@ -7,7 +7,7 @@ import pytest
 
 import helpers
 
-pt = helpers.load_module_utils('plan_trust')
+pt = helpers.load_module_utils('plan.plan_trust')
 
 
 @pytest.mark.parametrize('text,kind,signature', [

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""plugins/module_utils/prisma_history.py: Prisma's checksum, and what to do with the rows of one migration."""
+"""plugins/module_utils/prisma/prisma_history.py: Prisma's checksum, and what to do with the rows of one migration."""
 
 import hashlib
 
@@ -7,7 +7,7 @@ import pytest
 
 from helpers import load_module_utils
 
-history = load_module_utils('prisma_history')
+history = load_module_utils('prisma.prisma_history')
 
 SCRIPT = 'CREATE INDEX "Job_createdAt_idx" ON "Job"("createdAt");\n'
 

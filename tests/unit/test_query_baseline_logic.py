@@ -5,7 +5,7 @@ import pytest
 
 import helpers
 
-qb = helpers.load_module_utils('query_baseline')
+qb = helpers.load_module_utils('evidence.query_baseline')
 
 
 @pytest.mark.parametrize('text', [
@@ -153,7 +153,7 @@ def test_measuring_stops_at_the_budget():
 
 
 def test_the_measurement_lines():
-    runs = helpers.load_module_utils('baseline_runs')
+    runs = helpers.load_module_utils('evidence.baseline_runs')
     assert runs.baseline_lines([], []) == ['No baseline queries in the plan: nothing was measured.']
     queries = [dict(name='q', median_ms=0.5, buffers=40, plan_shape='Seq Scan on Job')]
     comparison = [dict(name='q', verdict='improved', before_ms=0.5, after_ms=0.05, ratio=0.1, plan_changed=True,
@@ -165,7 +165,7 @@ def test_the_measurement_lines():
 
 
 def test_a_remeasure_uses_the_parameter_values_of_the_earlier_run():
-    runs = helpers.load_module_utils('baseline_runs')
+    runs = helpers.load_module_utils('evidence.baseline_runs')
     queries = [dict(name='q', sql='SELECT %(id)s', params=dict(id=dict(query='SELECT 1'))), dict(name='r', sql='x')]
     assert runs.with_earlier_params(queries, [dict(name='q', params=dict(id=42))]) == [
         dict(name='q', sql='SELECT %(id)s', params=dict(id=42)), dict(name='r', sql='x')]

@@ -10,9 +10,9 @@ import helpers
 from test_online_index_logic import existing, spec
 from test_partition_steps import ev_spec, partition_index, tree
 
-rules = helpers.load_module_utils('refusal_rules')
-plan = helpers.load_module_utils('index_plan')
-online_index = helpers.load_module_utils('online_index')
+rules = helpers.load_module_utils('plan.refusal_rules')
+plan = helpers.load_module_utils('kinds.index_decisions')
+online_index = helpers.load_module_utils('kinds.online_index')
 
 PG15, PG18 = 150018, 180000
 

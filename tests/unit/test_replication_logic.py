@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
-"""plugins/module_utils/replication.py: which replicas lag beyond the thresholds, and how they are named."""
+"""plugins/module_utils/session/replication.py: which replicas lag beyond the thresholds, and how they are named."""
 
 from helpers import load_module_utils
 
-replication = load_module_utils('replication')
+replication = load_module_utils('session.replication')
 
 MIB = 1024 * 1024
 

@@ -5,8 +5,8 @@ import pytest
 
 import helpers
 
-uc = helpers.load_module_utils('unique_constraint')
-uk = helpers.load_module_utils('unique_keys')
+uc = helpers.load_module_utils('kinds.unique_constraint')
+uk = helpers.load_module_utils('kinds.unique_keys')
 
 NAME, SCHEMA, TABLE, COLUMNS = 'Class_name_grade_key', 'public', 'Class', ['name', 'grade']
 
