@@ -144,7 +144,9 @@ summary:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
+    INDEX_SPEC_OPTIONS,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.ledger_adoption import (
     Adoption, AdoptionError, adopted_run_id, summary_lines,
 )

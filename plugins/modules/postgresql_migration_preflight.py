@@ -375,7 +375,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     connect_or_fail, connection_slots, target_of,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
+    INDEX_SPEC_OPTIONS,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_runs import connection_budget
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.migration_lock import (
     PREFLIGHT_PREFIX, LockRefused, application_name, hand_over, lock_in_session, refusal, take,

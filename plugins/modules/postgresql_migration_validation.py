@@ -165,7 +165,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     BaselineError, baseline_lines, input_errors, measure_all, with_earlier_params,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
+    INDEX_SPEC_OPTIONS,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_proof import (
     prove_constraints, prove_indexes,
 )

@@ -365,8 +365,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     connect_or_fail, connection_failure_message, connection_slots, target_of, watch_connection_factory,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import (
+    ACTION_RESTORE, ACTION_UNCHANGED,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
-    ACTION_RESTORE, ACTION_UNCHANGED, INDEX_SPEC_OPTIONS,
+    INDEX_SPEC_OPTIONS,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_runs import (
     connection_budget, failure_message, index_summary, ordered_tables, run_pipeline,

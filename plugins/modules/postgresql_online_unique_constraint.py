@@ -213,7 +213,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_phase import (
     TIMEOUT_KEYS, ConstraintFailed, bring, checked_connection, new_runner, phase_options, run_constraints,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import ACTION_UNCHANGED
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import ACTION_UNCHANGED
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.outcomes import FAILED, mark, statements_diff
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import constraint_summary
 from ansible_collections.community.postgresql.plugins.module_utils.postgres import (

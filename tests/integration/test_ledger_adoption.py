@@ -63,8 +63,8 @@ ADOPTED = [
 
 
 def record_comment(definition, comment):
-    """The comment version 0.16 gave the index a replacement swapped in (index_decisions.RECORD_PREFIX)."""
-    return helpers.load_module_utils('kinds.index_decisions').RECORD_PREFIX + json.dumps(
+    """The comment version 0.16 gave the index a replacement swapped in (index_replacement.RECORD_PREFIX)."""
+    return helpers.load_module_utils('kinds.index_replacement').RECORD_PREFIX + json.dumps(
         dict(definition=definition, comment=comment), sort_keys=True)
 
 

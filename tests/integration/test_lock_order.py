@@ -187,7 +187,7 @@ def test_partitioned_steps_take_the_partitioned_table_first_and_the_locks_lock_o
         return result['queries']
 
     def table_of(index):
-        # A partition's index is named after the planned index and the partition (index_decisions.partition_index_name).
+        # A partition's index is named after the planned index and the partition (partitioned_index.partition_index_name).
         return 'Reading' if index == spec['name'] else index[len(spec['name']) + 1:]
 
     partitions = ['Reading_2024', 'Reading_2025', 'Reading_2025_a', 'Reading_2025_b']

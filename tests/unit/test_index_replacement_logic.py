@@ -8,7 +8,9 @@ import pytest
 import helpers
 from test_online_index_logic import existing, spec
 
-plan = helpers.load_module_utils('kinds.index_decisions')
+index_decisions = helpers.load_module_utils('kinds.index_decisions')
+definitions = helpers.load_module_utils('kinds.index_definitions')
+replacement = helpers.load_module_utils('kinds.index_replacement')
 runs = helpers.load_module_utils('kinds.index_runs')
 
 NEXT, PREVIOUS = 'Job_status_idx_pgzd_next', 'Job_status_idx_pgzd_prev'
@@ -20,8 +22,8 @@ def kinds(steps):
 
 
 def test_the_names_a_replacement_uses():
-    assert plan.replacement_names('Job_status_idx') == (NEXT, PREVIOUS)
-    assert plan.replacement_names('x' * 63)[0].endswith('_pgzd_next') and len(plan.replacement_names('x' * 63)[1]) == 63
+    assert replacement.replacement_names('Job_status_idx') == (NEXT, PREVIOUS)
+    assert replacement.replacement_names('x' * 63)[0].endswith('_pgzd_next') and len(replacement.replacement_names('x' * 63)[1]) == 63
 
 
 def job_spec(**extra):
@@ -51,7 +53,7 @@ def created_row(definition=NEW, state='applied'):
 
 def replace(found, replaced=None, **extra):
     ledger = {('replaced_index', 'Job_status_idx'): replaced} if replaced else {}
-    return plan.decide_actions([job_spec(**extra)], found, 'present', ledger=ledger, plan='t12')
+    return index_decisions.decide_actions([job_spec(**extra)], found, 'present', ledger=ledger, plan='t12')
 
 
 class TestReplacement(object):
@@ -98,7 +100,7 @@ class TestReplacement(object):
         assert errors == [] and decision['action'] == 'unchanged' and decision['steps'] == []
 
     def test_without_on_mismatch_the_mismatch_is_refused_with_both_definitions_and_the_option_named(self):
-        decisions, (error,) = plan.decide_actions([dict(job_spec(), on_mismatch='fail')],
+        decisions, (error,) = index_decisions.decide_actions([dict(job_spec(), on_mismatch='fail')],
                                                   {'Job_status_idx': old_index()}, 'present')
         assert decisions == []
         assert 'existing: ' + OLD in error and 'planned:  CREATE INDEX "Job_status_idx"' in error
@@ -130,7 +132,7 @@ class TestReplacement(object):
 def restore(found, replaced=None, created=None, **extra):
     ledger = dict(((kind, 'Job_status_idx'), row) for kind, row in (('replaced_index', replaced), ('index', created))
                   if row)
-    return plan.decide_actions([job_spec(**extra)], found, 'absent', ledger=ledger, plan='t12')
+    return index_decisions.decide_actions([job_spec(**extra)], found, 'absent', ledger=ledger, plan='t12')
 
 
 class TestRestore(object):
@@ -203,30 +205,30 @@ class TestRestore(object):
         # The rollback's preflight counts the duplicate keys written since the replacement on those columns.
         (decision,), errors = restore({'Job_status_idx': new_index(definition=NEW)},
                                       replaced=replaced_row(definition=definition))
-        assert errors == [] and plan.restored_unique_columns(decision) == columns
+        assert errors == [] and replacement.restored_unique_columns(decision) == columns
         (decision,), errors = replace({'Job_status_idx': old_index()})
-        assert plan.restored_unique_columns(decision) is None
+        assert replacement.restored_unique_columns(decision) is None
 
     def test_its_rollback_needs_the_columns(self):
-        errors = plan.validate_specs('public', 'Job', [dict(job_spec(), columns=None)], 'absent')
+        errors = index_decisions.validate_specs('public', 'Job', [dict(job_spec(), columns=None)], 'absent')
         assert len(errors) == 1 and 'rollback needs them too' in errors[0]
 
 
 class TestDefinitions(object):
 
     def test_same_index_definition_ignores_the_name_and_concurrently(self):
-        assert plan.same_index_definition(OLD, 'CREATE INDEX CONCURRENTLY x ON public."Job" USING btree (status)')
-        assert not plan.same_index_definition(OLD, OLD.replace('(status)', '(status DESC)'))
+        assert definitions.same_index_definition(OLD, 'CREATE INDEX CONCURRENTLY x ON public."Job" USING btree (status)')
+        assert not definitions.same_index_definition(OLD, OLD.replace('(status)', '(status DESC)'))
 
     def test_a_name_that_needs_no_quotes_is_found_too(self):
-        statement = plan.restore_statement('CREATE UNIQUE INDEX job_x ON public."Job" USING btree (status)', 'job_x',
+        statement = definitions.restore_statement('CREATE UNIQUE INDEX job_x ON public."Job" USING btree (status)', 'job_x',
                                            'job_x_pgzd_next', 'public', 'Job')
         assert statement == ('CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "job_x_pgzd_next" ON public."Job" USING '
                              'btree (status)')
 
     def test_a_comment_that_is_not_a_record_is_no_record(self):
-        assert plan.read_replacement_record('kept by ops') == (None, None)
-        assert plan.read_replacement_record(None) == (None, None)
+        assert replacement.read_replacement_record('kept by ops') == (None, None)
+        assert replacement.read_replacement_record(None) == (None, None)
 
 
 def test_the_summary_shows_both_definitions_of_a_replacement():

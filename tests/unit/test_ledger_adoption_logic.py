@@ -13,6 +13,7 @@ from test_online_index_logic import existing, spec
 
 adoption = helpers.load_module_utils('run.ledger_adoption')
 index_decisions = helpers.load_module_utils('kinds.index_decisions')
+replacement = helpers.load_module_utils('kinds.index_replacement')
 online_constraint = helpers.load_module_utils('kinds.constraint_decisions')
 
 PLAN = 'shop'
@@ -22,7 +23,7 @@ NEW = 'CREATE INDEX "Job_status_idx" ON public."Job" USING btree (status, "teach
 
 def record_comment(definition=OLD, comment='kept by ops'):
     """The comment version 0.16 wrote on the index a replacement swapped in."""
-    return index_decisions.RECORD_PREFIX + json.dumps(dict(definition=definition, comment=comment), sort_keys=True)
+    return replacement.RECORD_PREFIX + json.dumps(dict(definition=definition, comment=comment), sort_keys=True)
 
 
 def index_decision(planned, found):
@@ -105,8 +106,8 @@ def test_a_replace_entry_without_a_record_is_an_index_the_plan_made():
 
 
 @pytest.mark.parametrize('comment, fragment', [
-    (index_decisions.RECORD_PREFIX + '{not json', 'starts like a replacement record but is not one'),
-    (index_decisions.RECORD_PREFIX + '{"comment": null}', 'does not hold a definition'),
+    (replacement.RECORD_PREFIX + '{not json', 'starts like a replacement record but is not one'),
+    (replacement.RECORD_PREFIX + '{"comment": null}', 'does not hold a definition'),
     (record_comment(definition='CREATE INDEX "other_idx" ON public."Job" USING btree (status)'),
      'a rollback could not build that again'),
     (record_comment(definition='DROP TABLE "Job"'), 'a rollback could not build that again'),

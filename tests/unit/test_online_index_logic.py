@@ -11,7 +11,8 @@ import pytest
 
 import helpers
 
-plan = helpers.load_module_utils('kinds.index_decisions')
+index_decisions = helpers.load_module_utils('kinds.index_decisions')
+definitions = helpers.load_module_utils('kinds.index_definitions')
 session = helpers.load_module_utils('session.statements')
 runs = helpers.load_module_utils('run.async_runs')
 locks = helpers.load_module_utils('session.advisory_locks')
@@ -114,37 +115,37 @@ class TestValidateSpecs(object):
         specs = [raw('Job_a_idx', ['teacherId', 'status']),
                  raw('Job_b_idx', ['createdAt'], where='"closedAt" IS NULL', include=['teacherId']),
                  raw('Job_c_idx', ['id'], unique=True)]
-        assert plan.validate_specs('public', 'Job', specs, 'present') == []
+        assert index_decisions.validate_specs('public', 'Job', specs, 'present') == []
 
     def test_duplicate_names_are_refused(self):
-        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', ['a']), raw('Job_idx', ['b'])], 'present')
+        errors = index_decisions.validate_specs('public', 'Job', [raw('Job_idx', ['a']), raw('Job_idx', ['b'])], 'present')
         assert len(errors) == 1
         assert '"Job_idx"' in errors[0] and 'listed twice' in errors[0]
 
     def test_duplicate_names_are_refused_for_absent_too(self):
-        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', None), raw('Job_idx', None)], 'absent')
+        errors = index_decisions.validate_specs('public', 'Job', [raw('Job_idx', None), raw('Job_idx', None)], 'absent')
         assert any('listed twice' in e for e in errors)
 
     @pytest.mark.parametrize('columns', [None, []])
     def test_missing_columns_refused_for_present(self, columns):
-        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', columns)], 'present')
+        errors = index_decisions.validate_specs('public', 'Job', [raw('Job_idx', columns)], 'present')
         assert errors == ['index "Job_idx" has no columns']
 
     @pytest.mark.parametrize('columns', [None, []])
     def test_missing_columns_fine_for_absent(self, columns):
-        assert plan.validate_specs('public', 'Job', [raw('Job_idx', columns)], 'absent') == []
+        assert index_decisions.validate_specs('public', 'Job', [raw('Job_idx', columns)], 'absent') == []
 
     def test_absent_still_checks_the_name(self):
-        errors = plan.validate_specs('public', 'Job', [raw('x' * 64, None)], 'absent')
+        errors = index_decisions.validate_specs('public', 'Job', [raw('x' * 64, None)], 'absent')
         assert len(errors) == 1 and '64 bytes' in errors[0]
 
     def test_repeated_column_is_refused(self):
-        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', ['status', 'teacherId', 'status'])], 'present')
+        errors = index_decisions.validate_specs('public', 'Job', [raw('Job_idx', ['status', 'teacherId', 'status'])], 'present')
         assert len(errors) == 1
         assert 'Job_idx' in errors[0] and 'status' in errors[0] and 'more than once' in errors[0]
 
     def test_key_and_include_overlap_is_refused(self):
-        errors = plan.validate_specs('public', 'Job',
+        errors = index_decisions.validate_specs('public', 'Job',
                                    [raw('Job_idx', ['teacherId', 'status'], include=['status', 'title'])], 'present')
         assert len(errors) == 1
         assert 'status' in errors[0] and 'both as key and in include' in errors[0]
@@ -152,43 +153,43 @@ class TestValidateSpecs(object):
 
     @pytest.mark.parametrize('method', ['hash', 'gin', 'brin'])
     def test_unique_non_btree_is_refused(self, method):
-        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', ['status'], unique=True, method=method)],
+        errors = index_decisions.validate_specs('public', 'Job', [raw('Job_idx', ['status'], unique=True, method=method)],
                                    'present')
         assert errors == ['index "Job_idx": only btree indexes can be unique']
 
     def test_non_unique_non_btree_is_fine(self):
-        assert plan.validate_specs('public', 'Job', [raw('Job_idx', ['status'], method='hash')], 'present') == []
+        assert index_decisions.validate_specs('public', 'Job', [raw('Job_idx', ['status'], method='hash')], 'present') == []
 
     @pytest.mark.parametrize('where', ['', '   ', '\n\t'])
     def test_empty_where_is_refused(self, where):
-        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', ['status'], where=where)], 'present')
+        errors = index_decisions.validate_specs('public', 'Job', [raw('Job_idx', ['status'], where=where)], 'present')
         assert errors == ['index "Job_idx" has an empty where predicate']
 
     def test_bad_column_identifiers_are_named(self):
-        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', [' status'], include=['x' * 70])], 'present')
+        errors = index_decisions.validate_specs('public', 'Job', [raw('Job_idx', [' status'], include=['x' * 70])], 'present')
         assert len(errors) == 2
         assert 'white space' in errors[0] and '" status"' in errors[0]
         assert '70 bytes' in errors[1]
 
     def test_empty_method_is_refused(self):
-        errors = plan.validate_specs('public', 'Job', [raw('Job_idx', ['status'], method='')], 'present')
+        errors = index_decisions.validate_specs('public', 'Job', [raw('Job_idx', ['status'], method='')], 'present')
         assert any('access method is empty' in e for e in errors)
 
     def test_bad_index_name_is_reported_by_position(self):
-        errors = plan.validate_specs('public', 'Job', [raw('Job_ok', ['a']), raw('', ['b'])], 'present')
+        errors = index_decisions.validate_specs('public', 'Job', [raw('Job_ok', ['a']), raw('', ['b'])], 'present')
         assert errors == ['index #2 of table "Job": index name is empty']
 
     def test_bad_schema_and_table_are_refused(self):
-        errors = plan.validate_specs(' public', '', [raw()], 'present')
+        errors = index_decisions.validate_specs(' public', '', [raw()], 'present')
         assert any(e.startswith('schema') and 'white space' in e for e in errors)
         assert any(e == 'table is empty' for e in errors)
 
     def test_no_specs_is_refused(self):
-        assert plan.validate_specs('public', 'Job', [], 'present') == ['no indexes given for table "Job"']
+        assert index_decisions.validate_specs('public', 'Job', [], 'present') == ['no indexes given for table "Job"']
 
     def test_every_problem_is_listed(self):
         specs = [raw('Job_a', ['a', 'a']), raw('Job_a', ['b']), raw('Job_c', [], where=' ')]
-        errors = plan.validate_specs('public', 'Job', specs, 'present')
+        errors = index_decisions.validate_specs('public', 'Job', specs, 'present')
         assert len(errors) == 4, errors
 
 
@@ -199,21 +200,21 @@ class TestColumnErrors(object):
 
     def test_all_present(self):
         specs = [raw('Job_a', ['teacherId', 'status'], include=['createdAt'])]
-        assert plan.column_errors('public.Job', specs, self.COLUMNS) == []
+        assert index_decisions.column_errors('public.Job', specs, self.COLUMNS) == []
 
     def test_missing_key_and_include_columns_are_named_with_the_table_columns(self):
         specs = [raw('Job_a', ['teacherid', 'status'], include=['nope'])]
-        errors = plan.column_errors('public.Job', specs, self.COLUMNS)
+        errors = index_decisions.column_errors('public.Job', specs, self.COLUMNS)
         assert len(errors) == 1
         assert errors[0].startswith('index "Job_a": column(s) "teacherid", "nope" do not exist in table public.Job')
         assert '(it has: closedAt, createdAt, id, status, teacherId)' in errors[0]
 
     def test_names_are_case_sensitive(self):
-        assert plan.column_errors('public.Job', [raw('Job_a', ['TeacherId'])], self.COLUMNS)
+        assert index_decisions.column_errors('public.Job', [raw('Job_a', ['TeacherId'])], self.COLUMNS)
 
     def test_one_error_per_index(self):
         specs = [raw('Job_a', ['x']), raw('Job_b', ['status']), raw('Job_c', ['y'])]
-        errors = plan.column_errors('public.Job', specs, self.COLUMNS)
+        errors = index_decisions.column_errors('public.Job', specs, self.COLUMNS)
         assert [e.split(':')[0] for e in errors] == ['index "Job_a"', 'index "Job_c"']
 
 
@@ -222,65 +223,65 @@ class TestColumnErrors(object):
 class TestCompareIndex(object):
 
     def test_match(self):
-        assert plan.compare_index(existing(), spec()) == []
+        assert definitions.compare_index(existing(), spec()) == []
 
     def test_match_with_include_and_predicate(self):
         found = existing(key_columns=['createdAt'], include_columns=['teacherId'], predicate='("closedAt" IS NULL)')
         planned = spec(columns=['createdAt'], include=['teacherId'], where='"closedAt" IS NULL',
                        normalized_where='("closedAt" IS NULL)')
-        assert plan.compare_index(found, planned) == []
+        assert definitions.compare_index(found, planned) == []
 
     def test_unique_differs(self):
-        assert plan.compare_index(existing(unique=True), spec()) == ['unique is True, planned False']
+        assert definitions.compare_index(existing(unique=True), spec()) == ['unique is True, planned False']
 
     def test_method_differs(self):
-        assert plan.compare_index(existing(method='hash'), spec()) == ['method is hash, planned btree']
+        assert definitions.compare_index(existing(method='hash'), spec()) == ['method is hash, planned btree']
 
     def test_columns_differ(self):
-        assert plan.compare_index(existing(key_columns=['teacherId']), spec()) == [
+        assert definitions.compare_index(existing(key_columns=['teacherId']), spec()) == [
             'key columns are (teacherId), planned (teacherId, status)']
 
     def test_column_order_matters(self):
-        differences = plan.compare_index(existing(key_columns=['status', 'teacherId']), spec())
+        differences = definitions.compare_index(existing(key_columns=['status', 'teacherId']), spec())
         assert len(differences) == 1 and differences[0].startswith('key columns')
 
     def test_expression_column_is_shown_as_expression(self):
-        differences = plan.compare_index(existing(key_columns=[None, 'status']), spec())
+        differences = definitions.compare_index(existing(key_columns=[None, 'status']), spec())
         assert differences == ['key columns are (expression, status), planned (teacherId, status)']
 
     def test_include_differs(self):
-        assert plan.compare_index(existing(include_columns=['title']), spec()) == [
+        assert definitions.compare_index(existing(include_columns=['title']), spec()) == [
             'include columns are (title), planned ()']
 
     def test_predicate_differs(self):
-        differences = plan.compare_index(existing(predicate='("closedAt" IS NULL)'), spec())
+        differences = definitions.compare_index(existing(predicate='("closedAt" IS NULL)'), spec())
         assert differences == ['predicate is ("closedAt" IS NULL), planned none']
-        differences = plan.compare_index(existing(), spec(normalized_where='("closedAt" IS NULL)'))
+        differences = definitions.compare_index(existing(), spec(normalized_where='("closedAt" IS NULL)'))
         assert differences == ['predicate is none, planned ("closedAt" IS NULL)']
 
     def test_extras_are_differences(self):
-        differences = plan.compare_index(existing(extras=['a DESC or NULLS FIRST ordering', 'NULLS NOT DISTINCT']),
+        differences = definitions.compare_index(existing(extras=['a DESC or NULLS FIRST ordering', 'NULLS NOT DISTINCT']),
                                        spec())
         assert differences == ['it has a DESC or NULLS FIRST ordering, which the plan does not',
                                'it has NULLS NOT DISTINCT, which the plan does not']
 
     def test_several_differences_are_all_listed(self):
-        differences = plan.compare_index(existing(unique=True, method='hash', key_columns=['id']), spec())
+        differences = definitions.compare_index(existing(unique=True, method='hash', key_columns=['id']), spec())
         assert len(differences) == 3
 
     def test_other_table_short_circuits(self):
-        differences = plan.compare_index(existing(table='JobAssignment', unique=True), spec())
+        differences = definitions.compare_index(existing(table='JobAssignment', unique=True), spec())
         assert differences == ['it is on table public.JobAssignment, not public.Job']
 
     def test_other_schema(self):
-        differences = plan.compare_index(existing(table_schema='archive'), spec())
+        differences = definitions.compare_index(existing(table_schema='archive'), spec())
         assert differences == ['it is on table archive.Job, not public.Job']
 
 
 # -- decide_actions -----------------------------------------------------------------------------------
 
 def one(specs, existing_by_name, state='present', ledger=None):
-    decisions, errors = plan.decide_actions(specs, existing_by_name, state, ledger=ledger, plan='t12')
+    decisions, errors = index_decisions.decide_actions(specs, existing_by_name, state, ledger=ledger, plan='t12')
     return decisions, errors
 
 
@@ -464,13 +465,13 @@ class TestSqlstate(object):
 # --- a where predicate must be one expression (PostgreSQL's parser decides: tests/unit/test_plan_sql.py) -------
 
 def test_validate_specs_refuses_a_stacked_predicate():
-    errors = plan.validate_specs('public', 'Job', [
+    errors = index_decisions.validate_specs('public', 'Job', [
         dict(name='Job_x_idx', columns=['status'], where='true; SELECT 1', method='btree')], 'present')
     assert len(errors) == 1 and 'Job_x_idx' in errors[0] and '2 statements' in errors[0]
 
 
 def test_validate_specs_accepts_a_predicate_with_quotes_and_comments():
-    assert plan.validate_specs('public', 'Job', [
+    assert index_decisions.validate_specs('public', 'Job', [
         dict(name='Job_x_idx', columns=['status'], where="/* open; */ status = 'a;b'", method='btree')],
         'present') == []
 
@@ -497,10 +498,10 @@ def test_the_duplicate_report_lists_keys_counts_and_ids():
 # --- disk estimate -----------------------------------------------------------------------------------
 
 def test_the_index_estimate_grows_with_rows_and_key_width():
-    small = plan.estimate_index_bytes(1000, [26, 4])
+    small = index_decisions.estimate_index_bytes(1000, [26, 4])
     assert small == int(1000 * (12 + 32) / 0.9) + 2 * 8192
-    assert plan.estimate_index_bytes(2000, [26, 4]) > small > plan.estimate_index_bytes(1000, [8])
-    assert plan.estimate_index_bytes(0, [8]) == 2 * 8192
+    assert index_decisions.estimate_index_bytes(2000, [26, 4]) > small > index_decisions.estimate_index_bytes(1000, [8])
+    assert index_decisions.estimate_index_bytes(0, [8]) == 2 * 8192
 
 
 # --- background runs: their results files, and whether their playbook still runs ----------------------------

@@ -8,7 +8,9 @@ import pytest
 import helpers
 from test_online_index_logic import existing, spec
 
-plan = helpers.load_module_utils('kinds.index_decisions')
+index_decisions = helpers.load_module_utils('kinds.index_decisions')
+definitions = helpers.load_module_utils('kinds.index_definitions')
+partitioned = helpers.load_module_utils('kinds.partitioned_index')
 
 
 def kinds(steps):
@@ -20,22 +22,22 @@ def kinds(steps):
 class TestDerivedName(object):
 
     def test_short_names_are_joined(self):
-        assert plan.derived_name('ev_v_idx', 'ev_2024') == 'ev_v_idx_ev_2024'
+        assert definitions.derived_name('ev_v_idx', 'ev_2024') == 'ev_v_idx_ev_2024'
 
     @pytest.mark.parametrize('base, suffix', [('x' * 63, 'pgzd_next'), ('x' * 40, 'y' * 40), ('\u00e9' * 31, 'p'),
                                               ('a' * 10, '\u00e9' * 40), ('x' * 54, 'pgzd_prev')])
     def test_long_names_fit_in_63_bytes_and_are_the_same_every_time(self, base, suffix):
-        name = plan.derived_name(base, suffix)
+        name = definitions.derived_name(base, suffix)
         assert len(name.encode('utf-8')) <= 63
-        assert name == plan.derived_name(base, suffix)
+        assert name == definitions.derived_name(base, suffix)
         name.encode('utf-8').decode('utf-8')  # no character cut in half
 
     def test_a_short_suffix_stays_whole_so_the_name_says_what_it_is(self):
-        assert plan.derived_name('x' * 63, 'pgzd_next').endswith('_pgzd_next')
+        assert definitions.derived_name('x' * 63, 'pgzd_next').endswith('_pgzd_next')
 
     def test_long_names_that_share_their_beginning_still_differ(self):
-        assert plan.derived_name('x' * 60 + 'a', 'pgzd_next') != plan.derived_name('x' * 60 + 'b', 'pgzd_next')
-        assert plan.partition_index_name('i' * 40, 'p' * 30 + '1') != plan.partition_index_name('i' * 40, 'p' * 30 + '2')
+        assert definitions.derived_name('x' * 60 + 'a', 'pgzd_next') != definitions.derived_name('x' * 60 + 'b', 'pgzd_next')
+        assert partitioned.partition_index_name('i' * 40, 'p' * 30 + '1') != partitioned.partition_index_name('i' * 40, 'p' * 30 + '2')
 
 
 # -- partitioned tables --------------------------------------------------------------------------------------------
@@ -71,7 +73,7 @@ def attached(name, valid=True):
 class TestPartitionSteps(object):
 
     def test_a_new_index_is_created_on_only_each_partitioned_table_built_on_each_leaf_and_attached_depth_first(self):
-        steps, problems = plan.partition_steps(ev_spec(), tree(), False)
+        steps, problems = partitioned.partition_steps(ev_spec(), tree(), False)
         assert problems == []
         assert [(s['kind'], s['schema'], s['table'], s['name']) for s in steps] == [
             ('create_on_only', 'public', 'ev', 'ev_v_idx'),
@@ -94,7 +96,7 @@ class TestPartitionSteps(object):
                      ev_2025=dict(index=partition_index('ev_v_idx_ev_2025', 'ev_2025', relkind='I', valid=False)),
                      ev_2025_a=dict(index=partition_index('ev_v_idx_ev_2025_a', 'ev_2025_a', valid=False)),
                      ev_2025_b=dict(index=partition_index('ev_v_idx_ev_2025_b', 'ev_2025_b')))
-        steps, problems = plan.partition_steps(ev_spec(), nodes, True)
+        steps, problems = partitioned.partition_steps(ev_spec(), nodes, True)
         assert problems == []
         assert kinds(steps) == [('drop', 'ev_v_idx_ev_2025_a'), ('build', 'ev_v_idx_ev_2025_a'),
                                 ('attach', 'ev_v_idx_ev_2025'), ('attach', 'ev_v_idx_ev_2025'),
@@ -104,7 +106,7 @@ class TestPartitionSteps(object):
         nodes = tree(ev_2024=dict(attached=attached('ev_v_idx_ev_2024')),
                      ev_2025=dict(attached=attached('ev_2025_v_idx', valid=False)),
                      ev_2025_a=dict(attached=attached('ev_v_idx_ev_2025_a')))
-        steps, problems = plan.partition_steps(ev_spec(), nodes, True)
+        steps, problems = partitioned.partition_steps(ev_spec(), nodes, True)
         assert problems == []
         # ev_2025_b's index is attached to the index PostgreSQL named for ev_2025, which is already attached to ev_v_idx.
         assert kinds(steps) == [('build', 'ev_v_idx_ev_2025_b'), ('attach', 'ev_2025_v_idx')]
@@ -112,11 +114,11 @@ class TestPartitionSteps(object):
     def test_a_complete_tree_needs_nothing(self):
         nodes = tree(**dict((table, dict(attached=attached('x_' + table)))
                             for table in ('ev_2024', 'ev_2025', 'ev_2025_a', 'ev_2025_b')))
-        assert plan.partition_steps(ev_spec(), nodes, True) == ([], [])
+        assert partitioned.partition_steps(ev_spec(), nodes, True) == ([], [])
 
     def test_a_valid_unattached_partition_index_of_the_planned_definition_is_attached_without_a_build(self):
         nodes = tree(ev_2024=dict(index=partition_index('ev_v_idx_ev_2024', 'ev_2024')))
-        steps, problems = plan.partition_steps(ev_spec(), nodes, True)
+        steps, problems = partitioned.partition_steps(ev_spec(), nodes, True)
         assert problems == [] and kinds(steps)[:2] == [('attach', 'ev_v_idx'), ('create_on_only', 'ev_v_idx_ev_2025')]
 
     def test_under_a_partitioned_index_not_attached_yet_its_own_attached_indexes_count(self):
@@ -124,13 +126,13 @@ class TestPartitionSteps(object):
                      ev_2025=dict(index=partition_index('ev_v_idx_ev_2025', 'ev_2025', relkind='I', valid=False)),
                      ev_2025_a=dict(index=partition_index('ev_v_idx_ev_2025_a', 'ev_2025_a',
                                                           attached_to=['public', 'ev_v_idx_ev_2025'])))
-        steps, problems = plan.partition_steps(ev_spec(), nodes, True)
+        steps, problems = partitioned.partition_steps(ev_spec(), nodes, True)
         assert problems == []
         assert kinds(steps) == [('build', 'ev_v_idx_ev_2025_b'), ('attach', 'ev_v_idx_ev_2025'), ('attach', 'ev_v_idx')]
 
     def test_an_attached_invalid_leaf_index_is_refused_with_what_to_do(self):
         nodes = tree(ev_2024=dict(attached=attached('ev_v_idx_ev_2024', valid=False)))
-        steps, problems = plan.partition_steps(ev_spec(), nodes, True)
+        steps, problems = partitioned.partition_steps(ev_spec(), nodes, True)
         assert len(problems) == 1
         assert 'attached but INVALID' in problems[0] and 'drop the partitioned index "public.ev_v_idx"' in problems[0]
 
@@ -146,7 +148,7 @@ class TestPartitionSteps(object):
          'being built right now by backend pid 42'),
     ])
     def test_a_partition_index_name_that_cannot_be_used_is_refused(self, state, fragment):
-        steps, problems = plan.partition_steps(ev_spec(), tree(ev_2024=state), False)
+        steps, problems = partitioned.partition_steps(ev_spec(), tree(ev_2024=state), False)
         assert len(problems) == 1 and fragment in problems[0], problems
         assert 'partition public.ev_2024' in problems[0]
 
@@ -154,7 +156,7 @@ class TestPartitionSteps(object):
 class TestPartitionedDecisions(object):
 
     def decide(self, specs, found, state='present', nodes=None, ledger=None):
-        return plan.decide_actions(specs, found, state, dict((s['name'], nodes or tree()) for s in specs),
+        return index_decisions.decide_actions(specs, found, state, dict((s['name'], nodes or tree()) for s in specs),
                                    ledger=ledger, plan='t12')
 
     def test_created_resumed_and_unchanged(self):

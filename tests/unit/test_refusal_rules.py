@@ -11,7 +11,7 @@ from test_online_index_logic import existing, spec
 from test_partition_steps import ev_spec, partition_index, tree
 
 rules = helpers.load_module_utils('plan.refusal_rules')
-plan = helpers.load_module_utils('kinds.index_decisions')
+index_decisions = helpers.load_module_utils('kinds.index_decisions')
 online_index = helpers.load_module_utils('kinds.online_index')
 
 PG15, PG18 = 150018, 180000
@@ -266,7 +266,7 @@ def attributed(found):
 
 
 def replacement(found, ledger=None):
-    decisions, errors = plan.decide_actions([spec('Job_status_idx', ['status', 'teacherId'], on_mismatch='replace')],
+    decisions, errors = index_decisions.decide_actions([spec('Job_status_idx', ['status', 'teacherId'], on_mismatch='replace')],
                                             found, 'present', ledger=ledger, plan='t12')
     assert errors == []
     return decisions
@@ -299,18 +299,18 @@ def test_a_replacement_of_a_plain_index_is_accepted_and_a_leftover_previous_inde
 
 def test_an_invalid_index_that_backs_a_constraint_is_not_rebuilt_and_a_rollback_does_not_drop_one():
     found = {'Job_uniq': existing('Job_uniq', ['status'], valid=False, constraint='Job_uniq')}
-    (decision,), errors = plan.decide_actions([spec('Job_uniq', ['status'])], found, 'present')
+    (decision,), errors = index_decisions.decide_actions([spec('Job_uniq', ['status'])], found, 'present')
     assert decision['action'] == 'rebuilt'
     assert refused_ids([decision], found) == [('index "public.Job_uniq"', 'drop-index-of-constraint')]
     found = {'Job_pkey': existing('Job_pkey', ['id'], constraint='Job_pkey')}
-    decisions, errors = plan.decide_actions([spec('Job_pkey', ['id'])], found, 'absent', ledger=attributed(found),
+    decisions, errors = index_decisions.decide_actions([spec('Job_pkey', ['id'])], found, 'absent', ledger=attributed(found),
                                             plan='t12')
     assert refused_ids(decisions, found) == [('index "public.Job_pkey"', 'drop-index-of-constraint')]
 
 
 def test_a_rollback_drop_counts_only_the_foreign_keys_it_does_not_drop_first():
     found = {'Job_status_key': existing('Job_status_key', ['status'], referenced_by=['Item_job_fkey', 'App_fkey'])}
-    decisions, errors = plan.decide_actions([spec('Job_status_key', ['status'])], found, 'absent',
+    decisions, errors = index_decisions.decide_actions([spec('Job_status_key', ['status'])], found, 'absent',
                                             ledger=attributed(found), plan='t12')
     assert refused_ids(decisions, found, dropped_first=['Item_job_fkey']) == [
         ('index "public.Job_status_key"', 'drop-with-dependent-foreign-keys')]
@@ -319,33 +319,33 @@ def test_a_rollback_drop_counts_only_the_foreign_keys_it_does_not_drop_first():
 
 
 def test_a_unique_index_on_a_partitioned_table_is_refused_on_each_level_whose_key_it_misses():
-    decisions, errors = plan.decide_actions([ev_spec('ev_id_key', ['id'], unique=True)], {},
+    decisions, errors = index_decisions.decide_actions([ev_spec('ev_id_key', ['id'], unique=True)], {},
                                             'present', {'ev_id_key': tree()})
     assert errors == []
     assert refused_ids(decisions, {}, {'ev_id_key': tree()}) == [
         ('index "public.ev_id_key"', 'unique-index-partition-key'),
         ('index "public.ev_id_key" (its step on "public.ev_id_key_ev_2025")', 'unique-index-partition-key')]
-    decisions, errors = plan.decide_actions([ev_spec('ev_id_key', ['id', 'at', 'kind'], unique=True)], {},
+    decisions, errors = index_decisions.decide_actions([ev_spec('ev_id_key', ['id', 'at', 'kind'], unique=True)], {},
                                             'present', {'ev_id_key': tree()})
     assert refused_ids(decisions, {}, {'ev_id_key': tree()}) == []
 
 
 def test_a_rollback_of_an_index_attached_by_someone_else_to_a_partitioned_index_is_refused():
     found = {'Job_status_idx': existing('Job_status_idx', ['status'], attached_to=['public', 'ev_status_idx'])}
-    decisions, errors = plan.decide_actions([spec('Job_status_idx', ['status'])], found, 'absent',
+    decisions, errors = index_decisions.decide_actions([spec('Job_status_idx', ['status'])], found, 'absent',
                                             ledger=attributed(found), plan='t12')
     assert refused_ids(decisions, found) == [('index "public.Job_status_idx"', 'drop-attached-index')]
     # The leftovers of a stopped partitioned build that are attached go with the partitioned index: not dropped alone.
     nodes = tree(ev_2024=dict(index=partition_index('ev_v_idx_ev_2024', 'ev_2024', attached_to=['public', 'ev_v_idx'])))
     found = {'ev_v_idx': existing('ev_v_idx', ['v'], table='ev', relkind='I')}
-    decisions, errors = plan.decide_actions([ev_spec()], found, 'absent', {'ev_v_idx': nodes}, ledger=attributed(found),
+    decisions, errors = index_decisions.decide_actions([ev_spec()], found, 'absent', {'ev_v_idx': nodes}, ledger=attributed(found),
                                             plan='t12')
     assert [step['kind'] for step in decisions[0]['steps']] == ['drop_partitioned']
     assert refused_ids(decisions, found, {'ev_v_idx': nodes}) == []
 
 
 def test_the_names_a_decision_creates_include_partition_and_replacement_names():
-    decisions, errors = plan.decide_actions([ev_spec()], {}, 'present', {'ev_v_idx': tree()})
+    decisions, errors = index_decisions.decide_actions([ev_spec()], {}, 'present', {'ev_v_idx': tree()})
     names = [name for dummy_, name, dummy_ in online_index.created_names(decisions[0])]
     assert names == ['ev_v_idx', 'ev_v_idx_ev_2024', 'ev_v_idx_ev_2025', 'ev_v_idx_ev_2025_a', 'ev_v_idx_ev_2025_b']
     found = {'Job_status_idx': existing('Job_status_idx', ['status'], definition=OLD)}

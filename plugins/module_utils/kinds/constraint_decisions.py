@@ -19,7 +19,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import (
     ACTION_CREATE, ACTION_DROP, ACTION_UNCHANGED,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.lock_order import lock_text

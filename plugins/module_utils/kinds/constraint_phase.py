@@ -20,7 +20,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.duplicate_resolution import (
     ResolutionError, Resolver, run_in_transaction,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import (
     ACTION_DROP, ACTION_UNCHANGED,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_decisions import (

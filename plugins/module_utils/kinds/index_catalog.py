@@ -7,7 +7,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import estimate_index_bytes, partition_index_name
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
+    estimate_index_bytes,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.partitioned_index import (
+    partition_index_name,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.refusal_rules import (
     RELATIONS_QUERY, SERVER_VERSION_QUERY, refusal_messages, relation_facts,
 )

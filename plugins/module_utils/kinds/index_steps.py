@@ -9,8 +9,10 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import (
     ACTION_CREATE, ACTION_DROP, ACTION_REBUILD, ACTION_REPLACE, ACTION_RESTORE, ACTION_RESUME, ACTION_UNCHANGED,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_definitions import (
     compare_index, same_index_definition,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.lock_order import ORDERED_STATEMENTS

@@ -16,7 +16,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_catalog import ConstraintCatalog
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_steps import ConstraintSteps
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import ACTION_DROP, ACTION_UNCHANGED
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import (
+    ACTION_DROP, ACTION_UNCHANGED,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import statement_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.ledger import attribution, without_not_valid
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_trust import refusal_message

@@ -10,9 +10,15 @@ __metaclass__ = type
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.ddl_session import DdlSession
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_catalog import IndexCatalog
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
-    INDEXABLE_RELKINDS, PARTITIONED, column_errors, decide_actions, index_expressions, replacement_names,
-    validate_specs,
+    INDEXABLE_RELKINDS, column_errors, decide_actions, validate_specs,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_definitions import (
+    index_expressions,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_replacement import (
+    replacement_names,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.partitioned_index import PARTITIONED
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_steps import IndexSteps
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_trust import refusal_message
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.refusal_rules import (

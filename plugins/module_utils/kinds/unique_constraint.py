@@ -14,7 +14,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import (
     ACTION_CREATE, ACTION_DROP, ACTION_REBUILD, ACTION_UNCHANGED,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_runs import left_alone_lines

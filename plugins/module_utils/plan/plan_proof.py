@@ -13,8 +13,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
-    ACTION_UNCHANGED, restored_unique_columns,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import ACTION_UNCHANGED
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_replacement import (
+    restored_unique_columns,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_decisions import (
     entry_columns, planned_unique_keys, violation_report, violations_advice,

@@ -20,8 +20,14 @@ import datetime
 import json
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.advisory_locks import migration_lock_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
-    ACTION_CREATE, ACTION_UNCHANGED, read_replacement_record, replacement_names, restore_statement,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import (
+    ACTION_CREATE, ACTION_UNCHANGED,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_definitions import (
+    restore_statement,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_replacement import (
+    read_replacement_record, replacement_names,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.ledger import (
     CREATE_STATEMENTS, OPEN, QUALIFIED, Ledger, renamed_rows_definition,
