@@ -196,3 +196,55 @@ def test_the_record_is_the_row_prisma_migrate_resolve_applied_writes(prisma_cli,
     # (Prisma's timestamps have whole milliseconds: it writes them through a JavaScript Date here.)
     assert theirs['logs'] == ''
     assert ours['logs'].startswith('pg-zero-downtime:') and 'prisma-cli-test' in ours['logs'], ours
+
+
+# Which migrations are pending (module_utils/prisma/pending_migrations.py) is decided as `prisma migrate deploy`
+# decides it, proven on the same folder and the same rows: deploy applies exactly what ours calls pending, in the same
+# order, or refuses where ours refuses. A few harmless statements stand for the migrations' SQL.
+PENDING_FOLDER = {'20260101000000_a': 'SELECT 1;\n', '20260201000000_b': 'SELECT 2;\n',
+                  '20260301000000_c': 'SELECT 3;\n'}
+A, B, C = sorted(PENDING_FOLDER)
+
+
+def _history(conn, rows):
+    """_prisma_migrations holding exactly C(rows), each (name, finished, rolled back); returned as dicts."""
+    helpers.query(conn, 'DELETE FROM "_prisma_migrations"')
+    for name, finished, rolled_back in rows:
+        helpers.query(conn, 'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, logs, started_at, '
+                            'finished_at, rolled_back_at, applied_steps_count) VALUES (gen_random_uuid()::text, '
+                            '%s, %s, %s, now(), CASE WHEN %s THEN now() END, CASE WHEN %s THEN now() END, 1)',
+                      (hashlib.sha256(PENDING_FOLDER[name].encode()).hexdigest(), name, '', finished, rolled_back))
+    return [dict(migration_name=name, checksum=hashlib.sha256(PENDING_FOLDER[name].encode()).hexdigest(),
+                 finished_at='t' if finished else None, rolled_back_at='t' if rolled_back else None, logs='',
+                 started_at='t') for name, finished, rolled_back in rows]
+
+
+@pytest.mark.parametrize('rows', [
+    pytest.param([(A, True, False)], id='a-applied'),
+    pytest.param([(A, True, False), (B, False, False)], id='b-failed'),
+    pytest.param([(A, True, False), (B, False, True)], id='b-rolled-back'),
+    pytest.param([(A, True, False), (B, False, True), (B, True, False), (C, True, False)], id='all-applied'),
+])
+def test_pending_migrations_are_those_prisma_migrate_deploy_applies(prisma_cli, database, prisma_dir, rows):
+    pending_migrations = helpers.load_module_utils('prisma.pending_migrations').pending_migrations
+    migrations_dir = prisma_dir / 'migrations'
+    shutil.rmtree(str(migrations_dir))
+    migrations_dir.mkdir()
+    (migrations_dir / 'migration_lock.toml').write_text('provider = "postgresql"\n')
+    for name, sql in PENDING_FOLDER.items():
+        (migrations_dir / name).mkdir()
+        (migrations_dir / name / 'migration.sql').write_text(sql)
+    conn = database['conn']
+    rows = _history(conn, rows)
+    ours = pending_migrations([dict(name=name, sql=sql) for name, sql in PENDING_FOLDER.items()], rows)
+
+    deploy = prisma(prisma_cli, database, prisma_dir, 'migrate', 'deploy')
+    applied = [name for (name,) in helpers.query(
+        conn, 'SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL ORDER BY started_at')]
+    deployed = applied[len([row for row in rows if row['finished_at']]):]
+    if ours['problems']:
+        assert deploy.returncode == 1 and 'P3009' in deploy.stdout + deploy.stderr, shown(deploy)
+        assert deployed == [] and len(ours['problems']) == 1 and 'P3009' in ours['problems'][0], ours
+    else:
+        assert deploy.returncode == 0, shown(deploy)
+        assert deployed == ours['pending'], (ours, shown(deploy))
