@@ -23,7 +23,7 @@ writes ``ALTER TABLE "Job" ADD COLUMN "a" ..., ADD COLUMN "b" ...;``). An entry 
     why               refused and skip: why; catalog on a table created earlier in the file: why the plain form
     safe_way          refused: the expand/contract way to reach the same schema without hurting the application
     ack               refused: the acknowledgement key that accepts it (below); None when nothing can accept it
-    needs_server_proof  a fact only the live server can prove (below), or absent
+    needs_server_proof  a fact only the live server can prove (below), or absent; class_if_proven beside it
 
 The classes (issue 23, point 2):
     online   done by the tool's own kinds: CREATE [UNIQUE] INDEX built CONCURRENTLY, DROP INDEX CONCURRENTLY,
@@ -41,7 +41,9 @@ Acknowledgements. A refused entry's ack is ``<line>:<kind>`` (for example ``12:d
 prefixes the migration's name: ``20261201000000_drop_notes:12:drop_column``. The kind is part of the key so that an
 acknowledgement written for one statement never accepts another one that an edit moved to its line: the statement
 at line 12 is then no longer a drop_column, the key matches nothing, and acknowledge() reports it as unused, which is
-an error. An acknowledged entry runs exactly as written, under the short lock_timeout, taking lock_as_written.
+an error. A key accepts every refused statement of its kind that starts on its line (Prisma writes one subcommand a
+line, so that is one). An acknowledged entry runs exactly as written, under the short lock_timeout, taking
+lock_as_written.
 A statement PostgreSQL cannot parse has no ack: nothing can accept it.
 
 Server proofs. The file alone cannot tell everything; such an entry is refused, with needs_server_proof saying what
@@ -81,8 +83,6 @@ SHARE_ROW_EXCLUSIVE = 'SHARE ROW EXCLUSIVE'
 SHARE = 'SHARE'
 SHARE_UPDATE_EXCLUSIVE = 'SHARE UPDATE EXCLUSIVE'
 ROW_EXCLUSIVE = 'ROW EXCLUSIVE'
-
-ONLINE_RUN = dict(lock=SHARE_UPDATE_EXCLUSIVE)
 
 
 def _kind(cls, lock_as_written, how=None, lock=None, brief_lock=None, why=None, safe_way=None):
