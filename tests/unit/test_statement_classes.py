@@ -56,6 +56,12 @@ PRISMA_CASES = {
     # Without the columns' current types, nothing proves either change free of a rewrite.
     'change_type': [(2, 'refused', 'alter_column_type'), (3, 'refused', 'alter_column_type')],
     'drop_table_and_enum': [(2, 'refused', 'drop_table'), (5, 'refused', 'drop_type')],
+    # A new composite key: the old one dropped (catalog), the new one built as a unique index concurrently.
+    'change_primary_key': [(2, 'catalog', 'drop_constraint'), (3, 'online', 'add_primary_key')],
+    'add_autoincrement': [(2, 'catalog', 'create_sequence'), (3, 'catalog', 'set_default'),
+                          (4, 'catalog', 'alter_sequence')],
+    # The index kind carries a method but no sort order: DESC is refused, and acknowledged it runs as written.
+    'index_with_sort_and_method': [(2, 'refused', 'create_index'), (5, 'online', 'create_index')],
 }
 
 
@@ -100,6 +106,16 @@ def test_online_kinds_run_under_share_update_exclusive_and_say_their_brief_lock(
         'schema': None, 'table': 'Class', 'name': 'Class_teacherId_fkey', 'columns': ['teacherId'],
         'references': {'schema': None, 'table': 'Teacher', 'columns': ['id']}, 'on_delete': 'SET NULL',
         'on_update': 'CASCADE'}
+
+
+def test_a_primary_key_an_index_method_and_a_sort_order_as_prisma_writes_them():
+    _dropped, primary_key = sc.classify(fixture('change_primary_key'))
+    assert primary_key['details'] == {'schema': None, 'table': 'Teacher', 'name': 'Teacher_pkey',
+                                      'columns': ['id', 'name']}
+    assert primary_key['brief_lock'] == 'ACCESS EXCLUSIVE' and 'USING INDEX' in primary_key['how']
+    descending, hashed = sc.classify(fixture('index_with_sort_and_method'))
+    assert 'sort order' in descending['why'] and descending['lock'] == 'SHARE'
+    assert hashed['details']['method'] == 'hash'
 
 
 def test_statements_on_a_table_created_earlier_in_the_file_run_as_written():
