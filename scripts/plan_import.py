@@ -104,8 +104,11 @@ def refusal_reason(entry):
     """Why a plan cannot carry a classified statement, with what the classifier knows of it."""
     if entry['kind'] == 'syntax_error':
         return entry['why']
-    if entry['class'] == 'refused' and entry['kind'] in ('create_index',) + tuple(CONSTRAINT_TYPES):
-        return entry['why']  # an index or constraint in a form the plan format cannot express
+    if entry['kind'] in ('create_index',) + tuple(CONSTRAINT_TYPES):
+        if entry['class'] == 'refused':
+            return entry['why']  # an index or constraint in a form the plan format cannot express
+        # catalog: on a table the same migration creates, which a plan cannot create
+        return 'a plan cannot carry it: %s, and a plan creates no tables. %s' % (entry['why'], IMPORTABLE)
     said = 'not an index or constraint a plan carries: a %s statement (%s), lock %s' % (
         entry['class'], entry['kind'], entry['lock_as_written'] or 'none on a table')
     if entry['class'] == 'refused':

@@ -220,3 +220,14 @@ def test_a_refusal_now_gives_the_class_the_lock_why_and_the_safe_way():
     assert 'a refused statement (drop_column), lock ACCESS EXCLUSIVE' in reason
     assert 'lost for good' in reason and 'The safe way: first deploy code' in reason
     assert line2 == 2 and 'a catalog statement (drop_not_null)' in reason2 and 'not an index' in reason2
+
+
+def test_an_index_on_a_table_the_migration_creates_is_refused_with_that_reason():
+    with open(os.path.join(REPO_ROOT, 'tests', 'fixtures', 'prisma_migrations', 'enum_table_index_relation',
+                           'migration.sql'), encoding='utf-8') as handle:
+        sql = handle.read()
+    _tables, _constraints, _skipped, refused = plan_import.import_sql(sql)
+    assert [line for line, _text, _reason in refused] == [2, 5, 14, 17]
+    assert 'a catalog statement (create_table)' in refused[1][2]
+    assert 'the table was created at line 5 of this migration' in refused[2][2]
+    assert 'a plan creates no tables' in refused[3][2]
