@@ -285,6 +285,20 @@ def test_the_docs_table_lists_every_kind_with_its_class_and_lock():
     rows = dict((match.group(1), match.group(0)) for match in re.finditer(r'^\| `(\w+)` \|.*$', text, re.M))
     for kind, spec in sc.KINDS.items():
         assert kind in rows, kind
-        assert '| %s |' % spec['cls'] in rows[kind], (kind, rows[kind])
+        assert rows[kind].startswith('| `%s` | %s | %s |' % (kind, spec['cls'], spec['lock_as_written'] or '-')), \
+            (kind, rows[kind])
         if spec['cls'] == 'refused':
             assert '#### `%s`' % kind in text, kind
+
+
+def test_a_table_of_the_same_name_in_another_schema_is_not_the_new_one():
+    entries = sc.classify('CREATE TABLE other."N" ("a" int);\nALTER TABLE "N" DROP COLUMN "a";\n'
+                          'ALTER TABLE other."N" DROP COLUMN "a";\n', schema='public')
+    assert shape(entries) == [(1, 'catalog', 'create_table'), (2, 'refused', 'drop_column'),
+                              (3, 'catalog', 'drop_column')]
+
+
+def test_without_pglast_classify_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(sc, 'HAS_PGLAST', False)
+    with pytest.raises(ValueError, match='pip install pglast'):
+        sc.classify('SELECT 1;')
