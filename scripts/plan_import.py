@@ -3,7 +3,8 @@
 
     .venv/bin/python scripts/plan_import.py prisma/migrations/20241125000000_t12_indexes/migration.sql -o plans/t12.yml
 
-The SQL is parsed with PostgreSQL's own parser (pglast wraps libpg_query). Every
+The SQL is parsed with PostgreSQL's own parser (pglast wraps libpg_query) and every statement classified by
+plugins/module_utils/prisma/statement_classes.py, the classifier the playbooks use too. Every
     CREATE [UNIQUE] INDEX [CONCURRENTLY] [IF NOT EXISTS] <name> ON <table> [USING <method>] (<columns>)
         [INCLUDE (<columns>)] [WHERE <predicate>]
 becomes an index entry of its table, and every
@@ -17,8 +18,9 @@ whatever the SQL said. Read-only queries
 (a SELECT that checks for duplicates), transaction control and SET of a timeout change nothing the plan
 has to carry: they are listed as skipped. Any other statement, or a feature of these two statements the
 plan format cannot express (expression keys, sort order, operator classes, storage options, an unnamed
-index, DEFERRABLE...), is refused with its line: the import fails and writes nothing, so no schema change
-is ever dropped silently.
+index, DEFERRABLE...), is refused with its line, its class, its lock and, for a statement the classifier refuses, why and the safe way:
+the import fails and writes nothing, so no schema change is ever dropped silently. A migration of constraints only
+gives a plan with `tables: []`.
 
 --base <plan> keeps the name, description, schema, baseline_queries and prisma_migration of an existing
 plan and replaces only its tables and constraints: a team refreshes the DDL part of its plan from an
@@ -27,157 +29,32 @@ Exit status: 0 written, 2 refused (nothing written), 1 unreadable input.
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 
 import yaml
 
 try:
-    import pglast
-    from pglast import enums
-    from pglast.stream import RawStream
+    import pglast  # noqa: F401 (the classifier needs it; say so before anything else)
 except ImportError:  # pragma: no cover - the bootstrap installs it
     sys.exit('plan_import needs pglast: run scripts/bootstrap (or pip install -r requirements.txt)')
 
-# Timeouts the playbooks set themselves, per statement; a SET of one of these in the SQL is not needed.
-SESSION_SETTINGS_SKIPPED = ('lock_timeout', 'statement_timeout', 'idle_in_transaction_session_timeout')
+# The one classifier of migration statements, shared with the playbooks (loaded from its file: no collection path
+# needs to be set up for a script).
+_CLASSIFIER = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, 'plugins', 'module_utils', 'prisma',
+                           'statement_classes.py')
+_spec = importlib.util.spec_from_file_location('pgzd_statement_classes', _CLASSIFIER)
+statement_classes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(statement_classes)
+
 # Keys a --base plan keeps; tables and constraints always come from the SQL.
 BASE_KEYS = ('name', 'description', 'schema', 'baseline_queries', 'prisma_migration')
-
-
-class Refusal(Exception):
-    """A statement, or part of one, that the plan format cannot carry."""
-
-
-def statement_spans(sql_text, raw_statements):
-    """(first line, text) of each parsed statement, its leading whitespace and comments left out.
-
-    pglast reports character offsets; a statement's span starts at most right after the previous semicolon.
-    """
-    spans = []
-    for raw in raw_statements:
-        start = raw.stmt_location
-        end = start + raw.stmt_len if raw.stmt_len else len(sql_text)
-        text = sql_text[start:end]
-        offset = _skip_comments(text)
-        spans.append((sql_text[:start + offset].count('\n') + 1, text[offset:].strip()))
-    return spans
-
-
-def _skip_comments(text):
-    """Index of the first character of text that is neither whitespace nor inside a comment."""
-    position = 0
-    while position < len(text):
-        if text[position].isspace():
-            position += 1
-        elif text.startswith('--', position):
-            newline = text.find('\n', position)
-            position = len(text) if newline < 0 else newline + 1
-        elif text.startswith('/*', position):
-            close = text.find('*/', position + 2)
-            position = len(text) if close < 0 else close + 2
-        else:
-            break
-    return position
-
-
-def _names(nodes):
-    return [node.sval for node in nodes or ()]
-
-
-def _table(relation):
-    return relation.schemaname, relation.relname
-
-
-def index_entry(statement):
-    """(schema, table, plan index entry) of a CREATE INDEX, or Refusal naming what the plan cannot express."""
-    problems = []
-    if not statement.idxname:
-        problems.append('the index has no name (PostgreSQL would invent one, so no rerun or rollback could find '
-                        'it): name it as Prisma does, <Table>_<columns>_idx')
-    if statement.relation.inh is False:
-        problems.append('ON ONLY builds an index on a partitioned parent alone: plan the index on the parent (without '
-                        'ONLY), and the playbooks build it on each partition and attach them')
-    columns = []
-    for param in statement.indexParams:
-        if param.name is None:
-            problems.append('key %s is an expression; only plain columns can be planned'
-                            % RawStream()(param.expr))
-            continue
-        columns.append(param.name)
-        if param.ordering != enums.SortByDir.SORTBY_DEFAULT or \
-                param.nulls_ordering != enums.SortByNulls.SORTBY_NULLS_DEFAULT:
-            problems.append('column %s has a sort order (ASC/DESC/NULLS FIRST/LAST)' % param.name)
-        if param.opclass or param.collation:
-            problems.append('column %s has an operator class or collation' % param.name)
-    if statement.options:
-        problems.append('WITH (...) storage parameters')
-    if statement.tableSpace:
-        problems.append('TABLESPACE %s' % statement.tableSpace)
-    if statement.nulls_not_distinct:
-        problems.append('NULLS NOT DISTINCT')
-    if problems:
-        raise Refusal('; '.join(problems))
-    entry = {'name': statement.idxname, 'columns': columns}
-    if statement.unique:
-        entry['unique'] = True
-    if statement.accessMethod and statement.accessMethod != 'btree':
-        entry['method'] = statement.accessMethod
-    if statement.whereClause is not None:
-        entry['where'] = RawStream()(statement.whereClause)
-    if statement.indexIncludingParams:
-        entry['include'] = [param.name for param in statement.indexIncludingParams]
-    schema, table = _table(statement.relation)
-    return schema, table, entry
-
-
-# pg_constraint's letters for ON DELETE / ON UPDATE, as pglast gives them, and the plan's words.
-REFERENTIAL_ACTIONS = {'a': 'NO ACTION', 'r': 'RESTRICT', 'c': 'CASCADE', 'n': 'SET NULL', 'd': 'SET DEFAULT'}
-IMPORTABLE = ('only ALTER TABLE ... ADD CONSTRAINT ... UNIQUE / FOREIGN KEY / CHECK and ALTER COLUMN ... SET NOT NULL '
-              'can be imported; move the other changes to a migration of their own')
-
-
-def _unique_entry(definition, table):
-    problems = []
-    if definition.indexname:
-        problems.append('UNIQUE USING INDEX attaches an existing index; plan the columns instead')
-    if definition.including:
-        problems.append('INCLUDE (...)')
-    if definition.nulls_not_distinct:
-        problems.append('NULLS NOT DISTINCT')
-    if definition.options or definition.indexspace:
-        problems.append('WITH (...) or USING INDEX TABLESPACE')
-    return problems, {'name': definition.conname, 'table': table, 'type': 'unique', 'columns': _names(definition.keys)}
-
-
-def _foreign_key_entry(definition, table):
-    problems = []
-    if not definition.pk_attrs:
-        problems.append('REFERENCES names no columns: name the referenced key columns, as Prisma does')
-    if definition.fk_matchtype not in ('s', '\x00', None):
-        problems.append('MATCH FULL')
-    if definition.fk_del_set_cols:
-        problems.append('ON DELETE SET NULL / SET DEFAULT (columns)')
-    references = {'table': definition.pktable.relname}
-    if definition.pktable.schemaname:
-        references['schema'] = definition.pktable.schemaname
-    references['columns'] = _names(definition.pk_attrs)
-    entry = {'name': definition.conname, 'table': table, 'type': 'foreign_key', 'columns': _names(definition.fk_attrs),
-             'references': references}
-    for key, letter in (('on_delete', definition.fk_del_action), ('on_update', definition.fk_upd_action)):
-        if REFERENTIAL_ACTIONS.get(letter, 'NO ACTION') != 'NO ACTION':
-            entry[key] = REFERENTIAL_ACTIONS[letter]
-    return problems, entry
-
-
-def _check_entry(definition, table):
-    problems = ['NO INHERIT'] if definition.is_no_inherit else []
-    return problems, {'name': definition.conname, 'table': table, 'type': 'check',
-                      'expression': RawStream()(definition.raw_expr)}
-
-
-CONSTRAINT_KINDS = {enums.ConstrType.CONSTR_UNIQUE: _unique_entry, enums.ConstrType.CONSTR_FOREIGN: _foreign_key_entry,
-                    enums.ConstrType.CONSTR_CHECK: _check_entry}
+# The classifier's online kinds a plan file carries, and the plan's constraint type of each.
+CONSTRAINT_TYPES = dict(add_unique='unique', add_foreign_key='foreign_key', add_check='check', set_not_null='not_null')
+IMPORTABLE = ('a plan only carries CREATE INDEX, ALTER TABLE ... ADD CONSTRAINT ... UNIQUE / FOREIGN KEY / CHECK and '
+              'ALTER COLUMN ... SET NOT NULL; run this change separately (and reviewed for locks) before or after, '
+              'or move the other changes to a migration of their own')
 
 
 def not_null_name(table, column):
@@ -185,103 +62,98 @@ def not_null_name(table, column):
     return ('%s_%s' % (table, column))[:63 - len('_not_null')] + '_not_null'
 
 
-def constraint_entries(statement):
-    """[(schema, table, plan constraint entry)] of an ALTER TABLE made only of ADD CONSTRAINT ... UNIQUE, FOREIGN KEY
-    or CHECK and ALTER COLUMN ... SET NOT NULL."""
-    if statement.objtype != enums.ObjectType.OBJECT_TABLE:
-        raise Refusal(IMPORTABLE)
-    schema, table = _table(statement.relation)
-    entries = []
-    for command in statement.cmds:
-        if command.subtype == enums.AlterTableType.AT_SetNotNull:
-            entries.append((schema, table, {'name': not_null_name(table, command.name), 'table': table,
-                                            'type': 'not_null', 'column': command.name}))
-            continue
-        definition = command.def_
-        kind = getattr(definition, 'contype', None)
-        if command.subtype != enums.AlterTableType.AT_AddConstraint or kind not in CONSTRAINT_KINDS:
-            raise Refusal(IMPORTABLE)
-        problems, entry = CONSTRAINT_KINDS[kind](definition, table)
-        if not definition.conname:
-            problems.insert(0, 'the constraint has no name (PostgreSQL would invent one, so no rerun or rollback could '
-                               'find it): name it as Prisma does')
-        if definition.deferrable or definition.initdeferred:
-            problems.append('DEFERRABLE / INITIALLY DEFERRED')
-        if problems:
-            raise Refusal('; '.join(problems))
-        entries.append((schema, table, entry))
-    return entries
+def index_entry(details):
+    """The plan index entry of a create_index's details: defaults left out, as plans/t12.yml writes them."""
+    entry = {'name': details['name'], 'columns': details['columns']}
+    if details['unique']:
+        entry['unique'] = True
+    if details['method'] != 'btree':
+        entry['method'] = details['method']
+    if details['where'] is not None:
+        entry['where'] = details['where']
+    if details['include']:
+        entry['include'] = details['include']
+    return entry
 
 
-def skip_reason(statement):
-    """Why a statement that changes nothing the plan carries can be left out, or None."""
-    kind = type(statement).__name__
-    if kind == 'SelectStmt':
-        data_modifying = [cte for cte in statement.withClause.ctes
-                          if type(cte.ctequery).__name__ != 'SelectStmt'] if statement.withClause else []
-        if statement.intoClause is None and not statement.lockingClause and not data_modifying:
-            return 'read-only query (the preflight does its own checks, e.g. for duplicate keys)'
-    if kind == 'TransactionStmt':
-        return 'transaction control (each planned statement runs on its own; CONCURRENTLY cannot run in a block)'
-    if kind == 'VariableSetStmt' and statement.name in SESSION_SETTINGS_SKIPPED:
-        return 'session timeout (the playbooks set lock_timeout and statement_timeout per statement)'
-    return None
+def constraint_entry(kind, details):
+    """The plan constraint entry of an add_unique / add_foreign_key / add_check / set_not_null's details."""
+    table = details['table']
+    if kind == 'set_not_null':
+        return {'name': not_null_name(table, details['column']), 'table': table, 'type': 'not_null',
+                'column': details['column']}
+    entry = {'name': details['name'], 'table': table, 'type': CONSTRAINT_TYPES[kind]}
+    if kind == 'add_check':
+        entry['expression'] = details['expression']
+        return entry
+    entry['columns'] = details['columns']
+    if kind == 'add_foreign_key':
+        referenced = details['references']
+        references = {'table': referenced['table']}
+        if referenced['schema']:
+            references['schema'] = referenced['schema']
+        references['columns'] = referenced['columns']
+        entry['references'] = references
+        for key in ('on_delete', 'on_update'):
+            if details[key] != 'NO ACTION':
+                entry[key] = details[key]
+    return entry
+
+
+def refusal_reason(entry):
+    """Why a plan cannot carry a classified statement, with what the classifier knows of it."""
+    if entry['kind'] == 'syntax_error':
+        return entry['why']
+    if entry['kind'] in ('create_index',) + tuple(CONSTRAINT_TYPES):
+        if entry['class'] == 'refused':
+            return entry['why']  # an index or constraint in a form the plan format cannot express
+        # catalog: on a table the same migration creates, which a plan cannot create
+        return 'a plan cannot carry it: %s, and a plan creates no tables. %s' % (entry['why'], IMPORTABLE)
+    said = 'not an index or constraint a plan carries: a %s statement (%s), lock %s' % (
+        entry['class'], entry['kind'], entry['lock_as_written'] or 'none on a table')
+    if entry['class'] == 'refused':
+        said += '. %s. The safe way: %s' % (entry['why'][:1].upper() + entry['why'][1:], entry['safe_way'])
+    return '%s. %s' % (said, IMPORTABLE)
 
 
 def import_sql(sql_text, schema='public'):
-    """Parse SQL into (tables, constraints, skipped, refused).
+    """Parse SQL into (tables, constraints, skipped, refused), the statements classified by
+    plugins/module_utils/prisma/statement_classes.py.
 
     tables: plan tables in the order their first index appears; constraints: plan constraints in order;
     skipped: [(line, statement, reason)]; refused: [(line, statement, reason)].
     """
-    try:
-        raw_statements = pglast.parser.parse_sql(sql_text)
-    except pglast.parser.ParseError as error:
-        message, position = (error.args + (None,))[:2]
-        line = sql_text[:position].count('\n') + 1 if isinstance(position, int) else None
-        return [], [], [], [(line, '', 'PostgreSQL cannot parse it: %s' % message)]
     tables, by_table, constraints, skipped, refused = [], {}, [], [], []
     names = {}
-    for raw, (line, text) in zip(raw_statements, statement_spans(sql_text, raw_statements)):
-        statement = raw.stmt
-        kind = type(statement).__name__
-        try:
-            if kind == 'IndexStmt':
-                found = [index_entry(statement)]
-            elif kind == 'AlterTableStmt':
-                found = constraint_entries(statement)
-            else:
-                reason = skip_reason(statement)
-                if reason:
-                    skipped.append((line, text, reason))
-                else:
-                    refused.append((line, text, 'not an index or constraint: a plan only carries CREATE INDEX, '
-                                                'ALTER TABLE ... ADD CONSTRAINT ... UNIQUE / FOREIGN KEY / CHECK and '
-                                                'ALTER COLUMN ... SET NOT NULL; run this change separately (and '
-                                                'reviewed for locks) before or after'))
-                continue
-        except Refusal as refusal:
-            refused.append((line, text, str(refusal)))
+    for classified in statement_classes.classify(sql_text, schema=schema):
+        line, text, kind = classified['line'], classified['text'], classified['kind']
+        if classified['class'] == 'skip':
+            skipped.append((line, text, classified['why']))
             continue
-        for table_schema, table, entry in found:
-            qualified = (table_schema or schema, entry['name'])
-            if qualified in names:
-                refused.append((line, text, '%s is already defined at line %d' % (entry['name'], names[qualified])))
-                continue
-            names[qualified] = line
-            if 'type' in entry:
-                if table_schema and table_schema != schema:
-                    entry = dict(entry, schema=table_schema)
-                constraints.append(entry)
-                continue
-            key = (table_schema or schema, table)
-            if key not in by_table:
-                by_table[key] = {'name': table}
-                if table_schema and table_schema != schema:
-                    by_table[key]['schema'] = table_schema
-                by_table[key]['indexes'] = []
-                tables.append(by_table[key])
-            by_table[key]['indexes'].append(entry)
+        if classified['class'] != 'online' or kind not in ('create_index',) + tuple(CONSTRAINT_TYPES):
+            refused.append((line, text, refusal_reason(classified)))
+            continue
+        details = classified['details']
+        table_schema, table = details['schema'], details['table']
+        entry = index_entry(details) if kind == 'create_index' else constraint_entry(kind, details)
+        qualified = (table_schema or schema, entry['name'])
+        if qualified in names:
+            refused.append((line, text, '%s is already defined at line %d' % (entry['name'], names[qualified])))
+            continue
+        names[qualified] = line
+        if 'type' in entry:
+            if table_schema and table_schema != schema:
+                entry = dict(entry, schema=table_schema)
+            constraints.append(entry)
+            continue
+        key = (table_schema or schema, table)
+        if key not in by_table:
+            by_table[key] = {'name': table}
+            if table_schema and table_schema != schema:
+                by_table[key]['schema'] = table_schema
+            by_table[key]['indexes'] = []
+            tables.append(by_table[key])
+        by_table[key]['indexes'].append(entry)
     return tables, constraints, skipped, refused
 
 
@@ -331,7 +203,8 @@ def render_plan(plan, source, skipped):
     for line, text, reason in skipped:
         lines.append('# Skipped line %d, %s: %s' % (line, reason, ' '.join(text.split())[:80]))
     lines.extend('%s: %s' % (key, _flow(plan[key])) for key in ('name', 'description', 'schema'))
-    lines.append('tables:')
+    # A plan of constraints only still lists its tables, empty: the plan loader wants a list there, never nothing.
+    lines.append('tables:' if plan['tables'] else 'tables: []')
     for table in plan['tables']:
         lines.append('  - name: %s' % _flow(table['name']))
         if 'schema' in table:

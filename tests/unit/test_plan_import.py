@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 """scripts/plan_import.py: SQL parsed by PostgreSQL's parser (pglast) into plan entries, or refused by line."""
 
+import importlib
 import importlib.util
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import pytest
 import yaml
 
+import helpers
 from helpers import PLAN_T12_PATH, REPO_ROOT
 
 SCRIPT = os.path.join(REPO_ROOT, 'scripts', 'plan_import.py')
@@ -192,3 +194,40 @@ def test_lines_count_multibyte_text_and_block_comments_correctly():
     _tables, _constraints, skipped, refused = plan_import.import_sql(sql)
     assert skipped[0][0] == 3
     assert refused[0][0] == 5 and refused[0][1] == 'DROP TABLE x'
+
+
+def test_a_migration_of_a_relation_only_imports_into_a_plan_the_plan_loader_accepts(tmp_path):
+    """Issue 23: the importer wrote `tables:` with no value, which the loader refused ('tables must be a list')."""
+    migration_plan = importlib.import_module(helpers.collection_path('plugins.plugin_utils.migration_plan'))
+    relation_sql = os.path.join(REPO_ROOT, 'tests', 'fixtures', 'prisma_migrations', 'relation_only', 'migration.sql')
+    out = tmp_path / 'plan.yml'
+    result = run_cli(relation_sql, '--prisma', '-o', str(out))
+    assert result.returncode == 0, result.stderr
+    assert 'tables: []\n' in out.read_text()
+    plan, error = migration_plan.load_plan(str(out), str(tmp_path))
+    assert error is None
+    assert plan['tables'] == []
+    assert plan['constraints'] == [
+        {'name': 'Class_teacherId_fkey', 'table': 'Class', 'type': 'foreign_key', 'columns': ['teacherId'],
+         'references': {'table': 'Teacher', 'columns': ['id']}, 'on_delete': 'SET NULL', 'on_update': 'CASCADE'}]
+
+
+def test_a_refusal_now_gives_the_class_the_lock_why_and_the_safe_way():
+    _tables, _constraints, _skipped, refused = plan_import.import_sql(
+        'ALTER TABLE "Job" DROP COLUMN "notes";\nALTER TABLE "Job" ALTER COLUMN "title" DROP NOT NULL;\n')
+    (line, text, reason), (line2, _text2, reason2) = refused
+    assert (line, text) == (1, 'ALTER TABLE "Job" DROP COLUMN "notes"')
+    assert 'a refused statement (drop_column), lock ACCESS EXCLUSIVE' in reason
+    assert 'lost for good' in reason and 'The safe way: first deploy code' in reason
+    assert line2 == 2 and 'a catalog statement (drop_not_null)' in reason2 and 'not an index' in reason2
+
+
+def test_an_index_on_a_table_the_migration_creates_is_refused_with_that_reason():
+    with open(os.path.join(REPO_ROOT, 'tests', 'fixtures', 'prisma_migrations', 'enum_table_index_relation',
+                           'migration.sql'), encoding='utf-8') as handle:
+        sql = handle.read()
+    _tables, _constraints, _skipped, refused = plan_import.import_sql(sql)
+    assert [line for line, _text, _reason in refused] == [2, 5, 14, 17]
+    assert 'a catalog statement (create_table)' in refused[1][2]
+    assert 'the table was created at line 5 of this migration' in refused[2][2]
+    assert 'a plan creates no tables' in refused[3][2]
