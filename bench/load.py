@@ -248,6 +248,15 @@ class Workload:
         cur.fetchall()
 
 
+def drop_outside_sql(index_names, constraints=()):
+    """SQL that removes the plan's objects made outside the tool (by `psql -f` in a bench scenario), one statement a
+    line for `psql -f -` (each in autocommit, as DROP INDEX CONCURRENTLY needs). rollback.yml cannot: it undoes only
+    what the tool's ledger says a run made, and leaves alone what psql made."""
+    lines = ['ALTER TABLE "%s" DROP CONSTRAINT IF EXISTS "%s";' % (table, name) for table, name in constraints]
+    lines += ['DROP INDEX CONCURRENTLY IF EXISTS "%s";' % name for name in index_names]
+    return '\n'.join(lines) + '\n'
+
+
 def percentile(sorted_values, fraction):
     """Nearest-rank percentile of an ascending list (None when empty)."""
     if not sorted_values:
