@@ -143,7 +143,9 @@ queries:
 
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_or_fail, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.duplicate_resolution import (
     ResolutionError, Resolver, run_in_transaction,
@@ -152,18 +154,11 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import (
     CONSTRAINT_OPTIONS, validate_constraint,
 )
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(CONSTRAINT_OPTIONS)
+    argument_spec = connection_argument_spec(**CONSTRAINT_OPTIONS)
     argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
         state=dict(type='str', default='resolved', choices=['resolved', 'restored']),
         rename_column=dict(type='str'),
         keep_oldest_by=dict(type='list', elements='str'),
@@ -174,7 +169,6 @@ def main():
         lock_retries=dict(type='int', default=5),
         lock_retry_delay=dict(type='float', default=1.0),
         lock_session_pid=dict(type='int', default=0),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -186,8 +180,7 @@ def main():
     if errors:
         module.fail_json(msg='Duplicate resolution refused; nothing was changed:\n- %s' % '\n- '.join(errors))
 
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params))
+    connection = connect_or_fail(module)
     errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout')])
     if errors:
         connection.close()

@@ -143,7 +143,9 @@ summary:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_or_fail, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.ledger_adoption import (
     Adoption, AdoptionError, adopted_run_id, summary_lines,
@@ -153,17 +155,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import (
     PLAN_CONSTRAINT_OPTIONS,
 )
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         schema=dict(type='str', default='public'),
         tables=dict(type='list', elements='dict', options=dict(
             name=dict(type='str', required=True),
@@ -177,14 +172,12 @@ def main():
         audit_table=dict(type='str', default='duplicate_resolution'),
         lock_session_pid=dict(type='int', default=0),
         trusted=dict(type='list', elements='str', default=[]),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     run_id = params['run_id'] or adopted_run_id(params['plan_name'])
     result = dict(changed=False, run_id=run_id, adopted=[], not_adopted=[], queries=[], summary=[])
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params), **result)
+    connection = connect_or_fail(module, **result)
     try:
         runner = ConstraintRunner(connection, trusted=params['trusted'], plan_name=params['plan_name'], run_id=run_id)
         adoption = Adoption(runner, params['plan_name'], run_id, params['audit_schema'], params['audit_table'])

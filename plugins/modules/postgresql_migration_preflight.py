@@ -373,7 +373,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.advisory_locks import MIGRATION_LOCK_KEY
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.baseline_runs import prove_queries
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
-    connect_or_fail, connection_slots, target_of,
+    conn_params_of, connect_or_fail, connection_argument_spec, connection_slots, target_of,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_runs import connection_budget
@@ -400,11 +400,6 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_constraint import ConstraintRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import PLAN_CONSTRAINT_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_keys import sample_size_errors
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 LOCAL_HOSTS = ('', 'localhost', '127.0.0.1', '::1')
 KNOBS_REFUSED = 'Invalid options; nothing was changed:\n- %s'
@@ -456,9 +451,7 @@ def prove_prisma(connection, params, state, module):
 
 def argument_spec():
     """The module's options: the connection's (community.postgresql) and the plan's."""
-    spec = postgres_common_argument_spec()
-    spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    return connection_argument_spec(
         plan_file=dict(type='path'),
         on_duplicates=dict(type='str', choices=['fail', 'rename']),
         plan_name=dict(type='str', default='plan'),
@@ -500,9 +493,7 @@ def argument_spec():
         audit_schema=dict(type='str', default='pgzd_audit'),
         audit_table=dict(type='str', default='duplicate_resolution'),
         lock_timeout=dict(type='str', default='5s'),
-        session_role=dict(type='str'),
     )
-    return spec
 
 
 def new_result():
@@ -688,8 +679,7 @@ def main():
     params['tables'] = params['tables'] or []  # a plan of constraints only has no tables
     result = new_result()
     refuse_bad_options(module, params, result)
-    ensure_required_libs(module)
-    conn_params = get_conn_params(module, params)
+    conn_params = conn_params_of(module)
     connection = connect_or_fail(module, conn_params)
     cursor = connection.cursor()
     refuse_bad_lock_timeouts(module, connection, cursor, params, result)

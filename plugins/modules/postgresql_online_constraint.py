@@ -159,22 +159,17 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    conn_params_of, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_phase import (
     checked_connection, phase_options, run_constraints,
-)
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
 )
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(phase_options())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    ensure_required_libs(module)
-    conn_params = get_conn_params(module, module.params)
+    module = AnsibleModule(argument_spec=connection_argument_spec(**phase_options()), supports_check_mode=True)
+    conn_params = conn_params_of(module)
     run_constraints(module, checked_connection(module, conn_params), conn_params)
 
 

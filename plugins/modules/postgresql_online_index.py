@@ -363,7 +363,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
-    connect_or_fail, connection_failure_message, connection_slots, target_of, watch_connection_factory,
+    conn_params_of, connect_or_fail, connection_argument_spec, connection_failure_message, connection_slots, target_of,
+    watch_connection_factory,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
     ACTION_RESTORE, ACTION_UNCHANGED, INDEX_SPEC_OPTIONS,
@@ -384,12 +385,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.build_waits import (
     seconds_option_error, warn_about_waits,
 )
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    connect_to_db,
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
+from ansible_collections.community.postgresql.plugins.module_utils.postgres import connect_to_db
 
 
 def describe(decision):
@@ -559,9 +555,7 @@ def run_tables(module, conn_params, connection):
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         schema=dict(type='str', default='public'),
         table=dict(type='str'),
         indexes=dict(type='list', elements='dict', options=INDEX_SPEC_OPTIONS),
@@ -580,7 +574,6 @@ def main():
         build_wait_warn=dict(type='float', default=60),
         statement_timeout=dict(type='str', default='0'),
         lock_session_pid=dict(type='int', default=0),
-        session_role=dict(type='str'),
         owner_pid=dict(type='int', default=0),
         trusted=dict(type='list', elements='str', default=[]),
         plan_name=dict(type='str', default='manual'),
@@ -593,8 +586,7 @@ def main():
     if params['parallelism'] < 1:
         module.fail_json(msg='parallelism must be a whole number of at least 1, not %s' % params['parallelism'],
                          changed=False, queries=[], indexes=[], lock_retries_used=0)
-    ensure_required_libs(module)
-    conn_params = get_conn_params(module, params)
+    conn_params = conn_params_of(module)
     connection = connect_or_fail(module, conn_params)
     errors = option_errors(connection.cursor(), params, [('statement_timeout', 'statement_timeout')])
     errors += blocking_lock_timeout_errors(connection.cursor(), [('lock_timeout', params['lock_timeout'])])

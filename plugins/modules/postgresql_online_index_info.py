@@ -142,7 +142,9 @@ queries:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_or_fail, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_index import OnlineIndexRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_proof import (
@@ -151,17 +153,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.p
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import fetch_dicts
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.query_baseline import query_problems
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_keys import sample_size_errors
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         tables=dict(type='list', elements='dict', options=dict(
             name=dict(type='str', required=True),
             schema=dict(type='str'),
@@ -174,7 +169,6 @@ def main():
         lock_timeout=dict(type='str', default='5s'),
         trusted=dict(type='list', elements='str', default=[]),
         plan_name=dict(type='str', default='manual'),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -182,8 +176,7 @@ def main():
     errors = sample_size_errors(params)
     if errors:
         module.fail_json(msg='Invalid options; nothing was read:\n- %s' % '\n- '.join(errors), changed=False)
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params))
+    connection = connect_or_fail(module)
     runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'],
                                plan_name=params['plan_name'])
 

@@ -210,22 +210,19 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    conn_params_of, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_phase import (
     TIMEOUT_KEYS, ConstraintFailed, bring, checked_connection, new_runner, phase_options, run_constraints,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import ACTION_UNCHANGED
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.outcomes import FAILED, mark, statements_diff
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import constraint_summary
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(phase_options())
+    argument_spec = connection_argument_spec(**phase_options())
     argument_spec.update(
         name=dict(type='str'),
         table=dict(type='str'),
@@ -238,8 +235,7 @@ def main():
     if not params['constraints'] and not params['name']:
         module.fail_json(msg='give name, table and columns (one constraint), or constraints (a plan\'s)',
                          changed=False, queries=[], lock_retries_used=0)
-    ensure_required_libs(module)
-    conn_params = get_conn_params(module, params)
+    conn_params = conn_params_of(module)
     connection = checked_connection(module, conn_params)
     if params['constraints']:
         run_constraints(module, connection, conn_params)

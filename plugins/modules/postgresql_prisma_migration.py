@@ -143,7 +143,9 @@ summary:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_or_fail, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import option_errors
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.prisma_history import (
@@ -156,17 +158,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma
     render_checksum,
     run_in_transaction,
 )
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         migration_name=dict(type='str', required=True),
         migration_sql=dict(type='str'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
@@ -178,7 +173,6 @@ def main():
         lock_retries=dict(type='int', default=5),
         lock_retry_delay=dict(type='float', default=1.0),
         lock_session_pid=dict(type='int', default=0),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[('state', 'present', ['migration_sql'])])
@@ -195,8 +189,7 @@ def main():
     if errors:
         module.fail_json(msg='Prisma history change refused; nothing was changed:\n- %s' % '\n- '.join(errors), **result)
 
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params))
+    connection = connect_or_fail(module)
     errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout')])
     if errors:
         connection.close()

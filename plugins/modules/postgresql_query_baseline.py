@@ -152,20 +152,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.baseline_runs import (
     BaselineError, baseline_lines, input_errors, measure_all, with_earlier_params,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_or_fail, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import HAS_PGLAST, MISSING_PARSER
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import option_errors
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         queries=dict(type='list', elements='dict', required=True, options=dict(
             name=dict(type='str', required=True),
             sql=dict(type='str', required=True),
@@ -178,7 +173,6 @@ def main():
         min_regression_ms=dict(type='float', default=0.5),
         statement_timeout=dict(type='str', default='60s'),
         trusted=dict(type='list', elements='str', default=[]),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -191,8 +185,7 @@ def main():
     if errors:
         module.fail_json(msg='The baseline queries are refused; nothing was run:\n- %s' % '\n- '.join(errors), **result)
 
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params))
+    connection = connect_or_fail(module)
     errors = option_errors(connection.cursor(), params, [('statement_timeout', 'statement_timeout')])
     if errors:
         connection.close()

@@ -63,9 +63,33 @@ def target_of(conn_params):
                                            conn_params.get('port') or 5432, conn_params.get('user') or '?')
 
 
-def connect_or_fail(module, conn_params, **result):
-    """An autocommit connection, or the task fails saying what the failure means (nothing was changed)."""
+def connection_argument_spec(**options):
+    """The argument_spec of a module of the collection: community.postgresql's connection options, the database and
+    the session role (documented by the doc fragments community.postgresql.postgres and
+    pg_zero_downtime.migrations.connection), then the module's own C(options)."""
+    from ansible_collections.community.postgresql.plugins.module_utils.postgres import postgres_common_argument_spec
+    spec = postgres_common_argument_spec()
+    spec.update(login_db=dict(type='str', aliases=['db']), session_role=dict(type='str'))
+    spec.update(options)
+    return spec
+
+
+def conn_params_of(module):
+    """The module's connection parameters (community.postgresql's get_conn_params, login_db and session_role
+    included), once the driver is known to be installed: the task fails naming it otherwise."""
+    from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
+        ensure_required_libs, get_conn_params,
+    )
+    ensure_required_libs(module)
+    return get_conn_params(module, module.params)
+
+
+def connect_or_fail(module, conn_params=None, **result):
+    """An autocommit connection, or the task fails saying what the failure means (nothing was changed). Without
+    C(conn_params), those of the module's options (conn_params_of)."""
     from ansible_collections.community.postgresql.plugins.module_utils.postgres import connect_to_db
+    if conn_params is None:
+        conn_params = conn_params_of(module)
     connection, error = connect_to_db(module, dict(conn_params), autocommit=True, fail_on_conn=False)
     if connection is None:
         result.setdefault('changed', False)
