@@ -29,8 +29,6 @@ version_added: '0.15.0'
 options:
   login_db:
     description: Name of the database to back up.
-    type: str
-    aliases: [db]
   enabled:
     description: V(false) takes no backup; the result says so (C(skipped), C(reason)).
     type: bool
@@ -68,18 +66,11 @@ options:
   session_role:
     description:
       - Switch to this role after connecting (C(pg_dump --role) too).
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
 notes:
   - The sha256 of a directory-format backup is that of its table of contents, C(toc.dat).
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 

@@ -27,10 +27,6 @@ description:
   - The table needs a primary key (it names each row in the audit).
 version_added: '0.3.0'
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   name:
     description: Name of the unique constraint the duplicates block (recorded in the audit).
     type: str
@@ -80,21 +76,12 @@ options:
     description: lock_timeout of the transaction (row locks held by the application); it is retried.
     type: str
     default: 2s
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.lock_retries
-  - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
+  - pg_zero_downtime.migrations.connection
+  - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''

@@ -33,13 +33,7 @@ description:
     restores its own comment back. Nothing else of the schema changes.
   - Check mode returns what would be recorded, and the statements, and changes nothing.
 version_added: '0.17.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   schema:
     description: Default schema of the plan's tables and constraints.
     type: str
@@ -57,12 +51,7 @@ options:
     description: Name of the audit table of duplicate renames (as the constraint phase's).
     type: str
     default: duplicate_resolution
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     description: Returns no diff; RV(adopted) says what is recorded.
     support: none
@@ -70,14 +59,14 @@ notes:
   - Run it through C(playbooks/adopt.yml), which loads the plan and takes the migration lock of the database first.
   - The login needs C(CREATE) on the database when the ledger does not exist yet (or the rights on the table), and to
     own the indexes whose replacement record comment it clears.
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.plan_constraints
   - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.migration_lock
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 

@@ -32,8 +32,6 @@ version_added: '0.5.0'
 options:
   login_db:
     description: Name of the database to connect to; the lock is per database.
-    type: str
-    aliases: [db]
   state:
     description: C(acquired) takes the lock for this run; C(released) gives it back.
     type: str
@@ -64,18 +62,9 @@ options:
     description: Longest time the holder keeps the lock, however the run goes.
     type: int
     default: 43200
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 

@@ -34,13 +34,9 @@ description:
     controller and checks its format before anything connects. It returns the loaded plan (RV(plan)), the run id
     (RV(run_id)) and the run's ansible-playbook process (RV(owner_pid)) for the phases after it.
 version_added: '0.15.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
   login_db:
     description: Name of the database to connect to; the lock is per database.
-    type: str
-    aliases: [db]
   plan_file:
     description:
       - Path of the plan's YAML file on the controller, absolute or relative to the directory ansible-playbook runs in.
@@ -212,21 +208,12 @@ options:
         read-locks its table.
     type: str
     default: 5s
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.plan_constraints
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 

@@ -24,13 +24,7 @@ description:
     was built, where RV(summary) says what a real run would build, then validate. In check mode the baseline queries
     are not run again, as nothing changed to compare.
 version_added: '0.15.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   schema:
     description: Default schema of the plan's tables and constraints.
     type: str
@@ -75,21 +69,12 @@ options:
         validation's records first and fail after.
     type: bool
     default: true
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.plan_constraints
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 

@@ -47,14 +47,7 @@ description:
   - The build itself has no statement timeout (O(statement_timeout), default C(0)).
   - In check mode the module reads the catalog only and returns the exact statements it would run.
 version_added: '0.2.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
-  login_db:
-    description:
-      - Name of the database to connect to.
-    type: str
-    aliases: [db]
   schema:
     description:
       - Schema of the table and its indexes.
@@ -150,7 +143,6 @@ options:
   session_role:
     description:
       - Switch to this role after connecting; the DDL runs with its privileges.
-    type: str
   owner_pid:
     description:
       - The run's ansible-playbook, when the module runs on the control node, so that builds do not outlive a run
@@ -174,26 +166,18 @@ notes:
   - Needs psycopg2 (or psycopg 3.1+) on the host that runs the module.
   - A concurrent build waits for every transaction older than it. A long report query or a C(pg_dump) makes it
     wait that long, blocking nobody; O(build_wait_timeout) bounds such waits when a run must end by a deadline.
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: >-
-      Returns the catalog state before and after (what would change, in check mode) with C(--diff), and the exact
-      statements the run sends (in check mode) or sent, in order (CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... NOT
-      VALID then VALIDATE CONSTRAINT).
-    support: full
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common.ddl_diff
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.replication_lag
   - pg_zero_downtime.migrations.lock_retries
   - pg_zero_downtime.migrations.build_waits
-  - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
+  - pg_zero_downtime.migrations.connection
+  - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''

@@ -24,14 +24,7 @@ description:
     classes, predicates) it builds it on an empty temporary copy of the table inside a transaction that is
     rolled back; the real table is only read-locked for an instant.
 version_added: '0.2.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
-  login_db:
-    description:
-      - Name of the database to connect to.
-    type: str
-    aliases: [db]
   schema:
     description:
       - Default schema of the tables.
@@ -60,22 +53,12 @@ options:
         briefly read-locks its table.
     type: str
     default: 5s
-  session_role:
-    description:
-      - Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.plan_trust
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 

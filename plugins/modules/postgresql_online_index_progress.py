@@ -31,10 +31,6 @@ description:
     themselves were started in the background, where Ansible cannot see what they did.
 version_added: '0.5.0'
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   jobs:
     description:
       - The background runs, each with C(results_file) (from the async task's result), and C(schema) and C(table)
@@ -84,18 +80,9 @@ options:
     description: A build whose current wait has lasted this many seconds is shown as a warning.
     type: float
     default: 60
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 

@@ -46,8 +46,6 @@ deprecated:
   alternative: >-
     Use M(pg_zero_downtime.migrations.postgresql_online_constraint), with a one-entry O(constraints) list for one
     constraint.
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
   name:
     description:
@@ -61,22 +59,13 @@ options:
     description: The constraint's columns, in order.
     type: list
     elements: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: >-
-      Returns the catalog state before and after (what would change, in check mode) with C(--diff), and the exact
-      statements the run sends (in check mode) or sent, in order (CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... NOT
-      VALID then VALIDATE CONSTRAINT).
-    support: full
 notes:
   - The migration user must own the table.
   - Run the duplicate check (M(pg_zero_downtime.migrations.postgresql_unique_constraint_info)) first. It lists every duplicate before any DDL
     starts. This module only catches duplicates written during its own build.
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common.ddl_diff
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.constraint_phase
   - pg_zero_downtime.migrations.plan_constraints
@@ -84,8 +73,9 @@ extends_documentation_fragment:
   - pg_zero_downtime.migrations.replication_lag
   - pg_zero_downtime.migrations.lock_retries
   - pg_zero_downtime.migrations.build_waits
-  - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
+  - pg_zero_downtime.migrations.connection
+  - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''

@@ -27,10 +27,6 @@ description:
   - Refuses when the table does not exist, unless O(create_table=true), which creates it as Prisma does.
 version_added: '0.6.0'
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   migration_name:
     description: The migration's folder name under C(prisma/migrations), for example C(20241125000000_t12_indexes).
     type: str
@@ -65,20 +61,15 @@ options:
     description: lock_timeout of the transaction; it is retried after a lock timeout or deadlock.
     type: str
     default: 2s
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     description: Returns the catalog state before and after (what would change, in check mode) with C(--diff).
     support: full
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.migration_lock
   - pg_zero_downtime.migrations.lock_retries
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 

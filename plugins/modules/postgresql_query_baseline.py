@@ -27,13 +27,7 @@ description:
     id). The values used are returned, so a later run can reuse them."
   - Changes nothing, so it runs in check mode too.
 version_added: '0.4.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   queries:
     description: The queries to measure.
     type: list
@@ -86,19 +80,10 @@ options:
     description: statement_timeout of each run, so a bad baseline query cannot run for ever.
     type: str
     default: 60s
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.plan_trust
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 

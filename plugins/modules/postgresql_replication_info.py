@@ -29,8 +29,6 @@ options:
   login_db:
     description:
       - Name of the database to connect to (replication is per server; any database will do).
-    type: str
-    aliases: [db]
   max_lag_bytes:
     description:
       - Largest acceptable replay lag of a replica, in bytes of WAL not replayed yet. Unset, bytes are not checked.
@@ -49,23 +47,13 @@ options:
       - Seconds between two checks while waiting.
     type: float
     default: 5
-  session_role:
-    description:
-      - Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
 notes:
   - C(replay_lag) is measured by the primary from the replica's replies (every C(wal_receiver_status_interval),
     10 s by default, and whenever WAL arrives), so it trails reality by up to that interval; the byte lag is
     exact at each reply.
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 

@@ -26,8 +26,6 @@ version_added: '0.15.0'
 options:
   login_db:
     description: Name of the source database, the one the backup is of.
-    type: str
-    aliases: [db]
   backup:
     description:
       - Path of the backup to restore (a C(.pgc) file or a C(.dir) directory). Unset, the newest backup of the
@@ -60,19 +58,12 @@ options:
   session_role:
     description:
       - Switch to this role after connecting (C(pg_restore --role) too).
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
 notes:
   - Counts are exact (a C(count(*)) of every table), so a large database takes a while; on a live database, rows
     written since the backup make counts differ; drill against a quiet copy, or right after the backup.
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 

@@ -25,13 +25,7 @@ description:
     any DDL. A constraint with C(on_duplicates=rename) is the exception. Its duplicates are reported, the
     rename is checked to be possible (primary key, text column), and the task does not fail for them.
 version_added: '0.3.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   schema:
     description: Default schema of the constraints' tables.
     type: str
@@ -53,21 +47,12 @@ options:
     description: Fail the task, with the report, when any constraint has duplicates.
     type: bool
     default: true
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.plan_constraints
   - pg_zero_downtime.migrations.plan_trust
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
