@@ -131,13 +131,12 @@ queries:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
-    connect_or_fail, connection_argument_spec,
+    connect_checked, connection_argument_spec,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.duplicate_resolution import (
     ResolutionError, Resolver, run_in_transaction,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import option_errors
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import (
     CONSTRAINT_OPTIONS, validate_constraint,
 )
@@ -167,12 +166,8 @@ def main():
     if errors:
         module.fail_json(msg='Duplicate resolution refused; nothing was changed:\n- %s' % '\n- '.join(errors))
 
-    connection = connect_or_fail(module)
-    errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout')])
-    if errors:
-        connection.close()
-        module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors),
-                         changed=False, queries=[], rows=[], not_restored=[])
+    connection = connect_checked(module, [('lock_timeout', 'lock_timeout')], changed=False, queries=[], rows=[],
+                                 not_restored=[])
     resolver = Resolver(connection, params)
     result = dict(changed=False, rows=[], not_restored=[], audit=resolver.audit_name, queries=[])
     try:

@@ -135,10 +135,9 @@ summary:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
-    connect_or_fail, connection_argument_spec,
+    connect_checked, connection_argument_spec,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import option_errors
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.prisma_history import (
     ACTION_RECORDED,
     ACTION_REMOVED,
@@ -180,11 +179,7 @@ def main():
     if errors:
         module.fail_json(msg='Prisma history change refused; nothing was changed:\n- %s' % '\n- '.join(errors), **result)
 
-    connection = connect_or_fail(module)
-    errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout')])
-    if errors:
-        connection.close()
-        module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors), **result)
+    connection = connect_checked(module, [('lock_timeout', 'lock_timeout')], **result)
     history = History(connection, params, dry_run=module.check_mode)
     try:
         result.update(run_in_transaction(history, module.warn))

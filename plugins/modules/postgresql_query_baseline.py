@@ -138,10 +138,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     BaselineError, baseline_lines, input_errors, measure_all, with_earlier_params,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
-    connect_or_fail, connection_argument_spec,
+    connect_checked, connection_argument_spec,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import HAS_PGLAST, MISSING_PARSER
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import option_errors
 
 
 def main():
@@ -170,11 +169,7 @@ def main():
     if errors:
         module.fail_json(msg='The baseline queries are refused; nothing was run:\n- %s' % '\n- '.join(errors), **result)
 
-    connection = connect_or_fail(module)
-    errors = option_errors(connection.cursor(), params, [('statement_timeout', 'statement_timeout')])
-    if errors:
-        connection.close()
-        module.fail_json(msg='Invalid options; nothing was run:\n- %s' % '\n- '.join(errors), **result)
+    connection = connect_checked(module, [('statement_timeout', 'statement_timeout')], 'run', **result)
     try:
         result.update(measure_all(connection, params['queries'], params['runs'], params['budget_ms'],
                                   params['statement_timeout'], params['compare_with'], params['tolerance'],

@@ -8,7 +8,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import OnlineIndexError, fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import (
+    OnlineIndexError, fetch_dicts, option_errors,
+)
 
 # What the server has room for: its connection slots, those reserved for superusers (and, PostgreSQL 16+, for roles
 # with pg_use_reserved_connections; NULL before), and the client backends connected now other than this session and
@@ -95,6 +97,18 @@ def connect_or_fail(module, conn_params=None, **result):
         result.setdefault('changed', False)
         module.fail_json(msg='%s\nNothing was changed by this task.' % connection_failure_message(
             error, target_of(conn_params)), **result)
+    return connection
+
+
+def connect_checked(module, settings, nothing='changed', **result):
+    """connect_or_fail, then the proof that the module's retry and timeout options are valid (statements.option_errors;
+    C(settings), the (option, GUC) pairs of the settings PostgreSQL must accept). Otherwise the connection is closed
+    and the task fails listing every error, with C(result): nothing was C(nothing)."""
+    connection = connect_or_fail(module)
+    errors = option_errors(connection.cursor(), module.params, settings)
+    if errors:
+        connection.close()
+        module.fail_json(msg='Invalid options; nothing was %s:\n- %s' % (nothing, '\n- '.join(errors)), **result)
     return connection
 
 
