@@ -3,6 +3,7 @@
 
 import ast
 import glob
+import importlib
 import json
 import os
 import subprocess
@@ -120,3 +121,21 @@ def test_ansible_doc_merges_the_shared_documentation_into_every_module():
         # The parser that proves plan SQL comes with the option of what the plan trusts (doc fragment plan_trust).
         if 'trusted' in doc['options']:
             assert any(requirement.startswith('pglast ') for requirement in doc['requirements']), name
+
+
+def test_the_connection_fragments_document_exactly_the_options_the_connection_spec_adds():
+    """connection_argument_spec adds community.postgresql's options, login_db and session_role; the doc fragments
+    community.postgresql.postgres and connection, which every module that uses it extends, document just those, with
+    the same types and aliases: validate-modules compares the two for each module, this says where they come from."""
+    connection = helpers.load_module_utils('session.connection')
+    spec = connection.connection_argument_spec(schema=dict(type='str', default='public'))
+    assert spec['schema'] == dict(type='str', default='public')
+    fragments = {}
+    for module_name in ('ansible_collections.pg_zero_downtime.migrations.plugins.doc_fragments.connection',
+                        'ansible_collections.community.postgresql.plugins.doc_fragments.postgres'):
+        fragment = importlib.import_module(module_name).ModuleDocFragment
+        fragments.update(yaml.safe_load(fragment.DOCUMENTATION)['options'])
+    assert sorted(fragments) == sorted(name for name in spec if name != 'schema')
+    for name in ('login_db', 'session_role'):
+        assert spec[name]['type'] == fragments[name]['type'], name
+        assert spec[name].get('aliases', []) == fragments[name].get('aliases', []), name
