@@ -10,24 +10,18 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.controller_action import ControllerAction
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.renamed_variables import (
     deprecation_message, renamed)
 
 COLLECTION = 'pg_zero_downtime.migrations'
 
 
-class ActionModule(ActionBase):
+class ActionModule(ControllerAction):
 
-    TRANSFERS_FILES = False
-    _requires_connection = False
-
-    def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
-        args = self._task.args
+    def run_on_controller(self, result, args, task_vars):
         renames = renamed(task_vars, args.get('names') or {}, args.get('prefixes') or {}, args.get('ignore') or [])
         messages = ([args['message']] if args.get('message') else []) + [
             deprecation_message(old, new, args.get('where')) for old, new in renames]

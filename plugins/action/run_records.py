@@ -15,8 +15,9 @@ import json
 import os
 
 from ansible.errors import AnsibleError
-from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
+
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.controller_action import ControllerAction
 
 
 def write_text(path, text, mode):
@@ -32,15 +33,9 @@ def json_text(data):
     return json.dumps(data, indent=4, sort_keys=True, default=str) + '\n'
 
 
-class ActionModule(ActionBase):
+class ActionModule(ControllerAction):
 
-    TRANSFERS_FILES = False
-    _requires_connection = False
-
-    def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
-        args = self._task.args
+    def run_on_controller(self, result, args, task_vars):
         dest = args.get('dest')
         if not dest:
             result.update(failed=True, msg='dest (the directory of the records) is required')

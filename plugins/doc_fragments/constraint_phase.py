@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # The options of the modules that run a constraint phase (module_utils/kinds/constraint_phase.phase_options), besides the
-# plan's constraints (plan_constraints) and the connection.
+# plan's constraints (plan_constraints) and the connection (community.postgresql.postgres and connection).
 
 from __future__ import absolute_import, division, print_function
 
@@ -11,10 +11,6 @@ __metaclass__ = type
 class ModuleDocFragment(object):
     DOCUMENTATION = r'''
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   schema:
     description: Schema of the table (with O(constraints), of the constraints that name none).
     type: str
@@ -93,7 +89,4 @@ options:
         ends on its own) and the phase fails saying why. 0 watches nothing.
     type: int
     default: 0
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
 '''

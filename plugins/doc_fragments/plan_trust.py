@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# The option every module that proves or runs plan SQL shares: what the plan trusts (module_utils/plan/plan_trust.py).
+# The option every module that proves or runs plan SQL shares: what the plan trusts (module_utils/plan/plan_trust.py),
+# and the parser that proof needs.
 
 from __future__ import absolute_import, division, print_function
 
@@ -22,4 +23,6 @@ options:
     type: list
     elements: str
     default: []
+requirements:
+  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 '''

@@ -29,8 +29,6 @@ version_added: '0.15.0'
 options:
   login_db:
     description: Name of the database to back up.
-    type: str
-    aliases: [db]
   enabled:
     description: V(false) takes no backup; the result says so (C(skipped), C(reason)).
     type: bool
@@ -68,18 +66,11 @@ options:
   session_role:
     description:
       - Switch to this role after connecting (C(pg_dump --role) too).
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
 notes:
   - The sha256 of a directory-format backup is that of its table of contents, C(toc.dat).
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
@@ -207,13 +198,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     size_bytes,
     toc_entries,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import error_text, fetch_dicts
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    conn_params_of, connect_or_fail, connection_argument_spec,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import error_text, fetch_dicts
 
 
 def make_directory(path):
@@ -258,7 +246,7 @@ def fail(module, result, message):
 def back_up(module, result):
     """Check, dump, verify, measure and prune, filling C(result); BackupFailed says why it stopped."""
     params = module.params
-    conn_params = get_conn_params(module, params)
+    conn_params = conn_params_of(module)
     unreachable = dict(result, skipped=True, reason='the backup failed: could not connect to the database')
     connection = connect_or_fail(module, conn_params, **unreachable)
     server = fetch_dicts(connection.cursor(), SERVER_SQL)[0]
@@ -328,9 +316,7 @@ def back_up(module, result):
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         enabled=dict(type='bool', default=True),
         format=dict(type='str', default='custom', choices=['custom', 'directory']),
         jobs=dict(type='int', default=2),
@@ -338,7 +324,6 @@ def main():
         root_dir=dict(type='path'),
         keep=dict(type='int', default=5),
         bin_dir=dict(type='path'),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_one_of=[('dir', 'root_dir')])
@@ -350,7 +335,6 @@ def main():
         module.exit_json(**result)
     if params['keep'] < 1 or params['jobs'] < 1:
         fail(module, result, 'keep and jobs must be at least 1, not %s and %s' % (params['keep'], params['jobs']))
-    ensure_required_libs(module)
     try:
         back_up(module, result)
     except BackupFailed as failure:

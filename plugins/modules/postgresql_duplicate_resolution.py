@@ -27,10 +27,6 @@ description:
   - The table needs a primary key (it names each row in the audit).
 version_added: '0.3.0'
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   name:
     description: Name of the unique constraint the duplicates block (recorded in the audit).
     type: str
@@ -80,21 +76,12 @@ options:
     description: lock_timeout of the transaction (row locks held by the application); it is retried.
     type: str
     default: 2s
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.lock_retries
-  - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
+  - pg_zero_downtime.migrations.connection
+  - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''
@@ -143,27 +130,21 @@ queries:
 
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_checked, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.duplicate_resolution import (
     ResolutionError, Resolver, run_in_transaction,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import option_errors
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import (
     CONSTRAINT_OPTIONS, validate_constraint,
-)
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
 )
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(CONSTRAINT_OPTIONS)
+    argument_spec = connection_argument_spec(**CONSTRAINT_OPTIONS)
     argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
         state=dict(type='str', default='resolved', choices=['resolved', 'restored']),
         rename_column=dict(type='str'),
         keep_oldest_by=dict(type='list', elements='str'),
@@ -174,7 +155,6 @@ def main():
         lock_retries=dict(type='int', default=5),
         lock_retry_delay=dict(type='float', default=1.0),
         lock_session_pid=dict(type='int', default=0),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -186,13 +166,8 @@ def main():
     if errors:
         module.fail_json(msg='Duplicate resolution refused; nothing was changed:\n- %s' % '\n- '.join(errors))
 
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params))
-    errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout')])
-    if errors:
-        connection.close()
-        module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors),
-                         changed=False, queries=[], rows=[], not_restored=[])
+    connection = connect_checked(module, [('lock_timeout', 'lock_timeout')], changed=False, queries=[], rows=[],
+                                 not_restored=[])
     resolver = Resolver(connection, params)
     result = dict(changed=False, rows=[], not_restored=[], audit=resolver.audit_name, queries=[])
     try:

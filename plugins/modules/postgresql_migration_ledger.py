@@ -33,13 +33,7 @@ description:
     restores its own comment back. Nothing else of the schema changes.
   - Check mode returns what would be recorded, and the statements, and changes nothing.
 version_added: '0.17.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   schema:
     description: Default schema of the plan's tables and constraints.
     type: str
@@ -57,12 +51,7 @@ options:
     description: Name of the audit table of duplicate renames (as the constraint phase's).
     type: str
     default: duplicate_resolution
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     description: Returns no diff; RV(adopted) says what is recorded.
     support: none
@@ -70,14 +59,14 @@ notes:
   - Run it through C(playbooks/adopt.yml), which loads the plan and takes the migration lock of the database first.
   - The login needs C(CREATE) on the database when the ledger does not exist yet (or the rights on the table), and to
     own the indexes whose replacement record comment it clears.
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.plan_constraints
   - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.migration_lock
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
@@ -143,10 +132,10 @@ summary:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
-    INDEX_SPEC_OPTIONS,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_or_fail, connection_argument_spec,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.ledger_adoption import (
     Adoption, AdoptionError, adopted_run_id, summary_lines,
 )
@@ -155,17 +144,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import (
     PLAN_CONSTRAINT_OPTIONS,
 )
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         schema=dict(type='str', default='public'),
         tables=dict(type='list', elements='dict', options=dict(
             name=dict(type='str', required=True),
@@ -179,14 +161,12 @@ def main():
         audit_table=dict(type='str', default='duplicate_resolution'),
         lock_session_pid=dict(type='int', default=0),
         trusted=dict(type='list', elements='str', default=[]),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     run_id = params['run_id'] or adopted_run_id(params['plan_name'])
     result = dict(changed=False, run_id=run_id, adopted=[], not_adopted=[], queries=[], summary=[])
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params), **result)
+    connection = connect_or_fail(module, **result)
     try:
         runner = ConstraintRunner(connection, trusted=params['trusted'], plan_name=params['plan_name'], run_id=run_id)
         adoption = Adoption(runner, params['plan_name'], run_id, params['audit_schema'], params['audit_table'])

@@ -32,8 +32,6 @@ version_added: '0.5.0'
 options:
   login_db:
     description: Name of the database to connect to; the lock is per database.
-    type: str
-    aliases: [db]
   state:
     description: C(acquired) takes the lock for this run; C(released) gives it back.
     type: str
@@ -64,18 +62,9 @@ options:
     description: Longest time the holder keeps the lock, however the run goes.
     type: int
     default: 43200
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
@@ -120,24 +109,19 @@ queries:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    conn_params_of, connect_or_fail, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.advisory_locks import (
     MIGRATION_LOCK_KEY, lock_lost_message,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.migration_lock import (
     LockRefused, holders, own_holders, refusal, release, take,
 )
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         state=dict(type='str', default='acquired', choices=['acquired', 'released']),
         run_id=dict(type='str', required=True),
         owner_pid=dict(type='int', default=0),
@@ -145,14 +129,12 @@ def main():
         lock_session_pid=dict(type='int', default=0, aliases=['session_pid'],
                               deprecated_aliases=[dict(name='session_pid', version='0.19.0',
                                                        collection_name='pg_zero_downtime.migrations')]),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     if params['max_seconds'] < 1 or params['owner_pid'] < 0 or params['lock_session_pid'] < 0:
         module.fail_json(msg='max_seconds must be at least 1, owner_pid and lock_session_pid at least 0')
-    ensure_required_libs(module)
-    conn_params = get_conn_params(module, params)
+    conn_params = conn_params_of(module)
     connection = connect_or_fail(module, conn_params)
     cursor = connection.cursor()
     result = dict(changed=False, holder={}, queries=[])

@@ -34,13 +34,9 @@ description:
     controller and checks its format before anything connects. It returns the loaded plan (RV(plan)), the run id
     (RV(run_id)) and the run's ansible-playbook process (RV(owner_pid)) for the phases after it.
 version_added: '0.15.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
   login_db:
     description: Name of the database to connect to; the lock is per database.
-    type: str
-    aliases: [db]
   plan_file:
     description:
       - Path of the plan's YAML file on the controller, absolute or relative to the directory ansible-playbook runs in.
@@ -212,21 +208,12 @@ options:
         read-locks its table.
     type: str
     default: 5s
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.plan_constraints
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
@@ -373,7 +360,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.advisory_locks import MIGRATION_LOCK_KEY
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.baseline_runs import prove_queries
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
-    connect_or_fail, connection_slots, target_of,
+    conn_params_of, connect_or_fail, connection_argument_spec, connection_slots, target_of,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
     INDEX_SPEC_OPTIONS,
@@ -402,11 +389,6 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_constraint import ConstraintRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import PLAN_CONSTRAINT_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_keys import sample_size_errors
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 LOCAL_HOSTS = ('', 'localhost', '127.0.0.1', '::1')
 KNOBS_REFUSED = 'Invalid options; nothing was changed:\n- %s'
@@ -458,9 +440,7 @@ def prove_prisma(connection, params, state, module):
 
 def argument_spec():
     """The module's options: the connection's (community.postgresql) and the plan's."""
-    spec = postgres_common_argument_spec()
-    spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    return connection_argument_spec(
         plan_file=dict(type='path'),
         on_duplicates=dict(type='str', choices=['fail', 'rename']),
         plan_name=dict(type='str', default='plan'),
@@ -502,9 +482,7 @@ def argument_spec():
         audit_schema=dict(type='str', default='pgzd_audit'),
         audit_table=dict(type='str', default='duplicate_resolution'),
         lock_timeout=dict(type='str', default='5s'),
-        session_role=dict(type='str'),
     )
-    return spec
 
 
 def new_result():
@@ -690,8 +668,7 @@ def main():
     params['tables'] = params['tables'] or []  # a plan of constraints only has no tables
     result = new_result()
     refuse_bad_options(module, params, result)
-    ensure_required_libs(module)
-    conn_params = get_conn_params(module, params)
+    conn_params = conn_params_of(module)
     connection = connect_or_fail(module, conn_params)
     cursor = connection.cursor()
     refuse_bad_lock_timeouts(module, connection, cursor, params, result)

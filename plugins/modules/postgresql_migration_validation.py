@@ -24,13 +24,7 @@ description:
     was built, where RV(summary) says what a real run would build, then validate. In check mode the baseline queries
     are not run again, as nothing changed to compare.
 version_added: '0.15.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   schema:
     description: Default schema of the plan's tables and constraints.
     type: str
@@ -75,21 +69,12 @@ options:
         validation's records first and fail after.
     type: bool
     default: true
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.plan_constraints
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
@@ -164,21 +149,16 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.baseline_runs import (
     BaselineError, baseline_lines, input_errors, measure_all, with_earlier_params,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
-    INDEX_SPEC_OPTIONS,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_or_fail, connection_argument_spec,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_proof import (
     prove_constraints, prove_indexes,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import fetch_dicts
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_constraint import ConstraintRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import PLAN_CONSTRAINT_OPTIONS
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 INDEX_USAGE_QUERY = (
     "SELECT schemaname AS schema, relname AS table, indexrelname AS index, idx_scan, idx_tup_read, idx_tup_fetch, "
@@ -224,9 +204,7 @@ def slower_text(comparison, tolerance, min_regression_ms):
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         schema=dict(type='str', default='public'),
         tables=dict(type='list', elements='dict', options=dict(
             name=dict(type='str', required=True),
@@ -244,7 +222,6 @@ def main():
         on_regression=dict(type='str', default='fail', choices=['fail', 'warn']),
         fail_on_problems=dict(type='bool', default=True),
         trusted=dict(type='list', elements='str', default=[]),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -259,8 +236,7 @@ def main():
         if errors:
             module.fail_json(msg='The baseline queries are refused; nothing was run:\n- %s' % '\n- '.join(errors),
                              **result)
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params))
+    connection = connect_or_fail(module)
     runner = ConstraintRunner(connection, trusted=params['trusted'])
     indexes = prove_indexes(runner, params['tables'], params['schema'], 'present', 0)
     # In place or not is all it proves: no rows are read. The plan's tables: their full unique indexes are keys its

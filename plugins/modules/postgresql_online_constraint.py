@@ -42,24 +42,13 @@ description:
     C(VALIDATE) fail. The task then lists them, and the constraint stays C(NOT VALID), checking new rows.
   - Runs over an autocommit connection. Check mode returns the statements a real run would execute.
 version_added: '0.16.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: >-
-      Returns the catalog state before and after (what would change, in check mode) with C(--diff), and the exact
-      statements the run sends (in check mode) or sent, in order (CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... NOT
-      VALID then VALIDATE CONSTRAINT).
-    support: full
 notes:
   - The migration user must own the tables (and have REFERENCES on a referenced table).
   - Run the preflight first. It proves the plan against the catalog and lists every row that breaks a planned
     constraint, before any DDL.
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common.ddl_diff
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.constraint_phase
   - pg_zero_downtime.migrations.plan_constraints
@@ -67,8 +56,9 @@ extends_documentation_fragment:
   - pg_zero_downtime.migrations.replication_lag
   - pg_zero_downtime.migrations.lock_retries
   - pg_zero_downtime.migrations.build_waits
-  - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
+  - pg_zero_downtime.migrations.connection
+  - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''
@@ -159,22 +149,17 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    conn_params_of, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_phase import (
     checked_connection, phase_options, run_constraints,
-)
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
 )
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(phase_options())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    ensure_required_libs(module)
-    conn_params = get_conn_params(module, module.params)
+    module = AnsibleModule(argument_spec=connection_argument_spec(**phase_options()), supports_check_mode=True)
+    conn_params = conn_params_of(module)
     run_constraints(module, checked_connection(module, conn_params), conn_params)
 
 

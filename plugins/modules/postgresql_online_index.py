@@ -47,14 +47,7 @@ description:
   - The build itself has no statement timeout (O(statement_timeout), default C(0)).
   - In check mode the module reads the catalog only and returns the exact statements it would run.
 version_added: '0.2.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
-  login_db:
-    description:
-      - Name of the database to connect to.
-    type: str
-    aliases: [db]
   schema:
     description:
       - Schema of the table and its indexes.
@@ -150,7 +143,6 @@ options:
   session_role:
     description:
       - Switch to this role after connecting; the DDL runs with its privileges.
-    type: str
   owner_pid:
     description:
       - The run's ansible-playbook, when the module runs on the control node, so that builds do not outlive a run
@@ -174,26 +166,18 @@ notes:
   - Needs psycopg2 (or psycopg 3.1+) on the host that runs the module.
   - A concurrent build waits for every transaction older than it. A long report query or a C(pg_dump) makes it
     wait that long, blocking nobody; O(build_wait_timeout) bounds such waits when a run must end by a deadline.
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: >-
-      Returns the catalog state before and after (what would change, in check mode) with C(--diff), and the exact
-      statements the run sends (in check mode) or sent, in order (CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... NOT
-      VALID then VALIDATE CONSTRAINT).
-    support: full
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common.ddl_diff
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.replication_lag
   - pg_zero_downtime.migrations.lock_retries
   - pg_zero_downtime.migrations.build_waits
-  - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
+  - pg_zero_downtime.migrations.connection
+  - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''
@@ -363,7 +347,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
-    connect_or_fail, connection_failure_message, connection_slots, target_of, watch_connection_factory,
+    conn_params_of, connect_or_fail, connection_argument_spec, connection_failure_message, connection_slots, target_of,
+    watch_connection_factory,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import (
     ACTION_RESTORE, ACTION_UNCHANGED,
@@ -387,12 +372,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.build_waits import (
     seconds_option_error, warn_about_waits,
 )
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    connect_to_db,
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
+from ansible_collections.community.postgresql.plugins.module_utils.postgres import connect_to_db
 
 
 def describe(decision):
@@ -562,9 +542,7 @@ def run_tables(module, conn_params, connection):
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         schema=dict(type='str', default='public'),
         table=dict(type='str'),
         indexes=dict(type='list', elements='dict', options=INDEX_SPEC_OPTIONS),
@@ -583,7 +561,6 @@ def main():
         build_wait_warn=dict(type='float', default=60),
         statement_timeout=dict(type='str', default='0'),
         lock_session_pid=dict(type='int', default=0),
-        session_role=dict(type='str'),
         owner_pid=dict(type='int', default=0),
         trusted=dict(type='list', elements='str', default=[]),
         plan_name=dict(type='str', default='manual'),
@@ -596,8 +573,7 @@ def main():
     if params['parallelism'] < 1:
         module.fail_json(msg='parallelism must be a whole number of at least 1, not %s' % params['parallelism'],
                          changed=False, queries=[], indexes=[], lock_retries_used=0)
-    ensure_required_libs(module)
-    conn_params = get_conn_params(module, params)
+    conn_params = conn_params_of(module)
     connection = connect_or_fail(module, conn_params)
     errors = option_errors(connection.cursor(), params, [('statement_timeout', 'statement_timeout')])
     errors += blocking_lock_timeout_errors(connection.cursor(), [('lock_timeout', params['lock_timeout'])])

@@ -24,14 +24,7 @@ description:
     classes, predicates) it builds it on an empty temporary copy of the table inside a transaction that is
     rolled back; the real table is only read-locked for an instant.
 version_added: '0.2.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
-  login_db:
-    description:
-      - Name of the database to connect to.
-    type: str
-    aliases: [db]
   schema:
     description:
       - Default schema of the tables.
@@ -60,22 +53,12 @@ options:
         briefly read-locks its table.
     type: str
     default: 5s
-  session_role:
-    description:
-      - Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.plan_tables
   - pg_zero_downtime.migrations.plan_trust
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
@@ -142,10 +125,10 @@ queries:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
-    INDEX_SPEC_OPTIONS,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_or_fail, connection_argument_spec,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_index import OnlineIndexRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_proof import (
     index_problems_message, prove_indexes,
@@ -153,17 +136,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.p
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import fetch_dicts
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.query_baseline import query_problems
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_keys import sample_size_errors
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         tables=dict(type='list', elements='dict', options=dict(
             name=dict(type='str', required=True),
             schema=dict(type='str'),
@@ -176,7 +152,6 @@ def main():
         lock_timeout=dict(type='str', default='5s'),
         trusted=dict(type='list', elements='str', default=[]),
         plan_name=dict(type='str', default='manual'),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -184,8 +159,7 @@ def main():
     errors = sample_size_errors(params)
     if errors:
         module.fail_json(msg='Invalid options; nothing was read:\n- %s' % '\n- '.join(errors), changed=False)
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params))
+    connection = connect_or_fail(module)
     runner = OnlineIndexRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'],
                                plan_name=params['plan_name'])
 

@@ -31,10 +31,6 @@ description:
     themselves were started in the background, where Ansible cannot see what they did.
 version_added: '0.5.0'
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   jobs:
     description:
       - The background runs, each with C(results_file) (from the async task's result), and C(schema) and C(table)
@@ -84,18 +80,9 @@ options:
     description: A build whose current wait has lasted this many seconds is shown as a warning.
     type: float
     default: 60
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
@@ -176,18 +163,16 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    conn_params_of, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.build_waits import (
     RUN_LOCK_WAITS_QUERY, WAITING_ON_QUERY, lock_wait_phase, wait_summary,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_runs import failure_message, index_summary
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.async_runs import read_async_result
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import error_text, fetch_dicts
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    connect_to_db,
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
+from ansible_collections.community.postgresql.plugins.module_utils.postgres import connect_to_db
 
 PROGRESS_QUERY = (
     "SELECT p.pid, n.nspname AS schema, c.relname AS table, i.relname AS index, p.phase, "
@@ -331,9 +316,7 @@ def per_table(outcomes):
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         jobs=dict(type='list', elements='dict', required=True, options=dict(
             results_file=dict(type='path', required=True),
             schema=dict(type='str', default='public'),
@@ -344,7 +327,6 @@ def main():
         wait=dict(type='float', default=3.0),
         cleanup=dict(type='bool', default=True),
         build_wait_warn=dict(type='float', default=60),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -361,9 +343,8 @@ def main():
     def cursor():
         """A cursor of the watch's connection, opened once; None once the server could not be read."""
         if watch['connection'] is None and watch['unreadable'] is None:
-            ensure_required_libs(module)
             watch['connection'], watch['unreadable'] = connect_to_db(
-                module, get_conn_params(module, params), autocommit=True, fail_on_conn=False)
+                module, conn_params_of(module), autocommit=True, fail_on_conn=False)
         return watch['connection'].cursor() if watch['connection'] is not None and watch['unreadable'] is None \
             else None
 

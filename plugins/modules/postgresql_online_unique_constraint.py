@@ -46,8 +46,6 @@ deprecated:
   alternative: >-
     Use M(pg_zero_downtime.migrations.postgresql_online_constraint), with a one-entry O(constraints) list for one
     constraint.
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
   name:
     description:
@@ -61,22 +59,13 @@ options:
     description: The constraint's columns, in order.
     type: list
     elements: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: >-
-      Returns the catalog state before and after (what would change, in check mode) with C(--diff), and the exact
-      statements the run sends (in check mode) or sent, in order (CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... NOT
-      VALID then VALIDATE CONSTRAINT).
-    support: full
 notes:
   - The migration user must own the table.
   - Run the duplicate check (M(pg_zero_downtime.migrations.postgresql_unique_constraint_info)) first. It lists every duplicate before any DDL
     starts. This module only catches duplicates written during its own build.
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common.ddl_diff
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.constraint_phase
   - pg_zero_downtime.migrations.plan_constraints
@@ -84,8 +73,9 @@ extends_documentation_fragment:
   - pg_zero_downtime.migrations.replication_lag
   - pg_zero_downtime.migrations.lock_retries
   - pg_zero_downtime.migrations.build_waits
-  - community.postgresql.postgres
   - pg_zero_downtime.migrations.migration_lock
+  - pg_zero_downtime.migrations.connection
+  - community.postgresql.postgres
 '''
 
 EXAMPLES = r'''
@@ -210,22 +200,19 @@ lock_retries_used:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    conn_params_of, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_phase import (
     TIMEOUT_KEYS, ConstraintFailed, bring, checked_connection, new_runner, phase_options, run_constraints,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import ACTION_UNCHANGED
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.outcomes import FAILED, mark, statements_diff
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import constraint_summary
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(phase_options())
+    argument_spec = connection_argument_spec(**phase_options())
     argument_spec.update(
         name=dict(type='str'),
         table=dict(type='str'),
@@ -238,8 +225,7 @@ def main():
     if not params['constraints'] and not params['name']:
         module.fail_json(msg='give name, table and columns (one constraint), or constraints (a plan\'s)',
                          changed=False, queries=[], lock_retries_used=0)
-    ensure_required_libs(module)
-    conn_params = get_conn_params(module, params)
+    conn_params = conn_params_of(module)
     connection = checked_connection(module, conn_params)
     if params['constraints']:
         run_constraints(module, connection, conn_params)

@@ -27,10 +27,6 @@ description:
   - Refuses when the table does not exist, unless O(create_table=true), which creates it as Prisma does.
 version_added: '0.6.0'
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   migration_name:
     description: The migration's folder name under C(prisma/migrations), for example C(20241125000000_t12_indexes).
     type: str
@@ -65,20 +61,15 @@ options:
     description: lock_timeout of the transaction; it is retried after a lock timeout or deadlock.
     type: str
     default: 2s
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     description: Returns the catalog state before and after (what would change, in check mode) with C(--diff).
     support: full
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.migration_lock
   - pg_zero_downtime.migrations.lock_retries
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
@@ -143,9 +134,10 @@ summary:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_checked, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import option_errors
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.prisma_history import (
     ACTION_RECORDED,
     ACTION_REMOVED,
@@ -156,17 +148,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma
     render_checksum,
     run_in_transaction,
 )
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         migration_name=dict(type='str', required=True),
         migration_sql=dict(type='str'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
@@ -178,7 +163,6 @@ def main():
         lock_retries=dict(type='int', default=5),
         lock_retry_delay=dict(type='float', default=1.0),
         lock_session_pid=dict(type='int', default=0),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[('state', 'present', ['migration_sql'])])
@@ -195,12 +179,7 @@ def main():
     if errors:
         module.fail_json(msg='Prisma history change refused; nothing was changed:\n- %s' % '\n- '.join(errors), **result)
 
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params))
-    errors = option_errors(connection.cursor(), params, [('lock_timeout', 'lock_timeout')])
-    if errors:
-        connection.close()
-        module.fail_json(msg='Invalid options; nothing was changed:\n- %s' % '\n- '.join(errors), **result)
+    connection = connect_checked(module, [('lock_timeout', 'lock_timeout')], **result)
     history = History(connection, params, dry_run=module.check_mode)
     try:
         result.update(run_in_transaction(history, module.warn))

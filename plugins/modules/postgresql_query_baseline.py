@@ -27,13 +27,7 @@ description:
     id). The values used are returned, so a later run can reuse them."
   - Changes nothing, so it runs in check mode too.
 version_added: '0.4.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   queries:
     description: The queries to measure.
     type: list
@@ -86,19 +80,10 @@ options:
     description: statement_timeout of each run, so a bad baseline query cannot run for ever.
     type: str
     default: 60s
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.plan_trust
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
@@ -152,20 +137,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.baseline_runs import (
     BaselineError, baseline_lines, input_errors, measure_all, with_earlier_params,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import HAS_PGLAST, MISSING_PARSER
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import option_errors
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_checked, connection_argument_spec,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import HAS_PGLAST, MISSING_PARSER
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         queries=dict(type='list', elements='dict', required=True, options=dict(
             name=dict(type='str', required=True),
             sql=dict(type='str', required=True),
@@ -178,7 +157,6 @@ def main():
         min_regression_ms=dict(type='float', default=0.5),
         statement_timeout=dict(type='str', default='60s'),
         trusted=dict(type='list', elements='str', default=[]),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -191,12 +169,7 @@ def main():
     if errors:
         module.fail_json(msg='The baseline queries are refused; nothing was run:\n- %s' % '\n- '.join(errors), **result)
 
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params))
-    errors = option_errors(connection.cursor(), params, [('statement_timeout', 'statement_timeout')])
-    if errors:
-        connection.close()
-        module.fail_json(msg='Invalid options; nothing was run:\n- %s' % '\n- '.join(errors), **result)
+    connection = connect_checked(module, [('statement_timeout', 'statement_timeout')], 'run', **result)
     try:
         result.update(measure_all(connection, params['queries'], params['runs'], params['budget_ms'],
                                   params['statement_timeout'], params['compare_with'], params['tolerance'],

@@ -29,8 +29,6 @@ options:
   login_db:
     description:
       - Name of the database to connect to (replication is per server; any database will do).
-    type: str
-    aliases: [db]
   max_lag_bytes:
     description:
       - Largest acceptable replay lag of a replica, in bytes of WAL not replayed yet. Unset, bytes are not checked.
@@ -49,23 +47,13 @@ options:
       - Seconds between two checks while waiting.
     type: float
     default: 5
-  session_role:
-    description:
-      - Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
 notes:
   - C(replay_lag) is measured by the primary from the replica's replies (every C(wal_receiver_status_interval),
     10 s by default, and whenever WAL arrives), so it trails reality by up to that interval; the byte lag is
     exact at each reply.
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
@@ -168,7 +156,9 @@ queries:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_or_fail, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import fetch_dicts
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.replication import (
     IN_RECOVERY_SQL,
@@ -178,11 +168,6 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
     replica_label,
     standby_sql,
     wait_within_lag,
-)
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
 )
 
 
@@ -200,14 +185,11 @@ class ReplicationReader(object):
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         max_lag_bytes=dict(type='int'),
         max_lag_seconds=dict(type='float'),
         wait_timeout=dict(type='float', default=0),
         poll_interval=dict(type='float', default=5),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -216,8 +198,7 @@ def main():
             module.fail_json(msg='%s must be 0 or more, not %s' % (option, params[option]))
     if params['poll_interval'] <= 0:
         module.fail_json(msg='poll_interval must be more than 0, not %s' % params['poll_interval'])
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params))
+    connection = connect_or_fail(module)
     reader = ReplicationReader(connection.cursor())
 
     server = reader.read(IN_RECOVERY_SQL)[0]

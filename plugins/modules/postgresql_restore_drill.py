@@ -26,8 +26,6 @@ version_added: '0.15.0'
 options:
   login_db:
     description: Name of the source database, the one the backup is of.
-    type: str
-    aliases: [db]
   backup:
     description:
       - Path of the backup to restore (a C(.pgc) file or a C(.dir) directory). Unset, the newest backup of the
@@ -60,19 +58,12 @@ options:
   session_role:
     description:
       - Switch to this role after connecting (C(pg_restore --role) too).
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
 notes:
   - Counts are exact (a C(count(*)) of every table), so a large database takes a while; on a live database, rows
     written since the backup make counts differ; drill against a quiet copy, or right after the backup.
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
@@ -178,7 +169,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     scratch_database_problem,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    conn_params_of,
     connect_or_fail,
+    connection_argument_spec,
     connection_failure_message,
     target_of,
 )
@@ -187,12 +180,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
     fetch_dicts,
     sql_module,
 )
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    connect_to_db,
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
+from ansible_collections.community.postgresql.plugins.module_utils.postgres import connect_to_db
 
 
 class DrillFailed(Exception):
@@ -236,7 +224,7 @@ class Drill(object):
         self.module = module
         self.params = module.params
         self.result = result
-        self.conn_params = get_conn_params(module, self.params)
+        self.conn_params = conn_params_of(module)
         self.connection = None
         self.drop_scratch = None
 
@@ -341,9 +329,7 @@ def fail(module, drill, result, message):
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         backup=dict(type='path'),
         dir=dict(type='path'),
         root_dir=dict(type='path'),
@@ -351,7 +337,6 @@ def main():
         keep=dict(type='bool', default=False),
         jobs=dict(type='int', default=2),
         bin_dir=dict(type='path'),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -362,7 +347,6 @@ def main():
                   kept=params['keep'], queries=[], commands=[])
     if params['jobs'] < 1:
         module.fail_json(msg='jobs must be at least 1, not %s' % params['jobs'], **result)
-    ensure_required_libs(module)
     drill = Drill(module, result)
     try:
         drill.run()

@@ -25,13 +25,7 @@ description:
     any DDL. A constraint with C(on_duplicates=rename) is the exception. Its duplicates are reported, the
     rename is checked to be possible (primary key, text column), and the task does not fail for them.
 version_added: '0.3.0'
-requirements:
-  - pglast (PostgreSQL's parser), to check plan SQL and every statement that carries it
 options:
-  login_db:
-    description: Name of the database to connect to.
-    type: str
-    aliases: [db]
   schema:
     description: Default schema of the constraints' tables.
     type: str
@@ -53,21 +47,12 @@ options:
     description: Fail the task, with the report, when any constraint has duplicates.
     type: bool
     default: true
-  session_role:
-    description: Switch to this role after connecting.
-    type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
 extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
   - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.plan_constraints
   - pg_zero_downtime.migrations.plan_trust
+  - pg_zero_downtime.migrations.connection
   - community.postgresql.postgres
 '''
 
@@ -112,24 +97,19 @@ report:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
+    connect_or_fail, connection_argument_spec,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_proof import (
     constraint_problems_message, duplicates_message, prove_constraints,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_constraint import ConstraintRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import PLAN_CONSTRAINT_OPTIONS
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_keys import sample_size_errors
-from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
-    ensure_required_libs,
-    get_conn_params,
-    postgres_common_argument_spec,
-)
 
 
 def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
-        login_db=dict(type='str', aliases=['db']),
+    argument_spec = connection_argument_spec(
         constraints=dict(type='list', elements='dict', default=[], options=PLAN_CONSTRAINT_OPTIONS),
         schema=dict(type='str', default='public'),
         state=dict(type='str', choices=['present', 'absent'], default='present'),
@@ -138,15 +118,13 @@ def main():
         fail_on_duplicates=dict(type='bool', default=True),
         trusted=dict(type='list', elements='str', default=[]),
         plan_name=dict(type='str', default='manual'),
-        session_role=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     errors = sample_size_errors(params)
     if errors:
         module.fail_json(msg='Invalid options; nothing was read:\n- %s' % '\n- '.join(errors), changed=False)
-    ensure_required_libs(module)
-    connection = connect_or_fail(module, get_conn_params(module, params))
+    connection = connect_or_fail(module)
     runner = ConstraintRunner(connection, trusted=params['trusted'], plan_name=params['plan_name'])
     try:
         proof = prove_constraints(runner, params['constraints'], params['schema'], params['state'], params['sample_ids'],

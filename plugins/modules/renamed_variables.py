@@ -44,11 +44,8 @@ attributes:
   check_mode:
     description: Changes nothing; runs the same in check mode.
     support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
 '''
 
 EXAMPLES = r'''

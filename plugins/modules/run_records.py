@@ -46,11 +46,8 @@ attributes:
   check_mode:
     description: Writes nothing, unless the task sets C(check_mode=false).
     support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-author:
-  - pg-zero-downtime maintainers (!UNKNOWN)
+extends_documentation_fragment:
+  - pg_zero_downtime.migrations.common
 '''
 
 EXAMPLES = r'''

@@ -46,9 +46,9 @@ TIMEOUT_KEYS = ('lock_timeout', 'index_lock_timeout', 'statement_timeout')
 
 
 def phase_options():
-    """The options of the modules that run a constraint phase (connection options aside)."""
+    """The options of the modules that run a constraint phase (connection options aside:
+    session.connection.connection_argument_spec)."""
     return dict(
-        login_db=dict(type='str', aliases=['db']),
         schema=dict(type='str', default='public'),
         constraints=dict(type='list', elements='dict', default=[], options=PLAN_CONSTRAINT_OPTIONS),
         index_tables=dict(type='list', elements='dict', default=[]),
@@ -71,7 +71,6 @@ def phase_options():
         owner_pid=dict(type='int', default=0),
         trusted=dict(type='list', elements='str', default=[]),
         plan_name=dict(type='str', default='manual'),
-        session_role=dict(type='str'),
     )
 
 

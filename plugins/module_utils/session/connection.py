@@ -8,7 +8,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import OnlineIndexError, fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import (
+    OnlineIndexError, fetch_dicts, option_errors,
+)
 
 # What the server has room for: its connection slots, those reserved for superusers (and, PostgreSQL 16+, for roles
 # with pg_use_reserved_connections; NULL before), and the client backends connected now other than this session and
@@ -63,14 +65,50 @@ def target_of(conn_params):
                                            conn_params.get('port') or 5432, conn_params.get('user') or '?')
 
 
-def connect_or_fail(module, conn_params, **result):
-    """An autocommit connection, or the task fails saying what the failure means (nothing was changed)."""
+def connection_argument_spec(**options):
+    """The argument_spec of a module of the collection: community.postgresql's connection options, the database and
+    the session role (documented by the doc fragments community.postgresql.postgres and
+    pg_zero_downtime.migrations.connection), then the module's own C(options)."""
+    from ansible_collections.community.postgresql.plugins.module_utils.postgres import postgres_common_argument_spec
+    spec = postgres_common_argument_spec()
+    spec.update(login_db=dict(type='str', aliases=['db']), session_role=dict(type='str'))
+    spec.update(options)
+    return spec
+
+
+def conn_params_of(module):
+    """The module's connection parameters (community.postgresql's get_conn_params, login_db and session_role
+    included), once the driver is known to be installed: the task fails naming it otherwise."""
+    from ansible_collections.community.postgresql.plugins.module_utils.postgres import (
+        ensure_required_libs, get_conn_params,
+    )
+    ensure_required_libs(module)
+    return get_conn_params(module, module.params)
+
+
+def connect_or_fail(module, conn_params=None, **result):
+    """An autocommit connection, or the task fails saying what the failure means (nothing was changed). Without
+    C(conn_params), those of the module's options (conn_params_of)."""
     from ansible_collections.community.postgresql.plugins.module_utils.postgres import connect_to_db
+    if conn_params is None:
+        conn_params = conn_params_of(module)
     connection, error = connect_to_db(module, dict(conn_params), autocommit=True, fail_on_conn=False)
     if connection is None:
         result.setdefault('changed', False)
         module.fail_json(msg='%s\nNothing was changed by this task.' % connection_failure_message(
             error, target_of(conn_params)), **result)
+    return connection
+
+
+def connect_checked(module, settings, nothing='changed', **result):
+    """connect_or_fail, then the proof that the module's retry and timeout options are valid (statements.option_errors;
+    C(settings), the (option, GUC) pairs of the settings PostgreSQL must accept). Otherwise the connection is closed
+    and the task fails listing every error, with C(result): nothing was C(nothing)."""
+    connection = connect_or_fail(module)
+    errors = option_errors(connection.cursor(), module.params, settings)
+    if errors:
+        connection.close()
+        module.fail_json(msg='Invalid options; nothing was %s:\n- %s' % (nothing, '\n- '.join(errors)), **result)
     return connection
 
 
