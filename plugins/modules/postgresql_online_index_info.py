@@ -143,7 +143,7 @@ queries:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import connect_or_fail
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_schema import module_option
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_index import OnlineIndexRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_proof import (
     index_problems_message, prove_indexes,
@@ -162,11 +162,7 @@ def main():
     argument_spec = postgres_common_argument_spec()
     argument_spec.update(
         login_db=dict(type='str', aliases=['db']),
-        tables=dict(type='list', elements='dict', options=dict(
-            name=dict(type='str', required=True),
-            schema=dict(type='str'),
-            indexes=dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS),
-        )),
+        tables=module_option('tables'),
         schema=dict(type='str', default='public'),
         baseline_queries=dict(type='list', elements='dict', default=[]),
         sample_ids=dict(type='int', default=5),

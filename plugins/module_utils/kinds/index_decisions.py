@@ -14,6 +14,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.i
     MAX_IDENTIFIER_BYTES, identifier_error,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.ledger import NO_PLAN, attribution
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan import plan_schema
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import (
     expression_error, parse, tree_problems,
 )
@@ -43,15 +44,8 @@ PREVIOUS_SUFFIX = 'pgzd_prev'
 RECORD_PREFIX = 'pg-zero-downtime replaced the previous index of this name (on_mismatch: replace); a rollback ' \
                 'restores it from this record: '
 
-INDEX_SPEC_OPTIONS = dict(
-    name=dict(type='str', required=True),
-    columns=dict(type='list', elements='str'),
-    unique=dict(type='bool', default=False),
-    method=dict(type='str', default='btree'),
-    where=dict(type='str'),
-    include=dict(type='list', elements='str', default=[]),
-    on_mismatch=dict(type='str', default='fail', choices=list(ON_MISMATCH)),
-)
+# An index entry of a plan, as the plan schema defines it.
+INDEX_SPEC_OPTIONS = plan_schema.argument_options(plan_schema.INDEX)
 
 
 def validate_specs(schema, table, specs, state):
