@@ -130,7 +130,7 @@ class ActionModule(ActionBase):
         result.update(run_id=run_id, owner_pid=owner_pid, phases=args['phases'],
                       plan=plan_fact(plan) if plan is not None else None,
                       run=run_context(plan, run_id, artifacts_dir_path(args.get('artifacts_dir')), owner_pid,
-                                      args['phases'], outcome))
+                                      args['phases'], outcome, only_tables=args.get('only_tables')))
         return result
 
     def _refused(self, args, plan, run_id, result):
