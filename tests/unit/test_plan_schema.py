@@ -244,3 +244,11 @@ def test_the_plan_format_example_is_a_plan_with_every_key():
     missing = ['.'.join(path) for path, _definition in EVERY_KEY if not example_values(example, path)]
     assert missing == []
     assert 'plugins/module_utils/plan/plan_schema.py' in text
+
+
+def test_the_role_argument_specs_of_index_entries_are_the_schemas():
+    """A role's meta/argument_specs.yml (Ansible checks a role's variables against it before its first task)."""
+    with open(os.path.join(helpers.REPO_ROOT, 'roles', 'online_indexes', 'meta', 'argument_specs.yml')) as handle:
+        specs = yaml.safe_load(handle)['argument_specs']['main']['options']['online_indexes_specs']['options']
+    assert dict((key, dict((field, value) for field, value in spec.items() if field != 'description'))
+                for key, spec in specs.items()) == schema.argument_options(schema.INDEX)
