@@ -42,6 +42,7 @@ REFERENTIAL_ACTIONS = plan_schema.REFERENTIAL_ACTIONS
 ON_DUPLICATES = plan_schema.definition(plan_schema.CONSTRAINT, 'on_duplicates')['choices']
 QUERY_KEYS = plan_schema.keys(plan_schema.BASELINE_QUERY)
 PRISMA_KEYS = plan_schema.keys(plan_schema.PRISMA_MIGRATION)
+PRISMA_REQUIRED = tuple(name for name, key in plan_schema.PRISMA_MIGRATION if key.get('required'))
 # A plan's name names its artifacts folders and files.
 PLAN_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$')
 PARAMETER = re.compile(r'%\((\w+)\)s')
@@ -318,7 +319,7 @@ def _check_prisma(problems, plan):
     if not problems.entry('prisma_migration', prisma):
         return
     problems.keys('prisma_migration', prisma, PRISMA_KEYS)
-    for key in ('name', 'file'):
+    for key in PRISMA_REQUIRED:
         if not isinstance(prisma.get(key), str) or not prisma.get(key):
             problems.add('prisma_migration', '%s is required (a string)' % key)
     if 'create_table' in prisma and not isinstance(prisma['create_table'], bool):

@@ -109,6 +109,7 @@ def test_the_plan_check_takes_its_key_lists_and_values_from_the_schema():
                                 foreign_key=('columns', 'references', 'on_delete', 'on_update', 'index'),
                                 check=('expression',), not_null=('column',))
     assert mp.COMMON_CONSTRAINT_KEYS == ('name', 'table', 'schema', 'type')
+    assert mp.PRISMA_REQUIRED == ('name', 'file')
     assert mp.ON_DUPLICATES == ('fail', 'rename') and mp.ON_MISMATCH == ('fail', 'replace')
     assert mp.PLAN_DEFAULTS == dict(schema='public', description='', constraints=[], baseline_queries=[], trusted=[])
     index_decisions = importlib.import_module(helpers.collection_path('plugins.module_utils.kinds.index_decisions'))
