@@ -22,9 +22,8 @@ import yaml
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_trust import trusted_errors
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.refusal_rules import constraint_name_keys
-
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan import plan_schema
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.refusal_rules import constraint_name_keys
 
 # The plan's keys and allowed values, as the plan schema defines them.
 TOP_KEYS = plan_schema.keys(plan_schema.PLAN)
