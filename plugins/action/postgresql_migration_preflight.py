@@ -24,6 +24,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.action.run_records import json_text, write_text
 from ansible_collections.pg_zero_downtime.migrations.plugins.filter.migration_report import refused_report
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan import plan_schema
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.run_work import selected_phases
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import (
     artifacts_dir_error, artifacts_dir_path, run_folder_path)
@@ -36,7 +37,8 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_co
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_owner import controller_pid
 
 MODULE = 'pg_zero_downtime.migrations.postgresql_migration_preflight'
-PRISMA_KEYS = ('name', 'migration_sql', 'file', 'schema', 'table', 'create_table')
+# The Prisma migration's keys the module takes: the plan's, and the text of its migration.sql the plan loader read.
+PRISMA_KEYS = plan_schema.keys(plan_schema.PRISMA_MIGRATION) + (plan_schema.PRISMA_MIGRATION_SQL[0],)
 # Variables renamed in 0.17.0 that keep working until 0.19.0 (the new names' role defaults take the old values): the
 # preflight warns once for each old name the run sets.
 RENAMED_PREFIXES = {'unique_constraint_': 'constraints_'}
@@ -128,7 +130,7 @@ class ActionModule(ActionBase):
         result.update(run_id=run_id, owner_pid=owner_pid, phases=args['phases'],
                       plan=plan_fact(plan) if plan is not None else None,
                       run=run_context(plan, run_id, artifacts_dir_path(args.get('artifacts_dir')), owner_pid,
-                                      args['phases'], outcome))
+                                      args['phases'], outcome, only_tables=args.get('only_tables')))
         return result
 
     def _refused(self, args, plan, run_id, result):

@@ -24,7 +24,7 @@ options:
         type: str
         required: true
       table:
-        description: Table name, exactly as in the catalog.
+        description: The constraint's table, exactly as in the catalog.
         type: str
         required: true
       schema:

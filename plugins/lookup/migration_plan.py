@@ -83,13 +83,14 @@ class LookupModule(LookupBase):
                                        artifacts_dir_error(artifacts_dir) if artifacts_dir is not None else None)
                    if error]
         loaded = []
+        only_tables = only_tables_list(self.get_option('only_tables'))
         for term in terms or ['']:
             plan, error = (None, '\n'.join(refused)) if refused else load_plan(
-                term, os.getcwd(), on_duplicates=self.get_option('on_duplicates'),
-                only_tables=only_tables_list(self.get_option('only_tables')), read_prisma_sql=False)
+                term, os.getcwd(), on_duplicates=self.get_option('on_duplicates'), only_tables=only_tables,
+                read_prisma_sql=False)
             run = None
             if plan is not None:
                 run = run_context(plan, run_id or (self.get_option('run_id_prefix') or '') + new_run_id(),
-                                  artifacts_dir_path(artifacts_dir))
+                                  artifacts_dir_path(artifacts_dir), only_tables=only_tables)
             loaded.append(dict(plan=plan, error=error, run=run))
         return loaded

@@ -135,7 +135,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     connect_or_fail, connection_argument_spec,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_schema import module_option
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.ledger_adoption import (
     Adoption, AdoptionError, adopted_run_id, summary_lines,
 )
@@ -149,11 +149,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.
 def main():
     argument_spec = connection_argument_spec(
         schema=dict(type='str', default='public'),
-        tables=dict(type='list', elements='dict', options=dict(
-            name=dict(type='str', required=True),
-            schema=dict(type='str'),
-            indexes=dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS),
-        )),
+        tables=module_option('tables'),
         constraints=dict(type='list', elements='dict', default=[], options=PLAN_CONSTRAINT_OPTIONS),
         plan_name=dict(type='str', default='manual'),
         run_id=dict(type='str'),

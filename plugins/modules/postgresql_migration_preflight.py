@@ -362,8 +362,8 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     conn_params_of, connect_or_fail, connection_argument_spec, connection_slots, target_of,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
-    INDEX_SPEC_OPTIONS,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_schema import (
+    PRISMA_MIGRATION_SQL, module_option,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_runs import connection_budget
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.migration_lock import (
@@ -445,22 +445,11 @@ def argument_spec():
         on_duplicates=dict(type='str', choices=['fail', 'rename']),
         plan_name=dict(type='str', default='plan'),
         schema=dict(type='str', default='public'),
-        tables=dict(type='list', elements='dict', options=dict(
-            name=dict(type='str', required=True),
-            schema=dict(type='str'),
-            indexes=dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS),
-        )),
+        tables=module_option('tables'),
         constraints=dict(type='list', elements='dict', default=[], options=PLAN_CONSTRAINT_OPTIONS),
         baseline_queries=dict(type='list', elements='dict', default=[]),
         trusted=dict(type='list', elements='str', default=[]),
-        prisma_migration=dict(type='dict', options=dict(
-            name=dict(type='str', required=True),
-            migration_sql=dict(type='str'),
-            file=dict(type='str'),
-            schema=dict(type='str'),
-            table=dict(type='str', default='_prisma_migrations'),
-            create_table=dict(type='bool', default=False),
-        )),
+        prisma_migration=module_option('prisma_migration', extra=[PRISMA_MIGRATION_SQL]),
         prisma_create_table=dict(type='bool'),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         phases=dict(type='list', elements='str', choices=list(PHASES), default=list(PHASES)),

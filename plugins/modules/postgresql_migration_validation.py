@@ -152,7 +152,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     connect_or_fail, connection_argument_spec,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_schema import module_option
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_proof import (
     prove_constraints, prove_indexes,
 )
@@ -206,11 +206,7 @@ def slower_text(comparison, tolerance, min_regression_ms):
 def main():
     argument_spec = connection_argument_spec(
         schema=dict(type='str', default='public'),
-        tables=dict(type='list', elements='dict', options=dict(
-            name=dict(type='str', required=True),
-            schema=dict(type='str'),
-            indexes=dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS),
-        )),
+        tables=module_option('tables'),
         constraints=dict(type='list', elements='dict', default=[], options=PLAN_CONSTRAINT_OPTIONS),
         baseline_queries=dict(type='list', elements='dict', default=[]),
         compare_with=dict(type='list', elements='dict'),

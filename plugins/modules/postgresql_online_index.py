@@ -356,6 +356,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
     INDEX_SPEC_OPTIONS,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_schema import module_option
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_runs import (
     connection_budget, failure_message, index_summary, ordered_tables, run_pipeline,
 )
@@ -546,11 +547,7 @@ def main():
         schema=dict(type='str', default='public'),
         table=dict(type='str'),
         indexes=dict(type='list', elements='dict', options=INDEX_SPEC_OPTIONS),
-        tables=dict(type='list', elements='dict', options=dict(
-            name=dict(type='str', required=True),
-            schema=dict(type='str'),
-            indexes=dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS),
-        )),
+        tables=module_option('tables'),
         parallelism=dict(type='int', default=1),
         replication_lag=dict(type='dict', options=REPLICATION_LAG_OPTIONS),
         state=dict(type='str', default='present', choices=['present', 'absent']),

@@ -128,7 +128,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     connect_or_fail, connection_argument_spec,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import INDEX_SPEC_OPTIONS
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_schema import module_option
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_index import OnlineIndexRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_proof import (
     index_problems_message, prove_indexes,
@@ -140,11 +140,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.
 
 def main():
     argument_spec = connection_argument_spec(
-        tables=dict(type='list', elements='dict', options=dict(
-            name=dict(type='str', required=True),
-            schema=dict(type='str'),
-            indexes=dict(type='list', elements='dict', required=True, options=INDEX_SPEC_OPTIONS),
-        )),
+        tables=module_option('tables'),
         schema=dict(type='str', default='public'),
         baseline_queries=dict(type='list', elements='dict', default=[]),
         sample_ids=dict(type='int', default=5),

@@ -22,23 +22,26 @@ import yaml
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_trust import trusted_errors
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan import plan_schema
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.refusal_rules import constraint_name_keys
 
-TOP_KEYS = ('name', 'description', 'schema', 'tables', 'constraints', 'baseline_queries', 'prisma_migration', 'trusted')
-TABLE_KEYS = ('name', 'schema', 'indexes')
-INDEX_KEYS = ('name', 'columns', 'unique', 'method', 'where', 'include', 'on_mismatch')
-CONSTRAINT_KEYS = ('name', 'table', 'schema', 'type', 'columns', 'on_duplicates', 'rename_column', 'keep_oldest_by',
-                   'references', 'on_delete', 'on_update', 'index', 'expression', 'column')
-CONSTRAINT_TYPES = ('unique', 'foreign_key', 'check', 'not_null')
-# The keys each constraint type takes besides name, table, schema and type.
-TYPE_KEYS = dict(unique=('columns', 'on_duplicates', 'rename_column', 'keep_oldest_by'),
-                 foreign_key=('columns', 'references', 'on_delete', 'on_update', 'index'),
-                 check=('expression',), not_null=('column',))
-REFERENCES_KEYS = ('table', 'schema', 'columns')
-REFERENTIAL_ACTIONS = ('NO ACTION', 'RESTRICT', 'CASCADE', 'SET NULL', 'SET DEFAULT')
-ON_DUPLICATES = ('fail', 'rename')
-QUERY_KEYS = ('name', 'sql', 'params')
-PRISMA_KEYS = ('name', 'file', 'schema', 'table', 'create_table')
+# The plan's keys and allowed values, as the plan schema defines them.
+TOP_KEYS = plan_schema.keys(plan_schema.PLAN)
+TABLE_KEYS = plan_schema.keys(plan_schema.TABLE)
+INDEX_KEYS = plan_schema.keys(plan_schema.INDEX)
+ON_MISMATCH = plan_schema.definition(plan_schema.INDEX, 'on_mismatch')['choices']
+CONSTRAINT_KEYS = plan_schema.keys(plan_schema.CONSTRAINT)
+CONSTRAINT_TYPES = plan_schema.CONSTRAINT_TYPES
+DEFAULT_CONSTRAINT_TYPE = plan_schema.definition(plan_schema.CONSTRAINT, 'type')['default']
+# The keys every constraint type takes, and the keys each type takes besides them.
+COMMON_CONSTRAINT_KEYS = plan_schema.common_constraint_keys()
+TYPE_KEYS = plan_schema.constraint_type_keys()
+REFERENCES_KEYS = plan_schema.keys(plan_schema.REFERENCES)
+REFERENTIAL_ACTIONS = plan_schema.REFERENTIAL_ACTIONS
+ON_DUPLICATES = plan_schema.definition(plan_schema.CONSTRAINT, 'on_duplicates')['choices']
+QUERY_KEYS = plan_schema.keys(plan_schema.BASELINE_QUERY)
+PRISMA_KEYS = plan_schema.keys(plan_schema.PRISMA_MIGRATION)
+PRISMA_REQUIRED = tuple(name for name, key in plan_schema.PRISMA_MIGRATION if key.get('required'))
 # A plan's name names its artifacts folders and files.
 PLAN_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$')
 PARAMETER = re.compile(r'%\((\w+)\)s')
@@ -117,8 +120,18 @@ def _label(kind, entry, position):
     return '%s "%s"' % (kind, name) if isinstance(name, str) and name else '%s #%d' % (kind, position)
 
 
+def _entries(problems, kind, entries, allowed, within=''):
+    """Each mapping of C(entries) with its position and the words that place it (table "Job", index #2), once its
+    keys are checked against C(allowed); an entry that is not a mapping is reported and left out."""
+    for position, entry in enumerate(entries, start=1):
+        where = _label(kind, entry, position)
+        where = '%s, %s' % (within, where) if within else where
+        if problems.entry(where, entry):
+            problems.keys(where, entry, allowed)
+            yield position, where, entry
+
+
 def _check_index(problems, where, index):
-    problems.keys(where, index, INDEX_KEYS)
     problems.identifier(where, 'index name', index.get('name'))
     columns = problems.identifier_list(where, 'columns', index.get('columns'))
     include = problems.identifier_list(where, 'include', index.get('include'), required=False, example='[createdAt]')
@@ -133,7 +146,7 @@ def _check_index(problems, where, index):
             problems.add(where, 'only btree indexes can be unique, not %s' % index['method'])
     if 'where' in index and (not isinstance(index['where'], str) or not index['where'].strip()):
         problems.add(where, 'where must be one SQL expression as a string, not %s' % _type_name(index['where']))
-    if index.get('on_mismatch', 'fail') not in ('fail', 'replace'):
+    if index.get('on_mismatch', 'fail') not in ON_MISMATCH:
         problems.add(where, 'on_mismatch must be fail (refuse an index of this name with another definition) or '
                             'replace (build the planned one beside it and swap it in), not %r' % (index['on_mismatch'],))
 
@@ -146,11 +159,7 @@ def _check_tables(problems, plan, schema):
                          'nothing')
     indexes = {}  # (schema, index name) -> where it is planned
     seen_tables = {}
-    for position, table in enumerate(tables, start=1):
-        where = _label('table', table, position)
-        if not problems.entry(where, table):
-            continue
-        problems.keys(where, table, TABLE_KEYS)
+    for position, where, table in _entries(problems, 'table', tables, TABLE_KEYS):
         problems.identifier(where, 'table name', table.get('name'))
         problems.identifier(where, 'schema', table.get('schema'), required=False)
         table_schema = table.get('schema') or schema
@@ -162,10 +171,7 @@ def _check_tables(problems, plan, schema):
         entries = problems.mapping_list(where, 'indexes', table.get('indexes'), required=True)
         if isinstance(table.get('indexes'), list) and not entries:
             problems.add(where, 'has no indexes: list at least one, or leave the table out')
-        for index_position, index in enumerate(entries, start=1):
-            index_where = '%s, %s' % (where, _label('index', index, index_position))
-            if not problems.entry(index_where, index):
-                continue
+        for _position, index_where, index in _entries(problems, 'index', entries, INDEX_KEYS, within=where):
             _check_index(problems, index_where, index)
             name = index.get('name')
             if isinstance(name, str) and name:
@@ -213,10 +219,10 @@ def _check_foreign_key(problems, where, constraint):
 
 def _check_constraint_type(problems, where, constraint, kind):
     misplaced = sorted(key for key in constraint if key in CONSTRAINT_KEYS and key not in TYPE_KEYS[kind]
-                       and key not in ('name', 'table', 'schema', 'type'))
+                       and key not in COMMON_CONSTRAINT_KEYS)
     if misplaced:
         problems.add(where, 'key(s) %s do not apply to a %s constraint (its keys: %s)'
-                     % (', '.join(misplaced), kind, ', '.join(('name', 'table', 'schema', 'type') + TYPE_KEYS[kind])))
+                     % (', '.join(misplaced), kind, ', '.join(COMMON_CONSTRAINT_KEYS + TYPE_KEYS[kind])))
     if kind == 'unique':
         _check_unique(problems, where, constraint)
     elif kind == 'foreign_key':
@@ -244,15 +250,11 @@ def _check_constraint_name(problems, where, constraint, position, schema, seen):
 def _check_constraints(problems, plan, schema, indexes):
     constraints = problems.mapping_list('', 'constraints', plan.get('constraints'))
     seen = {}
-    for position, constraint in enumerate(constraints, start=1):
-        where = _label('constraint', constraint, position)
-        if not problems.entry(where, constraint):
-            continue
-        problems.keys(where, constraint, CONSTRAINT_KEYS)
+    for position, where, constraint in _entries(problems, 'constraint', constraints, CONSTRAINT_KEYS):
         problems.identifier(where, 'constraint name', constraint.get('name'))
         problems.identifier(where, 'table', constraint.get('table'))
         problems.identifier(where, 'schema', constraint.get('schema'), required=False)
-        kind = constraint.get('type', 'unique')
+        kind = constraint.get('type', DEFAULT_CONSTRAINT_TYPE)
         if kind not in CONSTRAINT_TYPES:
             problems.add(where, 'type must be one of %s, not %r' % (', '.join(CONSTRAINT_TYPES), kind))
         else:
@@ -283,11 +285,7 @@ def _check_parameter(problems, where, name, value):
 def _check_baseline_queries(problems, plan):
     queries = problems.mapping_list('', 'baseline_queries', plan.get('baseline_queries'))
     seen = {}
-    for position, query in enumerate(queries, start=1):
-        where = _label('baseline query', query, position)
-        if not problems.entry(where, query):
-            continue
-        problems.keys(where, query, QUERY_KEYS)
+    for position, where, query in _entries(problems, 'baseline query', queries, QUERY_KEYS):
         name = query.get('name')
         if not isinstance(name, str) or not name.strip():
             problems.add(where, 'needs a name (a short id for the reports)')
@@ -320,7 +318,7 @@ def _check_prisma(problems, plan):
     if not problems.entry('prisma_migration', prisma):
         return
     problems.keys('prisma_migration', prisma, PRISMA_KEYS)
-    for key in ('name', 'file'):
+    for key in PRISMA_REQUIRED:
         if not isinstance(prisma.get(key), str) or not prisma.get(key):
             problems.add('prisma_migration', '%s is required (a string)' % key)
     if 'create_table' in prisma and not isinstance(prisma['create_table'], bool):
@@ -352,7 +350,7 @@ def plan_errors(plan):
     return problems.items
 
 
-PLAN_DEFAULTS = dict(schema='public', description='', constraints=[], baseline_queries=[], trusted=[])
+PLAN_DEFAULTS = plan_schema.defaults(plan_schema.PLAN)
 NO_PLAN = 'No migration plan given; nothing was done. Pass -e plan=<path of a plan file> (docs/plan-format.md).'
 
 
@@ -449,7 +447,7 @@ def load_plan(path, working_dir, on_duplicates=None, only_tables=None, read_pris
         return None, 'on_duplicates must be fail or rename, not %s' % on_duplicates
     plan = dict(PLAN_DEFAULTS, **raw)
     plan['file'] = path
-    plan['constraints'] = [dict(c, on_duplicates=on_duplicates) if on_duplicates and c.get('type', 'unique') == 'unique'
+    plan['constraints'] = [dict(c, on_duplicates=on_duplicates) if on_duplicates and c.get('type', DEFAULT_CONSTRAINT_TYPE) == 'unique'
                            else dict(c) for c in plan['constraints'] or []]
     plan['baseline_queries'] = plan['baseline_queries'] or []
     plan['trusted'] = plan['trusted'] or []

@@ -25,13 +25,15 @@ def plan_fact(plan):
     return fact
 
 
-def run_context(plan, run_id, artifacts_dir, owner_pid=0, phases=None, preflight=None):
-    """pgzd_run: id and name (<plan>-<id>), the plan, artifacts_dir and the run's folder dir, the phases, the session
+def run_context(plan, run_id, artifacts_dir, owner_pid=0, phases=None, preflight=None, only_tables=None):
+    """pgzd_run: id and name (<plan>-<id>), the plan, the tables of the plan this run is limited to (only_tables, as
+    -e only_tables gave them, parsed once; [] for all), artifacts_dir and the run's folder dir, the phases, the session
     holding the migration lock (lock_session_pid, 0 when none) and the owning ansible-playbook (owner_pid, 0 when
     none), whether the database is a replica or has replicas, and the preflight's work of each phase."""
     preflight = preflight or {}
     plan_name = plan['name'] if plan is not None else 'adhoc'
     return dict(id=run_id, name='%s-%s' % (plan_name, run_id), plan=plan_fact(plan) if plan is not None else None,
+                only_tables=list(only_tables or []),
                 artifacts_dir=artifacts_dir, dir=run_folder_path(artifacts_dir, plan_name, run_id),
                 phases=phases or [], lock_session_pid=(preflight.get('lock') or {}).get('session_pid') or 0,
                 owner_pid=owner_pid or 0, replica=bool(preflight.get('replica')),

@@ -29,3 +29,12 @@ def test_the_plan_fact_leaves_out_the_migrations_text():
     fact = action.plan_fact(PLAN)
     assert 'migration_sql' not in fact['prisma_migration'] and fact['prisma_migration']['file'] == '/p/m.sql'
     assert PLAN['prisma_migration']['migration_sql'] == 'SQL'  # the loaded plan itself is left as it is
+
+
+def test_the_run_context_keeps_only_tables_parsed_once_for_the_later_phases():
+    """The validate role selects the plan's tables with pgzd_run.only_tables; it parses no -e only_tables itself."""
+    run_context = importlib.import_module(helpers.collection_path('plugins.plugin_utils.run_context')).run_context
+    limited = run_context(PLAN, 'r', '/a', only_tables=action.module_args(dict(only_tables='Job, Item'), PLAN, 'r',
+                                                                          [])['only_tables'])
+    assert limited['only_tables'] == ['Job', 'Item'] and limited['plan']['tables'] == PLAN['tables']
+    assert run_context(PLAN, 'r', '/a')['only_tables'] == []

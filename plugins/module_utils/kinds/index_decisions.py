@@ -20,6 +20,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.identifiers import identifier_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import expression_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.ledger import NO_PLAN, attribution
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan import plan_schema
 
 
 # Relation kinds CREATE INDEX CONCURRENTLY accepts: tables and materialized views. A partitioned table ('p') takes
@@ -30,15 +31,8 @@ INDEXABLE_RELKINDS = ('r', 'm')
 ON_MISMATCH = ('fail', 'replace')
 
 
-INDEX_SPEC_OPTIONS = dict(
-    name=dict(type='str', required=True),
-    columns=dict(type='list', elements='str'),
-    unique=dict(type='bool', default=False),
-    method=dict(type='str', default='btree'),
-    where=dict(type='str'),
-    include=dict(type='list', elements='str', default=[]),
-    on_mismatch=dict(type='str', default='fail', choices=list(ON_MISMATCH)),
-)
+# An index entry of a plan, as the plan schema defines it.
+INDEX_SPEC_OPTIONS = plan_schema.argument_options(plan_schema.INDEX)
 
 
 def validate_specs(schema, table, specs, state):

@@ -21,6 +21,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.ledger import attribution, without_not_valid
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_index import table_problems
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.outcomes import done, planned_note
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan import plan_schema
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.refusal_rules import (
     ADD_UNIQUE, CREATE_INDEX, DROP_CONSTRAINT, DROP_INDEX, NO_BTREE_CLASS_QUERY, index_facts,
 )
@@ -44,23 +45,7 @@ CONSTRAINT_OPTIONS = dict(
 
 # A plan's constraints, as the modules that take a whole plan read them (doc fragment plan_constraints).
 # The plan loader (plugins/plugin_utils/migration_plan.py) has proven each entry has the keys its type needs.
-PLAN_CONSTRAINT_OPTIONS = dict(
-    name=dict(type='str', required=True),
-    table=dict(type='str', required=True),
-    schema=dict(type='str'),
-    type=dict(type='str', choices=['unique', 'foreign_key', 'check', 'not_null'], default='unique'),
-    columns=dict(type='list', elements='str'),
-    on_duplicates=dict(type='str', choices=['fail', 'rename'], default='fail'),
-    rename_column=dict(type='str'),
-    keep_oldest_by=dict(type='list', elements='str'),
-    references=dict(type='dict', options=dict(table=dict(type='str', required=True), schema=dict(type='str'),
-                                              columns=dict(type='list', elements='str', required=True))),
-    on_delete=dict(type='str', default='NO ACTION'),
-    on_update=dict(type='str', default='NO ACTION'),
-    index=dict(type='str'),
-    expression=dict(type='str'),
-    column=dict(type='str'),
-)
+PLAN_CONSTRAINT_OPTIONS = plan_schema.argument_options(plan_schema.CONSTRAINT)
 
 CONSTRAINT_TYPES = dict(p='PRIMARY KEY', u='UNIQUE', f='FOREIGN KEY', c='CHECK', x='EXCLUDE', t='TRIGGER')
 
