@@ -16,7 +16,7 @@ JOB_QUERY = dict(name='job_open_by_teacher',
 
 def cluster_vars(pg_cluster, tmp_path, **extra):
     return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'],
-                     artifacts_dir=str(tmp_path / 'artifacts')), **extra)
+                     pgzd_artifacts_dir=str(tmp_path / 'artifacts')), **extra)
 
 
 def run_files(tmp_path, name):
@@ -91,12 +91,12 @@ def test_a_regressed_query_fails_validation_and_warns_when_asked(db, pg_cluster,
     # Only the performance verdict: validate the objects of an empty plan.
     plan = tmp_path / 'baseline_only.yml'
     plan.write_text(json.dumps(dict(name='regression', tables=[], baseline_queries=[JOB_QUERY])))
-    slower = helpers.run_playbook('playbooks/validate.yml', cluster_vars(pg_cluster, tmp_path, plan=str(plan), **regressed))
+    slower = helpers.run_playbook('playbooks/validate.yml', cluster_vars(pg_cluster, tmp_path, pgzd_plan=str(plan), **regressed))
     assert slower.returncode != 0, slower.stdout[-4000:]
     text = ' '.join(slower.stdout.split())
     assert 'Slower than before' in text and 'job_open_by_teacher' in text
     assert 'Seq Scan on Job' in text
-    warned = helpers.run_playbook('playbooks/validate.yml', cluster_vars(pg_cluster, tmp_path, plan=str(plan),
+    warned = helpers.run_playbook('playbooks/validate.yml', cluster_vars(pg_cluster, tmp_path, pgzd_plan=str(plan),
                                                                        validate_on_regression='warn', **regressed))
     assert warned.returncode == 0, warned.stdout[-4000:]
     assert 'WARNING: Slower than before' in ' '.join(warned.stdout.split())

@@ -89,7 +89,7 @@ def test_an_old_variable_reaches_the_new_role_through_the_old_one(pg_cluster, db
 def test_migrate_takes_the_old_name_of_a_knob_and_warns(pg_cluster, db, tmp_path, options):
     """-e unique_constraint_lock_timeout=0 to migrate.yml is refused in the preflight as constraints_lock_timeout."""
     variables = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], backup_enabled='false',
-                     artifacts_dir=str(tmp_path / 'artifacts'), unique_constraint_lock_timeout='0')
+                     pgzd_artifacts_dir=str(tmp_path / 'artifacts'), unique_constraint_lock_timeout='0')
     before = helpers.droppable_indexes(db) + helpers.unique_constraints(db)
     run, output = run_with_deprecations(os.path.join('playbooks', 'migrate.yml'), variables, options)
     assert run.returncode != 0, output[-4000:]
