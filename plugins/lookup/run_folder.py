@@ -13,7 +13,8 @@ description:
     C(pgzd_run) that the preflight sets, else made from the plan's name (V(adhoc) without a plan) and C(pgzd_run_id)
     (V(manual) without one).
   - V(artifacts), the artifacts directory, C(pgzd_artifacts_dir) (C(artifacts_dir), its old name, until 0.19.0, with a
-    deprecation warning) or C(artifacts) under the working directory of ansible-playbook (the lookup working_dir). V(backups), its C(backups) folder.
+    deprecation warning) or C(artifacts) under the working directory of ansible-playbook (the lookup working_dir).
+    V(backups), its C(backups) folder.
   - Every role takes its folders from here, so that the expression lives in one place.
 version_added: '0.17.0'
 options:

@@ -65,8 +65,8 @@ def connection_budget(parallelism, table_count, slots):
         return budget
     fits = (allowed - RUN_SESSIONS) // SESSIONS_PER_LANE
     budget['message'] = (
-        'pgzd_index_build_parallelism=%d would work on %d table(s) at a time, holding %d connections: %d per table (the '
-        'build and its watch) and %d for the run (the lock holder and the progress follower). The server has %d free: '
+        'pgzd_index_build_parallelism=%d would work on %d table(s) at a time, holding %d connections: %d per table '
+        '(the build and its watch) and %d for the run (the lock holder and the progress follower). The server has %d free: '
         'max_connections %d - superuser_reserved_connections %d - reserved_connections %d - %d connected now; a run '
         'takes at most half of them (%d), so the application keeps the rest. What to do: %s; nothing was changed.' % (
             int(parallelism), count, needed, SESSIONS_PER_LANE, RUN_SESSIONS, free, slots['max_connections'],

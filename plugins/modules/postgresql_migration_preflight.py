@@ -170,10 +170,10 @@ options:
     default: 20
   index_parallelism:
     description:
-      - How many tables the index phase works on at a time (C(-e pgzd_index_build_parallelism)). Each holds two connections
-        (the build and its watch), and the run two more (the lock holder and the progress follower); when the run has
-        index work, that must be at most half of the connections the server has free (C(max_connections) less the
-        reserved ones and the client sessions connected now), or the preflight fails with the numbers.
+      - How many tables the index phase works on at a time (C(-e pgzd_index_build_parallelism)). Each holds two
+        connections (the build and its watch), and the run two more (the lock holder and the progress follower); when
+        the run has index work, that must be at most half of the connections the server has free (C(max_connections)
+        less the reserved ones and the client sessions connected now), or the preflight fails with the numbers.
     type: int
     default: 1
   index_phase_lock_timeout:

@@ -187,6 +187,16 @@ def test_migrate_does_the_same_under_the_old_knob_names_and_warns_once_of_each(p
         assert output.count(warning) == (1 if names == 'old' else 0), (warning, output[-4000:])
     if names == 'new':
         assert 'is deprecated: set pgzd_' not in output, output[-4000:]
+    # validate.yml, which has no preflight, loads the plan through the migration_plan lookup: the same names reach it
+    # (only_tables: the second table's index, never built, is not asked for) and are warned of there.
+    variables = knob_variables(pg_cluster, tmp_path, names)
+    run, output = run_with_deprecations(os.path.join('playbooks', 'validate.yml'), variables)
+    assert run.returncode == 0, output[-4000:]
+    # Its validate.json beside the migration's, in a run folder of its own under the same artifacts directory.
+    assert len(glob.glob(str(tmp_path / 'artifacts' / 'runs' / ('pt_knobs_%s-*' % names) / 'validate.json'))) == 2
+    for old in ('plan', 'artifacts_dir', 'only_tables'):
+        warning = 'The variable %s is deprecated: set %s instead.' % (old, RENAMED_KNOBS[old])
+        assert output.count(warning) == (1 if names == 'old' else 0), (warning, output[-4000:])
 
 
 @pytest.mark.parametrize('names', ['old', 'new'])
