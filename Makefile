@@ -21,7 +21,7 @@ cluster:
 
 # On the throwaway local cluster the restore drill runs too, so the report can mark every criterion.
 migrate:
-	ansible-playbook playbooks/migrate.yml -e run_restore_drill=true
+	ansible-playbook playbooks/migrate.yml -e pgzd_restore_drill=true
 
 rollback:
 	ansible-playbook playbooks/rollback.yml

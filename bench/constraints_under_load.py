@@ -18,9 +18,9 @@ for constraints_rollback, migrate.yml run. Scenarios, in this order, each round:
                         transaction); each table's lock is held from its statement to the commit
   constraints_psql      `psql -f migration.sql`, statement by statement with \\timing: the reference of the wall
                         time ratio; each statement blocks alone
-  constraints_migrate   `ansible-playbook playbooks/migrate.yml -e plan=fixtures/relations/plan.yml
+  constraints_migrate   `ansible-playbook playbooks/migrate.yml -e pgzd_plan=fixtures/relations/plan.yml
                         -e backup_enabled=false`
-  constraints_rollback  `ansible-playbook playbooks/rollback.yml -e plan=fixtures/relations/plan.yml`
+  constraints_rollback  `ansible-playbook playbooks/rollback.yml -e pgzd_plan=fixtures/relations/plan.yml`
   idle                  `sleep` as long as this round's constraints_migrate took: the load's own noise
 
 Targets: under constraints_migrate zero errors and a longest stall at most 2x idle's (the medians; each round's
@@ -71,13 +71,13 @@ class ConstraintsBench(zero_downtime.Bench):
                              for table in self.plan['tables'] for index in table.get('indexes', [])]
 
     def scenarios(self):
-        plan = ['-e', 'plan=' + PLAN]
+        plan = ['-e', 'pgzd_plan=' + PLAN]
         migration_sql = self.plan['migration_sql']
         return dict(
             constraints_blocking=(False, self.psql('-1', '-c', '\\timing on', '-f', migration_sql), None),
             constraints_psql=(False, self.psql('-c', '\\timing on', '-f', migration_sql), None),
             constraints_migrate=(False, self.playbook('migrate', *plan, '-e', 'backup_enabled=false',
-                                                      '-e', 'artifacts_dir=' + self.artifacts_dir), None),
+                                                      '-e', 'pgzd_artifacts_dir=' + self.artifacts_dir), None),
             constraints_rollback=(True, self.playbook('rollback', *plan), None),
             idle=(False, None, None),
         )
@@ -138,8 +138,8 @@ class ConstraintsBench(zero_downtime.Bench):
             return
         if migrated:
             print('  (setup) migrate.yml to reach the migrated state', flush=True)
-            self.run(self.playbook('migrate', '-e', 'plan=' + PLAN, '-e', 'backup_enabled=false',
-                                   '-e', 'artifacts_dir=' + self.artifacts_dir))
+            self.run(self.playbook('migrate', '-e', 'pgzd_plan=' + PLAN, '-e', 'backup_enabled=false',
+                                   '-e', 'pgzd_artifacts_dir=' + self.artifacts_dir))
         else:
             print('  (setup) the plan dropped with SQL to reach the state before the migration', flush=True)
             for statement in self.reset_sql():

@@ -13,9 +13,9 @@ playbooks/local_cluster.yml, 3 s of load before and after the command, the same 
 Scenarios, each round, in this order (the database is put in each one's starting state outside the measured window):
   fk_psql_migrate    `psql -f` of the plan's statements as they are written without the tool: ADD CONSTRAINT ...
                      FOREIGN KEY ... NOT VALID, then VALIDATE CONSTRAINT (the reference of the wall time ratio)
-  fk_migrate         `ansible-playbook playbooks/migrate.yml -e plan=bench/deadlocks_plan.yml -e backup_enabled=false`
+  fk_migrate         `ansible-playbook playbooks/migrate.yml -e pgzd_plan=bench/deadlocks_plan.yml -e backup_enabled=false`
   fk_psql_rollback   `psql -f`: ALTER TABLE ... DROP CONSTRAINT
-  fk_rollback        `ansible-playbook playbooks/rollback.yml -e plan=bench/deadlocks_plan.yml`
+  fk_rollback        `ansible-playbook playbooks/rollback.yml -e pgzd_plan=bench/deadlocks_plan.yml`
 
 Counted per scenario: the deadlocks PostgreSQL detected in the database (pg_stat_database.deadlocks, read before the
 load starts and after every session of the scenario has ended), the application operations that failed (the load's
@@ -104,15 +104,15 @@ class DeadlocksBench(zero_downtime.Bench):
         return psycopg2.connect(application_name='pgzd-bench-control', **self.connect_kwargs)
 
     def scenarios(self):
-        plan = ['-e', 'plan=' + PLAN]
+        plan = ['-e', 'pgzd_plan=' + PLAN]
         return dict(
             fk_psql_migrate=(False, self.psql('-c', '\\timing on', '-f', self.sql_file(
                 'migrate.sql', [self.add_sql(), self.validate_sql()])), None),
             fk_migrate=(False, self.playbook('migrate', *plan, '-e', 'backup_enabled=false',
-                                             '-e', 'artifacts_dir=' + self.artifacts_dir), None),
+                                             '-e', 'pgzd_artifacts_dir=' + self.artifacts_dir), None),
             fk_psql_rollback=(True, self.psql('-c', '\\timing on', '-f', self.sql_file('rollback.sql', [self.drop_sql()])),
                               None),
-            fk_rollback=(True, self.playbook('rollback', *plan, '-e', 'artifacts_dir=' + self.artifacts_dir), None),
+            fk_rollback=(True, self.playbook('rollback', *plan, '-e', 'pgzd_artifacts_dir=' + self.artifacts_dir), None),
         )
 
     # --- the load: the parent-then-child transaction, frequent, with a pause inside ----------------------------

@@ -7,7 +7,7 @@ Each repetition, against the same seeded database and in this order:
   2. `migrate.yml --tags indexes`, first run: its wall time minus the builds' own seconds (the `seconds` of each
      index in its report.json) is what the orchestration costs (target: at most 3 s plus 0.3 s per table);
   3. `migrate.yml --tags indexes` again, the constraint still pending: changed=0 and at most 2.5 s;
-  4. the full `migrate.yml -e run_restore_drill=true`: its task headers (target: at most 70);
+  4. the full `migrate.yml -e pgzd_restore_drill=true`: its task headers (target: at most 70);
   5. `migrate.yml` again, a no-op rerun of a finished migration: at most 2.0 s;
   then rollback.yml for the next repetition.
 
@@ -68,7 +68,7 @@ def main():
     cluster_dir = os.path.join(ROOT, '.local', 'bench-cluster-scale%s' % args.scale)
     artifacts = os.path.join(ROOT, '.local', 'bench-artifacts-scale%s' % args.scale)
     extra = ['-e', 'local_cluster_dir=%s' % cluster_dir, '-e', 'pg_port=%d' % args.port,
-             '-e', 'local_cluster_scale=%s' % args.scale, '-e', 'artifacts_dir=%s' % artifacts]
+             '-e', 'local_cluster_scale=%s' % args.scale, '-e', 'pgzd_artifacts_dir=%s' % artifacts]
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
                PATH=os.path.join(ROOT, '.venv', 'bin') + os.pathsep + os.environ.get('PATH', ''))
     playbook = lambda name, *more: ['ansible-playbook', 'playbooks/%s.yml' % name] + extra + list(more)  # noqa: E731
@@ -97,7 +97,7 @@ def main():
         measured['tags_first_overhead'] = measured['tags_first'] - builds
         measured['tags_rerun'], out = run(playbook('migrate', '--tags', 'indexes'), env)
         measured['tags_rerun_changed'] = changed(out)
-        measured['full'], out = run(playbook('migrate', '-e', 'run_restore_drill=true'), env)
+        measured['full'], out = run(playbook('migrate', '-e', 'pgzd_restore_drill=true'), env)
         measured['full_headers'] = headers(out)
         measured['noop'], out = run(playbook('migrate'), env)
         measured['noop_headers'] = headers(out)

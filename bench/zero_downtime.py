@@ -18,7 +18,7 @@ Scenarios, in this order:
   migrate           `ansible-playbook playbooks/migrate.yml -e backup_enabled=false` (no backup: the wall time
                     is compared with psql -f, which takes none)
   rollback          `ansible-playbook playbooks/rollback.yml`, right after migrate
-  migrate_parallelN migrate.yml with -e index_build_parallelism=N (--parallel N, default 2)
+  migrate_parallelN migrate.yml with -e pgzd_index_build_parallelism=N (--parallel N, default 2)
   idle              `sleep` as long as this run's migrate.yml took (--idle-seconds to choose): the load's own noise
 
 Targets: under migrate.yml zero errors and a longest stall at most 2x the idle run's; the blocking way stalls
@@ -122,7 +122,7 @@ class Bench:
         if migrated and not (valid == len(self.index_names) and constraint):
             print('  (setup) migrate.yml to reach the migrated state', flush=True)
             self.run(self.playbook('migrate', '-e', 'backup_enabled=false',
-                                   '-e', 'artifacts_dir=' + self.artifacts_dir))
+                                   '-e', 'pgzd_artifacts_dir=' + self.artifacts_dir))
         elif not migrated and (present or constraint):
             print('  (setup) rollback.yml to reach the state before the migration', flush=True)
             self.run(self.playbook('rollback'))
@@ -139,7 +139,7 @@ class Bench:
 
     # --- scenarios ------------------------------------------------------------------------------------------
     def scenarios(self):
-        migrate = self.playbook('migrate', '-e', 'backup_enabled=false', '-e', 'artifacts_dir=' + self.artifacts_dir,
+        migrate = self.playbook('migrate', '-e', 'backup_enabled=false', '-e', 'pgzd_artifacts_dir=' + self.artifacts_dir,
                                 *self.args.migrate_arg)
         table = dict(
             blocking=(False, self.psql('-1', '-f', '-'), blocking_sql()),
@@ -149,7 +149,7 @@ class Bench:
             rollback=(True, self.playbook('rollback'), None),
         )
         for n in self.args.parallel:
-            table['migrate_parallel%d' % n] = (False, migrate + ['-e', 'index_build_parallelism=%d' % n], None)
+            table['migrate_parallel%d' % n] = (False, migrate + ['-e', 'pgzd_index_build_parallelism=%d' % n], None)
         # Last, so that it can last as long as this run's migrate.yml took (the longest gap grows with the length).
         table['idle'] = (False, None, None)
         return table
@@ -370,7 +370,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, port=55437, idle_as_long_as='migrate.yml')
     parser.add_argument('--parallel', type=int, action='append',
-                        help='add a migrate_parallel<N> scenario (-e index_build_parallelism=N); default 2')
+                        help='add a migrate_parallel<N> scenario (-e pgzd_index_build_parallelism=N); default 2')
     parser.add_argument('--migrate-arg', action='append', default=[],
                         help='one more argument for the migrate scenarios, for analysis '
                              '(e.g. --migrate-arg=--skip-tags=baseline)')

@@ -32,7 +32,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migrat
     load_plan, new_run_id, only_tables_list, run_id_error,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.renamed_variables import (
-    deprecation_message, renamed)
+    deprecation_message, knob_warnings, renamed)
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_context import plan_fact, run_context
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_owner import controller_pid
 
@@ -47,9 +47,11 @@ REMOVED_IN = '0.19.0'
 
 
 def renamed_warnings(task_vars):
-    """The deprecation warnings for the old names the run sets."""
+    """The deprecation warnings for the old names the run sets: of the constraint phase's variables, and of the
+    global knobs (plugin_utils/renamed_variables.py, RENAMED_KNOBS)."""
     return [deprecation_message(old, new, 'the constraint phase of migrate.yml and rollback.yml')
-            for old, new in renamed(task_vars, prefixes=RENAMED_PREFIXES, ignore=RENAMED_IGNORE)]
+            for old, new in renamed(task_vars, prefixes=RENAMED_PREFIXES, ignore=RENAMED_IGNORE)
+            ] + knob_warnings(task_vars)
 
 
 def module_args(args, plan, run_id, phases):

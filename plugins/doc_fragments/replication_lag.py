@@ -20,7 +20,7 @@ options:
     type: dict
     suboptions:
       enabled:
-        description: V(false) reads no lag (C(-e replication_lag_enabled=false)).
+        description: V(false) reads no lag (C(-e pgzd_replication_lag_enabled=false)).
         type: bool
         default: true
       max_bytes:

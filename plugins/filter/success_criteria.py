@@ -123,7 +123,7 @@ def _rollback_ready(run):
     else:
         said = 'backup %s verified by pg_restore --list (%s entries)' % (backup.get('path'), backup.get('toc_entries'))
     if drill is None:
-        said += ('; restore drill not run in this run (add -e run_restore_drill=true, or run '
+        said += ('; restore drill not run in this run (add -e pgzd_restore_drill=true, or run '
                  'playbooks/restore_drill.yml)')
     else:
         said += '; restore drill: %s tables, %s rows, counts %s' % (

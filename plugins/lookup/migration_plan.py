@@ -64,12 +64,15 @@ _raw:
 import os
 
 from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifacts_dir import (
     artifacts_dir_error, artifacts_dir_path)
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (
     load_plan, new_run_id, only_tables_list, run_id_error,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.renamed_variables import (
+    KNOBS_REMOVED_IN, knob_warnings)
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_context import run_context
 
 
@@ -77,6 +80,10 @@ class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
+        # The playbooks without a preflight (adopt.yml, validate.yml) load the plan here: the knobs they were given
+        # under their old names are told here (Ansible shows each warning once).
+        for message in knob_warnings(variables or {}):
+            Display().deprecated(message, version=KNOBS_REMOVED_IN, collection_name='pg_zero_downtime.migrations')
         # Where the run writes, as the preflight's action plugin checks it for the playbooks that change the database.
         run_id, artifacts_dir = self.get_option('run_id'), self.get_option('artifacts_dir')
         refused = [error for error in (run_id_error(run_id) if run_id is not None else None,

@@ -45,7 +45,7 @@ options:
     type: path
   on_duplicates:
     description:
-      - With O(plan_file), sets C(on_duplicates) of every constraint of the plan (C(-e on_duplicates=rename)).
+      - With O(plan_file), sets C(on_duplicates) of every constraint of the plan (C(-e pgzd_on_duplicates=rename)).
     type: str
     choices: [fail, rename]
   plan_name:
@@ -91,7 +91,7 @@ options:
         default: false
   prisma_create_table:
     description:
-      - Overrides O(prisma_migration.create_table) (C(-e prisma_create_table=true)); unset keeps the plan's.
+      - Overrides O(prisma_migration.create_table) (C(-e pgzd_prisma_create_table=true)); unset keeps the plan's.
     type: bool
   state:
     description: V(present) proves a migration, V(absent) a rollback (no duplicate scan, no disk check).
@@ -166,10 +166,10 @@ options:
     default: 20
   index_parallelism:
     description:
-      - How many tables the index phase works on at a time (C(-e index_build_parallelism)). Each holds two connections
-        (the build and its watch), and the run two more (the lock holder and the progress follower); when the run has
-        index work, that must be at most half of the connections the server has free (C(max_connections) less the
-        reserved ones and the client sessions connected now), or the preflight fails with the numbers.
+      - How many tables the index phase works on at a time (C(-e pgzd_index_build_parallelism)). Each holds two
+        connections (the build and its watch), and the run two more (the lock holder and the progress follower); when
+        the run has index work, that must be at most half of the connections the server has free (C(max_connections)
+        less the reserved ones and the client sessions connected now), or the preflight fails with the numbers.
     type: int
     default: 1
   index_phase_lock_timeout:
@@ -487,11 +487,11 @@ def refuse_bad_options(module, params, result):
     """Before any connection: only_tables must name tables of the plan, and the knobs must be in range."""
     unknown = sorted(set(params['only_tables'] or []) - set(t['name'] for t in params['tables']))
     if unknown:
-        module.fail_json(msg='only_tables names %s, not in plan %s; its tables are %s' % (
+        module.fail_json(msg='pgzd_only_tables names %s, not in plan %s; its tables are %s' % (
             ', '.join(unknown), params['plan_name'], ', '.join(t['name'] for t in params['tables'])), **result)
     knob_errors = sample_size_errors(params)
     if params['index_parallelism'] < 1:
-        knob_errors.append('index_build_parallelism must be a whole number of at least 1, not %s'
+        knob_errors.append('pgzd_index_build_parallelism must be a whole number of at least 1, not %s'
                            % params['index_parallelism'])
     if knob_errors:
         module.fail_json(msg=KNOBS_REFUSED % '\n- '.join(knob_errors), **result)
@@ -516,7 +516,7 @@ def leave_out_replica(module, connection, cursor, conn_params, params, result):
         message = replica_left_out_message(target_of(conn_params), server['standby'])
         if params['on_replica'] == 'fail':
             module.fail_json(msg='%s Remove it from the inventory, or let the run leave it out (on_replica=skip, '
-                                 '-e primary_only_on_replica=skip).' % message, **result)
+                                 '-e pgzd_on_replica=skip).' % message, **result)
         result.update(replica=True, message=message, summary=[message])
         module.exit_json(**result)
     result['replicated'] = bool(server['replicas'] or server['slots'])

@@ -22,7 +22,8 @@ AUDIT_FILE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*-(resolved|restored)\.json$
 WHAT_IS_OURS = ('a directory of the run\'s own: one that does not exist yet, or is empty, or holds only what '
                 'pg-zero-downtime writes there (backups/, runs/ and the audit files <run id>-<constraint>-resolved.json '
                 'and -restored.json)')
-WHAT_TO_DO = 'Pass -e artifacts_dir=<a new or empty directory> (the default is artifacts/ where ansible-playbook runs)'
+WHAT_TO_DO = ('Pass -e pgzd_artifacts_dir=<a new or empty directory> (the default is artifacts/ where ansible-playbook '
+              'runs)')
 
 
 def tool_entry(directory, name):

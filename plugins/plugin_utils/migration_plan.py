@@ -351,7 +351,7 @@ def plan_errors(plan):
 
 
 PLAN_DEFAULTS = plan_schema.defaults(plan_schema.PLAN)
-NO_PLAN = 'No migration plan given; nothing was done. Pass -e plan=<path of a plan file> (docs/plan-format.md).'
+NO_PLAN = 'No migration plan given; nothing was done. Pass -e pgzd_plan=<path of a plan file> (docs/plan-format.md).'
 
 
 def new_run_id(now=None, rand=random.random):
@@ -406,7 +406,7 @@ def plan_text(path, read):
     size = os.path.getsize(path)
     if size > MAX_PLAN_BYTES:
         return None, ('The plan file %s is %d bytes, more than a plan can be (at most %d): it is not a migration plan; '
-                      'nothing was done. Pass -e plan=<path of a plan file> (docs/plan-format.md).'
+                      'nothing was done. Pass -e pgzd_plan=<path of a plan file> (docs/plan-format.md).'
                       % (path, size, MAX_PLAN_BYTES))
     try:
         text = read(path)
@@ -414,7 +414,7 @@ def plan_text(path, read):
         text = None
     if text is None or '\x00' in text:
         return None, ('The plan file %s is not a UTF-8 text file (a binary file?): it is not a migration plan; nothing '
-                      'was done. Pass -e plan=<path of a plan file> (docs/plan-format.md).' % path)
+                      'was done. Pass -e pgzd_plan=<path of a plan file> (docs/plan-format.md).' % path)
     return text, None
 
 
@@ -432,7 +432,7 @@ def load_plan(path, working_dir, on_duplicates=None, only_tables=None, read_pris
     path = path if os.path.isabs(path) else os.path.join(working_dir, path)
     path = os.path.normpath(path)
     if not os.path.isfile(path):
-        return None, ('The plan file %s does not exist: pass -e plan=<path of a plan file> (docs/plan-format.md).'
+        return None, ('The plan file %s does not exist: pass -e pgzd_plan=<path of a plan file> (docs/plan-format.md).'
                       % path)
     text, error = plan_text(path, read)
     if error:
@@ -444,7 +444,7 @@ def load_plan(path, working_dir, on_duplicates=None, only_tables=None, read_pris
     if errors:
         return None, 'The plan %s is malformed; nothing was done:\n- %s' % (path, '\n- '.join(errors))
     if on_duplicates is not None and on_duplicates not in ON_DUPLICATES:
-        return None, 'on_duplicates must be fail or rename, not %s' % on_duplicates
+        return None, 'pgzd_on_duplicates must be fail or rename, not %s' % on_duplicates
     plan = dict(PLAN_DEFAULTS, **raw)
     plan['file'] = path
     plan['constraints'] = [dict(c, on_duplicates=on_duplicates) if on_duplicates and c.get('type', DEFAULT_CONSTRAINT_TYPE) == 'unique'
@@ -454,7 +454,7 @@ def load_plan(path, working_dir, on_duplicates=None, only_tables=None, read_pris
     table_names = [table['name'] for table in plan.get('tables') or []]
     unknown = [name for name in only_tables or [] if name not in table_names]
     if unknown:
-        return None, 'only_tables names %s, not in plan %s; its tables are %s' % (
+        return None, 'pgzd_only_tables names %s, not in plan %s; its tables are %s' % (
             ', '.join(unknown), plan['name'], ', '.join(table_names))
     prisma = plan.get('prisma_migration')
     if prisma:
@@ -472,7 +472,7 @@ def load_plan(path, working_dir, on_duplicates=None, only_tables=None, read_pris
 
 
 def only_tables_list(value):
-    """only_tables as given (-e only_tables=Job,Item or a list), as a list; None when not given."""
+    """only_tables as given (-e pgzd_only_tables=Job,Item or a list), as a list; None when not given."""
     if value is None or value == '':
         return None
     if isinstance(value, str):

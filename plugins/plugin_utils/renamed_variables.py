@@ -5,12 +5,35 @@
 The new names take the old names' values where they are defined (a role default such as
 C(constraints_lock_timeout: "{{ unique_constraint_lock_timeout | default('2s') }}")), so that the precedence of
 variables stays Ansible's own; this tells the run, once per old name, what to write instead. Pure: the action
-plugins (renamed_variables, the preflight) give the warnings.
+plugins (renamed_variables, the preflight) and the lookups that read a knob (migration_plan, run_folder) give the
+warnings.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+# The global knobs a user passes with -e (or sets in an inventory) take one prefix, pgzd_, since 0.18.0; their old bare
+# names keep working until 0.19.0. Role variables keep their role's prefix, and the inventory's connection variables
+# (pg_host, pg_port, pg_user, pg_database, pg_password) stay as they are, like ansible_host.
+RENAMED_KNOBS = {
+    'plan': 'pgzd_plan',
+    'artifacts_dir': 'pgzd_artifacts_dir',
+    'only_tables': 'pgzd_only_tables',
+    'on_duplicates': 'pgzd_on_duplicates',
+    'run_restore_drill': 'pgzd_restore_drill',
+    'prisma_create_table': 'pgzd_prisma_create_table',
+    'index_build_parallelism': 'pgzd_index_build_parallelism',
+    'build_wait_warn': 'pgzd_build_wait_warn',
+    'build_wait_timeout': 'pgzd_build_wait_timeout',
+    'replication_lag_enabled': 'pgzd_replication_lag_enabled',
+    'replication_lag_max_bytes': 'pgzd_replication_lag_max_bytes',
+    'replication_lag_max_seconds': 'pgzd_replication_lag_max_seconds',
+    'replication_lag_timeout': 'pgzd_replication_lag_timeout',
+    'replication_lag_poll_interval': 'pgzd_replication_lag_poll_interval',
+    'primary_only_on_replica': 'pgzd_on_replica',
+}
+KNOBS_REMOVED_IN = '0.19.0'
 
 
 def new_name(old, names, prefixes):
@@ -39,3 +62,9 @@ def renamed(defined, names=None, prefixes=None, ignore=()):
 
 def deprecation_message(old, new, where):
     return 'The variable %s%s is deprecated: set %s instead.' % (old, (' (%s)' % where) if where else '', new)
+
+
+def knob_warnings(defined):
+    """The deprecation warning of each old knob name among C(defined) (the names of the variables the run sets), one
+    per name, sorted; the same text wherever it is given, so that Ansible shows it once per run."""
+    return [deprecation_message(old, new, None) for old, new in renamed(defined, names=RENAMED_KNOBS)]

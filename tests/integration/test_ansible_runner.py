@@ -54,8 +54,8 @@ def _run(pg_cluster, tmp_path, label, handler=None, cancel=None, **extravars):
         plan.write_text(yaml.safe_dump({'name': 'runner', 'tables': [{'name': TABLE, 'indexes': SPECS}]}))
     private = tmp_path / ('runner-%s' % label)
     private.mkdir()
-    variables = dict(plan=str(plan), local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'],
-                     artifacts_dir=str(tmp_path / 'artifacts'))
+    variables = dict(pgzd_plan=str(plan), local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'],
+                     pgzd_artifacts_dir=str(tmp_path / 'artifacts'))
     variables.update(extravars)
     # AWX's way: the project is the checkout (its ansible.cfg and inventory), the job's files are elsewhere.
     env = dict(PATH=os.pathsep.join([helpers.VENV_BIN, os.environ.get('PATH', '')]), PYTHONDONTWRITEBYTECODE='1')

@@ -13,7 +13,7 @@ import helpers
 def cluster_vars(pg_cluster, tmp_path, **extra):
     # The artifacts folder is the run's own (what else tmp_path holds, such as a fake client, is not the tool's).
     return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'],
-                     artifacts_dir=str(tmp_path / 'artifacts')), **extra)
+                     pgzd_artifacts_dir=str(tmp_path / 'artifacts')), **extra)
 
 
 def backups(tmp_path):

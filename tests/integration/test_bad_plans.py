@@ -49,7 +49,7 @@ def test_over_sixty_bad_plans_are_each_refused_before_any_ddl_naming_the_entry(d
     for position, (name, plan, _fragments) in enumerate(bad_plans.ALL):
         path = tmp_path / ('%02d-%s.yml' % (position, name))
         path.write_text(plan if isinstance(plan, str) else yaml.safe_dump(plan))
-        hosts['bad%02d' % position] = dict(plan=str(path), ansible_connection='local',
+        hosts['bad%02d' % position] = dict(pgzd_plan=str(path), ansible_connection='local',
                                            ansible_python_interpreter='{{ ansible_playbook_python }}')
     inventory = tmp_path / 'bad_plans.yml'
     inventory.write_text(yaml.safe_dump(dict(bad_plans=dict(hosts=hosts))))
@@ -57,7 +57,7 @@ def test_over_sixty_bad_plans_are_each_refused_before_any_ddl_naming_the_entry(d
 
     argv = ['-i', 'inventories/local', '-i', str(inventory), '--limit', 'bad_plans', '--forks', '8']
     run = helpers.run_playbook('playbooks/migrate.yml', dict(
-        local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], artifacts_dir=str(tmp_path / 'artifacts'),
+        local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_artifacts_dir=str(tmp_path / 'artifacts'),
         pgzd_lock='false', backup_enabled='false'), options=argv, timeout=900, stdout_callback='pgzd_test_json')
     document = json.loads(next(line for line in reversed(run.stdout.splitlines()) if line.startswith('{"plays"')))
     tasks = document['plays'][0]['tasks']
@@ -84,7 +84,7 @@ def test_over_sixty_bad_plans_are_each_refused_before_any_ddl_naming_the_entry(d
     good = tmp_path / 'good.yml'
     good.write_text(yaml.safe_dump(bad_plans.GOOD))
     control = helpers.run_playbook('playbooks/migrate.yml', dict(
-        local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], artifacts_dir=str(tmp_path / 'artifacts'),
-        plan=str(good)), options=['--check'])
+        local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_artifacts_dir=str(tmp_path / 'artifacts'),
+        pgzd_plan=str(good)), options=['--check'])
     assert control.returncode == 0, control.stdout[-4000:]
     assert database_state(db) == before

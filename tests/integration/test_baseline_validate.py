@@ -16,7 +16,7 @@ JOB_QUERY = dict(name='job_open_by_teacher',
 
 def cluster_vars(pg_cluster, tmp_path, **extra):
     return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'],
-                     artifacts_dir=str(tmp_path / 'artifacts')), **extra)
+                     pgzd_artifacts_dir=str(tmp_path / 'artifacts')), **extra)
 
 
 def run_files(tmp_path, name):
@@ -91,24 +91,24 @@ def test_a_regressed_query_fails_validation_and_warns_when_asked(db, pg_cluster,
     # Only the performance verdict: validate the objects of an empty plan.
     plan = tmp_path / 'baseline_only.yml'
     plan.write_text(json.dumps(dict(name='regression', tables=[], baseline_queries=[JOB_QUERY])))
-    slower = helpers.run_playbook('playbooks/validate.yml', cluster_vars(pg_cluster, tmp_path, plan=str(plan), **regressed))
+    slower = helpers.run_playbook('playbooks/validate.yml', cluster_vars(pg_cluster, tmp_path, pgzd_plan=str(plan), **regressed))
     assert slower.returncode != 0, slower.stdout[-4000:]
     text = ' '.join(slower.stdout.split())
     assert 'Slower than before' in text and 'job_open_by_teacher' in text
     assert 'Seq Scan on Job' in text
-    warned = helpers.run_playbook('playbooks/validate.yml', cluster_vars(pg_cluster, tmp_path, plan=str(plan),
+    warned = helpers.run_playbook('playbooks/validate.yml', cluster_vars(pg_cluster, tmp_path, pgzd_plan=str(plan),
                                                                        validate_on_regression='warn', **regressed))
     assert warned.returncode == 0, warned.stdout[-4000:]
     assert 'WARNING: Slower than before' in ' '.join(warned.stdout.split())
 
 
 def test_validate_checks_only_the_tables_only_tables_names_and_refuses_one_the_plan_lacks(db, pg_cluster, tmp_path):
-    """validate.yml takes -e only_tables as the run context holds it (pgzd_run.only_tables), parsed and checked once."""
+    """validate.yml takes -e pgzd_only_tables as the run context holds it (pgzd_run.only_tables), parsed and checked once."""
     plan = tmp_path / 'two_tables.yml'
     plan.write_text(json.dumps(dict(name='two-tables', tables=[
         dict(name='Job', indexes=[dict(name='Job_pgzd_only_idx', columns=['teacherId', 'status'])]),
         dict(name='Item', indexes=[dict(name='Item_pgzd_only_idx', columns=['type', 'rarity'])])])))
-    limited = cluster_vars(pg_cluster, tmp_path, plan=str(plan), only_tables='Job')
+    limited = cluster_vars(pg_cluster, tmp_path, pgzd_plan=str(plan), pgzd_only_tables='Job')
     built = helpers.run_playbook('playbooks/indexes.yml', limited)
     try:
         assert built.returncode == 0, built.stdout[-4000:]
@@ -116,12 +116,12 @@ def test_validate_checks_only_the_tables_only_tables_names_and_refuses_one_the_p
         assert not helpers.relation_exists(db, 'Item_pgzd_only_idx')
         validated = helpers.run_playbook('playbooks/validate.yml', limited)
         assert validated.returncode == 0, validated.stdout[-4000:]
-        whole = helpers.run_playbook('playbooks/validate.yml', cluster_vars(pg_cluster, tmp_path, plan=str(plan)))
+        whole = helpers.run_playbook('playbooks/validate.yml', cluster_vars(pg_cluster, tmp_path, pgzd_plan=str(plan)))
         assert whole.returncode != 0 and 'still needed on Item' in whole.stdout, whole.stdout[-4000:]
-        unknown = helpers.run_playbook('playbooks/validate.yml', dict(limited, only_tables='Job,Nope'))
+        unknown = helpers.run_playbook('playbooks/validate.yml', dict(limited, pgzd_only_tables='Job,Nope'))
         assert unknown.returncode != 0
         assert 'only_tables names Nope, not in plan two-tables; its tables are Job, Item' in unknown.stdout, \
             unknown.stdout[-4000:]
     finally:
-        helpers.run_playbook('playbooks/rollback.yml', cluster_vars(pg_cluster, tmp_path, plan=str(plan)))
+        helpers.run_playbook('playbooks/rollback.yml', cluster_vars(pg_cluster, tmp_path, pgzd_plan=str(plan)))
     assert not helpers.relation_exists(db, 'Job_pgzd_only_idx')

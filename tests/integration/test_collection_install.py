@@ -155,7 +155,7 @@ def test_the_collections_migrate_playbook_applies_a_plan_of_its_own(installed):
             'constraints': [{'name': 'Widget_sku_key', 'table': 'Widget', 'type': 'unique', 'columns': ['sku']}],
         }, handle, sort_keys=False)
     argv = [helpers._tool('ansible-playbook'), '-i', 'inventory.yml', 'pg_zero_downtime.migrations.migrate',
-            '-e', 'plan=widgets.yml']
+            '-e', 'pgzd_plan=widgets.yml']
     run = _run(argv, cwd=workdir, env=env, timeout=900)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert helpers.index_info(own, 'Widget_made_at_idx')['valid']
@@ -180,4 +180,4 @@ def test_without_a_plan_the_installed_playbook_says_what_to_pass(installed):
     run = _run([helpers._tool('ansible-playbook'), '-i', 'inventory.yml', 'pg_zero_downtime.migrations.migrate'],
                cwd=workdir, env=env)
     assert run.returncode != 0
-    assert 'No migration plan given; nothing was done. Pass -e plan=' in run.stdout, run.stdout[-3000:]
+    assert 'No migration plan given; nothing was done. Pass -e pgzd_plan=' in run.stdout, run.stdout[-3000:]

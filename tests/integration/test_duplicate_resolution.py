@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""postgresql_duplicate_resolution, and migrate.yml / rollback.yml with on_duplicates=rename, on real PostgreSQL.
+"""postgresql_duplicate_resolution, and migrate.yml / rollback.yml with pgzd_on_duplicates=rename, on real PostgreSQL.
 
 The ``duplicates`` fixture seeds rows (ids pt_dup_*) that share (name, grade) with each other or with the sample
 data, and afterwards deletes them and puts back every sample value; the ``db`` fixture drops the audit schema.
@@ -239,9 +239,9 @@ def test_migrate_with_rename_then_rollback_restores_every_value(db, pg_cluster, 
     planned = planned_index_names()
     assert len(planned) == 26
     # The audit file must land in tmp_path, never in the repository's artifacts/.
-    extra = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], artifacts_dir=str(tmp_path))
+    extra = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_artifacts_dir=str(tmp_path))
 
-    migrate = helpers.run_playbook('playbooks/migrate.yml', dict(extra, on_duplicates='rename'))
+    migrate = helpers.run_playbook('playbooks/migrate.yml', dict(extra, pgzd_on_duplicates='rename'))
 
     assert migrate.returncode == 0, migrate.stdout[-6000:]
     assert '%s: %d duplicate row(s) renamed' % (NAME, len(renamed)) in migrate.stdout

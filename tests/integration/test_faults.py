@@ -168,10 +168,10 @@ def write_plan(tmp_path):
 
 def start_playbook(cluster, tmp_path, label):
     argv = [helpers._tool('ansible-playbook'), 'playbooks/indexes.yml',
-            '-e', 'plan=%s' % write_plan(tmp_path),
+            '-e', 'pgzd_plan=%s' % write_plan(tmp_path),
             '-e', 'local_cluster_dir=%s' % cluster['dir'],
             '-e', 'pg_port=%s' % cluster['port'],
-            '-e', 'artifacts_dir=%s' % (tmp_path / 'artifacts')]
+            '-e', 'pgzd_artifacts_dir=%s' % (tmp_path / 'artifacts')]
     return BackgroundRun(argv, tmp_path, label)
 
 

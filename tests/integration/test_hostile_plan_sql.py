@@ -119,7 +119,7 @@ def test_migrate_refuses_a_plan_with_a_hostile_predicate_before_any_ddl(canary, 
         dict(name='pt_hostile_ok_idx', columns=['status']),
         dict(name='pt_hostile_idx', columns=['status'], where=WHERE_TRICKS[0])])])
     run = helpers.run_playbook('playbooks/migrate.yml', dict(
-        local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], artifacts_dir=str(tmp_path / 'artifacts'), plan=plan),
+        local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_artifacts_dir=str(tmp_path / 'artifacts'), pgzd_plan=plan),
         options=options)
     assert run.returncode != 0, run.stdout[-4000:]
     assert 'pt_hostile_idx' in run.stdout and 'where predicate' in run.stdout, run.stdout[-4000:]
@@ -130,7 +130,7 @@ def test_migrate_check_refuses_a_plan_with_a_hostile_baseline_query_before_any_d
     state, before = canary
     plan = write_plan(tmp_path, baseline_queries=[dict(name='hostile_baseline', sql=QUERY_TRICKS[1])])
     run = helpers.run_playbook('playbooks/migrate.yml', dict(
-        local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], artifacts_dir=str(tmp_path / 'artifacts'), plan=plan),
+        local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_artifacts_dir=str(tmp_path / 'artifacts'), pgzd_plan=plan),
         options=['--check'])
     assert run.returncode != 0, run.stdout[-4000:]
     assert 'hostile_baseline' in run.stdout, run.stdout[-4000:]

@@ -44,8 +44,8 @@ def plan_file(tmp_path):
 
 
 def extra_vars(pg_cluster, tmp_path):
-    return dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], plan=plan_file(tmp_path),
-                artifacts_dir=str(tmp_path / 'artifacts'))
+    return dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_plan=plan_file(tmp_path),
+                pgzd_artifacts_dir=str(tmp_path / 'artifacts'))
 
 
 def index_state(db, table):
@@ -62,7 +62,7 @@ def test_a_queued_table_does_not_start_after_a_failed_one_and_a_rerun_converges(
         cursor.execute('BEGIN')
         cursor.execute('UPDATE pt_pipe_b SET k = k WHERE id = 1')  # b's build waits for this writer
     try:
-        run = helpers.run_playbook('playbooks/indexes.yml', dict(extra_vars(pg_cluster, tmp_path), build_wait_timeout=3))
+        run = helpers.run_playbook('playbooks/indexes.yml', dict(extra_vars(pg_cluster, tmp_path), pgzd_build_wait_timeout=3))
     finally:
         writer.close()
     output = ' '.join(run.stdout.split())
@@ -78,11 +78,11 @@ def test_a_queued_table_does_not_start_after_a_failed_one_and_a_rerun_converges(
     assert 'Done by the runs that succeeded, and kept: created pt_pipe_a_k_key_idx on public.pt_pipe_a' in output
 
     rerun = helpers.run_playbook('playbooks/indexes.yml',
-                                 dict(extra_vars(pg_cluster, tmp_path), index_build_parallelism=2))
+                                 dict(extra_vars(pg_cluster, tmp_path), pgzd_index_build_parallelism=2))
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     assert [index_state(db, table) for table in TABLES] == [(True, True)] * 3
     names = helpers.task_names(rerun.stdout)
-    assert 'Worked on 2 tables at a time (index_build_parallelism).' in rerun.stdout
+    assert 'Worked on 2 tables at a time (pgzd_index_build_parallelism).' in rerun.stdout
     assert ('Start building or dropping concurrently the indexes of pt_pipe_a, pt_pipe_b, pt_pipe_c' in names
             or 'Start building or dropping concurrently the indexes of pt_pipe_b, pt_pipe_c' in names), names
     assert helpers.badly_rendered_task_names(rerun.stdout) == []
@@ -141,7 +141,7 @@ def test_migrate_tags_indexes_rerun_with_the_constraint_pending_changes_nothing(
                 tables=[dict(name=TABLES[0], indexes=[dict(name='pt_pipe_a_k_idx', columns=['k'])])],
                 constraints=[dict(name='pt_pipe_b_k_key', table=TABLES[1], type='unique', columns=['k'])])
     (tmp_path / 'tags.yml').write_text(yaml.safe_dump(plan))
-    variables = dict(extra_vars(pg_cluster, tmp_path), plan=str(tmp_path / 'tags.yml'))
+    variables = dict(extra_vars(pg_cluster, tmp_path), pgzd_plan=str(tmp_path / 'tags.yml'))
     first = helpers.run_playbook('playbooks/migrate.yml', variables, options=['--tags', 'indexes'])
     assert first.returncode == 0, first.stdout[-4000:]
     assert helpers.index_info(db, 'pt_pipe_a_k_idx')['valid']

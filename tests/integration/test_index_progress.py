@@ -48,8 +48,8 @@ def plan_file(tmp_path):
 
 
 def run_indexes(pg_cluster, tmp_path, parallelism):
-    extra = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], plan=plan_file(tmp_path),
-                 artifacts_dir=str(tmp_path / 'artifacts'), index_build_parallelism=parallelism,
+    extra = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_plan=plan_file(tmp_path),
+                 pgzd_artifacts_dir=str(tmp_path / 'artifacts'), pgzd_index_build_parallelism=parallelism,
                  online_indexes_progress_interval=1)
     argv = [helpers._tool('ansible-playbook'), 'playbooks/indexes.yml']
     for name, value in extra.items():
@@ -175,7 +175,7 @@ def test_a_failed_background_build_fails_the_play_with_its_own_message(db, pg_cl
     path = tmp_path / 'bad.yml'
     path.write_text(yaml.safe_dump(plan))
     run = helpers.run_playbook('playbooks/indexes.yml', dict(local_cluster_dir=pg_cluster['dir'],
-                                                              pg_port=pg_cluster['port'], plan=str(path)))
+                                                              pg_port=pg_cluster['port'], pgzd_plan=str(path)))
     output = ' '.join(run.stdout.split())
     assert run.returncode != 0
     assert 'pt_progress_dup_idx' in output and 'duplicate' in output.lower()

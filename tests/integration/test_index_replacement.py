@@ -169,7 +169,7 @@ def test_a_migration_and_its_rollback_from_a_new_process_give_back_the_same_sche
     plan = tmp_path / 'replace.yml'
     plan.write_text(yaml.safe_dump(dict(name='pt_replace', schema='public', tables=[dict(name='Job', indexes=[SPEC])])))
     variables = dict(local_cluster_dir=file_database['cluster']['dir'], pg_port=file_database['cluster']['port'],
-                     pg_database=DATABASE, plan=str(plan), artifacts_dir=str(tmp_path / 'artifacts'))
+                     pg_database=DATABASE, pgzd_plan=str(plan), pgzd_artifacts_dir=str(tmp_path / 'artifacts'))
 
     checked = helpers.run_playbook('playbooks/migrate.yml', variables, options=['--check'])
     assert checked.returncode == 0, checked.stdout[-3000:]

@@ -46,8 +46,8 @@ def write_plan(directory, name, **parts):
 
 def migrate(pg_cluster, tmp_path, plan, options=(), **extra):
     """migrate.yml with the plan, its own artifacts directory (beside the plans, not holding them), no backup."""
-    variables = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], plan=plan,
-                     artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
+    variables = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_plan=plan,
+                     pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
     variables.update(extra)
     run = helpers.run_playbook('playbooks/migrate.yml', variables, options=list(options))
     return run, ' '.join(run.stdout.split())
@@ -118,10 +118,10 @@ def test_a_parallelism_the_server_has_no_connections_for_is_refused(lane_tables,
                                                                      db, options):
     assert 2 * len(LANE_TABLES) + 2 > free_connections(db) // 2  # 30 lanes cannot fit on this 100-slot cluster
     plan = write_plan(tmp_path / 'plans', 'pt_knobs_lanes', tables=lane_tables)
-    run, output = migrate(pg_cluster, tmp_path, plan, options, index_build_parallelism=250)
-    assert_refused_before_any_change(run, output, guard, 'index_build_parallelism=250 would work on 30 table(s) at a '
+    run, output = migrate(pg_cluster, tmp_path, plan, options, pgzd_index_build_parallelism=250)
+    assert_refused_before_any_change(run, output, guard, 'pgzd_index_build_parallelism=250 would work on 30 table(s) at a '
                                      'time, holding 62 connections', 'max_connections 100',
-                                     'lower index_build_parallelism to')
+                                     'lower pgzd_index_build_parallelism to')
 
 
 def test_the_connections_other_sessions_hold_count_against_the_parallelism(lane_tables, guard, pg_cluster, tmp_path,
@@ -130,19 +130,19 @@ def test_the_connections_other_sessions_hold_count_against_the_parallelism(lane_
     fits = (free_connections(db) // 2 - 2) // 2
     assert 1 < fits < len(LANE_TABLES)
     plan = write_plan(tmp_path / 'plans', 'pt_knobs_busy', tables=lane_tables)
-    control, output = migrate(pg_cluster, tmp_path, plan, ['--check'], index_build_parallelism=fits)
+    control, output = migrate(pg_cluster, tmp_path, plan, ['--check'], pgzd_index_build_parallelism=fits)
     assert control.returncode == 0, output[-4000:]
     application = [connect() for _ in range(4)]
     assert all(helpers.query(conn, 'SELECT 1') == [(1,)] for conn in application)
-    run, output = migrate(pg_cluster, tmp_path, plan, index_build_parallelism=fits)
-    assert_refused_before_any_change(run, output, guard, 'index_build_parallelism=%d would work on %d table(s)'
-                                     % (fits, fits), 'lower index_build_parallelism to %d or less' % (fits - 1))
+    run, output = migrate(pg_cluster, tmp_path, plan, pgzd_index_build_parallelism=fits)
+    assert_refused_before_any_change(run, output, guard, 'pgzd_index_build_parallelism=%d would work on %d table(s)'
+                                     % (fits, fits), 'lower pgzd_index_build_parallelism to %d or less' % (fits - 1))
 
 
 def test_the_index_module_itself_refuses_a_parallelism_the_server_cannot_hold(lane_tables, guard, run_module):
     result = run_module('postgresql_online_index', tables=lane_tables, parallelism=250)
     assert result['failed'] and result['changed'] is False and result['queries'] == []
-    assert 'index_build_parallelism=250 would work on 30 table(s) at a time' in result['msg']
+    assert 'pgzd_index_build_parallelism=250 would work on 30 table(s) at a time' in result['msg']
     guard.assert_untouched(result['msg'])
 
 
@@ -204,8 +204,8 @@ def test_validate_refuses_such_a_run_id_too(guard, pg_cluster, tmp_path):
     # validate.yml has no preflight: roles/migration_plan checks the run id and the artifacts directory with the plan.
     plan = write_plan(tmp_path / 'plans', 'pt_knobs_validate', **SMALL_PLAN)
     run = helpers.run_playbook('playbooks/validate.yml', dict(
-        local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], plan=plan,
-        artifacts_dir=str(tmp_path / 'artifacts'), pgzd_run_id='x/../../../escaped'))
+        local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_plan=plan,
+        pgzd_artifacts_dir=str(tmp_path / 'artifacts'), pgzd_run_id='x/../../../escaped'))
     output = ' '.join(run.stdout.split())
     assert run.returncode != 0 and 'pgzd_run_id must be 1 to 63 letters, digits' in output, output[-4000:]
     assert not os.path.exists(str(tmp_path / 'escaped')) and not os.path.exists(str(tmp_path / 'artifacts'))
@@ -238,8 +238,8 @@ def test_an_artifacts_directory_that_is_not_the_runs_own_is_refused(guard, pg_cl
     if os.path.isdir(directory) and not os.listdir(directory):
         pytest.skip('%s is empty here: an empty directory is the run\'s own to use' % directory)
     before = sorted(os.listdir(directory)) if os.path.isdir(directory) else None
-    run, output = migrate(pg_cluster, tmp_path, plan, options, artifacts_dir=directory)
-    assert_refused_before_any_change(run, output, guard, fragment, 'Pass -e artifacts_dir=<a new or empty directory>')
+    run, output = migrate(pg_cluster, tmp_path, plan, options, pgzd_artifacts_dir=directory)
+    assert_refused_before_any_change(run, output, guard, fragment, 'Pass -e pgzd_artifacts_dir=<a new or empty directory>')
     assert (sorted(os.listdir(directory)) if os.path.isdir(directory) else None) == before
 
 

@@ -36,8 +36,8 @@ def playbook(database, tmp_path, name, plan, options=(), **extra):
     path = tmp_path / ('%s.yml' % plan['name'])
     path.write_text(yaml.safe_dump(plan))
     cluster = database['cluster']
-    variables = dict(local_cluster_dir=cluster['dir'], pg_port=cluster['port'], pg_database=DATABASE, plan=str(path),
-                     artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
+    variables = dict(local_cluster_dir=cluster['dir'], pg_port=cluster['port'], pg_database=DATABASE, pgzd_plan=str(path),
+                     pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
     variables.update(extra)
     run = helpers.run_playbook('playbooks/%s.yml' % name, variables, options=options)
     run.text = ' '.join(run.stdout.split())

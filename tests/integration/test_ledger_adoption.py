@@ -117,7 +117,7 @@ def deployment(file_database, tmp_path_factory):
     plan = directory / 'plan.yml'
     plan.write_text(yaml.safe_dump(PLAN))
     variables = dict(local_cluster_dir=file_database['cluster']['dir'], pg_port=file_database['cluster']['port'],
-                     pg_database=DATABASE, plan=str(plan), artifacts_dir=str(directory / 'artifacts'))
+                     pg_database=DATABASE, pgzd_plan=str(plan), pgzd_artifacts_dir=str(directory / 'artifacts'))
     yield dict(file_database, before=before, variables=variables)
 
 

@@ -43,7 +43,7 @@ def start_playbook(playbook, extra_vars):
 
 
 def settings(pg_cluster, tmp_path, **extra):
-    return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], artifacts_dir=str(tmp_path),
+    return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_artifacts_dir=str(tmp_path),
                      backup_enabled='false'), **extra)
 
 
@@ -163,7 +163,7 @@ def test_runs_started_at_once_one_proceeds_the_others_fail_at_once_naming_it(db,
             cursor.execute('BEGIN')
             cursor.execute('LOCK TABLE "Item" IN SHARE MODE')
         runs = [start_playbook('playbooks/migrate.yml', settings(
-            pg_cluster, artifacts, plan=plan, online_indexes_lock_timeout='60s')) for _ in range(RACE_RUNS)]
+            pg_cluster, artifacts, pgzd_plan=plan, online_indexes_lock_timeout='60s')) for _ in range(RACE_RUNS)]
         try:
             deadline = time.monotonic() + 240
             while sum(run.poll() is not None for run in runs) < RACE_RUNS - 1 and time.monotonic() < deadline:

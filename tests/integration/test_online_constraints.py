@@ -64,8 +64,8 @@ def playbook(info, tmp_path, name, constraints, options=(), playbook_file='playb
     plan = tmp_path / ('%s.yml' % name)
     plan.write_text(yaml.safe_dump(dict(name=name, schema='public', tables=[], constraints=constraints)))
     return helpers.run_playbook(playbook_file, dict(local_cluster_dir=info['dir'], pg_port=info['port'],
-                                                    pg_database=info['dbname'], plan=str(plan),
-                                                    artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false'),
+                                                    pg_database=info['dbname'], pgzd_plan=str(plan),
+                                                    pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false'),
                                 options=options)
 
 
@@ -76,7 +76,7 @@ def test_an_imported_prisma_migration_of_every_kind_migrates_online_reruns_uncha
     before = schema_dump(info)
     rows = helpers.query(conn, 'SELECT count(*) FROM "JobAssignment"')[0][0]
     variables = dict(local_cluster_dir=info['dir'], pg_port=info['port'], pg_database=info['dbname'],
-                     plan=RELATIONS_PLAN, artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
+                     pgzd_plan=RELATIONS_PLAN, pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
 
     checked = helpers.run_playbook('playbooks/migrate.yml', variables, options=['--check', '--diff'])
     assert checked.returncode == 0, checked.stdout[-5000:]

@@ -65,7 +65,7 @@ def write_plan(tmp_path, name, tables=(), constraints=()):
 
 def playbook_vars(cluster, tmp_path, plan, **extra):
     variables = dict(local_cluster_dir=cluster['dir'], pg_port=cluster['port'], pg_database=cluster['dbname'],
-                     plan=plan, artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
+                     pgzd_plan=plan, pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
     variables.update(extra)
     return variables
 

@@ -262,8 +262,8 @@ def plan_file(tmp_path, indexes):
 
 def playbook(file_database, tmp_path, name, plan, options=(), **extra):
     cluster = file_database['cluster']
-    variables = dict(local_cluster_dir=cluster['dir'], pg_port=cluster['port'], pg_database=DATABASE, plan=plan,
-                     artifacts_dir=str(tmp_path / 'artifacts'), online_indexes_progress_interval=1, **extra)
+    variables = dict(local_cluster_dir=cluster['dir'], pg_port=cluster['port'], pg_database=DATABASE, pgzd_plan=plan,
+                     pgzd_artifacts_dir=str(tmp_path / 'artifacts'), online_indexes_progress_interval=1, **extra)
     return helpers.run_playbook('playbooks/%s.yml' % name, variables, options=options,
                                 stdout_callback='pg_zero_downtime.migrations.progress')
 
@@ -276,7 +276,7 @@ def test_a_migration_stopped_on_one_partition_resumes_and_its_rollback_restores_
     writer = helpers.connect(file_database['cluster'], DATABASE, autocommit=False)
     try:
         helpers.query(writer, 'UPDATE "Reading_2025_b" SET value = value WHERE id = 1')
-        stopped = playbook(file_database, tmp_path, 'migrate', plan, backup_enabled='false', build_wait_timeout=5)
+        stopped = playbook(file_database, tmp_path, 'migrate', plan, backup_enabled='false', pgzd_build_wait_timeout=5)
     finally:
         writer.close()
     output = ' '.join(stopped.stdout.split())

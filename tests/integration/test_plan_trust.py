@@ -116,12 +116,12 @@ def run_plans(pg_cluster, tmp_path, plans, check, extra=None):
     for plan in plans:
         path = tmp_path / ('%s.yml' % plan['name'])
         path.write_text(yaml.safe_dump(plan))
-        hosts[plan['name']] = dict(plan=str(path), ansible_connection='local',
+        hosts[plan['name']] = dict(pgzd_plan=str(path), ansible_connection='local',
                                    ansible_python_interpreter='{{ ansible_playbook_python }}')
     inventory = tmp_path / ('trust-%s.yml' % ('check' if check else 'real'))
     inventory.write_text(yaml.safe_dump(dict(trust_plans=dict(hosts=hosts))))
     variables = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'],
-                     artifacts_dir=str(tmp_path / 'artifacts'), pgzd_lock='false', backup_enabled='false')
+                     pgzd_artifacts_dir=str(tmp_path / 'artifacts'), pgzd_lock='false', backup_enabled='false')
     variables.update(extra or {})
     run = helpers.run_playbook('playbooks/migrate.yml', variables, timeout=900, stdout_callback='pgzd_test_json',
                                options=['-i', 'inventories/local', '-i', str(inventory), '--limit', 'trust_plans',
@@ -198,7 +198,7 @@ def test_what_the_plan_trusts_passes_is_shown_and_the_rest_is_still_refused(host
     path = tmp_path / 'trusting.yml'
     path.write_text(yaml.safe_dump(plan))
     variables = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'],
-                     artifacts_dir=str(tmp_path / 'artifacts'), plan=str(path), backup_enabled='false')
+                     pgzd_artifacts_dir=str(tmp_path / 'artifacts'), pgzd_plan=str(path), backup_enabled='false')
     check = helpers.run_playbook('playbooks/migrate.yml', variables, options=['--check'])
     assert check.returncode == 0, check.stdout[-4000:]
     assert 'what the plan trusts: function hostile.tidy(text)' in ' '.join(check.stdout.split()), check.stdout

@@ -110,7 +110,7 @@ def test_the_planned_migration_and_rollback_sql_pass_squawk(db, pg_cluster, tmp_
     before = helpers.all_indexes(db)
 
     migrate_dir = tmp_path / 'migrate'
-    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, artifacts_dir=str(migrate_dir)),
+    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, pgzd_artifacts_dir=str(migrate_dir)),
                                options=['--check', '--diff'])
     assert run.returncode == 0, run.stdout[-4000:]
     assert helpers.all_indexes(db) == before  # check mode changed nothing
@@ -126,11 +126,11 @@ def test_the_planned_migration_and_rollback_sql_pass_squawk(db, pg_cluster, tmp_
     assert_only_accepted(findings)
     assert [rule for rule, _line in findings] == ['prefer-robust-stmts']  # the linter did read the file
 
-    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, artifacts_dir=str(tmp_path / 'real'),
+    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, pgzd_artifacts_dir=str(tmp_path / 'real'),
                                                              backup_enabled='false'))
     assert run.returncode == 0, run.stdout[-4000:]
     rollback_dir = tmp_path / 'rollback'
-    run = helpers.run_playbook('playbooks/rollback.yml', dict(settings, artifacts_dir=str(rollback_dir)),
+    run = helpers.run_playbook('playbooks/rollback.yml', dict(settings, pgzd_artifacts_dir=str(rollback_dir)),
                                options=['--check'])
     assert run.returncode == 0, run.stdout[-4000:]
     path, text = planned_sql(rollback_dir, 'rollback')
@@ -152,8 +152,8 @@ def test_the_planned_sql_of_foreign_keys_a_check_and_a_not_null_passes_squawk(t1
     """fixtures/relations/plan.yml (imported from a Prisma migration): migrate and rollback, in check mode."""
     database = t12_copy('pt_lint_relations')
     settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pg_database=database['dbname'],
-                    plan=os.path.join(helpers.REPO_ROOT, 'fixtures', 'relations', 'plan.yml'), backup_enabled='false')
-    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, artifacts_dir=str(tmp_path / 'migrate')),
+                    pgzd_plan=os.path.join(helpers.REPO_ROOT, 'fixtures', 'relations', 'plan.yml'), backup_enabled='false')
+    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, pgzd_artifacts_dir=str(tmp_path / 'migrate')),
                                options=['--check'])
     assert run.returncode == 0, run.stdout[-4000:]
     path, text = planned_sql(tmp_path / 'migrate', 'migrate')
@@ -163,9 +163,9 @@ def test_the_planned_sql_of_foreign_keys_a_check_and_a_not_null_passes_squawk(t1
     assert_only_accepted(findings, ACCEPTED_RELATIONS)
     assert set(rule for rule, _line in findings) == {'prefer-robust-stmts', 'ban-drop-constraint'}
 
-    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, artifacts_dir=str(tmp_path / 'real')))
+    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, pgzd_artifacts_dir=str(tmp_path / 'real')))
     assert run.returncode == 0, run.stdout[-4000:]
-    run = helpers.run_playbook('playbooks/rollback.yml', dict(settings, artifacts_dir=str(tmp_path / 'rollback')),
+    run = helpers.run_playbook('playbooks/rollback.yml', dict(settings, pgzd_artifacts_dir=str(tmp_path / 'rollback')),
                                options=['--check'])
     assert run.returncode == 0, run.stdout[-4000:]
     path, text = planned_sql(tmp_path / 'rollback', 'rollback')
@@ -211,10 +211,10 @@ def test_the_planned_sql_of_a_partitioned_index_and_a_replacement_passes_squawk(
             dict(name='Job', indexes=[dict(name='pt_Job_status_idx', columns=['status', 'teacherId'],
                                            on_mismatch='replace')])])))
         settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'],
-                        pg_database='pt_lint_index_kinds', plan=str(plan), backup_enabled='false')
+                        pg_database='pt_lint_index_kinds', pgzd_plan=str(plan), backup_enabled='false')
         for direction, playbook in (('migrate', 'migrate'), ('rollback', 'rollback')):
             run = helpers.run_playbook('playbooks/%s.yml' % playbook,
-                                       dict(settings, artifacts_dir=str(tmp_path / direction)), options=['--check'])
+                                       dict(settings, pgzd_artifacts_dir=str(tmp_path / direction)), options=['--check'])
             assert run.returncode == 0, run.stdout[-4000:]
             path, text = planned_sql(tmp_path / direction, direction)
             findings = squawk(path)
@@ -224,7 +224,7 @@ def test_the_planned_sql_of_a_partitioned_index_and_a_replacement_passes_squawk(
                 assert 'ON ONLY "public"."Reading"' in text and 'ATTACH PARTITION' in text, text
                 assert 'RENAME TO "pt_Job_status_idx"' in text, text
                 assert {'require-concurrent-index-creation', 'renaming-object'} <= set(r for r, _line in findings)
-                run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, artifacts_dir=str(tmp_path / 'real')))
+                run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, pgzd_artifacts_dir=str(tmp_path / 'real')))
                 assert run.returncode == 0, run.stdout[-4000:]
             else:
                 assert 'DROP INDEX IF EXISTS "public"."Reading_deviceId_idx"' in text, text

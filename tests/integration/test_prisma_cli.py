@@ -115,7 +115,7 @@ def test_prisma_sees_the_migration_applied_after_migrate_and_pending_after_rollb
         prisma_cli, database, prisma_dir, pg_cluster, tmp_path):
     conn = database['conn']
     settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=database['port'], pg_database=database['dbname'],
-                    plan=helpers.import_prisma_plan(tmp_path), artifacts_dir=str(tmp_path / 'artifacts'),
+                    pgzd_plan=helpers.import_prisma_plan(tmp_path), pgzd_artifacts_dir=str(tmp_path / 'artifacts'),
                     backup_enabled='false')
     before = pulled(prisma_cli, database, prisma_dir, 'before.prisma')
     run = helpers.run_playbook('playbooks/migrate.yml', settings)

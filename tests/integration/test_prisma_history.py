@@ -172,11 +172,11 @@ def output(run):
 
 def test_migrate_records_the_imported_prisma_migration_and_rollback_removes_it(history, pg_cluster, tmp_path):
     plan = helpers.import_prisma_plan(tmp_path)
-    settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], plan=plan,
-                    artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
+    settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_plan=plan,
+                    pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
 
     # Partial run (one table): the plan is not complete, so Prisma's history is left alone.
-    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, only_tables='Job'))
+    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, pgzd_only_tables='Job'))
     assert run.returncode == 0, run.stdout[-4000:]
     assert 'NOT recorded in Prisma' in output(run)
     assert rows(history) == []
@@ -204,8 +204,8 @@ def test_migrate_refuses_before_any_ddl_when_the_table_is_missing(history, pg_cl
     with history.cursor() as cursor:
         cursor.execute('DROP TABLE "_prisma_migrations"')
     before = helpers.all_indexes(history)
-    settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], plan=plan,
-                    artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
+    settings = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_plan=plan,
+                    pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
     run = helpers.run_playbook('playbooks/migrate.yml', settings)
     assert run.returncode != 0
     assert '_prisma_migrations does not exist' in output(run)

@@ -460,7 +460,7 @@ def playbook(database, tmp_path, playbook_name, plan, options=(), **extra):
     path = tmp_path / ('%s.yml' % plan['name'])
     path.write_text(yaml.safe_dump(plan))
     variables = dict(local_cluster_dir=database['cluster']['dir'], pg_port=database['cluster']['port'],
-                     pg_database=DATABASE, plan=str(path), artifacts_dir=str(tmp_path / 'artifacts'),
+                     pg_database=DATABASE, pgzd_plan=str(path), pgzd_artifacts_dir=str(tmp_path / 'artifacts'),
                      backup_enabled='false')
     variables.update(extra)
     return helpers.run_playbook('playbooks/%s' % playbook_name, variables, options=list(options))

@@ -1,11 +1,14 @@
 # -*- coding: utf-8 -*-
-"""Renamed roles and variables keep working for one release, with a deprecation warning (issue 22, point 4).
+"""Renamed roles and variables keep working for one release, with a deprecation warning (issue 22, points 3 and 4).
 
 The role unique_constraint is now constraints, and its unique_constraint_* variables are constraints_*. A pipeline that
 still includes the old role, or passes the old variables to migrate.yml, gets the same change in the database, and a
-deprecation warning that says what to write instead.
+deprecation warning that says what to write instead. So does a pipeline that passes the global knobs under their old
+bare names (plan, artifacts_dir, only_tables, ...; now pgzd_<name>).
 """
 
+import glob
+import importlib
 import json
 import os
 import subprocess
@@ -15,6 +18,8 @@ import pytest
 import helpers
 
 pytestmark = pytest.mark.integration
+
+RENAMED_KNOBS = importlib.import_module(helpers.collection_path('plugins.plugin_utils.renamed_variables')).RENAMED_KNOBS
 
 TABLE = 'pt_renamed'
 CONSTRAINT = 'pt_renamed_a_b_key'
@@ -89,7 +94,7 @@ def test_an_old_variable_reaches_the_new_role_through_the_old_one(pg_cluster, db
 def test_migrate_takes_the_old_name_of_a_knob_and_warns(pg_cluster, db, tmp_path, options):
     """-e unique_constraint_lock_timeout=0 to migrate.yml is refused in the preflight as constraints_lock_timeout."""
     variables = dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], backup_enabled='false',
-                     artifacts_dir=str(tmp_path / 'artifacts'), unique_constraint_lock_timeout='0')
+                     pgzd_artifacts_dir=str(tmp_path / 'artifacts'), unique_constraint_lock_timeout='0')
     before = helpers.droppable_indexes(db) + helpers.unique_constraints(db)
     run, output = run_with_deprecations(os.path.join('playbooks', 'migrate.yml'), variables, options)
     assert run.returncode != 0, output[-4000:]
@@ -115,3 +120,95 @@ def test_tasks_from_plan_of_online_indexes_still_builds_and_says_it_is_now_table
     assert run.returncode == 0, output[-4000:]
     assert helpers.index_info(db, 'pt_renamed_b_idx')['valid']
     assert 'tasks_from: plan of the role pg_zero_downtime.migrations.online_indexes is now tasks_from: tables' in output
+
+
+# -- the global knobs: pgzd_<name> since 0.18.0, the old bare names until 0.19.0 (issue 22, point 3) ----------------
+
+KNOB_TABLES = ('pt_knob_a', 'pt_knob_b')
+
+
+@pytest.fixture
+def knob_tables(db):
+    for table in KNOB_TABLES:
+        helpers.query(db, 'DROP TABLE IF EXISTS %s' % table)
+        helpers.query(db, 'CREATE TABLE %s (id bigint PRIMARY KEY, k integer NOT NULL)' % table)
+        helpers.query(db, 'INSERT INTO %s SELECT g, g %% 100 FROM generate_series(1, 5000) g' % table)
+    yield
+    for table in KNOB_TABLES:
+        helpers.query(db, 'DROP TABLE IF EXISTS %s' % table)
+
+
+def knob_plan(directory, names):
+    """A plan of one index on each of the two tables, its name of its own (so that the ledger of one test's run does
+    not speak for the other's)."""
+    plan = dict(name='pt_knobs_%s' % names, schema='public', tables=[
+        dict(name=table, indexes=[dict(name='%s_%s_k_idx' % (table, names), columns=['k'])]) for table in KNOB_TABLES])
+    path = directory / 'plan.yml'
+    path.write_text(json.dumps(plan))
+    return str(path)
+
+
+def knob_variables(pg_cluster, tmp_path, names):
+    """migrate.yml limited to the first table, written into a folder of the test's own, two builds at a time and the
+    replication wait off: under the old names (names='old') or the new ones."""
+    values = dict(plan=knob_plan(tmp_path, names), artifacts_dir=str(tmp_path / 'artifacts'), only_tables=KNOB_TABLES[0],
+                  index_build_parallelism='2', build_wait_timeout='120', replication_lag_enabled='false')
+    if names == 'new':
+        values = dict((RENAMED_KNOBS[old], value) for old, value in values.items())
+    return dict(values, local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], backup_enabled='false')
+
+
+def knob_indexes(db, names):
+    """Each table's planned index: None when absent, else whether it is valid."""
+    state = []
+    for table in KNOB_TABLES:
+        info = helpers.index_info(db, '%s_%s_k_idx' % (table, names))
+        state.append(None if info is None else info['valid'])
+    return state
+
+
+@pytest.mark.parametrize('names', ['old', 'new'])
+def test_migrate_does_the_same_under_the_old_knob_names_and_warns_once_of_each(pg_cluster, db, tmp_path, knob_tables,
+                                                                              names):
+    run, output = run_with_deprecations(os.path.join('playbooks', 'migrate.yml'),
+                                        knob_variables(pg_cluster, tmp_path, names))
+    assert run.returncode == 0, output[-4000:]
+    # only_tables reached the preflight (the second table was left alone) and the validation (which would fail on
+    # the second table's missing index otherwise); plan and artifacts_dir chose the plan and the run's folder.
+    assert knob_indexes(db, names) == [True, None]
+    (report_file,) = glob.glob(str(tmp_path / 'artifacts' / 'runs' / '*' / 'report.json'))
+    with open(report_file) as handle:
+        report = json.load(handle)
+    assert report['plan'] == 'pt_knobs_%s' % names and report['status'] == 'succeeded', report['status']
+    used = ('plan', 'artifacts_dir', 'only_tables', 'index_build_parallelism', 'build_wait_timeout',
+            'replication_lag_enabled')
+    for old in used:
+        warning = 'The variable %s is deprecated: set %s instead.' % (old, RENAMED_KNOBS[old])
+        assert output.count(warning) == (1 if names == 'old' else 0), (warning, output[-4000:])
+    if names == 'new':
+        assert 'is deprecated: set pgzd_' not in output, output[-4000:]
+    # validate.yml, which has no preflight, loads the plan through the migration_plan lookup: the same names reach it
+    # (only_tables: the second table's index, never built, is not asked for) and are warned of there.
+    variables = knob_variables(pg_cluster, tmp_path, names)
+    run, output = run_with_deprecations(os.path.join('playbooks', 'validate.yml'), variables)
+    assert run.returncode == 0, output[-4000:]
+    # Its validate.json beside the migration's, in a run folder of its own under the same artifacts directory.
+    assert len(glob.glob(str(tmp_path / 'artifacts' / 'runs' / ('pt_knobs_%s-*' % names) / 'validate.json'))) == 2
+    for old in ('plan', 'artifacts_dir', 'only_tables'):
+        warning = 'The variable %s is deprecated: set %s instead.' % (old, RENAMED_KNOBS[old])
+        assert output.count(warning) == (1 if names == 'old' else 0), (warning, output[-4000:])
+
+
+@pytest.mark.parametrize('names', ['old', 'new'])
+def test_an_old_knob_name_reaches_the_preflight_which_refuses_it_under_its_new_name(pg_cluster, db, tmp_path,
+                                                                                    knob_tables, names):
+    """index_build_parallelism=0 is refused before any change, whichever name gave it."""
+    old = dict(plan=knob_plan(tmp_path, names), artifacts_dir=str(tmp_path / 'artifacts'), index_build_parallelism='0')
+    variables = old if names == 'old' else dict((RENAMED_KNOBS[name], value) for name, value in old.items())
+    variables.update(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], backup_enabled='false')
+    run, output = run_with_deprecations(os.path.join('playbooks', 'migrate.yml'), variables, ['--check'])
+    assert run.returncode != 0, output[-4000:]
+    assert 'pgzd_index_build_parallelism must be a whole number of at least 1, not 0' in output, output[-4000:]
+    assert knob_indexes(db, names) == [None, None]
+    warned = 'The variable index_build_parallelism is deprecated: set pgzd_index_build_parallelism instead.'
+    assert output.count(warned) == (1 if names == 'old' else 0), output[-4000:]

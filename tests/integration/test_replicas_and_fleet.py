@@ -61,7 +61,7 @@ def write_inventory(path, password, hosts, artifacts):
         'vars': {'ansible_connection': 'local', 'ansible_python_interpreter': '{{ ansible_playbook_python }}',
                  'pg_host': '127.0.0.1', 'pg_user': USER, 'pg_password': password,
                  # One artifacts directory per host: the hosts of one play share the run id.
-                 'artifacts_dir': str(artifacts) + '/{{ inventory_hostname }}'},
+                 'pgzd_artifacts_dir': str(artifacts) + '/{{ inventory_hostname }}'},
         'hosts': dict((name, {'pg_port': port, 'pg_database': database}) for name, port, database in hosts)}}
     path.write_text(json.dumps(inventory, indent=2))  # JSON is YAML
     return str(path)
@@ -114,7 +114,7 @@ def resume_replay(primary, replica):
 
 
 def lag_options(**values):
-    options = dict(replication_lag_max_bytes=1048576, replication_lag_poll_interval=1)
+    options = dict(pgzd_replication_lag_max_bytes=1048576, pgzd_replication_lag_poll_interval=1)
     options.update(values)
     return options
 
@@ -189,7 +189,7 @@ def test_the_lag_wait_times_out_naming_the_replica_and_nothing_is_built(pair):
     primary, replica = pair['primary'], pair['replica']
     pause_replay_and_write_wal(primary, replica)
     try:
-        run = helpers.run_playbook('playbooks/indexes.yml', dict(lag_options(replication_lag_timeout=3), only_tables='Job'),
+        run = helpers.run_playbook('playbooks/indexes.yml', dict(lag_options(pgzd_replication_lag_timeout=3), pgzd_only_tables='Job'),
                                    options=['-i', pair['inventory']])
     finally:
         resume_replay(primary, replica)
@@ -208,8 +208,8 @@ def test_the_lag_wait_times_out_naming_the_replica_and_nothing_is_built(pair):
 def test_the_lag_wait_blocks_until_the_replica_replays_then_builds_and_the_replica_gets_the_indexes(pair):
     primary, replica = pair['primary'], pair['replica']
     pause_replay_and_write_wal(primary, replica)
-    argv = [helpers._tool('ansible-playbook'), 'playbooks/indexes.yml', '-i', pair['inventory'], '-e', 'only_tables=Job']
-    for name, value in lag_options(replication_lag_timeout=180).items():
+    argv = [helpers._tool('ansible-playbook'), 'playbooks/indexes.yml', '-i', pair['inventory'], '-e', 'pgzd_only_tables=Job']
+    for name, value in lag_options(pgzd_replication_lag_timeout=180).items():
         argv += ['-e', '%s=%s' % (name, value)]
     process = subprocess.Popen(argv, cwd=helpers.REPO_ROOT, env=helpers.ansible_env(ANSIBLE_STDOUT_CALLBACK='default'),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

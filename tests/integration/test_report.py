@@ -12,7 +12,7 @@ CRITERIA = ['All indexes created successfully', 'No service downtime during migr
 
 
 def cluster_vars(pg_cluster, tmp_path, **extra):
-    return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], artifacts_dir=str(tmp_path / 'artifacts')),
+    return dict(dict(local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_artifacts_dir=str(tmp_path / 'artifacts')),
                 **extra)
 
 
@@ -22,7 +22,7 @@ def report_dir(tmp_path):
 
 
 def test_a_migration_writes_its_report_with_every_criterion_met(db, pg_cluster, tmp_path):
-    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, run_restore_drill='true'),
+    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, pgzd_restore_drill='true'),
                                stdout_callback='pg_zero_downtime.migrations.progress')
     try:
         assert run.returncode == 0, run.stdout[-6000:]
@@ -142,7 +142,7 @@ def test_a_migration_that_fails_after_ddl_says_what_it_changed_and_the_rerun_goe
     helpers.query(writer, 'UPDATE "Class" SET "updatedAt" = "updatedAt" WHERE "id" = (SELECT min("id") FROM "Class")')
     try:
         run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, backup_enabled='false',
-                                                                         build_wait_timeout=3))
+                                                                         pgzd_build_wait_timeout=3))
     finally:
         writer.close()
     output = ' '.join(run.stdout.split())
@@ -166,7 +166,7 @@ def test_a_run_refused_by_its_preflight_writes_a_refused_report_for_pipelines(db
         'name: pt_refused\nschema: public\ntables:\n'
         '  - name: NoSuchTable\n    indexes:\n      - {name: pt_NoSuch_a_idx, columns: [a]}\n'
         '  - name: Job\n    indexes:\n      - {name: pt_Job_nosuch_idx, columns: [noSuchColumn]}\n')
-    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, plan=str(plan)))
+    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, pgzd_plan=str(plan)))
     assert run.returncode == 2, run.stdout[-3000:]
     (path,) = glob.glob(os.path.join(str(tmp_path), 'artifacts', 'runs', 'pt_refused-*', 'report.json'))
     with open(path) as handle:
@@ -182,7 +182,7 @@ def test_a_run_refused_by_its_preflight_writes_a_refused_report_for_pipelines(db
 
     # A plan refused on the controller, before anything connects: its report has the one reason.
     plan.write_text('name: pt_refused\nschema: public\ntables: 3\n')
-    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path / 'malformed', plan=str(plan)),
+    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path / 'malformed', pgzd_plan=str(plan)),
                                options=['--check'])
     assert run.returncode == 2, run.stdout[-3000:]
     (path,) = glob.glob(os.path.join(str(tmp_path / 'malformed'), 'artifacts', 'runs', 'adhoc-*', 'report.json'))

@@ -134,7 +134,7 @@ def test_the_index_summary_lists_each_change_and_in_check_mode_the_sql():
     assert lines == ['%-8s %-45s on %s.%s in %6.2fs' % ('created', 'a', 'public', 'Job', 1.25)]
     waited = dict(entries[0], retries=2, waited_seconds=3.5)
     assert runs.index_summary([waited], False, parallelism=2) == [
-        'Worked on 2 tables at a time (index_build_parallelism).',
+        'Worked on 2 tables at a time (pgzd_index_build_parallelism).',
         '%-8s %-45s on %s.%s in %6.2fs (2 lock retries) (waited 3.5s for other sessions)'
         % ('created', 'a', 'public', 'Job', 1.25)]
     checked = runs.index_summary(entries, True)

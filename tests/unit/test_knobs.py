@@ -95,10 +95,10 @@ def test_a_run_takes_at_most_half_of_the_free_connections_two_per_lane_and_two_f
     fits = index_runs.connection_budget(21, 40, SLOTS)  # 90 free, 45 allowed: 21 lanes hold 44
     assert (fits['lanes'], fits['needed'], fits['free'], fits['allowed'], fits['message']) == (21, 44, 90, 45, None)
     refused = index_runs.connection_budget(22, 40, SLOTS)
-    assert refused['needed'] == 46 and refused['message'].startswith('index_build_parallelism=22 would work on 22 '
+    assert refused['needed'] == 46 and refused['message'].startswith('pgzd_index_build_parallelism=22 would work on 22 '
                                                                      'table(s) at a time, holding 46 connections')
     for numbers in ('max_connections 100', 'superuser_reserved_connections 3', 'reserved_connections 0',
-                    '7 connected now', 'at most half of them (45)', 'lower index_build_parallelism to 21 or less'):
+                    '7 connected now', 'at most half of them (45)', 'lower pgzd_index_build_parallelism to 21 or less'):
         assert numbers in refused['message']
 
 
@@ -161,7 +161,7 @@ def test_a_directory_of_other_things_a_file_or_a_link_elsewhere_is_refused(tmp_p
     (tmp_path / 'plan.yml').write_text('name: x')
     error = artifacts.artifacts_dir_error(str(tmp_path))
     assert error.startswith('artifacts_dir %s holds 1 entry that pg-zero-downtime does not write (plan.yml)' % tmp_path)
-    assert 'Pass -e artifacts_dir=<a new or empty directory>' in error
+    assert 'Pass -e pgzd_artifacts_dir=<a new or empty directory>' in error
     assert artifacts.artifacts_dir_error(str(tmp_path / 'plan.yml')).startswith(
         'artifacts_dir %s is not a directory' % (tmp_path / 'plan.yml'))
     assert 'cannot be created: %s is not a writable directory' % (tmp_path / 'plan.yml') in \

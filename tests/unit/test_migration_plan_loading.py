@@ -53,10 +53,10 @@ def test_on_duplicates_overrides_every_constraint_and_only_tables_must_name_plan
     path = write(tmp_path / 'walk.yml', bad_plans.GOOD)
     plan, error = mp.load_plan(path, '/', on_duplicates='rename')
     assert error is None and [c['on_duplicates'] for c in plan['constraints']] == ['rename']
-    assert mp.load_plan(path, '/', on_duplicates='merge')[1] == 'on_duplicates must be fail or rename, not merge'
+    assert mp.load_plan(path, '/', on_duplicates='merge')[1] == 'pgzd_on_duplicates must be fail or rename, not merge'
     assert mp.load_plan(path, '/', only_tables=['Job'])[1] is None
     error = mp.load_plan(path, '/', only_tables=['Jobs'])[1]
-    assert error == 'only_tables names Jobs, not in plan walk; its tables are Job, Item'
+    assert error == 'pgzd_only_tables names Jobs, not in plan walk; its tables are Job, Item'
     assert mp.only_tables_list('Job, Item') == ['Job', 'Item'] and mp.only_tables_list(None) is None
 
 

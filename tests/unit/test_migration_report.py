@@ -9,7 +9,7 @@ report = importlib.import_module(helpers.collection_path('plugins.filter.migrati
 stopped = importlib.import_module(helpers.collection_path('plugins.filter.stopped_message')).stopped_message
 
 PLAN = dict(name='t12', file='/plans/t12.yml', tables=[dict(name='Job', indexes=[dict(name='a'), dict(name='b')])])
-SKIPPED = dict(changed=False, skipped=True, false_condition='run_restore_drill | bool')
+SKIPPED = dict(changed=False, skipped=True, false_condition='pgzd_restore_drill | default(run_restore_drill) | default(false) | bool')
 BACKUP = dict(changed=True, skipped=False, path='/b/t12.pgc', format='custom', size_bytes=10, seconds=1.5,
               sha256='ab', sha256_of='the file', toc_entries=120, invocation=dict(module_args=dict(login_password='x')))
 VALIDATE = dict(objects_valid=True, comparison=[dict(name='q', verdict='improved')], slower=[], seconds=0.7,

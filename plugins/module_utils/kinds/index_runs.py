@@ -65,13 +65,13 @@ def connection_budget(parallelism, table_count, slots):
         return budget
     fits = (allowed - RUN_SESSIONS) // SESSIONS_PER_LANE
     budget['message'] = (
-        'index_build_parallelism=%d would work on %d table(s) at a time, holding %d connections: %d per table (the '
-        'build and its watch) and %d for the run (the lock holder and the progress follower). The server has %d free: '
+        'pgzd_index_build_parallelism=%d would work on %d table(s) at a time, holding %d connections: %d per table '
+        '(the build and its watch) and %d for the run (the lock holder and the progress follower). The server has %d free: '
         'max_connections %d - superuser_reserved_connections %d - reserved_connections %d - %d connected now; a run '
         'takes at most half of them (%d), so the application keeps the rest. What to do: %s; nothing was changed.' % (
             int(parallelism), count, needed, SESSIONS_PER_LANE, RUN_SESSIONS, free, slots['max_connections'],
             slots['superuser_reserved'], slots['reserved'], slots['connected'], allowed,
-            'lower index_build_parallelism to %d or less, or run when fewer sessions are connected' % fits
+            'lower pgzd_index_build_parallelism to %d or less, or run when fewer sessions are connected' % fits
             if fits >= 1 else 'run when fewer sessions are connected (or raise max_connections)'))
     return budget
 
@@ -179,7 +179,7 @@ def index_summary(entries, check_mode, parallelism=1):
     changed = [entry for entry in entries if entry['action'] != 'unchanged']
     lines = ['Check mode: nothing was changed. A real run would do this:'] if check_mode else []
     if parallelism > 1 and not check_mode:
-        lines.append('Worked on %d tables at a time (index_build_parallelism).' % parallelism)
+        lines.append('Worked on %d tables at a time (pgzd_index_build_parallelism).' % parallelism)
     if not changed:
         lines.append('No index needed a change.')
     for entry in changed:

@@ -194,7 +194,7 @@ class History(object):
             if not params['create_table']:
                 raise HistoryError('table %s does not exist: this database has no Prisma migration history there. '
                                    'Check schema and table (the schema of the Prisma datasource), or set create_table '
-                                   '(prisma_create_table=true) to create it as Prisma does' % qualified)
+                                   '(-e pgzd_prisma_create_table=true) to create it as Prisma does' % qualified)
             self._run(sql.SQL(CREATE_TABLE_TEMPLATE).format(table=self.table_ref), fetch=False)
             rows = []
         else:

@@ -117,7 +117,7 @@ def disk_verdict(estimated_bytes, factor, budget_bytes, free_bytes, data_directo
         verdict['message'] = (
             'Not enough disk for the index builds: they need about %.1f MiB (estimated index size %.1f MiB x %s for '
             'sorting), but %s allows %.1f MiB. Nothing was changed. Free space, raise the budget, or migrate fewer '
-            'tables at a time (-e only_tables=...).'
+            'tables at a time (-e pgzd_only_tables=...).'
             % (needed / MIB, estimated_bytes / MIB, factor, verdict['source'], verdict['available_bytes'] / MIB))
     else:
         verdict['message'] = 'Disk: the index builds need about %.1f MiB; %s allows %.1f MiB.' % (
@@ -152,14 +152,14 @@ def summary_lines(plan, state, phases, work, pending_tables, pending_constraints
                          if not gone else 'Prisma migration %s: its record to be removed first.' % prisma)
         elif not gone:
             lines.append('NOT recorded in Prisma\'s history by this run: %s. The plan is not complete after it (still '
-                         'pending: %s), as after -e only_tables or --tags. Run migrate.yml for the whole plan; it '
+                         'pending: %s), as after -e pgzd_only_tables or --tags. Run migrate.yml for the whole plan; it '
                          'records the migration then.' % (prisma, ', '.join(
                              [t for t in pending_tables if t not in [w['name'] for w in work['index_tables']]]
                              + [c for c in pending_constraints if c not in [w['name'] for w in work['constraints']]])
                              or 'the phases not selected'))
     if not work['pending']:
         lines.append('Nothing to do in the phases selected (%s): run without --tags/--skip-tags (or without '
-                     'only_tables) to do the rest.' % (', '.join(phases) or 'none'))
+                     'pgzd_only_tables) to do the rest.' % (', '.join(phases) or 'none'))
     elif check_mode:
         lines.append('Check mode: nothing is changed; the phases below show what a real run would do.')
     return lines
