@@ -46,8 +46,10 @@ FIRST_NORMAL_OBJECT_ID = 16384
 
 # What each place of plan SQL may call, by pg_proc.provolatile.
 VOLATILITY = dict(i='IMMUTABLE', s='STABLE', v='VOLATILE')
-ALLOWED_VOLATILITY = dict(predicate='i', check='i', query='is')
-CONTEXT_NAMES = dict(predicate='an index predicate', check='a check expression', query='a baseline query')
+# A column default that is at most STABLE is evaluated once by ADD COLUMN and stored in the catalog (no rewrite).
+ALLOWED_VOLATILITY = dict(predicate='i', check='i', query='is', column_default='is')
+CONTEXT_NAMES = dict(predicate='an index predicate', check='a check expression', query='a baseline query',
+                     column_default='a column default added to a live table')
 
 # Built-ins of pg_catalog that are IMMUTABLE or STABLE (or reach no further than the volatility check would let
 # them) and yet run SQL or code given as text, read whole tables or views behind a name given as a value, or assign a
