@@ -17,19 +17,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_catalog import COLUMNS_QUERY
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.statement_classes import (
     type_change_rewrites,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import fetch_dicts
-
-COLUMN_TYPE_QUERY = (
-    'SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) AS type FROM pg_catalog.pg_attribute a '
-    'WHERE a.attrelid = pg_catalog.to_regclass(%(qualified)s) AND a.attname = %(column)s AND a.attnum > 0 '
-    'AND NOT a.attisdropped')
-
-
-def _qualified(schema, table):
-    return '"%s"."%s"' % (schema.replace('"', '""'), table.replace('"', '""'))
 
 
 def proven_entry(entry, proof):
@@ -63,8 +55,8 @@ def prove_column_type(cursor, entry, schema='public'):
     (an unqualified table is in C(schema), the schema Prisma migrates)."""
     wanted = entry['needs_server_proof']['column_type']
     table_schema = wanted['schema'] or schema
-    rows = fetch_dicts(cursor, COLUMN_TYPE_QUERY, dict(qualified=_qualified(table_schema, wanted['table']),
-                                                       column=wanted['column']))
+    rows = [row for row in fetch_dicts(cursor, COLUMNS_QUERY, dict(schema=table_schema, table=wanted['table']))
+            if row['name'] == wanted['column']]
     if not rows:
         return unproven_entry(entry, ['column %s of %s.%s does not exist'
                                       % (wanted['column'], table_schema, wanted['table'])])
