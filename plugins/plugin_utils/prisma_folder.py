@@ -64,3 +64,13 @@ def read_migrations_dir(path, working_dir, read=_read):
         return folder, [], ['The Prisma migrations folder %s holds no migration. %s; nothing was changed.'
                             % (folder, WHAT_TO_DO)]
     return folder, migrations, []
+
+
+def migrations_args(args, working_dir, read=_read):
+    """(C(args) of a task that names a migrations folder (migrations_dir), with the folder's absolute path and its
+    migrations ([dict(name, sql)]) for the module, problems): the problems stop the task before anything connects."""
+    folder, migrations, problems = read_migrations_dir(args.get('migrations_dir'), working_dir, read=read)
+    if problems:
+        return args, problems
+    return dict(args, migrations_dir=folder, migrations=[dict(name=migration['name'], sql=migration['sql'])
+                                                         for migration in migrations]), []

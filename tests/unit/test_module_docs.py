@@ -70,7 +70,7 @@ def test_ansible_doc_renders_every_plugin_by_its_fqcn(plugin_type):
                                      ('duplicate_resolution', 'migration_ledger', 'migration_lock',
                                       'online_constraint', 'online_index',
                                       'online_unique_constraint',
-                                      'prisma_migration')]
+                                      'prisma_deploy', 'prisma_migration')]
 
 
 def test_shared_documentation_comes_from_the_doc_fragments():

@@ -6,8 +6,9 @@ exactly that and nothing that only shares a name with it.
 One table, pgzd_audit.ledger (the tool's own schema, beside the audit table of duplicate renames; Prisma, which manages
 its own schema, never sees it). One row per object a run created or changed: an index (with its definition), a
 constraint, a column's NOT NULL, an index replaced by on_mismatch: replace (with the previous definition and comment),
-the duplicate rows a rename changed (the audit table holds the rows). Each row has the plan, the run id and the prior
-state. Its life:
+the duplicate rows a rename changed (the audit table holds the rows), a statement of a Prisma migration run as written
+(with the migration, its line and what it did, so that a rerun skips it and a rollback can undo it). Each row has the
+plan, the run id and the prior state. Its life:
 
 - intended: written (and committed) right before the first statement that makes the object, with what it will be;
 - applied: the object is there, with the definition PostgreSQL renders for it (in the same transaction as the change
@@ -41,7 +42,8 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 SCHEMA = 'pgzd_audit'
 TABLE = 'ledger'
 QUALIFIED = '%s.%s' % (SCHEMA, TABLE)
-KINDS = ('index', 'constraint', 'not_null', 'replaced_index', 'renamed_rows')
+KINDS = ('index', 'constraint', 'not_null', 'replaced_index', 'renamed_rows', 'statement')
+KIND_CHECK = 'kind IN (%s)' % ', '.join("'%s'" % kind for kind in KINDS)
 OPEN = ('intended', 'applied')
 # Standalone module runs, with no plan: their objects are recorded under this plan name, and rolled back under it.
 NO_PLAN = 'manual'
@@ -52,7 +54,7 @@ CREATE_STATEMENTS = (
     id bigserial PRIMARY KEY,
     plan text NOT NULL,
     run_id text NOT NULL,
-    kind text NOT NULL CHECK (kind IN ('index', 'constraint', 'not_null', 'replaced_index', 'renamed_rows')),
+    kind text NOT NULL CONSTRAINT ledger_kind_check CHECK (%s),
     schema_name text NOT NULL,
     table_name text NOT NULL,
     object_name text NOT NULL,
@@ -62,9 +64,18 @@ CREATE_STATEMENTS = (
     recorded_at timestamptz NOT NULL DEFAULT now(),
     applied_at timestamptz,
     undone_at timestamptz,
-    undone_by text)""" % QUALIFIED,
+    undone_by text)""" % (QUALIFIED, KIND_CHECK),
     'CREATE INDEX IF NOT EXISTS ledger_object_idx ON %s (plan, kind, schema_name, object_name)' % QUALIFIED,
 )
+
+# A ledger created before a kind was added (0.18: no 'statement') takes the new list of kinds; the table is the tool's
+# own and small, so the check is replaced in one short transaction.
+KIND_CHECK_QUERY = ("SELECT pg_catalog.pg_get_constraintdef(oid) AS definition FROM pg_catalog.pg_constraint "
+                    "WHERE conrelid = 'pgzd_audit.ledger'::pg_catalog.regclass AND conname = 'ledger_kind_check'")
+UPGRADE_STATEMENTS = ('BEGIN', "SET LOCAL lock_timeout = '5s'",
+                      'ALTER TABLE %s DROP CONSTRAINT IF EXISTS ledger_kind_check' % QUALIFIED,
+                      'ALTER TABLE %s ADD CONSTRAINT ledger_kind_check CHECK (%s)' % (QUALIFIED, KIND_CHECK),
+                      'COMMIT')
 
 # The one documented query: what every run did, oldest first.
 READ_QUERY = ('SELECT id, plan, run_id, kind, schema_name, table_name, object_name, state, definition, prior, '
@@ -146,6 +157,7 @@ class Ledger(object):
         self.run_id = run_id or NO_PLAN
         self.sql = sql_module()
         self._exists = None
+        self._upgraded = False
 
     def exists(self):
         if not self._exists:
@@ -165,7 +177,23 @@ class Ledger(object):
                 # atomic against a concurrent creator); anything else is the caller's to report.
                 if sqlstate(error) not in ('23505', '42P06', '42P07'):
                     raise
-        self._exists = True
+        self._exists = self._upgraded = True
+
+    def ensure_current(self):
+        """ensure(), and a ledger of an older version given the kinds of this one. Runs its own transaction: call it
+        outside any (the Prisma deploy does, before its first statement)."""
+        self.ensure()
+        if self._upgraded:
+            return
+        rows = fetch_dicts(self.cursor, KIND_CHECK_QUERY)
+        if not rows or "'%s'" % KINDS[-1] not in rows[0]['definition']:
+            try:
+                for statement in UPGRADE_STATEMENTS:
+                    self.cursor.execute(statement)
+            except Exception:  # the caller reports it; nothing of the upgrade stays
+                self.cursor.execute('ROLLBACK')
+                raise
+        self._upgraded = True
 
     def open_rows(self, kind, schema, names, table=None):
         """{object name: the plan's newest intended or applied row of it} for C(names) of C(kind) in C(schema) (of

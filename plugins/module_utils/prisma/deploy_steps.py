@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The deploy of pending Prisma migrations, statement by statement, in the order written, over the run's one DDL
+session (the kinds' runner, online_constraint.ConstraintRunner, and its peers).
+
+Each statement of a migration goes the way its class says (statement_classes):
+- online: through the tool's kind: an index built CONCURRENTLY (index kind), DROP INDEX CONCURRENTLY, a unique key,
+  foreign key, check or NOT NULL on the constraint kinds' paths, a primary key as a unique index built CONCURRENTLY
+  then attached (ADD CONSTRAINT ... PRIMARY KEY USING INDEX). Each kind reads the catalog first: what is already
+  there is left as it is, an INVALID leftover is built again, a name with another definition is refused.
+- catalog (and a refused statement acknowledged, or proven by the server): run as written, in a transaction under the
+  short lock_timeout, retried with backoff, together with its ledger row (kind statement), so that it is done exactly
+  once: a rerun finds the row and skips it.
+- skip: nothing.
+
+Each migration is recorded in _prisma_migrations as `prisma migrate deploy` records it (migration_records): a row when
+it starts, finished once its last statement is done. A run stopped in the middle (an error, a lock that could not be
+taken, kill -9) leaves the migration's row unfinished and its statements done so far recorded: the next run resumes it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import time
+
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import ACTION_UNCHANGED
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import (
+    dropped_names, kind_spec, touched_tables,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import OnlineIndexError, error_text
+
+DONE, UNCHANGED, SKIPPED, PLANNED = 'done', 'unchanged', 'skipped', 'planned'
+
+
+def statement_key(migration, entry):
+    """The ledger's name of a statement: <migration>:<line>, and .<subcommand> for one subcommand of several."""
+    key = '%s:%d' % (migration, entry['line'])
+    return key + ('.%d' % entry['subcommand'] if entry.get('subcommand') else '')
+
+
+def runs_as_written(entry):
+    """Whether the entry is run as written: catalog, proven, or refused and acknowledged."""
+    return entry['class'] == 'catalog' or (entry['class'] == 'refused' and entry.get('acknowledged'))
+
+
+class DeployFailed(Exception):
+    """A statement failed: C(outcome) is its outcome so far; the migration stays unfinished, to be resumed."""
+
+    def __init__(self, message, outcome):
+        super(DeployFailed, self).__init__(message)
+        self.outcome = outcome
+
+
+class PrismaDeploy(object):
+    """Runs classified migrations (deploy_proof.classified) through C(runner) (a ConstraintRunner over the run's DDL
+    session), recording them in C(records) (migration_records.MigrationRecords). C(check_mode): nothing runs; each
+    statement says what would."""
+
+    def __init__(self, runner, records, schema, run_id, check_mode=False):
+        self.runner, self.records, self.schema, self.run_id = runner, records, schema, run_id
+        self.session, self.ledger, self.sql = runner.session, runner.ledger, runner.sql
+        self.check_mode = check_mode
+        # Check mode runs nothing: what earlier statements of the deploy create or reshape is not there to read, so
+        # the statements on it are shown as they will run and proven by their kind when they do.
+        self.touched, self.dropped, self.created = set(), set(), set()
+
+    # -- one migration ---------------------------------------------------------------------------
+
+    def migrate(self, migration, resumed=False):
+        """Every statement of C(migration), between its row started (or its unfinished row, C(resumed)) and
+        finished. Returns its outcome; raises DeployFailed with the outcome so far."""
+        outcome = dict(name=migration['name'], action='planned' if self.check_mode else 'resumed' if resumed else 'applied',
+                       statements=[], seconds=0.0)
+        started = time.monotonic()
+        if not resumed:
+            self._record(self.records.start_statement(migration['name'], migration['checksum'], self.run_id))
+        for entry in migration['entries']:
+            try:
+                outcome['statements'].append(self.run_entry(migration['name'], entry))
+            except Exception as error:  # a kind's OnlineIndexError, or the driver's (no importable common base)
+                outcome['seconds'] = round(time.monotonic() - started, 3)
+                outcome['action'] = 'failed'
+                outcome['statements'].append(dict(self.describe(migration['name'], entry), action='failed',
+                                                  error=str(error)))
+                raise DeployFailed('migration %s, line %d (%s): %s' % (migration['name'], entry['line'],
+                                                                       entry['kind'], error_text(error)), outcome)
+        self._record(self.records.finish_statement(migration['name']))
+        outcome['seconds'] = round(time.monotonic() - started, 3)
+        return outcome
+
+    def _record(self, statement):
+        if not self.check_mode:
+            self.session.with_retries(dict(name='_prisma_migrations', schema=self.schema), {}, statement,
+                                      lambda: self.session.with_lock_timeout(self.runner.constraint_lock_timeout,
+                                                                             statement))
+
+    # -- one statement ---------------------------------------------------------------------------
+
+    def describe(self, migration, entry):
+        """What the report and --check show of a statement."""
+        return dict(migration=migration, line=entry['line'], kind=entry['kind'], cls=entry['class'],
+                    text=entry['text'], lock=entry.get('lock'), brief_lock=entry.get('brief_lock'),
+                    lock_as_written=entry.get('lock_as_written'), lock_on=entry.get('lock_on') or [],
+                    how=entry.get('how'), why=entry.get('why'), acknowledged=bool(entry.get('acknowledged')),
+                    statements=[], seconds=0.0, retries=0)
+
+    def run_entry(self, migration, entry):
+        """One statement, the way its class says; returns its outcome (action done, unchanged, skipped, planned)."""
+        outcome = self.describe(migration, entry)
+        started, retries = time.monotonic(), self.session.retries_used
+        done = len(self.session.executed_queries)
+        if entry['class'] == 'skip':
+            outcome['action'] = SKIPPED
+        elif runs_as_written(entry):
+            outcome['action'] = self.as_written(migration, entry, outcome)
+        elif entry['class'] == 'online' and self.check_mode and self._after_earlier(entry):
+            outcome.update(action=PLANNED, statements=['-- proven by its kind when it runs (an earlier statement of '
+                                                       'this deploy creates or changes what it needs): %s'
+                                                       % ' '.join(entry['text'].split())])
+        elif entry['class'] == 'online':
+            outcome['action'] = self.online(entry, outcome)
+        else:
+            raise OnlineIndexError('refused and not acknowledged: the preflight should have stopped the run')
+        if not self.check_mode:
+            outcome['statements'] = self.session.executed_queries[done:]
+        outcome['seconds'] = round(time.monotonic() - started, 3)
+        outcome['retries'] = self.session.retries_used - retries
+        self.touched |= touched_tables([entry], self.schema)
+        self.dropped |= dropped_names([entry], self.schema)
+        if (entry.get('details') or {}).get('name'):
+            self.created.add(((entry['details'].get('schema') or self.schema), entry['details']['name']))
+        return outcome
+
+    def _after_earlier(self, entry):
+        details = entry.get('details') or {}
+        schema = details.get('schema') or self.schema
+        name = (schema, details.get('name'))
+        return (schema, details.get('table')) in self.touched or name in self.dropped or name in self.created
+
+    def as_written(self, migration, entry, outcome):
+        """Run as written with its ledger row, in one transaction under the short lock_timeout, unless the ledger says
+        an earlier run did it."""
+        key = statement_key(migration, entry)
+        if self.ledger.open_rows('statement', self.schema, [key]).get(key):
+            return UNCHANGED
+        sql = self.sql
+        statement = sql.SQL(entry['text'])
+        if self.check_mode:
+            outcome['statements'] = [entry['text']]
+            return PLANNED
+        details = entry.get('details') or {}
+        record = sql.SQL(
+            'INSERT INTO pgzd_audit.ledger (plan, run_id, kind, schema_name, table_name, object_name, definition, '
+            'prior, state, applied_at) VALUES ({plan}, {run}, {kind}, {schema}, {table}, {name}, {definition}, '
+            '{prior}, {state}, now())').format(
+            plan=sql.Literal(self.ledger.plan), run=sql.Literal(self.ledger.run_id), kind=sql.Literal('statement'),
+            schema=sql.Literal(self.schema), table=sql.Literal(details.get('table') or ''), name=sql.Literal(key),
+            definition=sql.Literal(entry['text']), prior=sql.Literal(json.dumps(dict(
+                prisma_kind=entry['kind'], migration=migration, line=entry['line'], details=details,
+                acknowledged=bool(entry.get('acknowledged'))), default=str)), state=sql.Literal('applied'))
+        timeout = self.runner.constraint_lock_timeout
+        work = [sql.SQL('BEGIN'), sql.SQL('SET LOCAL lock_timeout = {}').format(sql.Literal(str(timeout))),
+                statement, record, sql.SQL('COMMIT')]
+        spec = dict(name=key, schema=details.get('schema') or self.schema)
+        self.session.with_retries(spec, dict(lock_timeout=timeout, retry_advice=(
+            'What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then rerun: '
+            'the statements before it are done and recorded, and the rerun resumes at this one.')), statement,
+            lambda: self.session.in_transaction(work))
+        return DONE
+
+    def online(self, entry, outcome):
+        """Through the tool's kind for it."""
+        shape, spec = kind_spec(entry, self.schema)
+        if shape == 'index':
+            return self._index(spec, outcome)
+        if shape == 'drop_index':
+            return self._drop_index(spec, outcome)
+        if shape == 'primary_key':
+            return self._primary_key(spec, outcome)
+        return self._constraint(spec, outcome)
+
+    def _index(self, table, outcome):
+        decisions = self.runner.plan(table['schema'], table['name'], table['indexes'], 'present')
+        return self._apply(decisions, self.runner.apply, outcome)
+
+    def _apply(self, decisions, apply, outcome):
+        pending = [decision for decision in decisions if decision['action'] != ACTION_UNCHANGED]
+        if self.check_mode:
+            outcome['statements'] = [text for decision in pending for text in decision['statements']]
+            return PLANNED if pending else UNCHANGED
+        for decision in pending:
+            apply(decision)
+        return DONE if pending else UNCHANGED
+
+    def _constraint(self, spec, outcome):
+        if spec['type'] == 'unique':
+            decision = self.runner.plan_constraint(spec['name'], spec['schema'], spec['table'], spec['columns'],
+                                                   'present')
+            return self._apply([decision], self.runner.apply_constraint, outcome)
+        decision = self.runner.plan_entry(spec, 'present', spec['schema'])
+        return self._apply([decision], self.runner.apply_entry, outcome)
+
+    def _drop_index(self, spec, outcome):
+        """DROP INDEX CONCURRENTLY, with its definition in the ledger (a rollback can build it again)."""
+        existing = self.runner.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
+        if existing is None:
+            return UNCHANGED
+        statement = self.runner.indexes.drop_statement(spec['schema'], spec['name'])
+        if self.check_mode:
+            outcome['statements'] = [self.session.render(statement)]
+            return PLANNED
+        spec = dict(spec, table=existing['table'])
+        row = self.ledger.intend('statement', spec['schema'], existing['table'], 'drop index %s' % spec['name'],
+                                 self.session.render(statement), prior=dict(prisma_kind='drop_index',
+                                                                            definition=existing['definition']))
+        self.session.with_retries(spec, dict(table_oid=existing.get('table_oid')), statement,
+                                  lambda: self.session.execute_concurrently(spec, statement))
+        self.ledger.applied(row)
+        # An index a run of this plan built is gone now: its row says so (a rollback does not drop it again).
+        for name, open_row in self.ledger.open_rows('index', spec['schema'], [spec['name']]).items():
+            self.ledger.undone(open_row['id'], state='gone')
+        return DONE
+
+    def _primary_key(self, spec, outcome):
+        """A unique index built CONCURRENTLY, then ADD CONSTRAINT ... PRIMARY KEY USING INDEX under the short
+        lock_timeout (its columns must be NOT NULL already, or that step scans the table under its lock)."""
+        sql = self.sql
+        existing = [row for row in self.runner.read_constraints(spec['schema'], spec['name'])
+                    if row['table'] == spec['table']]
+        if existing:
+            if existing[0].get('type') not in (None, 'p') and existing[0].get('contype') not in (None, 'p'):
+                raise OnlineIndexError('%s.%s: a constraint named "%s" exists and is not a primary key: %s' % (
+                    spec['schema'], spec['table'], spec['name'], existing[0].get('definition')))
+            return UNCHANGED
+        index = dict(name=spec['name'], columns=spec['columns'], unique=True, method='btree', include=[],
+                     where=None, on_mismatch='fail')
+        decisions = self.runner.plan(spec['schema'], spec['table'], [index], 'present')
+        attach = sql.SQL('ALTER TABLE {}.{} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}').format(
+            sql.Identifier(spec['schema']), sql.Identifier(spec['table']), sql.Identifier(spec['name']),
+            sql.Identifier(spec['name']))
+        if self.check_mode:
+            outcome['statements'] = [text for decision in decisions if decision['action'] != ACTION_UNCHANGED
+                                     for text in decision['statements']] + [self.session.render(attach)]
+            return PLANNED
+        self._apply(decisions, self.runner.apply, outcome)
+        row = self.ledger.intend('constraint', spec['schema'], spec['table'], spec['name'],
+                                 'PRIMARY KEY (%s)' % ', '.join(spec['columns']))
+        self.session.with_short_lock_timeout(spec, dict(table_oid=decisions[0].get('table_oid')), attach,
+                                             self.runner.constraint_lock_timeout)
+        self.ledger.applied(row)
+        return DONE

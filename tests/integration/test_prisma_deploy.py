@@ -1,0 +1,196 @@
+# -*- coding: utf-8 -*-
+"""The deploy of a real Prisma history (tests/fixtures/prisma_history: 14 migrations Prisma 6.19.3 wrote for the T12
+models) onto the seeded T12 database at its first migration, by postgresql_prisma_deploy, on real PostgreSQL.
+
+What the database holds afterwards is read from the catalogs: every index valid, the foreign key validated, the NOT
+NULL in place, the enum value, the renamed index, the widened column, the dropped column; and _prisma_migrations holds
+one finished row per migration, as `prisma migrate deploy` writes them. A rerun changes nothing. A refused statement
+stops the deploy before any change, and its acknowledgement lets it through. A stop in the middle of a migration
+leaves its row unfinished, and the next run resumes it.
+"""
+
+import os
+
+import pytest
+
+import helpers
+
+pytestmark = pytest.mark.integration
+
+DATABASE = 'pt_prisma_deploy'
+HISTORY_DIR = os.path.join(helpers.TESTS_DIR, 'fixtures', 'prisma_history', 'migrations')
+INIT = '20240101000000_init'
+# The checksum of the init migration of the fixture history (its migration.sql as Prisma wrote it): the seeded
+# database's row has a stand-in (fixtures/t12/schema.sql), which the history's folder would report as changed.
+INIT_CHECKSUM = 'cce982d78ff3f419d435b70436de4b68bafd3c7e5d499cdf819d1ea854f41a11'
+DROP_NOTE = '20260114000000_drop_money_tx_note'
+ALLOW_DROP_NOTE = DROP_NOTE + ':2:drop_column'
+MIGRATIONS = sorted(name for name in os.listdir(HISTORY_DIR) if os.path.isdir(os.path.join(HISTORY_DIR, name)))
+
+
+@pytest.fixture
+def database(t12_copy):
+    """A copy of the seeded T12 database whose _prisma_migrations holds the history's first migration."""
+    with helpers.database_copy(t12_copy, DATABASE) as copy:
+        helpers.query(copy['conn'], 'UPDATE "_prisma_migrations" SET checksum = %s WHERE migration_name = %s',
+                      (INIT_CHECKSUM, INIT))
+        yield copy
+
+
+def deploy(database, check=False, allow=(ALLOW_DROP_NOTE,), **args):
+    return helpers.run_ansible_module('pg_zero_downtime.migrations.postgresql_prisma_deploy', dict(
+        database['login'], migrations_dir=HISTORY_DIR, allow=list(allow), run_id='deploy-test', **args),
+        check=check, timeout=300)
+
+
+def rows_of(conn, sql, params=None):
+    """The rows of a query as dicts."""
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def prisma_rows(conn):
+    return rows_of(conn, 'SELECT migration_name, finished_at IS NOT NULL AS finished, applied_steps_count, '
+                               'checksum, logs FROM "_prisma_migrations" WHERE rolled_back_at IS NULL '
+                               'ORDER BY migration_name')
+
+
+def index_state(conn, name):
+    rows = rows_of(conn, 'SELECT i.indisvalid AS valid, pg_catalog.pg_get_indexdef(i.indexrelid) AS definition '
+                               'FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid '
+                               'WHERE c.relname = %s', (name,))
+    return rows[0] if rows else None
+
+
+def column(conn, table, name):
+    rows = rows_of(conn, 'SELECT a.attnotnull AS not_null, pg_catalog.format_type(a.atttypid, a.atttypmod) AS '
+                               'type FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass(%s) '
+                               'AND a.attname = %s AND NOT a.attisdropped', ('public."%s"' % table, name))
+    return rows[0] if rows else None
+
+
+def test_the_history_deploys_online_and_is_recorded_as_prisma_records_it(database):
+    conn = database['conn']
+    result = deploy(database)
+    assert not result.get('failed'), result.get('msg')
+    assert result['changed'] and result['pending'] == MIGRATIONS[1:] and result['applied'] == [INIT]
+    assert [m['action'] for m in result['migrations']] == ['applied'] * 14, result['review']
+    rows = prisma_rows(conn)
+    assert [r['migration_name'] for r in rows] == MIGRATIONS
+    assert all(r['finished'] and r['applied_steps_count'] == 1 for r in rows[1:]), rows
+    assert all(r['logs'].startswith('pg-zero-downtime') for r in rows[1:]), rows
+    # Online: built CONCURRENTLY (the statements say so), valid; the dropped index gone, the renamed one renamed.
+    queries = '\n'.join(result['queries'])
+    assert 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "Job_priority_idx"' in queries, queries
+    assert 'DROP INDEX CONCURRENTLY IF EXISTS "public"."Job_createdAt_idx"' in queries, queries
+    for name in ('Job_teacher_status_idx', 'Job_priority_idx', 'Item_name_key', 'Job_createdAt_status_idx',
+                 'JobAssignment_studentId_status_idx', 'JobComment_jobId_createdAt_idx'):
+        assert index_state(conn, name) and index_state(conn, name)['valid'], name
+    assert index_state(conn, 'Job_createdAt_idx') is None and index_state(conn, 'Job_teacherId_status_idx') is None
+    fks = rows_of(conn, "SELECT conname, convalidated FROM pg_catalog.pg_constraint WHERE contype = 'f' AND "
+                              "conname IN ('Job_classId_fkey', 'JobComment_jobId_fkey') ORDER BY conname")
+    assert [(r['conname'], r['convalidated']) for r in fks] == [('JobComment_jobId_fkey', True),
+                                                               ('Job_classId_fkey', True)]
+    assert column(conn, 'Class', 'room') == dict(not_null=True, type='text')
+    assert column(conn, 'Event', 'location') == dict(not_null=False, type='character varying(200)')
+    assert column(conn, 'SystemLog', 'message')['not_null'] is False
+    assert column(conn, 'MoneyTx', 'note') is None
+    assert rows_of(conn, "SELECT 'ARCHIVED' = ANY(enum_range(NULL::\"JobStatus\")::text[]) AS has")[0]['has']
+    # No helper check of the NOT NULL is left behind.
+    assert not helpers.query(conn, "SELECT 1 FROM pg_catalog.pg_constraint WHERE conname LIKE '%%not_null%%'")
+    # Rows are untouched: the T12 data keeps its counts.
+    assert rows_of(conn, 'SELECT count(*) AS n FROM "Job"')[0]['n'] > 0
+
+    again = deploy(database)
+    assert not again.get('failed'), again.get('msg')
+    assert not again['changed'] and again['pending'] == [] and again['migrations'] == [], again
+    assert prisma_rows(conn) == rows
+
+
+def test_a_refused_statement_stops_the_deploy_before_any_change(database):
+    conn = database['conn']
+    before = prisma_rows(conn)
+    result = deploy(database, allow=())
+    assert result.get('failed')
+    assert 'migration %s, line 2: ALTER TABLE "MoneyTx" DROP COLUMN "note"' % DROP_NOTE in result['msg'], result['msg']
+    assert 'ACCESS EXCLUSIVE' in result['msg'] and 'Safe way' in result['msg']
+    assert '"%s"' % ALLOW_DROP_NOTE in result['msg'], result['msg']
+    assert prisma_rows(conn) == before and result['migrations'] == []
+    assert index_state(conn, 'Job_priority_idx') is None and column(conn, 'Job', 'priority') is None
+
+    stale = deploy(database, allow=(DROP_NOTE + ':3:drop_column',))
+    assert stale.get('failed') and 'matches no refused statement' in stale['msg'], stale['msg']
+    assert prisma_rows(conn) == before
+
+
+def test_check_mode_reviews_every_statement_and_changes_nothing(database):
+    conn = database['conn']
+    before = prisma_rows(conn)
+    result = deploy(database, check=True)
+    assert not result.get('failed'), result.get('msg')
+    assert [m['action'] for m in result['migrations']] == ['planned'] * 14
+    assert prisma_rows(conn) == before and column(conn, 'Job', 'priority') is None
+    review = '\n'.join(result['review'])
+    assert 'line 2 [catalog] add_column: to run; ACCESS EXCLUSIVE on Job, under lock_timeout 2s' in review, review
+    assert '[refused ACKNOWLEDGED] drop_column' in review, review
+    planned = result['planned_sql']
+    assert planned.index('-- Migration 20260101000000_job_indexes') < planned.index('-- Migration %s' % DROP_NOTE)
+    assert 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "Job_teacherId_status_idx"' in planned, planned
+    # What an earlier migration of the deploy adds is not there yet: the index on the column migration 02 adds, the
+    # drop of the index migration 01 creates, are proven by their kind when they run.
+    for name in ('"Job_priority_idx"', '"Job_createdAt_idx"'):
+        assert '-- proven by its kind when it runs (an earlier statement of this deploy creates or changes what it ' \
+               'needs): %s' % ('CREATE INDEX ' if 'priority' in name else 'DROP INDEX ') + name in planned, planned
+
+
+
+def test_a_deploy_stopped_mid_migration_is_resumed_where_it_stopped(database, t12_copy):
+    conn = database['conn']
+    blocker = helpers.connect(database['cluster'])
+    try:
+        # An application transaction holds "Event": migration 07 adds Class.room (line 2), then gives up on
+        # Event.location (line 5) after its retries.
+        helpers.query(blocker, 'BEGIN')
+        helpers.query(blocker, 'LOCK TABLE "Event" IN ROW EXCLUSIVE MODE')
+        stopped = deploy(database, lock_timeout='100ms', lock_retries=1, lock_retry_delay=0.1)
+    finally:
+        blocker.close()
+    assert stopped.get('failed')
+    assert 'migration 20260107000000_event_location_class_room, line 5 (add_column)' in stopped['msg'], stopped['msg']
+    assert [m['action'] for m in stopped['migrations']][-2:] == ['applied', 'failed']
+    rows = dict((r['migration_name'], r) for r in prisma_rows(conn))
+    assert not rows['20260107000000_event_location_class_room']['finished']
+    assert '20260108000000_item_price_default_job_xp_reward_no_default' not in rows
+    assert column(conn, 'Class', 'room') is not None and column(conn, 'Event', 'location') is None
+
+    resumed = deploy(database)
+    assert not resumed.get('failed'), resumed.get('msg')
+    first = resumed['migrations'][0]
+    assert first['name'] == '20260107000000_event_location_class_room' and first['action'] == 'resumed'
+    assert [s['action'] for s in first['statements']] == ['unchanged', 'done'], first
+    rows = prisma_rows(conn)
+    assert len(rows) == 15 and all(r['finished'] for r in rows)
+    # One row per migration: the resumed one kept its row.
+    assert len(set(r['migration_name'] for r in rows)) == 15
+    assert column(conn, 'Event', 'location') == dict(not_null=False, type='character varying(200)')
+
+
+def test_a_ledger_of_0_18_takes_the_statement_rows_of_a_deploy(database):
+    conn = database['conn']
+    # The ledger as 0.18.0 created it: its kind check knows no 'statement'.
+    helpers.query(conn, 'CREATE SCHEMA pgzd_audit')
+    helpers.query(conn, "CREATE TABLE pgzd_audit.ledger (id bigserial PRIMARY KEY, plan text NOT NULL, run_id text NOT "
+                        "NULL, kind text NOT NULL CHECK (kind IN ('index', 'constraint', 'not_null', 'replaced_index', "
+                        "'renamed_rows')), schema_name text NOT NULL, table_name text NOT NULL, object_name text NOT "
+                        "NULL, definition text NOT NULL, prior jsonb, state text NOT NULL DEFAULT 'intended' CHECK "
+                        "(state IN ('intended', 'applied', 'undone', 'gone')), recorded_at timestamptz NOT NULL "
+                        "DEFAULT now(), applied_at timestamptz, undone_at timestamptz, undone_by text)")
+    result = deploy(database)
+    assert not result.get('failed'), result.get('msg')
+    statements = rows_of(conn, "SELECT object_name, state, table_name FROM pgzd_audit.ledger WHERE kind = 'statement' "
+                               "AND object_name LIKE '20260107%%' ORDER BY id")
+    assert statements == [
+        dict(object_name='20260107000000_event_location_class_room:2', state='applied', table_name='Class'),
+        dict(object_name='20260107000000_event_location_class_room:5', state='applied', table_name='Event')]

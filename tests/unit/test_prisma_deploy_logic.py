@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+"""The pure part of the Prisma deploy: what it proves before any change (module_utils/prisma/deploy_proof.py) and
+what it shows (deploy_review.py), over the real classifier's entries. The deploy itself runs on a real server:
+tests/integration/test_prisma_deploy.py."""
+
+import helpers
+
+proof = helpers.load_module_utils('prisma.deploy_proof')
+review = helpers.load_module_utils('prisma.deploy_review')
+
+ADD = '-- AlterTable\nALTER TABLE "Event" ADD COLUMN "location" VARCHAR(100);\n'
+WIDEN = '-- AlterTable\nALTER TABLE "Event" ALTER COLUMN "location" SET DATA TYPE VARCHAR(200);\n'
+NARROW = '-- AlterTable\nALTER TABLE "Event" ALTER COLUMN "location" SET DATA TYPE VARCHAR(50);\n'
+INDEX = '-- CreateIndex\nCREATE INDEX "Event_location_idx" ON "Event"("location");\n'
+OTHER_INDEX = '-- CreateIndex\nCREATE INDEX "Job_createdAt_idx" ON "Job"("createdAt");\n'
+DROP = '-- AlterTable\nALTER TABLE "MoneyTx" DROP COLUMN "note";\n'
+NOT_NULL = '-- AlterTable\nALTER TABLE "Class" ALTER COLUMN "room" SET NOT NULL;\n'
+
+
+def folder(*sqls):
+    return [dict(name='2026010%d000000_m%d' % (number, number), sql=sql) for number, sql in enumerate(sqls, start=1)]
+
+
+def test_a_later_migration_is_judged_with_the_column_types_the_earlier_ones_leave():
+    migrations = folder(ADD, WIDEN, NARROW)
+    result = proof.prove_deploy(migrations, [], [], 'public')
+    classes = [[entry['class'] for entry in m['entries']] for m in result['deploy']]
+    # varchar(100) to varchar(200): binary-coercible, from the file alone; to varchar(50): a rewrite, refused.
+    assert classes == [['catalog'], ['catalog'], ['refused']], result['deploy']
+    assert result['refusals'][0] == 'migration %s, line 2: %s' % (migrations[2]['name'], NARROW.splitlines()[1].rstrip(';')), \
+        result['refusals']
+    assert result['deploy'][0]['checksum'] == helpers.load_module_utils(
+        'prisma.prisma_history').render_checksum(ADD)
+
+
+def test_a_refusal_says_the_lock_why_the_safe_way_and_its_acknowledgement():
+    migrations = folder(DROP)
+    result = proof.prove_deploy(migrations, [], [], 'public')
+    text = '\n'.join(result['refusals'])
+    assert 'Takes ACCESS EXCLUSIVE on MoneyTx as written: refused.' in text, text
+    assert 'Safe way: first deploy code that no longer reads or writes the column' in text, text
+    assert "-e 'pgzd_prisma_allow=[\"%s:2:drop_column\"]'" % migrations[0]['name'] in text, text
+
+    acknowledged = proof.prove_deploy(migrations, [], ['%s:2:drop_column' % migrations[0]['name']], 'public')
+    assert acknowledged['refusals'] == [] and acknowledged['problems'] == []
+    assert acknowledged['acknowledged'] == ['ACKNOWLEDGED, run as written: migration %s, line 2 (drop_column), taking '
+                                            'ACCESS EXCLUSIVE on MoneyTx' % migrations[0]['name']]
+
+
+def test_an_acknowledgement_that_matches_nothing_pending_is_an_error_unless_its_migration_is_applied():
+    migrations = folder(DROP, INDEX)
+    applied = [dict(migration_name=migrations[0]['name'], checksum=proof.render_checksum(DROP),
+                    finished_at='2026-01-01', rolled_back_at=None, logs=None)]
+    stale = '%s:3:drop_column' % migrations[1]['name']
+    result = proof.prove_deploy(migrations, applied, ['%s:2:drop_column' % migrations[0]['name'], stale,
+                                                      'nothing:2:drop_column', 'no-colon'], 'public')
+    assert [m['name'] for m in result['deploy']] == [migrations[1]['name']]
+    assert len(result['problems']) == 3, result['problems']
+    assert "'%s' matches no refused statement" % stale in result['problems'][2]
+    assert all('names no migration of the folder' in problem for problem in result['problems'][:2])
+
+
+def test_the_preflight_proves_now_only_what_no_earlier_statement_reshapes():
+    migrations = folder(OTHER_INDEX, ADD, INDEX, NOT_NULL)
+    deploy = proof.prove_deploy(migrations, [], [], 'public')['deploy']
+    tables, constraints = proof.provable_now(deploy, 'public')
+    # The index on Event comes after Event gets its column: proven by its kind when it runs.
+    assert [(t['name'], [i['name'] for i in t['indexes']]) for t in tables] == [('Job', ['Job_createdAt_idx'])]
+    assert constraints == [dict(schema='public', table='Class', name='Class_room_not_null', type='not_null',
+                                column='room')]
+
+
+def test_a_not_null_step_name_fits_postgresql():
+    name = proof.not_null_name('T' * 40, 'c' * 40)
+    assert len(name.encode('utf-8')) == 63 and name.startswith('T' * 40)
+
+
+def statement(**values):
+    base = dict(line=2, kind='add_column', cls='catalog', text='ALTER TABLE "Job" ADD COLUMN "a" INT', lock=None,
+                brief_lock=None, lock_as_written='ACCESS EXCLUSIVE', lock_on=['Job'], how=None, why=None,
+                acknowledged=False, statements=['ALTER TABLE "Job" ADD COLUMN "a" INT;'], action='planned')
+    base.update(values)
+    return base
+
+
+def test_the_review_and_the_planned_sql_show_each_statement_with_its_lock_in_order():
+    timeouts = dict(lock_timeout='2s', lock_retries=5)
+    outcomes = [dict(name='20260101000000_a', action='planned', statements=[
+        statement(),
+        statement(line=5, kind='create_index', cls='online', lock='SHARE UPDATE EXCLUSIVE',
+                  statements=['CREATE INDEX CONCURRENTLY IF NOT EXISTS "i" ON "public"."Job" ("a")']),
+        statement(line=8, kind='drop_column', cls='refused', acknowledged=True, statements=['ALTER TABLE x'])])]
+    lines = review.review_lines(outcomes, timeouts, check_mode=True)
+    assert lines == [
+        'Pending migration 20260101000000_a (3 statement(s))',
+        '  line 2 [catalog] add_column: to run; ACCESS EXCLUSIVE on Job, under lock_timeout 2s (5 retries)',
+        '  line 5 [online] create_index: to run; SHARE UPDATE EXCLUSIVE on Job while it runs (reads and writes go on)',
+        '  line 8 [refused ACKNOWLEDGED] drop_column: to run; ACCESS EXCLUSIVE on Job, under lock_timeout 2s '
+        '(5 retries)']
+    planned = review.planned_sql(outcomes, timeouts)
+    assert planned.index('ALTER TABLE "Job" ADD COLUMN "a" INT;') < planned.index('CREATE INDEX CONCURRENTLY') \
+        < planned.index('ALTER TABLE x;')
+    assert planned.count('ADD COLUMN "a" INT;') == 1, 'a statement keeps one semicolon'
+
+
+def test_the_summary_says_where_a_stopped_deploy_resumes():
+    outcomes = [dict(name='a', action='applied', statements=[]), dict(name='b', action='failed', statements=[])]
+    lines = review.deploy_summary(dict(applied=[]), outcomes, check_mode=False)
+    assert lines[0] == 'Prisma migrations: 1 deployed online: a.'
+    assert 'Stopped in migration b' in lines[1] and 'rerun to resume it' in lines[1]
+    assert review.deploy_summary(dict(applied=['x']), [], False) == ['Prisma migrations: nothing pending (1 applied).']
