@@ -31,6 +31,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.artifa
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.migration_plan import (
     load_plan, new_run_id, only_tables_list, run_id_error,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.prisma_folder import (
+    folder_plan, migrations_args,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.renamed_variables import (
     deprecation_message, knob_warnings, renamed)
 from ansible_collections.pg_zero_downtime.migrations.plugins.plugin_utils.run_context import plan_fact, run_context
@@ -101,6 +104,12 @@ class ActionModule(ActionBase):
             result.update(failed=True, changed=False, msg='\n'.join(refused))
             return result
         plan = None
+        folder = args.pop('prisma_migrations_dir', None)
+        allow = args.pop('prisma_allow', None) or []
+        if folder and not args.get('plan_file'):
+            # A prisma/migrations folder alone: the run's plan is the folder's (no tables, no constraints of its own).
+            args.pop('plan_file', None)
+            plan = folder_plan(folder, args.get('schema') or 'public')
         if 'plan_file' in args:
             plan, error = load_plan(args.get('plan_file'), os.getcwd(), on_duplicates=args.get('on_duplicates'),
                                     only_tables=only_tables_list(args.get('only_tables')),
@@ -108,6 +117,14 @@ class ActionModule(ActionBase):
             if error:
                 result.update(failed=True, changed=False, msg=error)
                 return self._refused(args, None, run_id, result)
+        if folder:
+            deploy, problems = migrations_args(dict(migrations_dir=folder, allow=allow,
+                                                    schema=plan.get('schema') or 'public'), os.getcwd())
+            if problems:
+                result.update(failed=True, changed=False, msg='\n'.join(problems))
+                return self._refused(args, plan, run_id, result)
+            args['prisma_deploy'] = deploy
+            plan['prisma_migrations_dir'] = deploy['migrations_dir']
         # The run's ansible-playbook watches over the lock and the DDL when the module runs on this machine: once it
         # is gone (stopped, cancelled by AWX), the lock is given back and no DDL starts.
         owner_pid = controller_pid() if self._connection.transport == 'local' else 0

@@ -93,6 +93,37 @@ options:
     description:
       - Overrides O(prisma_migration.create_table) (C(-e pgzd_prisma_create_table=true)); unset keeps the plan's.
     type: bool
+  prisma_deploy:
+    description:
+      - A prisma/migrations folder whose pending migrations the run deploys (C(-e pgzd_prisma_migrations_dir=...)),
+        as the action plugin read it on the controller. The preflight finds the pending migrations by Prisma's rules,
+        classifies every statement, proves on the server what the files cannot tell, checks the acknowledgements, and
+        proves the online statements on tables no earlier statement reshapes against today's catalog and rows. A
+        refused statement stops the run here, before any change.
+    type: dict
+    suboptions:
+      migrations_dir:
+        description: The folder, as read.
+        type: path
+        required: true
+      migrations:
+        description: Its migrations, each C(name) and C(sql), in folder order.
+        type: list
+        elements: dict
+        default: []
+      allow:
+        description: Acknowledgements of refused statements, each C(<migration>:<line>:<kind>).
+        type: list
+        elements: str
+        default: []
+      schema:
+        description: The schema Prisma migrates, where C(_prisma_migrations) is.
+        type: str
+        default: public
+      table:
+        description: Prisma's migrations table.
+        type: str
+        default: _prisma_migrations
   state:
     description: V(present) proves a migration, V(absent) a rollback (no duplicate scan, no disk check).
     type: str
@@ -297,6 +328,7 @@ work:
     - This run's work. C(index_tables) and C(constraints) are the plan entries the index and constraint phases are
       handed, C(prisma) whether the Prisma phase writes or removes the record, C(pending) whether the run has anything
       to do, C(plan_pending) whether the plan has anything left at all.
+    - With O(prisma_deploy), C(prisma_deploy) lists the pending migrations the deploy applies, in order.
   returned: always
   type: dict
 statements:
@@ -377,6 +409,16 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma
     History, HistoryError, run_in_transaction,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.query_baseline import query_problems
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import (
+    acknowledged_lines, provable_now, refusal_lines,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import prove_deploy
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.migration_records import (
+    MigrationRecords,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.pending_migrations import (
+    pending_summary,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.replication import (
     read_server_role, replica_left_out_message,
 )
@@ -451,6 +493,10 @@ def argument_spec():
         trusted=dict(type='list', elements='str', default=[]),
         prisma_migration=module_option('prisma_migration', extra=[PRISMA_MIGRATION_SQL]),
         prisma_create_table=dict(type='bool'),
+        prisma_deploy=dict(type='dict', options=dict(
+            migrations_dir=dict(type='path', required=True), migrations=dict(type='list', elements='dict', default=[]),
+            allow=dict(type='list', elements='str', default=[]), schema=dict(type='str', default='public'),
+            table=dict(type='str', default='_prisma_migrations'))),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         phases=dict(type='list', elements='str', choices=list(PHASES), default=list(PHASES)),
         only_tables=dict(type='list', elements='str'),
@@ -548,6 +594,44 @@ def lock_first(module, connection, cursor, params, result):
     return True
 
 
+def prove_folder(runner, params):
+    """(2b) A prisma/migrations folder to deploy: which migrations are pending (Prisma's rules), every statement
+    classified, proven by the server and acknowledged (deploy_proof). Its online statements on tables no earlier
+    statement reshapes become the plan's tables and constraints, so that the kinds' own proofs below read today's
+    catalog and rows for them (names, duplicate keys, orphans, NULLs, violating rows). Returns (the folder's proof or
+    None, problems: one a refused statement)."""
+    deploy = params['prisma_deploy']
+    records = MigrationRecords(runner.cursor, deploy['schema'], deploy['table'])
+    problem = records.table_problem()
+    if problem:
+        return None, [problem]
+    proof = prove_deploy(deploy['migrations'], records.rows(), deploy['allow'], deploy['schema'], trust=runner.trust,
+                         cursor=runner.cursor)
+    problems = list(proof['problems'])
+    problems.extend('\n'.join(refusal_lines(migration['name'], entry)) for migration in proof['deploy']
+                    for entry in migration['entries'] if entry['class'] == 'refused' and not entry.get('acknowledged'))
+    params['tables'], params['constraints'] = provable_now(proof['deploy'], deploy['schema'])
+    return proof, problems
+
+
+def folder_work(work, folder, phases):
+    """The work of a run given a folder: its pending migrations, deployed by the Prisma phase (the index and
+    constraint phases get none: the deploy runs every statement in the order written)."""
+    pending = [migration['name'] for migration in folder['deploy']] if folder else []
+    return dict(work, index_tables=[], constraints=[], prisma=False, prisma_deploy=pending,
+                pending=bool(pending) and 'prisma' in phases, plan_pending=bool(pending))
+
+
+def folder_summary(folder, work, check_mode):
+    """What the preflight says of a folder: what is applied and pending, and every acknowledgement, loudly."""
+    lines = pending_summary(folder['history']) + acknowledged_lines(folder['deploy'])
+    if work['plan_pending'] and not work['pending']:
+        lines.append('Nothing to do in the phases selected: the deploy is the prisma phase (--tags prisma).')
+    elif check_mode and work['pending']:
+        lines.append('Check mode: nothing is changed; the deploy below reviews every statement as it would run.')
+    return lines
+
+
 def prove_plan(module, connection, runner, params, result):
     """(3) The proof, read-only, composed of the kinds' own proofs (plan_proof): the indexes', the constraints', the
     names they create, and the Prisma record's. Plan SQL is proven by the server's resolution before anything of it
@@ -634,11 +718,16 @@ def hand_lock_over(module, connection, cursor, conn_params, params, result):
     result['lock'] = dict(session_pid=session_pid, holder_pid=holder_pid)
 
 
-def summarize(module, params, plan, proof, runner, result):
-    """The lines the play prints: what the run will do, the duplicates, what it trusts and leaves alone, the disk."""
-    result['summary'] = summary_lines(plan, params['state'], params['phases'], result['work'],
-                                      proof['indexes']['pending_tables'], proof['constraints']['pending'],
-                                      proof['indexes']['queries'], proof['prisma_action'], module.check_mode)
+def summarize(module, params, plan, proof, runner, result, folder=None):
+    """The lines the play prints: what the run will do (of a prisma/migrations C(folder): its pending migrations),
+    the duplicates, what it trusts and leaves alone, the disk."""
+    if folder is not None:
+        result['summary'] = ['Prisma migrations folder %s:' % params['prisma_deploy']['migrations_dir']] + \
+            folder_summary(folder, result['work'], module.check_mode)
+    else:
+        result['summary'] = summary_lines(plan, params['state'], params['phases'], result['work'],
+                                          proof['indexes']['pending_tables'], proof['constraints']['pending'],
+                                          proof['indexes']['queries'], proof['prisma_action'], module.check_mode)
     result['summary'].extend(result['duplicates_report'])
     result['trusted'] = runner.trust.trusted_lines()
     result['summary'].extend(left_alone_report(result['tables'], result['constraints']))
@@ -665,7 +754,9 @@ def main():
     runner = ConstraintRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'],
                               plan_name=params['plan_name'], run_id=params['run_id'])
     locked = lock_first(module, connection, cursor, params, result)
+    folder, folder_problems = prove_folder(runner, params) if params['prisma_deploy'] else (None, [])
     proof = prove_plan(module, connection, runner, params, result)
+    proof['problems'] = folder_problems + proof['problems']
     # This run's work (pure decisions, run/run_work.py); the disk it needs is that of its own index builds.
     plan = dict(name=params['plan_name'], file=params['plan_file'], tables=params['tables'],
                 constraints=params['constraints'], baseline_queries=params['baseline_queries'],
@@ -673,6 +764,8 @@ def main():
     result['work'] = run_work(plan, params['state'], params['phases'], params['only_tables'],
                               proof['indexes']['pending_tables'], proof['constraints']['pending'],
                               proof['restore_pending'], proof['prisma_action'])
+    if params['prisma_deploy']:
+        result['work'] = folder_work(result['work'], folder, params['phases'])
     failure = verdict(cursor, params, proof, result)
     if failure:
         connection.close()
@@ -682,7 +775,7 @@ def main():
     if locked and result['work']['pending']:
         hand_lock_over(module, connection, cursor, conn_params, params, result)
     connection.close()
-    summarize(module, params, plan, proof, runner, result)
+    summarize(module, params, plan, proof, runner, result, folder)
     module.exit_json(**result)
 
 

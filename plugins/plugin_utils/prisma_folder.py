@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import re
 
@@ -66,11 +67,40 @@ def read_migrations_dir(path, working_dir, read=_read):
     return folder, migrations, []
 
 
+def acknowledgement_list(value):
+    """The acknowledgements as a list, however given: a list, a JSON list (-e 'pgzd_prisma_allow=["a:2:drop_column"]'),
+    or one string of keys separated by commas."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith('['):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError('pgzd_prisma_allow is not a JSON list: %s' % text)
+        else:
+            value = [part for part in text.split(',')]
+    return [str(key).strip() for key in value if str(key).strip()]
+
+
 def migrations_args(args, working_dir, read=_read):
-    """(C(args) of a task that names a migrations folder (migrations_dir), with the folder's absolute path and its
-    migrations ([dict(name, sql)]) for the module, problems): the problems stop the task before anything connects."""
+    """(C(args) of a task that names a migrations folder (migrations_dir), with the folder's absolute path, its
+    migrations ([dict(name, sql)]) for the module and the acknowledgements (allow) as a list, problems): the
+    problems stop the task before anything connects."""
     folder, migrations, problems = read_migrations_dir(args.get('migrations_dir'), working_dir, read=read)
+    try:
+        allow = acknowledgement_list(args.get('allow'))
+    except ValueError as error:
+        problems = problems + ['%s; nothing was changed.' % error]
     if problems:
         return args, problems
-    return dict(args, migrations_dir=folder, migrations=[dict(name=migration['name'], sql=migration['sql'])
-                                                         for migration in migrations]), []
+    return dict(args, migrations_dir=folder, allow=allow, migrations=[
+        dict(name=migration['name'], sql=migration['sql']) for migration in migrations]), []
+
+
+def folder_plan(path, schema='public'):
+    """The plan of a run given a prisma/migrations folder alone (-e pgzd_prisma_migrations_dir): named prisma, with no
+    tables or constraints of its own; the folder's pending migrations are its work."""
+    return dict(name='prisma', file=None, description='the pending migrations of %s' % path, schema=schema, tables=[],
+                constraints=[], baseline_queries=[], trusted=[], prisma_migration=None)

@@ -32,6 +32,9 @@ RENAMED_KNOBS = {
     'replication_lag_timeout': 'pgzd_replication_lag_timeout',
     'replication_lag_poll_interval': 'pgzd_replication_lag_poll_interval',
     'primary_only_on_replica': 'pgzd_on_replica',
+    # The names issue 23 was written with: they work, pointing at the one prefix.
+    'prisma_migrations_dir': 'pgzd_prisma_migrations_dir',
+    'prisma_allow': 'pgzd_prisma_allow',
 }
 KNOBS_REMOVED_IN = '0.19.0'
 

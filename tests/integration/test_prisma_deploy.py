@@ -194,3 +194,39 @@ def test_a_ledger_of_0_18_takes_the_statement_rows_of_a_deploy(database):
     assert statements == [
         dict(object_name='20260107000000_event_location_class_room:2', state='applied', table_name='Class'),
         dict(object_name='20260107000000_event_location_class_room:5', state='applied', table_name='Event')]
+
+
+def test_migrate_yml_deploys_the_folder_with_its_preflight_check_mode_and_rerun(database, tmp_path):
+    conn, cluster = database['conn'], database['cluster']
+    settings = dict(local_cluster_dir=cluster['dir'], pg_port=cluster['port'], pg_database=DATABASE,
+                    pgzd_prisma_migrations_dir=HISTORY_DIR, pgzd_artifacts_dir=str(tmp_path / 'artifacts'),
+                    backup_enabled='false', pgzd_run_id='refused')
+    before = prisma_rows(conn)
+
+    refused = helpers.run_playbook('playbooks/migrate.yml', settings)
+    text = ' '.join(refused.stdout.split())
+    assert refused.returncode != 0 and 'Prove the plan applicable' in text, refused.stdout[-3000:]
+    assert 'migration %s, line 2: ALTER TABLE "MoneyTx" DROP COLUMN "note"' % DROP_NOTE in text, text[-3000:]
+    assert prisma_rows(conn) == before and column(conn, 'Job', 'priority') is None
+    assert os.path.exists(str(tmp_path / 'artifacts' / 'runs' / 'prisma-refused' / 'report.json'))
+
+    settings['pgzd_prisma_allow'] = '["%s"]' % ALLOW_DROP_NOTE
+    checked = helpers.run_playbook('playbooks/migrate.yml', dict(settings, pgzd_run_id='check'), options=['--check'])
+    assert checked.returncode == 0, checked.stdout[-4000:]
+    assert prisma_rows(conn) == before and column(conn, 'Job', 'priority') is None
+    with open(str(tmp_path / 'artifacts' / 'runs' / 'prisma-check' / 'planned-prisma.sql')) as handle:
+        planned = handle.read()
+    assert '-- Migration %s' % DROP_NOTE in planned and 'ALTER TABLE "MoneyTx" DROP COLUMN "note";' in planned
+    assert 'ACKNOWLEDGED, run as written: migration %s, line 2 (drop_column)' % DROP_NOTE in checked.stdout
+
+    run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, pgzd_run_id='deploy'))
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert 'Prisma migrations: 14 deployed online' in run.stdout, run.stdout[-4000:]
+    rows = prisma_rows(conn)
+    assert len(rows) == 15 and all(r['finished'] for r in rows)
+
+    again = helpers.run_playbook('playbooks/migrate.yml', dict(settings, pgzd_run_id='again'))
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert '15 migration(s) applied, 0 pending.' in again.stdout, again.stdout[-3000:]
+    assert 'Deploy the pending Prisma migrations online' not in again.stdout
+    assert prisma_rows(conn) == rows
