@@ -248,3 +248,48 @@ def test_pending_migrations_are_those_prisma_migrate_deploy_applies(prisma_cli, 
     else:
         assert deploy.returncode == 0, shown(deploy)
         assert deployed == ours['pending'], (ours, shown(deploy))
+
+
+HISTORY_DIR = os.path.join(helpers.TESTS_DIR, 'fixtures', 'prisma_history')
+HISTORY_INIT_CHECKSUM = 'cce982d78ff3f419d435b70436de4b68bafd3c7e5d499cdf819d1ea854f41a11'
+ALLOW_DROP_NOTE = '20260114000000_drop_money_tx_note:2:drop_column'
+
+
+def test_the_deployed_history_is_what_prisma_migrate_deploy_builds_and_prisma_agrees(prisma_cli, t12_copy, tmp_path):
+    """The 14 migrations of tests/fixtures/prisma_history deployed online by migrate.yml, and by the real `prisma
+    migrate deploy` on another copy: Prisma's status and deploy agree with ours, and both schemas are the same."""
+    app = tmp_path / 'prisma'
+    shutil.copytree(os.path.join(HISTORY_DIR, 'migrations'), str(app / 'migrations'))
+    shutil.copy(os.path.join(PRISMA_CLI_DIR, 'schema.prisma'), str(app))
+    databases = {}
+    for name in ('pt_history_ours', 'pt_history_prisma'):
+        info = t12_copy(name)
+        conn = helpers.connect(info)
+        helpers.query(conn, 'UPDATE "_prisma_migrations" SET checksum = %s WHERE migration_name = %s',
+                      (HISTORY_INIT_CHECKSUM, helpers.PRISMA_INIT_MIGRATION))
+        databases[name] = dict(info, conn=conn)
+    try:
+        ours, theirs = databases['pt_history_ours'], databases['pt_history_prisma']
+        run = helpers.run_playbook('playbooks/migrate.yml', dict(
+            local_cluster_dir=ours['dir'], pg_port=ours['port'], pg_database=ours['dbname'],
+            pgzd_prisma_migrations_dir=str(app / 'migrations'), pgzd_prisma_allow='["%s"]' % ALLOW_DROP_NOTE,
+            pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false'))
+        assert run.returncode == 0, run.stdout[-6000:]
+        history = whole_history(ours['conn'])
+
+        status = prisma(prisma_cli, ours, app, 'migrate', 'status')
+        assert status.returncode == 0, shown(status)
+        assert '15 migrations found in prisma/migrations' in status.stdout, shown(status)
+        assert 'Database schema is up to date!' in status.stdout, shown(status)
+        deploy = prisma(prisma_cli, ours, app, 'migrate', 'deploy')
+        assert deploy.returncode == 0 and 'No pending migrations to apply.' in deploy.stdout, shown(deploy)
+        assert whole_history(ours['conn']) == history
+
+        deploy = prisma(prisma_cli, theirs, app, 'migrate', 'deploy')
+        assert deploy.returncode == 0 and 'All migrations have been successfully applied.' in deploy.stdout, \
+            shown(deploy)
+        assert helpers.schema_dump(ours, ours['dbname']) == helpers.schema_dump(theirs, theirs['dbname'])
+    finally:
+        for name, info in databases.items():
+            info['conn'].close()
+            t12_copy.drop(name)
