@@ -10,6 +10,8 @@ leaves its row unfinished, and the next run resumes it.
 """
 
 import os
+import signal
+import subprocess
 
 import pytest
 
@@ -230,3 +232,94 @@ def test_migrate_yml_deploys_the_folder_with_its_preflight_check_mode_and_rerun(
     assert '15 migration(s) applied, 0 pending.' in again.stdout, again.stdout[-3000:]
     assert 'Deploy the pending Prisma migrations online' not in again.stdout
     assert prisma_rows(conn) == rows
+
+
+def start_migrate(settings, tmp_path, label):
+    """migrate.yml in the background, in a process group of its own (killed whole with SIGKILL)."""
+    argv = [helpers._tool('ansible-playbook'), 'playbooks/migrate.yml']
+    for name, value in settings.items():
+        argv += ['-e', '%s=%s' % (name, value)]
+    out = open(str(tmp_path / ('%s.out' % label)), 'w')
+    return subprocess.Popen(argv, cwd=helpers.REPO_ROOT, env=helpers.ansible_env(), stdout=out,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def kill_when(run, conn, condition, what):
+    """SIGKILL the run's whole process group once C(condition)(conn) holds."""
+    try:
+        helpers.wait_until(lambda: run.poll() is not None or condition(conn), timeout=240, what=what)
+        assert run.poll() is None, 'the run ended before %s' % what
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=60)
+
+
+def sessions_ended(conn):
+    """Wait until the server has ended the killed run's sessions (the rerun's migration lock waits for no dead run):
+    it notices the dead client within client_connection_check_interval."""
+    helpers.wait_until(lambda: not rows_of(conn, "SELECT pid FROM pg_catalog.pg_stat_activity WHERE "
+                                                 "application_name = 'pg-zero-downtime'"),
+                       timeout=60, what='the killed run\'s sessions to end')
+
+
+def waiting_statement(prefix):
+    return lambda conn: bool(rows_of(conn, "SELECT pid FROM pg_catalog.pg_stat_activity WHERE query LIKE %s AND "
+                                           "wait_event_type IS NOT NULL AND application_name = 'pg-zero-downtime'",
+                                     (prefix + '%',)))
+
+
+def test_kill_9_at_three_points_of_the_history_converges_on_rerun(database, t12_copy, tmp_path):
+    conn, cluster = database['conn'], database['cluster']
+    settings = dict(local_cluster_dir=cluster['dir'], pg_port=cluster['port'], pg_database=DATABASE,
+                    pgzd_prisma_migrations_dir=HISTORY_DIR, pgzd_prisma_allow='["%s"]' % ALLOW_DROP_NOTE,
+                    pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false',
+                    prisma_deploy_lock_retries=60)
+    blocker = helpers.connect(cluster)
+    try:
+        # 1. In the first concurrent build, which waits for an older transaction (its INVALID index is left).
+        helpers.query(blocker, 'BEGIN ISOLATION LEVEL REPEATABLE READ')
+        helpers.query(blocker, 'SELECT count(*) FROM "Item"')
+        run = start_migrate(dict(settings, pgzd_run_id='kill-1'), tmp_path, 'kill-1')
+        kill_when(run, conn, waiting_statement('CREATE INDEX CONCURRENTLY'), 'the first build to wait')
+        helpers.query(blocker, 'ROLLBACK')
+        sessions_ended(conn)
+        assert [r['finished'] for r in prisma_rows(conn)] == [True, False]
+
+        # 2. In migration 07's ADD COLUMN on Class, retried under lock_timeout while the application holds Class.
+        helpers.query(blocker, 'BEGIN')
+        helpers.query(blocker, 'LOCK TABLE "Class" IN ACCESS SHARE MODE')
+        run = start_migrate(dict(settings, pgzd_run_id='kill-2'), tmp_path, 'kill-2')
+        kill_when(run, conn, lambda c: any(r['migration_name'].startswith('20260107') for r in prisma_rows(c)),
+                  'migration 07 to start')
+        helpers.query(blocker, 'ROLLBACK')
+        sessions_ended(conn)
+        rows = prisma_rows(conn)
+        assert rows[-1]['migration_name'].startswith('20260107') and not rows[-1]['finished'], rows
+        assert all(r['finished'] for r in rows[:-1])
+
+        # 3. Wherever the run is once migration 10 is finished.
+        run = start_migrate(dict(settings, pgzd_run_id='kill-3'), tmp_path, 'kill-3')
+        kill_when(run, conn, lambda c: sum(r['finished'] for r in prisma_rows(c)) >= 11, 'migration 10 to finish')
+        sessions_ended(conn)
+    finally:
+        blocker.close()
+
+    rerun = helpers.run_playbook('playbooks/migrate.yml', dict(settings, pgzd_run_id='rerun'))
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    rows = prisma_rows(conn)
+    assert len(rows) == 15 and all(r['finished'] and r['applied_steps_count'] == 1 for r in rows), rows
+    assert not rows_of(conn, 'SELECT indexrelid FROM pg_catalog.pg_index WHERE NOT indisvalid')
+
+    # The same schema as a deploy that nothing stopped.
+    clean = t12_copy('pt_prisma_deploy_clean')
+    try:
+        clean_conn = helpers.connect(clean)
+        helpers.query(clean_conn, 'UPDATE "_prisma_migrations" SET checksum = %s WHERE migration_name = %s',
+                      (INIT_CHECKSUM, INIT))
+        clean_conn.close()
+        result = deploy(dict(login=helpers.login_of(clean, clean['dbname'])))
+        assert not result.get('failed'), result.get('msg')
+        assert helpers.schema_dump(cluster, DATABASE) == helpers.schema_dump(clean, clean['dbname'])
+    finally:
+        t12_copy.drop('pt_prisma_deploy_clean')
