@@ -106,6 +106,7 @@ class ActionModule(ActionBase):
         plan = None
         folder = args.pop('prisma_migrations_dir', None)
         allow = args.pop('prisma_allow', None) or []
+        rollback_to = args.pop('prisma_rollback_to', None)
         if folder and not args.get('plan_file'):
             # A prisma/migrations folder alone: the run's plan is the folder's (no tables, no constraints of its own).
             args.pop('plan_file', None)
@@ -118,7 +119,7 @@ class ActionModule(ActionBase):
                 result.update(failed=True, changed=False, msg=error)
                 return self._refused(args, None, run_id, result)
         if folder:
-            deploy, problems = migrations_args(dict(migrations_dir=folder, allow=allow,
+            deploy, problems = migrations_args(dict(migrations_dir=folder, allow=allow, rollback_to=rollback_to or None,
                                                     schema=plan.get('schema') or 'public'), os.getcwd())
             if problems:
                 result.update(failed=True, changed=False, msg='\n'.join(problems))

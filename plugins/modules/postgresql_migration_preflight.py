@@ -124,6 +124,11 @@ options:
         description: Prisma's migrations table.
         type: str
         default: _prisma_migrations
+      rollback_to:
+        description:
+          - With O(state=absent), the last migration to keep. The preflight proves the rollback of the migrations after
+            it (what cannot be undone, and data a drop would lose, refuse it before any change).
+        type: str
   state:
     description: V(present) proves a migration, V(absent) a rollback (no duplicate scan, no disk check).
     type: str
@@ -419,6 +424,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.pending_migrations import (
     pending_summary,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.rollback_steps import (
+    PrismaRollback, prove_rollback, rollback_refused_message,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.replication import (
     read_server_role, replica_left_out_message,
 )
@@ -496,7 +504,7 @@ def argument_spec():
         prisma_deploy=dict(type='dict', options=dict(
             migrations_dir=dict(type='path', required=True), migrations=dict(type='list', elements='dict', default=[]),
             allow=dict(type='list', elements='str', default=[]), schema=dict(type='str', default='public'),
-            table=dict(type='str', default='_prisma_migrations'))),
+            table=dict(type='str', default='_prisma_migrations'), rollback_to=dict(type='str'))),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         phases=dict(type='list', elements='str', choices=list(PHASES), default=list(PHASES)),
         only_tables=dict(type='list', elements='str'),
@@ -605,6 +613,16 @@ def prove_folder(runner, params):
     problem = records.table_problem()
     if problem:
         return None, [problem]
+    if params['state'] == 'absent':
+        if not deploy.get('rollback_to'):
+            return None, ['a rollback of a Prisma migrations folder needs the last migration to keep: '
+                          '-e pgzd_prisma_rollback_to=<its folder name>']
+        work = PrismaRollback(runner, records, deploy['schema'], params['run_id'], check_mode=True)
+        proof = prove_rollback(work, deploy['migrations'], records.rows(), deploy['rollback_to'], deploy['schema'])
+        proof['deploy'] = [migration for migration, _forms in proof['planned']]
+        proof['problems'] = [rollback_refused_message(deploy['rollback_to'], proof['problems'])] \
+            if proof['problems'] else []
+        return proof, proof['problems']
     proof = prove_deploy(deploy['migrations'], records.rows(), deploy['allow'], deploy['schema'], trust=runner.trust,
                          cursor=runner.cursor)
     problems = list(proof['problems'])
@@ -624,7 +642,11 @@ def folder_work(work, folder, phases):
 
 def folder_summary(folder, work, check_mode):
     """What the preflight says of a folder: what is applied and pending, and every acknowledgement, loudly."""
-    lines = pending_summary(folder['history']) + acknowledged_lines(folder['deploy'])
+    if 'undo' in folder:
+        lines = ['To roll back, last first: %s.' % (', '.join(folder['undo']) or 'nothing (every migration after the '
+                                                    'one to keep is already undone)')]
+    else:
+        lines = pending_summary(folder['history']) + acknowledged_lines(folder['deploy'])
     if work['plan_pending'] and not work['pending']:
         lines.append('Nothing to do in the phases selected: the deploy is the prisma phase (--tags prisma).')
     elif check_mode and work['pending']:

@@ -68,6 +68,21 @@ options:
     type: list
     elements: str
     default: []
+  state:
+    description:
+      - V(present) deploys the pending migrations. V(absent) rolls back the migrations after O(rollback_to), last
+        first. Each statement is undone from what the ledger recorded of its run (an index built is dropped
+        CONCURRENTLY, a dropped one built again, constraints and NOT NULL dropped, defaults and names put back, a
+        created table or column dropped while it holds no data), then the migration's row is removed from
+        C(_prisma_migrations), so Prisma shows it pending again.
+      - What cannot be undone without losing data or online (an enum value, a dropped column, a narrowed type, a
+        table with rows), and a migration Prisma applied itself, are listed and refused before any change.
+    type: str
+    choices: [present, absent]
+    default: present
+  rollback_to:
+    description: With O(state=absent), the last migration to keep (its folder name); required then.
+    type: str
   schema:
     description: The schema Prisma migrates (unqualified names in the migrations) and where C(_prisma_migrations) is.
     type: str
@@ -172,6 +187,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.
     checked_connection, new_runner, phase_options,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import prove_deploy
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.rollback_steps import (
+    PrismaRollback, prove_rollback, rollback_refused_message,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_review import (
     deploy_summary, planned_sql, review_lines,
 )
@@ -201,6 +219,8 @@ def argument_spec():
         allow=dict(type='list', elements='str', default=[]),
         schema=dict(type='str', default='public'),
         table=dict(type='str', default='_prisma_migrations'),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        rollback_to=dict(type='str'),
         **options)
 
 
@@ -240,8 +260,42 @@ def deploy(module, runner, records, proof, result):
     return failure
 
 
+def deploy_pending(module, runner, records, result):
+    """What is pending proven (nothing changes when anything is refused), then deployed. Returns the failure, or
+    None."""
+    params = module.params
+    proof = prove_deploy(params['migrations'], records.rows(), params['allow'], params['schema'], trust=runner.trust,
+                         cursor=runner.cursor)
+    history = proof['history'] or dict(applied=[], pending=[])
+    result.update(applied=history['applied'], pending=history['pending'])
+    if proof['problems'] or proof['refusals']:
+        return refused_message(proof)
+    for line in proof['acknowledged']:
+        module.warn(line)
+    return deploy(module, runner, records, proof, result)
+
+
+def roll_back(module, runner, records, rows, result):
+    """The migrations after O(rollback_to), last first, each undone from the ledger; everything that cannot be undone,
+    or whose undo would lose data, is refused before any change. Returns the failure, or None."""
+    params = module.params
+    work = PrismaRollback(runner, records, params['schema'], params['run_id'], module.check_mode)
+    proof = prove_rollback(work, params['migrations'], rows, params['rollback_to'], params['schema'])
+    result.update(applied=proof['history']['applied'], pending=proof['undo'])
+    if proof['problems']:
+        return rollback_refused_message(params['rollback_to'], proof['problems'])
+    for migration, forms in proof['planned']:
+        try:
+            result['migrations'].append(work.undo(migration, forms))
+        except DeployFailed as error:
+            result['migrations'].append(error.outcome)
+            return str(error)
+    return None
+
+
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_if=[('state', 'absent', ['rollback_to'])])
     params = module.params
     result = new_result()
     conn_params = conn_params_of(module)
@@ -252,18 +306,11 @@ def main():
     if problem:
         connection.close()
         module.fail_json(msg=problem, **result)
-    failure = None
     try:
-        proof = prove_deploy(params['migrations'], records.rows(), params['allow'], params['schema'],
-                             trust=runner.trust, cursor=runner.cursor)
-        history = proof['history'] or dict(applied=[], pending=[])
-        result.update(applied=history['applied'], pending=history['pending'])
-        if proof['problems'] or proof['refusals']:
-            failure = refused_message(proof)
+        if params['state'] == 'absent':
+            failure = roll_back(module, runner, records, records.rows(), result)
         else:
-            for line in proof['acknowledged']:
-                module.warn(line)
-            failure = deploy(module, runner, records, proof, result)
+            failure = deploy_pending(module, runner, records, result)
     finally:
         if not module.check_mode and not runner.connection_lost():
             records.unlock()
@@ -272,7 +319,7 @@ def main():
                          for text in statement['statements']]
     result['changed'] = any(statement['action'] in ('done', 'planned') for migration in result['migrations']
                             for statement in migration['statements']) or any(
-        migration['action'] in ('applied', 'resumed') for migration in result['migrations'])
+        migration['action'] in ('applied', 'resumed', 'rolled back') for migration in result['migrations'])
     result['review'] = review_lines(result['migrations'], timeouts, module.check_mode)
     result['planned_sql'] = planned_sql(result['migrations'], timeouts) if module.check_mode else ''
     result['summary'] = deploy_summary(dict(applied=result['applied']), result['migrations'], module.check_mode)

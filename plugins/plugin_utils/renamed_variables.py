@@ -35,6 +35,7 @@ RENAMED_KNOBS = {
     # The names issue 23 was written with: they work, pointing at the one prefix.
     'prisma_migrations_dir': 'pgzd_prisma_migrations_dir',
     'prisma_allow': 'pgzd_prisma_allow',
+    'prisma_rollback_to': 'pgzd_prisma_rollback_to',
 }
 KNOBS_REMOVED_IN = '0.19.0'
 

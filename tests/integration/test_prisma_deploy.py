@@ -10,6 +10,7 @@ leaves its row unfinished, and the next run resumes it.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 
@@ -40,9 +41,9 @@ def database(t12_copy):
 
 
 def deploy(database, check=False, allow=(ALLOW_DROP_NOTE,), **args):
+    args.setdefault('migrations_dir', HISTORY_DIR)
     return helpers.run_ansible_module('pg_zero_downtime.migrations.postgresql_prisma_deploy', dict(
-        database['login'], migrations_dir=HISTORY_DIR, allow=list(allow), run_id='deploy-test', **args),
-        check=check, timeout=300)
+        database['login'], allow=list(allow), run_id='deploy-test', **args), check=check, timeout=300)
 
 
 def rows_of(conn, sql, params=None):
@@ -51,6 +52,21 @@ def rows_of(conn, sql, params=None):
         cursor.execute(sql, params)
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def clean_schema(t12_copy, folder, allow=()):
+    """pg_dump --schema-only of another copy of the seeded database after a deploy of C(folder) nothing stopped."""
+    clean = t12_copy('pt_prisma_deploy_clean')
+    try:
+        conn = helpers.connect(clean)
+        helpers.query(conn, 'UPDATE "_prisma_migrations" SET checksum = %s WHERE migration_name = %s',
+                      (INIT_CHECKSUM, INIT))
+        conn.close()
+        result = deploy(dict(login=helpers.login_of(clean, clean['dbname'])), migrations_dir=folder, allow=allow)
+        assert not result.get('failed'), result.get('msg')
+        return helpers.schema_dump(clean, clean['dbname'])
+    finally:
+        t12_copy.drop('pt_prisma_deploy_clean')
 
 
 def prisma_rows(conn):
@@ -312,14 +328,80 @@ def test_kill_9_at_three_points_of_the_history_converges_on_rerun(database, t12_
     assert not rows_of(conn, 'SELECT indexrelid FROM pg_catalog.pg_index WHERE NOT indisvalid')
 
     # The same schema as a deploy that nothing stopped.
-    clean = t12_copy('pt_prisma_deploy_clean')
-    try:
-        clean_conn = helpers.connect(clean)
-        helpers.query(clean_conn, 'UPDATE "_prisma_migrations" SET checksum = %s WHERE migration_name = %s',
-                      (INIT_CHECKSUM, INIT))
-        clean_conn.close()
-        result = deploy(dict(login=helpers.login_of(clean, clean['dbname'])))
-        assert not result.get('failed'), result.get('msg')
-        assert helpers.schema_dump(cluster, DATABASE) == helpers.schema_dump(clean, clean['dbname'])
-    finally:
-        t12_copy.drop('pt_prisma_deploy_clean')
+    assert helpers.schema_dump(cluster, DATABASE) == clean_schema(t12_copy, HISTORY_DIR, allow=(ALLOW_DROP_NOTE,))
+
+
+def folder_until(tmp_path, last, label):
+    """A copy of the history's folder with its migrations up to C(last) (a migration name), as an application's
+    repository held it then."""
+    folder = tmp_path / label
+    folder.mkdir()
+    shutil.copy(os.path.join(HISTORY_DIR, 'migration_lock.toml'), str(folder))
+    for name in MIGRATIONS:
+        if name <= last:
+            shutil.copytree(os.path.join(HISTORY_DIR, name), str(folder / name))
+    return str(folder)
+
+
+def test_rollback_to_an_earlier_migration_gives_its_schema_exactly(database, t12_copy, tmp_path):
+    conn, cluster = database['conn'], database['cluster']
+    until_09 = folder_until(tmp_path, '20260109000000_system_log_message_optional', 'until-09')
+    result = deploy(database, migrations_dir=until_09, allow=())
+    assert not result.get('failed') and len(result['migrations']) == 9, result.get('msg')
+
+    checked = deploy(database, check=True, migrations_dir=until_09, allow=(), state='absent',
+                     rollback_to='20260101000000_job_indexes')
+    assert not checked.get('failed'), checked.get('msg')
+    assert [m['name'] for m in checked['migrations']] == sorted(MIGRATIONS[2:10], reverse=True)
+    assert len(prisma_rows(conn)) == 10
+
+    rolled = deploy(database, migrations_dir=until_09, allow=(), state='absent',
+                    rollback_to='20260101000000_job_indexes')
+    assert not rolled.get('failed'), rolled.get('msg')
+    assert [m['action'] for m in rolled['migrations']] == ['rolled back'] * 8, rolled['review']
+    assert [r['migration_name'] for r in prisma_rows(conn)] == MIGRATIONS[:2]
+
+    assert helpers.schema_dump(cluster, DATABASE) == clean_schema(
+        t12_copy, folder_until(tmp_path, MIGRATIONS[1], 'until-01'))
+
+    # Deployed again after the rollback: the same migrations go through.
+    again = deploy(database, migrations_dir=until_09, allow=())
+    assert not again.get('failed') and len(again['migrations']) == 8, again.get('msg')
+
+
+def test_a_rollback_that_would_lose_data_is_refused_before_any_change(database):
+    conn = database['conn']
+    assert not deploy(database).get('failed')
+    before, dump = prisma_rows(conn), helpers.schema_dump(database['cluster'], DATABASE)
+    refused = deploy(database, state='absent', rollback_to='20260109000000_system_log_message_optional')
+    assert refused.get('failed')
+    message = refused['msg']
+    assert '%s, line 2 (drop_column): cannot be undone' % DROP_NOTE in message, message
+    assert '20260112000000_widen_event_location, line 2 (alter_column_type): cannot be undone' in message, message
+    assert '20260110000000_job_status_archived, line 2 (add_enum_value): cannot be undone' in message, message
+    assert prisma_rows(conn) == before and helpers.schema_dump(database['cluster'], DATABASE) == dump
+
+
+def test_rollback_yml_undoes_the_folder_after_the_migration_to_keep(database, tmp_path):
+    conn, cluster = database['conn'], database['cluster']
+    folder = folder_until(tmp_path, '20260108000000_item_price_default_job_xp_reward_no_default', 'until-08')
+    settings = dict(local_cluster_dir=cluster['dir'], pg_port=cluster['port'], pg_database=DATABASE,
+                    pgzd_prisma_migrations_dir=folder, pgzd_artifacts_dir=str(tmp_path / 'artifacts'),
+                    backup_enabled='false')
+    run = helpers.run_playbook('playbooks/migrate.yml', settings)
+    assert run.returncode == 0, run.stdout[-4000:]
+    deployed = helpers.schema_dump(cluster, DATABASE)
+    keep = '20260105000000_replace_job_created_at_index'
+    back = helpers.run_playbook('playbooks/rollback.yml', dict(settings, pgzd_prisma_rollback_to=keep))
+    assert back.returncode == 0, back.stdout[-4000:]
+    assert 'To roll back, last first: 20260108000000_item_price_default_job_xp_reward_no_default, ' \
+           '20260107000000_event_location_class_room, 20260106000000_job_comments.' in back.stdout, back.stdout[-3000:]
+    assert [r['migration_name'] for r in prisma_rows(conn)] == MIGRATIONS[:6]
+    assert column(conn, 'Class', 'room') is None and not rows_of(conn, "SELECT 1 FROM pg_catalog.pg_type WHERE "
+                                                                       "typname = 'CommentVisibility'")
+    again = helpers.run_playbook('playbooks/rollback.yml', dict(settings, pgzd_prisma_rollback_to=keep))
+    assert again.returncode == 0 and 'To roll back, last first: nothing' in again.stdout, again.stdout[-3000:]
+    # And forward again: the same schema as the first deploy.
+    run = helpers.run_playbook('playbooks/migrate.yml', settings)
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert helpers.schema_dump(cluster, DATABASE) == deployed

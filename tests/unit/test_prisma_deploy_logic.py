@@ -109,3 +109,58 @@ def test_the_summary_says_where_a_stopped_deploy_resumes():
     assert lines[0] == 'Prisma migrations: 1 deployed online: a.'
     assert 'Stopped in migration b' in lines[1] and 'rerun to resume it' in lines[1]
     assert review.deploy_summary(dict(applied=['x']), [], False) == ['Prisma migrations: nothing pending (1 applied).']
+
+
+undo = helpers.load_module_utils('prisma.undo_forms')
+classes = helpers.load_module_utils('prisma.statement_classes')
+
+
+def one(sql):
+    (entry,) = classes.classify(sql)
+    return entry
+
+
+def ran(before=None):
+    """A ledger 'statement' row of a statement the deploy ran as written."""
+    return dict(id=1, prior=dict(before=before or {}))
+
+
+def test_each_statement_run_as_written_has_its_undo_or_its_refusal():
+    table = undo.undo_form(one('CREATE TABLE "T" ("id" TEXT NOT NULL, CONSTRAINT "T_pkey" PRIMARY KEY ("id"));'),
+                           ran())
+    assert table == dict(form='sql', check='empty', statements=['DROP TABLE "public"."T"'])
+    column = undo.undo_form(one('ALTER TABLE "Job" ADD COLUMN "p" INTEGER NOT NULL DEFAULT 0;'), ran())
+    assert column == dict(form='sql', check='default_only', statements=['ALTER TABLE "public"."Job" DROP COLUMN "p"'])
+    default = undo.undo_form(one('ALTER TABLE "Job" ALTER COLUMN "xp" DROP DEFAULT;'),
+                             ran(dict(column=dict(type='integer', not_null=True, default='10'))))
+    assert default['statements'] == ['ALTER TABLE "public"."Job" ALTER COLUMN "xp" SET DEFAULT 10']
+    renamed = undo.undo_form(one('ALTER INDEX "a" RENAME TO "b";'), ran())
+    assert renamed['statements'] == ['ALTER INDEX "public"."b" RENAME TO "a"']
+    optional = undo.undo_form(one('ALTER TABLE "S" ALTER COLUMN "m" DROP NOT NULL;'), ran())
+    assert optional['form'] == 'kind' and optional['state'] == 'present' and optional['spec']['type'] == 'not_null'
+    enum = undo.undo_form(one('ALTER TYPE "S" ADD VALUE \'X\';'), ran())
+    assert enum['form'] == 'refused' and 'cannot remove a value from an enum' in enum['why']
+    assert undo.undo_form(one('CREATE SCHEMA IF NOT EXISTS "public";'), ran())['form'] == 'kept'
+    # Never run (no ledger row): nothing to undo.
+    assert undo.undo_form(one('ALTER TABLE "Job" ALTER COLUMN "xp" DROP DEFAULT;'), None)['form'] == 'nothing'
+
+
+def test_a_widened_type_is_not_narrowed_back_and_a_dropped_column_stays_dropped():
+    widen = classes.classify('ALTER TABLE "E" ALTER COLUMN "l" SET DATA TYPE VARCHAR(200);',
+                             column_types={(None, 'E', 'l'): 'varchar(100)'})[0]
+    form = undo.undo_form(widen, ran(dict(column=dict(type='character varying(100)', not_null=False, default=None))))
+    assert form['form'] == 'refused' and 'not binary-coercible' in form['why'], form
+    drop = one('ALTER TABLE "M" DROP COLUMN "note";')
+    assert undo.undo_form(drop, ran())['form'] == 'refused' and undo.undo_form(drop, None)['form'] == 'nothing'
+
+
+def test_online_statements_are_undone_by_their_kind_and_a_dropped_index_is_built_again_from_its_definition():
+    index = undo.undo_form(one('CREATE INDEX "i" ON "Job"("a");'), None)
+    assert (index['form'], index['state'], index['shape']) == ('kind', 'absent', 'index')
+    dropped = undo.undo_form(one('DROP INDEX "Job_createdAt_idx";'), dict(id=3, prior=dict(
+        definition='CREATE INDEX "Job_createdAt_idx" ON public."Job" USING btree ("createdAt")')))
+    assert (dropped['form'], dropped['state']) == ('kind', 'present')
+    assert dropped['spec']['indexes'] == [dict(name='Job_createdAt_idx', columns=['createdAt'], unique=False,
+                                               method='btree', where=None, include=[], on_mismatch='fail')]
+    lines = undo.undo_problems('m', [(one('ALTER TYPE "S" ADD VALUE \'X\';'), dict(form='refused', why='no'))])
+    assert lines == ['migration m, line 1 (add_enum_value): cannot be undone: no']

@@ -29,6 +29,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import (
     dropped_names, kind_spec, touched_tables,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.prior_state import prior_state
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import OnlineIndexError, error_text
 
 DONE, UNCHANGED, SKIPPED, PLANNED = 'done', 'unchanged', 'skipped', 'planned'
@@ -159,7 +160,8 @@ class PrismaDeploy(object):
             schema=sql.Literal(self.schema), table=sql.Literal(details.get('table') or ''), name=sql.Literal(key),
             definition=sql.Literal(entry['text']), prior=sql.Literal(json.dumps(dict(
                 prisma_kind=entry['kind'], migration=migration, line=entry['line'], details=details,
-                acknowledged=bool(entry.get('acknowledged'))), default=str)), state=sql.Literal('applied'))
+                acknowledged=bool(entry.get('acknowledged')), before=prior_state(self.session.cursor, entry, self.schema)),
+                default=str)), state=sql.Literal('applied'))
         timeout = self.runner.constraint_lock_timeout
         work = [sql.SQL('BEGIN'), sql.SQL('SET LOCAL lock_timeout = {}').format(sql.Literal(str(timeout))),
                 statement, record, sql.SQL('COMMIT')]

@@ -98,6 +98,19 @@ class MigrationRecords(object):
     def finish_statement(self, name):
         """The UPDATE that records migration C(name) finished (its unfinished row of this tool)."""
         sql = self.sql
-        return sql.SQL('UPDATE {} SET finished_at = now(), applied_steps_count = 1 WHERE migration_name = {} AND '
-                       'finished_at IS NULL AND rolled_back_at IS NULL AND logs LIKE {}').format(
-            self.table_ref, sql.Literal(name), sql.Literal(LOG_MARKER + '%'))
+        return sql.SQL('UPDATE {} SET finished_at = now(), applied_steps_count = 1 WHERE finished_at IS NULL AND '
+                       '{}').format(self.table_ref, self._ours(name))
+
+    def _ours(self, name):
+        sql = self.sql
+        return sql.SQL('migration_name = {} AND rolled_back_at IS NULL AND logs LIKE {}').format(
+            sql.Literal(name), sql.Literal(LOG_MARKER + '%'))
+
+    def unfinish_statement(self, name):
+        """The UPDATE that makes this tool's row of migration C(name) unfinished: a rollback is undoing it."""
+        return self.sql.SQL('UPDATE {} SET finished_at = NULL, applied_steps_count = 0 WHERE {}').format(
+            self.table_ref, self._ours(name))
+
+    def remove_statement(self, name):
+        """The DELETE of this tool's row of migration C(name), once a rollback undid it: Prisma sees it pending."""
+        return self.sql.SQL('DELETE FROM {} WHERE {}').format(self.table_ref, self._ours(name))

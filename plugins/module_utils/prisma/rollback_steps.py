@@ -1,0 +1,216 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The rollback of deployed Prisma migrations to an earlier one: the migrations after it, last first, each statement
+undone in reverse order by the form undo_forms decides from the ledger, then the migration's row removed from
+_prisma_migrations, so that `prisma migrate status` shows it pending again.
+
+Only what the ledger says a run of this tool did is undone: a migration Prisma applied itself is refused, and so is
+anything that cannot be undone without losing data or online (undo_forms). The preflight proves the rest before any
+change: a created table must hold no rows, an added column nothing but its default.
+
+A migration being undone first loses its finished_at (it is then ours and unfinished, as a deploy stopped in its
+middle): a rollback stopped half way is resumed by the next rollback, or finished by the next deploy.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import classified
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_steps import (
+    DONE, UNCHANGED, DeployFailed, PrismaDeploy, statement_key,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.pending_migrations import (
+    pending_migrations,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.prisma_history import is_ours
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.undo_forms import (
+    undo_form, undo_problems,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import (
+    OnlineIndexError, error_text, fetch_dicts,
+)
+
+KEPT, PLANNED = 'kept', 'planned'
+
+
+def to_undo(history, rows, rollback_to, names):
+    """(the migrations to undo, last first; problems): those applied (or left unfinished by this tool) after
+    C(rollback_to), which must be a migration of the folder (C(names)); each must be this tool's (its row's logs)."""
+    if rollback_to not in names:
+        return [], ['pgzd_prisma_rollback_to names %r, which is not a migration of the folder: name the folder of the '
+                    'last migration to keep' % rollback_to]
+    wanted = [name for name in history['applied'] + ([history['resumed']] if history['resumed'] else [])
+              if name > rollback_to]
+    problems = []
+    for name in wanted:
+        ours = [row for row in rows if row['migration_name'] == name and row.get('rolled_back_at') is None]
+        if not any(is_ours(row) for row in ours):
+            problems.append('migration %s was applied by Prisma, not by pg-zero-downtime: the ledger holds nothing of '
+                            'what it did, so nothing of it can be undone exactly. Roll it back by hand, then `prisma '
+                            'migrate resolve --rolled-back %s`' % (name, name))
+    return sorted(wanted, reverse=True), problems
+
+
+class PrismaRollback(PrismaDeploy):
+    """Undoes classified migrations (deploy_proof.classified) through the same runner and records as the deploy."""
+
+    def ledger_row(self, migration, entry):
+        """The ledger row of what the deploy did for C(entry), or None (the kinds read their own)."""
+        details = entry.get('details') or {}
+        if entry['class'] in ('catalog', 'refused'):
+            key = statement_key(migration, entry)
+            return self.ledger.open_rows('statement', self.schema, [key]).get(key)
+        if entry['kind'] == 'drop_index':
+            key = 'drop index %s' % details['name']
+            return self.ledger.open_rows('statement', details.get('schema') or self.schema, [key]).get(key)
+        if entry['kind'] == 'add_primary_key':
+            return self.ledger.open_rows('constraint', details.get('schema') or self.schema, [details['name']],
+                                         details['table']).get(details['name'])
+        return None
+
+    def forms(self, migration):
+        """[(entry, its ledger row, its undo form)] of C(migration), in undo order (last statement first)."""
+        return [(entry, row, undo_form(entry, row, self.schema)) for entry in reversed(migration['entries'])
+                for row in [self.ledger_row(migration['name'], entry)]]
+
+    def problems(self, migration, forms):
+        """What stops the undo of C(migration): what cannot be undone, and data a drop would lose."""
+        problems = undo_problems(migration['name'], [(entry, form) for entry, _row, form in forms])
+        for entry, _row, form in forms:
+            problem = self.check(entry, form)
+            if problem:
+                problems.append('migration %s, line %d (%s): cannot be undone: %s' % (
+                    migration['name'], entry['line'], entry['kind'], problem))
+        return problems
+
+    def check(self, entry, form):
+        """Why the data forbids C(form) now (a table with rows, a column holding more than its default), or None."""
+        if form.get('check') not in ('empty', 'default_only'):
+            return None
+        sql = self.sql
+        details = entry['details']
+        table = sql.SQL('{}.{}').format(sql.Identifier(details.get('schema') or self.schema),
+                                        sql.Identifier(details['table']))
+        if form['check'] == 'empty':
+            if fetch_dicts(self.session.cursor, sql.SQL('SELECT EXISTS (SELECT 1 FROM {}) AS rows').format(
+                    table))[0]['rows']:
+                return 'table %s holds rows now: dropping it loses them (empty it first, or keep it)' % details['table']
+            return None
+        column = details['definition']['name']
+        default = fetch_dicts(self.session.cursor, (
+            'SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS "default" FROM pg_catalog.pg_attrdef d '
+            'JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum '
+            'WHERE d.adrelid = pg_catalog.to_regclass(%(table)s) AND a.attname = %(column)s'),
+            dict(table=table.as_string(self.connection()), column=column))
+        if default and not self.trust.prove_query('SELECT (%s)' % default[0]['default'], context='column_default'):
+            condition = sql.SQL('{} IS DISTINCT FROM ({})').format(
+                sql.Identifier(column), sql.SQL(default[0]['default']))
+        else:
+            condition = sql.SQL('{} IS NOT NULL').format(sql.Identifier(column))
+        if fetch_dicts(self.session.cursor, sql.SQL('SELECT EXISTS (SELECT 1 FROM {} WHERE {}) AS rows').format(
+                table, condition))[0]['rows']:
+            return 'column %s of %s holds values other than %s now: dropping it loses them' % (
+                column, details['table'], 'its default' if default else 'NULL')
+        return None
+
+    def connection(self):
+        return self.session.connection
+
+    @property
+    def trust(self):
+        return self.runner.trust
+
+    def undo(self, migration, forms):
+        """Every statement of C(migration) undone, last first, between its row made unfinished and its row removed.
+        Returns its outcome; raises DeployFailed with the outcome so far."""
+        outcome = dict(name=migration['name'], action='planned' if self.check_mode else 'rolled back', statements=[],
+                       seconds=0.0)
+        started = time.monotonic()
+        self._record(self.records.unfinish_statement(migration['name']))
+        for entry, row, form in forms:
+            try:
+                outcome['statements'].append(self.undo_entry(migration['name'], entry, row, form))
+            except Exception as error:  # a kind's OnlineIndexError, or the driver's (no importable common base)
+                outcome.update(action='failed', seconds=round(time.monotonic() - started, 3))
+                outcome['statements'].append(dict(self.describe(migration['name'], entry), action='failed',
+                                                  error=error_text(error)))
+                raise DeployFailed('undoing migration %s, line %d (%s): %s' % (
+                    migration['name'], entry['line'], entry['kind'], error_text(error)), outcome)
+        self._record(self.records.remove_statement(migration['name']))
+        outcome['seconds'] = round(time.monotonic() - started, 3)
+        return outcome
+
+    def undo_entry(self, migration, entry, row, form):
+        outcome = dict(self.describe(migration, entry), undo=form['form'], why=form.get('why'))
+        done = len(self.session.executed_queries)
+        kind = form['form']
+        if kind in ('nothing', 'kept'):
+            outcome['action'] = KEPT if kind == 'kept' else UNCHANGED
+        elif kind == 'kind':
+            outcome['action'] = self._kind(form, outcome)
+            if row is not None and outcome['action'] == DONE:
+                self.ledger.undone(row['id'])
+        elif kind in ('sql', 'concurrent'):
+            outcome['action'] = self._statements(form, row, outcome)
+        else:
+            raise OnlineIndexError('cannot be undone: %s' % form.get('why'))
+        if not self.check_mode:
+            outcome['statements'] = self.session.executed_queries[done:]
+        return outcome
+
+    def _kind(self, form, outcome):
+        spec, state = form['spec'], form['state']
+        if form['shape'] == 'index':
+            decisions = self.runner.plan(spec['schema'], spec['name'], spec['indexes'], state)
+            return self._apply(decisions, self.runner.apply, outcome)
+        if spec['type'] == 'unique':
+            decision = self.runner.plan_constraint(spec['name'], spec['schema'], spec['table'], spec['columns'], state)
+            return self._apply([decision], self.runner.apply_constraint, outcome)
+        decision = self.runner.plan_entry(spec, state, spec['schema'])
+        return self._apply([decision], self.runner.apply_entry, outcome)
+
+    def _statements(self, form, row, outcome):
+        sql = self.sql
+        if self.check_mode:
+            outcome['statements'] = list(form['statements'])
+            return PLANNED
+        spec = dict(name=outcome['text'][:40], schema=self.schema)
+        if form['form'] == 'concurrent':
+            for text in form['statements']:
+                statement = sql.SQL(text)
+                self.session.with_retries(spec, {}, statement,
+                                          lambda: self.session.execute_concurrently(spec, statement))
+            if row is not None:
+                self.ledger.undone(row['id'])
+            return DONE
+        timeout = self.runner.constraint_lock_timeout
+        work = [sql.SQL('BEGIN'), sql.SQL('SET LOCAL lock_timeout = {}').format(sql.Literal(str(timeout)))] + \
+            [sql.SQL(text) for text in form['statements']] + \
+            ([self.ledger.undone_statement(row['id'])] if row is not None else []) + [sql.SQL('COMMIT')]
+        self.session.with_retries(spec, dict(lock_timeout=timeout), work[2],
+                                  lambda: self.session.in_transaction(work))
+        return DONE
+
+
+def prove_rollback(work, migrations, rows, rollback_to, schema):
+    """What the rollback of C(migrations) (the folder's) to C(rollback_to) undoes, and what stops it, before any
+    change: dict(history, undo (names, last first), planned [(migration, forms)], problems). C(work) is a
+    PrismaRollback (its reads run; nothing changes)."""
+    history = pending_migrations(migrations, rows)
+    if history['problems']:
+        return dict(history=history, undo=[], planned=[], problems=history['problems'])
+    undo, problems = to_undo(history, rows, rollback_to, [migration['name'] for migration in migrations])
+    everything, _unused = classified(migrations, sorted(set(history['applied'] + history['pending'])), [], schema)
+    by_name = dict((migration['name'], migration) for migration in everything)
+    planned = [(by_name[name], work.forms(by_name[name])) for name in undo if name in by_name]
+    for migration, forms in planned:
+        problems.extend(work.problems(migration, forms))
+    return dict(history=history, undo=undo, planned=planned, problems=problems)
+
+
+def rollback_refused_message(rollback_to, problems):
+    return 'The rollback to %s cannot be done; nothing was changed:\n%s' % (
+        rollback_to, '\n'.join('- %s' % problem for problem in problems))
