@@ -118,9 +118,16 @@ class ActionModule(ActionBase):
             if error:
                 result.update(failed=True, changed=False, msg=error)
                 return self._refused(args, None, run_id, result)
+        # A plan file may name the folder; -e pgzd_prisma_migrations_dir names it for this run.
+        folder = folder or (plan or {}).get('prisma_migrations_dir')
         if folder:
+            own = [key for key in ('tables', 'constraints', 'prisma_migration') if plan.get(key)]
             deploy, problems = migrations_args(dict(migrations_dir=folder, allow=allow, rollback_to=rollback_to or None,
                                                     schema=plan.get('schema') or 'public'), os.getcwd())
+            if own:
+                problems = ['Plan %s has %s of its own, and the run deploys the Prisma migrations folder %s statement '
+                            'by statement: run the plan and the folder separately (without -e pgzd_plan, the folder '
+                            'is the plan). Nothing was changed.' % (plan['name'], ', '.join(own), folder)]
             if problems:
                 result.update(failed=True, changed=False, msg='\n'.join(problems))
                 return self._refused(args, plan, run_id, result)

@@ -26,7 +26,8 @@ options:
       - The run, a dict with C(plan) (the loaded plan), C(run_id), C(database), C(host), C(failure) (what stopped
         the run, or null), and what the phases registered, each null when the phase did not run. C(backup),
         C(restore_drill), C(baseline), C(index_run) (the index phase's result), C(indexes) (the per-index results),
-        C(constraint_run), C(constraints) (the per-constraint results), C(validate), C(prisma).
+        C(constraint_run), C(constraints) (the per-constraint results), C(validate), C(prisma), C(prisma_deploy)
+        (and C(prisma_deploy_state)).
     type: dict
     required: true
   written_at:
@@ -73,6 +74,22 @@ def _seconds(result):
     return float((result or {}).get('seconds') or 0.0)
 
 
+def deploy_record(result, state):
+    """What the report keeps of a Prisma folder's deploy (or rollback): per migration, what happened to each
+    statement, with its class and the lock it took."""
+    if result is None:
+        return None
+    return dict(state=state or 'present', migrations=[dict(
+        name=migration['name'], action=migration['action'], seconds=float(migration.get('seconds') or 0.0),
+        statements=[dict(line=statement['line'], kind=statement['kind'], action=statement['action'],
+                         lock=statement.get('lock') if statement['cls'] == 'online' else statement.get('lock_as_written'),
+                         lock_on=list(statement.get('lock_on') or []), acknowledged=bool(statement.get('acknowledged')),
+                         seconds=float(statement.get('seconds') or 0.0), retries=int(statement.get('retries') or 0),
+                         **{'class': statement['cls']})
+                    for statement in migration.get('statements') or []])
+        for migration in result.get('migrations') or []])
+
+
 def migration_report(run, written_at):
     plan = run.get('plan') or {}
     backup = _pick(ran(run.get('backup')), BACKUP_FIELDS)
@@ -98,6 +115,7 @@ def migration_report(run, written_at):
             migration_name=(prisma.get('migration') or {}).get('migration_name'), action=prisma.get('action'),
             table=prisma.get('table'), checksum=prisma.get('checksum'),
             id=(prisma.get('migration') or {}).get('id')) if prisma is not None else None,
+        prisma_deploy=deploy_record(ran(run.get('prisma_deploy')), run.get('prisma_deploy_state')),
         phase_seconds=dict(backup=_seconds(backup), baseline=_seconds(baseline),
                            indexes=_seconds(ran(run.get('index_run'))),
                            constraints=_seconds(ran(run.get('constraint_run'))), validate=_seconds(validate)),

@@ -152,9 +152,9 @@ def _check_index(problems, where, index):
 
 
 def _check_tables(problems, plan, schema):
-    tables = problems.mapping_list('', 'tables', plan.get('tables'), required=True)
+    tables = problems.mapping_list('', 'tables', plan.get('tables'), required='prisma_migrations_dir' not in plan)
     if isinstance(plan.get('tables'), list) and not tables and not plan.get('constraints') \
-            and not plan.get('baseline_queries'):
+            and not plan.get('baseline_queries') and 'prisma_migrations_dir' not in plan:
         problems.add('', 'tables is empty, and the plan has no constraints or baseline queries either: it would do '
                          'nothing')
     indexes = {}  # (schema, index name) -> where it is planned
@@ -311,6 +311,20 @@ def _check_baseline_queries(problems, plan):
             _check_parameter(problems, where, param, value)
 
 
+def _check_prisma_folder(problems, plan):
+    if 'prisma_migrations_dir' not in plan:
+        return
+    folder = plan['prisma_migrations_dir']
+    if not isinstance(folder, str) or not folder.strip():
+        problems.add('', 'prisma_migrations_dir must be the path of a prisma/migrations folder (relative to the plan '
+                         'file), not %r' % (folder,))
+    own = [key for key in ('tables', 'constraints', 'prisma_migration') if plan.get(key)]
+    if own:
+        problems.add('', 'a plan that names prisma_migrations_dir deploys the folder\'s migrations, statement by '
+                         'statement: it has no %s of its own (make them a migration of the folder, or a plan of their '
+                         'own)' % ', '.join(own))
+
+
 def _check_prisma(problems, plan):
     prisma = plan.get('prisma_migration')
     if prisma is None:
@@ -345,6 +359,7 @@ def plan_errors(plan):
     _check_constraints(problems, plan, schema if isinstance(schema, str) else 'public', indexes)
     _check_baseline_queries(problems, plan)
     _check_prisma(problems, plan)
+    _check_prisma_folder(problems, plan)
     for error in trusted_errors(plan.get('trusted')):
         problems.add('trusted', error)
     return problems.items
@@ -456,6 +471,11 @@ def load_plan(path, working_dir, on_duplicates=None, only_tables=None, read_pris
     if unknown:
         return None, 'pgzd_only_tables names %s, not in plan %s; its tables are %s' % (
             ', '.join(unknown), plan['name'], ', '.join(table_names))
+    plan['tables'] = plan.get('tables') or []
+    if plan.get('prisma_migrations_dir'):
+        folder = os.path.expanduser(plan['prisma_migrations_dir'])
+        plan['prisma_migrations_dir'] = os.path.normpath(folder if os.path.isabs(folder)
+                                                         else os.path.join(os.path.dirname(path), folder))
     prisma = plan.get('prisma_migration')
     if prisma:
         prisma = dict(prisma)

@@ -9,6 +9,7 @@ stops the deploy before any change, and its acknowledgement lets it through. A s
 leaves its row unfinished, and the next run resumes it.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -405,3 +406,30 @@ def test_rollback_yml_undoes_the_folder_after_the_migration_to_keep(database, tm
     run = helpers.run_playbook('playbooks/migrate.yml', settings)
     assert run.returncode == 0, run.stdout[-4000:]
     assert helpers.schema_dump(cluster, DATABASE) == deployed
+
+
+def test_a_plan_file_may_name_the_folder_and_time_baseline_queries_around_it(database, tmp_path):
+    conn, cluster = database['conn'], database['cluster']
+    folder = folder_until(tmp_path, '20260103000000_item_name_unique', 'until-03')
+    plan = tmp_path / 'release.yml'
+    plan.write_text('name: release\nprisma_migrations_dir: until-03\nbaseline_queries:\n  - name: item_by_name\n'
+                    '    sql: SELECT id FROM "Item" WHERE name = %(name)s\n    params: {name: Sword}\n')
+    settings = dict(local_cluster_dir=cluster['dir'], pg_port=cluster['port'], pg_database=DATABASE,
+                    pgzd_plan=str(plan), pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false',
+                    pgzd_run_id='release')
+    run = helpers.run_playbook('playbooks/migrate.yml', settings)
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert 'Prisma migrations folder %s:' % folder in run.stdout and 'Prisma migrations: 3 deployed' in run.stdout
+    assert [r['migration_name'] for r in prisma_rows(conn)] == MIGRATIONS[:4]
+    with open(str(tmp_path / 'artifacts' / 'runs' / 'release-release' / 'report.json')) as handle:
+        report = json.load(handle)
+    assert [q['name'] for q in report['baseline_before']] == ['item_by_name'], report['baseline_before']
+    deployed = report['prisma_deploy']
+    assert deployed['state'] == 'present' and [m['name'] for m in deployed['migrations']] == MIGRATIONS[1:4]
+    assert deployed['migrations'][1]['statements'][0] == dict(
+        line=2, kind='add_column', action='done', lock='ACCESS EXCLUSIVE', lock_on=['Job'], acknowledged=False,
+        seconds=deployed['migrations'][1]['statements'][0]['seconds'], retries=0, **{'class': 'catalog'})
+    with open(str(tmp_path / 'artifacts' / 'runs' / 'release-release' / 'report.md')) as handle:
+        markdown = handle.read()
+    assert '## Prisma migrations deployed' in markdown and '- `20260102000000_job_priority`: applied in' in markdown
+    assert '  - line 5 [online] create_index: done, SHARE UPDATE EXCLUSIVE on Job' in markdown, markdown

@@ -82,3 +82,21 @@ def test_run_ids_are_the_time_and_a_random_suffix():
     now = datetime.datetime(2026, 12, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
     assert mp.new_run_id(now, rand=lambda: 0.5) == '20261202T030405Z-7fffff'
     assert re.match(r'^\d{8}T\d{6}Z-[0-9a-f]{6}$', mp.new_run_id())
+
+
+def test_a_plan_of_a_prisma_folder_has_the_folder_relative_to_it_and_no_work_of_its_own(tmp_path):
+    (tmp_path / 'plans').mkdir()
+    write(tmp_path / 'plans' / 'release.yml', dict(name='release', prisma_migrations_dir='../prisma/migrations',
+                                                  baseline_queries=[dict(name='jobs', sql='SELECT 1')]))
+    plan, error = mp.load_plan('plans/release.yml', str(tmp_path))
+    assert error is None, error
+    assert plan['prisma_migrations_dir'] == str(tmp_path / 'prisma' / 'migrations')
+    assert plan['tables'] == [] and plan['constraints'] == []
+
+    write(tmp_path / 'plans' / 'mixed.yml', dict(name='mixed', prisma_migrations_dir='m', constraints=[dict(
+        name='c', table='Job', type='check', expression='true')]))
+    plan, error = mp.load_plan('plans/mixed.yml', str(tmp_path))
+    assert plan is None and 'a plan that names prisma_migrations_dir deploys the folder' in error, error
+    assert 'it has no constraints of its own' in error
+    assert mp.plan_errors(dict(name='empty', prisma_migrations_dir='')) == [
+        "prisma_migrations_dir must be the path of a prisma/migrations folder (relative to the plan file), not ''"]

@@ -101,7 +101,7 @@ def test_every_key_is_well_defined(path, definition):
 
 def test_the_plan_check_takes_its_key_lists_and_values_from_the_schema():
     assert mp.TOP_KEYS == ('name', 'description', 'schema', 'tables', 'constraints', 'baseline_queries',
-                           'prisma_migration', 'trusted')
+                           'prisma_migration', 'trusted', 'prisma_migrations_dir')
     assert mp.CONSTRAINT_KEYS == ('name', 'table', 'schema', 'type', 'columns', 'on_duplicates', 'rename_column',
                                   'keep_oldest_by', 'references', 'on_delete', 'on_update', 'index', 'expression',
                                   'column')
@@ -218,10 +218,10 @@ def test_the_docs_of_the_plan_parts_are_the_schemas(module_docs):
         schema.argument_options(schema.BASELINE_QUERY)
 
 
-def plan_format_example():
+def plan_format_examples():
     with open(os.path.join(helpers.REPO_ROOT, 'docs', 'plan-format.md')) as handle:
         text = handle.read()
-    return text, yaml.safe_load(re.search(r'```yaml\n(.*?)```', text, re.S).group(1))
+    return text, [yaml.safe_load(block) for block in re.findall(r'```yaml\n(.*?)```', text, re.S)]
 
 
 def example_values(value, path):
@@ -236,10 +236,14 @@ def example_values(value, path):
 
 
 def test_the_plan_format_example_is_a_plan_with_every_key():
-    """docs/plan-format.md shows every key of the schema where it goes, in a plan the check accepts."""
-    text, example = plan_format_example()
-    assert mp.plan_errors(example) == []
-    missing = ['.'.join(path) for path, _definition in EVERY_KEY if not example_values(example, path)]
+    """docs/plan-format.md shows every key of the schema where it goes, in plans the check accepts (a plan of
+    tables and constraints, and a plan of a Prisma migrations folder)."""
+    text, examples = plan_format_examples()
+    assert len(examples) == 2
+    for example in examples:
+        assert mp.plan_errors(example) == []
+    missing = ['.'.join(path) for path, _definition in EVERY_KEY
+               if not any(example_values(example, path) for example in examples)]
     assert missing == []
     assert 'plugins/module_utils/plan/plan_schema.py' in text
 

@@ -107,6 +107,8 @@ PLAN = (
                               description='A Prisma migration recorded as applied once the plan is in place.')),
     ('trusted', dict(type='list', elements='str', default=[],
                      description='User-defined functions, operators and types plan SQL may reach, by signature.')),
+    ('prisma_migrations_dir', dict(type='str', description=(
+        "A prisma/migrations folder (relative to the plan file) whose pending migrations are the plan's work."))),
 )
 
 # The argument spec fields a key's definition carries over (the rest is the controller's and the docs').
