@@ -11,6 +11,7 @@ leaves its row unfinished, and the next run resumes it.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -152,7 +153,13 @@ def test_check_mode_reviews_every_statement_and_changes_nothing(database):
     assert [m['action'] for m in result['migrations']] == ['planned'] * 14
     assert prisma_rows(conn) == before and column(conn, 'Job', 'priority') is None
     review = '\n'.join(result['review'])
-    assert 'line 2 [catalog] add_column: to run; ACCESS EXCLUSIVE on Job, under lock_timeout 2s' in review, review
+    assert 'line 2 [catalog] add_column: to run; ACCESS EXCLUSIVE on Job, under lock_timeout 2s (5 retries); its lock ' \
+           'held for an instant once granted' in review, review
+    # Every build on a table that exists now has its estimate from the table's size.
+    assert re.search(r'line 2 \[online\] create_index: to run; SHARE UPDATE EXCLUSIVE on Job while it runs \(reads and '
+                     r'writes go on\); about (under a second|\d+ s) \(table \d+ MiB, at the bench\'s build rate\)',
+                     review), review
+    assert 'its time not estimated (the table is created or changed earlier in the deploy)' in review
     assert '[refused ACKNOWLEDGED] drop_column' in review, review
     planned = result['planned_sql']
     assert planned.index('-- Migration 20260101000000_job_indexes') < planned.index('-- Migration %s' % DROP_NOTE)

@@ -164,3 +164,13 @@ def test_online_statements_are_undone_by_their_kind_and_a_dropped_index_is_built
                                                method='btree', where=None, include=[], on_mismatch='fail')]
     lines = undo.undo_problems('m', [(one('ALTER TYPE "S" ADD VALUE \'X\';'), dict(form='refused', why='no'))])
     assert lines == ['migration m, line 1 (add_enum_value): cannot be undone: no']
+
+
+def test_an_estimate_scans_the_table_at_the_bench_rate_and_a_catalog_lock_is_an_instant():
+    rate = review.BUILD_BYTES_PER_SECOND
+    seconds, words = review.estimate('create_index', 10 * rate)
+    assert seconds == 10.0 and words.startswith('about 10 s (table ') and 'bench' in words
+    assert review.estimate('create_index', rate // 10)[1].startswith('about under a second')
+    assert review.estimate('create_index', rate + 1)[1].startswith('about 2 s')
+    assert review.estimate(None, 10 * rate) == (0.0, 'its lock held for an instant once granted')
+    assert review.estimate('add_foreign_key', None)[0] is None

@@ -8,6 +8,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
+
+# How fast a concurrent build (or a VALIDATE) goes through a table, in bytes of the table's heap per second: the T12
+# plan's 26 CREATE INDEX CONCURRENTLY by psql -f (bench/t12_seed_indexes.sql) took 3.42 s at scale 1 on the bench's
+# 2-core machine (bench/README.md, run A; 3.59 s measured again for this), over tables of 566 MiB in all (each
+# index's table counted once per index), and 33.4 s at scale 10: about 160 MiB/s. The review rounds its estimates up
+# and says they are estimates; a busy server, a wide key or an expression index builds slower.
+BUILD_BYTES_PER_SECOND = 160 * 1048576
+ONLINE_SCANS = ('create_index', 'add_unique', 'add_primary_key', 'add_foreign_key', 'add_check', 'set_not_null')
 ACTION_WORDS = dict(done='done', unchanged='already done', skipped='left out', planned='to run', failed='FAILED')
 
 
@@ -29,6 +38,19 @@ def lock_words(statement, timeouts):
         statement['lock_as_written'], tables, timeouts['lock_timeout'], timeouts['lock_retries'])
 
 
+def estimate(kind, table_bytes):
+    """(seconds the statement's long part takes, words): an online kind scans its table (a build, a VALIDATE) at
+    BUILD_BYTES_PER_SECOND, with reads and writes going on; a catalog statement holds its lock for an instant once it
+    has it. None when the table's size is not known (a table an earlier statement of the deploy creates)."""
+    if kind not in ONLINE_SCANS:
+        return 0.0, 'its lock held for an instant once granted'
+    if table_bytes is None:
+        return None, 'its time not estimated (the table is created or changed earlier in the deploy)'
+    seconds = table_bytes / float(BUILD_BYTES_PER_SECOND)
+    return round(seconds, 1), 'about %s (table %.0f MiB, at the bench\'s build rate)' % (
+        '%d s' % math.ceil(seconds) if seconds >= 1 else 'under a second', table_bytes / 1048576.0)
+
+
 def review_lines(outcomes, timeouts, check_mode):
     """One block per migration: its name and what happened to it, then each statement: its line, class, kind, what
     happened (or will), its lock, and why where the class has a reason (a table created in the same migration, an
@@ -41,9 +63,10 @@ def review_lines(outcomes, timeouts, check_mode):
             len(migration['statements'])))
         for statement in migration['statements']:
             flag = ' ACKNOWLEDGED' if statement.get('acknowledged') else ''
-            lines.append('  line %d [%s%s] %s: %s; %s' % (
+            lines.append('  line %d [%s%s] %s: %s; %s%s' % (
                 statement['line'], statement['cls'], flag, statement['kind'],
-                ACTION_WORDS.get(statement['action'], statement['action']), lock_words(statement, timeouts)))
+                ACTION_WORDS.get(statement['action'], statement['action']), lock_words(statement, timeouts),
+                '; %s' % statement['estimate'] if check_mode and statement.get('estimate') else ''))
             if statement['cls'] == 'catalog' and statement.get('why'):
                 lines.append('    plain form: %s' % statement['why'])
             if statement.get('error'):
@@ -61,8 +84,9 @@ def planned_sql(outcomes, timeouts):
         parts.append('')
         parts.append('-- Migration %s' % migration['name'])
         for statement in migration['statements']:
-            parts.append('-- line %d [%s] %s: %s' % (statement['line'], statement['cls'], statement['kind'],
-                                                     lock_words(statement, timeouts)))
+            parts.append('-- line %d [%s] %s: %s%s' % (statement['line'], statement['cls'], statement['kind'],
+                                                       lock_words(statement, timeouts),
+                                                       '; %s' % statement['estimate'] if statement.get('estimate') else ''))
             if statement['action'] == 'unchanged':
                 parts.append('-- already done')
             for text in statement.get('statements') or []:

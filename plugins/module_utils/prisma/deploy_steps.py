@@ -29,6 +29,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import (
     dropped_names, kind_spec, touched_tables,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_review import estimate
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.prior_state import prior_state
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import OnlineIndexError, error_text
 
@@ -66,6 +67,7 @@ class PrismaDeploy(object):
         # Check mode runs nothing: what earlier statements of the deploy create or reshape is not there to read, so
         # the statements on it are shown as they will run and proven by their kind when they do.
         self.touched, self.dropped, self.created = set(), set(), set()
+        self.sizes = {}
 
     # -- one migration ---------------------------------------------------------------------------
 
@@ -107,9 +109,27 @@ class PrismaDeploy(object):
                     how=entry.get('how'), why=entry.get('why'), acknowledged=bool(entry.get('acknowledged')),
                     statements=[], seconds=0.0, retries=0)
 
+    def table_bytes(self, entry):
+        """The heap size of the statement's table now, or None (no table, or one an earlier statement creates or
+        changes)."""
+        details = entry.get('details') or {}
+        if not details.get('table') or self._after_earlier(entry):
+            return None
+        key = (details.get('schema') or self.schema, details['table'])
+        if key not in self.sizes:
+            rows = self.session.query(
+                'SELECT pg_catalog.pg_relation_size(c.oid) AS bytes FROM pg_catalog.pg_class c JOIN '
+                'pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(schema)s AND c.relname = '
+                '%(table)s', dict(schema=key[0], table=key[1]))
+            self.sizes[key] = rows[0]['bytes'] if rows else None
+        return self.sizes[key]
+
     def run_entry(self, migration, entry):
         """One statement, the way its class says; returns its outcome (action done, unchanged, skipped, planned)."""
         outcome = self.describe(migration, entry)
+        if self.check_mode and entry['class'] != 'skip':
+            outcome['estimate_seconds'], outcome['estimate'] = estimate(
+                entry['kind'] if entry['class'] == 'online' else None, self.table_bytes(entry))
         started, retries = time.monotonic(), self.session.retries_used
         done = len(self.session.executed_queries)
         if entry['class'] == 'skip':
