@@ -4,7 +4,7 @@ VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: run test bootstrap cluster migrate rollback lint sanity unit integration molecule molecule-beside bench bench-load bench-waits bench-constraints bench-deadlocks clean
+.PHONY: run test bootstrap cluster migrate rollback lint sanity unit integration molecule molecule-beside bench bench-load bench-waits bench-constraints bench-deadlocks bench-prisma clean
 
 ## run: start the local cluster with the T12 schema and sample data, then migrate it (the main job)
 run: bootstrap cluster migrate
@@ -81,6 +81,11 @@ bench-constraints: bootstrap
 ## bench-deadlocks: a foreign key migrated and rolled back 10 times under parent-then-child writes, scale 1 (issue 21)
 bench-deadlocks: bootstrap
 	python bench/deadlocks_under_load.py --scale 1 --repeat 10
+
+## bench-prisma: the Prisma history deployed under the write load, migrate.yml against prisma migrate deploy, scale 5,
+## 3 rounds (issue 23)
+bench-prisma: bootstrap
+	python bench/prisma_history_under_load.py --scale 5 --repeat 3
 
 ## clean: stop and delete the local cluster
 clean:

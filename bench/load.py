@@ -165,7 +165,9 @@ class Workload:
         cur.execute(
             'INSERT INTO "Item" ("id", "name", "type", "rarity", "price", "updatedAt")'
             ' VALUES (%s, %s, %s, %s, %s, CURRENT_TIMESTAMP)',
-            (new_id(), 'Load item', rng.choice(ITEM_TYPES), rng.choice(RARITIES), 10 * rng.randrange(1, 101)))
+            # A name no other row has: a unique index on Item.name (the Prisma history's migration 03) holds.
+            (new_id(), 'Load item ' + uuid.uuid4().hex, rng.choice(ITEM_TYPES), rng.choice(RARITIES),
+             10 * rng.randrange(1, 101)))
 
     def insert_event(self, cur, rng):
         cur.execute(
@@ -415,7 +417,7 @@ class Load:
         conn = self.connect(APPLICATION_NAME + '-setup')
         try:
             with conn.cursor() as cur:
-                cur.execute('SELECT count(*) FROM "Item" WHERE "name" <> \'Load item\'')
+                cur.execute('SELECT count(*) FROM "Item" WHERE "name" NOT LIKE \'Load item%\'')
                 small_rows = cur.fetchone()[0]
                 cur.execute('SELECT count(*) FROM "Job" WHERE "title" <> \'Load job\'')
                 large_rows = cur.fetchone()[0]

@@ -415,8 +415,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.query_baseline import query_problems
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import (
-    acknowledged_lines, provable_now, refusal_lines,
+    acknowledged_lines, provable_now, refusal_lines, taken_names,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_steps import PrismaDeploy
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import prove_deploy
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.migration_records import (
     MigrationRecords,
@@ -626,6 +627,8 @@ def prove_folder(runner, params):
     proof = prove_deploy(deploy['migrations'], records.rows(), deploy['allow'], deploy['schema'], trust=runner.trust,
                          cursor=runner.cursor)
     problems = list(proof['problems'])
+    problems.extend(taken_names(runner.session.query, proof['deploy'], deploy['schema'], PrismaDeploy(
+        runner, records, deploy['schema'], params['run_id'], check_mode=True).recorded))
     problems.extend('\n'.join(refusal_lines(migration['name'], entry)) for migration in proof['deploy']
                     for entry in migration['entries'] if entry['class'] == 'refused' and not entry.get('acknowledged'))
     params['tables'], params['constraints'] = provable_now(proof['deploy'], deploy['schema'])

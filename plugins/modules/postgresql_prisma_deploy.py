@@ -186,7 +186,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_phase import (
     checked_connection, new_runner, phase_options,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import prove_deploy
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import (
+    prove_deploy, taken_names,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.rollback_steps import (
     PrismaRollback, prove_rollback, rollback_refused_message,
 )
@@ -241,10 +243,8 @@ def refused_message(proof):
     return '\n'.join(lines)
 
 
-def deploy(module, runner, records, proof, result):
+def deploy(module, work, runner, records, proof, result):
     """Every pending migration, in order; the first failure stops the rest (its migration stays unfinished)."""
-    params = module.params
-    work = PrismaDeploy(runner, records, params['schema'], params['run_id'], module.check_mode)
     if not module.check_mode:
         runner.ledger.ensure_current()
         if not records.exists():
@@ -268,11 +268,13 @@ def deploy_pending(module, runner, records, result):
                          cursor=runner.cursor)
     history = proof['history'] or dict(applied=[], pending=[])
     result.update(applied=history['applied'], pending=history['pending'])
+    work = PrismaDeploy(runner, records, params['schema'], params['run_id'], module.check_mode)
+    proof['problems'].extend(taken_names(runner.session.query, proof['deploy'], params['schema'], work.recorded))
     if proof['problems'] or proof['refusals']:
         return refused_message(proof)
     for line in proof['acknowledged']:
         module.warn(line)
-    return deploy(module, runner, records, proof, result)
+    return deploy(module, work, runner, records, proof, result)
 
 
 def roll_back(module, runner, records, rows, result):

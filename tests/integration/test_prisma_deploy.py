@@ -440,3 +440,15 @@ def test_a_plan_file_may_name_the_folder_and_time_baseline_queries_around_it(dat
         markdown = handle.read()
     assert '## Prisma migrations deployed' in markdown and '- `20260102000000_job_priority`: applied in' in markdown
     assert '  - line 5 [online] create_index: done, SHARE UPDATE EXCLUSIVE on Job' in markdown, markdown
+
+
+def test_a_name_the_database_already_has_stops_the_deploy_before_any_change(database):
+    conn = database['conn']
+    # Made by hand, not by the history's migration 06 (which creates JobComment).
+    helpers.query(conn, 'CREATE TABLE "JobComment" ("id" text)')
+    before = prisma_rows(conn)
+    result = deploy(database)
+    assert result.get('failed')
+    assert 'migration 20260106000000_job_comments, line 5: public.JobComment already exists as a relation' \
+        in result['msg'], result['msg']
+    assert prisma_rows(conn) == before and index_state(conn, 'Job_teacherId_status_idx') is None

@@ -174,3 +174,22 @@ def test_an_estimate_scans_the_table_at_the_bench_rate_and_a_catalog_lock_is_an_
     assert review.estimate('create_index', rate + 1)[1].startswith('about 2 s')
     assert review.estimate(None, 10 * rate) == (0.0, 'its lock held for an instant once granted')
     assert review.estimate('add_foreign_key', None)[0] is None
+
+
+def test_a_name_the_database_already_has_is_refused_unless_the_ledger_made_it_or_the_deploy_drops_it_first():
+    table = '-- CreateTable\nCREATE TABLE "Note" ("id" TEXT NOT NULL, CONSTRAINT "Note_pkey" PRIMARY KEY ("id"));\n'
+    drop_then_create = '-- DropTable\nDROP TABLE "Old";\n' + table.replace('"Note"', '"Old"').replace('Note_pkey', 'O')
+    migrations = folder(table, drop_then_create)
+    acks = ['%s:2:drop_table' % migrations[1]['name']]
+    deploy = proof.prove_deploy(migrations, [], acks, 'public')['deploy']
+    asked = []
+
+    def fetch(query, params):
+        asked.append(params['name'])
+        return [dict(taken=True)]
+
+    problems = proof.taken_names(fetch, deploy, 'public', lambda migration, entry: False)
+    assert asked == ['"public"."Note"'] and len(problems) == 1, (asked, problems)
+    assert problems[0].startswith('migration %s, line 2: public.Note already exists as a relation' % migrations[0]['name'])
+    assert 'prisma migrate resolve --applied' in problems[0]
+    assert proof.taken_names(fetch, deploy, 'public', lambda migration, entry: True) == []

@@ -225,3 +225,50 @@ def provable_now(deploy, schema):
             touched |= touched_tables([entry], schema)
             dropped |= dropped_names([entry], schema)
     return tables, constraints
+
+
+# The statements run as written that create a name: the catalog says whether the name is taken already.
+NAME_QUERIES = dict(
+    create_table=("SELECT pg_catalog.to_regclass(%(name)s) IS NOT NULL AS taken", 'table', 'a relation'),
+    create_index=("SELECT pg_catalog.to_regclass(%(name)s) IS NOT NULL AS taken", 'name', 'a relation'),
+    create_enum=("SELECT pg_catalog.to_regtype(%(name)s) IS NOT NULL AS taken", 'enum', 'a type'),
+)
+DROPPING_KINDS = ('drop_table', 'drop_index', 'drop_type')
+
+
+def _quoted(schema, name):
+    return '"%s"."%s"' % (schema.replace('"', '""'), name.replace('"', '""'))
+
+
+def taken_names(fetch, deploy, schema, recorded):
+    """The statements run as written that would create a name the database already has (no earlier statement of the
+    deploy drops it, no run of this tool recorded the statement as done): PostgreSQL would refuse them half way
+    through the deploy, so the preflight refuses them first. C(fetch)(query, params) reads the catalog;
+    C(recorded)(migration, entry) says whether the ledger has the statement done."""
+    problems, dropped = [], set()
+    for migration in deploy:
+        for entry in migration['entries']:
+            details = entry.get('details') or {}
+            kind = entry['kind']
+            if kind in DROPPING_KINDS:
+                dropped.add((details.get('schema') or schema, details.get('table') or details.get('name')))
+            if kind not in NAME_QUERIES or details.get('if_not_exists') or not runs_as_planned(entry):
+                continue
+            query, key, what = NAME_QUERIES[kind]
+            name = (details.get('schema') or schema, details.get(key))
+            if not name[1] or name in dropped or recorded(migration['name'], entry):
+                continue
+            if fetch(query, dict(name=_quoted(*name)))[0]['taken']:
+                problems.append(
+                    'migration %s, line %d: %s already exists as %s, and no run of this tool made it (the ledger '
+                    'has no row of this statement): PostgreSQL would refuse `%s` half way through the deploy. Find '
+                    'out what made it: drop it if it is a leftover, or, if the database already has what the '
+                    'migration makes, record the migration with `prisma migrate resolve --applied %s`'
+                    % (migration['name'], entry['line'], '.'.join(name), what, ' '.join(entry['text'].split())[:120],
+                       migration['name']))
+    return problems
+
+
+def runs_as_planned(entry):
+    """Whether the deploy runs C(entry) as written (catalog, or refused and acknowledged)."""
+    return entry['class'] == 'catalog' or (entry['class'] == 'refused' and bool(entry.get('acknowledged')))

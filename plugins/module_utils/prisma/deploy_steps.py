@@ -27,7 +27,7 @@ import time
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import ACTION_UNCHANGED
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import (
-    dropped_names, kind_spec, touched_tables,
+    dropped_names, kind_spec, runs_as_planned, touched_tables,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_review import estimate
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.prior_state import prior_state
@@ -40,11 +40,6 @@ def statement_key(migration, entry):
     """The ledger's name of a statement: <migration>:<line>, and .<subcommand> for one subcommand of several."""
     key = '%s:%d' % (migration, entry['line'])
     return key + ('.%d' % entry['subcommand'] if entry.get('subcommand') else '')
-
-
-def runs_as_written(entry):
-    """Whether the entry is run as written: catalog, proven, or refused and acknowledged."""
-    return entry['class'] == 'catalog' or (entry['class'] == 'refused' and entry.get('acknowledged'))
 
 
 class DeployFailed(Exception):
@@ -134,7 +129,7 @@ class PrismaDeploy(object):
         done = len(self.session.executed_queries)
         if entry['class'] == 'skip':
             outcome['action'] = SKIPPED
-        elif runs_as_written(entry):
+        elif runs_as_planned(entry):
             outcome['action'] = self.as_written(migration, entry, outcome)
         elif entry['class'] == 'online' and self.check_mode and self._after_earlier(entry):
             outcome.update(action=PLANNED, statements=['-- proven by its kind when it runs (an earlier statement of '
@@ -160,11 +155,16 @@ class PrismaDeploy(object):
         name = (schema, details.get('name'))
         return (schema, details.get('table')) in self.touched or name in self.dropped or name in self.created
 
+    def recorded(self, migration, entry):
+        """Whether the ledger has C(entry), a statement run as written, done (by an earlier run of this tool)."""
+        key = statement_key(migration, entry)
+        return bool(self.ledger.open_rows('statement', self.schema, [key]).get(key))
+
     def as_written(self, migration, entry, outcome):
         """Run as written with its ledger row, in one transaction under the short lock_timeout, unless the ledger says
         an earlier run did it."""
         key = statement_key(migration, entry)
-        if self.ledger.open_rows('statement', self.schema, [key]).get(key):
+        if self.recorded(migration, entry):
             return UNCHANGED
         sql = self.sql
         statement = sql.SQL(entry['text'])
