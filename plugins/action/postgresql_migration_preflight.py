@@ -107,10 +107,11 @@ class ActionModule(ActionBase):
         folder = args.pop('prisma_migrations_dir', None)
         allow = args.pop('prisma_allow', None) or []
         rollback_to = args.pop('prisma_rollback_to', None)
+        prisma_schema = args.pop('prisma_schema', None) or 'public'
         if folder and not args.get('plan_file'):
             # A prisma/migrations folder alone: the run's plan is the folder's (no tables, no constraints of its own).
             args.pop('plan_file', None)
-            plan = folder_plan(folder, args.get('schema') or 'public')
+            plan = folder_plan(folder, prisma_schema)
         if 'plan_file' in args:
             plan, error = load_plan(args.get('plan_file'), os.getcwd(), on_duplicates=args.get('on_duplicates'),
                                     only_tables=only_tables_list(args.get('only_tables')),

@@ -417,10 +417,12 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import (
     acknowledged_lines, provable_now, refusal_lines, taken_names,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_steps import PrismaDeploy
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_steps import (
+    LEDGER_PLAN, PrismaDeploy,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import prove_deploy
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.migration_records import (
-    MigrationRecords,
+    MigrationRecords, resumed_row_ids,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.pending_migrations import (
     pending_summary,
@@ -628,7 +630,8 @@ def prove_folder(runner, params):
                          cursor=runner.cursor)
     problems = list(proof['problems'])
     problems.extend(taken_names(runner.session.query, proof['deploy'], deploy['schema'], PrismaDeploy(
-        runner, records, deploy['schema'], params['run_id'], check_mode=True).recorded))
+        runner, records, deploy['schema'], params['run_id'], check_mode=True,
+        row_ids=resumed_row_ids(records, proof['history'] or {})).recorded))
     problems.extend('\n'.join(refusal_lines(migration['name'], entry)) for migration in proof['deploy']
                     for entry in migration['entries'] if entry['class'] == 'refused' and not entry.get('acknowledged'))
     params['tables'], params['constraints'] = provable_now(proof['deploy'], deploy['schema'])
@@ -776,8 +779,10 @@ def main():
     cursor = connection.cursor()
     refuse_bad_lock_timeouts(module, connection, cursor, params, result)
     leave_out_replica(module, connection, cursor, conn_params, params, result)
+    # A folder's deploy keeps its ledger rows under one plan (deploy_steps.LEDGER_PLAN), whatever names the run.
     runner = ConstraintRunner(connection, lock_timeout=params['lock_timeout'], trusted=params['trusted'],
-                              plan_name=params['plan_name'], run_id=params['run_id'])
+                              plan_name=LEDGER_PLAN if params['prisma_deploy'] else params['plan_name'],
+                              run_id=params['run_id'])
     locked = lock_first(module, connection, cursor, params, result)
     folder, folder_problems = prove_folder(runner, params) if params['prisma_deploy'] else (None, [])
     proof = prove_plan(module, connection, runner, params, result)

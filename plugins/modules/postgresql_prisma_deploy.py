@@ -37,9 +37,10 @@ notes:
     rows that would break a planned constraint, before any change; C(playbooks/migrate.yml) does both with
     C(-e pgzd_prisma_migrations_dir=<dir>). docs/prisma.md has the walkthrough and the table of statement classes.
   - The controller reads O(migrations_dir) (the action plugin); the module gets the migrations it holds.
+  - The ledger keeps every Prisma deploy's rows under the plan V(prisma), however the deploy is run, so that a rerun,
+    a resume and a rollback find them.
 extends_documentation_fragment:
   - pg_zero_downtime.migrations.common
-  - pg_zero_downtime.migrations.ledger
   - pg_zero_downtime.migrations.plan_trust
   - pg_zero_downtime.migrations.lock_retries
   - pg_zero_downtime.migrations.build_waits
@@ -196,10 +197,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma
     deploy_summary, planned_sql, review_lines,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_steps import (
-    DeployFailed, PrismaDeploy,
+    LEDGER_PLAN, DeployFailed, PrismaDeploy,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.migration_records import (
-    MigrationRecords,
+    MigrationRecords, resumed_row_ids,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     conn_params_of, connection_argument_spec,
@@ -207,7 +208,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 
 
 # The options it shares with the constraint phase (the same runner, over the same DDL session), by name.
-PHASE_OPTIONS = ('run_id', 'plan_name', 'lock_timeout', 'index_lock_timeout', 'statement_timeout', 'lock_retries',
+PHASE_OPTIONS = ('run_id', 'lock_timeout', 'index_lock_timeout', 'statement_timeout', 'lock_retries',
                  'lock_retry_delay', 'build_wait_timeout', 'build_wait_warn', 'sample_ids', 'max_groups',
                  'lock_session_pid', 'owner_pid', 'trusted')
 
@@ -268,7 +269,8 @@ def deploy_pending(module, runner, records, result):
                          cursor=runner.cursor)
     history = proof['history'] or dict(applied=[], pending=[])
     result.update(applied=history['applied'], pending=history['pending'])
-    work = PrismaDeploy(runner, records, params['schema'], params['run_id'], module.check_mode)
+    work = PrismaDeploy(runner, records, params['schema'], params['run_id'], module.check_mode,
+                        row_ids=resumed_row_ids(records, history))
     proof['problems'].extend(taken_names(runner.session.query, proof['deploy'], params['schema'], work.recorded))
     if proof['problems'] or proof['refusals']:
         return refused_message(proof)
@@ -299,6 +301,8 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[('state', 'absent', ['rollback_to'])])
     params = module.params
+    # Every Prisma deploy keeps its ledger rows under one plan, however it is run (a plan file, -e, this module).
+    params['plan_name'] = LEDGER_PLAN
     result = new_result()
     conn_params = conn_params_of(module)
     connection = checked_connection(module, conn_params)

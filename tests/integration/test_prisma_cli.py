@@ -293,3 +293,39 @@ def test_the_deployed_history_is_what_prisma_migrate_deploy_builds_and_prisma_ag
         for name, info in databases.items():
             info['conn'].close()
             t12_copy.drop(name)
+
+
+def test_after_a_rollback_of_the_folder_prisma_lists_the_undone_migrations_as_pending(prisma_cli, t12_copy, tmp_path):
+    """rollback.yml of a deployed folder to a migration: the real `prisma migrate status` lists the migrations after it
+    as not yet applied (their rows are gone), and the others as applied."""
+    app = tmp_path / 'prisma'
+    (app / 'migrations').mkdir(parents=True)
+    shutil.copy(os.path.join(HISTORY_DIR, 'migrations', 'migration_lock.toml'), str(app / 'migrations'))
+    kept = sorted(name for name in os.listdir(os.path.join(HISTORY_DIR, 'migrations')) if name < '20260110')
+    for name in kept:
+        shutil.copytree(os.path.join(HISTORY_DIR, 'migrations', name), str(app / 'migrations' / name))
+    shutil.copy(os.path.join(PRISMA_CLI_DIR, 'schema.prisma'), str(app))
+    info = t12_copy('pt_history_rollback')
+    conn = helpers.connect(info)
+    try:
+        helpers.query(conn, 'UPDATE "_prisma_migrations" SET checksum = %s WHERE migration_name = %s',
+                      (HISTORY_INIT_CHECKSUM, helpers.PRISMA_INIT_MIGRATION))
+        settings = dict(local_cluster_dir=info['dir'], pg_port=info['port'], pg_database=info['dbname'],
+                        pgzd_prisma_migrations_dir=str(app / 'migrations'),
+                        pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
+        run = helpers.run_playbook('playbooks/migrate.yml', settings)
+        assert run.returncode == 0, run.stdout[-6000:]
+        keep = '20260105000000_replace_job_created_at_index'
+        run = helpers.run_playbook('playbooks/rollback.yml', dict(settings, pgzd_prisma_rollback_to=keep))
+        assert run.returncode == 0, run.stdout[-6000:]
+
+        status = prisma(prisma_cli, info, app, 'migrate', 'status')
+        assert status.returncode == 1, shown(status)
+        undone = [name for name in kept if name > keep]
+        assert 'Following migrations have not yet been applied:\n%s\n' % '\n'.join(undone) in status.stdout, \
+            shown(status)
+        assert [row[0] for row in helpers.query(conn, 'SELECT migration_name FROM "_prisma_migrations" ORDER BY 1')] \
+            == [name for name in kept if name <= keep]
+    finally:
+        conn.close()
+        t12_copy.drop('pt_history_rollback')

@@ -217,9 +217,12 @@ def test_a_ledger_of_0_18_takes_the_statement_rows_of_a_deploy(database):
     assert not result.get('failed'), result.get('msg')
     statements = rows_of(conn, "SELECT object_name, state, table_name FROM pgzd_audit.ledger WHERE kind = 'statement' "
                                "AND object_name LIKE '20260107%%' ORDER BY id")
+    row_id = [r for r in rows_of(conn, 'SELECT id, migration_name FROM "_prisma_migrations"')
+              if r['migration_name'] == '20260107000000_event_location_class_room'][0]['id']
+    # Each statement's row names its migration, its line and the migration's row in _prisma_migrations.
     assert statements == [
-        dict(object_name='20260107000000_event_location_class_room:2', state='applied', table_name='Class'),
-        dict(object_name='20260107000000_event_location_class_room:5', state='applied', table_name='Event')]
+        dict(object_name='20260107000000_event_location_class_room:2@%s' % row_id, state='applied', table_name='Class'),
+        dict(object_name='20260107000000_event_location_class_room:5@%s' % row_id, state='applied', table_name='Event')]
 
 
 def test_migrate_yml_deploys_the_folder_with_its_preflight_check_mode_and_rerun(database, tmp_path):
@@ -452,3 +455,18 @@ def test_a_name_the_database_already_has_stops_the_deploy_before_any_change(data
     assert 'migration 20260106000000_job_comments, line 5: public.JobComment already exists as a relation' \
         in result['msg'], result['msg']
     assert prisma_rows(conn) == before and index_state(conn, 'Job_teacherId_status_idx') is None
+
+
+def test_a_rollback_refuses_what_the_ledger_does_not_attribute_to_the_deploy(database, tmp_path):
+    conn = database['conn']
+    until_03 = folder_until(tmp_path, '20260103000000_item_name_unique', 'until-03')
+    assert not deploy(database, migrations_dir=until_03, allow=()).get('failed')
+    # The index migration 03 built, dropped and made again by someone else: the ledger's definition no longer holds.
+    helpers.query(conn, 'DROP INDEX "Item_name_key"')
+    helpers.query(conn, 'CREATE UNIQUE INDEX "Item_name_key" ON "Item" ("name", "id")')
+    before = prisma_rows(conn)
+    refused = deploy(database, migrations_dir=until_03, allow=(), state='absent',
+                     rollback_to='20260102000000_job_priority')
+    assert refused.get('failed') and '20260103000000_item_name_unique, line 2 (create_index): cannot be undone' \
+        in refused['msg'], refused['msg']
+    assert prisma_rows(conn) == before and index_state(conn, 'Item_name_key') is not None

@@ -108,3 +108,12 @@ def test_a_good_folder_has_no_problems():
 def test_summary_counts_and_names_the_pending_ones():
     result = pm.pending_migrations(folder('20260101000000_init', '20260201000000_b'), [row('20260101000000_init')])
     assert pm.pending_summary(result) == ['1 migration(s) applied, 1 pending: 20260201000000_b.']
+
+
+def test_an_unfinished_run_of_ours_whose_file_changed_since_is_not_resumed():
+    result = pm.pending_migrations(folder('20260101000000_init', '20260201000000_b'),
+                                   [row('20260101000000_init'),
+                                    row('20260201000000_b', finished=False, checksum='0' * 64,
+                                        logs=history.LOG_MARKER + ': run x')])
+    assert result['resumed'] == '20260201000000_b' and len(result['problems']) == 1
+    assert 'the file changed in the middle of its deploy' in result['problems'][0]

@@ -3,6 +3,8 @@
 what it shows (deploy_review.py), over the real classifier's entries. The deploy itself runs on a real server:
 tests/integration/test_prisma_deploy.py."""
 
+import os
+
 import helpers
 
 proof = helpers.load_module_utils('prisma.deploy_proof')
@@ -141,8 +143,11 @@ def test_each_statement_run_as_written_has_its_undo_or_its_refusal():
     enum = undo.undo_form(one('ALTER TYPE "S" ADD VALUE \'X\';'), ran())
     assert enum['form'] == 'refused' and 'cannot remove a value from an enum' in enum['why']
     assert undo.undo_form(one('CREATE SCHEMA IF NOT EXISTS "public";'), ran())['form'] == 'kept'
-    # Never run (no ledger row): nothing to undo.
-    assert undo.undo_form(one('ALTER TABLE "Job" ALTER COLUMN "xp" DROP DEFAULT;'), None)['form'] == 'nothing'
+    # Not run yet by a migration left unfinished: nothing to undo; but of a finished one, the ledger must have it.
+    dropped_default = one('ALTER TABLE "Job" ALTER COLUMN "xp" DROP DEFAULT;')
+    assert undo.undo_form(dropped_default, None, finished=False)['form'] == 'nothing'
+    unknown = undo.undo_form(dropped_default, None, finished=True)
+    assert unknown['form'] == 'refused' and 'the ledger has no row of it' in unknown['why']
 
 
 def test_a_widened_type_is_not_narrowed_back_and_a_dropped_column_stays_dropped():
@@ -193,3 +198,12 @@ def test_a_name_the_database_already_has_is_refused_unless_the_ledger_made_it_or
     assert problems[0].startswith('migration %s, line 2: public.Note already exists as a relation' % migrations[0]['name'])
     assert 'prisma migrate resolve --applied' in problems[0]
     assert proof.taken_names(fetch, deploy, 'public', lambda migration, entry: True) == []
+
+
+def test_a_changed_primary_key_is_refused_before_any_change():
+    with open(os.path.join(helpers.TESTS_DIR, 'fixtures', 'prisma_migrations', 'change_primary_key',
+                                   'migration.sql')) as handle:
+        sql = handle.read()
+    result = proof.prove_deploy(folder(sql), [], [], 'public')
+    assert len(result['problems']) == 1 and 'the primary key Teacher_pkey of public.Teacher is dropped and added ' \
+        'again' in result['problems'][0], result['problems']

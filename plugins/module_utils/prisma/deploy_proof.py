@@ -117,6 +117,31 @@ def classified(migrations, pending, allow, schema, prove=None):
     return result, unused
 
 
+def primary_key_swaps(deploy, schema):
+    """A migration that drops a table's primary key and adds one again (Prisma's change of an @id): refused. Run
+    statement by statement, the table would have no primary key while the new key's index builds, and a failure of
+    that build (duplicate or NULL keys) would leave it without one."""
+    problems = []
+    for migration in deploy:
+        dropped = {}
+        for entry in migration['entries']:
+            details = entry.get('details') or {}
+            table = (details.get('schema') or schema, details.get('table'))
+            if entry['kind'] == 'drop_constraint':
+                dropped[table + (details.get('constraint'),)] = entry['line']
+            elif entry['kind'] == 'add_primary_key' and table + (details.get('name'),) in dropped:
+                problems.append(
+                    'migration %s, lines %d and %d: the primary key %s of %s is dropped and added again (a changed '
+                    '@id): statement by statement, the table would have no primary key while the new key\'s index '
+                    'builds, and a failure of that build (duplicate or NULL keys) would leave it without one. Not done '
+                    'online: make the new key\'s columns NOT NULL and give them a unique index in an earlier release '
+                    '(both go online), then change the key; or change it yourself in a maintenance window and record '
+                    'the migration with `prisma migrate resolve --applied %s`' % (
+                        migration['name'], dropped[table + (details.get('name'),)], entry['line'], details.get('name'),
+                        '.'.join(table), migration['name']))
+    return problems
+
+
 def refusals(deploy):
     """The lines of every refused, unacknowledged statement of the classified migrations C(deploy)."""
     lines = []
@@ -155,14 +180,19 @@ def prove_deploy(migrations, rows, allow, schema, trust=None, cursor=None):
     deploy, unused = classified(migrations, history['pending'], list(allow or []), schema,
                                 prove if trust is not None else None)
     problems = acknowledgement_problems(list(allow or []), set(m['name'] for m in migrations), history['pending'],
-                                        unused)
+                                        unused) + primary_key_swaps(deploy, schema)
     return dict(history=history, deploy=deploy, problems=problems, refusals=refusals(deploy),
                 acknowledged=acknowledged_lines(deploy))
 
 
 def _touches(entry, touched, schema):
+    """Whether C(entry) is on, or references, a table of C(touched)."""
     details = entry.get('details') or {}
-    return bool(details.get('table')) and (details.get('schema') or schema, details['table']) in touched
+    tables = [(details.get('schema') or schema, details.get('table'))]
+    if details.get('references'):
+        tables.append((details['references'].get('schema') or details.get('schema') or schema,
+                       details['references']['table']))
+    return any(table[1] and table in touched for table in tables)
 
 
 def not_null_name(table, column):

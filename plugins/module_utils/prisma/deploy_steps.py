@@ -24,10 +24,12 @@ __metaclass__ = type
 
 import json
 import time
+import uuid
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_catalog import COLUMNS_QUERY
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import ACTION_UNCHANGED
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import (
-    dropped_names, kind_spec, runs_as_planned, touched_tables,
+    _touches, dropped_names, kind_spec, runs_as_planned, touched_tables,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_review import estimate
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.prior_state import prior_state
@@ -36,10 +38,17 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 DONE, UNCHANGED, SKIPPED, PLANNED = 'done', 'unchanged', 'skipped', 'planned'
 
 
-def statement_key(migration, entry):
-    """The ledger's name of a statement: <migration>:<line>, and .<subcommand> for one subcommand of several."""
+# The ledger's plan of every Prisma deploy, whatever plan file or run named it: a rerun, a resume and a rollback of a
+# folder find the rows of the runs before them under it.
+LEDGER_PLAN = 'prisma'
+
+
+def statement_key(migration, entry, row_id):
+    """The ledger's name of a statement: <migration>:<line>, .<subcommand> for one subcommand of several, and @ the id
+    of the migration's row in _prisma_migrations: an attempt Prisma was told was rolled back (`migrate resolve
+    --rolled-back`) leaves rows that the next attempt, a row of its own, does not take for its own."""
     key = '%s:%d' % (migration, entry['line'])
-    return key + ('.%d' % entry['subcommand'] if entry.get('subcommand') else '')
+    return key + ('.%d' % entry['subcommand'] if entry.get('subcommand') else '') + '@%s' % row_id
 
 
 class DeployFailed(Exception):
@@ -55,8 +64,11 @@ class PrismaDeploy(object):
     session), recording them in C(records) (migration_records.MigrationRecords). C(check_mode): nothing runs; each
     statement says what would."""
 
-    def __init__(self, runner, records, schema, run_id, check_mode=False):
+    def __init__(self, runner, records, schema, run_id, check_mode=False, row_ids=None):
         self.runner, self.records, self.schema, self.run_id = runner, records, schema, run_id
+        # {migration: the id of its row in _prisma_migrations}: a resumed migration's unfinished row of this tool;
+        # the others get theirs when they start.
+        self.row_ids = dict(row_ids or {})
         self.session, self.ledger, self.sql = runner.session, runner.ledger, runner.sql
         self.check_mode = check_mode
         # Check mode runs nothing: what earlier statements of the deploy create or reshape is not there to read, so
@@ -72,8 +84,10 @@ class PrismaDeploy(object):
         outcome = dict(name=migration['name'], action='planned' if self.check_mode else 'resumed' if resumed else 'applied',
                        statements=[], seconds=0.0)
         started = time.monotonic()
-        if not resumed:
-            self._record(self.records.start_statement(migration['name'], migration['checksum'], self.run_id))
+        if not resumed or migration['name'] not in self.row_ids:
+            self.row_ids[migration['name']] = str(uuid.uuid4())
+            self._record(self.records.start_statement(migration['name'], migration['checksum'], self.run_id,
+                                                      self.row_ids[migration['name']]))
         for entry in migration['entries']:
             try:
                 outcome['statements'].append(self.run_entry(migration['name'], entry))
@@ -153,17 +167,20 @@ class PrismaDeploy(object):
         details = entry.get('details') or {}
         schema = details.get('schema') or self.schema
         name = (schema, details.get('name'))
-        return (schema, details.get('table')) in self.touched or name in self.dropped or name in self.created
+        return _touches(entry, self.touched, self.schema) or name in self.dropped or name in self.created
+
+    def key(self, migration, entry):
+        return statement_key(migration, entry, self.row_ids.get(migration, 'new'))
 
     def recorded(self, migration, entry):
         """Whether the ledger has C(entry), a statement run as written, done (by an earlier run of this tool)."""
-        key = statement_key(migration, entry)
+        key = self.key(migration, entry)
         return bool(self.ledger.open_rows('statement', self.schema, [key]).get(key))
 
     def as_written(self, migration, entry, outcome):
         """Run as written with its ledger row, in one transaction under the short lock_timeout, unless the ledger says
         an earlier run did it."""
-        key = statement_key(migration, entry)
+        key = self.key(migration, entry)
         if self.recorded(migration, entry):
             return UNCHANGED
         sql = self.sql
@@ -184,7 +201,7 @@ class PrismaDeploy(object):
                 default=str)), state=sql.Literal('applied'))
         timeout = self.runner.constraint_lock_timeout
         work = [sql.SQL('BEGIN'), sql.SQL('SET LOCAL lock_timeout = {}').format(sql.Literal(str(timeout))),
-                statement, record, sql.SQL('COMMIT')]
+                self.search_path(), statement, record, sql.SQL('COMMIT')]
         spec = dict(name=key, schema=details.get('schema') or self.schema)
         self.session.with_retries(spec, dict(lock_timeout=timeout, retry_advice=(
             'What to do: let those sessions finish (or end them), or raise lock_timeout / lock_retries, then rerun: '
@@ -192,13 +209,19 @@ class PrismaDeploy(object):
             lambda: self.session.in_transaction(work))
         return DONE
 
+    def search_path(self):
+        """SET LOCAL search_path to the schema Prisma migrates (pg_catalog is searched first all the same, and new
+        objects go to the first schema listed): the unqualified names of a statement run as written resolve there, as
+        the online kinds' qualified ones do."""
+        return self.sql.SQL('SET LOCAL search_path = {}').format(self.sql.Identifier(self.schema))
+
     def online(self, entry, outcome):
         """Through the tool's kind for it."""
         shape, spec = kind_spec(entry, self.schema)
         if shape == 'index':
             return self._index(spec, outcome)
         if shape == 'drop_index':
-            return self._drop_index(spec, outcome)
+            return self._drop_index(spec, outcome, self.key(outcome['migration'], entry))
         if shape == 'primary_key':
             return self._primary_key(spec, outcome)
         return self._constraint(spec, outcome)
@@ -224,7 +247,7 @@ class PrismaDeploy(object):
         decision = self.runner.plan_entry(spec, 'present', spec['schema'])
         return self._apply([decision], self.runner.apply_entry, outcome)
 
-    def _drop_index(self, spec, outcome):
+    def _drop_index(self, spec, outcome, key):
         """DROP INDEX CONCURRENTLY, with its definition in the ledger (a rollback can build it again)."""
         existing = self.runner.read_existing_indexes(spec['schema'], [spec['name']]).get(spec['name'])
         if existing is None:
@@ -234,9 +257,8 @@ class PrismaDeploy(object):
             outcome['statements'] = [self.session.render(statement)]
             return PLANNED
         spec = dict(spec, table=existing['table'])
-        row = self.ledger.intend('statement', spec['schema'], existing['table'], 'drop index %s' % spec['name'],
-                                 self.session.render(statement), prior=dict(prisma_kind='drop_index',
-                                                                            definition=existing['definition']))
+        row = self.ledger.intend('statement', spec['schema'], existing['table'], key, self.session.render(statement),
+                                 prior=dict(prisma_kind='drop_index', definition=existing['definition']))
         self.session.with_retries(spec, dict(table_oid=existing.get('table_oid')), statement,
                                   lambda: self.session.execute_concurrently(spec, statement))
         self.ledger.applied(row)
@@ -252,10 +274,19 @@ class PrismaDeploy(object):
         existing = [row for row in self.runner.read_constraints(spec['schema'], spec['name'])
                     if row['table'] == spec['table']]
         if existing:
-            if existing[0].get('type') not in (None, 'p') and existing[0].get('contype') not in (None, 'p'):
-                raise OnlineIndexError('%s.%s: a constraint named "%s" exists and is not a primary key: %s' % (
-                    spec['schema'], spec['table'], spec['name'], existing[0].get('definition')))
+            if existing[0].get('type') != 'p' or list(existing[0].get('columns') or []) != list(spec['columns']):
+                raise OnlineIndexError('%s.%s: a constraint named "%s" exists and is not this primary key (%s): '
+                                       'nothing was changed by this statement' % (
+                                           spec['schema'], spec['table'], spec['name'], existing[0].get('definition')))
             return UNCHANGED
+        nullable = [row['name'] for row in self.session.query(COLUMNS_QUERY, dict(schema=spec['schema'],
+                                                                                  table=spec['table']))
+                    if row['name'] in spec['columns'] and not row['not_null']]
+        if nullable:
+            raise OnlineIndexError('%s.%s: the primary key\'s column(s) %s may hold NULL: ADD PRIMARY KEY USING INDEX '
+                                   'would scan the table under ACCESS EXCLUSIVE to make them NOT NULL. Make them NOT '
+                                   'NULL first (SET NOT NULL, which goes online) in an earlier migration; nothing was '
+                                   'changed by this statement' % (spec['schema'], spec['table'], ', '.join(nullable)))
         index = dict(name=spec['name'], columns=spec['columns'], unique=True, method='btree', include=[],
                      where=None, on_mismatch='fail')
         decisions = self.runner.plan(spec['schema'], spec['table'], [index], 'present')

@@ -31,6 +31,15 @@ def deploy_log(run_id):
     return '%s: deployed online, statement by statement, run %s' % (LOG_MARKER, run_id)
 
 
+def resumed_row_ids(records, history):
+    """{the migration a deploy resumes (pending_migrations' C(resumed)): the id of its unfinished row of this tool},
+    or {}."""
+    name = history.get('resumed')
+    rows = [row for row in records.rows() if row['migration_name'] == name and row.get('finished_at') is None
+            and row.get('rolled_back_at') is None] if name else []
+    return {name: rows[-1]['id']} if rows else {}
+
+
 class MigrationRecords(object):
     """Prisma's migrations table C(schema).C(table), over an autocommit cursor."""
 
@@ -49,7 +58,7 @@ class MigrationRecords(object):
         missing = [column for column in PRISMA_COLUMNS if column not in columns] if columns else []
         if missing:
             return ('table %s is not Prisma\'s migrations table: it has no column %s. Check the schema of the Prisma '
-                    'datasource (pgzd_prisma_schema); nothing was changed' % (self.qualified, ', '.join(missing)))
+                    'datasource (-e pgzd_prisma_schema=<schema>); nothing was changed' % (self.qualified, ', '.join(missing)))
         return None
 
     def _columns(self):

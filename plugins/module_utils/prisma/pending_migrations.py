@@ -85,6 +85,15 @@ def pending_migrations(migrations, rows):
         result['pending'].append(name)
         if name in ours_unfinished and result['resumed'] is None and len(result['pending']) == 1:
             result['resumed'] = name
+            started = [row for row in live if row['migration_name'] == name and _is_failed(row)]
+            if migration.get('sql') is not None and not any(
+                    row.get('checksum') in accepted_checksums(migration['sql']) for row in started):
+                result['problems'].append(
+                    'migration %s was left unfinished by a run of pg-zero-downtime with checksum %s, but its '
+                    'migration.sql now has checksum %s: the file changed in the middle of its deploy, so what ran of '
+                    'it may not be what the file says. Restore the file as it was and rerun to finish it, or roll it '
+                    'back (rollback.yml to the migration before it) and deploy the new file' % (
+                        name, started[0].get('checksum'), render_checksum(migration['sql'])))
     unfinished_not_first = ours_unfinished - set([result['resumed']]) - set(result['applied'])
     for name in sorted(unfinished_not_first):
         if name in names:

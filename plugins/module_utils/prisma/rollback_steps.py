@@ -20,7 +20,7 @@ import time
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import classified
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_steps import (
-    DONE, UNCHANGED, DeployFailed, PrismaDeploy, statement_key,
+    DONE, UNCHANGED, DeployFailed, PrismaDeploy,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.pending_migrations import (
     pending_migrations,
@@ -61,26 +61,28 @@ class PrismaRollback(PrismaDeploy):
         """The ledger row of what the deploy did for C(entry), or None (the kinds read their own)."""
         details = entry.get('details') or {}
         if entry['class'] in ('catalog', 'refused'):
-            key = statement_key(migration, entry)
+            key = self.key(migration, entry)
             return self.ledger.open_rows('statement', self.schema, [key]).get(key)
         if entry['kind'] == 'drop_index':
-            key = 'drop index %s' % details['name']
+            key = self.key(migration, entry)
             return self.ledger.open_rows('statement', details.get('schema') or self.schema, [key]).get(key)
         if entry['kind'] == 'add_primary_key':
             return self.ledger.open_rows('constraint', details.get('schema') or self.schema, [details['name']],
                                          details['table']).get(details['name'])
         return None
 
-    def forms(self, migration):
-        """[(entry, its ledger row, its undo form)] of C(migration), in undo order (last statement first)."""
-        return [(entry, row, undo_form(entry, row, self.schema)) for entry in reversed(migration['entries'])
+    def forms(self, migration, finished=True):
+        """[(entry, its ledger row, its undo form)] of C(migration), in undo order (last statement first). Of a
+        migration this tool C(finished), every statement it ran as written has its row: one without is refused."""
+        return [(entry, row, undo_form(entry, row, self.schema, finished)) for entry in reversed(migration['entries'])
                 for row in [self.ledger_row(migration['name'], entry)]]
 
     def problems(self, migration, forms):
-        """What stops the undo of C(migration): what cannot be undone, and data a drop would lose."""
+        """What stops the undo of C(migration): what cannot be undone, what the ledger does not attribute to the
+        deploy, and data a drop would lose."""
         problems = undo_problems(migration['name'], [(entry, form) for entry, _row, form in forms])
         for entry, _row, form in forms:
-            problem = self.check(entry, form)
+            problem = self.check(entry, form) or self.left_alone(form)
             if problem:
                 problems.append('migration %s, line %d (%s): cannot be undone: %s' % (
                     migration['name'], entry['line'], entry['kind'], problem))
@@ -105,7 +107,10 @@ class PrismaRollback(PrismaDeploy):
             'JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum '
             'WHERE d.adrelid = pg_catalog.to_regclass(%(table)s) AND a.attname = %(column)s'),
             dict(table=table.as_string(self.connection()), column=column))
-        if default and not self.trust.prove_query('SELECT (%s)' % default[0]['default'], context='column_default'):
+        if default and self.trust.prove_query('SELECT (%s)' % default[0]['default'], context='predicate'):
+            return ('column %s of %s has the default %s, which is not a constant (it gave each row a value of its '
+                    'own): dropping it loses those values' % (column, details['table'], default[0]['default']))
+        if default:
             condition = sql.SQL('{} IS DISTINCT FROM ({})').format(
                 sql.Identifier(column), sql.SQL(default[0]['default']))
         else:
@@ -115,6 +120,26 @@ class PrismaRollback(PrismaDeploy):
             return 'column %s of %s holds values other than %s now: dropping it loses them' % (
                 column, details['table'], 'its default' if default else 'NULL')
         return None
+
+    def left_alone(self, form):
+        """Why the kind would leave what C(form) undoes in place (the ledger does not attribute it to the deploy: the
+        application made an object of that name, or it changed since), or None. The migration's row would go while
+        its object stays: refused."""
+        if form['form'] != 'kind' or form['state'] != 'absent':
+            return None
+        spec = form['spec']
+        try:
+            if form['shape'] == 'index':
+                decisions = self.runner.plan(spec['schema'], spec['name'], spec['indexes'], 'absent')
+            elif spec['type'] == 'unique':
+                decisions = [self.runner.plan_constraint(spec['name'], spec['schema'], spec['table'], spec['columns'],
+                                                         'absent')]
+            else:
+                decisions = [self.runner.plan_entry(spec, 'absent', spec['schema'])]
+        except OnlineIndexError as error:
+            return str(error)
+        reasons = [decision['left_alone'] for decision in decisions if decision.get('left_alone')]
+        return '; '.join(str(reason) for reason in reasons) or None
 
     def connection(self):
         return self.session.connection
@@ -144,7 +169,8 @@ class PrismaRollback(PrismaDeploy):
         return outcome
 
     def undo_entry(self, migration, entry, row, form):
-        outcome = dict(self.describe(migration, entry), undo=form['form'], why=form.get('why'))
+        outcome = dict(self.describe(migration, entry), undo=form['form'], why=form.get('why'),
+                       entry_details=entry.get('details') or {})
         done = len(self.session.executed_queries)
         kind = form['form']
         if kind in ('nothing', 'kept'):
@@ -159,6 +185,7 @@ class PrismaRollback(PrismaDeploy):
             raise OnlineIndexError('cannot be undone: %s' % form.get('why'))
         if not self.check_mode:
             outcome['statements'] = self.session.executed_queries[done:]
+        outcome.pop('entry_details', None)
         return outcome
 
     def _kind(self, form, outcome):
@@ -187,12 +214,39 @@ class PrismaRollback(PrismaDeploy):
                 self.ledger.undone(row['id'])
             return DONE
         timeout = self.runner.constraint_lock_timeout
-        work = [sql.SQL('BEGIN'), sql.SQL('SET LOCAL lock_timeout = {}').format(sql.Literal(str(timeout)))] + \
-            [sql.SQL(text) for text in form['statements']] + \
+        head = [sql.SQL('BEGIN'), sql.SQL('SET LOCAL lock_timeout = {}').format(sql.Literal(str(timeout))),
+                self.search_path()]
+        tail = [sql.SQL(text) for text in form['statements']] + \
             ([self.ledger.undone_statement(row['id'])] if row is not None else []) + [sql.SQL('COMMIT')]
-        self.session.with_retries(spec, dict(lock_timeout=timeout), work[2],
-                                  lambda: self.session.in_transaction(work))
+
+        def attempt():
+            if form.get('check'):
+                # Proven before any change, and again under the table's lock, in the drop's own transaction: rows
+                # the application wrote since stop it (nothing of it stays).
+                self.session.in_transaction(head + [self.lock_statement(outcome['entry_details'])])
+                problem = self.check(dict(details=outcome['entry_details']), form)
+                if problem:
+                    self.session.cursor.execute('ROLLBACK')
+                    raise OnlineIndexError('not undone: %s (checked again under its lock)' % problem)
+                done = len(self.session.executed_queries)
+                try:
+                    for statement in tail:
+                        self.session.execute(statement)
+                except Exception:  # any failure: nothing of the transaction stays
+                    del self.session.executed_queries[done:]
+                    if not self.session.connection_lost():
+                        self.session.cursor.execute('ROLLBACK')
+                    raise
+            else:
+                self.session.in_transaction(head + tail)
+
+        self.session.with_retries(spec, dict(lock_timeout=timeout), sql.SQL(form['statements'][0]), attempt)
         return DONE
+
+    def lock_statement(self, details):
+        sql = self.sql
+        return sql.SQL('LOCK TABLE {}.{} IN ACCESS EXCLUSIVE MODE').format(
+            sql.Identifier(details.get('schema') or self.schema), sql.Identifier(details['table']))
 
 
 def prove_rollback(work, migrations, rows, rollback_to, schema):
@@ -205,7 +259,10 @@ def prove_rollback(work, migrations, rows, rollback_to, schema):
     undo, problems = to_undo(history, rows, rollback_to, [migration['name'] for migration in migrations])
     everything, _unused = classified(migrations, sorted(set(history['applied'] + history['pending'])), [], schema)
     by_name = dict((migration['name'], migration) for migration in everything)
-    planned = [(by_name[name], work.forms(by_name[name])) for name in undo if name in by_name]
+    ours = dict((row['migration_name'], row) for row in rows if row.get('rolled_back_at') is None and is_ours(row))
+    work.row_ids.update((name, row['id']) for name, row in ours.items())
+    planned = [(by_name[name], work.forms(by_name[name], finished=ours[name].get('finished_at') is not None))
+               for name in undo if name in by_name and name in ours]
     for migration, forms in planned:
         problems.extend(work.problems(migration, forms))
     return dict(history=history, undo=undo, planned=planned, problems=problems)

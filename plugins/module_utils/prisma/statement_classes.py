@@ -114,8 +114,8 @@ KINDS = dict(
                            'then the check dropped'),
     create_table=_kind('catalog', ACCESS_EXCLUSIVE, how='run as written: a new, empty table'),
     create_enum=_kind('catalog', None, how='run as written'),
-    add_enum_value=_kind('catalog', EXCLUSIVE, how='run as written, outside a transaction block (the lock is on the '
-                                                   'type, and blocks no query of its tables)'),
+    add_enum_value=_kind('catalog', EXCLUSIVE, how='run as written, in a transaction of its own (PostgreSQL 12+; the '
+                                                   'lock is on the type, and blocks no query of its tables)'),
     add_column=_kind('catalog', ACCESS_EXCLUSIVE, how='run as written under the short lock_timeout: no rewrite (a '
                                                       'nullable column, or a non-volatile default, PostgreSQL 11+)'),
     drop_not_null=_kind('catalog', ACCESS_EXCLUSIVE, how='run as written under the short lock_timeout'),

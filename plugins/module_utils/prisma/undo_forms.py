@@ -64,17 +64,25 @@ def _refused(why):
     return dict(form='refused', why=why)
 
 
-def undo_form(entry, row, schema='public'):
+def undo_form(entry, row, schema='public', finished=True):
     """The form (above) that undoes C(entry), whose ledger row is C(row): for a statement run as written, its
     'statement' row (with its prior state in C(row['prior'])); for an online one, the row of what it made or dropped, or
-    None when the kind's own attribution decides (its rows are read by the kind)."""
+    None when the kind's own attribution decides (its rows are read by the kind). Of a migration this tool
+    C(finished), a statement run as written without its row is refused: the ledger does not say what it did."""
     kind, cls = entry['kind'], entry['class']
     if cls == 'skip':
         return dict(form='nothing', why='left out by the deploy')
     if cls == 'online':
         return _online(entry, row, schema)
+    if row is None and finished and (cls == 'catalog' or entry.get('needs_server_proof')):
+        return _refused('the ledger has no row of it, though the migration is recorded as deployed by this tool: '
+                        'what it did is not known (undo it by hand)')
     if row is None:
         return dict(form='nothing', why='the deploy did not run it (no ledger row)')
+    if cls == 'refused' and entry.get('needs_server_proof') and not (row.get('prior') or {}).get('acknowledged'):
+        # Proven by the server when it was deployed (a rollback does not prove it again): what it became then.
+        entry = dict(entry, **{'class': entry.get('class_if_proven') or 'catalog'})
+        cls = entry['class']
     if kind in NOTHING:
         return dict(form='nothing', why=NOTHING[kind])
     if kind in KEPT:
