@@ -85,10 +85,11 @@ def refusal_lines(name, entry):
     """The refusal of one statement, as strong_migrations words one: where, what lock on what, why, the safe way, and
     the acknowledgement that runs it as written."""
     lock = entry.get('lock_as_written')
+    why = (entry.get('why') or 'no reason is known').rstrip('.')
     lines = ['migration %s, line %d: %s' % (name, entry['line'], ' '.join(entry['text'].split())),
              '  %s %s: refused. %s.' % (
                  'Takes %s on %s' % (lock, ', '.join(entry.get('lock_on') or []) or 'it') if lock else 'Its locks are '
-                 'unknown', 'as written' if lock else '', (entry.get('why') or '').rstrip('.'))]
+                 'unknown', 'as written' if lock else '', why[:1].upper() + why[1:])]
     if entry.get('safe_way'):
         lines.append('  Safe way: %s.' % entry['safe_way'].rstrip('.'))
     if entry.get('ack'):
