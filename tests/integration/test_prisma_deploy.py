@@ -470,3 +470,31 @@ def test_a_rollback_refuses_what_the_ledger_does_not_attribute_to_the_deploy(dat
     assert refused.get('failed') and '20260103000000_item_name_unique, line 2 (create_index): cannot be undone' \
         in refused['msg'], refused['msg']
     assert prisma_rows(conn) == before and index_state(conn, 'Item_name_key') is not None
+
+
+def test_a_primary_key_on_an_existing_table_is_a_concurrent_unique_index_then_attached(database, tmp_path):
+    conn = database['conn']
+    # A table the application made without a key (a join table, say), holding rows; "code" may hold NULL.
+    helpers.query(conn, 'CREATE TABLE "Tag" ("id" TEXT NOT NULL, "code" TEXT, "label" TEXT)')
+    helpers.query(conn, 'INSERT INTO "Tag" SELECT \'t\' || n, \'c\' || n, \'l\' || n FROM generate_series(1, 500) n')
+    folder = folder_until(tmp_path, INIT, 'pk')
+    os.makedirs(os.path.join(folder, '20260201000000_tag_id'))
+    with open(os.path.join(folder, '20260201000000_tag_id', 'migration.sql'), 'w') as handle:
+        handle.write('-- AlterTable\nALTER TABLE "Tag" ADD CONSTRAINT "Tag_pkey" PRIMARY KEY ("id");\n')
+    result = deploy(database, migrations_dir=folder, allow=())
+    assert not result.get('failed'), result.get('msg')
+    queries = '\n'.join(result['queries'])
+    assert 'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "Tag_pkey" ON "public"."Tag"' in queries, queries
+    assert 'ADD CONSTRAINT "Tag_pkey" PRIMARY KEY USING INDEX "Tag_pkey"' in queries, queries
+    assert rows_of(conn, "SELECT contype, convalidated FROM pg_catalog.pg_constraint WHERE conname = 'Tag_pkey'") == \
+        [dict(contype='p', convalidated=True)]
+    assert index_state(conn, 'Tag_pkey')['valid']
+
+    # On a column that may hold NULL, ADD PRIMARY KEY would scan under ACCESS EXCLUSIVE: refused, nothing changed.
+    os.makedirs(os.path.join(folder, '20260202000000_tag_code'))
+    with open(os.path.join(folder, '20260202000000_tag_code', 'migration.sql'), 'w') as handle:
+        handle.write('-- AlterTable\nALTER TABLE "Tag" ADD CONSTRAINT "Tag_code_pkey" PRIMARY KEY ("code");\n')
+    before = prisma_rows(conn)
+    refused = deploy(database, migrations_dir=folder, allow=())
+    assert refused.get('failed') and 'is on column(s) code, which may hold NULL' in refused['msg'], refused['msg']
+    assert index_state(conn, 'Tag_code_pkey') is None and prisma_rows(conn) == before

@@ -303,3 +303,29 @@ def taken_names(fetch, deploy, schema, recorded):
 def runs_as_planned(entry):
     """Whether the deploy runs C(entry) as written (catalog, or refused and acknowledged)."""
     return entry['class'] == 'catalog' or (entry['class'] == 'refused' and bool(entry.get('acknowledged')))
+
+
+NULLABLE_QUERY = ("SELECT a.attname::text AS name FROM pg_catalog.pg_attribute a WHERE a.attrelid = "
+                  "pg_catalog.to_regclass(%(table)s) AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnotnull "
+                  "AND a.attname = ANY(%(columns)s)")
+
+
+def nullable_key_problems(fetch, deploy, schema):
+    """ADD PRIMARY KEY on a table no earlier statement of the deploy reshapes, over columns that may hold NULL: the
+    attach would scan the table under ACCESS EXCLUSIVE to make them NOT NULL. Refused before any change."""
+    problems, touched = [], set()
+    for migration in deploy:
+        for entry in migration['entries']:
+            details = entry.get('details') or {}
+            if entry['kind'] == 'add_primary_key' and entry['class'] == 'online' and not _touches(entry, touched, schema):
+                table = (details.get('schema') or schema, details['table'])
+                found = fetch(NULLABLE_QUERY, dict(table=_quoted(*table), columns=list(details['columns'])))
+                nullable = [row['name'] for row in found]
+                if nullable:
+                    problems.append(
+                        'migration %s, line %d: the primary key %s of %s is on column(s) %s, which may hold NULL: '
+                        'ADD PRIMARY KEY would scan the table under ACCESS EXCLUSIVE to make them NOT NULL. Make them '
+                        'required in an earlier migration (SET NOT NULL goes online), then add the key'
+                        % (migration['name'], entry['line'], details['name'], '.'.join(table), ', '.join(nullable)))
+            touched |= touched_tables([entry], schema)
+    return problems
