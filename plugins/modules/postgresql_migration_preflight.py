@@ -395,6 +395,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.advisory_locks import MIGRATION_LOCK_KEY
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import (
+    unsupported_message,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.baseline_runs import prove_queries
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     conn_params_of, connect_or_fail, connection_argument_spec, connection_slots, target_of,
@@ -562,6 +565,16 @@ def refuse_bad_lock_timeouts(module, connection, cursor, params, result):
     if knob_errors:
         connection.close()
         module.fail_json(msg=KNOBS_REFUSED % '\n- '.join(knob_errors), **result)
+
+
+def refuse_unsupported_server(module, connection, cursor, result):
+    """(0) A server older than the oldest supported major is refused before anything is proven (server_features)."""
+    row = fetch_dicts(cursor, "SELECT pg_catalog.current_setting('server_version_num')::int AS num, "
+                              "pg_catalog.current_setting('server_version') AS text")[0]
+    message = unsupported_message(row['num'], row['text'])
+    if message:
+        connection.close()
+        module.fail_json(msg=message, **failure_fields(result))
 
 
 def leave_out_replica(module, connection, cursor, conn_params, params, result):
@@ -778,6 +791,7 @@ def main():
     conn_params = conn_params_of(module)
     connection = connect_or_fail(module, conn_params)
     cursor = connection.cursor()
+    refuse_unsupported_server(module, connection, cursor, result)
     refuse_bad_lock_timeouts(module, connection, cursor, params, result)
     leave_out_replica(module, connection, cursor, conn_params, params, result)
     # A folder's deploy keeps its ledger rows under one plan (deploy_steps.LEDGER_PLAN), whatever names the run.

@@ -1,0 +1,26 @@
+# -*- coding: utf-8 -*-
+"""plugins/module_utils/session/server_features.py: the supported versions, from server_version_num."""
+
+import pytest
+
+import helpers
+
+features = helpers.load_module_utils('session.server_features')
+
+
+@pytest.mark.parametrize('version_num,expected', [(140000, 14), (150018, 15), (180006, 18), (90624, 9), (130023, 13)])
+def test_the_major_of_a_server_version_num(version_num, expected):
+    assert features.major(version_num) == expected
+
+
+@pytest.mark.parametrize('version_num', [140000, 140023, 150018, 160014, 170010, 180004, 190000])
+def test_14_and_later_are_supported(version_num):
+    assert features.unsupported_message(version_num) is None
+
+
+def test_13_and_older_are_refused_naming_the_version_and_its_end_of_life():
+    message = features.unsupported_message(130023, '13.23')
+    assert message.startswith('The server is PostgreSQL 13.23, which this tool does not support: PostgreSQL 13 '
+                              'reached its end of life in November 2025, and the tool needs 14 or later')
+    assert message.endswith('Upgrade the server; nothing was changed.')
+    assert 'November 2024' in features.unsupported_message(120000)
