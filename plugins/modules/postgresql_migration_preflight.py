@@ -418,7 +418,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.query_baseline import query_problems
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import (
-    acknowledged_lines, nullable_key_problems, provable_now, refusal_lines, taken_names,
+    acknowledged_lines, catalog_problems, provable_now, refusal_lines,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_steps import (
     LEDGER_PLAN, PrismaDeploy,
@@ -642,10 +642,9 @@ def prove_folder(runner, params):
     proof = prove_deploy(deploy['migrations'], records.rows(), deploy['allow'], deploy['schema'], trust=runner.trust,
                          cursor=runner.cursor)
     problems = list(proof['problems'])
-    problems.extend(taken_names(runner.session.query, proof['deploy'], deploy['schema'], PrismaDeploy(
+    problems.extend(catalog_problems(runner.session.query, proof['deploy'], deploy['schema'], PrismaDeploy(
         runner, records, deploy['schema'], params['run_id'], check_mode=True,
         row_ids=resumed_row_ids(records, proof['history'] or {})).recorded))
-    problems.extend(nullable_key_problems(runner.session.query, proof['deploy'], deploy['schema']))
     problems.extend('\n'.join(refusal_lines(migration['name'], entry)) for migration in proof['deploy']
                     for entry in migration['entries'] if entry['class'] == 'refused' and not entry.get('acknowledged'))
     params['tables'], params['constraints'] = provable_now(proof['deploy'], deploy['schema'])

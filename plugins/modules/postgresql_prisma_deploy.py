@@ -188,7 +188,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.
     checked_connection, new_runner, phase_options,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import (
-    nullable_key_problems, prove_deploy, taken_names,
+    catalog_problems, prove_deploy,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.rollback_steps import (
     PrismaRollback, prove_rollback, rollback_refused_message,
@@ -271,8 +271,7 @@ def deploy_pending(module, runner, records, result):
     result.update(applied=history['applied'], pending=history['pending'])
     work = PrismaDeploy(runner, records, params['schema'], params['run_id'], module.check_mode,
                         row_ids=resumed_row_ids(records, history))
-    proof['problems'].extend(taken_names(runner.session.query, proof['deploy'], params['schema'], work.recorded))
-    proof['problems'].extend(nullable_key_problems(runner.session.query, proof['deploy'], params['schema']))
+    proof['problems'].extend(catalog_problems(runner.session.query, proof['deploy'], params['schema'], work.recorded))
     if proof['problems'] or proof['refusals']:
         return refused_message(proof)
     for line in proof['acknowledged']:

@@ -329,3 +329,8 @@ def nullable_key_problems(fetch, deploy, schema):
                         % (migration['name'], entry['line'], details['name'], '.'.join(table), ', '.join(nullable)))
             touched |= touched_tables([entry], schema)
     return problems
+
+
+def catalog_problems(fetch, deploy, schema, recorded):
+    """What the catalog says stops the deploy before any change (taken_names, nullable_key_problems)."""
+    return taken_names(fetch, deploy, schema, recorded) + nullable_key_problems(fetch, deploy, schema)

@@ -218,17 +218,25 @@ class PrismaDeploy(object):
     def online(self, entry, outcome):
         """Through the tool's kind for it."""
         shape, spec = kind_spec(entry, self.schema)
-        if shape == 'index':
-            return self._index(spec, outcome)
         if shape == 'drop_index':
             return self._drop_index(spec, outcome, self.key(outcome['migration'], entry))
         if shape == 'primary_key':
             return self._primary_key(spec, outcome)
-        return self._constraint(spec, outcome)
+        return self.through_kind(shape, spec, 'present', outcome)
 
-    def _index(self, table, outcome):
-        decisions = self.runner.plan(table['schema'], table['name'], table['indexes'], 'present')
-        return self._apply(decisions, self.runner.apply, outcome)
+    def plan_kind(self, shape, spec, state):
+        """(decisions, apply) of the tool's kind for C(spec) brought to C(state): the index kind for an index table
+        spec, the unique kind, or the foreign key / check / NOT NULL kind. Plans only: nothing runs."""
+        if shape == 'index':
+            return self.runner.plan(spec['schema'], spec['name'], spec['indexes'], state), self.runner.apply
+        if spec['type'] == 'unique':
+            return [self.runner.plan_constraint(spec['name'], spec['schema'], spec['table'], spec['columns'],
+                                                state)], self.runner.apply_constraint
+        return [self.runner.plan_entry(spec, state, spec['schema'])], self.runner.apply_entry
+
+    def through_kind(self, shape, spec, state, outcome):
+        decisions, apply = self.plan_kind(shape, spec, state)
+        return self._apply(decisions, apply, outcome)
 
     def _apply(self, decisions, apply, outcome):
         pending = [decision for decision in decisions if decision['action'] != ACTION_UNCHANGED]
@@ -238,14 +246,6 @@ class PrismaDeploy(object):
         for decision in pending:
             apply(decision)
         return DONE if pending else UNCHANGED
-
-    def _constraint(self, spec, outcome):
-        if spec['type'] == 'unique':
-            decision = self.runner.plan_constraint(spec['name'], spec['schema'], spec['table'], spec['columns'],
-                                                   'present')
-            return self._apply([decision], self.runner.apply_constraint, outcome)
-        decision = self.runner.plan_entry(spec, 'present', spec['schema'])
-        return self._apply([decision], self.runner.apply_entry, outcome)
 
     def _drop_index(self, spec, outcome, key):
         """DROP INDEX CONCURRENTLY, with its definition in the ledger (a rollback can build it again)."""

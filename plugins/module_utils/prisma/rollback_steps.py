@@ -127,15 +127,8 @@ class PrismaRollback(PrismaDeploy):
         its object stays: refused."""
         if form['form'] != 'kind' or form['state'] != 'absent':
             return None
-        spec = form['spec']
         try:
-            if form['shape'] == 'index':
-                decisions = self.runner.plan(spec['schema'], spec['name'], spec['indexes'], 'absent')
-            elif spec['type'] == 'unique':
-                decisions = [self.runner.plan_constraint(spec['name'], spec['schema'], spec['table'], spec['columns'],
-                                                         'absent')]
-            else:
-                decisions = [self.runner.plan_entry(spec, 'absent', spec['schema'])]
+            decisions, _apply = self.plan_kind(form['shape'], form['spec'], 'absent')
         except OnlineIndexError as error:
             return str(error)
         reasons = [decision['left_alone'] for decision in decisions if decision.get('left_alone')]
@@ -176,7 +169,7 @@ class PrismaRollback(PrismaDeploy):
         if kind in ('nothing', 'kept'):
             outcome['action'] = KEPT if kind == 'kept' else UNCHANGED
         elif kind == 'kind':
-            outcome['action'] = self._kind(form, outcome)
+            outcome['action'] = self.through_kind(form['shape'], form['spec'], form['state'], outcome)
             if row is not None and outcome['action'] == DONE:
                 self.ledger.undone(row['id'])
         elif kind in ('sql', 'concurrent'):
@@ -187,17 +180,6 @@ class PrismaRollback(PrismaDeploy):
             outcome['statements'] = self.session.executed_queries[done:]
         outcome.pop('entry_details', None)
         return outcome
-
-    def _kind(self, form, outcome):
-        spec, state = form['spec'], form['state']
-        if form['shape'] == 'index':
-            decisions = self.runner.plan(spec['schema'], spec['name'], spec['indexes'], state)
-            return self._apply(decisions, self.runner.apply, outcome)
-        if spec['type'] == 'unique':
-            decision = self.runner.plan_constraint(spec['name'], spec['schema'], spec['table'], spec['columns'], state)
-            return self._apply([decision], self.runner.apply_constraint, outcome)
-        decision = self.runner.plan_entry(spec, state, spec['schema'])
-        return self._apply([decision], self.runner.apply_entry, outcome)
 
     def _statements(self, form, row, outcome):
         sql = self.sql
@@ -228,15 +210,7 @@ class PrismaRollback(PrismaDeploy):
                 if problem:
                     self.session.cursor.execute('ROLLBACK')
                     raise OnlineIndexError('not undone: %s (checked again under its lock)' % problem)
-                done = len(self.session.executed_queries)
-                try:
-                    for statement in tail:
-                        self.session.execute(statement)
-                except Exception:  # any failure: nothing of the transaction stays
-                    del self.session.executed_queries[done:]
-                    if not self.session.connection_lost():
-                        self.session.cursor.execute('ROLLBACK')
-                    raise
+                self.session.in_transaction(tail)
             else:
                 self.session.in_transaction(head + tail)
 
