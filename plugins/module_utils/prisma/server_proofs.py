@@ -37,7 +37,7 @@ def proven_entry(entry, proof):
 
 def unproven_entry(entry, problems):
     """C(entry) still refused, with what the server found."""
-    return dict(entry, why='%s The server could not prove it: %s.' % (entry['why'], '; '.join(problems)))
+    return dict(entry, why='%s. The server could not prove it: %s.' % (entry['why'].rstrip('.'), '; '.join(problems)))
 
 
 def prove_default(trust, entry):
