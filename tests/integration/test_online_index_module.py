@@ -156,6 +156,7 @@ def make_invalid_unique_index(db, name, table, column):
     return info
 
 
+@pytest.mark.majors()
 def test_invalid_index_is_rebuilt(db, run_module):
     make_invalid_unique_index(db, 'pt_Job_status_idx', 'Job', 'status')
 

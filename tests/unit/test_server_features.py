@@ -24,3 +24,18 @@ def test_13_and_older_are_refused_naming_the_version_and_its_end_of_life():
                               'reached its end of life in November 2025, and the tool needs 14 or later')
     assert message.endswith('Upgrade the server; nothing was changed.')
     assert 'November 2024' in features.unsupported_message(120000)
+
+
+@pytest.mark.parametrize('feature,first', [('not_null_not_valid', 18), ('foreign_key_not_valid_on_partitioned', 18),
+                                           ('transaction_timeout', 17), ('last_idx_scan', 16),
+                                           ('explain_buffers_by_default', 18)])
+def test_each_feature_starts_at_its_major_and_not_before(feature, first):
+    assert features.first_major_with(feature) == first
+    assert features.has(first * 10000, feature) and features.has(first * 10000 + 4, feature)
+    assert not features.has((first - 1) * 10000 + 99, feature)
+    assert features.has(190000, feature)
+
+
+def test_an_unknown_feature_is_a_key_error_not_a_silent_no():
+    with pytest.raises(KeyError):
+        features.has(180000, 'not_null_not_vaild')

@@ -28,3 +28,29 @@ def unsupported_message(version_num, server_version=None):
             '%s, and the tool needs 14 or later (index builds that a dead client ends, client_connection_check_interval; '
             'the catalogs its proofs read). Upgrade the server; nothing was changed.' % (
                 server_version or found, found, END_OF_LIFE.get(found, 'the past')))
+
+
+# What newer servers do better, by the first server_version_num that has it. The kinds ask has(); nothing else in
+# the collection compares server_version_num with a number.
+FEATURES = {
+    # ALTER TABLE ... ADD CONSTRAINT <name> NOT NULL <column> NOT VALID, then VALIDATE CONSTRAINT (contype 'n').
+    'not_null_not_valid': 180000,
+    # ADD FOREIGN KEY ... NOT VALID on a partitioned table (before 18 it must be added valid, scanning under lock).
+    'foreign_key_not_valid_on_partitioned': 180000,
+    # The transaction_timeout setting, which a server or role default would let end a long build or VALIDATE.
+    'transaction_timeout': 170000,
+    # pg_stat_user_indexes.last_idx_scan: when an index was last used.
+    'last_idx_scan': 160000,
+    # EXPLAIN ANALYZE shows buffers without asking for them.
+    'explain_buffers_by_default': 180000,
+}
+
+
+def has(version_num, feature):
+    """Whether a server of C(version_num) (server_version_num) has C(feature), a key of FEATURES."""
+    return int(version_num) >= FEATURES[feature]
+
+
+def first_major_with(feature):
+    """The first major that has C(feature), for messages ('needs PostgreSQL 18')."""
+    return major(FEATURES[feature])
