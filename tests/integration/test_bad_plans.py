@@ -88,3 +88,19 @@ def test_over_sixty_bad_plans_are_each_refused_before_any_ddl_naming_the_entry(d
         pgzd_plan=str(good)), options=['--check'])
     assert control.returncode == 0, control.stdout[-4000:]
     assert database_state(db) == before
+
+
+@pytest.mark.majors(helpers.REFUSED_MAJOR)
+def test_a_server_past_its_end_of_life_is_refused_in_the_preflight_before_any_change(db, pg_cluster, tmp_path):
+    before = database_state(db)
+    run = helpers.run_playbook('playbooks/migrate.yml', dict(
+        local_cluster_dir=pg_cluster['dir'], pg_port=pg_cluster['port'], pgzd_artifacts_dir=str(tmp_path / 'artifacts')))
+    assert run.returncode != 0
+    output = ' '.join(run.stdout.split())
+    assert 'The server is PostgreSQL 13.23, which this tool does not support: PostgreSQL 13 reached its end of life ' \
+           'in November 2025, and the tool needs 14 or later' in output, run.stdout[-4000:]
+    # Refused before the migration lock, the backup or anything else: no ledger, no backup, nothing changed.
+    assert not [name for name in helpers.task_names(run.stdout) if name.startswith(DDL_TASKS)]
+    assert not helpers.relation_exists(db, 'ledger', schema='pgzd_audit')
+    assert not (tmp_path / 'artifacts' / 'backups').exists()
+    assert database_state(db) == before
