@@ -297,6 +297,10 @@ def test_a_migration_drills_its_backup_with_the_pg_restore_of_the_backups_client
     listing = subprocess.run([os.path.join(client['bin_dir'], 'pg_restore'), '--list', backup],
                              capture_output=True, text=True, check=True).stdout
     assert 'Dumped by pg_dump version: %d.' % pg_major in listing
+    with open(os.path.join(os.path.dirname(glob.glob(os.path.join(str(tmp_path), 'artifacts', 'runs', '*',
+                                                                  'report.json'))[0]), 'report.md')) as handle:
+        assert '- Client: `%s` in `%s` (chosen by the server\'s major)' % (client['version'], client['bin_dir']) \
+            in handle.read()
     assert helpers.all_indexes(db) == before  # --tags backup: no DDL
 
 
@@ -312,6 +316,7 @@ def test_an_older_backup_bin_dir_is_refused_before_any_change(db, pg_cluster, tm
     assert backups(tmp_path) == []
     assert (helpers.all_indexes(db), helpers.unique_constraints(db)) == before  # no index, no constraint
     assert not helpers.query(db, "SELECT 1 FROM pg_database WHERE datname = 't12_restore_drill'")
+    assert not helpers.query(db, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory'")  # the migration lock is back
     report = run_report(tmp_path)
     assert report['status'] == 'failed' and report['backup']['skipped'] and report['restore_drill'] is None
     assert report['backup']['reason'].startswith('the backup failed: pg_dump on the control node is version 15')

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """pg_dump backups on the control node and the restore drill that proves them: what to name a backup, which
-backups to delete, whether pg_dump can dump the server, how pg_dump and pg_restore are called and connected,
+backups to delete, which installed pg_dump and pg_restore fit the server, how they are called and connected,
 and what a drill's row counts say.
 
 The decisions are pure functions over plain data, so the unit tests run them without a server; the modules
@@ -124,13 +124,13 @@ def choose_client(candidates, server_major):
     """The client for a server of major C(server_major), from C(candidates) [(bin_dir, major or None)] in search
     order: the first of the server's own major, else the first of the newest major above it. None when every one is
     older than the server (an older pg_dump cannot dump a newer server) or its version is unknown."""
-    usable = [(bin_dir, major) for bin_dir, major in candidates if major is not None and major >= server_major]
+    usable = [(bin_dir, version) for bin_dir, version in candidates if version is not None and version >= server_major]
     if not usable:
         return None
     matching = [candidate for candidate in usable if candidate[1] == server_major]
     if matching:
         return matching[0]
-    newest = max(major for dummy, major in usable)
+    newest = max(version for dummy, version in usable)
     return [candidate for candidate in usable if candidate[1] == newest][0]
 
 
