@@ -104,6 +104,9 @@ def ansible_env(**extra):
         ANSIBLE_DEPRECATION_WARNINGS='0',
         ANSIBLE_RETRY_FILES_ENABLED='0',
         PYTHONDONTWRITEBYTECODE='1',
+        # PostgreSQL 18's client, last on the PATH: the backup and the restore drill choose it for a 16+ server (none
+        # of their major is installed), while the PATH's first pg_dump stays Debian's 15.
+        PATH=os.pathsep.join([os.environ.get('PATH', os.defpath), NEWEST_CLIENT_BIN]),
     )
     env.update(extra)
     return env
@@ -123,8 +126,9 @@ class AnsibleRun(object):
         return 'AnsibleRun(rc=%s, result=%r, stderr=%r)' % (self.returncode, self.result, self.stderr[-2000:])
 
 
-def run_ansible_module(module, args, check=False, diff=False, timeout=120):
-    """Run C(module) on localhost through real Ansible; return the host's result dict.
+def run_ansible_module(module, args, check=False, diff=False, timeout=120, env=None):
+    """Run C(module) on localhost through real Ansible (C(env): environment variables to set, such as PATH); return
+    the host's result dict.
 
     The result dict gets ``_rc`` / ``_stderr`` keys for assertion messages.
     """
@@ -133,7 +137,7 @@ def run_ansible_module(module, args, check=False, diff=False, timeout=120):
         argv.append('--check')
     if diff:
         argv.append('--diff')
-    process = subprocess.run(argv, cwd=REPO_ROOT, env=ansible_env(), capture_output=True, text=True,
+    process = subprocess.run(argv, cwd=REPO_ROOT, env=ansible_env(**(env or {})), capture_output=True, text=True,
                              timeout=timeout)
     document = None
     for line in reversed(process.stdout.splitlines()):

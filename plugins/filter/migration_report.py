@@ -52,8 +52,9 @@ _value:
 from ansible_collections.pg_zero_downtime.migrations.plugins.filter.success_criteria import success_criteria
 
 BACKUP_FIELDS = ('skipped', 'reason', 'path', 'format', 'size_bytes', 'seconds', 'sha256', 'sha256_of', 'toc_entries',
-                 'pg_dump_version', 'server_version', 'deleted')
-DRILL_FIELDS = ('backup', 'scratch_database', 'source', 'restored', 'tables', 'rows', 'differences', 'seconds')
+                 'client', 'pg_dump_version', 'server_version', 'deleted')
+DRILL_FIELDS = ('backup', 'scratch_database', 'source', 'restored', 'tables', 'rows', 'differences', 'seconds',
+                'client')
 VALIDATE_FIELDS = ('objects_valid', 'comparison', 'slower', 'index_usage', 'seconds')
 
 

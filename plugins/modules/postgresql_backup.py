@@ -11,8 +11,12 @@ DOCUMENTATION = r'''
 module: postgresql_backup
 short_description: A verified pg_dump backup of a database, with its size and sha256, keeping the newest few
 description:
-  - Reads the server's version, and refuses to dump when the C(pg_dump) it would run is of an older major
-    version than the server (an older pg_dump cannot dump a newer server), saying which client to install.
+  - Reads the server's version and chooses the C(pg_dump) and C(pg_restore) for it, from one directory, O(bin_dir)
+    when given (refused when its C(pg_dump) is older than the server, as an older pg_dump cannot dump a newer server),
+    else the installed client of the server's major, else the newest installed one newer than the server. Installed
+    clients are looked for in O(client_dirs), every directory of the E(PATH), and where PostgreSQL's packages put them
+    (C(/usr/lib/postgresql/*/bin) on Debian and Ubuntu, C(/usr/pgsql-*/bin) on RHEL). When none fits, it refuses
+    before anything is written, saying what to install.
   - Dumps the database with C(pg_dump) into O(dir), as C(<database>-<UTC time>.pgc) (O(format=custom), one file)
     or C(<database>-<UTC time>.dir) (O(format=directory), dumped with O(jobs) parallel jobs), verifies it with
     C(pg_restore --list), and returns its size, duration, sha256 and number of entries.
@@ -60,9 +64,18 @@ options:
     default: 5
   bin_dir:
     description:
-      - Directory of the C(pg_dump) and C(pg_restore) to run. Unset, they are found on the E(PATH) of the host the
-        module runs on.
+      - Directory of the C(pg_dump) and C(pg_restore) to run. Unset, the installed client that fits the server is
+        chosen (see the description).
     type: path
+  client_dirs:
+    description:
+      - More directories to look for installed clients in, before those of the E(PATH) and the packaged ones, when
+        O(bin_dir) is not given.
+    type: list
+    elements: path
+    default: []
+    version_added: '0.19.0'
+
   session_role:
     description:
       - Switch to this role after connecting (C(pg_dump --role) too).
@@ -143,6 +156,16 @@ toc_entries:
   returned: unless skipped
   type: int
   sample: 214
+client:
+  description:
+    - The client chosen for the server, C(bin_dir), C(program) (the path of C(pg_dump)), C(version) (what
+      C(pg_dump --version) said), C(major), and C(chosen_by) (O(bin_dir)'s role variable, C(the server's major), or
+      C(the newest installed, the server's major is not)).
+  returned: unless skipped
+  type: dict
+  sample: {bin_dir: /usr/lib/postgresql/18/bin, program: /usr/lib/postgresql/18/bin/pg_dump,
+           version: pg_dump (PostgreSQL) 18.1, major: 18, chosen_by: the server's major}
+  version_added: '0.19.0'
 pg_dump_version:
   description: What C(pg_dump --version) said.
   returned: unless skipped
@@ -191,8 +214,6 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     deleted_summary,
     dump_command,
     last_lines,
-    missing_client_message,
-    pg_dump_too_old,
     sha256_of_file,
     sha256_target,
     size_bytes,
@@ -256,20 +277,11 @@ def back_up(module, result):
 
     programs = ClientPrograms(module, conn_params, 'pg-zero-downtime backup')
     result['commands'] = programs.commands
-    pg_dump = programs.path('pg_dump')
-    if not pg_dump:
-        raise BackupFailed(missing_client_message('pg_dump', params['bin_dir'], server['server_version_num'],
-                                                  'backup_bin_dir'))
-    rc, version_output, err = programs.run([pg_dump, '--version'])
-    if rc != 0:
-        raise BackupFailed('%s --version failed (exit %s): %s' % (pg_dump, rc, last_lines(err)))
-    refusal = pg_dump_too_old(version_output, server['server_version_num'], server['server_version'])
+    client, refusal = programs.choose(('pg_dump', 'pg_restore'), server, params['client_dirs'], 'backup_bin_dir')
     if refusal:
         raise BackupFailed(refusal)
-    pg_restore = programs.path('pg_restore')
-    if not pg_restore:
-        raise BackupFailed(missing_client_message('pg_restore', params['bin_dir'], server['server_version_num'],
-                                                  'backup_bin_dir'))
+    result['client'] = client
+    pg_dump, pg_restore, version_output = client['program'], programs.path('pg_restore'), client['version']
 
     directory = params['dir'] or os.path.join(params['root_dir'], database)
     path = free_backup_path(directory, database, params['format'])
@@ -285,8 +297,9 @@ def back_up(module, result):
         doomed = backups_beyond(existing + [os.path.basename(path)], database, params['keep'])
         result['deleted'] = [os.path.join(directory, name) for name in doomed]
         result['commands'].extend(command_line(command) for command in (dump, [pg_restore, '--list', path]))
-        plan = 'Check mode: would back %s up into %s with %s and verify it with pg_restore --list.%s' % (
-            database, path, backup['pg_dump_version'], deleted_summary(result['deleted'], params['keep'], True))
+        plan = 'Check mode: would back %s up into %s with %s (%s) and verify it with pg_restore --list.%s' % (
+            database, path, backup['pg_dump_version'], pg_dump, deleted_summary(result['deleted'], params['keep'],
+                                                                                True))
         result.update(backup, changed=True, msg=plan)
         return
 
@@ -324,6 +337,7 @@ def main():
         root_dir=dict(type='path'),
         keep=dict(type='int', default=5),
         bin_dir=dict(type='path'),
+        client_dirs=dict(type='list', elements='path', default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_one_of=[('dir', 'root_dir')])

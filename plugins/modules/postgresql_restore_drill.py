@@ -53,8 +53,22 @@ options:
     type: int
     default: 2
   bin_dir:
-    description: Directory of the C(pg_restore) to run. Unset, it is found on the E(PATH).
+    description:
+      - Directory of the C(pg_restore) to run; it must be of the same major as the C(pg_dump) that made the backup, or
+        newer (roles/restore_drill gives the directory of the backup's C(pg_dump) when the backup role ran before it).
+      - Unset, the installed C(pg_restore) of the server's major is chosen, else the newest one newer than the server,
+        as M(pg_zero_downtime.migrations.postgresql_backup) chooses its client (a backup it took is then read by the
+        same or a newer C(pg_restore)). When none fits, the drill is refused before anything is restored, saying what
+        to install.
     type: path
+  client_dirs:
+    description:
+      - More directories to look for installed clients in, before those of the E(PATH) and the packaged ones
+        (C(/usr/lib/postgresql/*/bin), C(/usr/pgsql-*/bin)), when O(bin_dir) is not given.
+    type: list
+    elements: path
+    default: []
+    version_added: '0.19.0'
   session_role:
     description:
       - Switch to this role after connecting (C(pg_restore --role) too).
@@ -128,6 +142,16 @@ kept:
   description: Whether the scratch database was left in place (O(keep)).
   returned: always
   type: bool
+client:
+  description:
+    - The C(pg_restore) chosen, C(bin_dir), C(program), C(version) (what C(pg_restore --version) said), C(major), and
+      C(chosen_by) (O(bin_dir)'s role variable, C(the server's major), or C(the newest installed, the server's major
+      is not)).
+  returned: once the client was chosen
+  type: dict
+  sample: {bin_dir: /usr/lib/postgresql/18/bin, program: /usr/lib/postgresql/18/bin/pg_restore,
+           version: pg_restore (PostgreSQL) 18.1, major: 18, chosen_by: the server's major}
+  version_added: '0.19.0'
 msg:
   description: One line that says how the drill went (or, in check mode, what it would do).
   returned: always
@@ -160,8 +184,8 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     drill_passed_message,
     is_not_compared,
     last_lines,
-    missing_client_message,
     newest_backup,
+    older_pg_restore_advice,
     no_backup_message,
     not_compared,
     restore_command,
@@ -265,10 +289,11 @@ class Drill(object):
 
         programs = ClientPrograms(self.module, self.conn_params, 'pg-zero-downtime restore drill')
         result['commands'] = programs.commands
-        pg_restore = programs.path('pg_restore')
-        if not pg_restore:
-            raise DrillFailed(missing_client_message('pg_restore', params['bin_dir'], server['server_version_num'],
-                                                     'restore_drill_bin_dir'))
+        client, refusal = programs.choose(('pg_restore',), server, params['client_dirs'], 'restore_drill_bin_dir')
+        if refusal:
+            raise DrillFailed(refusal)
+        pg_restore = client['program']
+        result['client'] = client
         restore = restore_command(pg_restore, backup, scratch, params['jobs'])
         if params['session_role']:
             restore.insert(-1, '--role=%s' % params['session_role'])
@@ -293,7 +318,8 @@ class Drill(object):
             self.execute(*statement)
         rc, dummy_out, err = programs.run(restore)
         if rc != 0:
-            raise DrillFailed('pg_restore of %s into %s failed (exit %s): %s.' % (backup, scratch, rc, last_lines(err)))
+            raise DrillFailed('pg_restore of %s into %s failed (exit %s): %s.%s' % (
+                backup, scratch, rc, last_lines(err), older_pg_restore_advice(err, client)))
         source = result['source'] = row_counts(self.read(ROW_COUNTS_SQL))
         copy_params = in_database(self.conn_params, scratch)
         copy, error = connect_to_db(self.module, dict(copy_params), autocommit=True, fail_on_conn=False)
@@ -337,6 +363,7 @@ def main():
         keep=dict(type='bool', default=False),
         jobs=dict(type='int', default=2),
         bin_dir=dict(type='path'),
+        client_dirs=dict(type='list', elements='path', default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params

@@ -5,9 +5,14 @@ import glob
 import hashlib
 import os
 import re
+import json
 import subprocess
 
+import pytest
+
 import helpers
+
+backups_sql = helpers.load_module_utils('evidence.backups')
 
 
 def cluster_vars(pg_cluster, tmp_path, **extra):
@@ -218,3 +223,135 @@ def test_each_role_is_one_module_task_and_declares_no_connection(pg_cluster, tmp
             with open(path) as handle:
                 text = handle.read()
             assert '_login_' not in text and '_ssl_mode' not in text, path
+
+
+# -- the client matched to the server's major (issue 24) -----------------------------------------------------
+
+DEBIAN_CLIENT_BIN = '/usr/lib/postgresql/%d/bin' % helpers.MAIN_MAJOR
+
+
+def public_tables(info, dbname):
+    """{table: exact rows} of the public tables of database C(dbname) of the cluster."""
+    conn = helpers.connect(info, dbname)
+    try:
+        tables = [name for (name,) in helpers.query(
+            conn, "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = 'public' ORDER BY 1")]
+        return dict((name, helpers.query(conn, 'SELECT count(*) FROM public."%s"' % name.replace('"', '""'))[0][0])
+                    for name in tables)
+    finally:
+        conn.close()
+
+
+def run_report(tmp_path):
+    (found,) = glob.glob(os.path.join(str(tmp_path), 'artifacts', 'runs', '*', 'report.json'))
+    with open(found) as handle:
+        return json.load(handle)
+
+
+@pytest.mark.majors(15, 18)
+def test_the_backup_and_the_drill_use_the_client_of_the_servers_major(db, pg_cluster, pg_major, run_module, tmp_path):
+    taken = run_module('postgresql_backup', root_dir=str(tmp_path))
+    assert taken['changed'] and not taken.get('failed'), taken.get('msg')
+    client = taken['client']
+    assert client['major'] == pg_major and client['chosen_by'] == "the server's major", client
+    assert client['version'].startswith('pg_dump (PostgreSQL) %d.' % pg_major) and client['version'] == \
+        taken['pg_dump_version']
+    assert client['program'] == os.path.join(client['bin_dir'], 'pg_dump')
+    assert taken['commands'][0] == '%s --version' % client['program']
+    assert taken['commands'][1].startswith('%s --format=custom' % client['program'])
+    if pg_major == 18:  # the only 18 client installed; Debian's 15, first on the PATH, cannot dump an 18 server
+        assert client['bin_dir'] == helpers.NEWEST_CLIENT_BIN
+    # The archive is that pg_dump's: the pg_restore of its directory lists the tables and their data.
+    listing = subprocess.run([os.path.join(client['bin_dir'], 'pg_restore'), '--list', taken['path']],
+                             capture_output=True, text=True, check=True).stdout
+    assert 'Dumped by pg_dump version: %d.' % pg_major in listing and 'Dumped from database version: %d.' % pg_major \
+        in listing
+    assert 'TABLE public Class pgzd' in listing and 'TABLE DATA public Job pgzd' in listing
+
+    try:
+        drill = run_module('postgresql_restore_drill', backup=taken['path'], scratch_database='pt_drill_matched',
+                           keep=True)
+        assert drill['changed'] and not drill.get('failed') and drill['differences'] == [], drill.get('msg')
+        assert drill['client']['bin_dir'] == client['bin_dir'] and drill['client']['major'] == pg_major
+        assert drill['commands'][1].startswith(os.path.join(client['bin_dir'], 'pg_restore') + ' --no-owner')
+        restored = public_tables(pg_cluster, 'pt_drill_matched')
+        assert restored == public_tables(pg_cluster, 't12') and len(restored) >= 10 and restored['Job'] > 0
+    finally:
+        helpers.query(db, 'DROP DATABASE IF EXISTS pt_drill_matched')
+
+
+@pytest.mark.majors(15, 18)
+def test_a_migration_drills_its_backup_with_the_pg_restore_of_the_backups_client(db, pg_cluster, pg_major, tmp_path):
+    before = helpers.all_indexes(db)
+    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, pgzd_restore_drill='true'),
+                               options=['--tags', 'backup'])
+    assert run.returncode == 0, run.stdout[-4000:]
+    report = run_report(tmp_path)
+    client = report['backup']['client']
+    assert client['major'] == pg_major and client['chosen_by'] == "the server's major"
+    assert report['restore_drill']['client']['bin_dir'] == client['bin_dir']
+    assert report['restore_drill']['client']['chosen_by'] == 'restore_drill_bin_dir'  # handed over by the backup
+    assert report['restore_drill']['differences'] == [] and report['restore_drill']['tables'] >= 10
+    (backup,) = backups(tmp_path)
+    assert report['backup']['path'] == backup
+    listing = subprocess.run([os.path.join(client['bin_dir'], 'pg_restore'), '--list', backup],
+                             capture_output=True, text=True, check=True).stdout
+    assert 'Dumped by pg_dump version: %d.' % pg_major in listing
+    with open(os.path.join(os.path.dirname(glob.glob(os.path.join(str(tmp_path), 'artifacts', 'runs', '*',
+                                                                  'report.json'))[0]), 'report.md')) as handle:
+        assert '- Client: `%s` in `%s` (chosen by the server\'s major)' % (client['version'], client['bin_dir']) \
+            in handle.read()
+    assert helpers.all_indexes(db) == before  # --tags backup: no DDL
+
+
+@pytest.mark.majors(18)
+def test_an_older_backup_bin_dir_is_refused_before_any_change(db, pg_cluster, tmp_path):
+    before = helpers.all_indexes(db), helpers.unique_constraints(db)
+    run = helpers.run_playbook('playbooks/migrate.yml', cluster_vars(pg_cluster, tmp_path, pgzd_restore_drill='true',
+                                                                       backup_bin_dir=DEBIAN_CLIENT_BIN))
+    assert run.returncode != 0
+    text = ' '.join(run.stdout.split())
+    assert 'pg_dump on the control node is version 15 but the server is 18.' in text
+    assert 'Install postgresql-client-18 on the control node' in text
+    assert backups(tmp_path) == []
+    assert (helpers.all_indexes(db), helpers.unique_constraints(db)) == before  # no index, no constraint
+    assert not helpers.query(db, "SELECT 1 FROM pg_database WHERE datname = 't12_restore_drill'")
+    assert not helpers.query(db, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory'")  # the migration lock is back
+    report = run_report(tmp_path)
+    assert report['status'] == 'failed' and report['backup']['skipped'] and report['restore_drill'] is None
+    assert report['backup']['reason'].startswith('the backup failed: pg_dump on the control node is version 15')
+
+
+@pytest.mark.majors(18)
+def test_only_older_installed_clients_refuse_the_backup_saying_what_to_install(run_module, login, tmp_path):
+    # The PATH without the 18 client: Debian's 15 (/usr/bin, /usr/lib/postgresql/15/bin) is all there is.
+    result = helpers.run_ansible_module('postgresql_backup', dict(login, root_dir=str(tmp_path)),
+                                        env=dict(PATH=os.environ['PATH']))
+    assert result['failed'] and not result['changed']
+    assert result['reason'].startswith('the backup failed: No pg_dump on the control node')  # reads as no backup
+    assert result['msg'].startswith('No pg_dump on the control node can handle the server, PostgreSQL 18.'), result
+    assert 'pg_dump 15.' in result['msg'] and 'in %s' % DEBIAN_CLIENT_BIN in result['msg']
+    assert 'apt-get install postgresql-client-18 (from apt.postgresql.org)' in result['msg']
+    assert 'client' not in result and os.listdir(str(tmp_path)) == []  # nothing written
+    assert result['queries'] == [backups_sql.SERVER_SQL]  # only the server's version was read
+    # The drill too, before it creates its scratch database.
+    archive = tmp_path / 'made-elsewhere' / 't12-20260101T000000Z.pgc'
+    archive.parent.mkdir()
+    archive.write_bytes(b'PGDMP')
+    drill = helpers.run_ansible_module('postgresql_restore_drill',
+                                       dict(login, backup=str(archive), scratch_database='pt_drill_refused'),
+                                       env=dict(PATH=os.environ['PATH']))
+    assert drill['failed'] and not drill['changed'] and drill['queries'] == [backups_sql.SERVER_SQL]
+    assert drill['msg'].startswith('No pg_restore on the control node can handle the server, PostgreSQL 18.')
+
+
+@pytest.mark.majors(18)
+def test_a_pg_restore_older_than_the_archive_fails_the_drill_saying_which_to_use(db, run_module, tmp_path):
+    taken = run_module('postgresql_backup', root_dir=str(tmp_path))
+    assert taken['client']['bin_dir'] == helpers.NEWEST_CLIENT_BIN, taken.get('msg')
+    drill = run_module('postgresql_restore_drill', backup=taken['path'], scratch_database='pt_drill_old_client',
+                       bin_dir=DEBIAN_CLIENT_BIN)
+    assert drill['failed'] and drill['client']['major'] == 15
+    assert 'unsupported version' in drill['msg'] and (
+        'pg_restore 15.' in drill['msg'] and 'cannot read an archive made by a newer pg_dump' in drill['msg'])
+    assert not helpers.query(db, "SELECT 1 FROM pg_database WHERE datname = 'pt_drill_old_client'")

@@ -39,38 +39,89 @@ def test_retention_deletes_the_oldest_beyond_keep_and_nothing_when_within():
     assert backups.backups_beyond(names, 't12', 9) == []
 
 
-def test_pg_dump_major_versions_are_read_old_and_new_style():
-    assert backups.client_major('pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)') == (15,)
-    assert backups.client_major('pg_dump (PostgreSQL) 13.9') == (13,)
-    assert backups.client_major('pg_dump (PostgreSQL) 9.6.24') == (9, 6)
-    assert backups.client_major('pg_dump (PostgreSQL) 17devel') == (17,)
-    assert backups.client_major('') is None
-    assert backups.server_major(150010) == (15,) and backups.server_major(90624) == (9, 6)
+def test_client_major_versions_are_read_from_the_version_output():
+    assert backups.client_major('pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)') == 15
+    assert backups.client_major('pg_restore (PostgreSQL) 18.6') == 18
+    assert backups.client_major('pg_dump (PostgreSQL) 17devel') == 17
+    assert backups.client_major('') is None and backups.client_major(None) is None
+    assert backups.version_text('pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)') == '15.18'
+    assert backups.version_text('') == 'unknown'
+
+
+DEBIAN_15 = '/usr/lib/postgresql/15/bin'
+DEBIAN_16 = '/usr/lib/postgresql/16/bin'
+DEBIAN_17 = '/usr/lib/postgresql/17/bin'
+NEWEST = '/opt/pg18/bin'
+
+
+def test_the_client_of_the_servers_major_is_chosen_wherever_it_is_in_the_search_order():
+    candidates = [('/usr/bin', 15), (NEWEST, 18), (DEBIAN_17, 17)]
+    assert backups.choose_client(candidates, 17) == (DEBIAN_17, 17)
+    assert backups.choose_client(candidates, 15) == ('/usr/bin', 15)  # the first of the major, as the PATH orders it
+    assert backups.choose_client(candidates + [(DEBIAN_15, 15)], 15) == ('/usr/bin', 15)
+
+
+def test_without_the_servers_major_the_newest_newer_client_is_chosen():
+    assert backups.choose_client([(DEBIAN_15, 15), (DEBIAN_17, 17), (NEWEST, 18)], 16) == (NEWEST, 18)
+    assert backups.choose_client([(NEWEST, 18), (DEBIAN_17, 17), ('/else/bin', 18)], 14) == (NEWEST, 18)
+
+
+def test_only_older_or_unknown_clients_choose_nothing():
+    assert backups.choose_client([(DEBIAN_15, 15), (DEBIAN_16, 16), ('/broken/bin', None)], 18) is None
+    assert backups.choose_client([], 15) is None
+
+
+def test_the_search_order_is_extra_dirs_then_the_path_then_the_packaged_dirs_each_once():
+    real = {'/bin': '/usr/bin', '/sbin': '/usr/sbin'}
+    found = backups.candidate_dirs(['/opt/pg/bin'], ['/usr/local/bin', '/usr/bin', '/bin', '', '/opt/pg/bin'],
+                                   [DEBIAN_15, NEWEST], lambda directory: real.get(directory, directory))
+    assert found == ['/opt/pg/bin', '/usr/local/bin', '/usr/bin', DEBIAN_15, NEWEST]
+
+
+def test_no_fitting_client_names_those_found_and_what_to_install():
+    message = backups.no_client_message('pg_dump', [(DEBIAN_15, 'pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)'),
+                                                    ('/usr/bin', 'pg_dump (PostgreSQL) 15.18')], 18, '18.1 (Debian)',
+                                        'backup_bin_dir')
+    assert message.startswith('No pg_dump on the control node can handle the server, PostgreSQL 18.1: found only '
+                              'pg_dump 15.18 in /usr/lib/postgresql/15/bin, pg_dump 15.18 in /usr/bin, and an older '
+                              'pg_dump cannot dump a newer server.')
+    assert 'apt-get install postgresql-client-18 (from apt.postgresql.org)' in message
+    assert 'dnf install postgresql18' in message and 'set backup_bin_dir to the bin directory' in message
+    assert message.endswith('nothing was changed.')
+    none = backups.no_client_message('pg_restore', [], 16, '16.4', 'restore_drill_bin_dir')
+    assert 'found none (looked on the PATH, in /usr/lib/postgresql/*/bin and /usr/pgsql-*/bin' in none
+    assert 'cannot restore the dump of a newer server' in none and 'set restore_drill_bin_dir' in none
 
 
 def test_an_older_pg_dump_is_refused_with_the_client_to_install():
-    message = backups.pg_dump_too_old('pg_dump (PostgreSQL) 13.9', 150010, '15.10 (Debian 15.10-1.pgdg120+1)')
+    message = backups.pg_dump_too_old('pg_dump (PostgreSQL) 13.9', 15, '15.10 (Debian 15.10-1.pgdg120+1)')
     assert message.startswith('pg_dump on the control node is version 13 but the server is 15.10: an older pg_dump '
                               'cannot dump a newer server. Install postgresql-client-15 on the control node')
     assert message.endswith('and rerun; nothing was changed.')
-    assert 'postgresql-client-9.6' in backups.pg_dump_too_old('pg_dump (PostgreSQL) 9.5.25', 90624, '9.6.24')
 
 
 def test_the_same_or_a_newer_pg_dump_may_dump_the_server():
-    assert backups.pg_dump_too_old('pg_dump (PostgreSQL) 15.1', 150010, '15.10') is None
-    assert backups.pg_dump_too_old('pg_dump (PostgreSQL) 17.2', 150010, '15.10') is None
-    assert backups.pg_dump_too_old('pg_dump (PostgreSQL) 10.23', 90624, '9.6.24') is None
+    assert backups.pg_dump_too_old('pg_dump (PostgreSQL) 15.1', 15, '15.10') is None
+    assert backups.pg_dump_too_old('pg_dump (PostgreSQL) 17.2', 15, '15.10') is None
 
 
 def test_unreadable_pg_dump_version_output_is_refused_and_quoted():
-    assert "version unknown ('garbage')" in backups.pg_dump_too_old('garbage\n', 150010, '15.10')
+    assert "version unknown ('garbage')" in backups.pg_dump_too_old('garbage\n', 15, '15.10')
 
 
 def test_a_missing_client_names_where_it_was_looked_for_and_the_role_variable():
-    message = backups.missing_client_message('pg_restore', '/opt/pg/bin', 160002, 'restore_drill_bin_dir')
+    message = backups.missing_client_message('pg_restore', '/opt/pg/bin', 16, 'restore_drill_bin_dir')
     assert message.startswith('pg_restore not found in /opt/pg/bin on the host the module runs on. Install '
                               'postgresql-client-16 there (or set bin_dir, restore_drill_bin_dir in the role,')
-    assert 'not found on the PATH' in backups.missing_client_message('pg_dump', None, 150010, 'backup_bin_dir')
+
+
+def test_a_pg_restore_too_old_for_the_archive_is_told_where_the_newer_one_is():
+    client = dict(version='pg_restore (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)', bin_dir=DEBIAN_15)
+    advice = backups.older_pg_restore_advice(
+        'pg_restore: error: unsupported version (1.16) in file header', client)
+    assert advice.startswith(' pg_restore 15.18 of /usr/lib/postgresql/15/bin cannot read an archive made by a newer '
+                             'pg_dump')
+    assert backups.older_pg_restore_advice('pg_restore: error: could not connect', client) == ''
 
 
 def test_the_login_goes_to_pg_dump_in_the_environment_password_included():
