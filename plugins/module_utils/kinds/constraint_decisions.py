@@ -53,7 +53,6 @@ STEP_LOCKS = dict(
     build_index='SHARE UPDATE EXCLUSIVE on the table, no reads or writes blocked (CREATE INDEX CONCURRENTLY)',
     add=None,  # by kind, see add_lock
     validate='SHARE UPDATE EXCLUSIVE on the table%s: a scan that blocks no reads or writes',
-    validate_partitions=None,  # a foreign key's, see step_lock
     set_not_null='ACCESS EXCLUSIVE on the table, an instant (the valid check proves the column, no scan)',
     drop='ACCESS EXCLUSIVE on the table, an instant',
     drop_not_null='ACCESS EXCLUSIVE on the table, an instant',
@@ -271,7 +270,8 @@ def entry_statement(kind, step):
     steps of its own index (the index runner's)."""
     if step == 'add':
         return ADD_FOREIGN_KEY if kind == 'foreign_key' else ADD_CHECK
-    return dict(validate=VALIDATE, validate_partitions=VALIDATE, set_not_null=SET_NOT_NULL, drop=DROP_CONSTRAINT, drop_not_null=DROP_NOT_NULL).get(step)
+    return dict(validate=VALIDATE, validate_partitions=VALIDATE, set_not_null=SET_NOT_NULL, drop=DROP_CONSTRAINT,
+                drop_not_null=DROP_NOT_NULL).get(step)
 
 
 def ordered_kind(kind, step):
