@@ -21,6 +21,10 @@ description:
     CONSTRAINT), which checks the existing rows holding ROW SHARE on the referenced table and SHARE UPDATE
     EXCLUSIVE on the table, so reads and writes go on. With O(state=absent), C(DROP CONSTRAINT) (ACCESS EXCLUSIVE
     on both tables). With C(index), the index on the key columns is first built concurrently.
+  - A C(foreign_key) on a partitioned table, on PostgreSQL 18 and later, is added C(NOT VALID) on the partitioned
+    table, then each partition's key is validated in a transaction of its own (step C(validate_partitions), SHARE
+    UPDATE EXCLUSIVE on that partition only), then the partitioned table's, which scans nothing more. Before 18
+    PostgreSQL cannot add it C(NOT VALID), and the entry is refused, naming the server's version.
   - Each of those three steps locks two tables, so it runs in a transaction of its own that takes the referenced
     table first (C(LOCK TABLE) in the step's mode, the order of an application transaction that writes the parent,
     then the child), under its lock_timeout capped at half of the server's C(deadlock_timeout); the step gives up

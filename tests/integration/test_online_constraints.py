@@ -276,16 +276,150 @@ def test_a_lock_that_cannot_be_taken_in_time_fails_naming_the_holder_and_changes
         assert fragment in result['msg'], (fragment, result['msg'])
 
 
-def test_a_foreign_key_on_a_partitioned_table_or_to_a_column_without_a_unique_key_is_refused(copy):
+def test_a_foreign_key_to_a_column_without_a_unique_key_is_refused(copy):
     info, conn = copy
-    helpers.query(conn, 'CREATE TABLE pt_parted (id text, "jobId" text) PARTITION BY LIST (id)')
-    entries = [dict(FK, name='pt_parted_jobId_fkey', table='pt_parted', index=None),
-               dict(FK_NULLABLE, name='Job_class_name_fkey', references=dict(table='Class', columns=['name']))]
-    for entry, fragment in zip(entries, ['public.pt_parted is a partitioned table',
-                                         'the referenced columns public.Class (name) must be exactly the key columns']):
-        result = run(info, constraints=[dict((k, v) for k, v in entry.items() if v is not None)])
-        assert result.get('failed') and result['queries'] == [], result
-        assert fragment in result['msg'], result['msg']
+    entry = dict(FK_NULLABLE, name='Job_class_name_fkey', references=dict(table='Class', columns=['name']))
+    result = run(info, constraints=[entry])
+    assert result.get('failed') and result['queries'] == [], result
+    assert 'the referenced columns public.Class (name) must be exactly the key columns' in result['msg'], result['msg']
+
+
+# A partitioned table with a sub-partitioned partition, whose rows all reference pt_ref: its leaves are pt_parted_1,
+# pt_parted_2 (level 1), pt_parted_3a and pt_parted_3b (partitions of pt_parted_3).
+PARTITIONED = [
+    'CREATE TABLE pt_ref (id int PRIMARY KEY)',
+    'INSERT INTO pt_ref SELECT g FROM generate_series(1, 1000) g',
+    'CREATE TABLE pt_parted (id int, ref_id int, k int, PRIMARY KEY (id, k)) PARTITION BY LIST (k)',
+    'CREATE TABLE pt_parted_1 PARTITION OF pt_parted FOR VALUES IN (1)',
+    'CREATE TABLE pt_parted_2 PARTITION OF pt_parted FOR VALUES IN (2)',
+    'CREATE TABLE pt_parted_3 PARTITION OF pt_parted FOR VALUES IN (3) PARTITION BY RANGE (id)',
+    'CREATE TABLE pt_parted_3a PARTITION OF pt_parted_3 FOR VALUES FROM (MINVALUE) TO (1500)',
+    'CREATE TABLE pt_parted_3b PARTITION OF pt_parted_3 FOR VALUES FROM (1500) TO (MAXVALUE)',
+    'INSERT INTO pt_parted SELECT g, 1 + g % 1000, 1 + g % 3 FROM generate_series(1, 3000) g']
+PARTITIONED_FK = dict(name='pt_parted_ref_fkey', type='foreign_key', table='pt_parted', columns=['ref_id'],
+                      references=dict(table='pt_ref', columns=['id']))
+LEAVES = ['pt_parted_1', 'pt_parted_2', 'pt_parted_3a', 'pt_parted_3b']
+
+
+def partitioned_keys(conn):
+    """{table: (name, validated, local)} of the foreign keys of pt_parted and its partitions."""
+    rows = helpers.query(conn, """
+        SELECT con.conrelid::regclass::text, con.conname::text, con.convalidated, con.conislocal
+        FROM pg_catalog.pg_constraint con, pg_catalog.pg_partition_tree('pt_parted') t
+        WHERE con.conrelid = t.relid AND con.contype = 'f'""")
+    return dict((table, (name, valid, local)) for table, name, valid, local in rows)
+
+
+def validate_in_lock_order(table, lock='500ms'):
+    return ['BEGIN', "SET LOCAL lock_timeout = '%s'" % lock, 'LOCK TABLE ONLY "public"."pt_ref" IN ROW SHARE MODE',
+            'ALTER TABLE "public"."%s" VALIDATE CONSTRAINT "pt_parted_ref_fkey"' % table, 'COMMIT']
+
+
+@pytest.mark.majors(17, 18)
+def test_a_foreign_key_on_a_partitioned_table_is_validated_partition_by_partition_on_18_and_refused_before(
+        copy, pg_major):
+    info, conn = copy
+    for statement in PARTITIONED:
+        helpers.query(conn, statement)
+    checked = run(info, check=True, constraints=[PARTITIONED_FK])
+    if pg_major < 18:
+        # Below 18 PostgreSQL refuses ADD ... NOT VALID on a partitioned table: the plan is refused first, naming
+        # the server's version, and nothing changes.
+        version = helpers.query(conn, 'SHOW server_version')[0][0].split()[0]
+        for result in (checked, run(info, constraints=[PARTITIONED_FK])):
+            assert result.get('failed') and result['queries'] == [], result
+            for fragment in ('public.pt_parted is a partitioned table, and the server is PostgreSQL %s: NOT VALID '
+                             'foreign keys on partitioned tables need 18' % version,
+                             'add the foreign key to each partition instead', '[rule '
+                             'foreign-key-not-valid-on-partitioned-table]'):
+                assert fragment in result['msg'], (fragment, result['msg'])
+        assert partitioned_keys(conn) == {}
+        return
+    # --check shows the path: ADD on the parent, each leaf's VALIDATE in a transaction of its own, then the parent's.
+    validates = [statement for leaf in LEAVES for statement in validate_in_lock_order(leaf)]
+    assert checked['queries'] == [
+        'BEGIN', "SET LOCAL lock_timeout = '500ms'", 'LOCK TABLE ONLY "public"."pt_ref" IN SHARE ROW EXCLUSIVE MODE',
+        'ALTER TABLE "public"."pt_parted" ADD CONSTRAINT "pt_parted_ref_fkey" FOREIGN KEY ("ref_id") REFERENCES '
+        '"public"."pt_ref" ("id") ON DELETE NO ACTION ON UPDATE NO ACTION NOT VALID', 'COMMIT'] + validates + \
+        validate_in_lock_order('pt_parted'), checked['queries']
+    assert checked['constraints'][0]['steps'] == ['add', 'validate_partitions', 'validate']
+    locks = [lock for lock in checked['constraints'][0]['locks'] if lock]
+    assert len(locks) == 2 + len(LEAVES) and 'each partition in a transaction of its own' in locks[1], locks
+    assert partitioned_keys(conn) == {}
+    result = run(info, constraints=[PARTITIONED_FK])
+    assert not result.get('failed'), result
+    assert result['constraints'][0]['steps_done'] == ['add', 'validate_partitions', 'validate']
+    assert result['queries'] == checked['queries']
+    # The parent's key is the local one; every partition (the sub-partitioned one too) inherits it, all valid.
+    assert partitioned_keys(conn) == dict(
+        [('pt_parted', ('pt_parted_ref_fkey', True, True))] +
+        [(table, ('pt_parted_ref_fkey', True, False)) for table in ['pt_parted_3'] + LEAVES])
+    with pytest.raises(psycopg2.errors.ForeignKeyViolation):
+        helpers.query(conn, 'INSERT INTO pt_parted VALUES (5000, 5000, 2)')
+    again = run(info, constraints=[PARTITIONED_FK])
+    assert again['changed'] is False and again['queries'] == [] and again['constraints'][0]['action'] == 'unchanged'
+    # Rollback drops the parent's key (the referenced table first); PostgreSQL drops the partitions' with it.
+    dropped = run(info, constraints=[PARTITIONED_FK], state='absent')
+    assert dropped['constraints'][0]['steps_done'] == ['drop'], dropped
+    assert dropped['queries'] == [
+        'BEGIN', "SET LOCAL lock_timeout = '500ms'", 'LOCK TABLE ONLY "public"."pt_ref" IN ACCESS EXCLUSIVE MODE',
+        'ALTER TABLE "public"."pt_parted" DROP CONSTRAINT IF EXISTS "pt_parted_ref_fkey"', 'COMMIT']
+    assert partitioned_keys(conn) == {}
+
+
+@pytest.mark.majors(18)
+def test_a_partitioned_foreign_key_stopped_by_late_rows_keeps_the_partitions_done_and_the_rerun_validates_the_rest(
+        copy):
+    info, conn = copy
+    for statement in PARTITIONED:
+        helpers.query(conn, statement)
+    # The module alone, without the preflight's scan: as if an orphan came into pt_parted_2 in between.
+    helpers.query(conn, 'INSERT INTO pt_parted VALUES (4001, 7777, 2)')
+    result = run(info, constraints=[PARTITIONED_FK])
+    assert result.get('failed'), result
+    for fragment in ('ALTER TABLE "public"."pt_parted_2" VALIDATE CONSTRAINT "pt_parted_ref_fkey" failed',
+                     'Rows written since the preflight break it:', '(ref_id) = (7777): 1 row(s), id/k 4001,2',
+                     'Steps done before it, and kept: add',
+                     'the NOT VALID constraint "pt_parted_ref_fkey" is kept; the partitions not yet valid are validated'):
+        assert fragment in result['msg'], (fragment, result['msg'])
+    keys = partitioned_keys(conn)
+    assert keys['pt_parted'] == ('pt_parted_ref_fkey', False, True)
+    assert [keys[leaf][1] for leaf in LEAVES] == [True, False, False, False], keys
+    helpers.query(conn, 'DELETE FROM pt_parted WHERE ref_id = 7777')
+    rerun = run(info, constraints=[PARTITIONED_FK])
+    assert not rerun.get('failed'), rerun
+    assert (rerun['constraints'][0]['action'], rerun['constraints'][0]['steps_done']) == (
+        'validated', ['validate_partitions', 'validate'])
+    # pt_parted_1 stayed valid: only the others are validated, then the parent.
+    assert rerun['queries'] == [statement for leaf in LEAVES[1:] for statement in validate_in_lock_order(leaf)] + \
+        validate_in_lock_order('pt_parted')
+    assert set(valid for dummy_, valid, dummy_ in partitioned_keys(conn).values()) == {True}
+    # The ledger has it from the first run: the rollback drops it, and with it every partition's key.
+    dropped = run(info, constraints=[PARTITIONED_FK], state='absent')
+    assert dropped['constraints'][0]['steps_done'] == ['drop'], dropped
+    assert partitioned_keys(conn) == {}
+
+
+@pytest.mark.majors(17, 18)
+def test_orphans_of_a_partitioned_foreign_key_are_refused_by_the_preflight_before_any_change(copy, tmp_path, pg_major):
+    info, conn = copy
+    for statement in PARTITIONED:
+        helpers.query(conn, statement)
+    helpers.query(conn, 'INSERT INTO pt_parted VALUES (4001, 7777, 3), (4002, 7777, 1)')
+    before = schema_dump(info)
+    refused = playbook(info, tmp_path, 'pt_parted_orphans', [PARTITIONED_FK])
+    assert refused.returncode != 0
+    text = ' '.join(refused.stdout.split())
+    if pg_major < 18:
+        fragments = ['public.pt_parted is a partitioned table, and the server is PostgreSQL %d.' % pg_major]
+    else:
+        # The orphan proof scans the partitioned table, so every partition: one in pt_parted_3b, one in pt_parted_1.
+        fragments = ['Rows in the database break the planned constraint(s) pt_parted_ref_fkey; nothing was changed.',
+                     'foreign key "pt_parted_ref_fkey" (ref_id) -> public.pt_ref (id): 2 row(s) of public.pt_parted '
+                     'reference no row (1 missing key(s))', '(ref_id) = (7777): 2 row(s), id/k 4001,3, 4002,1']
+    for fragment in fragments:
+        assert fragment in text, (fragment, text[-5000:])
+    assert schema_dump(info) == before and partitioned_keys(conn) == {}
 
 
 def test_rows_written_after_the_preflight_fail_validate_are_listed_and_the_key_stays_not_valid(copy):

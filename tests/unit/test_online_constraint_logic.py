@@ -153,3 +153,39 @@ def test_the_plans_own_indexes_count_as_keys_and_as_a_foreign_keys_index():
     assert not proof.planned_index_leads(tables, 'public', 'other', 'JobAssignment', ['jobId'])
     # A partial unique index cannot be referenced.
     assert proof.unique_indexes(tables, 'public') == {('other', 'Class', frozenset(['name', 'grade']))}
+
+
+@pytest.mark.parametrize('kind, relkind, version_num, expected', [
+    # A partitioned table on 18+: partition by partition (the measurements are in validates_by_partition's docstring).
+    ('foreign_key', 'p', 180000, True), ('foreign_key', 'p', 180004, True), ('foreign_key', 'p', 190001, True),
+    # Below 18 the ADD ... NOT VALID is refused (rule foreign-key-not-valid-on-partitioned-table), so no path.
+    ('foreign_key', 'p', 170010, False), ('foreign_key', 'p', 140023, False),
+    # A plain table, or another kind: its own VALIDATE.
+    ('foreign_key', 'r', 180004, False), ('check', 'p', 180004, False), ('not_null', 'p', 180004, False),
+])
+def test_a_foreign_key_on_a_partitioned_table_is_validated_partition_by_partition_on_18_and_later(
+        kind, relkind, version_num, expected):
+    assert oc.validates_by_partition(kind, relkind, version_num) is expected
+
+
+@pytest.mark.parametrize('found, expected', [
+    (None, ('created', ['add', 'validate_partitions', 'validate'])),
+    # A run stopped during the partitions: the rerun validates the rest, then the parent.
+    (existing(valid=False), ('validated', ['validate_partitions', 'validate'])),
+])
+def test_the_partitions_keys_are_validated_before_the_parents(found, expected):
+    assert oc.decide_steps('foreign_key', 'present', found, [], by_partition=True) == expected + ([],)
+    assert oc.decide_steps('foreign_key', 'present', existing(), [], by_partition=True) == ('unchanged', [], [])
+    # Rolling back drops the parent's key alone: PostgreSQL drops its partitions' with it.
+    assert oc.decide_steps('foreign_key', 'absent', found or existing(), [], by_partition=True) == ('dropped', ['drop'],
+                                                                                                    [])
+
+
+def test_a_partitions_validate_takes_the_referenced_table_first_and_locks_one_partition():
+    assert oc.ordered_kind('foreign_key', 'validate_partitions') == 'foreign_key_validate'
+    assert oc.entry_statement('foreign_key', 'validate_partitions') == oc.VALIDATE
+    assert oc.step_lock('foreign_key', 'validate_partitions') == (
+        'ROW SHARE on the referenced table (LOCK TABLE, first), then SHARE UPDATE EXCLUSIVE on the table, each '
+        'partition in a transaction of its own (the table: that partition), a scan of it alone that blocks no reads '
+        'or writes, under a lock_timeout capped at half of deadlock_timeout')
+    assert oc.STEP_ORDER.index('add') < oc.STEP_ORDER.index('validate_partitions') < oc.STEP_ORDER.index('validate')

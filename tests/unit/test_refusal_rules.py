@@ -74,7 +74,7 @@ CASES = {
                                    'its key columns (id) must include at'),
     'foreign-key-not-valid-on-partitioned-table': (
         rules.ADD_FOREIGN_KEY, foreign_key(relation=relation('ev', relkind='p')), foreign_key(),
-        'PostgreSQL before 18 cannot add a NOT VALID foreign key'),
+        'public.ev is a partitioned table, and the server is PostgreSQL 15.'),
     'foreign-key-referenced-relkind': (rules.ADD_FOREIGN_KEY, foreign_key(referenced=relation('mv', relkind='m')),
                                        foreign_key(referenced=relation('ev', relkind='p')),
                                        'the referenced relation public.mv is a materialized view'),
@@ -159,6 +159,13 @@ def test_postgresql_18_accepts_a_not_valid_foreign_key_on_a_partitioned_table():
     assert ids(PG15) == ['foreign-key-not-valid-on-partitioned-table']
     assert ids(140000) == ids(170005) == ids(PG15)
     assert ids(PG18) == ids(180001) == []
+    # Below 18 the refusal names the server's version and the first that accepts it.
+    (found,) = rules.refusals(rules.ADD_FOREIGN_KEY, facts, 170010)
+    assert 'public.ev is a partitioned table, and the server is PostgreSQL 17.10: NOT VALID foreign keys on ' \
+           'partitioned tables need 18' in found[1], found[1]
+    assert 'or migrate on PostgreSQL 18 or later' in found[1]
+    (found,) = rules.refusals(rules.ADD_FOREIGN_KEY, facts)
+    assert 'the server is PostgreSQL older than 18' in found[1], found[1]
 
 
 def test_a_key_counts_with_its_key_columns_only_in_any_order():

@@ -39,3 +39,8 @@ def test_each_feature_starts_at_its_major_and_not_before(feature, first):
 def test_an_unknown_feature_is_a_key_error_not_a_silent_no():
     with pytest.raises(KeyError):
         features.has(180000, 'not_null_not_vaild')
+
+
+@pytest.mark.parametrize('version_num,expected', [(170010, '17.10'), (180004, '18.4'), (140000, '14.0')])
+def test_a_version_num_reads_as_major_dot_minor(version_num, expected):
+    assert features.version_text(version_num) == expected

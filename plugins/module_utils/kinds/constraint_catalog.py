@@ -46,6 +46,27 @@ WHERE n.nspname = %(schema)s AND t.relname = %(table)s AND i.indisvalid AND i.in
        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = %(columns)s::text[]
 """
 
+# The leaf partitions of a partitioned table (oid), each with the foreign key the parent's key %(name)s gave it, found
+# through pg_constraint.conparentid (PostgreSQL names it otherwise on a partition where the name is taken, or attaches
+# an equal key the partition had), and whether it is valid. Before the parent's key exists a partition gets the
+# planned name (--check shows it). Foreign-table partitions hold no key: PostgreSQL refuses the ADD.
+PARTITION_KEYS_QUERY = """
+WITH RECURSIVE fk(oid) AS (
+    SELECT con.oid FROM pg_catalog.pg_constraint con
+    WHERE con.conrelid = %(oid)s AND con.conname = %(name)s AND con.contype = 'f'
+  UNION ALL
+    SELECT child.oid FROM pg_catalog.pg_constraint child JOIN fk ON child.conparentid = fk.oid
+)
+SELECT n.nspname::text AS schema, c.relname::text AS partition, c.oid::bigint AS oid,
+       coalesce(con.conname::text, %(name)s) AS name, coalesce(con.convalidated, false) AS valid
+FROM pg_catalog.pg_partition_tree(%(oid)s::oid::regclass) t
+JOIN pg_catalog.pg_class c ON c.oid = t.relid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_constraint con ON con.conrelid = c.oid AND con.oid IN (SELECT fk.oid FROM fk)
+WHERE t.isleaf AND c.relkind = 'r'
+ORDER BY t.level, n.nspname, c.relname
+"""
+
 
 class ConstraintCatalog(object):
     """The catalog reads of the foreign key, check and NOT NULL kinds, over the index kind's (C(indexes)) session."""
@@ -59,6 +80,12 @@ class ConstraintCatalog(object):
     def column_facts(self, schema, table):
         """{column: its facts} (refusal_rules.COLUMN_FACTS_QUERY) of a table."""
         return dict((row['name'], row) for row in self.session.query(COLUMN_FACTS_QUERY, dict(schema=schema, table=table)))
+
+    def partition_keys(self, table_oid, name):
+        """The not yet valid foreign keys of the leaf partitions of partitioned table C(table_oid) that its key C(name)
+        gave them (PARTITION_KEYS_QUERY): [dict(schema, partition, oid, name, valid)], in partition tree order."""
+        return [row for row in self.session.query(PARTITION_KEYS_QUERY, dict(oid=table_oid, name=name))
+                if not row['valid']]
 
     def foreign_key_facts(self, spec, planned_unique):
         """The facts a foreign key's ADD CONSTRAINT depends on: the referenced relation and its unique keys (or one

@@ -8,6 +8,8 @@
 #                that blocks no reads or writes)
 #                Each of its steps (and its DROP, ACCESS EXCLUSIVE on both tables) locks two tables: it takes the
 #                referenced one first, under a lock_timeout below deadlock_timeout (lock_order says why).
+#                On a partitioned table (PostgreSQL 18+, validates_by_partition), VALIDATE runs on each partition's
+#                inherited key first, one partition per transaction, then on the parent, which scans nothing more.
 #   check:       ADD CONSTRAINT ... CHECK (...) NOT VALID  (ACCESS EXCLUSIVE, an instant), then VALIDATE
 #   not_null:    a helper CHECK (column IS NOT NULL) NOT VALID, VALIDATE, then ALTER COLUMN ... SET NOT NULL (ACCESS
 #                EXCLUSIVE, instant: PostgreSQL 12+ proves the column from the valid check instead of scanning), then
@@ -29,6 +31,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.r
     ADD_CHECK, ADD_FOREIGN_KEY, DROP_CONSTRAINT, DROP_NOT_NULL, SET_NOT_NULL, VALIDATE,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import CONSTRAINT_TYPES
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import has
 
 KINDS = ('foreign_key', 'check', 'not_null')
 # foreign_key_violation, check_violation, not_null_violation: VALIDATE (or SET NOT NULL) found rows that break it.
@@ -44,7 +47,8 @@ REFERENTIAL_ACTIONS = dict(a='NO ACTION', r='RESTRICT', c='CASCADE', n='SET NULL
 # The steps, in the order they run, and the lock each takes. 'short' steps run under the constraint lock_timeout
 # (other sessions queue behind them at most that long); 'scan' steps under validate_lock_timeout, then scan without a
 # statement timeout while reads and writes go on; 'build' is a concurrent index build.
-STEP_ORDER = ('build_index', 'add', 'validate', 'set_not_null', 'drop', 'drop_not_null', 'drop_index')
+STEP_ORDER = ('build_index', 'add', 'validate_partitions', 'validate', 'set_not_null', 'drop', 'drop_not_null',
+              'drop_index')
 STEP_LOCKS = dict(
     build_index='SHARE UPDATE EXCLUSIVE on the table, no reads or writes blocked (CREATE INDEX CONCURRENTLY)',
     add=None,  # by kind, see add_lock
@@ -150,13 +154,29 @@ def check_differences(existing, planned_definition):
     return []
 
 
-def decide_steps(kind, state, existing, differences, column_not_null=False, index_action=None):
+def validates_by_partition(kind, relkind, version_num):
+    """Whether a foreign key on a table of C(relkind) is validated partition by partition on a server of
+    C(version_num) (server_version_num): on a partitioned table ('p'), where the server can add it NOT VALID (18+;
+    below, the rule foreign-key-not-valid-on-partitioned-table refuses its ADD, naming the server's version).
+
+    Measured on PostgreSQL 18.4 (3,000,000 rows in 4 partitions referencing 1,000,000 rows; pg_locks polled every
+    10 ms): the parent's VALIDATE took 2.39 s and held SHARE UPDATE EXCLUSIVE on the parent and on every partition for
+    all of it (an ANALYZE of the last partition, as autovacuum would run, waited 2.27 s); partition by partition, each
+    VALIDATE took 0.50 to 0.70 s holding SHARE UPDATE EXCLUSIVE on its partition alone (the same ANALYZE: 0.11 s),
+    then the parent's took 0.004 s (PostgreSQL skips valid partitions), 2.59 s in all. ROW SHARE on the referenced
+    table is likewise held for one partition's scan at a time, and a failure keeps the partitions done valid. So:
+    partition by partition."""
+    return kind == 'foreign_key' and relkind == 'p' and has(version_num, 'foreign_key_not_valid_on_partitioned')
+
+
+def decide_steps(kind, state, existing, differences, column_not_null=False, index_action=None, by_partition=False):
     """The steps one entry still needs, from what the catalog holds: (action, steps, errors).
 
     C(existing) is the constraint of the entry's name on its table (a CONSTRAINTS_QUERY row) or None; for not_null it
     is the helper check. C(differences) says how it differs from the planned one. C(column_not_null) is
     pg_attribute.attnotnull of a not_null's column. C(index_action) is what a foreign key's own index (option index)
-    needs: created or rebuilt (build it first), dropped (rolling back), or None.
+    needs: created or rebuilt (build it first), dropped (rolling back), or None. C(by_partition): a foreign key
+    whose partitions' keys are validated one by one before its own (validates_by_partition, and some are not valid).
     """
     if existing is not None and differences:
         return None, [], differences
@@ -173,6 +193,8 @@ def decide_steps(kind, state, existing, differences, column_not_null=False, inde
                 steps.append('validate')
             if kind == 'not_null':
                 steps.extend(['set_not_null', 'drop'])
+        if by_partition and 'validate' in steps:
+            steps.insert(steps.index('validate'), 'validate_partitions')
         if 'add' in steps:
             action = ACTION_CREATE
         elif 'validate' in steps:
@@ -248,12 +270,15 @@ def entry_statement(kind, step):
     steps of its own index (the index runner's)."""
     if step == 'add':
         return ADD_FOREIGN_KEY if kind == 'foreign_key' else ADD_CHECK
-    return dict(validate=VALIDATE, set_not_null=SET_NOT_NULL, drop=DROP_CONSTRAINT, drop_not_null=DROP_NOT_NULL).get(step)
+    return dict(validate=VALIDATE, validate_partitions=VALIDATE, set_not_null=SET_NOT_NULL, drop=DROP_CONSTRAINT,
+                drop_not_null=DROP_NOT_NULL).get(step)
 
 
 def ordered_kind(kind, step):
     """The lock_order.ORDERED_STATEMENTS entry of a step that locks two tables (a foreign key's add, validate and
-    drop), or None."""
+    drop; each partition's validate as its validate), or None."""
+    if kind == 'foreign_key' and step == 'validate_partitions':
+        return 'foreign_key_validate'
     return 'foreign_key_%s' % step if kind == 'foreign_key' and step in ('add', 'validate', 'drop') else None
 
 
@@ -263,6 +288,8 @@ def step_lock(kind, step):
     if ordered:
         return '%s, %s, under a lock_timeout capped at half of deadlock_timeout' % (lock_text(ordered), dict(
             add='an instant (NOT VALID: no scan)', validate='a scan that blocks no reads or writes',
+            validate_partitions='each partition in a transaction of its own (the table: that partition), a scan '
+                                'of it alone that blocks no reads or writes',
             drop='an instant')[step])
     if step == 'add':
         return 'ACCESS EXCLUSIVE on the table, an instant (NOT VALID: no scan)'

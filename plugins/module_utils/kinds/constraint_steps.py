@@ -10,6 +10,7 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_catalog import ConstraintCatalog
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_decisions import (
     VIOLATION_SQLSTATES, ordered_kind, violation_report, violations_advice,
 )
@@ -31,6 +32,7 @@ class ConstraintSteps(object):
         self.sql, self.ledger = self.session.sql, self.session.ledger
         self.lock_timeout, self.constraint_lock_timeout = self.session.lock_timeout, constraint_lock_timeout
         self.sample_ids, self.max_groups = sample_ids, max_groups
+        self.catalog = ConstraintCatalog(indexes)
 
     def check_expression(self, entry):
         """The text of an entry's CHECK: a check's expression, or a NOT NULL's helper condition."""
@@ -58,9 +60,13 @@ class ConstraintSteps(object):
             return 'CHECK (%s)' % spec['expression']
         return 'NOT NULL on column %s (through CHECK (%s))' % (spec['column'], self.check_expression(spec))
 
-    def step_sql(self, spec, step, index_decision=None):
+    def step_sql(self, spec, step, index_decision=None, partitions=()):
         """The statements of one step, in order: a step that locks two tables runs in a transaction of its own that
-        takes the referenced table first (DdlSession.in_lock_order); any other step is one statement."""
+        takes the referenced table first (DdlSession.in_lock_order); any other step is one statement. A foreign key's
+        validate_partitions is such a transaction per partition of C(partitions) (ConstraintCatalog.partition_keys)."""
+        if step == 'validate_partitions':
+            return [statement for partition in partitions
+                    for statement in partition_sql(self.session, spec, partition, self.lock_timeout)]
         statement = self.step_statement(spec, step, index_decision)
         ordered = ordered_kind(spec['type'], step)
         if not ordered:
@@ -77,6 +83,8 @@ class ConstraintSteps(object):
             return self.indexes.create_statement(spec['schema'], spec['table'], index_decision['spec'])
         if step == 'drop_index':
             return self.indexes.drop_statement(spec['schema'], spec['index'])
+        if step == 'validate_partitions':
+            return None  # a statement per partition: partition_sql
         if step == 'add' and spec['type'] == 'foreign_key':
             references = spec['references']
             return table + sql.SQL('ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {}.{} ({}) ON DELETE {} ON UPDATE {} '
@@ -157,6 +165,8 @@ class ConstraintSteps(object):
             try:
                 if step in ('build_index', 'drop_index'):
                     retries += self.indexes.apply(decision['index_decision'])[1]
+                elif step == 'validate_partitions':
+                    retries += self._validate_partitions(decision)
                 elif ordered_kind(spec['type'], step):
                     retries += self._in_lock_order(decision, step)
                 elif step == 'validate':
@@ -201,20 +211,31 @@ class ConstraintSteps(object):
                   'lock_retries, then rerun.')
         return dict(decision, retry_advice=advice, step=step)
 
-    def _in_lock_order(self, decision, step):
-        """A step that locks two tables: the referenced table first, then the statement, in one transaction under the
-        lock_timeout capped below deadlock_timeout, retried with backoff as a whole."""
+    def _validate_partitions(self, decision):
+        """Each partition's NOT VALID foreign key (read now: the parent's ADD named them) validated in a transaction of
+        its own, locking one partition at a time (constraint_decisions.validates_by_partition says why)."""
+        retries = 0
+        for partition in self.catalog.partition_keys(decision['table_oid'], decision['spec']['name']):
+            retries += self._in_lock_order(decision, 'validate_partitions', partition)
+        return retries
+
+    def _in_lock_order(self, decision, step, partition=None):
+        """A step that locks two tables (or C(partition)'s VALIDATE): the referenced table first, then the statement, in
+        one transaction under the lock_timeout capped below deadlock_timeout, retried with backoff as a whole."""
         spec = decision['spec']
-        statements = self.step_sql(spec, step)
-        configured = self.lock_timeout if step == 'validate' else self.constraint_lock_timeout
+        statements = partition_sql(self.session, spec, partition, self.lock_timeout) if partition else \
+            self.step_sql(spec, step)
+        validating = step in ('validate', 'validate_partitions')
+        configured = self.lock_timeout if validating else self.constraint_lock_timeout
         timeout = self.session.deadlock_safe_timeout(configured)
         kept = ('the constraint "%s" is kept NOT VALID (it already checks every new row), and the rerun validates it'
-                % spec['name'] if step == 'validate' else 'this step had not changed anything, it runs again')
+                % spec['name'] if validating else 'this step had not changed anything, it runs again')
         referenced = self.indexes.read_table(spec['references']['schema'], spec['references']['table'])
         step_decision = dict(decision, step=step, lock_timeout=timeout['note'], retry_advice=(
             'What to do: let those sessions finish (or end them), or raise lock_retries (its lock_timeout, %s, stays '
             'below deadlock_timeout, so that the application is never the deadlock victim), then rerun: %s.'
-            % (timeout['value'], kept)), lock_oids=[referenced['oid'] if referenced else None, decision['table_oid']])
+            % (timeout['value'], kept)), lock_oids=[referenced['oid'] if referenced else None,
+                                                    partition['oid'] if partition else decision['table_oid']])
         return self.session.with_retries(spec, step_decision, statements[3], lambda: self.session.in_transaction(
             statements), explain=self.explain_failure)
 
@@ -250,4 +271,16 @@ class ConstraintSteps(object):
             return 'this step had not changed anything; it runs again.'
         if step == 'validate':
             return 'the NOT VALID constraint "%s" is kept (new rows are checked already), and is validated.' % spec['name']
+        if step == 'validate_partitions':
+            return 'the NOT VALID constraint "%s" is kept; the partitions not yet valid are validated.' % spec['name']
         return 'the valid check "%s" is kept; SET NOT NULL runs again.' % spec['name']
+
+
+def partition_sql(session, spec, partition, lock_timeout):
+    """The transaction that validates one partition's foreign key (a ConstraintCatalog.partition_keys row) through
+    C(session): the referenced table first, as the parent's VALIDATE."""
+    sql, references = session.sql, spec['references']
+    statement = sql.SQL('ALTER TABLE {}.{} VALIDATE CONSTRAINT {}').format(
+        sql.Identifier(partition['schema']), sql.Identifier(partition['partition']), sql.Identifier(partition['name']))
+    return session.in_lock_order(ordered_kind(spec['type'], 'validate_partitions'), references['schema'],
+                                 references['table'], statement, lock_timeout)

@@ -12,7 +12,7 @@ __metaclass__ = type
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_decisions import (
     KIND_WORDS, check_differences, decide_steps, different_message, entry_errors, entry_statement,
-    foreign_key_differences, referential_action, step_lock,
+    foreign_key_differences, referential_action, step_lock, validates_by_partition,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_catalog import ConstraintCatalog
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_steps import ConstraintSteps
@@ -158,8 +158,12 @@ class ConstraintRunner(object):
             differences = check_differences(existing, definition) if existing is not None else []
         index_decision = self._index_decision(spec, state) if spec.get('index') else None
         column_not_null = bool(columns.get(spec.get('column'), {}).get('not_null'))
+        # A foreign key on a partitioned table (18+): the partitions' keys not valid yet, validated one by one first.
+        partitions = self.catalog.partition_keys(table_row['oid'], spec['name']) if state == 'present' and table_row \
+            and validates_by_partition(spec['type'], table_row['relkind'], self.server_version()) else []
         action, steps, problems = decide_steps(spec['type'], state, existing, differences, column_not_null,
-                                               index_action=index_decision['action'] if index_decision else None)
+                                               index_action=index_decision['action'] if index_decision else None,
+                                               by_partition=bool(partitions))
         if problems:
             raise OnlineIndexError(table_problems(schema, table, [
                 different_message(spec, existing, problems, planned_text)]))
@@ -177,11 +181,12 @@ class ConstraintRunner(object):
                         advice=self.catalog.index_advice(spec, state, table_row, index_decision))
         if left_alone:
             decision['left_alone'] = left_alone
-        rendered = [(step, [self.session.render(statement) for statement in self.step_sql(spec, step, index_decision)])
+        rendered = [(step, [self.session.render(statement) for statement in self.step_sql(spec, step, index_decision,
+                                                                                          partitions)])
                     for step in steps]
         decision['statements'] = [text for _step, texts in rendered for text in texts]
-        # The lock each step takes, beside its own statement (in a transaction of lock_order, the fourth).
-        decision['locks'] = [step_lock(spec['type'], step) if len(texts) == 1 or position == 3 else None
+        # The lock each step takes, beside its own statement (in each transaction of lock_order, the fourth of five).
+        decision['locks'] = [step_lock(spec['type'], step) if len(texts) == 1 or position % 5 == 3 else None
                              for step, texts in rendered for position in range(len(texts))]
         return decision
 

@@ -15,6 +15,10 @@ __metaclass__ = type
 
 import collections
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import (
+    first_major_with, has, version_text,
+)
+
 # The statements the tool sends, by kind.
 CREATE_INDEX = 'CREATE INDEX CONCURRENTLY'
 CREATE_INDEX_ON_ONLY = 'CREATE INDEX ... ON ONLY'
@@ -39,6 +43,7 @@ PERSISTENCE = dict(p='permanent', u='unlogged', t='temporary')
 # What a foreign key's referential actions may not do with a generated column (PostgreSQL cannot write one).
 GENERATED_FORBIDDEN = dict(on_update=('CASCADE', 'SET NULL', 'SET DEFAULT'), on_delete=('SET NULL', 'SET DEFAULT'))
 
+# C(versions): None when the rule holds on every server, else the server_features feature whose servers accept it.
 Rule = collections.namedtuple('Rule', 'id statements refuses reason advice versions')
 
 
@@ -327,10 +332,11 @@ RULES = (
          'within each partition only): %(detail)s',
          'add the partition key columns to the index\'s columns, or make the index non-unique', None),
     Rule('foreign-key-not-valid-on-partitioned-table', (ADD_FOREIGN_KEY,), _partitioned,
-         '%(detail)s is a partitioned table, and PostgreSQL before 18 cannot add a NOT VALID foreign key to one (a '
-         'valid one would scan every partition under a lock that stops writes)',
-         'add the foreign key to each partition instead (one entry per partition), or migrate on PostgreSQL 18',
-         (None, 180000)),
+         '%(detail)s is a partitioned table, and the server is PostgreSQL %(server_version)s: NOT VALID foreign keys '
+         'on partitioned tables need %(feature_major)s (a valid one would scan every partition under a lock that stops '
+         'writes)',
+         'add the foreign key to each partition instead (one entry per partition), or migrate on PostgreSQL '
+         '%(feature_major)s or later', 'foreign_key_not_valid_on_partitioned'),
     Rule('foreign-key-referenced-relkind', (ADD_FOREIGN_KEY,), _referenced_relkind,
          'the referenced relation %(referenced)s is a %(detail)s: a foreign key references a table or a partitioned '
          'table', 'reference the table that holds the key', None),
@@ -395,15 +401,18 @@ RULES_BY_ID = dict((rule.id, rule) for rule in RULES)
 
 
 def applies(rule, server_version):
-    """Whether C(rule) holds on a server of C(server_version) (server_version_num; None: any)."""
+    """Whether C(rule) holds on a server of C(server_version) (server_version_num; None: any): a rule with C(versions)
+    holds on servers without that server_features feature only."""
     if rule.versions is None or server_version is None:
         return True
-    low, high = rule.versions
-    return (low is None or server_version >= low) and (high is None or server_version < high)
+    return not has(server_version, rule.versions)
 
 
-def _template_values(facts, detail):
+def _template_values(facts, detail, rule=None, server_version=None):
     values = dict(detail=detail)
+    if rule is not None and rule.versions is not None:
+        values.update(feature_major=first_major_with(rule.versions), server_version=version_text(server_version)
+                      if server_version else 'older than %d' % first_major_with(rule.versions))
     for key, value in facts.items():
         if isinstance(value, dict) and 'qualified' in value:
             values[key] = value['qualified']
@@ -427,7 +436,7 @@ def refusals(statement, facts, server_version=None, rules=RULES):
         detail = rule.refuses(facts)
         if not detail:
             continue
-        values = _template_values(facts, detail)
+        values = _template_values(facts, detail, rule, server_version)
         found.append((rule, '%s would be refused: %s. What to do: %s [rule %s]' % (
             statement, rule.reason % values, rule.advice % values, rule.id)))
     return found

@@ -18,6 +18,11 @@ def major(version_num):
     return int(version_num) // 10000
 
 
+def version_text(version_num):
+    """A server_version_num as messages say it: 170010 -> '17.10' (major.minor, PostgreSQL 10 and later)."""
+    return '%d.%d' % (major(version_num), int(version_num) % 100)
+
+
 def unsupported_message(version_num, server_version=None):
     """Why a server of C(version_num) is refused before anything is proven or changed, or None when it is supported.
     C(server_version) is its server_version text, for the message."""
