@@ -11,7 +11,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_decisions import (
-    VIOLATION_SQLSTATES, ordered_kind, violation_report, violations_advice,
+    NOT_NULL_CONSTRAINT, VIOLATION_SQLSTATES, not_null_path, ordered_kind, violation_report, violations_advice,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import statement_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import (
@@ -31,6 +31,10 @@ class ConstraintSteps(object):
         self.sql, self.ledger = self.session.sql, self.session.ledger
         self.lock_timeout, self.constraint_lock_timeout = self.session.lock_timeout, constraint_lock_timeout
         self.sample_ids, self.max_groups = sample_ids, max_groups
+
+    def not_null_path(self):
+        """How this server adds a NOT NULL (constraint_decisions.not_null_path of its server_version_num)."""
+        return not_null_path(self.indexes.server_version())
 
     def check_expression(self, entry):
         """The text of an entry's CHECK: a check's expression, or a NOT NULL's helper condition."""
@@ -56,6 +60,8 @@ class ConstraintSteps(object):
                 sql.SQL(spec['on_update']), sql.SQL(spec['on_delete'])))
         if spec['type'] == 'check':
             return 'CHECK (%s)' % spec['expression']
+        if self.not_null_path() == NOT_NULL_CONSTRAINT:
+            return 'NOT NULL on column %s (constraint %s, added NOT VALID, then validated)' % (spec['column'], spec['name'])
         return 'NOT NULL on column %s (through CHECK (%s))' % (spec['column'], self.check_expression(spec))
 
     def step_sql(self, spec, step, index_decision=None):
@@ -85,6 +91,8 @@ class ConstraintSteps(object):
                 sql.Identifier(references['schema']), sql.Identifier(references['table']),
                 sql.SQL(', ').join(sql.Identifier(c) for c in references['columns']),
                 sql.SQL(spec['on_delete']), sql.SQL(spec['on_update']))
+        if step == 'add_not_null':
+            return table + sql.SQL('ADD CONSTRAINT {} NOT NULL {} NOT VALID').format(name, sql.Identifier(spec['column']))
         if step == 'add':
             return table + sql.SQL('ADD CONSTRAINT {} CHECK ({}) NOT VALID').format(name, self.checked_condition(spec))
         if step == 'validate':
@@ -178,6 +186,14 @@ class ConstraintSteps(object):
         """Before its first statement: the ledger row of what the entry makes (a foreign key or check; the NOT NULL of a
         column that was nullable), or None."""
         spec = decision['spec']
+        if spec['type'] == 'not_null' and 'add_not_null' in decision['steps']:
+            return self.ledger.intend('not_null', spec['schema'], spec['table'], spec['column'], 'NOT NULL',
+                                      prior=dict(nullable=True, not_null_constraint=spec['name']))
+        if spec['type'] == 'not_null' and 'add' not in decision['steps'] and \
+                set(decision['steps']) & set(['validate', 'set_not_null']):
+            # A stopped run's NOT NULL, resumed: its row, if the ledger has one, is the one to confirm.
+            row = self.ledger.open_rows('not_null', spec['schema'], [spec['column']], spec['table']).get(spec['column'])
+            return row['id'] if row is not None else None
         if 'add' not in decision['steps']:
             return None
         if spec['type'] == 'not_null':
@@ -190,7 +206,10 @@ class ConstraintSteps(object):
         spec = decision['spec']
         if intent is None:
             return
-        if step == 'add' and spec['type'] != 'not_null':
+        if spec['type'] == 'not_null' and step == 'validate' and 'set_not_null' not in decision['steps']:
+            # The NOT NULL constraint (PostgreSQL 18+) validated: the column is NOT NULL.
+            self.ledger.applied(intent, definition='NOT NULL')
+        elif step == 'add' and spec['type'] != 'not_null':
             added = self.unique.read_constraint(spec['schema'], spec['table'], spec['name'])
             self.ledger.applied(intent, definition=added['definition'] if added else None)
         elif step == 'set_not_null':
@@ -246,7 +265,7 @@ class ConstraintSteps(object):
     def _resume_note(spec, step):
         if step == 'build_index':
             return 'it builds the index again (an INVALID leftover is dropped first).'
-        if step in ('add', 'drop', 'drop_not_null', 'drop_index'):
+        if step in ('add', 'add_not_null', 'drop', 'drop_not_null', 'drop_index'):
             return 'this step had not changed anything; it runs again.'
         if step == 'validate':
             return 'the NOT VALID constraint "%s" is kept (new rows are checked already), and is validated.' % spec['name']
