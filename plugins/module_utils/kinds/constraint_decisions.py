@@ -301,7 +301,8 @@ def entry_statement(kind, step):
     steps of its own index (the index runner's)."""
     if step == 'add':
         return ADD_FOREIGN_KEY if kind == 'foreign_key' else ADD_CHECK
-    return dict(add_not_null=ADD_NOT_NULL, validate=VALIDATE, set_not_null=SET_NOT_NULL, drop=DROP_CONSTRAINT, drop_not_null=DROP_NOT_NULL).get(step)
+    return dict(add_not_null=ADD_NOT_NULL, validate=VALIDATE, set_not_null=SET_NOT_NULL, drop=DROP_CONSTRAINT,
+                drop_not_null=DROP_NOT_NULL).get(step)
 
 
 def ordered_kind(kind, step):
