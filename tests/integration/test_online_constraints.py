@@ -8,6 +8,7 @@ class exists, every Item price is positive and no Class lacks its teacherId.
 """
 
 import os
+import time
 
 import psycopg2
 import pytest
@@ -49,6 +50,64 @@ def not_null(conn, table, column):
                                "AND attname = %s", ('"%s"' % table, column))[0][0]
 
 
+def not_null_constraints(conn, table):
+    """{name: (column, validated)} of the NOT NULL constraints of a table (contype 'n': PostgreSQL 18+ records one per
+    NOT NULL column; before 18, none)."""
+    rows = helpers.query(conn, """
+        SELECT con.conname::text, a.attname::text, con.convalidated FROM pg_catalog.pg_constraint con
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+        WHERE con.conrelid = %s::regclass AND con.contype = 'n'""", ('"%s"' % table,))
+    return dict((name, (column, valid)) for name, column, valid in rows)
+
+
+def not_null_ledger(conn):
+    """(state, prior) of the ledger's rows of Class.teacherId's NOT NULL, oldest first."""
+    return [tuple(row) for row in helpers.query(
+        conn, "SELECT state, prior FROM pgzd_audit.ledger WHERE kind = 'not_null' AND object_name = 'teacherId' "
+              "ORDER BY id")]
+
+
+# The statements of a NOT NULL on each path (constraint_decisions.not_null_path): 18+ adds the NOT NULL constraint
+# NOT VALID, then validates it; 14-17 go through the helper check.
+NOT_NULL_STEPS = {
+    18: ['ALTER TABLE "public"."Class" ADD CONSTRAINT "Class_teacherId_not_null" NOT NULL "teacherId" NOT VALID',
+         'ALTER TABLE "public"."Class" VALIDATE CONSTRAINT "Class_teacherId_not_null"'],
+    17: ['ALTER TABLE "public"."Class" ADD CONSTRAINT "Class_teacherId_not_null" CHECK ("teacherId" IS NOT NULL) '
+         'NOT VALID',
+         'ALTER TABLE "public"."Class" VALIDATE CONSTRAINT "Class_teacherId_not_null"',
+         'ALTER TABLE "public"."Class" ALTER COLUMN "teacherId" SET NOT NULL',
+         'ALTER TABLE "public"."Class" DROP CONSTRAINT IF EXISTS "Class_teacherId_not_null"'],
+}
+HELPER_CHECK = 'CHECK ("teacherId" IS NOT NULL)'
+
+
+def not_null_steps(major):
+    return NOT_NULL_STEPS[18 if major >= 18 else 17]
+
+
+class ServerLog(object):
+    """The server's log (<cluster dir>/postgresql.log) from now on, with every DDL statement logged
+    (log_statement = 'ddl' for the cluster until close())."""
+
+    def __init__(self, info, conn):
+        self.path, self.conn = os.path.join(info['dir'], 'postgresql.log'), conn
+        self.offset = os.path.getsize(self.path)
+        helpers.query(conn, "ALTER SYSTEM SET log_statement = 'ddl'")
+        helpers.query(conn, 'SELECT pg_catalog.pg_reload_conf()')
+        deadline = time.time() + 10
+        while helpers.query(conn, 'SHOW log_statement')[0][0] != 'ddl' and time.time() < deadline:
+            time.sleep(0.1)
+
+    def text(self):
+        with open(self.path, 'rb') as handle:
+            handle.seek(self.offset)
+            return handle.read().decode('utf-8', 'replace')
+
+    def close(self):
+        helpers.query(self.conn, 'ALTER SYSTEM RESET log_statement')
+        helpers.query(self.conn, 'SELECT pg_catalog.pg_reload_conf()')
+
+
 def schema_dump(info):
     return helpers.schema_dump(info, info['dbname'])
 
@@ -69,33 +128,49 @@ def playbook(info, tmp_path, name, constraints, options=(), playbook_file='playb
                                 options=options)
 
 
-def test_an_imported_prisma_migration_of_every_kind_migrates_online_reruns_unchanged_and_rolls_back(copy, tmp_path):
+@pytest.mark.majors(15, 17, 18)
+def test_an_imported_prisma_migration_of_every_kind_migrates_online_reruns_unchanged_and_rolls_back(copy, tmp_path,
+                                                                                                    pg_major):
     """fixtures/relations: a Prisma migration.sql with an index, a required column, two relations and a check,
-    imported whole by scripts/plan_import.py (tests/unit/test_plan_import.py proves plan.yml is its import)."""
+    imported whole by scripts/plan_import.py (tests/unit/test_plan_import.py proves plan.yml is its import).
+
+    The G-style migration of issue 24: on PostgreSQL 18 its required column is a NOT NULL constraint added NOT VALID
+    and validated, and the server's own log shows no helper check was ever sent; before 18, the helper check's steps."""
     info, conn = copy
     before = schema_dump(info)
     rows = helpers.query(conn, 'SELECT count(*) FROM "JobAssignment"')[0][0]
     variables = dict(local_cluster_dir=info['dir'], pg_port=info['port'], pg_database=info['dbname'],
-                     pgzd_plan=RELATIONS_PLAN, pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false')
+                     pgzd_plan=RELATIONS_PLAN, pgzd_artifacts_dir=str(tmp_path / 'artifacts'), backup_enabled='false',
+                     backup_bin_dir=helpers.NEWEST_CLIENT_BIN)
 
     checked = helpers.run_playbook('playbooks/migrate.yml', variables, options=['--check', '--diff'])
     assert checked.returncode == 0, checked.stdout[-5000:]
     text = ' '.join(checked.stdout.split())
-    for statement in (
+    for statement in [
             'CREATE INDEX CONCURRENTLY IF NOT EXISTS "JobAssignment_jobId_idx" ON "public"."JobAssignment"',
             'ALTER TABLE "public"."JobAssignment" ADD CONSTRAINT "JobAssignment_jobId_fkey" FOREIGN KEY ("jobId") '
             'REFERENCES "public"."Job" ("id") ON DELETE CASCADE ON UPDATE CASCADE NOT VALID',
             'ALTER TABLE "public"."JobAssignment" VALIDATE CONSTRAINT "JobAssignment_jobId_fkey"',
-            'ALTER TABLE "public"."Item" ADD CONSTRAINT "Item_price_check" CHECK (price > 0) NOT VALID',
-            'ALTER TABLE "public"."Class" ADD CONSTRAINT "Class_teacherId_not_null" CHECK ("teacherId" IS NOT NULL) '
-            'NOT VALID',
-            'ALTER TABLE "public"."Class" ALTER COLUMN "teacherId" SET NOT NULL',
-            'ALTER TABLE "public"."Class" DROP CONSTRAINT IF EXISTS "Class_teacherId_not_null"'):
+            'ALTER TABLE "public"."Item" ADD CONSTRAINT "Item_price_check" CHECK (price > 0) NOT VALID'] + \
+            not_null_steps(pg_major):
         assert statement in text, (statement, text[-6000:])
+    assert (HELPER_CHECK in text) is (pg_major < 18), text[-6000:]
     assert schema_dump(info) == before
 
-    migrated = helpers.run_playbook('playbooks/migrate.yml', variables)
+    log = ServerLog(info, conn)
+    try:
+        migrated = helpers.run_playbook('playbooks/migrate.yml', variables)
+        logged = log.text()
+    finally:
+        log.close()
     assert migrated.returncode == 0, migrated.stdout[-6000:]
+    # The server's log: every NOT NULL statement the migration sent, in order; on 18, no helper check at all.
+    sent = [line.split('statement: ', 1)[1].strip() for line in logged.splitlines()
+            if 'statement: ' in line and '"public"."Class"' in line and 'teacherId' in line]
+    assert sent == not_null_steps(pg_major), logged[-6000:]
+    assert (HELPER_CHECK in logged) is (pg_major < 18), logged[-6000:]
+    if pg_major >= 18:
+        assert not_null_constraints(conn, 'Class')['Class_teacherId_not_null'] == ('teacherId', True)
     # The preflight names the index a foreign key lacks, unless the plan's index phase builds one.
     warned = ' '.join((migrated.stdout + migrated.stderr).split())
     assert 'foreign key "Job_classId_fkey": no index on public.Job (classId)' in warned
@@ -168,9 +243,12 @@ def test_rows_that_break_a_planned_constraint_are_reported_before_any_ddl(copy, 
     assert not helpers.relation_exists(conn, 'JobAssignment_jobId_idx')
 
 
+@pytest.mark.majors(15, 17, 18)
 def test_a_run_stopped_between_steps_resumes_from_the_catalog(copy):
     info, conn = copy
-    # What a run stopped after its catalog steps leaves: the key NOT VALID, the NOT NULL's helper check valid.
+    # What a run stopped after its catalog steps leaves: the key NOT VALID, the NOT NULL's helper check valid (on 18:
+    # what a run of 14-17 left before the server was upgraded; it is finished the old way, SET NOT NULL scanning
+    # nothing).
     helpers.query(conn, 'ALTER TABLE "Job" ADD CONSTRAINT "Job_classId_fkey" FOREIGN KEY ("classId") REFERENCES '
                         '"Class"(id) ON DELETE SET NULL ON UPDATE CASCADE NOT VALID')
     helpers.query(conn, 'ALTER TABLE "Class" ADD CONSTRAINT "Class_teacherId_not_null" CHECK ("teacherId" IS NOT NULL)')
@@ -190,6 +268,108 @@ def test_a_run_stopped_between_steps_resumes_from_the_catalog(copy):
     again = run(info, constraints=[FK_NULLABLE, NOT_NULL])
     assert again['changed'] is False and again['queries'] == []
     assert [e['action'] for e in again['constraints']] == ['unchanged', 'unchanged']
+
+
+@pytest.mark.majors(17, 18)
+def test_a_not_null_takes_the_servers_path_and_rolls_back_through_the_ledger(copy, pg_major):
+    info, conn = copy
+    new_form = pg_major >= 18
+    checked = run(info, check=True, constraints=[NOT_NULL])
+    assert checked['queries'] == not_null_steps(pg_major)
+    assert checked['constraints'][0]['steps'] == (['add_not_null', 'validate'] if new_form else
+                                                  ['add', 'validate', 'set_not_null', 'drop'])
+    assert checked['constraints'][0]['planned'] == (
+        'NOT NULL on column teacherId (constraint Class_teacherId_not_null, added NOT VALID, then validated)'
+        if new_form else 'NOT NULL on column teacherId (through CHECK ("teacherId" IS NOT NULL))')
+    assert not not_null(conn, 'Class', 'teacherId')
+
+    result = run(info, constraints=[NOT_NULL])
+    assert not result.get('failed'), result
+    assert result['queries'] == not_null_steps(pg_major)
+    assert result['constraints'][0]['action'] == 'created'
+    assert not_null(conn, 'Class', 'teacherId')
+    assert 'Class_teacherId_not_null' not in constraints_of(conn)  # no helper check, on either path
+    if new_form:
+        assert not_null_constraints(conn, 'Class')['Class_teacherId_not_null'] == ('teacherId', True)
+    else:
+        assert not_null_constraints(conn, 'Class') == {}
+    assert not_null_ledger(conn) == [('applied', dict(nullable=True, **(
+        dict(not_null_constraint='Class_teacherId_not_null') if new_form else
+        dict(helper_check='Class_teacherId_not_null'))))]
+
+    again = run(info, constraints=[NOT_NULL])
+    assert again['changed'] is False and again['queries'] == [] and again['constraints'][0]['action'] == 'unchanged'
+
+    back = run(info, constraints=[NOT_NULL], state='absent')
+    assert not back.get('failed'), back
+    assert back['queries'] == ['ALTER TABLE "public"."Class" ALTER COLUMN "teacherId" DROP NOT NULL']
+    assert not not_null(conn, 'Class', 'teacherId')
+    assert 'teacherId' not in [column for column, _valid in not_null_constraints(conn, 'Class').values()]
+    assert [state for state, _prior in not_null_ledger(conn)] == ['undone']
+
+
+@pytest.mark.majors(17, 18)
+def test_a_helper_check_left_not_valid_by_a_stopped_run_converges_on_either_server(copy, pg_major):
+    """A run of 14-17 stopped after its helper check was added NOT VALID; on 18 as an upgraded server has it. The rerun
+    finishes it the old way, and the ledger row the stopped run wrote is the one confirmed, then undone."""
+    info, conn = copy
+    helpers.record_in_ledger(conn, 'not_null', 'Class', 'teacherId', 'NOT NULL', state='intended',
+                             prior=dict(nullable=True, helper_check='Class_teacherId_not_null'))
+    helpers.query(conn, 'ALTER TABLE "Class" ADD CONSTRAINT "Class_teacherId_not_null" CHECK ("teacherId" IS NOT NULL) '
+                        'NOT VALID')
+    result = run(info, constraints=[NOT_NULL])
+    assert not result.get('failed'), result
+    assert (result['constraints'][0]['action'], result['constraints'][0]['steps_done']) == (
+        'validated', ['validate', 'set_not_null', 'drop'])
+    assert result['queries'] == NOT_NULL_STEPS[17][1:]
+    assert not_null(conn, 'Class', 'teacherId') and 'Class_teacherId_not_null' not in constraints_of(conn)
+    if pg_major >= 18:
+        # SET NOT NULL made PostgreSQL's own NOT NULL constraint (the helper had its name then), valid.
+        assert [valid for column, valid in not_null_constraints(conn, 'Class').values() if column == 'teacherId'] == [
+            True]
+    assert [state for state, _prior in not_null_ledger(conn)] == ['applied']
+    again = run(info, constraints=[NOT_NULL])
+    assert again['queries'] == [] and again['constraints'][0]['action'] == 'unchanged'
+    back = run(info, constraints=[NOT_NULL], state='absent')
+    assert back['queries'] == ['ALTER TABLE "public"."Class" ALTER COLUMN "teacherId" DROP NOT NULL']
+    assert not not_null(conn, 'Class', 'teacherId')
+    assert 'teacherId' not in [column for column, _valid in not_null_constraints(conn, 'Class').values()]
+    assert [state for state, _prior in not_null_ledger(conn)] == ['undone']
+
+
+@pytest.mark.majors(18)
+def test_on_18_a_not_valid_not_null_left_by_a_stopped_run_is_validated_and_rolled_back(copy):
+    info, conn = copy
+    # What an 18 run stopped after its first step leaves: its ledger row intended, the NOT NULL NOT VALID (attnotnull
+    # already true: new rows are checked).
+    helpers.record_in_ledger(conn, 'not_null', 'Class', 'teacherId', 'NOT NULL', state='intended',
+                             prior=dict(nullable=True, not_null_constraint='Class_teacherId_not_null'))
+    helpers.query(conn, 'ALTER TABLE "Class" ADD CONSTRAINT "Class_teacherId_not_null" NOT NULL "teacherId" NOT VALID')
+    assert not_null_constraints(conn, 'Class')['Class_teacherId_not_null'] == ('teacherId', False)
+    assert not_null(conn, 'Class', 'teacherId')
+    checked = run(info, check=True, constraints=[NOT_NULL])
+    assert checked['queries'] == NOT_NULL_STEPS[18][1:]
+    result = run(info, constraints=[NOT_NULL])
+    assert not result.get('failed'), result
+    assert (result['constraints'][0]['action'], result['constraints'][0]['steps_done']) == ('validated', ['validate'])
+    assert not_null_constraints(conn, 'Class')['Class_teacherId_not_null'] == ('teacherId', True)
+    assert [state for state, _prior in not_null_ledger(conn)] == ['applied']
+
+    # Rolling back one left NOT VALID: DROP NOT NULL removes it too.
+    helpers.query(conn, 'ALTER TABLE "Class" ALTER COLUMN "teacherId" DROP NOT NULL')
+    helpers.query(conn, 'ALTER TABLE "Class" ADD CONSTRAINT "Class_teacherId_not_null" NOT NULL "teacherId" NOT VALID')
+    back = run(info, constraints=[NOT_NULL], state='absent')
+    assert back['queries'] == ['ALTER TABLE "public"."Class" ALTER COLUMN "teacherId" DROP NOT NULL']
+    assert not not_null(conn, 'Class', 'teacherId') and 'Class_teacherId_not_null' not in not_null_constraints(
+        conn, 'Class')
+    assert [state for state, _prior in not_null_ledger(conn)] == ['undone']
+
+    # One of another name, NOT VALID: PostgreSQL would refuse a second name; the run refuses first, saying what to do.
+    helpers.query(conn, 'ALTER TABLE "Class" ADD CONSTRAINT "mine" NOT NULL "teacherId" NOT VALID')
+    refused = run(info, constraints=[NOT_NULL])
+    assert refused.get('failed') and refused['queries'] == [] and not refused['changed'], refused
+    assert 'the column already has a NOT VALID NOT NULL constraint "mine", not of the planned name' in refused['msg']
+    assert not_null_constraints(conn, 'Class')['mine'] == ('teacherId', False)
 
 
 def test_a_different_constraint_of_the_planned_name_is_refused_and_kept(copy):

@@ -498,3 +498,37 @@ def test_a_primary_key_on_an_existing_table_is_a_concurrent_unique_index_then_at
     refused = deploy(database, migrations_dir=folder, allow=())
     assert refused.get('failed') and 'is on column(s) code, which may hold NULL' in refused['msg'], refused['msg']
     assert index_state(conn, 'Tag_code_pkey') is None and prisma_rows(conn) == before
+
+
+@pytest.mark.majors(17, 18)
+def test_a_required_column_takes_the_servers_not_null_path_in_the_review_and_the_deploy(database, tmp_path, pg_major):
+    """SET NOT NULL of a Prisma migration goes through the not_null kind: on 18 a NOT NULL constraint added NOT VALID
+    and validated (named as PostgreSQL would name it), before 18 the helper check's steps; check mode's planned SQL
+    shows the statements of the server's path, and the deploy sends them."""
+    conn = database['conn']
+    folder = folder_until(tmp_path, INIT, 'required')
+    os.makedirs(os.path.join(folder, '20260201000000_class_teacher_required'))
+    with open(os.path.join(folder, '20260201000000_class_teacher_required', 'migration.sql'), 'w') as handle:
+        handle.write('-- AlterTable\nALTER TABLE "Class" ALTER COLUMN "teacherId" SET NOT NULL;\n')
+    table = 'ALTER TABLE "public"."Class" '
+    steps = [table + 'ADD CONSTRAINT "Class_teacherId_not_null" NOT NULL "teacherId" NOT VALID',
+             table + 'VALIDATE CONSTRAINT "Class_teacherId_not_null"'] if pg_major >= 18 else [
+        table + 'ADD CONSTRAINT "Class_teacherId_not_null" CHECK ("teacherId" IS NOT NULL) NOT VALID',
+        table + 'VALIDATE CONSTRAINT "Class_teacherId_not_null"', table + 'ALTER COLUMN "teacherId" SET NOT NULL',
+        table + 'DROP CONSTRAINT IF EXISTS "Class_teacherId_not_null"']
+
+    checked = deploy(database, check=True, migrations_dir=folder, allow=())
+    assert not checked.get('failed'), checked.get('msg')
+    planned = checked['planned_sql']
+    assert [line.rstrip(';') for line in planned.splitlines() if line.startswith(table)] == steps, planned
+    assert 'line 2 [online] set_not_null: to run' in '\n'.join(checked['review']), checked['review']
+    assert not column(conn, 'Class', 'teacherId')['not_null']
+
+    deployed = deploy(database, migrations_dir=folder, allow=())
+    assert not deployed.get('failed'), deployed.get('msg')
+    assert [query for query in deployed['queries'] if query.startswith(table)] == steps
+    assert column(conn, 'Class', 'teacherId')['not_null']
+    constraints = rows_of(conn, "SELECT conname::text AS name, contype::text AS type, convalidated AS valid "
+                                "FROM pg_catalog.pg_constraint WHERE conrelid = '\"Class\"'::regclass "
+                                "AND conname LIKE 'Class_teacherId%%'")
+    assert constraints == ([dict(name='Class_teacherId_not_null', type='n', valid=True)] if pg_major >= 18 else [])

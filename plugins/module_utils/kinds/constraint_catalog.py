@@ -20,6 +20,16 @@ WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attnum > 0 AND NOT 
 ORDER BY a.attnum
 """
 
+# The NOT NULL constraint of a column (PostgreSQL 18+ records one, contype 'n', possibly NOT VALID; before 18 none).
+NOT_NULL_CONSTRAINT_QUERY = """
+SELECT con.conname::text AS name, con.convalidated AS valid
+FROM pg_catalog.pg_constraint con
+JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attname = %(column)s
+WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND con.contype = 'n' AND con.conkey = ARRAY[a.attnum]
+"""
+
 # Whether values of the first type can be compared with = to values of the second (directly, or through a binary
 # coercion), as a foreign key needs.
 COMPARABLE_QUERY = """
@@ -76,6 +86,11 @@ class ConstraintCatalog(object):
 
     def read_columns(self, schema, table):
         return dict((row['name'], row) for row in self.session.query(COLUMNS_QUERY, dict(schema=schema, table=table)))
+
+    def not_null_constraint(self, schema, table, column):
+        """The NOT NULL constraint of a column, dict(name, valid), or None (none; always before PostgreSQL 18)."""
+        rows = self.session.query(NOT_NULL_CONSTRAINT_QUERY, dict(schema=schema, table=table, column=column))
+        return rows[0] if rows else None
 
     def column_facts(self, schema, table):
         """{column: its facts} (refusal_rules.COLUMN_FACTS_QUERY) of a table."""

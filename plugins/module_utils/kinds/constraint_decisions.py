@@ -11,9 +11,11 @@
 #                On a partitioned table (PostgreSQL 18+, validates_by_partition), VALIDATE runs on each partition's
 #                inherited key first, one partition per transaction, then on the parent, which scans nothing more.
 #   check:       ADD CONSTRAINT ... CHECK (...) NOT VALID  (ACCESS EXCLUSIVE, an instant), then VALIDATE
-#   not_null:    a helper CHECK (column IS NOT NULL) NOT VALID, VALIDATE, then ALTER COLUMN ... SET NOT NULL (ACCESS
-#                EXCLUSIVE, instant: PostgreSQL 12+ proves the column from the valid check instead of scanning), then
-#                the helper dropped.
+#   not_null:    on PostgreSQL 18+, ADD CONSTRAINT <name> NOT NULL <column> NOT VALID (ACCESS EXCLUSIVE, an instant),
+#                then VALIDATE (a NOT NULL constraint, pg_constraint contype 'n'); on 14-17, a helper CHECK (column IS
+#                NOT NULL) NOT VALID, VALIDATE, then ALTER COLUMN ... SET NOT NULL (ACCESS EXCLUSIVE, instant:
+#                PostgreSQL 12+ proves the column from the valid check instead of scanning), then the helper dropped.
+#                not_null_path chooses by server_version_num; decide_not_null_steps knows both forms.
 # Where a run stopped between steps, the catalog says which steps are left (decide_steps), so a rerun resumes.
 
 from __future__ import absolute_import, division, print_function
@@ -28,10 +30,10 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import expression_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.ledger import without_not_valid
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.refusal_rules import (
-    ADD_CHECK, ADD_FOREIGN_KEY, DROP_CONSTRAINT, DROP_NOT_NULL, SET_NOT_NULL, VALIDATE,
+    ADD_CHECK, ADD_FOREIGN_KEY, ADD_NOT_NULL, DROP_CONSTRAINT, DROP_NOT_NULL, SET_NOT_NULL, VALIDATE,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import CONSTRAINT_TYPES
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import has
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import CONSTRAINT_TYPES
 
 KINDS = ('foreign_key', 'check', 'not_null')
 # foreign_key_violation, check_violation, not_null_violation: VALIDATE (or SET NOT NULL) found rows that break it.
@@ -47,11 +49,12 @@ REFERENTIAL_ACTIONS = dict(a='NO ACTION', r='RESTRICT', c='CASCADE', n='SET NULL
 # The steps, in the order they run, and the lock each takes. 'short' steps run under the constraint lock_timeout
 # (other sessions queue behind them at most that long); 'scan' steps under validate_lock_timeout, then scan without a
 # statement timeout while reads and writes go on; 'build' is a concurrent index build.
-STEP_ORDER = ('build_index', 'add', 'validate_partitions', 'validate', 'set_not_null', 'drop', 'drop_not_null',
-              'drop_index')
+STEP_ORDER = ('build_index', 'add', 'add_not_null', 'validate_partitions', 'validate', 'set_not_null', 'drop',
+              'drop_not_null', 'drop_index')
 STEP_LOCKS = dict(
     build_index='SHARE UPDATE EXCLUSIVE on the table, no reads or writes blocked (CREATE INDEX CONCURRENTLY)',
     add=None,  # by kind, see add_lock
+    add_not_null='ACCESS EXCLUSIVE on the table, an instant (NOT VALID: no scan)',
     validate='SHARE UPDATE EXCLUSIVE on the table%s: a scan that blocks no reads or writes',
     set_not_null='ACCESS EXCLUSIVE on the table, an instant (the valid check proves the column, no scan)',
     drop='ACCESS EXCLUSIVE on the table, an instant',
@@ -213,6 +216,55 @@ def decide_steps(kind, state, existing, differences, column_not_null=False, inde
     return (ACTION_DROP if steps else ACTION_UNCHANGED), steps, []
 
 
+# How a NOT NULL is added: as a NOT NULL constraint added NOT VALID, then validated (PostgreSQL 18+), or through a
+# helper CHECK (column IS NOT NULL) (14-17).
+NOT_NULL_CONSTRAINT = 'not_null_constraint'
+NOT_NULL_HELPER_CHECK = 'helper_check'
+
+
+def not_null_path(version_num):
+    """How a NOT NULL is added on a server of C(version_num) (server_version_num): NOT_NULL_CONSTRAINT on 18+ (one short
+    ACCESS EXCLUSIVE step, then VALIDATE's scan that blocks no reads or writes), NOT_NULL_HELPER_CHECK before."""
+    return NOT_NULL_CONSTRAINT if has(version_num, 'not_null_not_valid') else NOT_NULL_HELPER_CHECK
+
+
+def not_null_differences(existing, column):
+    """What makes an existing NOT NULL constraint (contype 'n', PostgreSQL 18+) of the planned name differ from the
+    planned NOT NULL of C(column); empty if it is on that column."""
+    if existing['columns'] != [column]:
+        return ['it is NOT NULL on column %s, planned %s' % (', '.join(existing['columns']), column)]
+    return []
+
+
+def decide_not_null_steps(state, existing, differences, column_not_null, column_constraint, path):
+    """The steps a not_null entry still needs: (action, steps, errors), like decide_steps.
+
+    C(existing) is the constraint of the entry's name on its table: the helper check of a 14-17 run (contype 'c'), the
+    NOT NULL constraint of an 18 one (contype 'n'), or None. C(column_not_null) is pg_attribute.attnotnull (on 18, true
+    from the moment a NOT NULL is added, valid or not); C(column_constraint) the column's NOT NULL constraint on 18
+    (dict(name, valid)) or None; C(path) what not_null_path chose for the server.
+
+    A helper check left by a run stopped on 14-17 (the server upgraded to 18 since) is finished the old way: SET NOT
+    NULL proves the column from the valid check without a scan on 18 too, where the new form would scan again.
+    Rolling back, DROP NOT NULL removes the column's NOT NULL in either form (the constraint, valid or not).
+    """
+    if existing is not None and differences:
+        return None, [], differences
+    named = existing is not None and existing['type'] == 'n'
+    if state == 'absent':
+        return decide_steps('not_null', state, None if named else existing, [], column_not_null)
+    if named:
+        return (ACTION_UNCHANGED, [], []) if existing['valid'] else (ACTION_VALIDATE, ['validate'], [])
+    if column_constraint is not None and not column_constraint['valid']:
+        # PostgreSQL 18 keeps one NOT NULL constraint a column: another name cannot be added beside it.
+        return None, [], ['the column already has a NOT VALID NOT NULL constraint "%s", not of the planned name: '
+                          'validate it (ALTER TABLE ... VALIDATE CONSTRAINT "%s"), or give the plan\'s entry its name, '
+                          'and rerun; nothing was changed on it' % (column_constraint['name'], column_constraint['name'])]
+    if existing is not None or column_not_null or path == NOT_NULL_HELPER_CHECK:
+        return decide_steps('not_null', state, existing, [], column_not_null)
+    return ACTION_CREATE, ['add_not_null', 'validate'], []
+
+
 def planned_unique_keys(entries, default_schema):
     """(schema, table, frozenset(columns)) of the unique constraints among C(entries): a foreign key after them may
     reference one (in check mode, or in the preflight, before it exists)."""
@@ -270,7 +322,8 @@ def entry_statement(kind, step):
     steps of its own index (the index runner's)."""
     if step == 'add':
         return ADD_FOREIGN_KEY if kind == 'foreign_key' else ADD_CHECK
-    return dict(validate=VALIDATE, validate_partitions=VALIDATE, set_not_null=SET_NOT_NULL, drop=DROP_CONSTRAINT,
+    return dict(add_not_null=ADD_NOT_NULL, validate=VALIDATE, validate_partitions=VALIDATE, set_not_null=SET_NOT_NULL,
+                drop=DROP_CONSTRAINT,
                 drop_not_null=DROP_NOT_NULL).get(step)
 
 

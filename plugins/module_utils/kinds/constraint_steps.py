@@ -12,7 +12,7 @@ import time
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_catalog import ConstraintCatalog
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_decisions import (
-    VIOLATION_SQLSTATES, ordered_kind, violation_report, violations_advice,
+    NOT_NULL_CONSTRAINT, VIOLATION_SQLSTATES, not_null_path, ordered_kind, violation_report, violations_advice,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import statement_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import (
@@ -33,6 +33,10 @@ class ConstraintSteps(object):
         self.lock_timeout, self.constraint_lock_timeout = self.session.lock_timeout, constraint_lock_timeout
         self.sample_ids, self.max_groups = sample_ids, max_groups
         self.catalog = ConstraintCatalog(indexes)
+
+    def not_null_path(self):
+        """How this server adds a NOT NULL (constraint_decisions.not_null_path of its server_version_num)."""
+        return not_null_path(self.indexes.server_version())
 
     def check_expression(self, entry):
         """The text of an entry's CHECK: a check's expression, or a NOT NULL's helper condition."""
@@ -58,6 +62,8 @@ class ConstraintSteps(object):
                 sql.SQL(spec['on_update']), sql.SQL(spec['on_delete'])))
         if spec['type'] == 'check':
             return 'CHECK (%s)' % spec['expression']
+        if self.not_null_path() == NOT_NULL_CONSTRAINT:
+            return 'NOT NULL on column %s (constraint %s, added NOT VALID, then validated)' % (spec['column'], spec['name'])
         return 'NOT NULL on column %s (through CHECK (%s))' % (spec['column'], self.check_expression(spec))
 
     def step_sql(self, spec, step, index_decision=None, partitions=()):
@@ -76,32 +82,14 @@ class ConstraintSteps(object):
                                           self.lock_timeout if step == 'validate' else self.constraint_lock_timeout)
 
     def step_statement(self, spec, step, index_decision=None):
-        sql = self.sql
-        table = sql.SQL('ALTER TABLE {}.{} ').format(sql.Identifier(spec['schema']), sql.Identifier(spec['table']))
-        name = sql.Identifier(spec['name'])
         if step == 'build_index':
             return self.indexes.create_statement(spec['schema'], spec['table'], index_decision['spec'])
         if step == 'drop_index':
             return self.indexes.drop_statement(spec['schema'], spec['index'])
         if step == 'validate_partitions':
             return None  # a statement per partition: partition_sql
-        if step == 'add' and spec['type'] == 'foreign_key':
-            references = spec['references']
-            return table + sql.SQL('ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {}.{} ({}) ON DELETE {} ON UPDATE {} '
-                                   'NOT VALID').format(
-                name, sql.SQL(', ').join(sql.Identifier(c) for c in spec['columns']),
-                sql.Identifier(references['schema']), sql.Identifier(references['table']),
-                sql.SQL(', ').join(sql.Identifier(c) for c in references['columns']),
-                sql.SQL(spec['on_delete']), sql.SQL(spec['on_update']))
-        if step == 'add':
-            return table + sql.SQL('ADD CONSTRAINT {} CHECK ({}) NOT VALID').format(name, self.checked_condition(spec))
-        if step == 'validate':
-            return table + sql.SQL('VALIDATE CONSTRAINT {}').format(name)
-        if step == 'set_not_null':
-            return table + sql.SQL('ALTER COLUMN {} SET NOT NULL').format(sql.Identifier(spec['column']))
-        if step == 'drop_not_null':
-            return table + sql.SQL('ALTER COLUMN {} DROP NOT NULL').format(sql.Identifier(spec['column']))
-        return table + sql.SQL('DROP CONSTRAINT IF EXISTS {}').format(name)
+        condition = self.checked_condition(spec) if step == 'add' and spec['type'] != 'foreign_key' else None
+        return alter_statement(self.sql, spec, step, condition)
 
     # -- the data --------------------------------------------------------------------------------
 
@@ -188,6 +176,14 @@ class ConstraintSteps(object):
         """Before its first statement: the ledger row of what the entry makes (a foreign key or check; the NOT NULL of a
         column that was nullable), or None."""
         spec = decision['spec']
+        if spec['type'] == 'not_null' and 'add_not_null' in decision['steps']:
+            return self.ledger.intend('not_null', spec['schema'], spec['table'], spec['column'], 'NOT NULL',
+                                      prior=dict(nullable=True, not_null_constraint=spec['name']))
+        if spec['type'] == 'not_null' and 'add' not in decision['steps'] and \
+                set(decision['steps']) & set(['validate', 'set_not_null']):
+            # A stopped run's NOT NULL, resumed: its row, if the ledger has one, is the one to confirm.
+            row = self.ledger.open_rows('not_null', spec['schema'], [spec['column']], spec['table']).get(spec['column'])
+            return row['id'] if row is not None else None
         if 'add' not in decision['steps']:
             return None
         if spec['type'] == 'not_null':
@@ -200,7 +196,10 @@ class ConstraintSteps(object):
         spec = decision['spec']
         if intent is None:
             return
-        if step == 'add' and spec['type'] != 'not_null':
+        if spec['type'] == 'not_null' and step == 'validate' and 'set_not_null' not in decision['steps']:
+            # The NOT NULL constraint (PostgreSQL 18+) validated: the column is NOT NULL.
+            self.ledger.applied(intent, definition='NOT NULL')
+        elif step == 'add' and spec['type'] != 'not_null':
             added = self.unique.read_constraint(spec['schema'], spec['table'], spec['name'])
             self.ledger.applied(intent, definition=added['definition'] if added else None)
         elif step == 'set_not_null':
@@ -267,7 +266,7 @@ class ConstraintSteps(object):
     def _resume_note(spec, step):
         if step == 'build_index':
             return 'it builds the index again (an INVALID leftover is dropped first).'
-        if step in ('add', 'drop', 'drop_not_null', 'drop_index'):
+        if step in ('add', 'add_not_null', 'drop', 'drop_not_null', 'drop_index'):
             return 'this step had not changed anything; it runs again.'
         if step == 'validate':
             return 'the NOT VALID constraint "%s" is kept (new rows are checked already), and is validated.' % spec['name']
@@ -284,3 +283,29 @@ def partition_sql(session, spec, partition, lock_timeout):
         sql.Identifier(partition['schema']), sql.Identifier(partition['partition']), sql.Identifier(partition['name']))
     return session.in_lock_order(ordered_kind(spec['type'], 'validate_partitions'), references['schema'],
                                  references['table'], statement, lock_timeout)
+
+
+def alter_statement(sql, spec, step, condition=None):
+    """The ALTER TABLE of a catalog or scan step of C(spec): add (a foreign key, or a CHECK of C(condition)),
+    add_not_null, validate, set_not_null, drop_not_null or drop."""
+    table = sql.SQL('ALTER TABLE {}.{} ').format(sql.Identifier(spec['schema']), sql.Identifier(spec['table']))
+    name = sql.Identifier(spec['name'])
+    if step == 'add' and spec['type'] == 'foreign_key':
+        references = spec['references']
+        return table + sql.SQL('ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {}.{} ({}) ON DELETE {} ON UPDATE {} '
+                               'NOT VALID').format(
+            name, sql.SQL(', ').join(sql.Identifier(c) for c in spec['columns']),
+            sql.Identifier(references['schema']), sql.Identifier(references['table']),
+            sql.SQL(', ').join(sql.Identifier(c) for c in references['columns']),
+            sql.SQL(spec['on_delete']), sql.SQL(spec['on_update']))
+    if step == 'add_not_null':
+        return table + sql.SQL('ADD CONSTRAINT {} NOT NULL {} NOT VALID').format(name, sql.Identifier(spec['column']))
+    if step == 'add':
+        return table + sql.SQL('ADD CONSTRAINT {} CHECK ({}) NOT VALID').format(name, condition)
+    if step == 'validate':
+        return table + sql.SQL('VALIDATE CONSTRAINT {}').format(name)
+    if step == 'set_not_null':
+        return table + sql.SQL('ALTER COLUMN {} SET NOT NULL').format(sql.Identifier(spec['column']))
+    if step == 'drop_not_null':
+        return table + sql.SQL('ALTER COLUMN {} DROP NOT NULL').format(sql.Identifier(spec['column']))
+    return table + sql.SQL('DROP CONSTRAINT IF EXISTS {}').format(name)

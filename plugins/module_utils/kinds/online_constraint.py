@@ -11,8 +11,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_decisions import (
-    KIND_WORDS, check_differences, decide_steps, different_message, entry_errors, entry_statement,
-    foreign_key_differences, referential_action, step_lock, validates_by_partition,
+    KIND_WORDS, check_differences, decide_not_null_steps, decide_steps, different_message, entry_errors,
+    entry_statement, foreign_key_differences, not_null_differences, referential_action, step_lock,
+    validates_by_partition,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_catalog import ConstraintCatalog
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_steps import ConstraintSteps
@@ -148,6 +149,8 @@ class ConstraintRunner(object):
         differences = []
         if existing is not None and spec['type'] == 'foreign_key':
             differences = foreign_key_differences(existing, spec, schema)
+        elif existing is not None and spec['type'] == 'not_null' and existing['type'] == 'n':
+            differences = not_null_differences(existing, spec['column'])
         elif existing is not None or (spec['type'] == 'check' and state == 'present'):
             # PostgreSQL's own rendering, to compare with an existing one; for a new check, the proof that
             # PostgreSQL accepts the expression on this table (its columns, its types) before any DDL.
@@ -158,12 +161,21 @@ class ConstraintRunner(object):
             differences = check_differences(existing, definition) if existing is not None else []
         index_decision = self._index_decision(spec, state) if spec.get('index') else None
         column_not_null = bool(columns.get(spec.get('column'), {}).get('not_null'))
-        # A foreign key on a partitioned table (18+): the partitions' keys not valid yet, validated one by one first.
-        partitions = self.catalog.partition_keys(table_row['oid'], spec['name']) if state == 'present' and table_row \
-            and validates_by_partition(spec['type'], table_row['relkind'], self.server_version()) else []
-        action, steps, problems = decide_steps(spec['type'], state, existing, differences, column_not_null,
-                                               index_action=index_decision['action'] if index_decision else None,
-                                               by_partition=bool(partitions))
+        partitions = []
+        if spec['type'] == 'not_null':
+            action, steps, problems = decide_not_null_steps(
+                state, existing, differences, column_not_null,
+                self.catalog.not_null_constraint(schema, table, spec['column']) if table_row else None,
+                self.steps.not_null_path())
+        else:
+            # A foreign key on a partitioned table (18+): the partitions' keys not valid yet, validated one by one first.
+            partitions = self.catalog.partition_keys(table_row['oid'], spec['name']) if state == 'present' and \
+                table_row and validates_by_partition(spec['type'], table_row['relkind'], self.server_version()) else []
+            action, steps, problems = decide_steps(spec['type'], state, existing, differences, column_not_null,
+                                                   index_action=index_decision['action'] if index_decision else None,
+                                                   by_partition=bool(partitions))
+        if problems and existing is None:
+            raise OnlineIndexError(table_problems(schema, table, problems))
         if problems:
             raise OnlineIndexError(table_problems(schema, table, [
                 different_message(spec, existing, problems, planned_text)]))

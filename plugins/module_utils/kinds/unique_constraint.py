@@ -47,7 +47,8 @@ CONSTRAINT_OPTIONS = dict(
 # The plan loader (plugins/plugin_utils/migration_plan.py) has proven each entry has the keys its type needs.
 PLAN_CONSTRAINT_OPTIONS = plan_schema.argument_options(plan_schema.CONSTRAINT)
 
-CONSTRAINT_TYPES = dict(p='PRIMARY KEY', u='UNIQUE', f='FOREIGN KEY', c='CHECK', x='EXCLUDE', t='TRIGGER')
+CONSTRAINT_TYPES = dict(p='PRIMARY KEY', u='UNIQUE', f='FOREIGN KEY', c='CHECK', x='EXCLUDE', t='TRIGGER',
+                        n='NOT NULL')
 
 # Every kind of constraint of a name: online_constraint reads foreign keys and checks with it too.
 CONSTRAINTS_QUERY = """

@@ -28,12 +28,13 @@ DROP_INDEX = 'DROP INDEX'
 ADD_UNIQUE = 'ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX'
 ADD_FOREIGN_KEY = 'ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID'
 ADD_CHECK = 'ALTER TABLE ... ADD CONSTRAINT ... CHECK (...) NOT VALID'
+ADD_NOT_NULL = 'ALTER TABLE ... ADD CONSTRAINT ... NOT NULL ... NOT VALID'
 VALIDATE = 'ALTER TABLE ... VALIDATE CONSTRAINT'
 SET_NOT_NULL = 'ALTER TABLE ... ALTER COLUMN ... SET NOT NULL'
 DROP_CONSTRAINT = 'ALTER TABLE ... DROP CONSTRAINT'
 DROP_NOT_NULL = 'ALTER TABLE ... ALTER COLUMN ... DROP NOT NULL'
 STATEMENTS = (CREATE_INDEX, CREATE_INDEX_ON_ONLY, ATTACH_INDEX, RENAME_INDEX, DROP_INDEX, ADD_UNIQUE, ADD_FOREIGN_KEY,
-              ADD_CHECK, VALIDATE, SET_NOT_NULL, DROP_CONSTRAINT, DROP_NOT_NULL)
+              ADD_CHECK, ADD_NOT_NULL, VALIDATE, SET_NOT_NULL, DROP_CONSTRAINT, DROP_NOT_NULL)
 # The statements that create a relation in a schema (an index), or give one a name.
 NAMING_STATEMENTS = (CREATE_INDEX, CREATE_INDEX_ON_ONLY, RENAME_INDEX, ADD_UNIQUE)
 
@@ -316,7 +317,7 @@ RULES = (
          'column(s) %(detail)s has none (PostgreSQL cannot compare its values for equality in an index)',
          'key the constraint on columns of a comparable type (for json: jsonb, or a generated column of a hash or '
          'text form)', None),
-    Rule('constraint-relkind', (ADD_CHECK, VALIDATE, SET_NOT_NULL), _constraint_relkind,
+    Rule('constraint-relkind', (ADD_CHECK, ADD_NOT_NULL, VALIDATE, SET_NOT_NULL), _constraint_relkind,
          '%(relation)s is a %(detail)s: a check or NOT NULL goes on a table, a partitioned table or a foreign table',
          'plan the constraint on the table itself (a materialized view or a view has none)', None),
     Rule('key-constraint-relkind', (ADD_UNIQUE, ADD_FOREIGN_KEY), _key_constraint_relkind,

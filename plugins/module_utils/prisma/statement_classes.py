@@ -110,8 +110,9 @@ KINDS = dict(
     add_check=_kind('online', ACCESS_EXCLUSIVE, lock=SHARE_UPDATE_EXCLUSIVE, brief_lock=ACCESS_EXCLUSIVE,
                     how='ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT'),
     set_not_null=_kind('online', ACCESS_EXCLUSIVE, lock=SHARE_UPDATE_EXCLUSIVE, brief_lock=ACCESS_EXCLUSIVE,
-                       how='a CHECK (column IS NOT NULL) added NOT VALID and validated, then SET NOT NULL (no scan), '
-                           'then the check dropped'),
+                       how='on PostgreSQL 18+, ADD CONSTRAINT ... NOT NULL ... NOT VALID, then VALIDATE CONSTRAINT; '
+                           'before 18, a CHECK (column IS NOT NULL) added NOT VALID and validated, then SET NOT NULL '
+                           '(no scan), then the check dropped'),
     create_table=_kind('catalog', ACCESS_EXCLUSIVE, how='run as written: a new, empty table'),
     create_enum=_kind('catalog', None, how='run as written'),
     add_enum_value=_kind('catalog', EXCLUSIVE, how='run as written, in a transaction of its own (PostgreSQL 12+; the '
