@@ -91,6 +91,7 @@ def column(conn, table, name):
     return rows[0] if rows else None
 
 
+@pytest.mark.majors()
 def test_the_history_deploys_online_and_is_recorded_as_prisma_records_it(database):
     conn = database['conn']
     result = deploy(database)
@@ -354,6 +355,7 @@ def folder_until(tmp_path, last, label):
     return str(folder)
 
 
+@pytest.mark.majors()
 def test_rollback_to_an_earlier_migration_gives_its_schema_exactly(database, t12_copy, tmp_path):
     conn, cluster = database['conn'], database['cluster']
     until_09 = folder_until(tmp_path, '20260109000000_system_log_message_optional', 'until-09')
