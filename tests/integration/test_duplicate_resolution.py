@@ -234,6 +234,7 @@ def unique_constraint_exists(db):
                                      AND conrelid = '"Class"'::regclass""", (NAME,)))
 
 
+@pytest.mark.majors()
 def test_migrate_with_rename_then_rollback_restores_every_value(db, pg_cluster, duplicates, tmp_path):
     seeded, renamed = duplicates['seeded'], duplicates['renamed']
     planned = planned_index_names()

@@ -50,6 +50,7 @@ def canary(db):
     helpers.query(db, 'DROP TABLE IF EXISTS pgzd_pwned')
 
 
+@pytest.mark.majors()
 @pytest.mark.parametrize('check', [True, False])
 def test_a_hostile_predicate_is_refused_by_the_preflight_and_by_the_build(canary, run_module, check):
     state, before = canary
@@ -76,6 +77,7 @@ def test_a_hostile_baseline_query_or_parameter_query_is_refused_and_nothing_runs
             assert state() == before, text
 
 
+@pytest.mark.majors()
 def test_the_baseline_session_is_read_only_and_a_writing_function_cannot_write(canary, db, run_module):
     state, before = canary
     # default_transaction_read_only is the session's default, not the transaction's own setting: 'on' means the
@@ -112,6 +114,7 @@ def write_plan(tmp_path, **extra):
     return str(path)
 
 
+@pytest.mark.majors()
 @pytest.mark.parametrize('options', [['--check'], []])
 def test_migrate_refuses_a_plan_with_a_hostile_predicate_before_any_ddl(canary, pg_cluster, tmp_path, options):
     state, before = canary

@@ -98,6 +98,7 @@ def test_by_default_another_definition_is_refused_showing_both(file_database, ol
     assert 'or set on_mismatch: replace on this index in the plan' in result['msg']
 
 
+@pytest.mark.majors()
 def test_replace_builds_beside_swaps_in_and_drops_the_old_index_and_shows_both_definitions(file_database, old_index):
     check = run(file_database, check=True, indexes=[SPEC])
     assert check.get('failed') is not True, check
@@ -164,6 +165,7 @@ def test_the_swap_waits_at_most_lock_timeout_and_the_rerun_only_swaps(file_datab
     assert ran(rerun['queries']) == REPLACEMENT_SQL[1:], rerun
 
 
+@pytest.mark.majors()
 def test_a_migration_and_its_rollback_from_a_new_process_give_back_the_same_schema(file_database, old_index, tmp_path):
     before = helpers.schema_dump(file_database['cluster'], DATABASE)
     plan = tmp_path / 'replace.yml'

@@ -121,6 +121,7 @@ def test_a_rollback_leaves_alone_the_not_null_and_constraints_that_predate_the_p
             helpers.query(conn, 'ALTER TABLE "%s" DROP CONSTRAINT IF EXISTS "%s"' % (table, name))
 
 
+@pytest.mark.majors()
 def test_a_rollback_undoes_exactly_what_its_migration_recorded_beside_what_it_did_not_make(guarded, tmp_path):
     database, conn, guard = guarded
     # Before the plan: the application's index of a planned name and definition, and Class.teacherId nullable.

@@ -47,6 +47,7 @@ def settings(pg_cluster, tmp_path, **extra):
                      backup_enabled='false'), **extra)
 
 
+@pytest.mark.majors()
 def test_a_second_run_fails_at_once_naming_the_first_and_the_first_completes(db, pg_cluster, tmp_path):
     first = start_playbook('playbooks/migrate.yml', settings(pg_cluster, tmp_path, pgzd_run_id='first'))
     try:
@@ -71,6 +72,7 @@ def test_a_second_run_fails_at_once_naming_the_first_and_the_first_completes(db,
     assert all(valid for valid, _definition in helpers.all_indexes(db).values())
 
 
+@pytest.mark.majors()
 def test_the_lock_goes_with_a_killed_run_and_a_rerun_converges(db, pg_cluster, tmp_path):
     run = start_playbook('playbooks/migrate.yml', settings(pg_cluster, tmp_path, pgzd_run_id='killed'))
     wait_for(lambda: lock_sessions(db))

@@ -128,7 +128,7 @@ def playbook(info, tmp_path, name, constraints, options=(), playbook_file='playb
                                 options=options)
 
 
-@pytest.mark.majors(15, 17, 18)
+@pytest.mark.majors()
 def test_an_imported_prisma_migration_of_every_kind_migrates_online_reruns_unchanged_and_rolls_back(copy, tmp_path,
                                                                                                     pg_major):
     """fixtures/relations: a Prisma migration.sql with an index, a required column, two relations and a check,
@@ -219,6 +219,7 @@ def test_a_foreign_key_with_its_index_option_builds_the_index_first_and_rollback
     assert not helpers.relation_exists(conn, 'JobAssignment_jobId_idx')
 
 
+@pytest.mark.majors()
 def test_rows_that_break_a_planned_constraint_are_reported_before_any_ddl(copy, tmp_path):
     info, conn = copy
     helpers.query(conn, 'INSERT INTO "JobAssignment" ("id", "jobId", "studentId", "updatedAt") VALUES '
@@ -243,7 +244,7 @@ def test_rows_that_break_a_planned_constraint_are_reported_before_any_ddl(copy, 
     assert not helpers.relation_exists(conn, 'JobAssignment_jobId_idx')
 
 
-@pytest.mark.majors(15, 17, 18)
+@pytest.mark.majors()
 def test_a_run_stopped_between_steps_resumes_from_the_catalog(copy):
     info, conn = copy
     # What a run stopped after its catalog steps leaves: the key NOT VALID, the NOT NULL's helper check valid (on 18:

@@ -124,6 +124,7 @@ class Background(object):
 
 # -- create, rerun, check mode, diff --------------------------------------------------------------------
 
+@pytest.mark.majors()
 def test_create_builds_the_unique_index_concurrently_then_attaches_it(db, run_module):
     rows = class_rows(db)
     result = run_module(MODULE, diff=True, **KEY)
@@ -517,6 +518,7 @@ def wait_for_the_build_to_wait(watcher, deadline_seconds=30):
     raise AssertionError('the concurrent build never waited for the open transaction')
 
 
+@pytest.mark.majors()
 def test_a_duplicate_written_during_the_build_leaves_no_invalid_index(db, connect, run_module):
     sample_id, name, grade = helpers.query(db, 'SELECT "id", "name", "grade" FROM "Class" ORDER BY "id" LIMIT 1')[0]
     writer = connect()

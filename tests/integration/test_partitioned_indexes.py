@@ -137,6 +137,7 @@ def test_check_mode_shows_the_statements_the_run_then_runs_and_the_index_becomes
     assert again['changed'] is False and again['queries'] == [] and again['indexes'][0]['action'] == 'unchanged'
 
 
+@pytest.mark.majors()
 def test_a_rerun_finishes_a_half_attached_index_and_rebuilds_an_invalid_partition_index(file_database, readings):
     # As a stopped run leaves it: the index ON ONLY the table, 2024's built and attached, 2025's ON ONLY its table,
     # and an INVALID leftover under the name of 2025_a's (a failed unique build on duplicate keys).
@@ -268,6 +269,7 @@ def playbook(file_database, tmp_path, name, plan, options=(), **extra):
                                 stdout_callback='pg_zero_downtime.migrations.progress')
 
 
+@pytest.mark.majors()
 def test_a_migration_stopped_on_one_partition_resumes_and_its_rollback_restores_the_schema(file_database, readings, tmp_path):
     before = helpers.schema_dump(file_database['cluster'], DATABASE)
     plan = plan_file(tmp_path, [SPEC])
