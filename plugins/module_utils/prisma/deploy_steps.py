@@ -253,6 +253,7 @@ class PrismaDeploy(object):
         if existing is None:
             return UNCHANGED
         statement = self.runner.indexes.drop_statement(spec['schema'], spec['name'])
+        outcome['last_used'] = self.runner.indexes.read_last_use(spec['schema'], [spec['name']])[spec['name']]
         if self.check_mode:
             outcome['statements'] = [self.session.render(statement)]
             return PLANNED
