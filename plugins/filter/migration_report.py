@@ -86,7 +86,7 @@ def deploy_record(result, state):
                          lock=statement.get('lock') if statement['cls'] == 'online' else statement.get('lock_as_written'),
                          lock_on=list(statement.get('lock_on') or []), acknowledged=bool(statement.get('acknowledged')),
                          seconds=float(statement.get('seconds') or 0.0), retries=int(statement.get('retries') or 0),
-                         **{'class': statement['cls']})
+                         **dict({'class': statement['cls']}, **_pick(statement, ('last_used',)) or {}))
                     for statement in migration.get('statements') or []])
         for migration in result.get('migrations') or []])
 

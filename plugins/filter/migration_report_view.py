@@ -105,11 +105,31 @@ def chart_bars(comparison, bar_max):
     return [(width(c['before_ms']), width(c['after_ms'])) for c in comparison]
 
 
+def last_used_rows(report):
+    """The indexes the run dropped or replaced (the index phase's, and a Prisma folder's DROP INDEX), each with when it
+    was last used as read before it went: dict(object, action, idx_scan, last_scan). last_scan is last_idx_scan (UTC),
+    or why there is none (not available below PostgreSQL 16, never scanned): never a silent blank."""
+    found = []
+    for entry in report.get('indexes') or []:
+        if entry.get('last_used') and entry.get('action') not in NOT_DONE:
+            found.append((entry['name'], entry['action'], entry['last_used']))
+    for migration in (report.get('prisma_deploy') or {}).get('migrations') or []:
+        for statement in migration.get('statements') or []:
+            if statement.get('last_used'):
+                found.append(('%s line %s' % (migration['name'], statement['line']),
+                              '%s (%s)' % (statement['kind'], statement['action']), statement['last_used']))
+    return [dict(object=name, action=action, idx_scan=used.get('idx_scan'),
+                 last_scan=used.get('last_idx_scan') or used.get('note') or 'unknown')
+            for name, action, used in found]
+
+
 def report_view(report, bar_max=480):
     """What report.html and report.md show beside report.json's figures, computed here, not in the templates: the
-    SQL that ran with each statement's lock, and the chart's bar widths (logarithmic)."""
+    SQL that ran with each statement's lock, the chart's bar widths (logarithmic), and when the indexes that went were
+    last used."""
     return dict(sql=statements_run(list(report.get('indexes') or []) + list(report.get('constraints') or [])),
-                bars=chart_bars(report.get('comparison') or [], bar_max), bar_max=bar_max)
+                bars=chart_bars(report.get('comparison') or [], bar_max), bar_max=bar_max,
+                last_used=last_used_rows(report))
 
 
 class FilterModule(object):

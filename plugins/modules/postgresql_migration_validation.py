@@ -147,7 +147,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.baseline_runs import (
-    BaselineError, baseline_lines, input_errors, measure_all, with_earlier_params,
+    BaselineError, baseline_lines, check_mode_lines, input_errors, measure_all, with_earlier_params,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     connect_or_fail, connection_argument_spec,
@@ -261,6 +261,9 @@ def main():
             module.fail_json(msg=str(error.args[0]), **result)
     # Read after the baseline queries, so that their scans of the new indexes count.
     result['index_usage'] = read_index_usage(runner.cursor, names, measure)
+    # In check mode nothing is measured: what a real run would do with the baseline (compare it, or refuse it).
+    check_lines = check_mode_lines(runner.cursor, params['compare_with']) \
+        if module.check_mode and params['baseline_queries'] else []
     connection.close()
     result['seconds'] = round(time.monotonic() - started, 2)
     result['record'] = dict(objects_valid=result['objects_valid'], comparison=result['comparison'],
@@ -270,6 +273,7 @@ def main():
     if module.check_mode:
         result['summary'].append('Check mode changed nothing, so the baseline queries are not measured again and '
                                  'there is nothing to compare.')
+        result['summary'].extend(check_lines)
     elif measure:
         result['summary'].extend(baseline_lines(result['queries'], result['comparison']))
     if not result['objects_valid'] and not module.check_mode:

@@ -120,7 +120,9 @@ constraints:
       C(action), C(seconds), C(retries), C(statements), C(definition) (C(pg_get_constraintdef) after the task, null
       when absent). Foreign keys, checks and NOT NULL add C(steps) (the steps decided), C(locks) (the lock each step takes), C(steps_done), C(planned)
       (the planned definition) and C(advice) (a missing index on a foreign key's columns). Unique ones add what
-      M(pg_zero_downtime.migrations.postgresql_online_unique_constraint) returns.
+      M(pg_zero_downtime.migrations.postgresql_online_unique_constraint) returns. On PostgreSQL 17 and later each also
+      has C(transaction_timeout) (C(0)), which the session set so that a server or role default cannot end a
+      VALIDATE or a build.
     - C(action) is C(created), C(validated) (a NOT VALID leftover validated), C(completed) (NOT NULL finished from a
       valid helper check), C(unchanged), C(dropped), or for a unique constraint C(rebuilt) or C(attached); C(failed)
       for the one that stopped the phase (C(planned_action) says what it was to be, C(statements_run) what of it ran

@@ -321,6 +321,20 @@ indexes:
       description: The O(statement_timeout) it ran under.
       type: str
       sample: '0'
+    last_used:
+      description:
+        - For an index V(dropped), V(replaced) or V(restored) (whose index of that name is dropped), its
+          C(pg_stat_user_indexes) read before it changed. C(idx_scan), C(last_idx_scan) (UTC, PostgreSQL 16 and later;
+          null below 16 or when never scanned since the statistics were reset), C(last_idx_scan_available), and
+          C(note), which says why C(last_idx_scan) is null.
+      type: dict
+      sample: {idx_scan: 42, last_idx_scan: '2026-12-04T21:02:11Z', last_idx_scan_available: true, note: null}
+    transaction_timeout:
+      description:
+        - On PostgreSQL 17 and later, the C(transaction_timeout) the session set (C(0), none), so that a server, database
+          or role default cannot end a long build. Absent below 17, where the setting does not exist.
+      type: str
+      sample: '0'
 lock_retries_used:
   description: Total lock-timeout retries of the task.
   returned: always
@@ -351,7 +365,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
     watch_connection_factory,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import (
-    ACTION_RESTORE, ACTION_UNCHANGED,
+    ACTION_RESTORE, ACTION_UNCHANGED, ACTIONS_REMOVING,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_decisions import (
     INDEX_SPEC_OPTIONS,
@@ -441,6 +455,13 @@ def run_table(module, connection, conn_params, schema, table, specs):
     # In check mode: whether a real run would change something. Otherwise set from what really ran.
     result['changed'] = any(d['action'] != ACTION_UNCHANGED for d in decisions)
     result['indexes'] = index_entries(decisions)
+    # When the indexes that go were last used, read before anything of them changes.
+    going = [entry['name'] for entry in result['indexes'] if entry['action'] in ACTIONS_REMOVING]
+    last_used = runner.read_last_use(schema, going) if going else {}
+    for entry in result['indexes']:
+        entry.update(runner.session.timeout_settings)
+        if entry['name'] in last_used:
+            entry['last_used'] = last_used[entry['name']]
     if module._diff:
         result['diff'] = dict(before='\n'.join(describe(d) for d in decisions) + '\n',
                               after='\n'.join(planned(d) for d in decisions) + '\n')

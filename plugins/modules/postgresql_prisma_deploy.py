@@ -150,6 +150,9 @@ migrations:
     - Each statement has C(line), C(kind), C(cls) (online, catalog, refused, skip), C(text), C(action) (C(done),
       C(unchanged), C(skipped), C(planned), C(failed)), C(lock), C(brief_lock), C(lock_as_written), C(lock_on),
       C(acknowledged), C(statements) (what ran for it), C(seconds) and C(retries).
+    - A C(DROP INDEX) also has C(last_used), the index's C(pg_stat_user_indexes) read before it was dropped, with
+      C(idx_scan), C(last_idx_scan) (UTC, PostgreSQL 16 and later), C(last_idx_scan_available) and C(note) (why
+      C(last_idx_scan) is null).
   returned: always
   type: list
   elements: dict

@@ -14,6 +14,10 @@ description:
   - Runs each query O(runs) times under C(EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)). For each query it returns
     the median execution time, the buffers and the plan shape (which nodes, which index). A migration compares
     the figures before and after.
+  - Every EXPLAIN option is given explicitly (RV(explain_options)), the same on every PostgreSQL version, so that a
+    server's defaults (PostgreSQL 18 shows buffers unasked) never change what is compared. Each measurement records
+    the server's C(server_version_num), and a comparison (O(compare_with)) with a measurement taken on another major
+    is refused before anything runs, as plans and timings of different majors are not comparable.
   - Only read-only statements are accepted, and anything else is refused before it runs. First, PostgreSQL's own
     parser (pglast, needed on the host that runs the module) must read the text as exactly one SELECT (WITH,
     TABLE and VALUES are SELECTs too) with no data-modifying WITH, no FOR UPDATE/SHARE, no INTO and no call of
@@ -103,7 +107,8 @@ queries:
   description:
     - Per query, C(name), C(sql), C(params) (the values used), C(statement) (as run), C(runs), C(execution_ms),
       C(median_ms), C(planning_median_ms), C(shared_hit_blocks), C(shared_read_blocks), C(buffers), C(rows),
-      C(top_node), C(plan_shape) and C(scans) (node, relation and index of every scan).
+      C(top_node), C(plan_shape), C(scans) (node, relation and index of every scan), C(server_version_num) and
+      C(server_version) (of the server measured on).
   returned: always
   type: list
   elements: dict
@@ -120,6 +125,21 @@ slower:
   returned: always
   type: list
   elements: str
+server_version_num:
+  description: C(server_version_num) of the server measured on (also in each query of RV(queries)).
+  returned: success
+  type: int
+  sample: 150014
+server_version:
+  description: C(server_version) of that server.
+  returned: success
+  type: str
+  sample: '15.14'
+explain_options:
+  description: The options of every measured EXPLAIN, the same on every version.
+  returned: success
+  type: str
+  sample: ANALYZE true, BUFFERS true, COSTS true, TIMING true, SUMMARY true, VERBOSE false, SETTINGS false, WAL false, FORMAT JSON
 seconds:
   description: How long the measurement took.
   returned: success

@@ -362,6 +362,10 @@ def test_rollback_to_an_earlier_migration_gives_its_schema_exactly(database, t12
     until_09 = folder_until(tmp_path, '20260109000000_system_log_message_optional', 'until-09')
     result = deploy(database, migrations_dir=until_09, allow=())
     assert not result.get('failed') and len(result['migrations']) == 9, result.get('msg')
+    # A DROP INDEX says when the index was last used, read before it went (on 15, that last_idx_scan is not available).
+    (dropped,) = [s for m in result['migrations'] for s in m['statements'] if s['kind'] == 'drop_index']
+    assert dropped['last_used']['idx_scan'] >= 0 and dropped['last_used']['last_idx_scan_available'] is False
+    assert 'not available on PostgreSQL 15' in dropped['last_used']['note']
 
     checked = deploy(database, check=True, migrations_dir=until_09, allow=(), state='absent',
                      rollback_to='20260101000000_job_indexes')
@@ -373,6 +377,10 @@ def test_rollback_to_an_earlier_migration_gives_its_schema_exactly(database, t12
                     rollback_to='20260101000000_job_indexes')
     assert not rolled.get('failed'), rolled.get('msg')
     assert [m['action'] for m in rolled['migrations']] == ['rolled back'] * 8, rolled['review']
+    # The indexes the migrations created, dropped by the rollback, each with when it was last used.
+    undone = [s for m in rolled['migrations'] for s in m['statements']
+              if s['kind'] == 'create_index' and s['action'] == 'done']
+    assert undone and all(s['last_used']['idx_scan'] >= 0 and s['last_used']['note'] for s in undone), undone
     assert [r['migration_name'] for r in prisma_rows(conn)] == MIGRATIONS[:2]
 
     assert helpers.schema_dump(cluster, DATABASE) == clean_schema(

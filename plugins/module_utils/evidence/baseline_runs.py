@@ -20,17 +20,25 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.p
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_trust import PlanTrust, refusal_message
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.query_baseline import (
+    EXPLAIN_ANALYZE_OPTIONS,
+    EXPLAIN_PLAIN_OPTIONS,
+    baseline_version_error,
     compare,
     query_problems,
     read_only_error,
     runs_needed,
     strip_statement,
     summarize,
+    version_text,
     writing_nodes,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.ddl_session import set_session_timeouts
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import (
     error_text, fetch_dicts, sql_module,
 )
+
+SERVER_QUERY = ("SELECT pg_catalog.current_setting('server_version_num')::int AS version_num, "
+                "pg_catalog.current_setting('server_version') AS version, pg_catalog.pg_is_in_recovery() AS replica")
 
 # The name the measured query is prepared under in the module's own session (deallocated after each query).
 PREPARED = 'pgzd_baseline_query'
@@ -120,7 +128,7 @@ class Baseline(object):
     def explain(self, names, values, analyze):
         """EXPLAIN of the prepared query with the values bound to its parameters (EXECUTE's arguments: constants that
         PostgreSQL binds to $n, never SQL)."""
-        options = 'ANALYZE, BUFFERS, FORMAT JSON' if analyze else 'FORMAT JSON'
+        options = EXPLAIN_ANALYZE_OPTIONS if analyze else EXPLAIN_PLAIN_OPTIONS
         arguments = ', '.join(self.sql.Literal(values[name]).as_string(self.connection) for name in names)
         statement = 'EXPLAIN (%s) EXECUTE %s%s' % (options, PREPARED, '(%s)' % arguments if names else '')
         problem = execute_error(statement, PREPARED)
@@ -211,24 +219,50 @@ def with_earlier_params(queries, compare_with):
             if q['name'] in before else q for q in queries]
 
 
+def read_server(cursor):
+    """dict(version_num, version, replica) of the server the baseline runs on."""
+    return fetch_dicts(cursor, SERVER_QUERY)[0]
+
+
+def check_mode_lines(cursor, compare_with):
+    """What a real validation would do with the "before" measurement C(compare_with), said in check mode, where
+    nothing is measured: compare it on this server, or refuse it, taken on another major."""
+    if not compare_with:
+        return []
+    server = read_server(cursor)
+    refused = baseline_version_error(compare_with, server['version_num'], server['version'])
+    if refused:
+        return ['A real run would refuse the comparison: %s' % refused]
+    return ['A real run would measure the baseline queries on PostgreSQL %s with EXPLAIN (%s) and compare them with '
+            'the baseline.' % (version_text(server['version_num'], server['version']), EXPLAIN_ANALYZE_OPTIONS)]
+
+
 def measure_all(connection, queries, runs, budget_ms, statement_timeout, compare_with=None, tolerance=1.2,
                 min_regression_ms=0.5, trusted=()):
     """Measure every query (read-only session); dict(queries, comparison, slower). Raises BaselineError."""
     baseline = Baseline(connection, runs, budget_ms, trusted)
-    if fetch_dicts(baseline.cursor, 'SELECT pg_catalog.pg_is_in_recovery() AS replica')[0]['replica']:
+    server = read_server(baseline.cursor)
+    if server['replica']:
         raise BaselineError('The baseline queries were not run: plan SQL is proven by the server before it runs, which '
                             'needs a temporary view, and a replica keeps none. Compare them on the primary.', {})
+    refused = baseline_version_error(compare_with, server['version_num'], server['version'])
+    if refused:
+        raise BaselineError('Baseline comparison refused: %s' % refused, {})
     # Read-only for the whole session, not only in the transaction each query runs in: defence in depth, should
-    # a query's text ever end that transaction.
+    # a query's text ever end that transaction. statement_timeout bounds each run; a server or role default
+    # transaction_timeout (PostgreSQL 17+) does not.
     baseline.cursor.execute("SELECT pg_catalog.set_config('statement_timeout', %(value)s, false), "
                             "pg_catalog.set_config('application_name', 'pg-zero-downtime', false), "
                             "pg_catalog.set_config('default_transaction_read_only', 'on', false)",
                             dict(value=statement_timeout))
-    result = dict(queries=[], comparison=[], slower=[])
+    set_session_timeouts(lambda text, values: fetch_dicts(baseline.cursor, text, values), server['version_num'])
+    result = dict(queries=[], comparison=[], slower=[], server_version_num=server['version_num'],
+                  server_version=server['version'], explain_options=EXPLAIN_ANALYZE_OPTIONS)
     query = None
     try:
         for query in with_earlier_params(queries, compare_with):
-            result['queries'].append(baseline.measure(query))
+            result['queries'].append(dict(baseline.measure(query), server_version_num=server['version_num'],
+                                          server_version=server['version']))
     except BaselineError as error:
         raise BaselineError('Baseline refused: %s' % error, result)
     except Exception as error:  # psycopg2 and psycopg 3 errors share no importable base here
@@ -247,8 +281,12 @@ def baseline_lines(queries, comparison):
     """The measurement as the play prints it: each query's median and plan, then each comparison's verdict."""
     if not queries:
         return ['No baseline queries in the plan: nothing was measured.']
-    lines = ['%-30s median %8.3f ms  buffers %6d  %s' % (q['name'], q['median_ms'], q['buffers'], q['plan_shape'])
-             for q in queries]
+    lines = []
+    if queries[0].get('server_version_num'):
+        lines.append('Measured on PostgreSQL %s with EXPLAIN (%s), the same options on every version.' % (
+            version_text(queries[0]['server_version_num'], queries[0].get('server_version')), EXPLAIN_ANALYZE_OPTIONS))
+    lines.extend('%-30s median %8.3f ms  buffers %6d  %s' % (q['name'], q['median_ms'], q['buffers'], q['plan_shape'])
+                 for q in queries)
     for c in comparison:
         if c.get('seq_scan_to_index'):
             note = ', Seq Scan on %s became an index scan' % ', '.join(c['seq_scan_to_index'])

@@ -8,6 +8,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import PARAMETER, query_error
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import major
+
+# The options of every measured EXPLAIN, each given explicitly, so that a server's defaults never change what is
+# compared: PostgreSQL 18 shows buffers under EXPLAIN ANALYZE unasked (explain_buffers_by_default), and every option
+# named here exists on each supported major (14+). The plain EXPLAIN that checks a plan for writes needs no figures.
+EXPLAIN_ANALYZE_OPTIONS = ('ANALYZE true, BUFFERS true, COSTS true, TIMING true, SUMMARY true, VERBOSE false, '
+                           'SETTINGS false, WAL false, FORMAT JSON')
+EXPLAIN_PLAIN_OPTIONS = 'FORMAT JSON'
 
 # Plan nodes that write or lock rows: a statement whose plain EXPLAIN has one is refused before it runs.
 WRITING_NODES = ('ModifyTable', 'LockRows')
@@ -197,3 +205,24 @@ def compare(before, after, tolerance, min_regression_ms):
                 # A relation read with a Seq Scan before is read through an index after.
                 seq_scan_to_index=sorted(sequential_before - sequential_after) if any(
                     scan['index'] for scan in after['scans']) else [])
+
+
+def version_text(version_num, server_version=None):
+    """A server's version for a message: its server_version text without the packager's suffix ('15.14', not
+    '15.14 (Debian 15.14-1.pgdg120+1)'), else its major."""
+    return (server_version or '').split(' ')[0] or str(major(version_num))
+
+
+def baseline_version_error(before, version_num, server_version=None):
+    """Why the "before" measurement C(before) (its queries, each with the server_version_num it was taken on) cannot
+    be compared on a server of C(version_num), or None. Plans and timings compare only within one major: another
+    major has another planner and another EXPLAIN. A query measured before 0.19.0 records no version and is compared
+    as before."""
+    for query in before or []:
+        taken = query.get('server_version_num')
+        if taken and major(taken) != major(version_num):
+            return ('the baseline was taken on PostgreSQL %s and this server is %s: plans and timings of different '
+                    'majors are not comparable (another planner, another EXPLAIN); take a new baseline on this server '
+                    '(baseline.yml) and compare with that. Nothing was measured.' % (
+                        version_text(taken, query.get('server_version')), version_text(version_num, server_version)))
+    return None

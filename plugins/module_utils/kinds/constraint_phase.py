@@ -170,7 +170,7 @@ def bring(module, runner, spec, state, before=()):
     """One unique constraint to C(state), after the statements C(before) that ran for it (its duplicate renames);
     returns (entry, statements run, (diff before, diff after)). Raises ConstraintFailed."""
     params = module.params
-    entry = new_entry(spec, params)
+    entry = dict(new_entry(spec, params), **runner.session.timeout_settings)
     try:
         decision = runner.plan_constraint(spec['name'], spec['schema'], spec['table'], spec['columns'], state)
     except OnlineIndexError as error:
@@ -213,7 +213,7 @@ def bring_other(module, runner, spec, state, planned_unique=()):
     """One foreign key, check or NOT NULL to C(state), step by step; returns (entry, statements run, (diff before,
     diff after)). Raises ConstraintFailed. Nothing runs for it before (no duplicate renames)."""
     params = module.params
-    entry = new_entry(spec, params)
+    entry = dict(new_entry(spec, params), **runner.session.timeout_settings)
     entry.update(steps=[], steps_done=[], locks=[], planned=None, advice=None)
     try:
         decision = runner.plan_entry(spec, state, spec['schema'], planned_unique)

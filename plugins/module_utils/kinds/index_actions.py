@@ -19,6 +19,9 @@ ACTION_RESUME = 'resumed'
 # on_mismatch: replace swapped the planned definition in; a rollback swaps the recorded previous one back.
 ACTION_REPLACE = 'replaced'
 ACTION_RESTORE = 'restored'
+# The actions that remove an index in use (dropped; replaced and restored drop the index of that name after the swap):
+# the report shows when each was last used (IndexCatalog.read_last_use).
+ACTIONS_REMOVING = (ACTION_DROP, ACTION_REPLACE, ACTION_RESTORE)
 
 
 def new_decision(spec, existing, action, steps=None, previous_definition=None, planned_definition=None, ledger_row=None,

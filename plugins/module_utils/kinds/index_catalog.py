@@ -16,6 +16,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.refusal_rules import (
     RELATIONS_QUERY, SERVER_VERSION_QUERY, refusal_messages, relation_facts,
 )
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import (
+    first_major_with, has, major,
+)
 
 TABLE_QUERY = """
 SELECT c.oid, c.relkind,
@@ -123,6 +126,34 @@ WHERE it.level > 0
 """
 
 
+def index_usage_query(version_num):
+    """The statistics of the named indexes of a schema (pg_stat_user_indexes): idx_scan, and on PostgreSQL 16+
+    last_idx_scan as UTC text (NULL below 16, where the column does not exist)."""
+    last = ("pg_catalog.to_char(s.last_idx_scan AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+            if has(version_num, 'last_idx_scan') else 'NULL::text')
+    return ('SELECT s.indexrelname::text AS name, s.idx_scan, %s AS last_idx_scan '
+            'FROM pg_catalog.pg_stat_user_indexes s '
+            'WHERE s.schemaname = %%(schema)s AND s.indexrelname = ANY(%%(names)s)' % last)
+
+
+def last_use(version_num, row):
+    """What the report says of an index about to be dropped or replaced, from its pg_stat_user_indexes C(row) (None:
+    no statistics) on a server of C(version_num): its scans, and when it was last scanned (PostgreSQL 16+), or why
+    that is not known, so that a blank is never silent."""
+    if row is None:
+        return dict(idx_scan=None, last_idx_scan=None, last_idx_scan_available=False,
+                    note='no statistics in pg_stat_user_indexes (a partitioned index keeps none of its own)')
+    available = has(version_num, 'last_idx_scan')
+    note = None
+    if not available:
+        note = 'last_idx_scan is not available on PostgreSQL %d (pg_stat_user_indexes has it from PostgreSQL %d)' % (
+            major(version_num), first_major_with('last_idx_scan'))
+    elif row['last_idx_scan'] is None:
+        note = 'not scanned since the statistics were last reset'
+    return dict(idx_scan=row['idx_scan'], last_idx_scan=row['last_idx_scan'], last_idx_scan_available=available,
+                note=note)
+
+
 class IndexCatalog(object):
     """The catalog reads of the index kind, over a DdlSession (read once where it cannot change in a run)."""
 
@@ -166,6 +197,13 @@ class IndexCatalog(object):
     def refused(self, judged):
         """The lines of the refusal rules that refuse C(judged), [(subject, statement, facts)], on this server."""
         return refusal_messages(judged, self.server_version())
+
+    def read_last_use(self, schema, names):
+        """{index name: last_use} of the named indexes of C(schema), read before they are dropped or replaced."""
+        version = self.server_version()
+        rows = dict((row['name'], row) for row in self.session.query(index_usage_query(version),
+                                                                     dict(schema=schema, names=list(names))))
+        return dict((name, last_use(version, rows.get(name))) for name in names)
 
     def read_existing_indexes(self, schema, names):
         rows = self.session.query(EXISTING_INDEXES_QUERY, dict(schema=schema, names=list(names)))

@@ -117,6 +117,7 @@ class OnlineIndexRunner(object):
         self.read_table, self.read_existing_indexes = catalog.read_table, catalog.read_existing_indexes
         self.estimate_sizes, self.server_version = catalog.estimate_sizes, catalog.server_version
         self.read_relation_facts, self.refused = catalog.read_relation_facts, catalog.refused
+        self.read_last_use = catalog.read_last_use
         self.create_statement, self.drop_statement = steps.create_statement, steps.drop_statement
         self.apply, self.build_index, self.connection_lost = steps.apply, steps.build_index, session.connection_lost
 

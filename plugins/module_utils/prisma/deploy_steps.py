@@ -27,7 +27,9 @@ import time
 import uuid
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_catalog import COLUMNS_QUERY
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import ACTION_UNCHANGED
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.index_actions import (
+    ACTION_UNCHANGED, ACTIONS_REMOVING,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import (
     _touches, dropped_names, kind_spec, runs_as_planned, touched_tables,
 )
@@ -36,6 +38,11 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import OnlineIndexError, error_text
 
 DONE, UNCHANGED, SKIPPED, PLANNED = 'done', 'unchanged', 'skipped', 'planned'
+
+
+def last_use(runner, schema, name):
+    """When index C(name) of C(schema), about to be dropped, was last used (IndexCatalog.read_last_use)."""
+    return runner.indexes.read_last_use(schema, [name])[name]
 
 
 # The ledger's plan of every Prisma deploy, whatever plan file or run named it: a rerun, a resume and a rollback of a
@@ -236,6 +243,9 @@ class PrismaDeploy(object):
 
     def through_kind(self, shape, spec, state, outcome):
         decisions, apply = self.plan_kind(shape, spec, state)
+        for decision in decisions:  # a rollback's drop of an index: when it was last used, before it goes
+            if shape == 'index' and decision['action'] in ACTIONS_REMOVING:
+                outcome['last_used'] = last_use(self.runner, decision['spec']['schema'], decision['spec']['name'])
         return self._apply(decisions, apply, outcome)
 
     def _apply(self, decisions, apply, outcome):
@@ -253,6 +263,7 @@ class PrismaDeploy(object):
         if existing is None:
             return UNCHANGED
         statement = self.runner.indexes.drop_statement(spec['schema'], spec['name'])
+        outcome['last_used'] = last_use(self.runner, spec['schema'], spec['name'])
         if self.check_mode:
             outcome['statements'] = [self.session.render(statement)]
             return PLANNED

@@ -20,7 +20,7 @@ import time
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_proof import classified
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.deploy_steps import (
-    DONE, UNCHANGED, DeployFailed, PrismaDeploy,
+    DONE, UNCHANGED, DeployFailed, PrismaDeploy, last_use,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.pending_migrations import (
     pending_migrations,
@@ -173,6 +173,9 @@ class PrismaRollback(PrismaDeploy):
             if row is not None and outcome['action'] == DONE:
                 self.ledger.undone(row['id'])
         elif kind in ('sql', 'concurrent'):
+            if entry['kind'] == 'create_index':  # when the index was last used, before it goes
+                outcome['last_used'] = last_use(self.runner, outcome['entry_details'].get('schema') or self.schema,
+                                                outcome['entry_details']['name'])
             outcome['action'] = self._statements(form, row, outcome)
         else:
             raise OnlineIndexError('cannot be undone: %s' % form.get('why'))

@@ -23,6 +23,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.run.ledger import NO_PLAN, Ledger
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_sql import statement_error
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.plan_trust import PlanTrust
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import has
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import (
     RETRYABLE_SQLSTATES, OnlineIndexError, backoff_seconds, error_text, fetch_dicts, sql_module, sqlstate,
 )
@@ -76,6 +77,21 @@ def build_gave_up_lines(text, gave_up, build_wait_timeout):
     return lines
 
 
+def session_timeouts(version_num):
+    """The timeouts a DDL session sets besides lock_timeout and statement_timeout, on a server of C(version_num):
+    transaction_timeout (PostgreSQL 17+) off, so that a server, database or role default cannot end a long concurrent
+    build or VALIDATE that statement_timeout=0 lets run; below 17 the setting does not exist and nothing is set."""
+    return dict(transaction_timeout='0') if has(version_num, 'transaction_timeout') else {}
+
+
+def set_session_timeouts(query, version_num):
+    """Set session_timeouts(C(version_num)) for the session through C(query)(text, params); returns them."""
+    settings = session_timeouts(version_num)
+    for name, value in sorted(settings.items()):
+        query('SELECT pg_catalog.set_config(%(name)s, %(value)s, false)', dict(name=name, value=value))
+    return settings
+
+
 class DdlSession(object):
     """The autocommit connection a run's DDL goes through, and what it recorded."""
 
@@ -118,12 +134,16 @@ class DdlSession(object):
         self.cleanup_queries = []
         # {configured lock_timeout: lock_order.capped_lock_timeout} of the statements that lock two tables.
         self._capped_timeouts = {}
-        self.backend_pid = self.query(
+        row = self.query(
             "SELECT pg_catalog.set_config('application_name', 'pg-zero-downtime', false), "
             "pg_catalog.set_config('lock_timeout', %(lock_timeout)s, false), "
             "pg_catalog.set_config('statement_timeout', %(statement_timeout)s, false), "
+            "pg_catalog.current_setting('server_version_num')::int AS version_num, "
             "pg_catalog.pg_backend_pid() AS pid",
-            dict(lock_timeout=str(lock_timeout), statement_timeout=str(statement_timeout)))[0]['pid']
+            dict(lock_timeout=str(lock_timeout), statement_timeout=str(statement_timeout)))[0]
+        self.backend_pid = row['pid']
+        # The settings the session set beyond lock_timeout and statement_timeout, as the report records them.
+        self.timeout_settings = set_session_timeouts(self.query, row['version_num'])
         # A backend reads its client's socket only between statements: when the run dies mid-build (ansible-playbook
         # and its module killed, the control node lost, the connection cut), CREATE INDEX CONCURRENTLY would go on
         # alone for as long as the build takes, and a rerun would find the index "being built right now". With this
