@@ -46,11 +46,16 @@ PRISTINE_DB = 't12_pristine'
 # last and leave the other workers idle; the rest follow in name order. Seconds of a serial run (42 min, on the
 # shared 2-core machine): update the order when a file's time changes a lot (the table at the end of a run).
 SLOWEST_FILES_FIRST = (
-    'test_migration_lock.py',          # 540 s, 400 of them five runs at once, ten times
+    'test_online_constraints.py',      # 600 s, its G-style migration on five majors
+    'test_migration_lock.py',          # 600 s, 400 of them five runs at once, ten times
     'test_replicas_and_fleet.py',      # 360 s, its own primary and replica
+    'test_prisma_deploy.py',           # 330 s, the history on five majors
     'test_report.py',                  # 200 s
     'test_prisma_history.py',          # 195 s
     'test_faults.py',                  # 175 s, a 3-million-row table and a cluster of its own
+    'test_hostile_plan_sql.py',        # 170 s
+    'test_partitioned_indexes.py',     # 160 s
+    'test_version_paths.py',           # 140 s
     'test_planned_sql_lint.py',        # 140 s
     'test_bad_plans.py',               # 100 s
     'test_online_index_module.py',     # 100 s
