@@ -549,6 +549,37 @@ def test_a_foreign_key_on_a_partitioned_table_is_validated_partition_by_partitio
 
 
 @pytest.mark.majors(18)
+def test_a_partition_the_user_does_not_own_refuses_the_partitioned_foreign_key_before_any_change(copy):
+    """Validating partition by partition alters each partition: a partition another role owns would let the ADD and
+    the parent's VALIDATE through and stop at its own VALIDATE, every run. Its owner is judged before any change."""
+    info, conn = copy
+    for statement in PARTITIONED:
+        helpers.query(conn, statement)
+    app, other = 'pt_fk_app', 'pt_fk_other'
+    for role in (app, other):
+        helpers.query(conn, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%s') THEN "
+                            "CREATE ROLE %s NOLOGIN; END IF; END $$" % (role, role))
+    helpers.query(conn, 'GRANT USAGE, CREATE ON SCHEMA public TO %s' % app)
+    for table in ['pt_parted', 'pt_parted_1', 'pt_parted_3', 'pt_parted_3a', 'pt_parted_3b', 'pt_ref']:
+        helpers.query(conn, 'ALTER TABLE %s OWNER TO %s' % (table, app))
+    helpers.query(conn, 'ALTER TABLE pt_parted_2 OWNER TO %s' % other)
+    try:
+        for check in (True, False):
+            result = run(info, check=check, constraints=[PARTITIONED_FK], session_role=app)
+            assert result.get('failed') and result['queries'] == [], result
+            assert 'the current user %s does not own public.pt_parted_2 (its owner is %s)' % (app, other) \
+                in result['msg'], result['msg']
+        assert partitioned_keys(conn) == {}
+    finally:
+        for table in ['pt_parted', 'pt_parted_1', 'pt_parted_2', 'pt_parted_3', 'pt_parted_3a', 'pt_parted_3b',
+                      'pt_ref']:
+            helpers.query(conn, 'ALTER TABLE %s OWNER TO %s' % (table, info['user']))
+        for role in (app, other):
+            helpers.query(conn, 'DROP OWNED BY %s CASCADE' % role)
+            helpers.query(conn, 'DROP ROLE %s' % role)
+
+
+@pytest.mark.majors(18)
 def test_a_partitioned_foreign_key_stopped_by_late_rows_keeps_the_partitions_done_and_the_rerun_validates_the_rest(
         copy):
     info, conn = copy

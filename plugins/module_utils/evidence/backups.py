@@ -151,10 +151,10 @@ def no_client_message(program, found, server_major, server_version, role_variabl
     else:
         seen = 'found none (looked on the PATH, in %s and in the extra directories given)' % (
             ' and '.join(PACKAGED_CLIENT_DIRS))
+    action = 'dump' if program == 'pg_dump' else 'restore the dump of'
     return ('No %s on the control node can handle the server, PostgreSQL %s: %s, and an older %s cannot %s a newer '
-            'server. %s' % (program, server_version.split()[0], seen, program,
-                            'dump' if program == 'pg_dump' else 'restore the dump of', install_advice(server_major,
-                                                                                                     role_variable)))
+            'server. %s' % (program, server_version.split()[0], seen, program, action,
+                            install_advice(server_major, role_variable)))
 
 
 def pg_dump_too_old(client_version_output, server_major, server_version):

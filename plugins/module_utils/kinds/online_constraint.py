@@ -184,7 +184,7 @@ class ConstraintRunner(object):
             # What the ledger does not attribute to the plan is left alone before the rules judge the rest.
             action, steps, ledger_rows, left_alone = self._attributed_steps(spec, action, steps, existing,
                                                                             column_not_null)
-        errors = self.step_refusals_of_entry(spec, steps, existing, planned_unique)
+        errors = self.step_refusals_of_entry(spec, steps, existing, planned_unique, partitions)
         if errors:
             raise OnlineIndexError(table_problems(schema, table, errors))
         decision = dict(spec=spec, action=action, steps=steps, constraint=existing, index_decision=index_decision,
@@ -237,9 +237,10 @@ class ConstraintRunner(object):
             return action, steps, rows, None
         return (ACTION_DROP if kept else ACTION_UNCHANGED), kept, rows, '; '.join(sorted(set(reasons))) or None
 
-    def step_refusals_of_entry(self, spec, steps, existing, planned_unique):
+    def step_refusals_of_entry(self, spec, steps, existing, planned_unique, partitions=()):
         """What PostgreSQL would refuse of an entry's steps (refusal_rules), one line per rule. A foreign key's own
-        index (build_index, drop_index) is the index runner's to prove (OnlineIndexRunner.plan)."""
+        index (build_index, drop_index) is the index runner's to prove (OnlineIndexRunner.plan). validate_partitions
+        alters each leaf of C(partitions) itself, so each is judged as well (its owner may not be the parent's)."""
         schema, table = spec['schema'], spec['table']
         relation = self.indexes.read_relation_facts([(schema, table)]).get((schema, table))
         if relation is None:
@@ -260,6 +261,10 @@ class ConstraintRunner(object):
                 if facts['column'] is None:
                     continue
             judged.append((subject, statement, facts))
+            if step == 'validate_partitions':
+                leaves = [(partition['schema'], partition['partition']) for partition in partitions]
+                judged.extend((subject, statement, dict(relation=facts)) for facts in
+                              self.indexes.read_relation_facts(leaves).values())
         return self.indexes.refused(judged)
 
     def _index_decision(self, spec, state):
