@@ -157,6 +157,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.p
     prove_constraints, prove_indexes,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import has
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.online_constraint import ConstraintRunner
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.unique_constraint import PLAN_CONSTRAINT_OPTIONS
 
@@ -175,7 +176,7 @@ def read_index_usage(cursor, names, measured):
     snapshot cleared first."""
     if measured:
         version = fetch_dicts(cursor, "SELECT pg_catalog.current_setting('server_version_num')::int AS num")[0]['num']
-        if version >= 150000:
+        if has(version, 'stat_force_next_flush'):
             cursor.execute('SELECT pg_catalog.pg_stat_force_next_flush()')
         cursor.execute('SELECT pg_catalog.pg_stat_clear_snapshot()')
     return fetch_dicts(cursor, INDEX_USAGE_QUERY, dict(names=names))

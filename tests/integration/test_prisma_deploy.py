@@ -357,15 +357,20 @@ def folder_until(tmp_path, last, label):
 
 
 @pytest.mark.majors()
-def test_rollback_to_an_earlier_migration_gives_its_schema_exactly(database, t12_copy, tmp_path):
+def test_rollback_to_an_earlier_migration_gives_its_schema_exactly(database, t12_copy, tmp_path, pg_major):
     conn, cluster = database['conn'], database['cluster']
     until_09 = folder_until(tmp_path, '20260109000000_system_log_message_optional', 'until-09')
     result = deploy(database, migrations_dir=until_09, allow=())
     assert not result.get('failed') and len(result['migrations']) == 9, result.get('msg')
-    # A DROP INDEX says when the index was last used, read before it went (on 15, that last_idx_scan is not available).
+    # A DROP INDEX says when the index was last used, read before it went (before 16, that last_idx_scan is not
+    # available; from 16, its time, or a note that it was never scanned).
     (dropped,) = [s for m in result['migrations'] for s in m['statements'] if s['kind'] == 'drop_index']
-    assert dropped['last_used']['idx_scan'] >= 0 and dropped['last_used']['last_idx_scan_available'] is False
-    assert 'not available on PostgreSQL 15' in dropped['last_used']['note']
+    used = dropped['last_used']
+    assert used['idx_scan'] >= 0 and used['last_idx_scan_available'] is (pg_major >= 16), used
+    if pg_major < 16:
+        assert 'not available on PostgreSQL %d' % pg_major in used['note'], used
+    else:
+        assert bool(used['last_idx_scan']) != bool(used['note']), used
 
     checked = deploy(database, check=True, migrations_dir=until_09, allow=(), state='absent',
                      rollback_to='20260101000000_job_indexes')
@@ -380,7 +385,8 @@ def test_rollback_to_an_earlier_migration_gives_its_schema_exactly(database, t12
     # The indexes the migrations created, dropped by the rollback, each with when it was last used.
     undone = [s for m in rolled['migrations'] for s in m['statements']
               if s['kind'] == 'create_index' and s['action'] == 'done']
-    assert undone and all(s['last_used']['idx_scan'] >= 0 and s['last_used']['note'] for s in undone), undone
+    assert undone and all(s['last_used']['idx_scan'] >= 0 and (s['last_used']['note'] or s['last_used']['last_idx_scan'])
+                          for s in undone), undone
     assert [r['migration_name'] for r in prisma_rows(conn)] == MIGRATIONS[:2]
 
     assert helpers.schema_dump(cluster, DATABASE) == clean_schema(
@@ -509,6 +515,27 @@ def test_a_primary_key_on_an_existing_table_is_a_concurrent_unique_index_then_at
     refused = deploy(database, migrations_dir=folder, allow=())
     assert refused.get('failed') and 'is on column(s) code, which may hold NULL' in refused['msg'], refused['msg']
     assert index_state(conn, 'Tag_code_pkey') is None and prisma_rows(conn) == before
+
+
+@pytest.mark.majors(18)
+def test_a_primary_key_over_a_not_valid_not_null_is_refused_before_any_change(database, tmp_path):
+    """On 18 a NOT NULL added NOT VALID already sets attnotnull, but PRIMARY KEY USING INDEX refuses the column: the
+    deploy must not build the index and then stop at the attach, every run."""
+    conn = database['conn']
+    helpers.query(conn, 'CREATE TABLE "Badge" ("code" TEXT, "label" TEXT)')
+    helpers.query(conn, 'INSERT INTO "Badge" SELECT \'c\' || n, \'l\' || n FROM generate_series(1, 100) n')
+    helpers.query(conn, 'ALTER TABLE "Badge" ADD CONSTRAINT "Badge_code_not_null" NOT NULL "code" NOT VALID')
+    folder = folder_until(tmp_path, INIT, 'pk-not-valid')
+    os.makedirs(os.path.join(folder, '20260201000000_badge_code'))
+    with open(os.path.join(folder, '20260201000000_badge_code', 'migration.sql'), 'w') as handle:
+        handle.write('-- AlterTable\nALTER TABLE "Badge" ADD CONSTRAINT "Badge_pkey" PRIMARY KEY ("code");\n')
+    before = prisma_rows(conn)
+    refused = deploy(database, migrations_dir=folder, allow=())
+    assert refused.get('failed') and refused['queries'] == [], refused
+    for fragment in ('is on column(s) code, which may hold NULL', 'a NOT NULL left NOT VALID needs its VALIDATE'):
+        assert fragment in ' '.join(refused['msg'].split()), refused['msg']
+    assert index_state(conn, 'Badge_pkey') is None and prisma_rows(conn) == before
+    helpers.query(conn, 'DROP TABLE "Badge"')
 
 
 @pytest.mark.majors(17, 18)

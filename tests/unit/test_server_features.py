@@ -28,7 +28,8 @@ def test_13_and_older_are_refused_naming_the_version_and_its_end_of_life():
 
 @pytest.mark.parametrize('feature,first', [('not_null_not_valid', 18), ('foreign_key_not_valid_on_partitioned', 18),
                                            ('transaction_timeout', 17), ('last_idx_scan', 16),
-                                           ('explain_buffers_by_default', 18)])
+                                           ('explain_buffers_by_default', 18), ('stat_force_next_flush', 15),
+                                           ('wal_replay_pause_state', 14)])
 def test_each_feature_starts_at_its_major_and_not_before(feature, first):
     assert features.first_major_with(feature) == first
     assert features.has(first * 10000, feature) and features.has(first * 10000 + 4, feature)

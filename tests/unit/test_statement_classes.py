@@ -215,6 +215,7 @@ HAND_WRITTEN = [
     ('ALTER TABLE "Job" SET UNLOGGED;', 'refused', 'unknown', None),
     ('SET search_path = other;', 'refused', 'unknown', None),
     ("SET lock_timeout = '2s';", 'skip', 'session_timeout', None),
+    ("SET transaction_timeout = 0;", 'skip', 'session_timeout', None),
     ('SELECT count(*) FROM "Job";', 'skip', 'read_only_query', None),
     ('SELECT * FROM "Job" FOR UPDATE;', 'refused', 'unknown', None),
     ('CREATE TABLE "P1" PARTITION OF "P" FOR VALUES IN (1);', 'refused', 'unknown', 'ACCESS EXCLUSIVE'),

@@ -10,9 +10,14 @@ __metaclass__ = type
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_decisions import entry_columns
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.refusal_rules import COLUMN_FACTS_QUERY, UNIQUE_INDEXES_QUERY
 
+# A column proven NOT NULL: attnotnull, and (PostgreSQL 18+) no NOT VALID NOT NULL constraint behind it, for 18 sets
+# attnotnull as soon as one is added NOT VALID, and PRIMARY KEY USING INDEX refuses such a column.
+NOT_NULL_PROVEN = ("a.attnotnull AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint nn WHERE nn.conrelid = "
+                   "a.attrelid AND nn.contype = 'n' AND NOT nn.convalidated AND a.attnum = ANY(nn.conkey))")
+
 COLUMNS_QUERY = """
 SELECT a.attname::text AS name, a.atttypid::bigint AS type_oid, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
-       a.attnotnull AS not_null
+       a.attnotnull AS not_null, """ + NOT_NULL_PROVEN + """ AS not_null_valid
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

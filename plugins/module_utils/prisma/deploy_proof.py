@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.constraint_catalog import NOT_NULL_PROVEN
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.prisma.pending_migrations import (
     folder_problems, pending_migrations,
 )
@@ -305,9 +306,10 @@ def runs_as_planned(entry):
     return entry['class'] == 'catalog' or (entry['class'] == 'refused' and bool(entry.get('acknowledged')))
 
 
+# Columns of a planned primary key not proven NOT NULL (a NOT VALID NOT NULL of PostgreSQL 18 counts as nullable).
 NULLABLE_QUERY = ("SELECT a.attname::text AS name FROM pg_catalog.pg_attribute a WHERE a.attrelid = "
-                  "pg_catalog.to_regclass(%(table)s) AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnotnull "
-                  "AND a.attname = ANY(%(columns)s)")
+                  "pg_catalog.to_regclass(%(table)s) AND a.attnum > 0 AND NOT a.attisdropped AND NOT (" +
+                  NOT_NULL_PROVEN + ") AND a.attname = ANY(%(columns)s)")
 
 
 def nullable_key_problems(fetch, deploy, schema):
@@ -325,7 +327,8 @@ def nullable_key_problems(fetch, deploy, schema):
                     problems.append(
                         'migration %s, line %d: the primary key %s of %s is on column(s) %s, which may hold NULL: '
                         'ADD PRIMARY KEY would scan the table under ACCESS EXCLUSIVE to make them NOT NULL. Make them '
-                        'required in an earlier migration (SET NOT NULL goes online), then add the key'
+                        'required in an earlier migration (SET NOT NULL goes online; a NOT NULL left NOT VALID needs '
+                        'its VALIDATE CONSTRAINT), then add the key'
                         % (migration['name'], entry['line'], details['name'], '.'.join(table), ', '.join(nullable)))
             touched |= touched_tables([entry], schema)
     return problems

@@ -292,11 +292,12 @@ class PrismaDeploy(object):
             return UNCHANGED
         nullable = [row['name'] for row in self.session.query(COLUMNS_QUERY, dict(schema=spec['schema'],
                                                                                   table=spec['table']))
-                    if row['name'] in spec['columns'] and not row['not_null']]
+                    if row['name'] in spec['columns'] and not row['not_null_valid']]
         if nullable:
             raise OnlineIndexError('%s.%s: the primary key\'s column(s) %s may hold NULL: ADD PRIMARY KEY USING INDEX '
                                    'would scan the table under ACCESS EXCLUSIVE to make them NOT NULL. Make them NOT '
-                                   'NULL first (SET NOT NULL, which goes online) in an earlier migration; nothing was '
+                                   'NULL first (SET NOT NULL, which goes online; a NOT NULL left NOT VALID needs its '
+                                   'VALIDATE CONSTRAINT) in an earlier migration; nothing was '
                                    'changed by this statement' % (spec['schema'], spec['table'], ', '.join(nullable)))
         index = dict(name=spec['name'], columns=spec['columns'], unique=True, method='btree', include=[],
                      where=None, on_mismatch='fail')

@@ -225,7 +225,8 @@ KINDS = dict(
     transaction_control=_kind('skip', None, how='left out', why='transaction control: each statement runs on its own '
                                                                 '(CONCURRENTLY cannot run in a block)'),
     session_timeout=_kind('skip', None, how='left out', why='session timeout: the tool sets lock_timeout and '
-                                                            'statement_timeout per statement'),
+                                                            'statement_timeout per statement (transaction_timeout 0 '
+                                                            'on 17+)'),
     read_only_query=_kind('skip', None, how='left out', why='read-only query (the preflight does its own checks, '
                                                             'e.g. for duplicate keys)'),
 )
@@ -233,7 +234,7 @@ KINDS = dict(
 # Kinds of the online class whose form the tool's kinds cannot carry: refused, and acknowledged they run as written.
 ONLINE_FORM_SAFE_WAY = ('write it in a form the tool\'s kind can carry (named, plain columns, no storage options), '
                         'or acknowledge it to run as written, which holds %s on the table while it runs')
-SESSION_SETTINGS_SKIPPED = ('lock_timeout', 'statement_timeout', 'idle_in_transaction_session_timeout')
+SESSION_SETTINGS_SKIPPED = ('lock_timeout', 'statement_timeout', 'idle_in_transaction_session_timeout', 'transaction_timeout')
 # pg_constraint's letters for ON DELETE / ON UPDATE, as pglast gives them.
 REFERENTIAL_ACTIONS = {'a': 'NO ACTION', 'r': 'RESTRICT', 'c': 'CASCADE', 'n': 'SET NULL', 'd': 'SET DEFAULT'}
 # Functions of pg_catalog that are STABLE or IMMUTABLE (evaluated once for ADD COLUMN: no rewrite, PostgreSQL 11+),

@@ -13,6 +13,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import fetch_dicts
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import has
 
 # The replica lag a build may start behind, unless a run sets other thresholds (doc fragment replication_lag): 64 MiB of
 # WAL not replayed yet, or 30 s of replay lag; the wait polls every 5 s and gives up after 600 s.
@@ -77,7 +78,8 @@ STANDBY_PAUSE_STATE_BEFORE_14 = "CASE WHEN pg_catalog.pg_is_wal_replay_paused() 
 
 
 def standby_sql(server_version_num):
-    return STANDBY_SQL % (STANDBY_PAUSE_STATE if server_version_num >= 140000 else STANDBY_PAUSE_STATE_BEFORE_14)
+    return STANDBY_SQL % (STANDBY_PAUSE_STATE if has(server_version_num, 'wal_replay_pause_state')
+                          else STANDBY_PAUSE_STATE_BEFORE_14)
 
 
 def replica_label(replica):

@@ -48,6 +48,10 @@ FEATURES = {
     'last_idx_scan': 160000,
     # EXPLAIN ANALYZE shows buffers without asking for them.
     'explain_buffers_by_default': 180000,
+    # pg_stat_force_next_flush(): a session's statistics reported at once (before, by the collector within 0.5 s).
+    'stat_force_next_flush': 150000,
+    # pg_get_wal_replay_pause_state() on a standby (before, only whether a pause was requested).
+    'wal_replay_pause_state': 140000,
 }
 
 
