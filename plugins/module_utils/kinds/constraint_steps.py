@@ -50,8 +50,8 @@ class ConstraintSteps(object):
             return self.session.plan_text('check', entry['expression'])
         return self.sql.SQL('{} IS NOT NULL').format(self.sql.Identifier(entry['column']))
 
-    def planned_text(self, spec):
-        """The planned constraint as a definition (the diff and messages show it)."""
+    def planned_text(self, spec, helper=False):
+        """The planned constraint as a definition (diff, messages); a NOT NULL by its helper check if C(helper)."""
         sql = self.sql
         if spec['type'] == 'foreign_key':
             references = spec['references']
@@ -62,7 +62,7 @@ class ConstraintSteps(object):
                 sql.SQL(spec['on_update']), sql.SQL(spec['on_delete'])))
         if spec['type'] == 'check':
             return 'CHECK (%s)' % spec['expression']
-        if self.not_null_path() == NOT_NULL_CONSTRAINT:
+        if not helper and self.not_null_path() == NOT_NULL_CONSTRAINT:
             return 'NOT NULL on column %s (constraint %s, added NOT VALID, then validated)' % (spec['column'], spec['name'])
         return 'NOT NULL on column %s (through CHECK (%s))' % (spec['column'], self.check_expression(spec))
 

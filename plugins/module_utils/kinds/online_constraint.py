@@ -176,6 +176,8 @@ class ConstraintRunner(object):
                                                    by_partition=bool(partitions))
         if problems and existing is None:
             raise OnlineIndexError(table_problems(schema, table, problems))
+        if 'set_not_null' in steps:  # the helper check's path, on 18 too when a 14-17 run left its helper
+            planned_text = self.steps.planned_text(spec, helper=True)
         if problems:
             raise OnlineIndexError(table_problems(schema, table, [
                 different_message(spec, existing, problems, planned_text)]))
