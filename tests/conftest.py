@@ -174,9 +174,10 @@ TEST_MAJORS = tuple(int(major) for major in os.environ.get('PGZD_TEST_MAJORS', '
 
 
 def cluster_port(major):
-    """The port of this worker's cluster of C(major): 55434 + worker for 15, and ten more per major from 13 for the
-    others (14: 55444, 16: 55464, 17: 55474, 18: 55484 for worker 0), away from molecule's 55433 and 55436."""
-    return CLUSTER_PORT if major == helpers.MAIN_MAJOR else CLUSTER_PORT + 10 * (major - 13)
+    """The port of this worker's cluster of C(major): 55434 + worker for 15, and ten more per major from 12 for the
+    others (13: 55444, 14: 55454, 16: 55474, 17: 55484, 18: 55494 for worker 0), away from molecule's 55433 and
+    55436."""
+    return CLUSTER_PORT if major == helpers.MAIN_MAJOR else CLUSTER_PORT + 10 * (major - 12)
 
 
 def cluster_dir(major):
