@@ -43,22 +43,22 @@ CLUSTER_USER = 'pgzd'
 PRISTINE_DB = 't12_pristine'
 
 # Files in the order a run starts them, slowest first, so that with several workers the long ones do not come
-# last and leave the other workers idle; the rest follow in name order. Seconds of a serial run (42 min, on the
-# shared 2-core machine): update the order when a file's time changes a lot (the table at the end of a run).
+# last and leave the other workers idle; the rest follow in name order. Seconds of wall in a make test of a fresh
+# clone (two workers, the version matrix, 28 min): update the order when a file's time changes a lot (the table at
+# the end of a run).
 SLOWEST_FILES_FIRST = (
-    'test_online_constraints.py',      # 600 s, its G-style migration on five majors
-    'test_migration_lock.py',          # 600 s, 400 of them five runs at once, ten times
-    'test_replicas_and_fleet.py',      # 360 s, its own primary and replica
-    'test_prisma_deploy.py',           # 330 s, the history on five majors
-    'test_report.py',                  # 200 s
-    'test_prisma_history.py',          # 195 s
-    'test_faults.py',                  # 175 s, a 3-million-row table and a cluster of its own
-    'test_hostile_plan_sql.py',        # 170 s
-    'test_partitioned_indexes.py',     # 160 s
-    'test_version_paths.py',           # 140 s
-    'test_planned_sql_lint.py',        # 140 s
-    'test_bad_plans.py',               # 100 s
-    'test_online_index_module.py',     # 100 s
+    'test_online_constraints.py',      # 410 s, its G-style migration on five majors
+    'test_migration_lock.py',          # 390 s, five runs at once, ten times
+    'test_hostile_plan_sql.py',        # 265 s
+    'test_partitioned_indexes.py',     # 215 s
+    'test_prisma_cli.py',              # 185 s, the real Prisma CLI waiting on its exit timer
+    'test_prisma_deploy.py',           # 170 s
+    'test_index_replacement.py',       # 145 s
+    'test_faults.py',                  # 110 s, a 3-million-row table and a cluster of its own
+    'test_online_index_module.py',     # 110 s
+    'test_ledger.py',                  # 110 s
+    'test_duplicate_resolution.py',    # 105 s
+    'test_replicas_and_fleet.py',      # 100 s, its own primary and replica
 )
 
 
