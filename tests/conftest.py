@@ -22,6 +22,7 @@ tests/pg_servers, installed by scripts/bootstrap). PGZD_TEST_MAJORS=15 limits a 
 
 import json
 import os
+import re
 import resource
 import time
 
@@ -142,12 +143,20 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+_major_times = {}  # 'pg18': dict(wall=s, tests=n) of the tests of the version matrix, by the id of their major
+MAJOR_ID = re.compile(r'\[(?:.*-)?(pg\d+)(?:-.*)?\]$')
+
+
 def pytest_runtest_logreport(report):
-    times = _file_times.setdefault(report.nodeid.split('::')[0], dict(wall=0.0, cpu=0.0, tests=0))
-    times['wall'] += report.duration
-    if report.when == 'teardown':
-        times['tests'] += 1
-        times['cpu'] += dict(report.user_properties).get('cpu_seconds', 0.0)
+    groups = [_file_times.setdefault(report.nodeid.split('::')[0], dict(wall=0.0, cpu=0.0, tests=0))]
+    major = MAJOR_ID.search(report.nodeid)
+    if major:
+        groups.append(_major_times.setdefault(major.group(1), dict(wall=0.0, cpu=0.0, tests=0)))
+    for times in groups:
+        times['wall'] += report.duration
+        if report.when == 'teardown':
+            times['tests'] += 1
+            times['cpu'] += dict(report.user_properties).get('cpu_seconds', 0.0)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -163,6 +172,12 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line('%7.1f s wall in all, %.1f s since the session started'
                                 % (sum(times['wall'] for times in _file_times.values()),
                                    time.monotonic() - _session_start[0]))
+    if _major_times:
+        terminalreporter.section('time per major of the version matrix (tests marked majors)')
+        for name in sorted(_major_times, key=lambda name: int(name[2:])):
+            times = _major_times[name]
+            terminalreporter.write_line('%7.1f s wall %7.1f s cpu %4d tests  %s' % (times['wall'], times['cpu'],
+                                                                                times['tests'], name))
 
 
 # -- the clusters of this session (of this worker, under xdist): one per PostgreSQL major ------------------
