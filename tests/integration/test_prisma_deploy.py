@@ -356,6 +356,13 @@ def folder_until(tmp_path, last, label):
     return str(folder)
 
 
+def add_migration(folder, name, sql):
+    """A migration of the application's own, C(name)/migration.sql holding C(sql), added to C(folder)."""
+    os.makedirs(os.path.join(folder, name))
+    with open(os.path.join(folder, name, 'migration.sql'), 'w') as handle:
+        handle.write(sql)
+
+
 @pytest.mark.majors()
 def test_rollback_to_an_earlier_migration_gives_its_schema_exactly(database, t12_copy, tmp_path, pg_major):
     conn, cluster = database['conn'], database['cluster']
@@ -385,8 +392,8 @@ def test_rollback_to_an_earlier_migration_gives_its_schema_exactly(database, t12
     # The indexes the migrations created, dropped by the rollback, each with when it was last used.
     undone = [s for m in rolled['migrations'] for s in m['statements']
               if s['kind'] == 'create_index' and s['action'] == 'done']
-    assert undone and all(s['last_used']['idx_scan'] >= 0 and (s['last_used']['note'] or s['last_used']['last_idx_scan'])
-                          for s in undone), undone
+    assert undone and all(s['last_used']['idx_scan'] >= 0 and (s['last_used']['note'] or
+                                                               s['last_used']['last_idx_scan']) for s in undone), undone
     assert [r['migration_name'] for r in prisma_rows(conn)] == MIGRATIONS[:2]
 
     assert helpers.schema_dump(cluster, DATABASE) == clean_schema(
@@ -495,9 +502,8 @@ def test_a_primary_key_on_an_existing_table_is_a_concurrent_unique_index_then_at
     helpers.query(conn, 'CREATE TABLE "Tag" ("id" TEXT NOT NULL, "code" TEXT, "label" TEXT)')
     helpers.query(conn, 'INSERT INTO "Tag" SELECT \'t\' || n, \'c\' || n, \'l\' || n FROM generate_series(1, 500) n')
     folder = folder_until(tmp_path, INIT, 'pk')
-    os.makedirs(os.path.join(folder, '20260201000000_tag_id'))
-    with open(os.path.join(folder, '20260201000000_tag_id', 'migration.sql'), 'w') as handle:
-        handle.write('-- AlterTable\nALTER TABLE "Tag" ADD CONSTRAINT "Tag_pkey" PRIMARY KEY ("id");\n')
+    add_migration(folder, '20260201000000_tag_id',
+                  '-- AlterTable\nALTER TABLE "Tag" ADD CONSTRAINT "Tag_pkey" PRIMARY KEY ("id");\n')
     result = deploy(database, migrations_dir=folder, allow=())
     assert not result.get('failed'), result.get('msg')
     queries = '\n'.join(result['queries'])
@@ -508,9 +514,8 @@ def test_a_primary_key_on_an_existing_table_is_a_concurrent_unique_index_then_at
     assert index_state(conn, 'Tag_pkey')['valid']
 
     # On a column that may hold NULL, ADD PRIMARY KEY would scan under ACCESS EXCLUSIVE: refused, nothing changed.
-    os.makedirs(os.path.join(folder, '20260202000000_tag_code'))
-    with open(os.path.join(folder, '20260202000000_tag_code', 'migration.sql'), 'w') as handle:
-        handle.write('-- AlterTable\nALTER TABLE "Tag" ADD CONSTRAINT "Tag_code_pkey" PRIMARY KEY ("code");\n')
+    add_migration(folder, '20260202000000_tag_code',
+                  '-- AlterTable\nALTER TABLE "Tag" ADD CONSTRAINT "Tag_code_pkey" PRIMARY KEY ("code");\n')
     before = prisma_rows(conn)
     refused = deploy(database, migrations_dir=folder, allow=())
     assert refused.get('failed') and 'is on column(s) code, which may hold NULL' in refused['msg'], refused['msg']
@@ -526,9 +531,8 @@ def test_a_primary_key_over_a_not_valid_not_null_is_refused_before_any_change(da
     helpers.query(conn, 'INSERT INTO "Badge" SELECT \'c\' || n, \'l\' || n FROM generate_series(1, 100) n')
     helpers.query(conn, 'ALTER TABLE "Badge" ADD CONSTRAINT "Badge_code_not_null" NOT NULL "code" NOT VALID')
     folder = folder_until(tmp_path, INIT, 'pk-not-valid')
-    os.makedirs(os.path.join(folder, '20260201000000_badge_code'))
-    with open(os.path.join(folder, '20260201000000_badge_code', 'migration.sql'), 'w') as handle:
-        handle.write('-- AlterTable\nALTER TABLE "Badge" ADD CONSTRAINT "Badge_pkey" PRIMARY KEY ("code");\n')
+    add_migration(folder, '20260201000000_badge_code',
+                  '-- AlterTable\nALTER TABLE "Badge" ADD CONSTRAINT "Badge_pkey" PRIMARY KEY ("code");\n')
     before = prisma_rows(conn)
     refused = deploy(database, migrations_dir=folder, allow=())
     assert refused.get('failed') and refused['queries'] == [], refused
@@ -545,9 +549,8 @@ def test_a_required_column_takes_the_servers_not_null_path_in_the_review_and_the
     shows the statements of the server's path, and the deploy sends them."""
     conn = database['conn']
     folder = folder_until(tmp_path, INIT, 'required')
-    os.makedirs(os.path.join(folder, '20260201000000_class_teacher_required'))
-    with open(os.path.join(folder, '20260201000000_class_teacher_required', 'migration.sql'), 'w') as handle:
-        handle.write('-- AlterTable\nALTER TABLE "Class" ALTER COLUMN "teacherId" SET NOT NULL;\n')
+    add_migration(folder, '20260201000000_class_teacher_required',
+                  '-- AlterTable\nALTER TABLE "Class" ALTER COLUMN "teacherId" SET NOT NULL;\n')
     table = 'ALTER TABLE "public"."Class" '
     steps = [table + 'ADD CONSTRAINT "Class_teacherId_not_null" NOT NULL "teacherId" NOT VALID',
              table + 'VALIDATE CONSTRAINT "Class_teacherId_not_null"'] if pg_major >= 18 else [
