@@ -14,7 +14,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.kinds.
     partition_index_name,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.plan.refusal_rules import (
-    RELATIONS_QUERY, SERVER_VERSION_QUERY, refusal_messages, relation_facts,
+    RELATIONS_QUERY, refusal_messages, relation_facts,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import (
     first_major_with, has, major,
@@ -160,7 +160,6 @@ class IndexCatalog(object):
     def __init__(self, session):
         self.session = session
         self._methods = None
-        self._server_version = None
 
     def index_methods(self):
         if self._methods is None:
@@ -181,10 +180,8 @@ class IndexCatalog(object):
             for spec in specs)
 
     def server_version(self):
-        """server_version_num, read once: some refusal rules hold for some versions only."""
-        if self._server_version is None:
-            self._server_version = int(self.session.query(SERVER_VERSION_QUERY)[0]['version'])
-        return self._server_version
+        """server_version_num (the session read it when it connected): some refusal rules hold for some versions only."""
+        return self.session.server_version_num
 
     def read_relation_facts(self, pairs):
         """{(schema, name): facts} (refusal_rules.relation_facts) of the relations of C(pairs) that exist."""

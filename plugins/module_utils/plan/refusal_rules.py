@@ -132,8 +132,6 @@ WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attname = ANY(%(col
 ORDER BY a.attnum
 """
 
-SERVER_VERSION_QUERY = "SELECT pg_catalog.current_setting('server_version_num')::int AS version"
-
 
 def qualified(schema, name):
     return '%s.%s' % (schema, name)

@@ -141,7 +141,7 @@ class DdlSession(object):
             "pg_catalog.current_setting('server_version_num')::int AS version_num, "
             "pg_catalog.pg_backend_pid() AS pid",
             dict(lock_timeout=str(lock_timeout), statement_timeout=str(statement_timeout)))[0]
-        self.backend_pid = row['pid']
+        self.backend_pid, self.server_version_num = row['pid'], row['version_num']  # for server_features.has()
         # The settings the session set beyond lock_timeout and statement_timeout, as the report records them.
         self.timeout_settings = set_session_timeouts(self.query, row['version_num'])
         # A backend reads its client's socket only between statements: when the run dies mid-build (ansible-playbook
