@@ -204,16 +204,18 @@ import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.backups import (
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.backup_clients import (
     SERVER_SQL,
     ClientPrograms,
+    command_line,
+    dump_command,
+    last_lines,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.backup_files import (
     backup_name,
     backup_summary,
     backups_beyond,
-    command_line,
     deleted_summary,
-    dump_command,
-    last_lines,
     sha256_of_file,
     sha256_target,
     size_bytes,

@@ -172,23 +172,27 @@ commands:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.backups import (
-    DATABASE_EXISTS_SQL,
-    DATABASE_LOCALE_SQL,
-    ROW_COUNTS_SQL,
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.backup_clients import (
     SERVER_SQL,
     ClientPrograms,
     command_line,
+    last_lines,
+    older_pg_restore_advice,
+    restore_command,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.backup_files import (
+    newest_backup,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.restore_checks import (
+    DATABASE_EXISTS_SQL,
+    DATABASE_LOCALE_SQL,
+    ROW_COUNTS_SQL,
     count_differences,
     drill_mismatch_message,
     drill_passed_message,
     is_not_compared,
-    last_lines,
-    newest_backup,
-    older_pg_restore_advice,
     no_backup_message,
     not_compared,
-    restore_command,
     row_counts,
     scratch_database_problem,
 )

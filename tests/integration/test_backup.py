@@ -12,7 +12,7 @@ import pytest
 
 import helpers
 
-backups_sql = helpers.load_module_utils('evidence.backups')
+backup_clients = helpers.load_module_utils('evidence.backup_clients')
 
 
 def cluster_vars(pg_cluster, tmp_path, **extra):
@@ -333,7 +333,7 @@ def test_only_older_installed_clients_refuse_the_backup_saying_what_to_install(r
     assert 'pg_dump 15.' in result['msg'] and 'in %s' % DEBIAN_CLIENT_BIN in result['msg']
     assert 'apt-get install postgresql-client-18 (from apt.postgresql.org)' in result['msg']
     assert 'client' not in result and os.listdir(str(tmp_path)) == []  # nothing written
-    assert result['queries'] == [backups_sql.SERVER_SQL]  # only the server's version was read
+    assert result['queries'] == [backup_clients.SERVER_SQL]  # only the server's version was read
     # The drill too, before it creates its scratch database.
     archive = tmp_path / 'made-elsewhere' / 't12-20260101T000000Z.pgc'
     archive.parent.mkdir()
@@ -341,7 +341,7 @@ def test_only_older_installed_clients_refuse_the_backup_saying_what_to_install(r
     drill = helpers.run_ansible_module('postgresql_restore_drill',
                                        dict(login, backup=str(archive), scratch_database='pt_drill_refused'),
                                        env=dict(PATH=os.environ['PATH']))
-    assert drill['failed'] and not drill['changed'] and drill['queries'] == [backups_sql.SERVER_SQL]
+    assert drill['failed'] and not drill['changed'] and drill['queries'] == [backup_clients.SERVER_SQL]
     assert drill['msg'].startswith('No pg_restore on the control node can handle the server, PostgreSQL 18.')
 
 

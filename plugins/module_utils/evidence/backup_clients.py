@@ -1,11 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""pg_dump backups on the control node and the restore drill that proves them: what to name a backup, which
-backups to delete, which installed pg_dump and pg_restore fit the server, how they are called and connected,
-and what a drill's row counts say.
-
-The decisions are pure functions over plain data, so the unit tests run them without a server; the modules
-postgresql_backup and postgresql_restore_drill do the I/O.
+"""Which installed pg_dump and pg_restore fit the server, and how they are called: the login in libpq's environment,
+never on a command line, each command line remembered for the module's result.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,37 +9,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import glob
-import hashlib
 import os
 import re
 import shlex
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import major
 
-TIME_FORMAT = '%Y%m%dT%H%M%SZ'
-EXTENSIONS = {'custom': 'pgc', 'directory': 'dir'}
-# Databases a restore drill must never drop and recreate as its scratch database.
-PROTECTED_DATABASES = ('postgres', 'template0', 'template1')
-
 SERVER_SQL = ("SELECT pg_catalog.current_database() AS database, "
               "pg_catalog.current_setting('server_version') AS server_version, "
               "pg_catalog.current_setting('server_version_num')::int AS server_version_num")
-
-# Exact row counts of every table, in one statement (query_to_xml runs a count(*) per table).
-ROW_COUNTS_SQL = """
-SELECT format('%I.%I', n.nspname, c.relname) AS table_name,
-       (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname),
-                                            false, true, '')))[1]::text::bigint AS row_count
-FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg_toast%'
-ORDER BY 1
-""".strip()
-
-# The source's encoding and locale, so the scratch copy is created like it (from template0, as pg_restore wants).
-DATABASE_LOCALE_SQL = ("SELECT pg_catalog.pg_encoding_to_char(encoding) AS encoding, datcollate, datctype "
-                       "FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()")
-DATABASE_EXISTS_SQL = 'SELECT 1 FROM pg_catalog.pg_database WHERE datname = %(name)s'
 
 # libpq connection keywords (psycopg's names, as get_conn_params gives them) and the environment variable that
 # sets each for pg_dump and pg_restore: the password, in particular, never appears on a command line.
@@ -59,34 +33,6 @@ LIBPQ_ENVIRONMENT = {
     'ssl_min_protocol_version': 'PGSSLMINPROTOCOLVERSION', 'ssl_max_protocol_version': 'PGSSLMAXPROTOCOLVERSION',
     'load_balance_hosts': 'PGLOADBALANCEHOSTS',
 }
-
-
-# -- naming and retention ------------------------------------------------------------------------------------
-
-def backup_name(database, backup_format, moment):
-    """<database>-<UTC time>.pgc (custom format) or .dir (directory format); C(moment) is a UTC datetime."""
-    return '%s-%s.%s' % (database, moment.strftime(TIME_FORMAT), EXTENSIONS[backup_format])
-
-
-def backups_of(names, database):
-    """The names among C(names) that are backups of C(database), oldest first.
-
-    Only <database>-<UTC time>.pgc|.dir counts: the backups of a database named "shop-eu" are not those of "shop".
-    """
-    pattern = re.compile(r'^%s-\d{8}T\d{6}Z\.(?:pgc|dir)$' % re.escape(database))
-    return sorted(name for name in names if pattern.match(name))
-
-
-def newest_backup(names, database):
-    """The newest backup of C(database) among C(names), or None."""
-    found = backups_of(names, database)
-    return found[-1] if found else None
-
-
-def backups_beyond(names, database, keep):
-    """The backups of C(database) to delete so that only the newest C(keep) remain, oldest first."""
-    found = backups_of(names, database)
-    return found[:max(len(found) - keep, 0)]
 
 
 # -- versions and the choice of the client -------------------------------------------------------------------
@@ -297,111 +243,7 @@ class ClientPrograms(object):
                     major=client_major(output), chosen_by=chosen_by), None
 
 
-def toc_entries(listing):
-    """The entries of a C(pg_restore --list) listing (its lines that are neither comments nor blank)."""
-    return len([line for line in listing.splitlines() if line.strip() and not line.startswith(';')])
-
-
 def last_lines(text, count=5):
     """The end of a program's error output, on one line each, for a failure message."""
     lines = [line.strip() for line in (text or '').strip().splitlines() if line.strip()]
     return ' | '.join(lines[-count:]) or 'no output'
-
-
-# -- measuring -----------------------------------------------------------------------------------------------
-
-def size_bytes(path):
-    """A backup file's size, or the sum of the files of a directory-format backup."""
-    if not os.path.isdir(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(root, name)) for root, dummy_dirs, names in os.walk(path)
-               for name in names)
-
-
-def sha256_target(path, backup_format):
-    """What the recorded sha256 is of: the file, or the table of contents of a directory-format backup."""
-    if backup_format == 'directory':
-        return os.path.join(path, 'toc.dat'), 'toc.dat'
-    return path, 'the file'
-
-
-def sha256_of_file(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def backup_summary(database, backup):
-    """The line that shows a verified backup."""
-    return ('Backup of %s: %s (%s format, %.1f MiB, %ss, %d entries, sha256 %s), verified with pg_restore --list.'
-            % (database, backup['path'], backup['format'], backup['size_bytes'] / 1048576.0, backup['seconds'],
-               backup['toc_entries'], backup['sha256']))
-
-
-def deleted_summary(deleted, keep, check_mode=False):
-    if not deleted:
-        return ''
-    return ' %s %d older backup(s), keeping the newest %d: %s.' % (
-        'Would delete' if check_mode else 'Deleted', len(deleted), keep,
-        ', '.join(os.path.basename(path) for path in deleted))
-
-
-# -- the restore drill ---------------------------------------------------------------------------------------
-
-def no_backup_message(database, directory):
-    return ('No backup of %s in %s: take one with playbooks/backup.yml, or name one with '
-            '-e restore_drill_backup=<path>.' % (database, directory))
-
-
-def scratch_database_problem(scratch, source):
-    """Why C(scratch) cannot be the drill's scratch database (it is dropped and recreated), or None."""
-    if scratch == source:
-        return ('The scratch database of the restore drill cannot be the source database %s: it is dropped and '
-                'recreated. Name another one.' % source)
-    if scratch in PROTECTED_DATABASES:
-        return ('The scratch database of the restore drill cannot be %s: it is dropped and recreated. Name another '
-                'one.' % scratch)
-    return None
-
-
-def not_compared(why):
-    """The differences of a drill that stopped before its counts were compared: one item that says why."""
-    return ['not compared: %s' % ' '.join(why.split())]
-
-
-def is_not_compared(differences):
-    return len(differences) == 1 and differences[0].startswith('not compared: ')
-
-
-def row_counts(rows):
-    """{table: rows} of the count query's rows, in its order."""
-    return dict((row['table_name'], int(row['row_count'])) for row in rows)
-
-
-def count_differences(source, restored):
-    """The tables whose row count differs between the source and the restored copy, or that only one has: the
-    source's order first, then the copy's own tables."""
-    tables = list(source) + [table for table in restored if table not in source]
-    return [table for table in tables if source.get(table) != restored.get(table)]
-
-
-def _difference(table, source, restored):
-    if table not in source:
-        return '%s is not in the source, %d rows restored' % (table, restored[table])
-    if table not in restored:
-        return '%s has %d rows in the source, and was not restored' % (table, source[table])
-    return '%s has %d rows in the source, %d restored' % (table, source[table], restored[table])
-
-
-def drill_mismatch_message(backup, database, source, restored, differences):
-    return ('The restore of %s does not match %s: %s; rows written since the backup explain a difference on a live '
-            'database: drill against a quiet copy, or a fresh backup.'
-            % (backup, database, '; '.join(_difference(table, source, restored) for table in differences)))
-
-
-def drill_passed_message(backup, scratch, source, kept):
-    return ("Restore drill passed: %s restored into %s, and all %d tables (%d rows) have the source's exact row "
-            "counts.%s" % (backup, scratch, len(source), sum(source.values()),
-                           ' The scratch database %s is kept.' % scratch if kept else ''))
