@@ -155,6 +155,12 @@ def run_ansible_module(module, args, check=False, diff=False, timeout=120, env=N
     return result
 
 
+# The first words of the tasks that start changing something (the backup writes files, the others DDL, the baseline
+# measures before it): a refused run reaches none of them.
+CHANGING_TASKS = ('Protect the database before any DDL', 'Start building or dropping concurrently the indexes',
+                  'Bring the planned constraints to their state', 'Measure the baseline queries')
+
+
 def run_playbook(playbook, extra_vars, timeout=600, options=(), stdout_callback='default'):
     """Run a playbook of the repository with extra vars (and options such as --check)."""
     argv = [_tool('ansible-playbook'), playbook] + list(options)

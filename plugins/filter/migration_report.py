@@ -51,10 +51,11 @@ _value:
 
 from ansible_collections.pg_zero_downtime.migrations.plugins.filter.success_criteria import success_criteria
 
-BACKUP_FIELDS = ('skipped', 'reason', 'path', 'format', 'size_bytes', 'seconds', 'sha256', 'sha256_of', 'toc_entries',
+BACKUP_FIELDS = ('skipped', 'reason', 'backup_mode', 'mode_reason', 'database_bytes', 'full_estimate', 'protects', 'path',
+                 'format', 'size_bytes', 'seconds', 'sha256', 'sha256_of', 'toc_entries', 'schema', 'rows', 'archive',
                  'client', 'pg_dump_version', 'server_version', 'deleted')
-DRILL_FIELDS = ('backup', 'scratch_database', 'source', 'restored', 'tables', 'rows', 'differences', 'seconds',
-                'client')
+DRILL_FIELDS = ('backup', 'kind', 'scratch_database', 'source', 'restored', 'tables', 'rows', 'differences',
+                'rows_loaded', 'verified', 'not_verified', 'seconds', 'client')
 VALIDATE_FIELDS = ('objects_valid', 'comparison', 'slower', 'index_usage', 'seconds')
 
 
@@ -94,6 +95,10 @@ def deploy_record(result, state):
 def migration_report(run, written_at):
     plan = run.get('plan') or {}
     backup = _pick(ran(run.get('backup')), BACKUP_FIELDS)
+    target = ran(run.get('pitr_target'))
+    if backup is not None and target is not None and target.get('current_lsn'):
+        backup['pitr_target'] = dict(lsn=target['current_lsn'], wal_file=target.get('current_wal_file'),
+                                     time=target.get('server_time'))
     drill = _pick(ran(run.get('restore_drill')), DRILL_FIELDS)
     baseline, validate = ran(run.get('baseline')), ran(run.get('validate'))
     validate_record = _pick(validate, VALIDATE_FIELDS)

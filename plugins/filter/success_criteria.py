@@ -113,21 +113,54 @@ def _integrity(run, validate, constraints):
                       % (renamed, ', '.join(c['name'] for c in constraints) or 'none'))
 
 
+def protection_evidence(backup):
+    """What protected the database before the DDL, and its evidence, by the backup's mode."""
+    if backup.get('skipped'):
+        return 'NO BACKUP: %s' % backup.get('reason', 'skipped')
+    mode, said = backup.get('backup_mode') or 'full', []
+    if 'schema' in mode.split('+'):
+        rows = backup.get('rows') or []
+        said.append('schema backup %s (schema verified by pg_restore --list, %s entries; %d touched rows of %d tables '
+                    'saved)' % (backup.get('path'), backup.get('toc_entries'),
+                                sum(entry.get('rows') or 0 for entry in rows), len(rows)))
+    elif backup.get('path'):
+        said.append('full backup %s verified by pg_restore --list (%s entries)' % (backup.get('path'),
+                                                                                   backup.get('toc_entries')))
+    archive = backup.get('archive')
+    if archive:
+        target = backup.get('pitr_target') or archive.get('proven_at') or {}
+        said.append('point-in-time recovery proven (%s); recovery target LSN %s at %s' % (
+            '; '.join(archive.get('checked') or []), target.get('lsn'), target.get('time')))
+    return 'mode %s: %s' % (mode, '; '.join(said))
+
+
+def _drill_evidence(drill):
+    kind = drill.get('kind') or 'full'
+    if kind == 'archive':
+        return 'restore drill (archive): %s; not verified: %s' % ('; '.join(drill.get('verified') or []),
+                                                                  '; '.join(drill.get('not_verified') or []))
+    if kind == 'schema':
+        said = 'restore drill (schema): %s tables\' columns, constraints and indexes %s, %s saved rows loaded' % (
+            drill.get('tables'), 'match' if not drill.get('differences') else 'DIFFER', drill.get('rows'))
+    else:
+        said = 'restore drill: %s tables, %s rows, counts %s' % (
+            drill.get('tables'), drill.get('rows'), 'match' if not drill.get('differences') else 'DIFFER')
+    if drill.get('not_verified'):
+        said += '; not verified: %s' % '; '.join(drill['not_verified'])
+    return said
+
+
 def _rollback_ready(run):
     name = 'Rollback plan tested and ready'
     backup, drill = run.get('backup'), run.get('restore_drill')
     if backup is None:
         return _criterion(name, NOT_CHECKED, 'the backup phase did not run in this run')
-    if backup.get('skipped'):
-        said = 'NO BACKUP: %s' % backup.get('reason', 'skipped')
-    else:
-        said = 'backup %s verified by pg_restore --list (%s entries)' % (backup.get('path'), backup.get('toc_entries'))
+    said = protection_evidence(backup)
     if drill is None:
         said += ('; restore drill not run in this run (add -e pgzd_restore_drill=true, or run '
                  'playbooks/restore_drill.yml)')
     else:
-        said += '; restore drill: %s tables, %s rows, counts %s' % (
-            drill.get('tables'), drill.get('rows'), 'match' if not drill.get('differences') else 'DIFFER')
+        said += '; ' + _drill_evidence(drill)
     ok = not backup.get('skipped') and drill is not None and not drill.get('differences')
     return _criterion(name, _verdict(ok), said + '; rollback.yml is idempotent and covered by the rollback molecule '
                                                  'scenario')

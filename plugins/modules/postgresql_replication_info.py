@@ -85,6 +85,20 @@ current_lsn:
   description: C(pg_current_wal_lsn()) at the last check (primary only, else null).
   returned: always
   type: str
+current_wal_file:
+  description:
+    - The WAL file of C(current_lsn) (C(pg_walfile_name())), primary only, else null. With C(current_lsn) and
+      C(server_time) it is a point-in-time recovery target of this moment (roles/backup records one right before the
+      first DDL of a run whose backup_mode includes archive).
+  returned: always
+  type: str
+  version_added: '0.19.0'
+server_time:
+  description: The server's clock (C(clock_timestamp())) when C(current_lsn) was read, ISO 8601 (primary only, else null).
+  returned: always
+  type: str
+  sample: '2026-12-04T03:00:07.123456+00:00'
+  version_added: '0.19.0'
 replicas:
   description: The WAL senders of a primary at the last check (empty on a replica).
   returned: always
@@ -203,7 +217,7 @@ def main():
 
     server = reader.read(IN_RECOVERY_SQL)[0]
     result = dict(changed=False, in_recovery=bool(server['in_recovery']), server_version_num=server['server_version_num'],
-                  current_lsn=None, replicas=[], slots=[], standby=None, lagging=[], waited_seconds=0.0, polls=0,
+                  current_lsn=None, current_wal_file=None, server_time=None, replicas=[], slots=[], standby=None, lagging=[], waited_seconds=0.0, polls=0,
                   queries=reader.queries)
     if result['in_recovery']:
         result['standby'] = reader.read(standby_sql(server['server_version_num']))[0]
@@ -222,7 +236,9 @@ def main():
         connection.close()
         module.fail_json(msg=outcome['error'], **result)
     replicas = outcome['replicas']
-    result['current_lsn'] = reader.read(PRIMARY_LSN_SQL)[0]['current_lsn']
+    position = reader.read(PRIMARY_LSN_SQL)[0]
+    result.update(current_lsn=position['current_lsn'], current_wal_file=position['current_wal_file'],
+                  server_time=position['server_time'].isoformat())
     result['slots'] = reader.read(PRIMARY_SLOTS_SQL)
     connection.close()
     if outcome['error']:

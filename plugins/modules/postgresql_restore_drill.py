@@ -16,6 +16,14 @@ description:
     dropped and created anew (from C(template0), with the source's encoding and locale).
   - Counts the exact rows of every table in the source database and in the restored copy, drops the scratch
     database unless O(keep), and fails naming every table whose count differs (or that only one of them has).
+  - A schema backup of M(pg_zero_downtime.migrations.postgresql_backup) (a C(.schema) directory) is checked by its
+    kind - its C(schema.pgc) is restored, every table's columns, constraints and indexes are compared with the
+    source's as they were before the run (the backup's C(manifest.json)), and each saved rows file is loaded into a
+    temporary table like its restored table (rolled back), which must take all its rows.
+  - With O(archive) (the C(archive) of the backup's result), it verifies what can be verified of point-in-time recovery
+    without a restore - the WAL archiver has not failed since the backup's proof and archive_mode is still on - and
+    says what it did not verify (C(not_verified)). With O(archive) and no backup to restore (neither O(backup), O(dir)
+    nor O(root_dir)), that is the whole drill.
   - It changes no data of the source database; the login needs the C(CREATEDB) privilege, and C(pg_restore) and
     the backup must be on the host the module runs on (usually the control node, with C(delegate_to) C(localhost)).
   - The login options are passed to C(pg_restore) in libpq's environment variables (the password in
@@ -68,6 +76,11 @@ options:
     type: list
     elements: path
     default: []
+    version_added: '0.19.0'
+  archive:
+    description:
+      - The point-in-time recovery proof of the backup (its result's C(archive)), to check again without a restore.
+    type: dict
     version_added: '0.19.0'
   session_role:
     description:
@@ -138,6 +151,29 @@ differences:
   returned: always
   type: list
   elements: str
+kind:
+  description: What was drilled - V(full) (row counts), V(schema) (the schema and the saved rows) or V(archive).
+  returned: always
+  type: str
+  version_added: '0.19.0'
+verified:
+  description: What the drill verified, one line each.
+  returned: always
+  type: list
+  elements: str
+  version_added: '0.19.0'
+not_verified:
+  description: What the drill could not verify without a restore (with O(archive)).
+  returned: always
+  type: list
+  elements: str
+  version_added: '0.19.0'
+rows_loaded:
+  description: Of a schema backup, each saved rows file with C(rows) saved and C(loaded) into its restored table.
+  returned: with a schema backup
+  type: list
+  elements: dict
+  version_added: '0.19.0'
 kept:
   description: Whether the scratch database was left in place (O(keep)).
   returned: always
@@ -172,6 +208,11 @@ commands:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.archive_proof import (
+    ARCHIVER_SQL,
+    NOT_VERIFIED,
+    archiver_evidence,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.backup_clients import (
     SERVER_SQL,
     ClientPrograms,
@@ -187,6 +228,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     DATABASE_EXISTS_SQL,
     DATABASE_LOCALE_SQL,
     ROW_COUNTS_SQL,
+    SHAPE_SQL,
     count_differences,
     drill_mismatch_message,
     drill_passed_message,
@@ -194,7 +236,16 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     no_backup_message,
     not_compared,
     row_counts,
+    schema_drill_passed_message,
     scratch_database_problem,
+    shape_differences,
+    table_shapes,
+)
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.schema_backup import (
+    ROWS_DIR,
+    SCHEMA_FILE,
+    load_rows_statement,
+    read_manifest,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.connection import (
     conn_params_of,
@@ -204,6 +255,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.sessio
     target_of,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.statements import (
+    copy_in,
     error_text,
     fetch_dicts,
     sql_module,
@@ -286,6 +338,9 @@ class Drill(object):
         problem = scratch_database_problem(scratch, database)
         if problem:
             raise DrillFailed(problem)
+        if params['archive'] and not (params['backup'] or params['dir'] or params['root_dir']):
+            self.prove_archive()  # an archive-only protection: nothing to restore
+            return
         backup = result['backup'] = choose_backup(params, database)
         if not os.path.exists(backup) and not self.module.check_mode:
             raise DrillFailed('The backup %s does not exist on the host the drill runs on: name an existing one, or '
@@ -298,7 +353,10 @@ class Drill(object):
             raise DrillFailed(refusal)
         pg_restore = client['program']
         result['client'] = client
-        restore = restore_command(pg_restore, backup, scratch, params['jobs'])
+        schema_backup = read_manifest(backup) if os.path.isdir(backup) else None
+        result['kind'] = 'schema' if schema_backup else 'full'
+        restore = restore_command(pg_restore, os.path.join(backup, SCHEMA_FILE) if schema_backup else backup, scratch,
+                                  params['jobs'])
         if params['session_role']:
             restore.insert(-1, '--role=%s' % params['session_role'])
         statements = scratch_statements(self.connection, scratch, self.read(DATABASE_LOCALE_SQL)[0])
@@ -310,9 +368,11 @@ class Drill(object):
             if not os.path.exists(backup):
                 self.module.warn('The backup %s does not exist yet; a real run fails unless it is written first (as '
                                  'a migration does before its drill).' % backup)
-            plan = 'Check mode: would %srestore %s into %s with pg_restore, compare the row counts of every table ' \
-                   'with %s%s.' % ('drop the existing %s, ' % scratch if exists else '', backup, scratch, database,
-                                   '' if params['keep'] else ', then drop %s' % scratch)
+            compare = ('every table\'s columns, constraints and indexes with %s before the run, and load the rows '
+                       'saved' % database if schema_backup else 'the row counts of every table with %s' % database)
+            plan = 'Check mode: would %srestore %s into %s with pg_restore, compare %s%s.' % (
+                'drop the existing %s, ' % scratch if exists else '', backup, scratch, compare,
+                '' if params['keep'] else ', then drop %s' % scratch)
             result.update(changed=True, differences=[], msg=plan)
             return
 
@@ -324,21 +384,98 @@ class Drill(object):
         if rc != 0:
             raise DrillFailed('pg_restore of %s into %s failed (exit %s): %s.%s' % (
                 backup, scratch, rc, last_lines(err), older_pg_restore_advice(err, client)))
-        source = result['source'] = row_counts(self.read(ROW_COUNTS_SQL))
         copy_params = in_database(self.conn_params, scratch)
         copy, error = connect_to_db(self.module, dict(copy_params), autocommit=True, fail_on_conn=False)
         if copy is None:
             raise DrillFailed(connection_failure_message(error, target_of(copy_params)))
         try:
-            restored = result['restored'] = row_counts(fetch_dicts(copy.cursor(), ROW_COUNTS_SQL))
+            failure, passed = (self.compare_schema(copy, backup, schema_backup) if schema_backup
+                               else self.compare_counts(copy, backup))
         finally:
             copy.close()
+        self.cleanup()
+        if failure:
+            raise DrillFailed(failure)
+        result['msg'] = passed
+        result['verified'].append(passed)
+        if params['archive']:
+            self.prove_archive()
+
+    def compare_schema(self, copy, backup, manifest):
+        """The restored schema against the source's before the run (the manifest's shape), and the touched rows
+        loaded into their tables' columns: (why it failed, naming each difference, or None; the passed message)."""
+        result, params = self.result, self.params
+        source, restored = table_shapes(manifest['shape']), table_shapes(fetch_dicts(copy.cursor(), SHAPE_SQL))
+        result['queries'].append(SHAPE_SQL)
+        differences = shape_differences(source, restored)
+        result.update(tables=len(source), differences=differences, rows=0)
+        if not differences:
+            result['rows_loaded'] = [self.load_rows(copy, backup, entry) for entry in manifest['rows']]
+            differences = result['differences'] = [
+                '%s.%s: %d rows loaded of the %d saved' % (entry['schema'], entry['table'], entry['loaded'],
+                                                           entry['rows'])
+                for entry in result['rows_loaded'] if entry['loaded'] != entry['rows']]
+            result['rows'] = sum(entry['loaded'] for entry in result['rows_loaded'])
+        if differences:
+            return 'The schema restored from %s does not match %s before the run: %s.' % (
+                backup, result['database'], '; '.join(differences)), None
+        return None, schema_drill_passed_message(backup, result['scratch_database'], source, manifest['rows'],
+                                                 params['keep'])
+
+    def load_rows(self, copy, backup, entry):
+        """Load a rows file into a temporary table like its restored table (rolled back): the rows it loaded."""
+        path = os.path.join(backup, ROWS_DIR, os.path.basename(entry['path']))  # where the backup is now
+        sql = sql_module()
+        like, load = load_rows_statement(sql, entry['schema'], entry['table'], entry['copy_columns'])
+        cursor = copy.cursor()
+        cursor.execute('BEGIN')
+        try:
+            cursor.execute(like)
+            with open(path, 'rb') as handle:
+                copy_in(cursor, load.as_string(copy), handle)
+            loaded = fetch_dicts(cursor, 'SELECT count(*) AS n FROM pgzd_touched_rows')[0]['n']
+        finally:
+            cursor.execute('ROLLBACK')
+        return dict(schema=entry['schema'], table=entry['table'], rows=entry['rows'], loaded=loaded, path=path)
+
+    def compare_counts(self, copy, backup):
+        """Every table's exact row count in the source and in the restored copy: (why it failed or None, the passed
+        message)."""
+        params, result = self.params, self.result
+        source = result['source'] = row_counts(self.read(ROW_COUNTS_SQL))
+        restored = result['restored'] = row_counts(fetch_dicts(copy.cursor(), ROW_COUNTS_SQL))
         differences = count_differences(source, restored)
         result.update(tables=len(source), rows=sum(source.values()), differences=differences)
-        self.cleanup()
         if differences:
-            raise DrillFailed(drill_mismatch_message(backup, database, source, restored, differences))
-        result['msg'] = drill_passed_message(backup, scratch, source, params['keep'])
+            return drill_mismatch_message(backup, result['database'], source, restored, differences), None
+        return None, drill_passed_message(backup, result['scratch_database'], source, params['keep'])
+
+    def prove_archive(self):
+        """What can be verified of a point-in-time recovery without a restore: the archiver is still archiving, with
+        no failure since the backup's proof and WAL archived since; what cannot is said (not_verified)."""
+        result, proof = self.result, self.params['archive']
+        now = archiver_evidence(self.read(ARCHIVER_SQL)[0])
+        then = proof.get('archiver') or {}
+        problems = []
+        if (now['failed_count'] or 0) > (then.get('failed_count') or 0):
+            problems.append('the archiver failed %d time(s) since the backup\'s proof (last on %s)' % (
+                now['failed_count'] - (then.get('failed_count') or 0), now['last_failed_wal']))
+        if then.get('archive_mode', 'off') != 'off' and now['archive_mode'] == 'off':
+            problems.append('archive_mode is off now')
+        if problems:
+            raise DrillFailed('Point-in-time recovery is not proven any more: %s. Fix WAL archiving and rerun.'
+                              % '; '.join(problems))
+        result['kind'] = result.get('kind') or 'archive'
+        line = 'the WAL archiver is still archiving (archive_mode=%s, %s WAL segments archived, the last %s, no ' \
+               'failure since the backup\'s proof)' % (now['archive_mode'], now['archived_count'], now['last_archived_wal'])
+        if proof.get('newest_backup'):
+            line += '; the backup tool listed %s' % proof['newest_backup']['name']
+        result['verified'].append(line)
+        result['not_verified'] = list(NOT_VERIFIED)
+        result['differences'] = [] if result['kind'] == 'archive' else result['differences']
+        message = 'Point-in-time recovery checked without a restore: %s. Not verified: %s.' % (
+            line, '; '.join(result['not_verified']))
+        result['msg'] = message if result['kind'] == 'archive' else '%s %s' % (result['msg'], message)
 
     def close(self):
         if self.connection is not None:
@@ -368,6 +505,7 @@ def main():
         jobs=dict(type='int', default=2),
         bin_dir=dict(type='path'),
         client_dirs=dict(type='list', elements='path', default=[]),
+        archive=dict(type='dict'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -375,7 +513,7 @@ def main():
     # that stopped early must not find "no difference" in it.
     result = dict(changed=False, backup=None, scratch_database=params['scratch_database'], database=params['login_db'],
                   source={}, restored={}, tables=0, rows=0, differences=not_compared('the drill did not finish'),
-                  kept=params['keep'], queries=[], commands=[])
+                  kept=params['keep'], kind=None, verified=[], not_verified=[], queries=[], commands=[])
     if params['jobs'] < 1:
         module.fail_json(msg='jobs must be at least 1, not %s' % params['jobs'], **result)
     drill = Drill(module, result)

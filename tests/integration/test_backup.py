@@ -111,7 +111,8 @@ def test_the_backup_module_returns_the_report_fields_and_keeps_the_newest(run_mo
     assert first['toc_entries'] > 20 and first['seconds'] > 0 and first['deleted'] == []
     assert first['pg_dump_version'].startswith('pg_dump (PostgreSQL) 15')
     assert first['server_version'].startswith('15')
-    assert first['database'] == 't12' and first['msg'].startswith('Backup of t12: %s (directory format' % path)
+    assert first['database'] == 't12' and 'Backup of t12: %s (directory format' % path in first['msg']
+    assert first['msg'].startswith('Backup mode full: the database (') and first['backup_mode'] == 'full'
     # The login reaches pg_dump in its environment: no command line carries the password.
     assert first['commands'][1].endswith('--format=directory --file=%s --jobs=2' % path)
     assert not [command for command in first['commands'] if pg_cluster['password'] in command]
@@ -128,7 +129,7 @@ def test_the_backup_module_in_check_mode_checks_the_versions_and_writes_nothing(
     result = run_module('postgresql_backup', check=True, root_dir=str(tmp_path), keep=1)
     assert result['changed'] and not result.get('failed'), result.get('msg')
     assert result['path'].startswith(str(tmp_path / 't12' / 't12-')) and result['path'].endswith('.pgc')
-    assert result['deleted'] == [str(old)] and result['msg'].startswith('Check mode: would back t12 up into ')
+    assert result['deleted'] == [str(old)] and 'Check mode: would back t12 up into ' in result['msg']
     assert result['size_bytes'] is None and result['sha256'] is None and result['server_version'].startswith('15')
     assert os.listdir(str(tmp_path / 't12')) == ['t12-20200101T000000Z.pgc']  # nothing written, nothing deleted
 
@@ -214,9 +215,10 @@ def test_each_role_is_one_module_task_and_declares_no_connection(pg_cluster, tmp
     drill = helpers.run_playbook('playbooks/restore_drill.yml', cluster_vars(pg_cluster, tmp_path))
     assert drill.returncode == 0, drill.stdout[-4000:]
     names = [name for name in helpers.task_names(run.stdout + drill.stdout) if not name.startswith('Validating')]
-    assert names == ['Take a verified backup of the database with pg_dump on the control node',
+    assert names == ['Protect the database before any DDL (backup_mode) from the control node',
                      'Show the backup, or warn loudly that there is none',
-                     "Restore the backup into a scratch database and compare every table's row count with the source",
+                     'Restore the backup into a scratch database and compare it with the source (row counts, or a schema '
+                     "backup's shape)",
                      'Show how the restore drill went']
     for role in ('backup', 'restore_drill'):
         for path in glob.glob(os.path.join(helpers.REPO_ROOT, 'roles', role, '*', '*.yml')):

@@ -19,8 +19,7 @@ import helpers
 pytestmark = pytest.mark.integration
 
 # Tasks that start changing something: no bad plan may reach them.
-DDL_TASKS = ('Take the verified backup', 'Take a verified backup', 'Start building or dropping concurrently the indexes',
-             'Add (present) or drop (absent) the planned constraints', 'Measure the baseline queries')
+DDL_TASKS = helpers.CHANGING_TASKS
 
 CHECKSUMS = """
 SELECT c.relname, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname,

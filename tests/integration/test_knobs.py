@@ -20,8 +20,7 @@ import helpers
 pytestmark = pytest.mark.integration
 
 # Tasks that change something: no refused run may reach them.
-CHANGING_TASKS = ('Take a verified backup', 'Start building or dropping concurrently the indexes',
-                  'Bring the planned constraints to their state', 'Measure the baseline queries before any DDL')
+CHANGING_TASKS = helpers.CHANGING_TASKS
 MODES = [pytest.param(['--check'], id='check'), pytest.param([], id='real')]
 # Scratch tables for the parallelism tests: enough that many lanes are really used.
 LANE_TABLES = ['pt_knobs_lane_%02d' % n for n in range(1, 31)]

@@ -138,8 +138,7 @@ def run_plans(pg_cluster, tmp_path, plans, check, extra=None):
 
 
 # Tasks that start changing something (or run plan SQL on rows): no refused plan may reach them.
-CHANGING_TASKS = ('Take a verified backup', 'Start building or dropping concurrently the indexes',
-                  'Bring the planned constraints to their state', 'Measure the baseline queries')
+CHANGING_TASKS = helpers.CHANGING_TASKS
 
 
 @pytest.mark.parametrize('check', [True, False], ids=['check', 'real'])

@@ -69,7 +69,8 @@ def test_a_migration_writes_its_report_with_every_criterion_met(db, pg_cluster, 
         # Sizes a reader reads: KiB, MiB (report.json keeps the bytes).
         sizes = [row[-1] for row in page.tables['indexes'][1:]]
         assert sizes and all(size.endswith(('KiB', 'MiB')) for size in sizes), sizes
-        assert page.tables['backup'][1][1].endswith(' s') and 'iB in ' in page.tables['backup'][1][1]
+        size = dict((row[0], row[1]) for row in page.tables['backup'])['Size']
+        assert size.endswith(' s') and 'iB in ' in size, size
         # Index usage is read after the validation's baseline queries: the indexes they use show their scans.
         used = [u for u in report['index_usage'] if u['idx_scan'] > 0]
         assert {'Job_teacherId_status_idx', 'XPAudit_userId_createdAt_idx'} <= set(u['index'] for u in used), \
@@ -123,7 +124,7 @@ def test_a_failed_migration_still_writes_its_report(db, pg_cluster, tmp_path):
     assert output.count('an older pg_dump cannot dump a newer server') == 1, output[-4000:]
     assert message in output.replace("'", '')
     assert '[ERROR]' not in run.stdout + run.stderr
-    assert '"Take a verified backup of the database with pg_dump on the control node" failed with the message ' \
+    assert '"Protect the database before any DDL (backup_mode) from the control node" failed with the message ' \
            'printed above.' in output
     with open(os.path.join(report_dir(tmp_path), 'report.json')) as handle:
         report = json.load(handle)

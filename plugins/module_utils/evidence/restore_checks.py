@@ -86,3 +86,82 @@ def drill_passed_message(backup, scratch, source, kept):
             "counts.%s" % (backup, scratch, len(source), sum(source.values()),
                            ' The scratch database %s is kept.' % scratch if kept else ''))
 
+
+# -- the shape of every table (a schema backup's drill) ------------------------------------------------------
+
+# Every table's columns, constraints and indexes, as text that two databases of the same server can compare: what a
+# schema-only dump must restore. Invalid indexes are left out: pg_dump does not dump them (but an invalid index of a
+# partitioned table, which it does).
+SHAPE_SQL = """
+SELECT format('%I.%I', n.nspname, c.relname) AS table_name, 'column' AS kind, a.attname::text AS name,
+       pg_catalog.format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+       || coalesce(' DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), '') AS definition
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%'
+UNION ALL
+SELECT format('%I.%I', n.nspname, c.relname), 'constraint', k.conname::text, pg_catalog.pg_get_constraintdef(k.oid)
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%'
+UNION ALL
+SELECT format('%I.%I', n.nspname, c.relname), 'index', i.relname::text, pg_catalog.pg_get_indexdef(i.oid)
+FROM pg_catalog.pg_index x
+JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+JOIN pg_catalog.pg_class c ON c.oid = x.indrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%' AND (x.indisvalid OR c.relkind = 'p')
+ORDER BY 1, 2, 3
+""".strip()
+
+
+def table_shapes(rows):
+    """{table: {'column <name>': definition, 'constraint <name>': ..., 'index <name>': ...}} of SHAPE_SQL's rows."""
+    shapes = {}
+    for row in rows:
+        shapes.setdefault(row['table_name'], {})['%s %s' % (row['kind'], row['name'])] = row['definition']
+    return shapes
+
+
+def shape_differences(source, restored):
+    """What the restored schema lacks, adds or has otherwise than the source's (table_shapes of each), one line each:
+    the source's tables first, in order."""
+    differences = []
+    for table in sorted(set(source) | set(restored)):
+        if table not in restored:
+            differences.append('%s is in the source and was not restored' % table)
+            continue
+        if table not in source:
+            differences.append('%s is not in the source, but restored' % table)
+            continue
+        was, now = source[table], restored[table]
+        for item in sorted(set(was) | set(now)):
+            if item not in now:
+                differences.append('%s: %s (%s) was not restored' % (table, item, was[item]))
+            elif item not in was:
+                differences.append('%s: %s (%s) is not in the source' % (table, item, now[item]))
+            elif was[item] != now[item]:
+                differences.append('%s: %s is %s in the source, %s restored' % (table, item, was[item], now[item]))
+    return differences
+
+
+def shape_counts(shapes):
+    """(tables, columns, constraints, indexes) of table_shapes' result, for the drill's message."""
+    items = [item.split(' ', 1)[0] for shape in shapes.values() for item in shape]
+    return len(shapes), items.count('column'), items.count('constraint'), items.count('index')
+
+
+def schema_drill_passed_message(backup, scratch, shapes, rows, kept):
+    tables, columns, constraints, indexes = shape_counts(shapes)
+    return ("Restore drill passed: the schema of %s restored into %s, and all %d tables have the source's %d columns, "
+            "%d constraints and %d indexes as they were before the run; %s.%s"
+            % (backup, scratch, tables, columns, constraints, indexes,
+               'the %d touched rows of %d tables loaded into their tables\' columns' % (
+                   sum(entry['rows'] for entry in rows), len(rows)) if rows else 'the run touches no row',
+               ' The scratch database %s is kept.' % scratch if kept else ''))

@@ -62,7 +62,10 @@ WHERE slot_type = 'physical'
 ORDER BY slot_name
 """.strip()
 
-PRIMARY_LSN_SQL = "SELECT pg_catalog.pg_current_wal_lsn()::text AS current_lsn"
+# The primary's WAL position now, its WAL file, and the server's clock: a point-in-time recovery target.
+PRIMARY_LSN_SQL = ("SELECT pg_catalog.pg_current_wal_lsn()::text AS current_lsn, "
+                   "pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()) AS current_wal_file, "
+                   "pg_catalog.clock_timestamp() AS server_time")
 
 STANDBY_SQL = """
 SELECT pg_catalog.pg_last_wal_receive_lsn()::text AS receive_lsn,

@@ -155,5 +155,25 @@ def sql_module():
     return sql
 
 
+def copy_out(cursor, statement, handle):
+    """Run C(statement), a COPY ... TO STDOUT, writing its bytes to the binary file C(handle), with either driver."""
+    if hasattr(cursor, 'copy_expert'):  # psycopg2
+        cursor.copy_expert(statement, handle)
+        return
+    with cursor.copy(statement) as copy:  # psycopg 3
+        for data in copy:
+            handle.write(bytes(data))
+
+
+def copy_in(cursor, statement, handle):
+    """Run C(statement), a COPY ... FROM STDIN, reading the binary file C(handle), with either driver."""
+    if hasattr(cursor, 'copy_expert'):  # psycopg2
+        cursor.copy_expert(statement, handle)
+        return
+    with cursor.copy(statement) as copy:  # psycopg 3
+        for data in iter(lambda: handle.read(1 << 16), b''):
+            copy.write(data)
+
+
 class OnlineIndexError(Exception):
     """A problem an operator has to act on; the message says what and what to do."""
