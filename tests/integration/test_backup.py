@@ -119,7 +119,12 @@ def test_the_backup_module_returns_the_report_fields_and_keeps_the_newest(run_mo
 
     second = run_module('postgresql_backup', dir=str(directory), keep=1)
     assert second['changed'] and second['path'].endswith('.pgc') and second['deleted'] == [path]
-    assert sorted(os.listdir(str(directory))) == [os.path.basename(second['path'])]
+    # Beside the one backup kept, the measure of the last full dump: this control node's dump rate (issue 25).
+    assert sorted(os.listdir(str(directory))) == ['full-dump-rate.json', os.path.basename(second['path'])]
+    with open(str(directory / 'full-dump-rate.json')) as handle:
+        measured = json.load(handle)
+    assert measured['taken'] == os.path.basename(second['path']) and measured['size_bytes'] == second['size_bytes']
+    assert measured['seconds'] == second['seconds'] and measured['database_bytes'] == second['database_bytes']
 
 
 def test_the_backup_module_in_check_mode_checks_the_versions_and_writes_nothing(run_module, tmp_path):
