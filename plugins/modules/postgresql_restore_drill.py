@@ -219,6 +219,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     command_line,
     last_lines,
     older_pg_restore_advice,
+    pg_restore_too_new,
     restore_command,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.backup_files import (
@@ -349,6 +350,7 @@ class Drill(object):
         programs = ClientPrograms(self.module, self.conn_params, 'pg-zero-downtime restore drill')
         result['commands'] = programs.commands
         client, refusal = programs.choose(('pg_restore',), server, params['client_dirs'], 'restore_drill_bin_dir')
+        refusal = refusal or pg_restore_too_new(client, server)
         if refusal:
             raise DrillFailed(refusal)
         pg_restore = client['program']

@@ -139,6 +139,7 @@ def test_auto_takes_a_full_dump_below_the_threshold_and_a_schema_backup_at_or_ab
     assert ('public.pt_bm_pupil', 'index', 'pt_bm_pupil_class_idx') in shape
 
 
+@pytest.mark.majors(15, 17, 18)
 def test_schema_mode_saves_exactly_the_rows_a_rename_changes_and_its_drill_restores_the_shape(fresh, pg_cluster,
                                                                                               tmp_path):
     migrated = helpers.run_playbook('playbooks/migrate.yml', variables(pg_cluster, tmp_path, backup_mode='schema',
@@ -173,6 +174,21 @@ def test_schema_mode_saves_exactly_the_rows_a_rename_changes_and_its_drill_resto
         in ready['evidence']
     markdown = (tmp_path / 'artifacts' / 'runs').glob('pt_bm-*/report.md').__next__().read_text()
     assert '- Mode: **schema**' in markdown and 'Saved rows: 5 of `public.pt_bm_class`' in markdown
+
+
+@pytest.mark.majors(14)
+def test_a_drill_whose_pg_restore_is_too_new_for_the_server_is_refused_saying_what_to_install(fresh, pg_cluster,
+                                                                                               tmp_path):
+    # No client 14 here: the backup takes 18.6's pg_dump (it dumps older servers), whose pg_restore cannot restore into
+    # a 14 server (SET transaction_timeout). The drill says so before it creates anything.
+    taken = helpers.run_playbook('playbooks/backup.yml', variables(pg_cluster, tmp_path, backup_mode='schema'))
+    assert taken.returncode == 0, taken.stdout[-4000:]
+    drill = helpers.run_playbook('playbooks/restore_drill.yml', variables(pg_cluster, tmp_path))
+    assert drill.returncode != 0
+    text = flat(drill.stdout)
+    assert 'cannot restore into this server, PostgreSQL 14.' in text
+    assert 'Install the client of the server\'s major on the control node (postgresql-client-14' in text
+    assert not helpers.query(fresh, "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE + '_restore_drill',))
 
 
 def test_the_schema_drill_names_what_the_restore_lacks(fresh, pg_cluster, tmp_path):

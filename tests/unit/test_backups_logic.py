@@ -225,3 +225,17 @@ def test_a_drill_that_stopped_early_never_reads_as_no_difference():
     assert stopped == ['not compared: pg_restore of /b/x.pgc failed (exit 1): error: out of memory']
     assert restore_checks.is_not_compared(stopped)
     assert not restore_checks.is_not_compared(['public."Class"']) and not restore_checks.is_not_compared([])
+
+
+def test_a_pg_restore_of_17_or_newer_is_refused_for_a_server_older_than_17():
+    server = lambda num, text: dict(server_version_num=num, server_version=text)  # noqa: E731
+    client = lambda major: dict(major=major, version='pg_restore (PostgreSQL) %d.1' % major,  # noqa: E731
+                                bin_dir='/opt/pg%d/bin' % major)
+    refusal = backup_clients.pg_restore_too_new(client(18), server(140019, '14.19'))
+    assert refusal.startswith('pg_restore 18.1 (/opt/pg18/bin) cannot restore into this server, PostgreSQL 14.19: a '
+                              'pg_restore of 17 or newer sets transaction_timeout')
+    assert 'postgresql-client-14' in refusal and 'restore_drill_bin_dir' in refusal
+    assert backup_clients.pg_restore_too_new(client(18), server(160010, '16.10')) is not None
+    assert backup_clients.pg_restore_too_new(client(18), server(170002, '17.2')) is None
+    assert backup_clients.pg_restore_too_new(client(16), server(140019, '14.19')) is None
+    assert backup_clients.pg_restore_too_new(dict(client(18), major=None), server(140019, '14.19')) is None

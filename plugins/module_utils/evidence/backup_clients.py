@@ -13,7 +13,9 @@ import os
 import re
 import shlex
 
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import major
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.session.server_features import (
+    first_major_with, has, major,
+)
 
 SERVER_SQL = ("SELECT pg_catalog.current_database() AS database, "
               "pg_catalog.current_setting('server_version') AS server_version, "
@@ -123,6 +125,23 @@ def older_pg_restore_advice(error_output, client):
     return (' pg_restore %s of %s cannot read an archive made by a newer pg_dump: restore it with the pg_restore of the '
             "directory of the pg_dump that made it (the backup's client.bin_dir), or a newer one (restore_drill_bin_dir)."
             % (version_text(client['version']), client['bin_dir']))
+
+
+def pg_restore_too_new(client, server):
+    """Why the chosen pg_restore (C(client), choose's record) cannot restore into the server (SERVER_SQL's row), or
+    None. A pg_restore of 17 or newer starts every restore with SET transaction_timeout = 0, which a server older than
+    17 refuses (unrecognized configuration parameter), so its restore fails at its first statement."""
+    newest = first_major_with('transaction_timeout')
+    if client['major'] is None or client['major'] < newest or has(server['server_version_num'], 'transaction_timeout'):
+        return None
+    server_major = major(server['server_version_num'])
+    return ('pg_restore %s (%s) cannot restore into this server, PostgreSQL %s: a pg_restore of %d or newer sets '
+            'transaction_timeout, which servers older than %d do not have, and stops at its first statement. Install '
+            'the client of the server\'s major on the control node (postgresql-client-%d on Debian or Ubuntu, '
+            'postgresql%d on RHEL) and set restore_drill_bin_dir to its bin directory; the backup itself is fine. '
+            'Nothing was restored.' % (version_text(client['version']), client['bin_dir'],
+                                       server['server_version'].split()[0], newest, newest, server_major,
+                                       server_major))
 
 
 def missing_client_message(program, bin_dir, server_major, role_variable):
