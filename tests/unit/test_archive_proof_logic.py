@@ -257,6 +257,13 @@ def test_db_ids_of_the_same_system_and_version_are_one_database():
     assert names == ['20261120-010000F']
 
 
+def test_a_listing_without_the_db_history_counts_every_good_backup():
+    # A listing that names no database (a minimal one, as a wrapper may print): nothing tells a prior database apart.
+    listing = [dict(name='main', status=dict(code=0, message='ok'), backup=[
+        dict(label='20261204-010000F', type='full', timestamp=dict(start=1796346000, stop=1796346020))])]
+    assert [backup['name'] for backup in archive_proof.pgbackrest_backups(listing)[0]] == ['20261204-010000F']
+
+
 def test_a_pgbackrest_stanza_whose_status_is_not_ok_is_a_problem():
     listing = pgbackrest_info(status=dict(code=2, message='no valid backups', lock=dict(backup=dict(held=False))),
                               backup=[])
