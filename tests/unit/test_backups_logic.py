@@ -239,3 +239,79 @@ def test_a_pg_restore_of_17_or_newer_is_refused_for_a_server_older_than_17():
     assert backup_clients.pg_restore_too_new(client(18), server(170002, '17.2')) is None
     assert backup_clients.pg_restore_too_new(client(16), server(140019, '14.19')) is None
     assert backup_clients.pg_restore_too_new(dict(client(18), major=None), server(140019, '14.19')) is None
+
+
+def test_a_schema_backup_is_a_directory_named_like_the_others_and_counts_in_retention():
+    assert backup_files.backup_name('t12', 'schema', MOMENT) == 't12-20261125T030007Z.schema'
+    names = ['t12-20261125T030007Z.schema', 't12-20261124T030007Z.pgc', 't12-20261126T000000Z.schema',
+             't12-20261127T000000Z.schema.partial', 't12-eu-20261126T000000Z.schema', 't12-20261128T000000Z.schemas']
+    assert backup_files.backups_of(names, 't12') == ['t12-20261124T030007Z.pgc', 't12-20261125T030007Z.schema',
+                                                    't12-20261126T000000Z.schema']
+    assert backup_files.newest_backup(names, 't12') == 't12-20261126T000000Z.schema'
+    assert backup_files.backups_beyond(names, 't12', 1) == ['t12-20261124T030007Z.pgc', 't12-20261125T030007Z.schema']
+
+
+# Two tables of the source as SHAPE_SQL reads them (ORDER BY table, kind, name).
+SHAPE_ROWS = [
+    dict(table_name='public."Class"', kind='column', name='grade', definition='integer NOT NULL'),
+    dict(table_name='public."Class"', kind='column', name='id',
+         definition='integer NOT NULL DEFAULT nextval(\'"Class_id_seq"\'::regclass)'),
+    dict(table_name='public."Class"', kind='column', name='name', definition='text NOT NULL'),
+    dict(table_name='public."Class"', kind='constraint', name='Class_pkey', definition='PRIMARY KEY (id)'),
+    dict(table_name='public."Class"', kind='index', name='Class_pkey',
+         definition='CREATE UNIQUE INDEX "Class_pkey" ON public."Class" USING btree (id)'),
+    dict(table_name='public.job', kind='column', name='id', definition='bigint NOT NULL'),
+    dict(table_name='public.job', kind='index', name='job_pkey',
+         definition='CREATE UNIQUE INDEX job_pkey ON public.job USING btree (id)'),
+]
+
+
+def test_the_shape_of_each_table_is_its_columns_constraints_and_indexes_by_kind_and_name():
+    shapes = restore_checks.table_shapes(SHAPE_ROWS)
+    assert shapes == {
+        'public."Class"': {'column grade': 'integer NOT NULL',
+                           'column id': 'integer NOT NULL DEFAULT nextval(\'"Class_id_seq"\'::regclass)',
+                           'column name': 'text NOT NULL', 'constraint Class_pkey': 'PRIMARY KEY (id)',
+                           'index Class_pkey': 'CREATE UNIQUE INDEX "Class_pkey" ON public."Class" USING btree (id)'},
+        'public.job': {'column id': 'bigint NOT NULL',
+                       'index job_pkey': 'CREATE UNIQUE INDEX job_pkey ON public.job USING btree (id)'}}
+    assert restore_checks.table_shapes([]) == {}
+    assert restore_checks.shape_counts(shapes) == (2, 4, 1, 2)
+    assert restore_checks.shape_counts({}) == (0, 0, 0, 0)
+
+
+def test_an_identical_restored_schema_has_no_difference():
+    source = restore_checks.table_shapes(SHAPE_ROWS)
+    assert restore_checks.shape_differences(source, restore_checks.table_shapes(list(reversed(SHAPE_ROWS)))) == []
+
+
+def test_every_missing_extra_or_different_table_and_item_is_named_in_name_order():
+    source = restore_checks.table_shapes(SHAPE_ROWS + [
+        dict(table_name='public.gone', kind='column', name='id', definition='integer')])
+    restored = restore_checks.table_shapes(
+        [row for row in SHAPE_ROWS if row['name'] != 'name' and row['kind'] != 'constraint']
+        + [dict(table_name='public."Class"', kind='constraint', name='Class_pkey',
+                definition='PRIMARY KEY (id, grade)'),
+           dict(table_name='public."Class"', kind='index', name='Class_name_idx',
+                definition='CREATE INDEX "Class_name_idx" ON public."Class" USING btree (name)'),
+           dict(table_name='public.extra', kind='column', name='id', definition='integer')])
+    assert restore_checks.shape_differences(source, restored) == [
+        'public."Class": column name (text NOT NULL) was not restored',
+        'public."Class": constraint Class_pkey is PRIMARY KEY (id) in the source, PRIMARY KEY (id, grade) restored',
+        'public."Class": index Class_name_idx (CREATE INDEX "Class_name_idx" ON public."Class" USING btree (name)) is '
+        'not in the source',
+        'public.extra is not in the source, but restored',
+        'public.gone is in the source and was not restored',
+    ]
+
+
+def test_a_passed_schema_drill_counts_what_it_compared_and_the_rows_it_loaded():
+    shapes = restore_checks.table_shapes(SHAPE_ROWS)
+    rows = [dict(schema='public', table='Class', rows=4), dict(schema='public', table='job', rows=2)]
+    assert restore_checks.schema_drill_passed_message('/b/t12-20261204T030000Z.schema', 't12_restore_drill', shapes,
+                                                      rows, False) == (
+        "Restore drill passed: the schema of /b/t12-20261204T030000Z.schema restored into t12_restore_drill, and all 2 "
+        "tables have the source's 4 columns, 1 constraints and 2 indexes as they were before the run; the 6 touched "
+        "rows of 2 tables loaded into their tables' columns.")
+    kept = restore_checks.schema_drill_passed_message('/b/x.schema', 'copy', shapes, [], True)
+    assert kept.endswith('as they were before the run; the run touches no row. The scratch database copy is kept.')

@@ -136,29 +136,46 @@ def _epoch(seconds):
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
 
 
+def _prior_databases(stanza):
+    """The (repo-key, id) of C(stanza)'s databases that are not its current one (the highest id of each repository):
+    after a stanza-upgrade to a new PostgreSQL major (or a new cluster), the backups of the old one are still listed,
+    and they cannot recover the new one. Ids of one system and version are one database, as pgbackrest info shows."""
+    databases = stanza.get('db') or []
+    current = {}
+    for database in sorted(databases, key=lambda database: database.get('id') or 0):
+        current[database.get('repo-key')] = (database.get('system-id'), database.get('version'))
+    return set((database.get('repo-key'), database.get('id')) for database in databases
+               if (database.get('system-id'), database.get('version')) != current[database.get('repo-key')])
+
+
 def pgbackrest_backups(listing):
-    """([backup], problems) of pgbackrest info --output=json: every good backup of every stanza, and each stanza whose
-    status is not ok."""
+    """([backup], problems) of pgbackrest info --output=json: every good backup of the current database of every
+    stanza, and each stanza whose status is not ok."""
     backups, problems = [], []
     for stanza in listing:
         status = stanza.get('status') or {}
         if status.get('code', 0) != 0:
             problems.append('stanza %s: %s (code %s)' % (stanza.get('name'), status.get('message'), status.get('code')))
+        prior = _prior_databases(stanza)
         for backup in stanza.get('backup') or []:
             stop = (backup.get('timestamp') or {}).get('stop')
-            if stop is not None and not backup.get('error'):
+            database = backup.get('database') or {}
+            of_prior = (database.get('repo-key'), database.get('id')) in prior
+            if stop is not None and not backup.get('error') and not of_prior:
                 backups.append(dict(tool='pgbackrest', stanza=stanza.get('name'), name=backup.get('label'),
                                     type=backup.get('type'), time=_epoch(stop)))
     return backups, problems
 
 
 def walg_backups(listing):
-    """[backup] of wal-g backup-list --json (--detail adds finish_time, the end of the backup)."""
+    """[backup] of wal-g backup-list --json (--detail adds finish_time, the end of the backup). A time the backup's
+    metadata lacks is written as Go's zero time, 0001-01-01T00:00:00Z: the next time is read instead."""
     backups = []
     for backup in listing:
-        moment = parse_time(backup.get('finish_time') or backup.get('time') or backup.get('modify_time'))
-        if moment is not None:
-            backups.append(dict(tool='wal-g', name=backup.get('backup_name'), time=moment))
+        times = [parse_time(backup.get(key)) for key in ('finish_time', 'time', 'modify_time')]
+        known = [moment for moment in times if moment is not None and moment.year > 1]
+        if known:
+            backups.append(dict(tool='wal-g', name=backup.get('backup_name'), time=known[0]))
     return backups
 
 

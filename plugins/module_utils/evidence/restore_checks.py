@@ -130,8 +130,8 @@ def table_shapes(rows):
 
 
 def shape_differences(source, restored):
-    """What the restored schema lacks, adds or has otherwise than the source's (table_shapes of each), one line each:
-    the source's tables first, in order."""
+    """What the restored schema lacks, adds or has otherwise than the source's (table_shapes of each), one line each,
+    in the order of the tables' names, then of their items."""
     differences = []
     for table in sorted(set(source) | set(restored)):
         if table not in restored:
