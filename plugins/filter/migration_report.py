@@ -53,7 +53,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.filter.success_crit
 
 BACKUP_FIELDS = ('skipped', 'reason', 'backup_mode', 'mode_reason', 'database_bytes', 'full_estimate', 'protects', 'path',
                  'format', 'size_bytes', 'seconds', 'sha256', 'sha256_of', 'toc_entries', 'schema', 'rows', 'archive',
-                 'client', 'pg_dump_version', 'server_version', 'deleted')
+                 'not_protected', 'client', 'pg_dump_version', 'server_version', 'deleted')
 DRILL_FIELDS = ('backup', 'kind', 'scratch_database', 'source', 'restored', 'tables', 'rows', 'differences',
                 'rows_loaded', 'verified', 'not_verified', 'seconds', 'client')
 VALIDATE_FIELDS = ('objects_valid', 'comparison', 'slower', 'index_usage', 'seconds')

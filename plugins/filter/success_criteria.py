@@ -131,6 +131,8 @@ def protection_evidence(backup):
         target = backup.get('pitr_target') or archive.get('proven_at') or {}
         said.append('point-in-time recovery proven (%s); recovery target LSN %s at %s' % (
             '; '.join(archive.get('checked') or []), target.get('lsn'), target.get('time')))
+    if backup.get('not_protected'):
+        said.append('NOT protected: the rows that %s may change' % ' and '.join(backup['not_protected']))
     return 'mode %s: %s' % (mode, '; '.join(said))
 
 
@@ -161,7 +163,8 @@ def _rollback_ready(run):
                  'playbooks/restore_drill.yml)')
     else:
         said += '; ' + _drill_evidence(drill)
-    ok = not backup.get('skipped') and drill is not None and not drill.get('differences')
+    ok = not backup.get('skipped') and drill is not None and not drill.get('differences') \
+        and not backup.get('not_protected')
     return _criterion(name, _verdict(ok), said + '; rollback.yml is idempotent and covered by the rollback molecule '
                                                  'scenario')
 

@@ -91,6 +91,15 @@ options:
         type: list
         elements: str
         required: true
+  uncovered_changes:
+    description:
+      - What else the run does that may change rows (roles/backup names the pending Prisma migrations of a deploy,
+        whose statements may update or delete rows). A V(schema) backup without V(archive) saves none of them; the
+        module warns and returns them as C(not_protected).
+    type: list
+    elements: str
+    default: []
+    version_added: '0.19.0'
   archive_max_age:
     description:
       - V(archive) - the last WAL segment archived must be younger than this (V(30s), V(15min), V(2h), V(1d), or a
@@ -238,6 +247,12 @@ protects:
   description: What each mode protects, by mode (V(full), V(schema), V(archive), V(none)).
   returned: when the mode was chosen
   type: dict
+  version_added: '0.19.0'
+not_protected:
+  description: The items of O(uncovered_changes) the mode taken does not protect (a V(schema) backup without V(archive)).
+  returned: unless skipped
+  type: list
+  elements: str
   version_added: '0.19.0'
 database_bytes:
   description: The database's size (C(pg_database_size())).
@@ -405,6 +420,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     parse_mode,
     parse_size,
     protection_lines,
+    uncovered_changes,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.restore_checks import SHAPE_SQL
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.schema_backup import (
@@ -531,6 +547,12 @@ class Backup(object):
         if self.module.check_mode:
             lines.extend(protection_lines([mode for mode in ('full', 'schema', 'archive') if mode not in modes]))
         lines.append(estimate_line(database_bytes, result['full_estimate']))
+        uncovered = result['not_protected'] = uncovered_changes(modes, params['uncovered_changes'])
+        if uncovered:
+            warning = ('A schema backup does not save the rows that %s may change: choose backup_mode=full (or '
+                       'schema+archive) to protect them.' % ' and '.join(uncovered))
+            self.module.warn(warning)
+            lines.append(warning)
         if 'archive' in modes:
             self.prove_archive(settings)
             lines.append(result['archive']['summary'])
@@ -746,6 +768,7 @@ def main():
         archive_max_age=dict(type='raw', default='15min'),
         archive_command=dict(type='list', elements='str', default=[]),
         archive_switch_wal=dict(type='bool', default=False),
+        uncovered_changes=dict(type='list', elements='str', default=[]),
         base_backup_max_age=dict(type='raw', default='2d'),
         format=dict(type='str', default='custom', choices=['custom', 'directory']),
         jobs=dict(type='int', default=2),

@@ -306,3 +306,18 @@ def test_backup_mode_none_is_loud_and_recorded(fresh, pg_cluster, tmp_path):
     assert report['backup']['backup_mode'] == 'none' and report['backup']['skipped'] is True
     assert criterion(report, 'Rollback plan tested and ready')['status'] == 'not met'
     assert os.path.exists(str(tmp_path / 'artifacts' / 'runs'))
+
+
+def test_a_schema_backup_warns_of_the_row_changes_it_does_not_save_and_the_report_says_not_protected(fresh, run_module,
+                                                                                                     tmp_path):
+    deploy = 'the statements of the pending Prisma migrations 20261204000000_backfill'
+    result = run_module('postgresql_backup', login_db=DATABASE, root_dir=str(tmp_path), mode='schema',
+                        uncovered_changes=[deploy])
+    assert not result.get('failed'), result.get('msg')
+    assert result['not_protected'] == [deploy]
+    assert ('A schema backup does not save the rows that %s may change: choose backup_mode=full (or schema+archive) '
+            'to protect them.' % deploy) in result['warnings']
+    # A full dump (or the archive) protects them: nothing is said.
+    full = run_module('postgresql_backup', login_db=DATABASE, root_dir=str(tmp_path), mode='full',
+                      uncovered_changes=[deploy])
+    assert full['not_protected'] == [] and not full.get('warnings')

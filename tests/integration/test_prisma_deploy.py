@@ -249,6 +249,14 @@ def test_migrate_yml_deploys_the_folder_with_its_preflight_check_mode_and_rerun(
         planned = handle.read()
     assert '-- Migration %s' % DROP_NOTE in planned and 'ALTER TABLE "MoneyTx" DROP COLUMN "note";' in planned
     assert 'ACKNOWLEDGED, run as written: migration %s, line 2 (drop_column)' % DROP_NOTE in checked.stdout
+    # A schema backup saves none of the rows the deploy's statements may change: the backup says so (issue 25).
+    schema = helpers.run_playbook('playbooks/migrate.yml', dict(settings, pgzd_run_id='check-schema', backup_enabled='true',
+                                                                backup_mode='schema'), options=['--check'])
+    assert schema.returncode == 0, schema.stdout[-4000:]
+    assert ('A schema backup does not save the rows that the statements of the pending Prisma migrations %s'
+            % ', '.join(sorted(name for name in os.listdir(HISTORY_DIR)
+                               if os.path.isdir(os.path.join(HISTORY_DIR, name)))[1:3])) \
+        in ' '.join(schema.stdout.split()), schema.stdout[-4000:]
 
     run = helpers.run_playbook('playbooks/migrate.yml', dict(settings, pgzd_run_id='deploy'))
     assert run.returncode == 0, run.stdout[-4000:]

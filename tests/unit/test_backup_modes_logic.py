@@ -160,3 +160,11 @@ def test_each_mode_says_what_it_protects_one_line_each():
 def test_every_mode_a_choice_names_has_its_protection():
     modes = set(mode for choice in backup_modes.CHOICES if choice != 'auto' for mode in choice.split('+'))
     assert modes == set(backup_modes.PROTECTS)
+
+
+def test_only_a_schema_backup_without_the_archive_leaves_the_run_s_other_row_changes_unprotected():
+    changes = ['the statements of the pending Prisma migrations 1_backfill']
+    assert backup_modes.uncovered_changes(('schema',), changes) == changes
+    for modes in (('full',), ('archive',), ('schema', 'archive'), ('full', 'archive')):
+        assert backup_modes.uncovered_changes(modes, changes) == []
+    assert backup_modes.uncovered_changes(('schema',), []) == []

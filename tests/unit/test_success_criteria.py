@@ -184,3 +184,11 @@ def test_a_drill_of_a_dump_with_an_archive_says_what_of_the_archive_was_not_veri
     full = rollback(dict(BACKUP, backup_mode='full+archive', archive=ARCHIVE), dict(DRILL, not_verified=NOT_VERIFIED))
     assert full['status'] == 'met'
     assert 'restore drill: 19 tables, 1800 rows, counts match; not verified: no base backup' in full['evidence']
+
+
+def test_a_schema_backup_that_leaves_row_changes_unprotected_is_not_ready_and_says_which():
+    deploy = 'the statements of the pending Prisma migrations 1_backfill'
+    result = rollback(dict(SCHEMA_BACKUP, not_protected=[deploy]), dict(DRILL, kind='schema'))
+    assert result['status'] == 'not met'
+    assert 'NOT protected: the rows that %s may change' % deploy in result['evidence']
+    assert rollback(dict(SCHEMA_BACKUP, not_protected=[]), dict(DRILL, kind='schema'))['status'] == 'met'

@@ -123,6 +123,12 @@ def estimate_line(database_bytes, estimate):
                human_size(estimate['rate_bytes_per_second']), estimate['measured_on']))
 
 
+def uncovered_changes(modes, changes):
+    """The row changes of the run (C(changes), what else it runs that may change rows) that C(modes) does not protect:
+    all of them with a schema backup and no archive, none otherwise."""
+    return list(changes) if 'schema' in modes and 'archive' not in modes else []
+
+
 def protection_lines(modes):
     """What C(modes) protect, one line each."""
     return ['%s protects %s.' % (mode, PROTECTS[mode]) for mode in modes]
