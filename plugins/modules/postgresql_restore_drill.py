@@ -243,6 +243,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     table_shapes,
 )
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.schema_backup import (
+    MANIFEST_FILE,
     ROWS_DIR,
     SCHEMA_FILE,
     load_rows_statement,
@@ -356,9 +357,12 @@ class Drill(object):
         pg_restore = client['program']
         result['client'] = client
         schema_backup = read_manifest(backup) if os.path.isdir(backup) else None
-        result['kind'] = 'schema' if schema_backup else 'full'
-        restore = restore_command(pg_restore, os.path.join(backup, SCHEMA_FILE) if schema_backup else backup, scratch,
-                                  params['jobs'])
+        result['kind'] = 'schema' if schema_backup or backup.endswith('.schema') else 'full'
+        if result['kind'] == 'schema' and schema_backup is None and not self.module.check_mode:
+            raise DrillFailed('%s has no %s: it is not a schema backup of postgresql_backup (or it is incomplete). Name '
+                              'a complete one, or take a new one.' % (backup, MANIFEST_FILE))
+        source = os.path.join(backup, SCHEMA_FILE) if result['kind'] == 'schema' else backup
+        restore = restore_command(pg_restore, source, scratch, params['jobs'])
         if params['session_role']:
             restore.insert(-1, '--role=%s' % params['session_role'])
         statements = scratch_statements(self.connection, scratch, self.read(DATABASE_LOCALE_SQL)[0])
@@ -371,7 +375,8 @@ class Drill(object):
                 self.module.warn('The backup %s does not exist yet; a real run fails unless it is written first (as '
                                  'a migration does before its drill).' % backup)
             compare = ('every table\'s columns, constraints and indexes with %s before the run, and load the rows '
-                       'saved' % database if schema_backup else 'the row counts of every table with %s' % database)
+                       'saved' % database if result['kind'] == 'schema'
+                       else 'the row counts of every table with %s' % database)
             plan = 'Check mode: would %srestore %s into %s with pg_restore, compare %s%s.' % (
                 'drop the existing %s, ' % scratch if exists else '', backup, scratch, compare,
                 '' if params['keep'] else ', then drop %s' % scratch)

@@ -213,8 +213,8 @@ def test_the_schema_drill_names_what_the_restore_lacks(fresh, pg_cluster, tmp_pa
 # -- check mode and bad input --------------------------------------------------------------------------------
 
 def test_check_mode_shows_the_mode_why_a_full_dump_estimate_and_what_each_mode_protects(fresh, pg_cluster, tmp_path):
-    checked = helpers.run_playbook('playbooks/migrate.yml', variables(pg_cluster, tmp_path, backup_full_max_size='1kB'),
-                                   options=['--check'])
+    checked = helpers.run_playbook('playbooks/migrate.yml', variables(pg_cluster, tmp_path, backup_full_max_size='1kB',
+                                                                      pgzd_restore_drill=True), options=['--check'])
     assert checked.returncode == 0, checked.stdout[-6000:]
     text = flat(checked.stdout)
     assert 'Backup mode schema: the database' in text and 'is at least backup_full_max_size (1000 bytes)' in text
@@ -222,6 +222,7 @@ def test_check_mode_shows_the_mode_why_a_full_dump_estimate_and_what_each_mode_p
     for mode in ('schema protects', 'full protects', 'archive protects'):
         assert mode in text, mode
     assert "Check mode: would save the schema of %s and the rows of 1 table(s) this run may change" % DATABASE in text
+    assert 'columns, constraints and indexes with %s before the run, and load the rows saved' % DATABASE in text
     assert not backups_dir(tmp_path).exists()
     assert not constraint_exists(fresh)
 
