@@ -58,6 +58,7 @@ SLOWEST_FILES_FIRST = (
     'test_faults.py',                  # 110 s, a 3-million-row table and a cluster of its own
     'test_online_index_module.py',     # 110 s
     'test_ledger.py',                  # 110 s
+    'test_backup_modes.py',            # 110 s, its schema migration on three majors
     'test_duplicate_resolution.py',    # 105 s
     'test_replicas_and_fleet.py',      # 100 s, its own primary and replica
 )
