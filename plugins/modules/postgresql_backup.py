@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: postgresql_backup
-short_description: The protection taken before a migration's DDL, by mode - a verified full or schema pg_dump, proven point-in-time recovery, or none
+short_description: Protect a database before DDL - a verified full or schema pg_dump, or proven point-in-time recovery
 description:
   - Chooses the protection (O(mode)) - V(full) a verified C(pg_dump) of the whole database; V(schema) the schema
     (C(pg_dump --schema-only)) and exactly the rows the run may change (O(touched_rows)); V(archive) proof that the
@@ -609,9 +609,10 @@ class Backup(object):
             self.read(PROOF_RECORD_SQL)
             wal_file = self.read(SWITCH_WAL_SQL)[0]['wal_file']
         except Exception as error:
-            raise BackupFailed('The WAL switch of the archive proof failed: %s. archive_switch_wal (backup_archive_switch_wal) needs a '
-                               'superuser login or GRANT EXECUTE ON FUNCTION pg_catalog.pg_switch_wal() TO the login; '
-                               'grant it, or leave it false. Nothing was changed.' % error_text(error))
+            raise BackupFailed('The WAL switch of the archive proof failed: %s. archive_switch_wal '
+                               '(backup_archive_switch_wal) needs a superuser login or GRANT EXECUTE ON FUNCTION '
+                               'pg_catalog.pg_switch_wal() TO the login; grant it, or leave it false. Nothing was '
+                               'changed.' % error_text(error))
         started = time.monotonic()
         while True:
             self.read(CLEAR_SNAPSHOT_SQL)

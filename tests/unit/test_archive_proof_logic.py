@@ -342,6 +342,14 @@ def test_the_tool_is_told_by_the_shape_of_its_listing():
     assert archive_proof.listed_backups(json.loads(WALG_LIST))[0][0]['tool'] == 'wal-g'
 
 
+def test_a_pgbackrest_listing_at_detail_level_progress_lists_no_backup():
+    # pgbackrest info --output=json --detail-level=progress: each stanza's name and status, no backup list.
+    listing = [dict(name='main', status=dict(code=0, message='ok'))]
+    assert archive_proof.listed_backups(listing) == ([], [])
+    newest, message = archive_proof.command_problem('pgbackrest info', listing, NOW, TWO_DAYS, '2d')
+    assert newest is None and message.startswith('pgbackrest info lists no finished backup')
+
+
 def test_a_listing_of_neither_tool_is_a_problem():
     assert archive_proof.listed_backups(dict(backups=[])) == (
         [], ['its output is not a JSON list of stanzas (pgbackrest) or of backups (wal-g)'])

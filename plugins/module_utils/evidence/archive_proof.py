@@ -183,7 +183,8 @@ def listed_backups(listing):
     """([backup], problems) of a tool's parsed JSON, pgbackrest's or WAL-G's; a shape of neither is a problem."""
     if not isinstance(listing, list):
         return [], ['its output is not a JSON list of stanzas (pgbackrest) or of backups (wal-g)']
-    if any(isinstance(item, dict) and 'backup' in item and 'name' in item for item in listing):
+    # A stanza of pgbackrest info has its name and status; its backups unless --detail-level=progress left them out.
+    if any(isinstance(item, dict) and 'name' in item and ('backup' in item or 'status' in item) for item in listing):
         return pgbackrest_backups(listing)
     if all(isinstance(item, dict) and 'backup_name' in item for item in listing):
         return walg_backups(listing), []
