@@ -340,7 +340,9 @@ def test_only_older_installed_clients_refuse_the_backup_saying_what_to_install(r
     assert 'pg_dump 15.' in result['msg'] and 'in %s' % DEBIAN_CLIENT_BIN in result['msg']
     assert 'apt-get install postgresql-client-18 (from apt.postgresql.org)' in result['msg']
     assert 'client' not in result and os.listdir(str(tmp_path)) == []  # nothing written
-    assert result['queries'] == [backup_clients.SERVER_SQL]  # only the server's version was read
+    # Only the server's version and the database's size (which auto's choice of the mode reads) were read.
+    assert result['queries'] == [backup_clients.SERVER_SQL, 'SELECT pg_catalog.pg_database_size('
+                                 'pg_catalog.current_database()) AS database_bytes']
     # The drill too, before it creates its scratch database.
     archive = tmp_path / 'made-elsewhere' / 't12-20260101T000000Z.pgc'
     archive.parent.mkdir()
