@@ -422,7 +422,9 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     protection_lines,
     uncovered_changes,
 )
-from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.restore_checks import SHAPE_SQL
+from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.restore_checks import (
+    SHAPE_SEARCH_PATH_SQL, SHAPE_SQL,
+)
 from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.evidence.schema_backup import (
     ROWS_DIR,
     SCHEMA_FILE,
@@ -511,6 +513,29 @@ def settings_of(params):
                                                    'base_backup_max_age (backup_base_backup_max_age)'))
 
 
+def newest_listed_backup(module, command, settings, max_age_text):
+    """(newest backup or None, why it proves nothing or None) of the backup tool's JSON listing C(command); a command
+    that cannot run or prints no JSON raises BackupFailed."""
+    text = command_line(command)
+    if not (shutil.which(command[0]) if os.sep not in command[0] else os.access(command[0], os.X_OK)):
+        raise BackupFailed('backup_archive_command %s: %s is not found on the host the module runs on (the control '
+                           'node, not the database server). Install the backup tool there (or its client configured '
+                           'for your repository) or give its full path, and rerun. Nothing was changed.'
+                           % (text, command[0]))
+    rc, out, err = module.run_command(command)
+    if rc != 0:
+        raise BackupFailed('backup_archive_command %s failed (exit %s): %s. Fix it (it must list the backups as JSON) '
+                           'and rerun. Nothing was changed.' % (text, rc, last_lines(err or out)))
+    try:
+        listing = json.loads(out) if out.strip() else []  # wal-g prints nothing when it has no backup
+    except ValueError:
+        raise BackupFailed('backup_archive_command %s printed no JSON (%s). Give the listing command with its JSON '
+                           'option (pgbackrest info --output=json, wal-g backup-list --json) and rerun. Nothing was '
+                           'changed.' % (text, last_lines(out)))
+    return command_problem(text, listing, datetime.datetime.now(datetime.timezone.utc),
+                           settings['base_backup_max_age'], max_age_text)
+
+
 class Backup(object):
     """One run of the module: the connection, the chosen client, and the result it fills."""
 
@@ -572,31 +597,31 @@ class Backup(object):
         command = params['archive_command']
         if command:
             text = archive['command'] = command_line(command)
-            rc, out, err = self.module.run_command(command)
-            if rc != 0:
-                raise BackupFailed('backup_archive_command %s failed (exit %s): %s. Fix it (it must list the backups '
-                                   'as JSON) and rerun. Nothing was changed.' % (text, rc, last_lines(err or out)))
-            try:
-                listing = json.loads(out)
-            except ValueError:
-                raise BackupFailed('backup_archive_command %s printed no JSON (%s). Give the listing command with its '
-                                   'JSON option (pgbackrest info --output=json, wal-g backup-list --json) and rerun. '
-                                   'Nothing was changed.' % (text, last_lines(out)))
-            newest, problem = command_problem(text, listing, datetime.datetime.now(datetime.timezone.utc),
-                                              settings['base_backup_max_age'], params['base_backup_max_age'])
+            newest, problem = newest_listed_backup(self.module, command, settings, params['base_backup_max_age'])
             archive['newest_backup'] = backup_evidence(newest)
             if problem:
                 raise BackupFailed(problem)
             archive['checked'].append('%s lists the backup %s, finished %s'
                                       % (text, newest['name'], newest['time'].isoformat()))
+            if row['archive_mode'] == 'off':
+                base_only = ('archive_mode is off: the server archives no WAL, so recovery reaches only the end of '
+                             'the backup %s (%s), not the moment before the DDL'
+                             % (newest['name'], newest['time'].isoformat()))
+                archive['checked'].append(base_only)
+                archive['not_verified'].insert(0, base_only)
+                self.module.warn(base_only[0].upper() + base_only[1:] + '.')
         if not command or row['archive_mode'] != 'off':
-            problem = archiver_problem(row, settings['archive_max_age'], params['archive_max_age'])
+            would_switch = params['archive_switch_wal'] and self.module.check_mode
+            problem = archiver_problem(row, float('inf') if would_switch else settings['archive_max_age'],
+                                       params['archive_max_age'])
             if problem:
                 raise BackupFailed(problem)
             archive['checked'].append('WAL archiving (archive_mode=%s): %s archived %s s before%s, no failure since'
                                       % (row['archive_mode'], row['last_archived_wal'],
                                          archive['archiver']['age_seconds'],
-                                         ' (closed by pg_switch_wal for this proof)' if switched else ''))
+                                         ' (closed by pg_switch_wal for this proof)' if switched else
+                                         ' (check mode: a real run closes a segment and waits up to %d s for it)'
+                                         % SWITCH_WAIT_SECONDS if would_switch else ''))
         target = self.read(PITR_TARGET_SQL)[0]
         archive['proven_at'] = dict(lsn=target['lsn'], wal_file=target['wal_file'], time=target['time'].isoformat())
         archive['summary'] = 'Point-in-time recovery proven at LSN %s (%s): %s.' % (
@@ -658,7 +683,7 @@ class Backup(object):
                 self.dump_full(backup)
             else:
                 self.dump_schema(backup)
-        except BackupFailed:
+        except Exception:  # a dump, a verification, a COPY, a full disk: nothing half written stays
             remove_backup(path)
             raise
         backup['seconds'] = round(time.monotonic() - started, 2)
@@ -721,6 +746,7 @@ class Backup(object):
         schema = dict(path=schema_path, size_bytes=size, sha256=sha256, toc_entries=entries)
         rows = [self.save_rows(path, number, *entry)
                 for number, entry in enumerate(touched_tables(self.params['touched_rows']), 1)]
+        self.read(SHAPE_SEARCH_PATH_SQL)  # every name in the definitions qualified, as in the drill's scratch copy
         shape = self.read(SHAPE_SQL)
         write_manifest(path, manifest(self.result['database'], backup['server_version'], schema, rows, shape))
         backup.update(schema=schema, rows=rows, size_bytes=size_bytes(path), sha256=sha256, sha256_of=SCHEMA_FILE,

@@ -229,6 +229,7 @@ from ansible_collections.pg_zero_downtime.migrations.plugins.module_utils.eviden
     DATABASE_EXISTS_SQL,
     DATABASE_LOCALE_SQL,
     ROW_COUNTS_SQL,
+    SHAPE_SEARCH_PATH_SQL,
     SHAPE_SQL,
     count_differences,
     drill_mismatch_message,
@@ -341,7 +342,8 @@ class Drill(object):
         if problem:
             raise DrillFailed(problem)
         if params['archive'] and not (params['backup'] or params['dir'] or params['root_dir']):
-            self.prove_archive()  # an archive-only protection: nothing to restore
+            result['kind'] = 'archive'  # an archive-only protection: nothing to restore
+            self.prove_archive()
             return
         backup = result['backup'] = choose_backup(params, database)
         if not os.path.exists(backup) and not self.module.check_mode:
@@ -412,8 +414,9 @@ class Drill(object):
         """The restored schema against the source's before the run (the manifest's shape), and the touched rows
         loaded into their tables' columns: (why it failed, naming each difference, or None; the passed message)."""
         result, params = self.result, self.params
+        copy.cursor().execute(SHAPE_SEARCH_PATH_SQL)  # as the backup read the source's
         source, restored = table_shapes(manifest['shape']), table_shapes(fetch_dicts(copy.cursor(), SHAPE_SQL))
-        result['queries'].append(SHAPE_SQL)
+        result['queries'].extend([SHAPE_SEARCH_PATH_SQL, SHAPE_SQL])
         differences = shape_differences(source, restored)
         result.update(tables=len(source), differences=differences, rows=0)
         if not differences:
@@ -458,27 +461,31 @@ class Drill(object):
         return None, drill_passed_message(backup, result['scratch_database'], source, params['keep'])
 
     def prove_archive(self):
-        """What can be verified of a point-in-time recovery without a restore: the archiver is still archiving, with
-        no failure since the backup's proof and WAL archived since; what cannot is said (not_verified)."""
+        """What can be verified of a point-in-time recovery without a restore: the archiver is not failing now (no
+        failure after its last success) and archive_mode was not turned off since the backup's proof; what cannot is
+        said (not_verified)."""
         result, proof = self.result, self.params['archive']
-        now = archiver_evidence(self.read(ARCHIVER_SQL)[0])
-        then = proof.get('archiver') or {}
+        row = self.read(ARCHIVER_SQL)[0]
+        now, then = archiver_evidence(row), proof.get('archiver') or {}
         problems = []
-        if (now['failed_count'] or 0) > (then.get('failed_count') or 0):
-            problems.append('the archiver failed %d time(s) since the backup\'s proof (last on %s)' % (
-                now['failed_count'] - (then.get('failed_count') or 0), now['last_failed_wal']))
+        if row['last_failed_time'] is not None and (row['last_archived_time'] is None
+                                                    or row['last_failed_time'] > row['last_archived_time']):
+            problems.append('WAL archiving is failing: the last attempt, on %s, failed after the last success'
+                            % row['last_failed_wal'])
         if then.get('archive_mode', 'off') != 'off' and now['archive_mode'] == 'off':
             problems.append('archive_mode is off now')
         if problems:
             raise DrillFailed('Point-in-time recovery is not proven any more: %s. Fix WAL archiving and rerun.'
                               % '; '.join(problems))
-        result['kind'] = result.get('kind') or 'archive'
-        line = 'the WAL archiver is still archiving (archive_mode=%s, %s WAL segments archived, the last %s, no ' \
-               'failure since the backup\'s proof)' % (now['archive_mode'], now['archived_count'], now['last_archived_wal'])
+        if now['archive_mode'] != 'off':
+            line = 'the WAL archiver is archiving (archive_mode=%s, %s WAL segments archived, the last %s, no failure ' \
+                   'after it)' % (now['archive_mode'], now['archived_count'], now['last_archived_wal'])
+        else:
+            line = 'the server archives no WAL (archive_mode=off): only the backup tool\'s listing was the proof'
         if proof.get('newest_backup'):
-            line += '; the backup tool listed %s' % proof['newest_backup']['name']
+            line += '; the backup tool listed %s (not run again)' % proof['newest_backup']['name']
         result['verified'].append(line)
-        result['not_verified'] = list(NOT_VERIFIED)
+        result['not_verified'] = list(proof.get('not_verified') or NOT_VERIFIED)
         result['differences'] = [] if result['kind'] == 'archive' else result['differences']
         message = 'Point-in-time recovery checked without a restore: %s. Not verified: %s.' % (
             line, '; '.join(result['not_verified']))
@@ -493,6 +500,8 @@ def fail(module, drill, result, message):
     """Fail the task with C(message), after dropping the scratch database unless kept."""
     if is_not_compared(result['differences']):
         result['differences'] = not_compared(message)
+    elif not result['differences']:  # compared alike, then failed (the archive re-check): the drill did not pass
+        result['differences'] = ['failed: %s' % ' '.join(message.split())]
     try:
         message += drill.cleanup()
     except Exception as error:  # the scratch database could not be dropped: say so, the drill failed anyway

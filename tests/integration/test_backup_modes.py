@@ -270,13 +270,21 @@ def test_archive_mode_with_a_fresh_backup_listed_protects_and_records_the_recove
     assert backup['backup_mode'] == 'archive' and 'path' not in backup
     assert backup['archive']['newest_backup']['name'] == '20261204-010000F'
     assert backup['archive']['archiver']['archive_mode'] == 'off'  # the command alone is the proof
+    # ... of a base backup only: without WAL archiving, recovery reaches the backup's end, which the run says.
+    assert backup['archive']['not_verified'][0].startswith(
+        'archive_mode is off: the server archives no WAL, so recovery reaches only the end of the backup '
+        '20261204-010000F')
+    assert 'Archive_mode is off: the server archives no WAL' in flat(run.stdout + run.stderr)
     target = backup['pitr_target']
     assert target['lsn'] and target['wal_file'] and target['time']
     # The target was read after the proof and before the constraint: its LSN is not behind the proof's.
     proven = backup['archive']['proven_at']['lsn']
     assert helpers.query(fresh, 'SELECT %s::pg_lsn >= %s::pg_lsn', (target['lsn'], proven))[0][0] is True
     drill = report['restore_drill']
-    assert drill['kind'] == 'archive' and drill['not_verified'] and drill['differences'] == []
+    assert drill['kind'] == 'archive' and drill['differences'] == []
+    assert drill['not_verified'] == backup['archive']['not_verified']
+    assert drill['verified'][0].startswith("the server archives no WAL (archive_mode=off): only the backup tool's "
+                                           "listing was the proof; the backup tool listed 20261204-010000F")
     ready = criterion(report, 'Rollback plan tested and ready')
     assert ready['status'] == 'met', ready
     assert 'mode archive: point-in-time recovery proven' in ready['evidence']
@@ -322,3 +330,13 @@ def test_a_schema_backup_warns_of_the_row_changes_it_does_not_save_and_the_repor
     full = run_module('postgresql_backup', login_db=DATABASE, root_dir=str(tmp_path), mode='full',
                       uncovered_changes=[deploy])
     assert full['not_protected'] == [] and not full.get('warnings')
+
+
+def test_a_backup_tool_missing_on_the_control_node_is_refused_as_no_backup(fresh, run_module, tmp_path):
+    result = run_module('postgresql_backup', login_db=DATABASE, root_dir=str(tmp_path), mode='archive',
+                        archive_command=[str(tmp_path / 'no-such-pgbackrest'), 'info', '--output=json'])
+    assert result.get('failed') and result.get('backup_mode') == 'archive', result
+    assert ('no-such-pgbackrest is not found on the host the module runs on (the control node, not the database '
+            'server)') in result['msg']
+    assert result['reason'].startswith('the backup failed: backup_archive_command ')
+    assert os.listdir(str(tmp_path)) == []

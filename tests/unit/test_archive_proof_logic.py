@@ -87,9 +87,9 @@ def test_an_archive_exactly_at_the_bound_is_fresh_and_a_second_older_is_stale():
     stale = problem(last_archived_time=seconds_ago(FIFTEEN_MINUTES + 1))
     assert stale == (
         'The archive is stale: the last WAL segment archived, 00000001000000000000002A, was archived 15 min ago '
-        '(2026-12-04T02:44:59+00:00), more than backup_archive_max_age (15m). On a quiet database force one with '
-        'SELECT pg_switch_wal() (or set archive_timeout); else check the archiver in the server log. Then rerun. '
-        'Nothing was changed.')
+        '(2026-12-04T02:44:59+00:00), more than backup_archive_max_age (15m). On a quiet database set '
+        'backup_archive_switch_wal=true (the proof then closes a segment itself) or force one with SELECT '
+        'pg_switch_wal(); else check the archiver in the server log. Then rerun. Nothing was changed.')
 
 
 def test_the_age_of_a_stale_archive_reads_in_the_unit_that_fits():

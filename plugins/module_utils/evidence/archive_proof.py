@@ -79,8 +79,9 @@ def archiver_problem(row, max_age_seconds, max_age_text):
     age = (row['server_time'] - row['last_archived_time']).total_seconds()
     if age > max_age_seconds:
         return ('The archive is stale: the last WAL segment archived, %s, was archived %s ago (%s), more than '
-                'backup_archive_max_age (%s). On a quiet database force one with SELECT pg_switch_wal() (or set '
-                'archive_timeout); else check the archiver in the server log. Then rerun. Nothing was changed.'
+                'backup_archive_max_age (%s). On a quiet database set backup_archive_switch_wal=true (the proof then '
+                'closes a segment itself) or force one with SELECT pg_switch_wal(); else check the archiver in the '
+                'server log. Then rerun. Nothing was changed.'
                 % (row['last_archived_wal'], _ago(age), row['last_archived_time'].isoformat(), max_age_text))
     return None
 

@@ -101,14 +101,14 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg_toast%'
+  AND n.nspname NOT LIKE 'pg_toast%' AND c.relpersistence <> 't'
 UNION ALL
 SELECT format('%I.%I', n.nspname, c.relname), 'constraint', k.conname::text, pg_catalog.pg_get_constraintdef(k.oid)
 FROM pg_catalog.pg_constraint k
 JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg_toast%'
+  AND n.nspname NOT LIKE 'pg_toast%' AND c.relpersistence <> 't'
 UNION ALL
 SELECT format('%I.%I', n.nspname, c.relname), 'index', i.relname::text, pg_catalog.pg_get_indexdef(i.oid)
 FROM pg_catalog.pg_index x
@@ -116,9 +116,14 @@ JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
 JOIN pg_catalog.pg_class c ON c.oid = x.indrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg_toast%' AND (x.indisvalid OR c.relkind = 'p')
+  AND n.nspname NOT LIKE 'pg_toast%' AND c.relpersistence <> 't' AND (x.indisvalid OR c.relkind = 'p')
 ORDER BY 1, 2, 3
 """.strip()
+
+
+# The definitions name a table without its schema when the schema is on the search_path: read both shapes with only
+# pg_catalog on it, so a search_path of the source database (not restored by a schema-only pg_restore) changes nothing.
+SHAPE_SEARCH_PATH_SQL = 'SET search_path = pg_catalog'
 
 
 def table_shapes(rows):
